@@ -1,0 +1,16 @@
+//! zentrale: a SIP call router and ACD daemon for public-service hotlines
+//! (the German authority number 115 and town-hall numbers).
+//!
+//! The crate is split by concern; see `DESIGN.md` in the shared folder and the
+//! README for the picture. The protocol cores (`sip::transaction`, `call`,
+//! `dialplan`) are sans-IO state machines driven by events and an explicit
+//! clock; `daemon` owns the sockets and executes their actions.
+
+pub mod api;
+pub mod call;
+pub mod config;
+pub mod daemon;
+pub mod dialplan;
+pub mod media;
+pub mod metrics;
+pub mod sip;

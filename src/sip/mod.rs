@@ -25,3 +25,5 @@ impl std::fmt::Display for Transport {
         f.write_str(self.as_str())
     }
 }
+pub mod transaction;
+pub mod via;

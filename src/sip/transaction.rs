@@ -1,0 +1,881 @@
+//! RFC 3261 §17 transactions, sans-IO.
+//!
+//! [`Transactions`] matches incoming messages to transactions, absorbs
+//! retransmissions, retransmits what we sent over UDP and runs timers A-K
+//! against an explicit clock. It never touches a socket: every method returns
+//! the [`Transmit`]s to put on the wire, and [`Transactions::poll_timeout`] /
+//! [`Transactions::handle_timeout`] drive the timers. The transaction user
+//! (the daemon's core) answers requests with [`Transactions::respond`] and
+//! sends its own with [`Transactions::send_request`].
+//!
+//! The INVITE server transaction follows RFC 6026: after a 2xx it stays in
+//! *Accepted*, retransmitting the 2xx until the TU reports the ACK
+//! ([`Transactions::ack_received`]) or timer L fires, which is reported as
+//! [`TxEvent::NoAck`] so the call can be torn down with a BYE.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::Transport;
+use super::message::{HasHeaders, Header, Method, Request, Response};
+use super::via::TopVia;
+
+/// Where a message comes from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// A message to put on the wire.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    pub peer: Peer,
+    pub bytes: Bytes,
+}
+
+/// RFC 3261 timer values. Defaults: T1 500 ms, T2 4 s, T4 5 s.
+#[derive(Debug, Clone, Copy)]
+pub struct Timers {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Identifies a server transaction (RFC 3261 §17.2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerKey {
+    branch: String,
+    sent_by: String,
+    /// INVITE and the ACK of a non-2xx share one; CANCEL has its own.
+    method: Method,
+}
+
+impl ServerKey {
+    /// The key of the INVITE transaction a CANCEL with this key refers to.
+    pub fn invite_of_cancel(&self) -> ServerKey {
+        ServerKey {
+            method: Method::Invite,
+            ..self.clone()
+        }
+    }
+}
+
+/// Identifies a client transaction: our branch plus the method (CANCEL
+/// reuses the INVITE's branch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    branch: String,
+    method: Method,
+}
+
+/// What an incoming request turned out to be.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A new request; the TU must answer it with [`Transactions::respond`]
+    /// (except ACK, which has no transaction).
+    Request { key: ServerKey, request: Request },
+    /// An ACK that is not part of an INVITE transaction: the ACK of a 2xx,
+    /// for the dialog layer.
+    Ack(Request),
+    /// A response to one of our client transactions.
+    Response { key: ClientKey, response: Response },
+    /// A retransmission or an ACK for a non-2xx; handled here.
+    Absorbed,
+    /// A response matching no transaction of ours (RFC 3261 §17.1.3: drop).
+    Stray,
+}
+
+/// Timer outcomes the TU must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxEvent {
+    /// Our 2xx to an INVITE was never acknowledged (timer L / H).
+    NoAck(ServerKey),
+    /// A client transaction got no final response (timer B / F).
+    Timeout(ClientKey),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerState {
+    Trying,
+    Proceeding,
+    /// INVITE, after a 2xx (RFC 6026).
+    Accepted,
+    Completed,
+    Confirmed,
+}
+
+struct ServerTx {
+    state: ServerState,
+    peer: Peer,
+    last_response: Option<Bytes>,
+    final_is_2xx: bool,
+    retransmit_interval: Duration,
+    /// Bumped whenever the timers are re-armed, so stale heap entries are ignored.
+    generation: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientState {
+    Calling,
+    Proceeding,
+    Completed,
+}
+
+struct ClientTx {
+    state: ClientState,
+    peer: Peer,
+    request: Bytes,
+    /// For INVITE: the ACK we send for a non-2xx final response.
+    ack_for_failure: Option<Bytes>,
+    retransmit_interval: Duration,
+    generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TimerTarget {
+    Server(ServerKey),
+    Client(ClientKey),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimerKind {
+    /// G (server) / A, E (client).
+    Retransmit,
+    /// H, L, J, I (server) / B, F, D, K (client).
+    Expire,
+}
+
+/// All transactions of one endpoint. See the module docs.
+pub struct Transactions {
+    timers_cfg: Timers,
+    server: HashMap<ServerKey, ServerTx>,
+    client: HashMap<ClientKey, ClientTx>,
+    timers: BTreeMap<(Instant, u64), (TimerTarget, TimerKind, u64)>,
+    next_timer_id: u64,
+    /// Messages retransmitted (for the metrics).
+    pub retransmissions: u64,
+}
+
+impl Transactions {
+    pub fn new(timers: Timers) -> Self {
+        Transactions {
+            timers_cfg: timers,
+            server: HashMap::new(),
+            client: HashMap::new(),
+            timers: BTreeMap::new(),
+            next_timer_id: 0,
+            retransmissions: 0,
+        }
+    }
+
+    /// The timer values in use.
+    pub fn timers(&self) -> Timers {
+        self.timers_cfg
+    }
+
+    /// Number of live server and client transactions.
+    pub fn len(&self) -> (usize, usize) {
+        (self.server.len(), self.client.len())
+    }
+
+    /// Matches a screened request from `peer`.
+    ///
+    /// Returns the retransmissions of a stored response it caused (a
+    /// retransmitted request gets the last response again).
+    pub fn on_request(
+        &mut self,
+        request: Request,
+        peer: Peer,
+        now: Instant,
+    ) -> (Incoming, Option<Transmit>) {
+        let Some(key) = server_key(&request) else {
+            // The screen guarantees a Via; without one there is nothing to match.
+            return (Incoming::Absorbed, None);
+        };
+        if request.method == Method::Ack {
+            let invite_key = ServerKey {
+                method: Method::Invite,
+                ..key
+            };
+            if let Some(tx) = self.server.get_mut(&invite_key) {
+                if tx.state == ServerState::Completed && !tx.final_is_2xx {
+                    tx.state = ServerState::Confirmed;
+                    tx.generation += 1;
+                    let gen_ = tx.generation;
+                    let wait = match peer.transport {
+                        Transport::Udp => self.timers_cfg.t4,
+                        Transport::Tcp => Duration::ZERO,
+                    };
+                    self.arm(
+                        now + wait,
+                        TimerTarget::Server(invite_key),
+                        TimerKind::Expire,
+                        gen_,
+                    );
+                    return (Incoming::Absorbed, None);
+                }
+                if matches!(tx.state, ServerState::Confirmed) {
+                    return (Incoming::Absorbed, None);
+                }
+            }
+            return (Incoming::Ack(request), None);
+        }
+        if let Some(tx) = self.server.get(&key) {
+            let resend = tx.last_response.clone().map(|bytes| Transmit {
+                peer: tx.peer,
+                bytes,
+            });
+            if resend.is_some() {
+                self.retransmissions += 1;
+            }
+            return (Incoming::Absorbed, resend);
+        }
+        self.server.insert(
+            key.clone(),
+            ServerTx {
+                state: if request.method == Method::Invite {
+                    ServerState::Proceeding
+                } else {
+                    ServerState::Trying
+                },
+                peer,
+                last_response: None,
+                final_is_2xx: false,
+                retransmit_interval: self.timers_cfg.t1,
+                generation: 0,
+            },
+        );
+        (Incoming::Request { key, request }, None)
+    }
+
+    /// Whether a server transaction with this key is live (used to find the
+    /// INVITE a CANCEL refers to).
+    pub fn has_server(&self, key: &ServerKey) -> bool {
+        self.server.contains_key(key)
+    }
+
+    /// Whether a final response was already sent on this server transaction.
+    pub fn is_answered(&self, key: &ServerKey) -> bool {
+        self.server
+            .get(key)
+            .is_some_and(|tx| !matches!(tx.state, ServerState::Trying | ServerState::Proceeding))
+    }
+
+    /// Sends `response` on server transaction `key`. Returns what to
+    /// transmit; `None` if the transaction is gone or already final.
+    pub fn respond(
+        &mut self,
+        key: &ServerKey,
+        response: &Response,
+        now: Instant,
+    ) -> Option<Transmit> {
+        let code = response.status_code.code();
+        let t1 = self.timers_cfg.t1;
+        let tx = self.server.get_mut(key)?;
+        if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
+            return None;
+        }
+        let bytes = Bytes::from(response.to_bytes());
+        tx.last_response = Some(bytes.clone());
+        let peer = tx.peer;
+        let unreliable = peer.transport == Transport::Udp;
+        if code < 200 {
+            tx.state = ServerState::Proceeding;
+            return Some(Transmit { peer, bytes });
+        }
+        tx.generation += 1;
+        let gen_ = tx.generation;
+        let target = TimerTarget::Server(key.clone());
+        if key.method == Method::Invite {
+            tx.final_is_2xx = code < 300;
+            tx.state = if tx.final_is_2xx {
+                ServerState::Accepted
+            } else {
+                ServerState::Completed
+            };
+            tx.retransmit_interval = t1;
+            // 2xx retransmission is needed even on TCP (RFC 3261 §13.3.1.4);
+            // non-2xx only on UDP (timer G).
+            if unreliable || tx.final_is_2xx {
+                self.arm(now + t1, target.clone(), TimerKind::Retransmit, gen_);
+            }
+            self.arm(now + 64 * t1, target, TimerKind::Expire, gen_);
+        } else {
+            tx.state = ServerState::Completed;
+            let wait = if unreliable { 64 * t1 } else { Duration::ZERO };
+            self.arm(now + wait, target, TimerKind::Expire, gen_);
+        }
+        Some(Transmit { peer, bytes })
+    }
+
+    /// The TU saw the ACK for the 2xx sent on INVITE transaction `key`:
+    /// stop retransmitting it. The transaction lingers until timer L to
+    /// absorb retransmitted INVITEs.
+    pub fn ack_received(&mut self, key: &ServerKey) {
+        if let Some(tx) = self.server.get_mut(key)
+            && tx.state == ServerState::Accepted
+        {
+            tx.state = ServerState::Confirmed;
+            tx.final_is_2xx = true;
+            // Keep the Expire timer (L) running; retransmit timers see
+            // Confirmed and stop.
+        }
+    }
+
+    /// Starts a client transaction for `request` (whose top Via must carry
+    /// a fresh branch) towards `peer`.
+    pub fn send_request(
+        &mut self,
+        request: &Request,
+        peer: Peer,
+        now: Instant,
+    ) -> (ClientKey, Transmit) {
+        let branch = TopVia::of(&request.headers)
+            .and_then(|v| v.branch)
+            .unwrap_or_default();
+        let key = ClientKey {
+            branch,
+            method: request.method,
+        };
+        let bytes = Bytes::from(request.to_bytes());
+        let t1 = self.timers_cfg.t1;
+        let ack_for_failure =
+            (request.method == Method::Invite).then(|| Bytes::from(ack_template(request)));
+        self.client.insert(
+            key.clone(),
+            ClientTx {
+                state: ClientState::Calling,
+                peer,
+                request: bytes.clone(),
+                ack_for_failure,
+                retransmit_interval: t1,
+                generation: 0,
+            },
+        );
+        if peer.transport == Transport::Udp {
+            self.arm(
+                now + t1,
+                TimerTarget::Client(key.clone()),
+                TimerKind::Retransmit,
+                0,
+            );
+        }
+        self.arm(
+            now + 64 * t1,
+            TimerTarget::Client(key.clone()),
+            TimerKind::Expire,
+            0,
+        );
+        (key, Transmit { peer, bytes })
+    }
+
+    /// Matches a screened response. For an INVITE client transaction a
+    /// non-2xx final response is acknowledged here.
+    pub fn on_response(
+        &mut self,
+        response: Response,
+        now: Instant,
+    ) -> (Incoming, Option<Transmit>) {
+        let Some(key) = client_key(&response) else {
+            return (Incoming::Stray, None);
+        };
+        let code = response.status_code.code();
+        let t4 = self.timers_cfg.t4;
+        let Some(tx) = self.client.get_mut(&key) else {
+            return (Incoming::Stray, None);
+        };
+        let unreliable = tx.peer.transport == Transport::Udp;
+        match tx.state {
+            ClientState::Completed => {
+                // A retransmitted final response: re-ACK a non-2xx INVITE answer.
+                let ack = tx
+                    .ack_for_failure
+                    .clone()
+                    .filter(|_| code >= 300)
+                    .map(|bytes| Transmit {
+                        peer: tx.peer,
+                        bytes: with_to_of(&bytes, &response),
+                    });
+                return (Incoming::Absorbed, ack);
+            }
+            ClientState::Calling | ClientState::Proceeding => {}
+        }
+        if code < 200 {
+            tx.state = ClientState::Proceeding;
+            if key.method == Method::Invite {
+                // Timer A stops once anything arrives (RFC 3261 §17.1.1.2).
+                tx.generation += 1;
+            }
+            return (Incoming::Response { key, response }, None);
+        }
+        tx.generation += 1;
+        let gen_ = tx.generation;
+        if key.method == Method::Invite && code < 300 {
+            // The 2xx and its ACK belong to the TU (RFC 3261 §17.1.1.2).
+            self.client.remove(&key);
+            return (Incoming::Response { key, response }, None);
+        }
+        tx.state = ClientState::Completed;
+        let mut ack = None;
+        let wait = if key.method == Method::Invite {
+            ack = tx.ack_for_failure.clone().map(|bytes| Transmit {
+                peer: tx.peer,
+                bytes: with_to_of(&bytes, &response),
+            });
+            if unreliable {
+                Duration::from_secs(32)
+            } else {
+                Duration::ZERO
+            }
+        } else if unreliable {
+            t4
+        } else {
+            Duration::ZERO
+        };
+        self.arm(
+            now + wait,
+            TimerTarget::Client(key.clone()),
+            TimerKind::Expire,
+            gen_,
+        );
+        (Incoming::Response { key, response }, ack)
+    }
+
+    /// Forgets a client transaction the TU no longer cares about.
+    pub fn forget_client(&mut self, key: &ClientKey) {
+        self.client.remove(key);
+    }
+
+    /// The next instant [`Transactions::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Runs every timer due at `now`. Returns retransmissions and events.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+        events: &mut Vec<TxEvent>,
+    ) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (target, kind, gen_) = entry.remove();
+            match target {
+                TimerTarget::Server(key) => self.fire_server(key, kind, gen_, now, out, events),
+                TimerTarget::Client(key) => self.fire_client(key, kind, gen_, now, out, events),
+            }
+        }
+    }
+
+    fn fire_server(
+        &mut self,
+        key: ServerKey,
+        kind: TimerKind,
+        gen_: u64,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+        events: &mut Vec<TxEvent>,
+    ) {
+        let t2 = self.timers_cfg.t2;
+        let Some(tx) = self.server.get_mut(&key) else {
+            return;
+        };
+        if tx.generation != gen_ {
+            return;
+        }
+        match kind {
+            TimerKind::Retransmit => {
+                if !matches!(tx.state, ServerState::Accepted | ServerState::Completed) {
+                    return;
+                }
+                if let Some(bytes) = tx.last_response.clone() {
+                    out.push(Transmit {
+                        peer: tx.peer,
+                        bytes,
+                    });
+                    self.retransmissions += 1;
+                }
+                tx.retransmit_interval = (tx.retransmit_interval * 2).min(t2);
+                let at = now + tx.retransmit_interval;
+                self.arm(at, TimerTarget::Server(key), TimerKind::Retransmit, gen_);
+            }
+            TimerKind::Expire => {
+                let unacked_2xx = tx.state == ServerState::Accepted;
+                self.server.remove(&key);
+                if unacked_2xx {
+                    events.push(TxEvent::NoAck(key));
+                }
+            }
+        }
+    }
+
+    fn fire_client(
+        &mut self,
+        key: ClientKey,
+        kind: TimerKind,
+        gen_: u64,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+        events: &mut Vec<TxEvent>,
+    ) {
+        let t2 = self.timers_cfg.t2;
+        let Some(tx) = self.client.get_mut(&key) else {
+            return;
+        };
+        match kind {
+            TimerKind::Retransmit => {
+                if tx.generation != gen_
+                    && !(key.method != Method::Invite && tx.state == ClientState::Proceeding)
+                {
+                    return;
+                }
+                if tx.state == ClientState::Completed {
+                    return;
+                }
+                out.push(Transmit {
+                    peer: tx.peer,
+                    bytes: tx.request.clone(),
+                });
+                self.retransmissions += 1;
+                // Timer E keeps T2 once a provisional arrived (§17.1.2.2);
+                // timer A doubles without cap.
+                tx.retransmit_interval = match (key.method == Method::Invite, tx.state) {
+                    (true, _) => tx.retransmit_interval * 2,
+                    (false, ClientState::Proceeding) => t2,
+                    (false, _) => (tx.retransmit_interval * 2).min(t2),
+                };
+                let at = now + tx.retransmit_interval;
+                let g = tx.generation;
+                self.arm(at, TimerTarget::Client(key), TimerKind::Retransmit, g);
+            }
+            TimerKind::Expire => {
+                if tx.state == ClientState::Completed {
+                    if tx.generation == gen_ {
+                        self.client.remove(&key);
+                    }
+                    return;
+                }
+                if gen_ != 0 {
+                    return;
+                }
+                self.client.remove(&key);
+                events.push(TxEvent::Timeout(key));
+            }
+        }
+    }
+
+    fn arm(&mut self, at: Instant, target: TimerTarget, kind: TimerKind, gen_: u64) {
+        self.next_timer_id += 1;
+        self.timers
+            .insert((at, self.next_timer_id), (target, kind, gen_));
+    }
+}
+
+/// The server transaction key of a request (RFC 3261 §17.2.3), with the
+/// RFC 2543 fallback for branches without the magic cookie.
+pub fn server_key(request: &Request) -> Option<ServerKey> {
+    let via = TopVia::of(&request.headers)?;
+    let method = match request.method {
+        Method::Ack => Method::Invite,
+        m => m,
+    };
+    let branch = match via.rfc3261_branch() {
+        Some(b) => b.to_owned(),
+        None => {
+            // RFC 3261 §17.2.3 falls back to matching on the dialog and CSeq;
+            // From tag + Call-ID + CSeq number approximate it well.
+            let mut b = String::from("2543:");
+            for h in request.headers.iter() {
+                match h {
+                    Header::CallId(v) => b.push_str(v.value()),
+                    Header::From(v) => b.push_str(super::message::tag_of(v.value()).unwrap_or("")),
+                    Header::CSeq(v) => {
+                        b.push_str(v.value().split_whitespace().next().unwrap_or(""))
+                    }
+                    _ => continue,
+                }
+                b.push('|');
+            }
+            b
+        }
+    };
+    Some(ServerKey {
+        branch,
+        sent_by: via.sent_by,
+        method,
+    })
+}
+
+fn client_key(response: &Response) -> Option<ClientKey> {
+    let via = TopVia::of(&response.headers)?;
+    let method = response.headers.iter().find_map(|h| match h {
+        Header::CSeq(c) => c
+            .value()
+            .split_whitespace()
+            .nth(1)
+            .and_then(|m| m.parse::<Method>().ok()),
+        _ => None,
+    })?;
+    Some(ClientKey {
+        branch: via.branch?,
+        method,
+    })
+}
+
+/// The ACK for a non-2xx answer to `invite` (RFC 3261 §17.1.1.3): same
+/// Request-URI, top Via, From, Call-ID and CSeq number; the To comes from
+/// the response and is filled in by [`with_to_of`].
+fn ack_template(invite: &Request) -> Vec<u8> {
+    let mut out = format!("ACK {} SIP/2.0\r\n", invite.uri);
+    let mut via_done = false;
+    for h in invite.headers.iter() {
+        match h {
+            Header::Via(_) if !via_done => {
+                via_done = true;
+                out.push_str(&format!("{h}\r\n"));
+            }
+            Header::From(_) | Header::CallId(_) | Header::Route(_) | Header::MaxForwards(_) => {
+                out.push_str(&format!("{h}\r\n"));
+            }
+            Header::To(_) => out.push_str("\u{0}TO\r\n"),
+            Header::CSeq(c) => {
+                let n = c.value().split_whitespace().next().unwrap_or("1");
+                out.push_str(&format!("CSeq: {n} ACK\r\n"));
+            }
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
+fn with_to_of(template: &Bytes, response: &Response) -> Bytes {
+    let to = response
+        .headers()
+        .iter()
+        .find(|h| matches!(h, Header::To(_)))
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(template).replacen("\u{0}TO", &to, 1);
+    Bytes::from(text.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, branch: &str) -> Request {
+        Request::try_from(format!(
+            "{method} sip:115@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n\
+             From: <sip:c@127.0.0.1>;tag=f\r\nTo: <sip:115@127.0.0.1>\r\n\
+             Call-ID: call1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ))
+        .unwrap()
+    }
+
+    fn udp_peer() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5070".parse().unwrap(),
+        }
+    }
+
+    fn run(
+        tx: &mut Transactions,
+        until: Instant,
+    ) -> (Vec<(Instant, Transmit)>, Vec<(Instant, TxEvent)>) {
+        let mut sent = Vec::new();
+        let mut events = Vec::new();
+        while let Some(at) = tx.poll_timeout() {
+            if at > until {
+                break;
+            }
+            let mut out = Vec::new();
+            let mut ev = Vec::new();
+            tx.handle_timeout(at, &mut out, &mut ev);
+            sent.extend(out.into_iter().map(|t| (at, t)));
+            events.extend(ev.into_iter().map(|e| (at, e)));
+        }
+        (sent, events)
+    }
+
+    #[test]
+    fn retransmitted_invite_gets_last_response_again() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let (inc, _) = t.on_request(req("INVITE", "z9hG4bK1"), udp_peer(), now);
+        let Incoming::Request { key, request } = inc else {
+            panic!()
+        };
+        let trying = super::super::message::response(&request, rsipstack::sip::StatusCode::Trying);
+        assert!(t.respond(&key, &trying, now).is_some());
+        let (inc, resend) = t.on_request(req("INVITE", "z9hG4bK1"), udp_peer(), now);
+        assert!(matches!(inc, Incoming::Absorbed));
+        assert!(resend.unwrap().bytes.starts_with(b"SIP/2.0 100"));
+    }
+
+    #[test]
+    fn unacked_2xx_is_retransmitted_with_doubling_then_reported() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let (Incoming::Request { key, request }, _) =
+            t.on_request(req("INVITE", "z9hG4bK2"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        let ok = super::super::message::response(&request, rsipstack::sip::StatusCode::OK);
+        t.respond(&key, &ok, now).unwrap();
+        let (sent, events) = run(&mut t, now + Duration::from_secs(40));
+        let offsets: Vec<u128> = sent.iter().map(|(at, _)| (*at - now).as_millis()).collect();
+        // G: 0.5, 1.5, 3.5, 7.5, 11.5, ... capped at T2 = 4 s, until L = 32 s.
+        assert_eq!(&offsets[..5], &[500, 1500, 3500, 7500, 11500]);
+        assert!(offsets.iter().all(|o| *o < 32_000));
+        assert_eq!(
+            events,
+            vec![(now + Duration::from_secs(32), TxEvent::NoAck(key))]
+        );
+    }
+
+    #[test]
+    fn ack_stops_2xx_retransmission() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let (Incoming::Request { key, request }, _) =
+            t.on_request(req("INVITE", "z9hG4bK3"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        let ok = super::super::message::response(&request, rsipstack::sip::StatusCode::OK);
+        t.respond(&key, &ok, now).unwrap();
+        let (inc, _) = t.on_request(req("ACK", "z9hG4bK4"), udp_peer(), now);
+        assert!(matches!(inc, Incoming::Ack(_)));
+        t.ack_received(&key);
+        let (sent, events) = run(&mut t, now + Duration::from_secs(40));
+        assert!(sent.is_empty());
+        assert!(events.is_empty());
+        assert_eq!(t.len(), (0, 0));
+    }
+
+    #[test]
+    fn non_2xx_is_absorbed_by_ack_and_timer_i_cleans_up() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let (Incoming::Request { key, request }, _) =
+            t.on_request(req("INVITE", "z9hG4bK5"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        let busy = super::super::message::response(&request, rsipstack::sip::StatusCode::BusyHere);
+        t.respond(&key, &busy, now).unwrap();
+        let (inc, _) = t.on_request(
+            req("ACK", "z9hG4bK5"),
+            udp_peer(),
+            now + Duration::from_millis(10),
+        );
+        assert!(matches!(inc, Incoming::Absorbed));
+        let (sent, events) = run(&mut t, now + Duration::from_secs(10));
+        assert!(sent.is_empty(), "no retransmission after ACK");
+        assert!(events.is_empty());
+        assert_eq!(t.len(), (0, 0), "timer I removed it");
+    }
+
+    #[test]
+    fn non_invite_server_lives_for_timer_j() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let (Incoming::Request { key, request }, _) =
+            t.on_request(req("BYE", "z9hG4bK6"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        let ok = super::super::message::response(&request, rsipstack::sip::StatusCode::OK);
+        t.respond(&key, &ok, now).unwrap();
+        run(&mut t, now + Duration::from_secs(31));
+        assert_eq!(t.len(), (1, 0));
+        run(&mut t, now + Duration::from_secs(33));
+        assert_eq!(t.len(), (0, 0));
+    }
+
+    #[test]
+    fn client_non_invite_retransmits_then_times_out() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let bye = req("BYE", "z9hG4bKc1");
+        let (key, first) = t.send_request(&bye, udp_peer(), now);
+        assert!(first.bytes.starts_with(b"BYE "));
+        let (sent, events) = run(&mut t, now + Duration::from_secs(40));
+        let offsets: Vec<u128> = sent.iter().map(|(at, _)| (*at - now).as_millis()).collect();
+        assert_eq!(&offsets[..5], &[500, 1500, 3500, 7500, 11500]);
+        assert_eq!(
+            events,
+            vec![(now + Duration::from_secs(32), TxEvent::Timeout(key))]
+        );
+    }
+
+    #[test]
+    fn client_final_response_stops_retransmission() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let bye = req("BYE", "z9hG4bKc2");
+        let (key, _) = t.send_request(&bye, udp_peer(), now);
+        let ok = super::super::message::response(&bye, rsipstack::sip::StatusCode::OK);
+        let (inc, _) = t.on_response(ok.clone(), now + Duration::from_millis(100));
+        assert!(matches!(inc, Incoming::Response { key: k, .. } if k == key));
+        let (inc, _) = t.on_response(ok, now + Duration::from_millis(200));
+        assert!(matches!(inc, Incoming::Absorbed));
+        let (sent, events) = run(&mut t, now + Duration::from_secs(40));
+        assert!(sent.is_empty());
+        assert!(events.is_empty());
+        assert_eq!(t.len(), (0, 0));
+    }
+
+    #[test]
+    fn invite_client_acks_failure_itself() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let inv = req("INVITE", "z9hG4bKc3");
+        t.send_request(&inv, udp_peer(), now);
+        let busy = super::super::message::with_to_tag(
+            super::super::message::response(&inv, rsipstack::sip::StatusCode::BusyHere),
+            "agent",
+        );
+        let (inc, ack) = t.on_response(busy, now);
+        assert!(matches!(inc, Incoming::Response { .. }));
+        let ack = String::from_utf8(ack.unwrap().bytes.to_vec()).unwrap();
+        assert!(
+            ack.starts_with("ACK sip:115@127.0.0.1 SIP/2.0\r\n"),
+            "{ack}"
+        );
+        assert!(ack.contains("tag=agent"), "{ack}");
+        assert!(ack.contains("CSeq: 1 ACK"), "{ack}");
+    }
+
+    #[test]
+    fn stray_response_is_reported() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let r = super::super::message::response(
+            &req("BYE", "z9hG4bKzz"),
+            rsipstack::sip::StatusCode::OK,
+        );
+        assert!(matches!(t.on_response(r, now).0, Incoming::Stray));
+    }
+}

@@ -1,0 +1,188 @@
+//! The top Via header: what transactions are keyed on and where responses go.
+//!
+//! Parsed by hand rather than through the message library's typed Via,
+//! because it runs for every message and only needs four fields.
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::message::{Header, Headers};
+
+/// The RFC 3261 magic cookie that marks a branch as globally unique.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// The fields of the topmost Via value that routing and matching need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopVia {
+    /// `host[:port]` exactly as sent, lower-cased for matching.
+    pub sent_by: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub branch: Option<String>,
+    /// The `rport` parameter was present (RFC 3581).
+    pub rport: bool,
+}
+
+impl TopVia {
+    /// Parses the first value of the first Via header.
+    ///
+    /// ```
+    /// use zentrale::sip::via::TopVia;
+    /// let v = TopVia::parse("SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bKx;rport, SIP/2.0/UDP b").unwrap();
+    /// assert_eq!(v.port, Some(5070));
+    /// assert_eq!(v.branch.as_deref(), Some("z9hG4bKx"));
+    /// assert!(v.rport);
+    /// ```
+    pub fn parse(value: &str) -> Option<TopVia> {
+        let first = value.split(',').next()?.trim();
+        let (_proto, rest) = first.split_once(|c: char| c.is_ascii_whitespace())?;
+        let rest = rest.trim_start();
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (rest[..i].trim(), &rest[i + 1..]),
+            None => (rest.trim(), ""),
+        };
+        if sent_by.is_empty() {
+            return None;
+        }
+        let (host, port) = split_host_port(sent_by)?;
+        let mut branch = None;
+        let mut rport = false;
+        for p in params.split(';') {
+            let (k, v) = match p.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (p.trim(), None),
+            };
+            if k.eq_ignore_ascii_case("branch") {
+                branch = v.map(str::to_owned);
+            } else if k.eq_ignore_ascii_case("rport") {
+                rport = true;
+            }
+        }
+        Some(TopVia {
+            sent_by: sent_by.to_ascii_lowercase(),
+            host: host.to_owned(),
+            port,
+            branch,
+            rport,
+        })
+    }
+
+    /// Finds and parses the top Via of a message.
+    pub fn of(headers: &Headers) -> Option<TopVia> {
+        headers.iter().find_map(|h| match h {
+            Header::Via(v) => TopVia::parse(v.value()),
+            _ => None,
+        })
+    }
+
+    /// The branch when it carries the RFC 3261 magic cookie.
+    pub fn rfc3261_branch(&self) -> Option<&str> {
+        self.branch
+            .as_deref()
+            .filter(|b| b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// Where a response to a request with this Via goes when it came in
+    /// over UDP from `source` (RFC 3261 §18.2.2, RFC 3581 §4).
+    pub fn response_target(&self, source: SocketAddr) -> SocketAddr {
+        if self.rport {
+            return source;
+        }
+        SocketAddr::new(source.ip(), self.port.unwrap_or(5060))
+    }
+}
+
+/// Adds `received` and `rport=` to the top Via value (RFC 3261 §18.2.1,
+/// RFC 3581 §4) so the response finds its way back through NAT.
+pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
+    for h in headers.iter_mut() {
+        if let Header::Via(via) = h {
+            let value = via.value();
+            let (first, rest) = match value.find(',') {
+                Some(i) => (&value[..i], &value[i..]),
+                None => (value, ""),
+            };
+            let Some(top) = TopVia::parse(first) else {
+                return;
+            };
+            let mut out = String::with_capacity(value.len() + 40);
+            for (i, p) in first.split(';').enumerate() {
+                let key = p.split('=').next().unwrap_or("").trim();
+                if i > 0
+                    && (key.eq_ignore_ascii_case("rport") || key.eq_ignore_ascii_case("received"))
+                {
+                    continue;
+                }
+                if i > 0 {
+                    out.push(';');
+                }
+                out.push_str(p);
+            }
+            let host_ip: Option<IpAddr> = top.host.trim_matches(['[', ']']).parse().ok();
+            if host_ip != Some(source.ip()) || top.rport {
+                out.push_str(";received=");
+                out.push_str(&source.ip().to_string());
+            }
+            if top.rport {
+                out.push_str(";rport=");
+                out.push_str(&source.port().to_string());
+            }
+            out.push_str(rest);
+            *via = rsipstack::sip::Via::new(out);
+            return;
+        }
+    }
+}
+
+fn split_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(end) = sent_by.strip_prefix('[').and_then(|s| s.find(']')) {
+        let host = &sent_by[..end + 2];
+        let rest = &sent_by[end + 2..];
+        let port = match rest.strip_prefix(':') {
+            Some(p) => Some(p.trim().parse().ok()?),
+            None => None,
+        };
+        return Some((host, port));
+    }
+    match sent_by.rsplit_once(':') {
+        Some((h, p)) => Some((h, Some(p.trim().parse().ok()?))),
+        None => Some((sent_by, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_sent_by_and_default_port() {
+        let v = TopVia::parse("SIP/2.0/TCP [2001:db8::1]:5061;branch=z9hG4bKa").unwrap();
+        assert_eq!(v.host, "[2001:db8::1]");
+        assert_eq!(v.port, Some(5061));
+        let v = TopVia::parse("SIP/2.0/UDP host.example").unwrap();
+        assert_eq!(v.port, None);
+        assert_eq!(v.branch, None);
+        let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        assert_eq!(v.response_target(src), "127.0.0.1:5060".parse().unwrap());
+    }
+
+    #[test]
+    fn stamping_adds_received_and_rport() {
+        let mut h = Headers::default();
+        h.push(Header::Via(rsipstack::sip::Via::new(
+            "SIP/2.0/UDP 10.1.1.1:5060;rport;branch=z9hG4bK1, SIP/2.0/UDP x",
+        )));
+        stamp_received(&mut h, "127.0.0.1:40000".parse().unwrap());
+        let v = h.iter().next().unwrap().to_string();
+        assert!(
+            v.ends_with("SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK1;received=127.0.0.1;rport=40000, SIP/2.0/UDP x"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn garbage_is_none() {
+        assert!(TopVia::parse("").is_none());
+        assert!(TopVia::parse("SIP/2.0/UDP").is_none());
+        assert!(TopVia::parse("SIP/2.0/UDP h:notaport").is_none());
+    }
+}

@@ -26,15 +26,14 @@ pub struct Dialog {
     pub route_set: Vec<String>,
     pub local_cseq: u32,
     pub remote_cseq: u32,
-    /// Where the INVITE came from; used when the remote target is not an IP literal.
+    /// Where the INVITE came from (and the local address it reached);
+    /// used when the remote target is not an IP literal.
     pub source: Peer,
-    /// Our address on the transport the INVITE came in on (for Via/Contact).
-    pub local_addr: SocketAddr,
 }
 
 impl Dialog {
     /// Builds the UAS dialog from an initial INVITE (§12.1.1).
-    pub fn from_invite(invite: &Request, source: Peer, local_addr: SocketAddr) -> Option<Dialog> {
+    pub fn from_invite(invite: &Request, source: Peer) -> Option<Dialog> {
         let mut call_id = None;
         let mut from = None;
         let mut to = None;
@@ -75,7 +74,6 @@ impl Dialog {
             local_cseq: rand::random::<u16>() as u32 + 1,
             remote_cseq: cseq?,
             source,
-            local_addr,
         })
     }
 
@@ -94,7 +92,11 @@ impl Dialog {
             self.source.transport
         };
         match host_port_of(uri) {
-            Some(addr) => Peer { transport, addr },
+            Some(addr) => Peer {
+                transport,
+                addr,
+                local: self.source.local,
+            },
             None => self.source,
         }
     }
@@ -112,7 +114,7 @@ impl Dialog {
         text.push_str(&format!(
             "Via: SIP/2.0/{} {};branch={MAGIC_COOKIE}{};rport\r\n",
             hop.transport,
-            self.local_addr,
+            self.source.local,
             random_token()
         ));
         for r in &self.route_set {
@@ -149,7 +151,7 @@ impl Dialog {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
         };
-        format!("<sip:zentrale@{}{transport}>", self.local_addr)
+        format!("<sip:zentrale@{}{transport}>", self.source.local)
     }
 
     /// Whether an in-dialog request belongs to this dialog: its From tag is
@@ -248,8 +250,9 @@ mod tests {
         let src = Peer {
             transport: Transport::Udp,
             addr: "127.0.0.1:5070".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
         };
-        let mut d = Dialog::from_invite(&invite(), src, "127.0.0.1:5060".parse().unwrap()).unwrap();
+        let mut d = Dialog::from_invite(&invite(), src).unwrap();
         assert_eq!(d.remote_cseq, 7);
         assert_eq!(d.route_set.len(), 2);
         assert_eq!(d.next_hop().addr, "10.0.0.9:5060".parse().unwrap());
@@ -275,13 +278,14 @@ mod tests {
         let src = Peer {
             transport: Transport::Tcp,
             addr: "127.0.0.2:40000".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
         };
         let mut inv = invite();
         inv.headers
             .retain(|h| !matches!(h, Header::RecordRoute(_) | Header::Contact(_)));
         inv.headers
             .push(Header::Contact("<sip:caller@phone.invalid>".into()));
-        let d = Dialog::from_invite(&inv, src, "127.0.0.1:5060".parse().unwrap()).unwrap();
+        let d = Dialog::from_invite(&inv, src).unwrap();
         assert_eq!(d.next_hop(), src);
     }
 }

@@ -294,8 +294,9 @@ mod tests {
         let peer = Peer {
             transport: Transport::Udp,
             addr: "127.0.0.1:5070".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
         };
-        let d = Dialog::from_invite(&inv, peer, "127.0.0.1:5060".parse().unwrap()).unwrap();
+        let d = Dialog::from_invite(&inv, peer).unwrap();
         Call::new(
             d,
             server_key(&inv).unwrap(),

@@ -27,7 +27,10 @@ use super::via::TopVia;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Peer {
     pub transport: Transport,
+    /// The remote address.
     pub addr: SocketAddr,
+    /// Our address the message came in on / goes out from.
+    pub local: SocketAddr,
 }
 
 /// A message to put on the wire.
@@ -695,6 +698,7 @@ mod tests {
         Peer {
             transport: Transport::Udp,
             addr: "127.0.0.1:5070".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
         }
     }
 

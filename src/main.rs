@@ -1,1 +1,135 @@
-fn main() {}
+//! The `zentrale` command: `run` the daemon (default) or `check` a config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use zentrale::config::{Config, Overrides};
+
+/// SIP call router and ACD for public-service hotlines (115, town halls).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Validate the config and every dialplan it names, then exit.
+    Check(ConfigArg),
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// The main config file.
+    #[arg(long, short, default_value = "zentrale.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// SIP listen address for UDP and TCP, replacing the file's lists.
+    #[arg(long, value_name = "ADDR")]
+    sip_listen: Option<SocketAddr>,
+    /// HTTP listen address (metrics, API).
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// RTP port range, e.g. 30000-30999.
+    #[arg(long, value_name = "FIRST-LAST", value_parser = parse_ports)]
+    rtp_ports: Option<(u16, u16)>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("`{s}`: expected FIRST-LAST, e.g. 30000-30999"))?;
+    let a = a.trim().parse().map_err(|_| format!("`{a}` is not a port number"))?;
+    let b = b.trim().parse().map_err(|_| format!("`{b}` is not a port number"))?;
+    Ok((a, b))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(c)) => check(&c.config),
+        Some(Command::Run(r)) => run(r),
+        None => run(cli.run),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path, &Overrides::default()) {
+        Ok(config) => {
+            let numbers: usize = config
+                .tenants
+                .iter()
+                .flat_map(|t| &t.dialplan.hotlines)
+                .map(|h| h.numbers.len())
+                .sum();
+            println!(
+                "{}: ok ({} tenants, {numbers} numbers, {} agents, {} trunks)",
+                path.display(),
+                config.tenants.len(),
+                config.agents.len(),
+                config.trunks.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if args.log_json {
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let overrides = Overrides {
+        sip_listen: args.sip_listen,
+        http_listen: args.http_listen,
+        rtp_ports: args.rtp_ports,
+    };
+    let config = match Config::load(&args.config.config, &overrides) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("zentrale did not start: fix the config and try again (`zentrale check` lists every problem).");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(zentrale::daemon::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zentrale stopped: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

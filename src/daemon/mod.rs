@@ -1,1 +1,120 @@
-//! placeholder
+//! The running daemon: sockets, the core task, the media worker and the
+//! HTTP listener, wired together.
+//!
+//! One task owns the [`core::Core`] and the first UDP socket and reads it
+//! directly (no channel hop for the common case). TCP connections and any
+//! further UDP sockets feed the core through a bounded channel; when it is
+//! full, TCP readers wait (back-pressure) and extra UDP sockets drop, as a
+//! busy UDP endpoint would.
+
+pub mod core;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::media::engine::{self, EngineConfig};
+use crate::media::prompt::PromptLibrary;
+use crate::metrics::Metrics;
+use crate::sip::transaction::Transmit;
+use transport::{Inbound, Transports};
+
+/// Starts everything and runs until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let prompts = PromptLibrary::load(&config.sounds_dir, config.sound_names())
+        .context("loading the prompts")?;
+    let metrics = Arc::new(Metrics::new());
+    let (inbound_tx, mut inbound_rx) = mpsc::channel::<Inbound>(4096);
+    let transports = Transports::bind(&config, inbound_tx)
+        .await
+        .context("opening the SIP listeners")?;
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("opening the HTTP listener on {}", config.http.listen))?;
+    tokio::spawn(crate::api::serve(http, metrics.clone()));
+
+    let (media, mut media_events) = engine::start(EngineConfig {
+        rtp_timeout: config.rtp.timeout,
+        tick: Duration::from_millis(20),
+    });
+    let mut core = core::Core::new(config.clone(), prompts, media, metrics, Instant::now());
+    info!(
+        udp = ?config.sip.udp, tcp = ?config.sip.tcp, http = %config.http.listen,
+        rtp = %format!("{}-{}", config.rtp.first_port, config.rtp.last_port),
+        "zentrale is up"
+    );
+
+    let mut out: Vec<Transmit> = Vec::with_capacity(16);
+    let mut buf = vec![0u8; 65_535];
+    let primary = transports.primary_udp();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let deadline = core.poll_timeout();
+        tokio::select! {
+            r = async { match &primary { Some(s) => s.recv_from(&mut buf).await, None => std::future::pending().await } } => {
+                match r {
+                    Ok((n, from)) => {
+                        let peer = transports.udp_peer(0, from);
+                        core.on_message(&buf[..n], peer, Instant::now(), &mut out);
+                    }
+                    // ICMP errors surface here on Linux; they are not fatal.
+                    Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+                }
+            }
+            Some(msg) = inbound_rx.recv() => {
+                core.on_message(&msg.data, msg.peer, Instant::now(), &mut out);
+            }
+            Some(ev) = media_events.recv() => {
+                core.on_media_event(ev, Instant::now(), &mut out);
+            }
+            _ = sleep_until(deadline) => {
+                core.handle_timeout(Instant::now(), &mut out);
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+        }
+        for t in out.drain(..) {
+            transports.send(t);
+        }
+    }
+
+    let calls = core.hang_up_all(Instant::now(), &mut out);
+    info!(calls, "shutting down: hanging up calls");
+    for t in out.drain(..) {
+        transports.send(t);
+    }
+    // Give the BYEs a moment to be answered, without waiting for stragglers.
+    let until = Instant::now() + Duration::from_secs(2);
+    while core.active_calls() > 0 && Instant::now() < until {
+        let deadline = core.poll_timeout().map(|d| d.min(until)).or(Some(until));
+        tokio::select! {
+            r = async { match &primary { Some(s) => s.recv_from(&mut buf).await, None => std::future::pending().await } } => {
+                if let Ok((n, from)) = r {
+                    core.on_message(&buf[..n], transports.udp_peer(0, from), Instant::now(), &mut out);
+                }
+            }
+            Some(msg) = inbound_rx.recv() => core.on_message(&msg.data, msg.peer, Instant::now(), &mut out),
+            _ = sleep_until(deadline) => core.handle_timeout(Instant::now(), &mut out),
+        }
+        for t in out.drain(..) {
+            transports.send(t);
+        }
+    }
+    if core.active_calls() > 0 {
+        warn!(calls = core.active_calls(), "calls still up at exit");
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,976 @@
+//! The core: every SIP message and timer of the daemon goes through here.
+//!
+//! [`Core`] owns the transactions, the registrar, the calls and the RTP port
+//! pool, and runs on one task. It gets raw messages with their [`Peer`] and
+//! the current time, and pushes what to send into an output vector: the IO
+//! shell in [`super::run`] owns the sockets. Media commands go straight to
+//! the media worker through its non-blocking handle.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+
+use crate::call::session_timer::{self, Negotiation};
+use crate::call::{Action, Call, Dialog, EndReason};
+use crate::config::Config;
+use crate::dialplan::{Dialplan, Route};
+use crate::media::engine::{MediaEvent, MediaHandle, Playlist, StreamId};
+use crate::media::ports::PortPool;
+use crate::media::prompt::PromptLibrary;
+use crate::media::sdp::{self, SdpError, SdpSession};
+use crate::metrics::{HotlineLabels, MethodLabel, Metrics, ReasonLabel, TrunkLabel};
+use crate::sip::Transport;
+use crate::sip::digest::{AuthFailure, DigestServer};
+use crate::sip::message::{
+    ALLOW, Header, Method, PRODUCT, Request, Response, StatusCode, response, set_body, tag_of,
+    with_to_tag,
+};
+use crate::sip::registrar::{Accounts, RegistrationChange, Registrar, RegistrarSettings};
+use crate::sip::screen::{Screened, screen};
+use crate::sip::transaction::{ClientKey, Incoming, Peer, ServerKey, Timers, Transactions, Transmit, TxEvent};
+use crate::sip::via::stamp_received;
+
+/// Answer delay used when a hotline rings before answering.
+const RETRY_AFTER_OVERLOAD: u32 = 5;
+
+/// Passwords of agents (by extension) and trunks (by username).
+struct AccountBook {
+    agents: HashMap<String, String>,
+    trunks: HashMap<String, String>,
+}
+
+impl Accounts for AccountBook {
+    fn password(&self, user: &str) -> Option<String> {
+        self.agents.get(user).or_else(|| self.trunks.get(user)).cloned()
+    }
+}
+
+/// Who is calling, decided before routing (see README: "Trunks and agents").
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    Trunk(usize),
+    Agent(String),
+}
+
+struct CallEntry {
+    call: Call,
+    invite: Request,
+    route: Arc<Route>,
+    origin: Origin,
+    /// The timer currently scheduled for this call in `Core::call_timers`.
+    scheduled: Option<Instant>,
+    media: MediaLeg,
+}
+
+struct MediaLeg {
+    port: u16,
+    stream: StreamId,
+    /// The socket, until the stream is handed to the media worker.
+    socket: Option<UdpSocket>,
+    session: SdpSession,
+    /// The SDP body of our answer (or offer, for an offerless INVITE).
+    local_sdp: Vec<u8>,
+    negotiated: Option<sdp::Answer>,
+}
+
+/// Client transactions the core started, and what they were for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Bye,
+    Refresh,
+}
+
+/// See the module docs.
+pub struct Core {
+    config: Arc<Config>,
+    dialplan: Dialplan,
+    transactions: Transactions,
+    digest: DigestServer,
+    registrar: Registrar,
+    accounts: AccountBook,
+    calls: HashMap<String, CallEntry>,
+    call_timers: BTreeSet<(Instant, String)>,
+    streams: HashMap<u64, String>,
+    pending: HashMap<ClientKey, (String, Pending)>,
+    trunk_calls: Vec<u32>,
+    ports: PortPool,
+    prompts: PromptLibrary,
+    media: MediaHandle,
+    next_stream: u64,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Core {
+    /// A core for `config`, sending media commands to `media`.
+    pub fn new(
+        config: Arc<Config>,
+        prompts: PromptLibrary,
+        media: MediaHandle,
+        metrics: Arc<Metrics>,
+        now: Instant,
+    ) -> Core {
+        let accounts = AccountBook {
+            agents: config
+                .agents
+                .iter()
+                .map(|a| (a.extension.clone(), a.password.clone()))
+                .collect(),
+            trunks: config
+                .trunks
+                .iter()
+                .filter_map(|t| t.credentials.as_ref())
+                .map(|c| (c.username.clone(), c.password.clone()))
+                .collect(),
+        };
+        let register = &config.sip.register;
+        Core {
+            dialplan: Dialplan::from_config(&config),
+            transactions: Transactions::new(Timers::default()),
+            digest: DigestServer::new(config.sip.realm.clone(), config.sip.nonce_ttl, now),
+            registrar: Registrar::new(RegistrarSettings {
+                min_expires: register.min_expires,
+                max_expires: register.max_expires,
+                default_expires: register.default_expires,
+            }),
+            accounts,
+            calls: HashMap::new(),
+            call_timers: BTreeSet::new(),
+            streams: HashMap::new(),
+            pending: HashMap::new(),
+            trunk_calls: vec![0; config.trunks.len()],
+            ports: PortPool::new(config.rtp.first_port, config.rtp.last_port),
+            prompts,
+            media,
+            next_stream: 1,
+            metrics,
+            config,
+        }
+    }
+
+    /// Number of calls alive (ringing, up or ending).
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Handles one framed message from `peer`.
+    pub fn on_message(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+        match screen(data, peer.transport) {
+            Screened::Request(req) => self.on_request(*req, peer, now, out),
+            Screened::Response(resp) => self.on_response(*resp, now, out),
+            Screened::Reject { status, response } => {
+                debug!(%status, peer = %peer.addr, "request refused by screening");
+                self.metrics.rejected("malformed");
+                self.metrics.response_sent(status);
+                out.push(Transmit {
+                    peer: reply_peer(data, peer),
+                    bytes: Bytes::from(response),
+                });
+            }
+            Screened::Drop(reason) => {
+                if reason != "keepalive" {
+                    debug!(reason, peer = %peer.addr, "message dropped");
+                    self.metrics.rejected("dropped");
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, mut req: Request, peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+        self.metrics
+            .sip_requests
+            .get_or_create(&MethodLabel {
+                method: req.method.to_string(),
+            })
+            .inc();
+        if peer.transport == Transport::Udp {
+            stamp_received(&mut req.headers, peer.addr);
+        } else {
+            stamp_received(&mut req.headers, peer.addr);
+        }
+        let reply_to = response_peer(&req, peer);
+        let (incoming, resend) = self.transactions.on_request(req, reply_to, now);
+        if let Some(t) = resend {
+            self.metrics.sip_retransmissions.inc();
+            out.push(t);
+        }
+        match incoming {
+            Incoming::Request { key, request } => self.dispatch(key, request, peer, now, out),
+            Incoming::Ack(ack) => self.on_ack(ack, now),
+            Incoming::Absorbed | Incoming::Stray | Incoming::Response { .. } => {}
+        }
+    }
+
+    fn dispatch(&mut self, key: ServerKey, req: Request, peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+        match req.method {
+            Method::Invite => self.on_invite(key, req, peer, now, out),
+            Method::Register => {
+                let outcome = self.registrar.handle_register(
+                    &req,
+                    peer.addr,
+                    peer.transport,
+                    &mut self.digest,
+                    &self.accounts,
+                    now,
+                );
+                if let Some((ext, change)) = &outcome.changed {
+                    info!(extension = %ext, ?change, "registration changed");
+                    if matches!(change, RegistrationChange::Registered | RegistrationChange::Unregistered) {
+                        self.metrics.registrations.set(self.registrar.registered_count() as i64);
+                    }
+                }
+                self.respond(&key, &outcome.response, now, out);
+            }
+            Method::Options => {
+                let mut resp = response(&req, StatusCode::OK);
+                add_capabilities(&mut resp);
+                self.respond(&key, &with_to_tag(resp, &crate::sip::message::random_token()), now, out);
+            }
+            Method::Cancel => self.on_cancel(key, req, now, out),
+            Method::Bye => self.on_bye(key, req, now, out),
+            Method::Update | Method::Info => self.on_in_dialog(key, req, now, out),
+            Method::Ack => {}
+            _ => {
+                let mut resp = response(&req, StatusCode::MethodNotAllowed);
+                resp.headers.push(Header::Allow(ALLOW.into()));
+                self.respond(&key, &resp, now, out);
+            }
+        }
+    }
+
+    fn on_invite(&mut self, key: ServerKey, req: Request, peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+        let to_tag = header_tag(&req, true);
+        if to_tag.is_some() {
+            return self.on_in_dialog(key, req, now, out);
+        }
+        if self.calls.len() >= self.config.sip.max_calls {
+            self.metrics.rejected("overload");
+            let mut resp = response(&req, StatusCode::ServiceUnavailable);
+            resp.headers.push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
+            return self.respond(&key, &resp, now, out);
+        }
+        if self.calls.contains_key(call_id_of(&req)) {
+            // Same Call-ID, new branch, no To tag: a loop or a confused peer.
+            return self.respond(&key, &response(&req, StatusCode::LoopDetected), now, out);
+        }
+        let origin = match self.identify(&req, peer, now) {
+            Ok(origin) => origin,
+            Err(resp) => return self.respond(&key, &resp, now, out),
+        };
+        let called = called_number(&req);
+        let Some(route) = self.dialplan.route(&called) else {
+            self.metrics.rejected("unknown_number");
+            let mut resp = response(&req, StatusCode::NotFound);
+            warning(&mut resp, &format!("no hotline has the number {called}"));
+            return self.respond(&key, &resp, now, out);
+        };
+        let session = match session_timer::negotiate(&req, self.config.sip.min_se) {
+            Negotiation::None => None,
+            Negotiation::Agreed(t) => Some(t),
+            Negotiation::TooSmall { min_se } => {
+                let mut resp = response(&req, StatusCode::SessionIntervalTooSmall);
+                resp.headers.push(Header::MinSE(min_se.to_string().into()));
+                return self.respond(&key, &resp, now, out);
+            }
+        };
+        if let Origin::Trunk(i) = origin {
+            let limit = self.config.trunks[i].max_calls;
+            if limit.is_some_and(|l| self.trunk_calls[i] >= l) {
+                self.metrics.rejected("trunk_limit");
+                let mut resp = response(&req, StatusCode::ServiceUnavailable);
+                resp.headers.push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
+                return self.respond(&key, &resp, now, out);
+            }
+        }
+        let local_ip = media_ip(peer.local.ip());
+        let (port, socket) = match self.ports.allocate(local_ip) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "no RTP port free");
+                self.metrics.rejected("no_rtp_port");
+                let mut resp = response(&req, StatusCode::ServiceUnavailable);
+                resp.headers.push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
+                return self.respond(&key, &resp, now, out);
+            }
+        };
+        let mut session_sdp = SdpSession::new();
+        let (negotiated, local_sdp) = if has_sdp_body(&req) {
+            match sdp::answer(&req.body, local_ip, port, &mut session_sdp) {
+                Ok(a) => {
+                    let body = a.sdp.clone();
+                    (Some(a), body)
+                }
+                Err(e) => {
+                    self.ports.release(port);
+                    let status = match e {
+                        SdpError::Malformed(_) => StatusCode::BadRequest,
+                        _ => StatusCode::NotAcceptableHere,
+                    };
+                    let mut resp = response(&req, status);
+                    warning(&mut resp, &e.to_string());
+                    return self.respond(&key, &resp, now, out);
+                }
+            }
+        } else {
+            // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
+            let offer = sdp::offer(local_ip, port, &mut session_sdp, &[sdp::Codec::Pcmu, sdp::Codec::Pcma], true);
+            (None, offer)
+        };
+        let reply_to = response_peer(&req, peer);
+        let Some(dialog) = Dialog::from_invite(&req, reply_to) else {
+            self.ports.release(port);
+            return self.respond(&key, &response(&req, StatusCode::BadRequest), now, out);
+        };
+        let stream = StreamId(self.next_stream);
+        self.next_stream += 1;
+        let answer_after = Duration::from_millis(self.config_answer_delay(&route));
+        let call = Call::new(dialog, key.clone(), session, answer_after, now);
+        let trying = response(&req, StatusCode::Trying);
+        self.respond(&key, &trying, now, out);
+        if !answer_after.is_zero() {
+            let ringing = with_to_tag(response(&req, StatusCode::Ringing), &call.dialog.local_tag);
+            let mut ringing = ringing;
+            ringing.headers.push(Header::Contact(call.dialog.contact().into()));
+            self.respond(&key, &ringing, now, out);
+        }
+        if let Origin::Trunk(i) = origin {
+            self.trunk_calls[i] += 1;
+            self.metrics
+                .trunk_calls
+                .get_or_create(&TrunkLabel {
+                    trunk: self.config.trunks[i].name.clone(),
+                })
+                .inc();
+        }
+        self.metrics
+            .calls_offered
+            .get_or_create(&HotlineLabels {
+                tenant: route.tenant.clone(),
+                hotline: route.hotline.clone(),
+            })
+            .inc();
+        self.metrics.rtp_ports_in_use.inc();
+        info!(call_id = %call.dialog.call_id, tenant = %route.tenant, hotline = %route.hotline, "call accepted");
+        let call_id = call.dialog.call_id.clone();
+        self.streams.insert(stream.0, call_id.clone());
+        self.calls.insert(
+            call_id.clone(),
+            CallEntry {
+                call,
+                invite: req,
+                route,
+                origin,
+                scheduled: None,
+                media: MediaLeg {
+                    port,
+                    stream,
+                    socket: Some(socket),
+                    session: session_sdp,
+                    local_sdp,
+                    negotiated,
+                },
+            },
+        );
+        self.metrics.calls_active.set(self.calls.len() as i64);
+        self.run_call_timers(&call_id, now, out);
+    }
+
+    fn config_answer_delay(&self, route: &Route) -> u64 {
+        self.config
+            .tenants
+            .iter()
+            .find(|t| t.id == route.tenant)
+            .and_then(|t| t.dialplan.hotlines.iter().find(|h| h.id == route.hotline))
+            .map(|h| h.answer_after_ms)
+            .unwrap_or(0)
+    }
+
+    /// Decides whether an initial INVITE comes from a trunk or an agent
+    /// and authenticates it. See README "Trunks and agents".
+    fn identify(&mut self, req: &Request, peer: Peer, now: Instant) -> Result<Origin, Response> {
+        let from_user = from_user(req);
+        let proxy_auth = req.headers.iter().find_map(|h| match h {
+            Header::ProxyAuthorization(v) => Some(v.value().to_owned()),
+            _ => None,
+        });
+        let is_agent = from_user.as_deref().is_some_and(|u| {
+            self.accounts.agents.contains_key(u)
+                && (proxy_auth.is_some()
+                    || self
+                        .registrar
+                        .bindings(u, now)
+                        .iter()
+                        .any(|b| b.source == peer.addr))
+        });
+        if is_agent {
+            let user = from_user.unwrap_or_default();
+            return self
+                .authenticate(req, proxy_auth.as_deref(), now)
+                .and_then(|authed| {
+                    if authed == user {
+                        Ok(Origin::Agent(user))
+                    } else {
+                        self.metrics.rejected("auth_identity_mismatch");
+                        Err(response(req, StatusCode::Forbidden))
+                    }
+                });
+        }
+        let trunk = self
+            .config
+            .trunks
+            .iter()
+            .position(|t| t.sources.iter().any(|c| c.contains(peer.addr.ip())));
+        let Some(i) = trunk else {
+            self.metrics.rejected("source_not_allowed");
+            let mut resp = response(req, StatusCode::Forbidden);
+            warning(&mut resp, "source address is not an allowed trunk source and the caller is not a registered agent");
+            return Err(resp);
+        };
+        if let Some(creds) = self.config.trunks[i].credentials.clone() {
+            let authed = self.authenticate(req, proxy_auth.as_deref(), now)?;
+            if authed != creds.username {
+                self.metrics.rejected("auth_identity_mismatch");
+                return Err(response(req, StatusCode::Forbidden));
+            }
+        }
+        Ok(Origin::Trunk(i))
+    }
+
+    fn authenticate(&mut self, req: &Request, header: Option<&str>, now: Instant) -> Result<String, Response> {
+        let challenge = |core: &mut Core, stale: bool| {
+            let mut resp = response(req, StatusCode::ProxyAuthenticationRequired);
+            for c in core.digest.challenges(now, stale) {
+                resp.headers.push(Header::ProxyAuthenticate(c.into()));
+            }
+            resp
+        };
+        let Some(value) = header else {
+            return Err(challenge(self, false));
+        };
+        let accounts = &self.accounts;
+        let lookup = |u: &str| accounts.password(u);
+        match self.digest.verify(req.method.to_string().as_str(), value, &lookup, now) {
+            Ok(user) => Ok(user),
+            Err(AuthFailure::Stale) => Err(challenge(self, true)),
+            Err(e) => {
+                debug!(error = ?e, "authentication failed");
+                self.metrics.rejected("auth_failed");
+                Err(challenge(self, false))
+            }
+        }
+    }
+
+    fn on_ack(&mut self, ack: Request, now: Instant) {
+        let Some(entry) = self.calls.get_mut(call_id_of(&ack)) else { return };
+        if !entry.call.dialog.matches(header_tag(&ack, false).as_deref(), header_tag(&ack, true).as_deref()) {
+            return;
+        }
+        self.transactions.ack_received(&entry.call.invite_key);
+        if entry.media.negotiated.is_none() && has_sdp_body(&ack) {
+            // The answer to our offer in an offerless INVITE's 200.
+            match sdp::parse_answer(&ack.body) {
+                Ok(a) => {
+                    self.media.set_remote(entry.media.stream, a.remote);
+                    entry.media.negotiated = Some(a);
+                }
+                Err(e) => warn!(call_id = %entry.call.dialog.call_id, error = %e, "bad SDP answer in ACK"),
+            }
+        }
+        entry.call.on_ack();
+        let _ = now;
+    }
+
+    fn on_cancel(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
+        let invite_key = key.invite_of_cancel();
+        let call_id = call_id_of(&req).to_owned();
+        let matches = self.calls.get(&call_id).is_some_and(|e| e.call.invite_key == invite_key);
+        if !matches {
+            let status = if self.transactions.has_server(&invite_key) {
+                StatusCode::OK
+            } else {
+                StatusCode::CallTransactionDoesNotExist
+            };
+            return self.respond(&key, &response(&req, status), now, out);
+        }
+        self.respond(&key, &with_to_tag(response(&req, StatusCode::OK), &crate::sip::message::random_token()), now, out);
+        let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_cancel()).unwrap_or_default();
+        self.execute(&call_id, actions, now, out);
+    }
+
+    fn on_bye(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
+        let call_id = call_id_of(&req).to_owned();
+        let found = self.calls.get(&call_id).is_some_and(|e| {
+            e.call
+                .dialog
+                .matches(header_tag(&req, false).as_deref(), header_tag(&req, true).as_deref())
+        });
+        if !found {
+            return self.respond(&key, &response(&req, StatusCode::CallTransactionDoesNotExist), now, out);
+        }
+        self.respond(&key, &response(&req, StatusCode::OK), now, out);
+        let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_bye()).unwrap_or_default();
+        self.execute(&call_id, actions, now, out);
+    }
+
+    /// re-INVITE, UPDATE and INFO inside a dialog.
+    fn on_in_dialog(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
+        let call_id = call_id_of(&req).to_owned();
+        let Some(entry) = self.calls.get_mut(&call_id) else {
+            return self.respond(&key, &response(&req, StatusCode::CallTransactionDoesNotExist), now, out);
+        };
+        if !entry
+            .call
+            .dialog
+            .matches(header_tag(&req, false).as_deref(), header_tag(&req, true).as_deref())
+        {
+            return self.respond(&key, &response(&req, StatusCode::CallTransactionDoesNotExist), now, out);
+        }
+        let cseq = cseq_number(&req).unwrap_or(0);
+        if cseq <= entry.call.dialog.remote_cseq && req.method != Method::Info {
+            // RFC 3261 §12.2.2: lower CSeq than seen → 500.
+            let mut resp = response(&req, StatusCode::ServerInternalError);
+            warning(&mut resp, "CSeq out of order");
+            return self.respond(&key, &resp, now, out);
+        }
+        entry.call.dialog.remote_cseq = cseq.max(entry.call.dialog.remote_cseq);
+        let tag = entry.call.dialog.local_tag.clone();
+        if req.method == Method::Info {
+            // DTMF by SIP INFO is accepted; the menus that use it come later.
+            let resp = with_to_tag(response(&req, StatusCode::OK), &tag);
+            return self.respond(&key, &resp, now, out);
+        }
+        let session = match session_timer::negotiate(&req, self.config.sip.min_se) {
+            Negotiation::TooSmall { min_se } => {
+                let mut resp = with_to_tag(response(&req, StatusCode::SessionIntervalTooSmall), &tag);
+                resp.headers.push(Header::MinSE(min_se.to_string().into()));
+                return self.respond(&key, &resp, now, out);
+            }
+            Negotiation::Agreed(t) => Some(t),
+            Negotiation::None => None,
+        };
+        let mut resp = with_to_tag(response(&req, StatusCode::OK), &tag);
+        if has_sdp_body(&req) {
+            let local_ip = media_ip(entry.call.dialog.source.local.ip());
+            match sdp::answer(&req.body, local_ip, entry.media.port, &mut entry.media.session) {
+                Ok(a) => {
+                    // Hold (sendonly/inactive) and resume change only the
+                    // direction and address; the stream stays continuous.
+                    self.media.set_remote(entry.media.stream, a.remote);
+                    self.media.set_direction(entry.media.stream, a.direction);
+                    entry.media.local_sdp = a.sdp.clone();
+                    entry.media.negotiated = Some(a);
+                }
+                Err(e) => {
+                    let status = match e {
+                        SdpError::Malformed(_) => StatusCode::BadRequest,
+                        _ => StatusCode::NotAcceptableHere,
+                    };
+                    let mut resp = with_to_tag(response(&req, status), &tag);
+                    warning(&mut resp, &e.to_string());
+                    return self.respond(&key, &resp, now, out);
+                }
+            }
+            let body = set_body(&mut resp, "application/sdp", entry.media.local_sdp.clone());
+            resp.body = body;
+        } else if req.method == Method::Invite {
+            // An offerless re-INVITE: offer what we have now.
+            let body = set_body(&mut resp, "application/sdp", entry.media.local_sdp.clone());
+            resp.body = body;
+        }
+        let session = session.or(entry.call.session_timer());
+        resp.headers.push(Header::Contact(entry.call.dialog.contact().into()));
+        if let Some(t) = session {
+            add_session_expires(&mut resp, t);
+        }
+        entry.call.on_refresh(session, now);
+        self.respond(&key, &resp, now, out);
+        self.run_call_timers(&call_id, now, out);
+    }
+
+    fn on_response(&mut self, resp: Response, now: Instant, out: &mut Vec<Transmit>) {
+        let (incoming, ack) = self.transactions.on_response(resp, now);
+        if let Some(t) = ack {
+            out.push(t);
+        }
+        let Incoming::Response { key, response } = incoming else { return };
+        if response.status_code.code() < 200 {
+            return;
+        }
+        let Some((call_id, what)) = self.pending.remove(&key) else { return };
+        let actions = match (what, self.calls.get_mut(&call_id)) {
+            (Pending::Bye, Some(e)) => e.call.on_bye_done(),
+            (Pending::Refresh, Some(e)) => {
+                if response.status_code.code() < 300 {
+                    e.call.on_refresh_answered(now);
+                    Vec::new()
+                } else if matches!(response.status_code.code(), 408 | 481) {
+                    // RFC 4028 §10 / RFC 5057: the dialog is gone.
+                    e.call.hang_up(EndReason::SessionExpired)
+                } else {
+                    Vec::new()
+                }
+            }
+            (_, None) => Vec::new(),
+        };
+        self.execute(&call_id, actions, now, out);
+    }
+
+    /// Media worker events.
+    pub fn on_media_event(&mut self, event: MediaEvent, now: Instant, out: &mut Vec<Transmit>) {
+        match event {
+            MediaEvent::RtpTimeout(stream) => {
+                let Some(call_id) = self.streams.get(&stream.0).cloned() else { return };
+                info!(%call_id, "no RTP from the caller: hanging up");
+                let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_rtp_timeout()).unwrap_or_default();
+                self.execute(&call_id, actions, now, out);
+            }
+            MediaEvent::Dtmf { stream, digit } => {
+                debug!(stream = stream.0, %digit, "DTMF");
+            }
+        }
+    }
+
+    /// The next instant [`Core::handle_timeout`] must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.transactions.poll_timeout(),
+            self.call_timers.first().map(|(t, _)| *t),
+            self.registrar.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        let mut events = Vec::new();
+        let before = self.transactions.retransmissions;
+        self.transactions.handle_timeout(now, out, &mut events);
+        self.metrics.sip_retransmissions.inc_by(self.transactions.retransmissions - before);
+        for event in events {
+            match event {
+                TxEvent::NoAck(key) => {
+                    // Rare: a linear look-up keeps the common path free of an index.
+                    let call_id = self
+                        .calls
+                        .iter()
+                        .find(|(_, e)| e.call.invite_key == key)
+                        .map(|(id, _)| id.clone());
+                    if let Some(call_id) = call_id {
+                        let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_no_ack()).unwrap_or_default();
+                        self.execute(&call_id, actions, now, out);
+                    }
+                }
+                TxEvent::Timeout(key) => {
+                    if let Some((call_id, Pending::Bye)) = self.pending.remove(&key) {
+                        let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_bye_done()).unwrap_or_default();
+                        self.execute(&call_id, actions, now, out);
+                    } else if let Some((call_id, Pending::Refresh)) = self.pending.remove(&key) {
+                        let actions = self
+                            .calls
+                            .get_mut(&call_id)
+                            .map(|e| e.call.hang_up(EndReason::SessionExpired))
+                            .unwrap_or_default();
+                        self.execute(&call_id, actions, now, out);
+                    }
+                }
+            }
+        }
+        while let Some((at, call_id)) = self.call_timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.call_timers.remove(&(at, call_id.clone()));
+            if let Some(e) = self.calls.get_mut(&call_id) {
+                e.scheduled = None;
+            }
+            self.run_call_timers(&call_id, now, out);
+        }
+        if self.registrar.next_expiry().is_some_and(|t| t <= now) {
+            for ext in self.registrar.expire(now) {
+                info!(extension = %ext, "registration expired");
+            }
+            self.metrics.registrations.set(self.registrar.registered_count() as i64);
+        }
+        let (s, c) = self.transactions.len();
+        self.metrics.sip_transactions.set((s + c) as i64);
+    }
+
+    /// Hangs up every call (shutdown). Returns how many were up.
+    pub fn hang_up_all(&mut self, now: Instant, out: &mut Vec<Transmit>) -> usize {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for call_id in &ids {
+            let actions = self.calls.get_mut(call_id).map(|e| e.call.hang_up(EndReason::Shutdown)).unwrap_or_default();
+            self.execute(call_id, actions, now, out);
+        }
+        ids.len()
+    }
+
+    /// Runs a call's due timers and reschedules it.
+    fn run_call_timers(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
+        let actions = match self.calls.get_mut(call_id) {
+            Some(e) => e.call.handle_timeout(now),
+            None => return,
+        };
+        self.execute(call_id, actions, now, out);
+        self.reschedule(call_id);
+    }
+
+    fn reschedule(&mut self, call_id: &str) {
+        let Some(e) = self.calls.get_mut(call_id) else { return };
+        let next = e.call.poll_timeout();
+        if next == e.scheduled {
+            return;
+        }
+        if let Some(old) = e.scheduled.take() {
+            self.call_timers.remove(&(old, call_id.to_owned()));
+        }
+        if let Some(at) = next {
+            self.call_timers.insert((at, call_id.to_owned()));
+        }
+        e.scheduled = next;
+    }
+
+    fn execute(&mut self, call_id: &str, actions: Vec<Action>, now: Instant, out: &mut Vec<Transmit>) {
+        for action in actions {
+            match action {
+                Action::Answer => self.answer(call_id, now, out),
+                Action::Terminate487 => {
+                    let Some(e) = self.calls.get(call_id) else { continue };
+                    let resp = with_to_tag(response(&e.invite, StatusCode::RequestTerminated), &e.call.dialog.local_tag);
+                    let key = e.call.invite_key.clone();
+                    self.respond(&key, &resp, now, out);
+                }
+                Action::SendBye(reason) => {
+                    let Some(e) = self.calls.get_mut(call_id) else { continue };
+                    // Silence the caller's side at once; the port is freed on release.
+                    self.media.remove_stream(e.media.stream);
+                    let bye = e.call.dialog.request(Method::Bye, &[("Reason", reason.reason_header().to_owned())], None);
+                    let hop = e.call.dialog.next_hop();
+                    let (key, t) = self.transactions.send_request(&bye, hop, now);
+                    self.pending.insert(key, (call_id.to_owned(), Pending::Bye));
+                    out.push(t);
+                }
+                Action::SendRefresh => {
+                    let Some(e) = self.calls.get_mut(call_id) else { continue };
+                    let mut extra = vec![("Supported", "timer".to_owned())];
+                    if let Some(t) = e.call.session_timer() {
+                        extra.push(("Session-Expires", t.header_value()));
+                    }
+                    let update = e.call.dialog.request(Method::Update, &extra, None);
+                    let hop = e.call.dialog.next_hop();
+                    let (key, t) = self.transactions.send_request(&update, hop, now);
+                    self.pending.insert(key, (call_id.to_owned(), Pending::Refresh));
+                    out.push(t);
+                }
+                Action::Release(reason) => self.release(call_id, reason),
+            }
+        }
+        self.reschedule(call_id);
+    }
+
+    fn answer(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(e) = self.calls.get_mut(call_id) else { return };
+        let mut resp = with_to_tag(response(&e.invite, StatusCode::OK), &e.call.dialog.local_tag);
+        resp.headers.push(Header::Contact(e.call.dialog.contact().into()));
+        add_capabilities(&mut resp);
+        if let Some(t) = e.call.session_timer() {
+            add_session_expires(&mut resp, t);
+        }
+        let body = set_body(&mut resp, "application/sdp", e.media.local_sdp.clone());
+        resp.body = body;
+        let key = e.call.invite_key.clone();
+        if let Some(socket) = e.media.socket.take() {
+            let (codec, pt, dtmf, remote, direction) = match &e.media.negotiated {
+                Some(a) => (a.codec, a.payload_type, a.dtmf_payload_type, a.remote, a.direction),
+                // Offerless: until the ACK brings the answer, assume PCMU.
+                None => (sdp::Codec::Pcmu, 0, Some(101), None, sdp::Direction::SendRecv),
+            };
+            self.media.add_stream(e.media.stream, socket, remote, codec, pt, dtmf);
+            self.media.set_direction(e.media.stream, direction);
+            let items = self.prompts.get(&e.route.greeting).into_iter().collect();
+            self.media.play(
+                e.media.stream,
+                Playlist {
+                    items,
+                    then_loop: self.prompts.get(&e.route.waiting),
+                },
+            );
+        }
+        self.respond(&key, &resp, now, out);
+    }
+
+    fn release(&mut self, call_id: &str, reason: EndReason) {
+        let Some(e) = self.calls.remove(call_id) else { return };
+        if let Some(at) = e.scheduled {
+            self.call_timers.remove(&(at, call_id.to_owned()));
+        }
+        self.media.remove_stream(e.media.stream);
+        self.streams.remove(&e.media.stream.0);
+        self.ports.release(e.media.port);
+        if let Origin::Trunk(i) = e.origin {
+            self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
+        }
+        self.metrics.rtp_ports_in_use.dec();
+        self.metrics
+            .calls_ended
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str().into(),
+            })
+            .inc();
+        self.metrics.calls_active.set(self.calls.len() as i64);
+        info!(%call_id, reason = reason.as_str(), secs = e.call.created_at.elapsed().as_secs(), "call ended");
+    }
+
+    fn respond(&mut self, key: &ServerKey, resp: &Response, now: Instant, out: &mut Vec<Transmit>) {
+        if let Some(t) = self.transactions.respond(key, resp, now) {
+            self.metrics.response_sent(resp.status_code.code());
+            out.push(t);
+        }
+    }
+}
+
+/// The media address to advertise for a call that reached us on `sip_ip`:
+/// the same address, unless that is a wildcard.
+fn media_ip(sip_ip: IpAddr) -> IpAddr {
+    if sip_ip.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        sip_ip
+    }
+}
+
+/// Where responses to `req` go: the source over TCP; over UDP the Via's
+/// rport/sent-by rules.
+fn response_peer(req: &Request, peer: Peer) -> Peer {
+    match (peer.transport, crate::sip::via::TopVia::of(&req.headers)) {
+        (Transport::Udp, Some(via)) => Peer {
+            addr: via.response_target(peer.addr),
+            ..peer
+        },
+        _ => peer,
+    }
+}
+
+/// The reply target for a screen-rejected message, from its raw Via.
+fn reply_peer(data: &[u8], peer: Peer) -> Peer {
+    if peer.transport == Transport::Tcp {
+        return peer;
+    }
+    let text = String::from_utf8_lossy(data);
+    let via = text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        let name = name.trim();
+        (name.eq_ignore_ascii_case("via") || name.eq_ignore_ascii_case("v"))
+            .then(|| crate::sip::via::TopVia::parse(value))
+            .flatten()
+    });
+    match via {
+        Some(v) => Peer {
+            addr: v.response_target(peer.addr),
+            ..peer
+        },
+        None => peer,
+    }
+}
+
+fn add_capabilities(resp: &mut Response) {
+    resp.headers.push(Header::Allow(ALLOW.into()));
+    resp.headers.push(Header::Accept("application/sdp".into()));
+    resp.headers.push(Header::Supported("timer".into()));
+}
+
+fn add_session_expires(resp: &mut Response, t: session_timer::SessionTimer) {
+    resp.headers.push(Header::SessionExpires(t.header_value().into()));
+    if t.refresher == session_timer::Refresher::Uac {
+        // RFC 4028 §9: the UAC must refresh, so it must support timers.
+        resp.headers.push(Header::Require("timer".into()));
+    }
+}
+
+fn warning(resp: &mut Response, text: &str) {
+    let text = text.replace('"', "'");
+    resp.headers.push(Header::Warning(format!("399 zentrale \"{text}\"").into()));
+    let _ = PRODUCT;
+}
+
+fn call_id_of(req: &Request) -> &str {
+    req.headers
+        .iter()
+        .find_map(|h| match h {
+            Header::CallId(v) => Some(v.value()),
+            _ => None,
+        })
+        .unwrap_or("")
+}
+
+fn cseq_number(req: &Request) -> Option<u32> {
+    req.headers.iter().find_map(|h| match h {
+        Header::CSeq(v) => v.value().split_whitespace().next()?.parse().ok(),
+        _ => None,
+    })
+}
+
+/// The To tag (`to = true`) or From tag of a request.
+fn header_tag(req: &Request, to: bool) -> Option<String> {
+    req.headers.iter().find_map(|h| match (h, to) {
+        (Header::To(v), true) => tag_of(v.value()).map(str::to_owned),
+        (Header::From(v), false) => tag_of(v.value()).map(str::to_owned),
+        _ => None,
+    })
+}
+
+fn has_sdp_body(req: &Request) -> bool {
+    !req.body.is_empty()
+        && req.headers.iter().any(|h| match h {
+            Header::ContentType(v) => v.value().to_ascii_lowercase().starts_with("application/sdp"),
+            _ => false,
+        })
+}
+
+/// The called number: the Request-URI user (tel: URIs: the number).
+fn called_number(req: &Request) -> String {
+    let uri = req.uri.to_string();
+    let rest = uri.split_once(':').map(|(_, r)| r).unwrap_or(&uri);
+    let user = match rest.split_once('@') {
+        Some((user, _)) => user,
+        None if uri.starts_with("tel:") => rest,
+        None => "",
+    };
+    user.split(';').next().unwrap_or("").to_owned()
+}
+
+fn from_user(req: &Request) -> Option<String> {
+    let value = req.headers.iter().find_map(|h| match h {
+        Header::From(v) => Some(v.value().to_owned()),
+        _ => None,
+    })?;
+    let uri = crate::call::dialog::uri_of(&value)?;
+    let rest = uri.split_once(':')?.1;
+    let user = rest.split_once('@')?.0;
+    Some(user.split(';').next().unwrap_or("").to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn called_number_from_sip_and_tel_uris() {
+        let r = |uri: &str| {
+            Request::try_from(format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
+                 To: <sip:115@h>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n"
+            ))
+            .unwrap()
+        };
+        assert_eq!(called_number(&r("sip:115@127.0.0.1")), "115");
+        assert_eq!(called_number(&r("sip:+49561115;npdi@127.0.0.1:5060")), "+49561115");
+        assert_eq!(called_number(&r("sip:127.0.0.1")), "");
+        assert_eq!(from_user(&r("sip:115@h")).as_deref(), Some("a"));
+    }
+}

@@ -1,0 +1,249 @@
+//! SIP over UDP and TCP: the sockets, TCP framing and connection reuse.
+//!
+//! Every TCP socket gets `TCP_NODELAY` (SIP messages are small and
+//! latency-bound). A connection is known by its remote address; responses
+//! and in-dialog requests for that address reuse it, and a request to an
+//! address with no connection opens one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::config::Config;
+use crate::sip::Transport;
+use crate::sip::framing::{Frame, FramingError, StreamFramer};
+use crate::sip::transaction::{Peer, Transmit};
+
+/// Largest SIP message accepted on a stream (the 64 KiB).
+pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
+
+/// A framed message for the core.
+pub struct Inbound {
+    pub data: Bytes,
+    pub peer: Peer,
+}
+
+type Writers = Arc<DashMap<SocketAddr, mpsc::Sender<Bytes>>>;
+
+/// The listening sockets and the live TCP connections.
+pub struct Transports {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp_local: Vec<SocketAddr>,
+    writers: Writers,
+    inbound: mpsc::Sender<Inbound>,
+}
+
+impl Transports {
+    /// Binds every configured listener and starts the TCP accept loops and
+    /// the readers of all UDP sockets but the first (the core reads that one).
+    pub async fn bind(config: &Config, inbound: mpsc::Sender<Inbound>) -> anyhow::Result<Transports> {
+        let mut udp = Vec::new();
+        for addr in &config.sip.udp {
+            let s = UdpSocket::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot bind SIP UDP {addr}: {e}"))?;
+            udp.push(Arc::new(s));
+        }
+        let writers: Writers = Arc::new(DashMap::new());
+        let mut tcp_local = Vec::new();
+        for addr in &config.sip.tcp {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot bind SIP TCP {addr}: {e}"))?;
+            let local = l.local_addr()?;
+            tcp_local.push(local);
+            tokio::spawn(accept_loop(l, local, writers.clone(), inbound.clone()));
+        }
+        for (i, s) in udp.iter().enumerate().skip(1) {
+            tokio::spawn(udp_reader(s.clone(), i, inbound.clone()));
+        }
+        Ok(Transports {
+            udp,
+            tcp_local,
+            writers,
+            inbound,
+        })
+    }
+
+    /// The UDP socket the core reads itself.
+    pub fn primary_udp(&self) -> Option<Arc<UdpSocket>> {
+        self.udp.first().cloned()
+    }
+
+    /// The peer of a datagram received on UDP socket `index`.
+    pub fn udp_peer(&self, index: usize, from: SocketAddr) -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: from,
+            local: self.udp[index].local_addr().unwrap_or(from),
+        }
+    }
+
+    /// Sends without waiting: UDP with `try_send_to`, TCP through the
+    /// connection's writer. Failures are logged and the message dropped;
+    /// the transaction layer retransmits over UDP.
+    pub fn send(&self, t: Transmit) {
+        match t.peer.transport {
+            Transport::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|s| s.local_addr().is_ok_and(|a| a == t.peer.local))
+                    .or_else(|| self.udp.first());
+                if let Some(s) = socket
+                    && let Err(e) = s.try_send_to(&t.bytes, t.peer.addr)
+                {
+                    debug!(error = %e, to = %t.peer.addr, "UDP send failed");
+                }
+            }
+            Transport::Tcp => {
+                if let Some(w) = self.writers.get(&t.peer.addr) {
+                    if w.try_send(t.bytes).is_err() {
+                        warn!(to = %t.peer.addr, "TCP connection backlog full; message dropped");
+                    }
+                    return;
+                }
+                let local = self.tcp_local.first().copied();
+                tokio::spawn(connect(t.peer.addr, local, t.bytes, self.writers.clone(), self.inbound.clone()));
+            }
+        }
+    }
+}
+
+async fn udp_reader(socket: Arc<UdpSocket>, _index: usize, inbound: mpsc::Sender<Inbound>) {
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let msg = Inbound {
+                    data: Bytes::copy_from_slice(&buf[..n]),
+                    peer: Peer {
+                        transport: Transport::Udp,
+                        addr: from,
+                        local,
+                    },
+                };
+                if inbound.try_send(msg).is_err() {
+                    debug!("core busy: UDP datagram dropped");
+                }
+            }
+            Err(e) => debug!(error = %e, "UDP receive error"),
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, local: SocketAddr, writers: Writers, inbound: mpsc::Sender<Inbound>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                tokio::spawn(connection(stream, remote, local, writers.clone(), inbound.clone()));
+            }
+            Err(e) => {
+                warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connect(
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    first: Bytes,
+    writers: Writers,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    match TcpStream::connect(remote).await {
+        Ok(stream) => {
+            let local = stream.local_addr().ok().or(local).unwrap_or(remote);
+            let (tx, rx) = mpsc::channel(256);
+            let _ = tx.try_send(first);
+            run_connection(stream, remote, local, tx, rx, writers, inbound).await;
+        }
+        Err(e) => warn!(to = %remote, error = %e, "TCP connect failed"),
+    }
+}
+
+async fn connection(stream: TcpStream, remote: SocketAddr, local: SocketAddr, writers: Writers, inbound: mpsc::Sender<Inbound>) {
+    let (tx, rx) = mpsc::channel(256);
+    run_connection(stream, remote, local, tx, rx, writers, inbound).await;
+}
+
+async fn run_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    tx: mpsc::Sender<Bytes>,
+    mut rx: mpsc::Receiver<Bytes>,
+    writers: Writers,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let _ = stream.set_nodelay(true);
+    writers.insert(remote, tx.clone());
+    let (mut reader, mut writer) = stream.into_split();
+    let write_task = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let peer = Peer {
+        transport: Transport::Tcp,
+        addr: remote,
+        local,
+    };
+    let mut framer = StreamFramer::new(MAX_STREAM_MESSAGE);
+    let mut buf = vec![0u8; 16 * 1024];
+    'read: loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next_message() {
+                Ok(Some(Frame::Message(data))) => {
+                    if inbound.send(Inbound { data, peer }).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(Some(Frame::Ping)) => {
+                    // RFC 5626 §4.4.1: answer a CRLFCRLF ping with a CRLF pong.
+                    let _ = tx.try_send(Bytes::from_static(b"\r\n"));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(peer = %remote, error = %e, "closing TCP connection after a framing error");
+                    if let Some(resp) = framing_error_response(&framer, &e) {
+                        let _ = tx.send(resp).await;
+                    }
+                    break 'read;
+                }
+            }
+        }
+    }
+    writers.remove_if(&remote, |_, w| w.same_channel(&tx));
+    drop(tx);
+    let _ = write_task.await;
+}
+
+/// 413 / 400 for a stream that broke framing, when the start of the
+/// message can still tell us where to answer.
+fn framing_error_response(framer: &StreamFramer, e: &FramingError) -> Option<Bytes> {
+    let status = match e {
+        FramingError::TooLarge => 413,
+        _ => 400,
+    };
+    crate::sip::screen::reject_raw(framer.pending(), status, &e.to_string()).map(Bytes::from)
+}

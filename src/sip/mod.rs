@@ -1,6 +1,7 @@
 //! SIP: message model, screening of raw input, transactions, digest auth and
 //! the registrar. Nothing here decides where a call goes.
 
+pub mod digest;
 pub mod message;
 
 /// The transport a message came in on or goes out on.

@@ -3,6 +3,7 @@
 
 pub mod digest;
 pub mod message;
+pub mod registrar;
 
 /// The transport a message came in on or goes out on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

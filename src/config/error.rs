@@ -223,7 +223,9 @@ pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str>
     candidates
         .iter()
         .map(|c| (levenshtein(&word, c), *c))
-        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(1) + 1)
+        // Loose enough for a dropped or doubled letter, strict enough that
+        // short names do not "match" anything.
+        .filter(|(d, c)| *d <= (c.chars().count() / 3).max(1) && *d < c.chars().count())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -254,8 +256,7 @@ fn scalar_type(ty: &str) -> (String, String) {
         "u8" => int("255"),
         "u16" => int("65535"),
         "u32" => int("4294967295"),
-        "u64" | "usize" => int("18446744073709551615"),
-        "i8" | "i16" | "i32" | "i64" | "isize" => (
+        "u64" | "usize" | "i8" | "i16" | "i32" | "i64" | "isize" => (
             "a whole number".to_string(),
             "a whole number without quotes or units".to_string(),
         ),

@@ -1029,6 +1029,7 @@ impl Loader<'_> {
         } else {
             holders.join(", ")
         };
+        let verb = if holders.len() == 1 { "uses" } else { "use" };
         let mut reported: Vec<(SocketAddr, Option<Pos>)> = Vec::new();
         for l in listens {
             if is_loopback(l.addr.ip()) {
@@ -1048,7 +1049,7 @@ impl Loader<'_> {
                 self.path,
                 pos,
                 format!(
-                    "{} listens on {}{via}, reachable from other hosts, while {who} still use the password \"{DEMO_PASSWORD}\"",
+                    "{} listens on {}{via}, reachable from other hosts, while {who} still {verb} the password \"{DEMO_PASSWORD}\"",
                     l.what, l.addr
                 ),
                 "change those passwords or listen on 127.0.0.1",

@@ -332,7 +332,12 @@ fn demo_passwords_refused_on_wildcard_override() {
     assert!(e.message.contains("agent 1001"), "{e}");
     assert_eq!(e.hint, "change those passwords or listen on 127.0.0.1");
     // The first `password: demo` in the file, the thing to change.
-    at(e, &f.main(), 64, 15);
+    let (line, col) = include_str!("../../zentrale.yaml")
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find("password: demo").map(|c| (i + 1, c + 11)))
+        .expect("demo password in zentrale.yaml");
+    at(e, &f.main(), line, col);
 
     let ov = Overrides {
         http_listen: Some(addr("0.0.0.0:8080")),

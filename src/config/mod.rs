@@ -1,1 +1,278 @@
-//! placeholder
+//! The typed configuration: `zentrale.yaml` plus one dialplan file per tenant.
+//!
+//! [`Config::load`] reads and validates everything and returns either a clean
+//! [`Config`] or every problem it found, each with file, line, column and a
+//! hint saying what to change ([`ConfigErrors`]). Nothing here opens sockets.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use zentrale::config::{Config, Overrides};
+//!
+//! match Config::load(Path::new("zentrale.yaml"), &Overrides::default()) {
+//!     Ok(cfg) => println!("{} tenants", cfg.tenants.len()),
+//!     Err(errors) => eprintln!("{errors}"),
+//! }
+//! ```
+//!
+//! The schema is documented in the demo `zentrale.yaml` and `dialplans/*.yaml`
+//! at the top of the source tree, which operators copy.
+
+mod cidr;
+mod error;
+mod load;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use cidr::{Cidr, CidrError};
+pub use error::{ConfigError, ConfigErrors};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The main file, as given to [`Config::load`].
+    pub path: PathBuf,
+    /// SIP listeners and protocol limits (`sip:`).
+    pub sip: SipConfig,
+    /// RTP port range and timeout (`rtp:`).
+    pub rtp: RtpConfig,
+    /// The HTTP API and metrics listener (`http:`).
+    pub http: HttpConfig,
+    /// Directory of the prompts, `<sounds_dir>/<name>.wav` (`sounds:`, default
+    /// `sounds`; a relative path is resolved against the config file's directory).
+    pub sounds_dir: PathBuf,
+    /// Carrier trunks allowed to send calls (`trunks:`).
+    pub trunks: Vec<Trunk>,
+    /// Agents (softphones that register) (`agents:`).
+    pub agents: Vec<Agent>,
+    /// Tenants (town halls, service centers), each with its dialplan (`tenants:`).
+    pub tenants: Vec<Tenant>,
+}
+
+/// SIP settings.
+///
+/// ```yaml
+/// sip:
+///   listen: { udp: [127.0.0.1:5060], tcp: [127.0.0.1:5060] }
+///   realm: zentrale
+///   max_calls: 2000
+///   register: { min_expires: 60, max_expires: 3600, default_expires: 3600 }
+///   nonce_ttl_secs: 300
+///   min_se: 90
+///   session_expires: 1800
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipConfig {
+    /// UDP listen addresses (default `127.0.0.1:5060`).
+    pub udp: Vec<SocketAddr>,
+    /// TCP listen addresses (default `127.0.0.1:5060`).
+    pub tcp: Vec<SocketAddr>,
+    /// Digest authentication realm (default `zentrale`).
+    pub realm: String,
+    /// Concurrent calls; past it new INVITEs get 503 with Retry-After (default 2000).
+    pub max_calls: usize,
+    /// Bounds for REGISTER expiry.
+    pub register: RegisterLimits,
+    /// How long a digest nonce stays valid (`nonce_ttl_secs`, default 300 s).
+    pub nonce_ttl: Duration,
+    /// RFC 4028 Min-SE we accept, seconds (default 90, the RFC minimum).
+    pub min_se: u32,
+    /// Session-Expires we ask for, seconds (default 1800).
+    pub session_expires: u32,
+}
+
+/// REGISTER expiry bounds in seconds: shorter requests get 423 Interval Too Brief,
+/// longer ones are cut to `max_expires`, missing ones get `default_expires`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegisterLimits {
+    /// Default 60.
+    pub min_expires: u32,
+    /// Default 3600.
+    pub max_expires: u32,
+    /// Default 3600.
+    pub default_expires: u32,
+}
+
+/// RTP settings.
+///
+/// ```yaml
+/// rtp:
+///   ports: 30000-30999   # even first port; each call leg takes an even/odd pair
+///   timeout_secs: 60     # hang up after this long without RTP; 0 = never
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtpConfig {
+    /// First port of the range (even).
+    pub first_port: u16,
+    /// Last port of the range (inclusive).
+    pub last_port: u16,
+    /// Media timeout; `None` when `timeout_secs: 0`.
+    pub timeout: Option<Duration>,
+}
+
+/// HTTP API and metrics listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+}
+
+/// A carrier trunk. Calls are accepted from a trunk when the source address is
+/// in `sources` (and, if set, digest `credentials` match).
+///
+/// ```yaml
+/// trunks:
+///   - name: demo-carrier
+///     sources: [127.0.0.0/8]
+///     max_calls: 200
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    /// Unique name, used in logs and metrics.
+    pub name: String,
+    /// Source networks the trunk's signalling comes from.
+    pub sources: Vec<Cidr>,
+    /// Digest credentials the trunk must authenticate with, if any.
+    pub credentials: Option<Credentials>,
+    /// Concurrent-call limit for this trunk, if any.
+    pub max_calls: Option<u32>,
+}
+
+/// Digest credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Digest user name.
+    pub username: String,
+    /// Digest password (plain; it is needed to verify digests).
+    pub password: String,
+}
+
+// Hand-written so that a `{:?}` of the config never prints a password.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An agent: a softphone that registers as `extension` and takes calls of
+/// one tenant by skill.
+///
+/// ```yaml
+/// agents:
+///   - extension: "1001"
+///     name: Kassel 1001
+///     password: demo
+///     tenant: kassel
+///     skills: { general: 5 }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// SIP user name the phone registers with; unique.
+    pub extension: String,
+    /// Display name.
+    pub name: String,
+    /// Digest password.
+    pub password: String,
+    /// Id of the tenant the agent works for.
+    pub tenant: String,
+    /// Skill name → level 1 (basic) ..= 10 (expert).
+    pub skills: BTreeMap<String, u8>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("extension", &self.extension)
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .field("skills", &self.skills)
+            .finish()
+    }
+}
+
+/// A tenant: one body (city, district, town) with its own dialplan file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Short id agents refer to, e.g. `kassel`.
+    pub id: String,
+    /// Display name, e.g. `Stadt Kassel`.
+    pub name: String,
+    /// The dialplan file, resolved against the main file's directory.
+    pub dialplan_path: PathBuf,
+    /// Its contents.
+    pub dialplan: Dialplan,
+}
+
+/// A tenant's dialplan file.
+///
+/// ```yaml
+/// hotlines:
+///   - id: "115"
+///     name: Behördennummer 115 Kassel
+///     numbers: ["115", "0561115"]
+///     greeting: greeting-kassel
+///     waiting: waiting
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dialplan {
+    /// The hotlines, in file order.
+    pub hotlines: Vec<Hotline>,
+}
+
+/// A hotline: the numbers callers dial and the prompts they hear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hotline {
+    /// Id, unique within the tenant.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Dialled numbers (digits, optional leading `+`); unique across all tenants.
+    pub numbers: Vec<String>,
+    /// Sound played first.
+    pub greeting: String,
+    /// Sound played in a loop after the greeting (default `waiting`).
+    pub waiting: String,
+}
+
+/// Command-line overrides, applied before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Replaces both the SIP UDP and TCP listen lists.
+    pub sip_listen: Option<SocketAddr>,
+    /// Replaces the HTTP listen address.
+    pub http_listen: Option<SocketAddr>,
+    /// Replaces the RTP port range (first, last).
+    pub rtp_ports: Option<(u16, u16)>,
+}
+
+impl Config {
+    /// Reads `path` and the dialplan files it names, applies `overrides` and
+    /// validates the result. On failure returns every problem found.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        load::load(path, overrides)
+    }
+
+    /// Sound names referenced anywhere (greetings, waiting prompts), for the
+    /// media module to preload from `<sounds_dir>/<name>.wav`.
+    pub fn sound_names(&self) -> BTreeSet<String> {
+        self.tenants
+            .iter()
+            .flat_map(|t| &t.dialplan.hotlines)
+            .flat_map(|h| [h.greeting.clone(), h.waiting.clone()])
+            .collect()
+    }
+
+    /// The file of a sound.
+    pub fn sound_path(&self, name: &str) -> PathBuf {
+        self.sounds_dir.join(format!("{name}.wav"))
+    }
+}

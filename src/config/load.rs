@@ -1,0 +1,1137 @@
+//! From the YAML layer to the public types, checking everything on the way.
+//!
+//! Every check records its error and carries on, so one run shows the
+//! operator all problems at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_saphyr::Spanned;
+
+use super::error::{Diag, Pos, closest};
+use super::raw::{
+    self, RawAgent, RawHotline, RawHttp, RawRegister, RawRtp, RawSip, RawTenant, RawTrunk,
+};
+use super::{
+    Agent, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan, Hotline, HttpConfig,
+    Overrides, RegisterLimits, RtpConfig, SipConfig, Tenant, Trunk,
+};
+
+/// The password the demo config ships with; never to be reachable from outside.
+const DEMO_PASSWORD: &str = "demo";
+
+pub(super) fn load(path: &Path, ov: &Overrides) -> Result<Config, ConfigErrors> {
+    let mut d = Diag::default();
+    let cfg = Loader {
+        path,
+        base: path.parent().unwrap_or(Path::new("")),
+        d: &mut d,
+    }
+    .run(ov);
+    match cfg {
+        Some(cfg) if d.errors.is_empty() => Ok(cfg),
+        _ => Err(finish(path, d)),
+    }
+}
+
+/// Sorts errors by file (main file first, then in order of appearance), line
+/// and column, and drops repeats from the re-reading passes.
+fn finish(main: &Path, d: Diag) -> ConfigErrors {
+    let mut order: Vec<PathBuf> = vec![main.to_path_buf()];
+    for e in &d.errors {
+        if !order.contains(&e.file) {
+            order.push(e.file.clone());
+        }
+    }
+    let mut errors = d.errors;
+    errors.sort_by_key(|e| {
+        let rank = order
+            .iter()
+            .position(|f| *f == e.file)
+            .unwrap_or(usize::MAX);
+        (rank, e.line, e.column)
+    });
+    errors.dedup();
+    ConfigErrors(errors)
+}
+
+/// Where a listen address came from, for the demo-password rule.
+#[derive(Clone, Copy)]
+enum Origin {
+    File(Pos),
+    Override(&'static str),
+}
+
+struct Listen {
+    what: &'static str,
+    addr: SocketAddr,
+    origin: Origin,
+}
+
+struct Loader<'a> {
+    path: &'a Path,
+    base: &'a Path,
+    d: &'a mut Diag,
+}
+
+impl Loader<'_> {
+    fn run(&mut self, ov: &Overrides) -> Option<Config> {
+        let text = match std::fs::read_to_string(self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.d.at(
+                    self.path,
+                    Pos::START,
+                    format!("cannot read the config file: {e}"),
+                    "check the path given on the command line and the file's permissions",
+                );
+                return None;
+            }
+        };
+        let keys = self.keys(self.path, &text, raw::MAIN_KEYS)?;
+        let key_pos = |k: &str| keys.get(k).copied().unwrap_or(Pos::START);
+
+        let mut listens = Vec::new();
+        let sip = self
+            .section::<Spanned<RawSip>>(self.path, &text, "sip", key_pos("sip"))
+            .map(|s| s.unwrap_or_else(|| dflt(RawSip::default())))
+            .map(|s| self.sip(s, key_pos("sip"), ov, &mut listens));
+        let rtp = self
+            .section::<Spanned<RawRtp>>(self.path, &text, "rtp", key_pos("rtp"))
+            .map(|s| s.unwrap_or_else(|| dflt(RawRtp::default())))
+            .map(|r| self.rtp(r, key_pos("rtp"), ov));
+        let http = self
+            .section::<Spanned<RawHttp>>(self.path, &text, "http", key_pos("http"))
+            .map(|s| s.unwrap_or_else(|| dflt(RawHttp::default())))
+            .map(|h| self.http(h, key_pos("http"), ov, &mut listens));
+        let sounds_dir = self
+            .section::<Spanned<String>>(self.path, &text, "sounds", key_pos("sounds"))
+            .map(|s| match s {
+                Some(s) => self.base.join(s.value),
+                None => self.base.join("sounds"),
+            });
+
+        let trunks_raw =
+            self.list::<Spanned<RawTrunk>>(self.path, &text, "trunks", key_pos("trunks"), false);
+        let agents_raw =
+            self.list::<Spanned<RawAgent>>(self.path, &text, "agents", key_pos("agents"), false);
+        let tenants_raw =
+            self.list::<Spanned<RawTenant>>(self.path, &text, "tenants", key_pos("tenants"), true);
+
+        let trunks = self.trunks(trunks_raw.items);
+        let tenants = self.tenants(tenants_raw.items, sounds_dir.as_ref());
+        let tenant_ids = tenants_raw.complete.then(|| {
+            tenants
+                .iter()
+                .map(|t| t.id.clone())
+                .collect::<BTreeSet<_>>()
+        });
+        let agents = self.agents(agents_raw.items, tenant_ids.as_ref());
+
+        self.demo_passwords(&listens, &agents, &trunks);
+
+        Some(Config {
+            path: self.path.to_path_buf(),
+            sip: sip?,
+            rtp: rtp?,
+            http: http?,
+            sounds_dir: sounds_dir?,
+            trunks: trunks.into_iter().map(|(t, _)| t).collect(),
+            agents: agents.into_iter().map(|(a, _)| a).collect(),
+            tenants,
+        })
+    }
+
+    // ---- reading ---------------------------------------------------------
+
+    /// The top-level keys and their positions; unknown ones are errors.
+    /// `None` if the file is not a YAML mapping at all.
+    fn keys(&mut self, file: &Path, text: &str, allowed: &[&str]) -> Option<HashMap<String, Pos>> {
+        let keys = match raw::top_keys(text) {
+            Ok(k) => k,
+            Err(e) => {
+                self.d.yaml(file, &e, Pos::START);
+                return None;
+            }
+        };
+        let mut out = HashMap::new();
+        for k in keys {
+            let pos = Pos::or(&k, Pos::START);
+            if !allowed.contains(&k.value.as_str()) {
+                let list = allowed.join(", ");
+                let hint = match closest(&k.value, allowed) {
+                    Some(c) => format!("did you mean `{c}`? top-level keys are: {list}"),
+                    None => format!("remove it or use one of the top-level keys: {list}"),
+                };
+                self.d
+                    .at(file, pos, format!("unknown key `{}`", k.value), hint);
+            }
+            out.insert(k.value, pos);
+        }
+        Some(out)
+    }
+
+    /// One section; `Err(())` after recording its error.
+    fn section<T: DeserializeOwned>(
+        &mut self,
+        file: &Path,
+        text: &str,
+        key: &'static str,
+        key_pos: Pos,
+    ) -> Option<Option<T>> {
+        match raw::section::<T>(text, key) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.d.yaml(file, &e, key_pos);
+                None
+            }
+        }
+    }
+
+    fn list<T: DeserializeOwned>(
+        &mut self,
+        file: &Path,
+        text: &str,
+        key: &'static str,
+        key_pos: Pos,
+        required: bool,
+    ) -> Items<T> {
+        let s = raw::list_section::<T>(text, key);
+        for e in &s.errors {
+            self.d.yaml(file, e, key_pos);
+        }
+        if required && !s.present {
+            self.d.at(
+                file,
+                Pos::START,
+                format!("missing key `{key}`"),
+                format!("add a top-level `{key}:` list"),
+            );
+        }
+        Items {
+            complete: s.errors.is_empty(),
+            items: s.items,
+        }
+    }
+
+    // ---- sections --------------------------------------------------------
+
+    fn sip(
+        &mut self,
+        raw: Spanned<RawSip>,
+        key: Pos,
+        ov: &Overrides,
+        listens: &mut Vec<Listen>,
+    ) -> SipConfig {
+        let file = self.path;
+        let raw = raw.value;
+        let default_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 5060));
+        let (udp, tcp) = if let Some(addr) = ov.sip_listen {
+            for what in ["SIP UDP", "SIP TCP"] {
+                listens.push(Listen {
+                    what,
+                    addr,
+                    origin: Origin::Override("--sip-listen"),
+                });
+            }
+            (vec![addr], vec![addr])
+        } else if let Some(l) = raw.listen {
+            let lpos = Pos::or(&l, key);
+            let udp = self.addrs(&l.value.udp, "SIP UDP", lpos, listens);
+            let tcp = self.addrs(&l.value.tcp, "SIP TCP", lpos, listens);
+            if l.value.udp.is_empty() && l.value.tcp.is_empty() {
+                self.d.at(
+                    file,
+                    lpos,
+                    "SIP listens on no address",
+                    "add `udp: [127.0.0.1:5060]` and/or `tcp: [127.0.0.1:5060]` under `listen:`",
+                );
+            }
+            (udp, tcp)
+        } else {
+            for what in ["SIP UDP", "SIP TCP"] {
+                listens.push(Listen {
+                    what,
+                    addr: default_addr,
+                    origin: Origin::File(key),
+                });
+            }
+            (vec![default_addr], vec![default_addr])
+        };
+
+        let realm = raw.realm;
+        if realm.value.trim().is_empty() || realm.value.contains(['"', '\\']) {
+            self.d.at(
+                file,
+                Pos::or(&realm, key),
+                format!(
+                    "realm `{}` cannot be used in a digest challenge",
+                    realm.value
+                ),
+                "write a non-empty realm without quotes or backslashes, e.g. `zentrale`",
+            );
+        }
+        if raw.max_calls.value == 0 {
+            self.d.at(
+                file,
+                Pos::or(&raw.max_calls, key),
+                "max_calls is 0, so every call would be refused",
+                "set the number of concurrent calls the machine may carry, e.g. 2000",
+            );
+        }
+        let reg = raw.register.unwrap_or_else(|| dflt(RawRegister::default()));
+        let rpos = Pos::or(&reg, key);
+        let reg = reg.value;
+        if reg.min_expires.value == 0 {
+            self.d.at(
+                file,
+                Pos::or(&reg.min_expires, rpos),
+                "min_expires is 0",
+                "set at least 1 second; phones commonly refresh at 60 to 3600 s",
+            );
+        }
+        if reg.min_expires.value > reg.max_expires.value {
+            self.d.at(
+                file,
+                Pos::or(&reg.max_expires, rpos),
+                format!(
+                    "max_expires {} is below min_expires {}",
+                    reg.max_expires.value, reg.min_expires.value
+                ),
+                "make min_expires <= default_expires <= max_expires",
+            );
+        } else if !(reg.min_expires.value..=reg.max_expires.value)
+            .contains(&reg.default_expires.value)
+        {
+            self.d.at(
+                file,
+                Pos::or(&reg.default_expires, rpos),
+                format!(
+                    "default_expires {} is outside {}..={}",
+                    reg.default_expires.value, reg.min_expires.value, reg.max_expires.value
+                ),
+                "make min_expires <= default_expires <= max_expires",
+            );
+        }
+        if raw.nonce_ttl_secs.value == 0 {
+            self.d.at(
+                file,
+                Pos::or(&raw.nonce_ttl_secs, key),
+                "nonce_ttl_secs is 0, so no digest answer could ever be accepted",
+                "set how long a challenge stays valid, e.g. 300",
+            );
+        }
+        // RFC 4028 section 4: Min-SE must not be below 90 seconds.
+        if raw.min_se.value < 90 {
+            self.d.at(
+                file,
+                Pos::or(&raw.min_se, key),
+                format!(
+                    "min_se {} is below the RFC 4028 minimum of 90",
+                    raw.min_se.value
+                ),
+                "set min_se to 90 or more",
+            );
+        } else if raw.session_expires.value < raw.min_se.value {
+            self.d.at(
+                file,
+                Pos::or(&raw.session_expires, key),
+                format!(
+                    "session_expires {} is below min_se {}",
+                    raw.session_expires.value, raw.min_se.value
+                ),
+                "raise session_expires (default 1800) or lower min_se",
+            );
+        }
+        SipConfig {
+            udp,
+            tcp,
+            realm: realm.value,
+            max_calls: raw.max_calls.value,
+            register: RegisterLimits {
+                min_expires: reg.min_expires.value,
+                max_expires: reg.max_expires.value,
+                default_expires: reg.default_expires.value,
+            },
+            nonce_ttl: Duration::from_secs(raw.nonce_ttl_secs.value),
+            min_se: raw.min_se.value,
+            session_expires: raw.session_expires.value,
+        }
+    }
+
+    fn addrs(
+        &mut self,
+        raw: &[Spanned<String>],
+        what: &'static str,
+        fallback: Pos,
+        listens: &mut Vec<Listen>,
+    ) -> Vec<SocketAddr> {
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for s in raw {
+            let pos = Pos::or(s, fallback);
+            let Some(addr) = self.addr(s, pos, what) else {
+                continue;
+            };
+            if out.contains(&addr) {
+                self.d.at(
+                    self.path,
+                    pos,
+                    format!("{what} listen address {addr} is listed twice"),
+                    "remove the second entry",
+                );
+                continue;
+            }
+            out.push(addr);
+            listens.push(Listen {
+                what,
+                addr,
+                origin: Origin::File(pos),
+            });
+        }
+        out
+    }
+
+    fn addr(&mut self, s: &Spanned<String>, pos: Pos, what: &str) -> Option<SocketAddr> {
+        match s.value.trim().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.d.at(
+                    self.path,
+                    pos,
+                    format!("`{}` is not a valid {what} listen address", s.value),
+                    "write IP:PORT with a numeric IP, e.g. 127.0.0.1:5060 or 0.0.0.0:5060; \
+                     quote IPv6 addresses: \"[::1]:5060\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn rtp(&mut self, raw: Spanned<RawRtp>, key: Pos, ov: &Overrides) -> RtpConfig {
+        let file = self.path;
+        let raw = raw.value;
+        let ppos = Pos::or(&raw.ports, key);
+        let (range, origin) = match ov.rtp_ports {
+            Some(r) => (Some(r), " (from --rtp-ports)"),
+            None => (self.port_range(&raw.ports, ppos), ""),
+        };
+        let (first, last) = range.unwrap_or((30000, 30999));
+        if range.is_some() {
+            let example = "e.g. 30000-30999";
+            if first == 0 {
+                self.d.at(
+                    file,
+                    ppos,
+                    format!("RTP port range{origin} starts at port 0"),
+                    format!("use ports from 1024 up, {example}"),
+                );
+            } else if first % 2 != 0 {
+                self.d.at(
+                    file,
+                    ppos,
+                    format!("first RTP port {first}{origin} is odd"),
+                    format!(
+                        "start the range on an even port ({}-{last}): RTP takes the even port, \
+                         RTCP the odd one above",
+                        first - 1
+                    ),
+                );
+            }
+            if first == last {
+                self.d.at(
+                    file,
+                    ppos,
+                    format!("RTP port range {first}-{last}{origin} holds only 1 port"),
+                    format!("give at least 2 ports (one RTP/RTCP pair per call leg), {example}"),
+                );
+            } else if first > last {
+                self.d.at(
+                    file,
+                    ppos,
+                    format!("RTP port range {first}-{last}{origin} is reversed"),
+                    format!("write the lower port first: {last}-{first}"),
+                );
+            }
+        }
+        RtpConfig {
+            first_port: first,
+            last_port: last,
+            timeout: match raw.timeout_secs.value {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+        }
+    }
+
+    fn port_range(&mut self, s: &Spanned<String>, pos: Pos) -> Option<(u16, u16)> {
+        let parsed = s.value.split_once('-').and_then(|(a, b)| {
+            Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+        });
+        if parsed.is_none() {
+            self.d.at(
+                self.path,
+                pos,
+                format!("`{}` is not a port range", s.value),
+                "write FIRST-LAST with ports up to 65535, e.g. 30000-30999",
+            );
+        }
+        parsed
+    }
+
+    fn http(
+        &mut self,
+        raw: Spanned<RawHttp>,
+        key: Pos,
+        ov: &Overrides,
+        listens: &mut Vec<Listen>,
+    ) -> HttpConfig {
+        let raw = raw.value;
+        let pos = Pos::or(&raw.listen, key);
+        let listen = match ov.http_listen {
+            Some(addr) => {
+                listens.push(Listen {
+                    what: "HTTP",
+                    addr,
+                    origin: Origin::Override("--http-listen"),
+                });
+                addr
+            }
+            None => {
+                let addr = self
+                    .addr(&raw.listen, pos, "HTTP")
+                    .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)));
+                listens.push(Listen {
+                    what: "HTTP",
+                    addr,
+                    origin: Origin::File(pos),
+                });
+                addr
+            }
+        };
+        HttpConfig { listen }
+    }
+
+    fn trunks(&mut self, raw: Vec<Spanned<RawTrunk>>) -> Vec<(Trunk, Option<Pos>)> {
+        let file = self.path;
+        let mut seen: HashMap<String, Pos> = HashMap::new();
+        let mut out = Vec::new();
+        for t in raw {
+            let tpos = Pos::or(&t, Pos::START);
+            let t = t.value;
+            let npos = Pos::or(&t.name, tpos);
+            if !valid_id(&t.name.value) {
+                self.d.at(
+                    file,
+                    npos,
+                    format!("trunk name `{}` is not usable", t.name.value),
+                    "use letters, digits, `-` and `_` only, e.g. `demo-carrier`",
+                );
+            } else if let Some(first) = seen.get(&t.name.value) {
+                self.d.at(
+                    file,
+                    npos,
+                    format!(
+                        "trunk name `{}` is used twice (first at line {})",
+                        t.name.value, first.line
+                    ),
+                    "give each trunk its own name",
+                );
+            } else {
+                seen.insert(t.name.value.clone(), npos);
+            }
+            let spos = Pos::or(&t.sources, tpos);
+            if t.sources.value.is_empty() {
+                self.d.at(
+                    file,
+                    spos,
+                    format!("trunk `{}` has no sources", t.name.value),
+                    "list the networks the carrier sends from, e.g. [192.0.2.0/24]",
+                );
+            }
+            let mut sources = Vec::new();
+            for s in &t.sources.value {
+                let pos = Pos::or(s, spos);
+                match s.value.parse::<Cidr>() {
+                    Ok(c) => sources.push(c),
+                    Err(e) => {
+                        let hint = match &e {
+                            CidrError::BadAddress(_) => {
+                                "write an IP address with an optional /prefix, e.g. 192.0.2.0/24 or 2001:db8::/32"
+                                    .to_string()
+                            }
+                            CidrError::BadPrefix { max, .. } => {
+                                format!("use a prefix from 0 to {max}")
+                            }
+                            CidrError::HostBits { network, .. } => format!(
+                                "write {network} for the whole network, or the address without /prefix for one host"
+                            ),
+                        };
+                        self.d
+                            .at(file, pos, format!("bad source network: {e}"), hint);
+                    }
+                }
+            }
+            let mut demo_pos = None;
+            let credentials = t.credentials.map(|c| {
+                let cpos = Pos::or(&c, tpos);
+                let c = c.value;
+                if c.username.value.is_empty() {
+                    self.d.at(
+                        file,
+                        Pos::or(&c.username, cpos),
+                        "empty trunk username",
+                        "write the user name the carrier authenticates with",
+                    );
+                }
+                if c.password.value.is_empty() {
+                    self.d.at(
+                        file,
+                        Pos::or(&c.password, cpos),
+                        "empty trunk password",
+                        "write the password agreed with the carrier",
+                    );
+                }
+                if c.password.value == DEMO_PASSWORD {
+                    demo_pos = Some(Pos::or(&c.password, cpos));
+                }
+                Credentials {
+                    username: c.username.value,
+                    password: c.password.value,
+                }
+            });
+            if let Some(m) = &t.max_calls
+                && m.value == 0
+            {
+                self.d.at(
+                    file,
+                    Pos::or(m, tpos),
+                    format!(
+                        "trunk `{}` has max_calls 0 and would refuse every call",
+                        t.name.value
+                    ),
+                    "set a limit above 0, or remove max_calls for no per-trunk limit",
+                );
+            }
+            out.push((
+                Trunk {
+                    name: t.name.value,
+                    sources,
+                    credentials,
+                    max_calls: t.max_calls.map(|m| m.value),
+                },
+                demo_pos,
+            ));
+        }
+        out
+    }
+
+    fn agents(
+        &mut self,
+        raw: Vec<Spanned<RawAgent>>,
+        tenant_ids: Option<&BTreeSet<String>>,
+    ) -> Vec<(Agent, Option<Pos>)> {
+        let file = self.path;
+        let mut seen: HashMap<String, Pos> = HashMap::new();
+        let mut out = Vec::new();
+        for a in raw {
+            let apos = Pos::or(&a, Pos::START);
+            let a = a.value;
+            let epos = Pos::or(&a.extension, apos);
+            let ext = &a.extension.value;
+            if ext.is_empty()
+                || ext.len() > 32
+                || !ext
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                self.d.at(
+                    file,
+                    epos,
+                    format!("extension `{ext}` cannot be a SIP user name here"),
+                    "use 1 to 32 ASCII letters, digits, `.`, `-` or `_`, e.g. \"1001\"",
+                );
+            } else if let Some(first) = seen.get(ext) {
+                self.d.at(
+                    file,
+                    epos,
+                    format!(
+                        "extension `{ext}` is used twice (first at line {})",
+                        first.line
+                    ),
+                    "give each agent its own extension",
+                );
+            } else {
+                seen.insert(ext.clone(), epos);
+            }
+            if a.name.value.trim().is_empty() {
+                self.d.at(
+                    file,
+                    Pos::or(&a.name, apos),
+                    "empty agent name",
+                    "write the display name, e.g. \"Kassel 1001\"",
+                );
+            }
+            let ppos = Pos::or(&a.password, apos);
+            if a.password.value.is_empty() {
+                self.d.at(
+                    file,
+                    ppos,
+                    format!("agent {ext} has an empty password"),
+                    "set a password; phones authenticate with digest",
+                );
+            }
+            if let Some(ids) = tenant_ids
+                && !ids.contains(&a.tenant.value)
+            {
+                let known: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let hint = match closest(&a.tenant.value, &known) {
+                    Some(c) => format!("did you mean `{c}`? tenants are: {}", known.join(", ")),
+                    None if known.is_empty() => "define the tenant under `tenants:`".to_string(),
+                    None => format!(
+                        "use one of the tenants: {}, or add it under `tenants:`",
+                        known.join(", ")
+                    ),
+                };
+                self.d.at(
+                    file,
+                    Pos::or(&a.tenant, apos),
+                    format!("agent {ext}: tenant `{}` is not defined", a.tenant.value),
+                    hint,
+                );
+            }
+            let mut skills = BTreeMap::new();
+            for (name, level) in a.skills {
+                // Skill names have no span of their own (map keys); the level is
+                // on the same line.
+                let lpos = Pos::or(&level, apos);
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                {
+                    self.d.at(
+                        file,
+                        lpos,
+                        format!("skill name `{name}` is not usable"),
+                        "use letters, digits, `-` and `_`, e.g. `meldewesen`",
+                    );
+                }
+                match u8::try_from(level.value) {
+                    Ok(l) if (1..=10).contains(&l) => {
+                        skills.insert(name, l);
+                    }
+                    _ => self.d.at(
+                        file,
+                        lpos,
+                        format!("skill level {} for `{name}` is outside 1..=10", level.value),
+                        "use 1 (basic) to 10 (expert); remove the skill if the agent lacks it",
+                    ),
+                }
+            }
+            let demo = (a.password.value == DEMO_PASSWORD).then_some(ppos);
+            out.push((
+                Agent {
+                    extension: a.extension.value,
+                    name: a.name.value,
+                    password: a.password.value,
+                    tenant: a.tenant.value,
+                    skills,
+                },
+                demo,
+            ));
+        }
+        out
+    }
+
+    fn tenants(
+        &mut self,
+        raw: Vec<Spanned<RawTenant>>,
+        sounds_dir: Option<&PathBuf>,
+    ) -> Vec<Tenant> {
+        let file = self.path;
+        let mut seen: HashMap<String, Pos> = HashMap::new();
+        let mut dialplans_seen: HashMap<PathBuf, (String, Pos)> = HashMap::new();
+        let mut numbers = Numbers::default();
+        let sounds = sounds_dir.map(|dir| Sounds::scan(dir));
+        let mut out = Vec::new();
+        for t in raw {
+            let tpos = Pos::or(&t, Pos::START);
+            let t = t.value;
+            let ipos = Pos::or(&t.id, tpos);
+            if !valid_id(&t.id.value) {
+                self.d.at(
+                    file,
+                    ipos,
+                    format!("tenant id `{}` is not usable", t.id.value),
+                    "use letters, digits, `-` and `_`, e.g. `kreis-pinneberg`",
+                );
+            } else if let Some(first) = seen.get(&t.id.value) {
+                self.d.at(
+                    file,
+                    ipos,
+                    format!(
+                        "tenant id `{}` is used twice (first at line {})",
+                        t.id.value, first.line
+                    ),
+                    "give each tenant its own id",
+                );
+            } else {
+                seen.insert(t.id.value.clone(), ipos);
+            }
+            if t.name.value.trim().is_empty() {
+                self.d.at(
+                    file,
+                    Pos::or(&t.name, tpos),
+                    "empty tenant name",
+                    "write the display name, e.g. \"Stadt Kassel\"",
+                );
+            }
+            let dpos = Pos::or(&t.dialplan, tpos);
+            let dialplan_path = self.base.join(&t.dialplan.value);
+            if let Some((other, _)) = dialplans_seen.get(&dialplan_path) {
+                self.d.at(
+                    file,
+                    dpos,
+                    format!(
+                        "dialplan {} is already the dialplan of tenant `{other}`",
+                        dialplan_path.display()
+                    ),
+                    "give each tenant its own dialplan file",
+                );
+                continue;
+            }
+            dialplans_seen.insert(dialplan_path.clone(), (t.id.value.clone(), dpos));
+            let text = match std::fs::read_to_string(&dialplan_path) {
+                Ok(text) => text,
+                Err(e) => {
+                    self.d.at(
+                        file,
+                        dpos,
+                        format!("cannot read dialplan file {}: {e}", dialplan_path.display()),
+                        format!(
+                            "create the file or fix the path; relative paths are resolved against {}",
+                            display_dir(self.base)
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let hotlines = self.dialplan(
+                &dialplan_path,
+                &text,
+                &t.id.value,
+                &mut numbers,
+                sounds.as_ref(),
+            );
+            out.push(Tenant {
+                id: t.id.value,
+                name: t.name.value,
+                dialplan_path,
+                dialplan: Dialplan { hotlines },
+            });
+        }
+        out
+    }
+
+    fn dialplan(
+        &mut self,
+        file: &Path,
+        text: &str,
+        tenant: &str,
+        numbers: &mut Numbers,
+        sounds: Option<&Sounds>,
+    ) -> Vec<Hotline> {
+        let Some(keys) = self.keys(file, text, raw::DIALPLAN_KEYS) else {
+            return Vec::new();
+        };
+        let key = keys.get("hotlines").copied().unwrap_or(Pos::START);
+        let raw = self.list::<Spanned<RawHotline>>(file, text, "hotlines", key, true);
+        let mut ids: HashMap<String, Pos> = HashMap::new();
+        let mut out = Vec::new();
+        for h in raw.items {
+            let hpos = Pos::or(&h, key);
+            let h = h.value;
+            let ipos = Pos::or(&h.id, hpos);
+            if h.id.value.trim().is_empty() {
+                self.d.at(
+                    file,
+                    ipos,
+                    "empty hotline id",
+                    "write a short id, e.g. \"115\" or buergeramt",
+                );
+            } else if let Some(first) = ids.get(&h.id.value) {
+                self.d.at(
+                    file,
+                    ipos,
+                    format!(
+                        "hotline id `{}` is used twice in this file (first at line {})",
+                        h.id.value, first.line
+                    ),
+                    "give each hotline of a tenant its own id",
+                );
+            } else {
+                ids.insert(h.id.value.clone(), ipos);
+            }
+            if h.name.value.trim().is_empty() {
+                self.d.at(
+                    file,
+                    Pos::or(&h.name, hpos),
+                    "empty hotline name",
+                    "write the display name agents see",
+                );
+            }
+            let npos = Pos::or(&h.numbers, hpos);
+            if h.numbers.value.is_empty() {
+                self.d.at(
+                    file,
+                    npos,
+                    format!("hotline `{}` has no numbers", h.id.value),
+                    "list the dialled numbers it answers, e.g. [\"115\", \"0561115\"]",
+                );
+            }
+            for n in &h.numbers.value {
+                let pos = Pos::or(n, npos);
+                if !valid_number(&n.value) {
+                    self.d.at(
+                        file,
+                        pos,
+                        format!("bad number `{}`", n.value),
+                        "write only digits, optionally with a leading `+`, 2 to 20 digits, \
+                         no spaces or dashes, e.g. \"0561115\" or \"+49561115\"",
+                    );
+                    continue;
+                }
+                let here = NumberUse {
+                    file: file.to_path_buf(),
+                    pos,
+                    tenant: tenant.to_string(),
+                    hotline: h.id.value.clone(),
+                };
+                if let Some(first) = numbers.0.get(&n.value) {
+                    self.d.at(
+                        file,
+                        pos,
+                        format!(
+                            "number `{}` is used twice: here (tenant `{}`, hotline `{}`) and at {}:{} (tenant `{}`, hotline `{}`)",
+                            n.value,
+                            here.tenant,
+                            here.hotline,
+                            first.file.display(),
+                            first.pos,
+                            first.tenant,
+                            first.hotline
+                        ),
+                        "a number routes to one hotline only: remove it from one of the two",
+                    );
+                } else {
+                    numbers.0.insert(n.value.clone(), here);
+                }
+            }
+            for s in [&h.greeting, &h.waiting] {
+                self.sound(file, s, Pos::or(s, hpos), sounds);
+            }
+            out.push(Hotline {
+                id: h.id.value,
+                name: h.name.value,
+                numbers: h.numbers.value.into_iter().map(|n| n.value).collect(),
+                greeting: h.greeting.value,
+                waiting: h.waiting.value,
+            });
+        }
+        out
+    }
+
+    fn sound(&mut self, file: &Path, s: &Spanned<String>, pos: Pos, sounds: Option<&Sounds>) {
+        let name = &s.value;
+        // Names become file names under sounds_dir; keep them from escaping it.
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            self.d.at(
+                file,
+                pos,
+                format!("sound name `{name}` is not usable"),
+                "write the file name without directory and without .wav, e.g. greeting-kassel",
+            );
+            return;
+        }
+        let Some(sounds) = sounds else {
+            return; // the `sounds:` key itself was bad; that error is reported
+        };
+        if sounds.names.contains(name) {
+            return;
+        }
+        let mut hint = "run sounds/make-sounds.sh to make the prompts, or fix the name".to_string();
+        if !sounds.dir_exists {
+            hint.push_str(&format!(
+                "; the sounds directory {} does not exist (set `sounds:` in {})",
+                sounds.dir.display(),
+                self.path.display()
+            ));
+        } else if let Some(c) = closest(
+            name,
+            &sounds.names.iter().map(String::as_str).collect::<Vec<_>>(),
+        ) {
+            hint = format!("did you mean `{c}`? otherwise {hint}");
+        } else if !sounds.names.is_empty() && sounds.names.len() <= 12 {
+            let list: Vec<&str> = sounds.names.iter().map(String::as_str).collect();
+            hint.push_str(&format!("; available: {}", list.join(", ")));
+        }
+        self.d.at(
+            file,
+            pos,
+            format!(
+                "sound `{name}` not found: {} does not exist",
+                sounds.dir.join(format!("{name}.wav")).display()
+            ),
+            hint,
+        );
+    }
+
+    /// The safety rule: the demo passwords must never be reachable from
+    /// another host.
+    fn demo_passwords(
+        &mut self,
+        listens: &[Listen],
+        agents: &[(Agent, Option<Pos>)],
+        trunks: &[(Trunk, Option<Pos>)],
+    ) {
+        let mut holders: Vec<String> = Vec::new();
+        let mut first_pos = None;
+        for (a, pos) in agents {
+            if let Some(p) = pos {
+                holders.push(format!("agent {}", a.extension));
+                first_pos.get_or_insert(*p);
+            }
+        }
+        for (t, pos) in trunks {
+            if let Some(p) = pos {
+                holders.push(format!("trunk {}", t.name));
+                first_pos.get_or_insert(*p);
+            }
+        }
+        let Some(first_pos) = first_pos else {
+            return;
+        };
+        let who = if holders.len() > 3 {
+            format!(
+                "{}, {} and {} more",
+                holders[0],
+                holders[1],
+                holders.len() - 2
+            )
+        } else {
+            holders.join(", ")
+        };
+        let verb = if holders.len() == 1 { "uses" } else { "use" };
+        let mut reported: Vec<(SocketAddr, Option<Pos>)> = Vec::new();
+        for l in listens {
+            if is_loopback(l.addr.ip()) {
+                continue;
+            }
+            let (pos, via) = match l.origin {
+                Origin::File(p) => (p, String::new()),
+                // Not in the file: point at the first demo password, the thing to change.
+                Origin::Override(flag) => (first_pos, format!(" (set by {flag})")),
+            };
+            let key = (l.addr, matches!(l.origin, Origin::File(_)).then_some(pos));
+            if reported.contains(&key) {
+                continue;
+            }
+            reported.push(key);
+            self.d.at(
+                self.path,
+                pos,
+                format!(
+                    "{} listens on {}{via}, reachable from other hosts, while {who} still {verb} the password \"{DEMO_PASSWORD}\"",
+                    l.what, l.addr
+                ),
+                "change those passwords or listen on 127.0.0.1",
+            );
+        }
+    }
+}
+
+struct Items<T> {
+    items: Vec<T>,
+    /// No item failed to parse, so cross-references to this list are safe to check.
+    complete: bool,
+}
+
+struct NumberUse {
+    file: PathBuf,
+    pos: Pos,
+    tenant: String,
+    hotline: String,
+}
+
+#[derive(Default)]
+struct Numbers(HashMap<String, NumberUse>);
+
+/// The `.wav` files present in the sounds directory.
+struct Sounds {
+    dir: PathBuf,
+    dir_exists: bool,
+    names: BTreeSet<String>,
+}
+
+impl Sounds {
+    fn scan(dir: &Path) -> Sounds {
+        let mut names = BTreeSet::new();
+        let entries = std::fs::read_dir(dir);
+        let dir_exists = entries.is_ok();
+        for entry in entries.into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|e| e == "wav")
+                && p.is_file()
+                && let Some(stem) = p.file_stem().and_then(|s| s.to_str())
+            {
+                names.insert(stem.to_string());
+            }
+        }
+        Sounds {
+            dir: dir.to_path_buf(),
+            dir_exists,
+            names,
+        }
+    }
+}
+
+fn dflt<T>(value: T) -> Spanned<T> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+
+fn display_dir(p: &Path) -> String {
+    if p.as_os_str().is_empty() {
+        "the current directory".to_string()
+    } else {
+        p.display().to_string()
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Digits with an optional leading `+`; 2 to 20 digits.
+fn valid_number(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    (2..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}

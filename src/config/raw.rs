@@ -1,0 +1,399 @@
+//! The YAML layer: types as written, with source spans, and a reader that
+//! keeps going after an error.
+//!
+//! serde stops at the first error in a document. To report more than one
+//! problem per file we read the file several times: once for its top-level
+//! keys, then each section on its own, and when a list section fails, each
+//! list item on its own. The files are small, so the extra passes cost
+//! nothing that matters, and the error path is the only one that repeats.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_saphyr::{Location, Spanned};
+
+/// A value that serde filled in from a default; it has no place in the file.
+fn dflt<T>(value: T) -> Spanned<T> {
+    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
+}
+
+// ---- main file -------------------------------------------------------------
+
+/// Keys of the main file, for the unknown-key check.
+pub(crate) const MAIN_KEYS: &[&str] = &[
+    "sip", "rtp", "http", "sounds", "trunks", "agents", "tenants",
+];
+/// Keys of a dialplan file.
+pub(crate) const DIALPLAN_KEYS: &[&str] = &["hotlines"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSip {
+    #[serde(default)]
+    pub listen: Option<Spanned<RawListen>>,
+    #[serde(default = "default_realm")]
+    pub realm: Spanned<String>,
+    #[serde(default = "default_max_calls")]
+    pub max_calls: Spanned<usize>,
+    #[serde(default)]
+    pub register: Option<Spanned<RawRegister>>,
+    #[serde(default = "default_nonce_ttl")]
+    pub nonce_ttl_secs: Spanned<u64>,
+    #[serde(default = "default_min_se")]
+    pub min_se: Spanned<u32>,
+    #[serde(default = "default_session_expires")]
+    pub session_expires: Spanned<u32>,
+}
+
+impl Default for RawSip {
+    fn default() -> Self {
+        RawSip {
+            listen: None,
+            realm: default_realm(),
+            max_calls: default_max_calls(),
+            register: None,
+            nonce_ttl_secs: default_nonce_ttl(),
+            min_se: default_min_se(),
+            session_expires: default_session_expires(),
+        }
+    }
+}
+
+fn default_realm() -> Spanned<String> {
+    dflt("zentrale".to_string())
+}
+fn default_max_calls() -> Spanned<usize> {
+    dflt(2000)
+}
+fn default_nonce_ttl() -> Spanned<u64> {
+    dflt(300)
+}
+fn default_min_se() -> Spanned<u32> {
+    dflt(90)
+}
+fn default_session_expires() -> Spanned<u32> {
+    dflt(1800)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    #[serde(default)]
+    pub udp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub tcp: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRegister {
+    #[serde(default = "default_min_expires")]
+    pub min_expires: Spanned<u32>,
+    #[serde(default = "default_max_expires")]
+    pub max_expires: Spanned<u32>,
+    #[serde(default = "default_max_expires")]
+    pub default_expires: Spanned<u32>,
+}
+
+impl Default for RawRegister {
+    fn default() -> Self {
+        RawRegister {
+            min_expires: default_min_expires(),
+            max_expires: default_max_expires(),
+            default_expires: default_max_expires(),
+        }
+    }
+}
+
+fn default_min_expires() -> Spanned<u32> {
+    dflt(60)
+}
+fn default_max_expires() -> Spanned<u32> {
+    dflt(3600)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRtp {
+    #[serde(default = "default_ports")]
+    pub ports: Spanned<String>,
+    #[serde(default = "default_rtp_timeout")]
+    pub timeout_secs: Spanned<u64>,
+}
+
+impl Default for RawRtp {
+    fn default() -> Self {
+        RawRtp {
+            ports: default_ports(),
+            timeout_secs: default_rtp_timeout(),
+        }
+    }
+}
+
+fn default_ports() -> Spanned<String> {
+    dflt("30000-30999".to_string())
+}
+fn default_rtp_timeout() -> Spanned<u64> {
+    dflt(60)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    #[serde(default = "default_http_listen")]
+    pub listen: Spanned<String>,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+fn default_http_listen() -> Spanned<String> {
+    dflt("127.0.0.1:8080".to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTrunk {
+    pub name: Spanned<String>,
+    pub sources: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub credentials: Option<Spanned<RawCredentials>>,
+    #[serde(default)]
+    pub max_calls: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredentials {
+    pub username: Spanned<String>,
+    pub password: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAgent {
+    pub extension: Spanned<String>,
+    pub name: Spanned<String>,
+    pub password: Spanned<String>,
+    pub tenant: Spanned<String>,
+    // i64, not u8: out-of-range levels get our own error with the allowed range.
+    #[serde(default)]
+    pub skills: BTreeMap<String, Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    pub id: Spanned<String>,
+    pub name: Spanned<String>,
+    pub dialplan: Spanned<String>,
+}
+
+// ---- dialplan files ----------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHotline {
+    pub id: Spanned<String>,
+    pub name: Spanned<String>,
+    pub numbers: Spanned<Vec<Spanned<String>>>,
+    pub greeting: Spanned<String>,
+    #[serde(default = "default_waiting")]
+    pub waiting: Spanned<String>,
+}
+
+fn default_waiting() -> Spanned<String> {
+    dflt("waiting".to_string())
+}
+
+// ---- the resilient reader ----------------------------------------------------
+
+fn options() -> serde_saphyr::Options {
+    // We print our own position and hint; saphyr's snippet would repeat them.
+    serde_saphyr::options! { with_snippet: false }
+}
+
+/// The top-level keys of a document and where they are.
+pub(crate) fn top_keys(text: &str) -> Result<Vec<Spanned<String>>, serde_saphyr::Error> {
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Vec<Spanned<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a mapping of configuration keys")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut keys = Vec::new();
+            while let Some(k) = map.next_key::<Spanned<String>>()? {
+                map.next_value::<IgnoredAny>()?;
+                keys.push(k);
+            }
+            Ok(keys)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Keys {
+        type Value = Vec<Spanned<String>>;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    serde_saphyr::with_deserializer_from_str_with_options(text, options(), |d| Keys.deserialize(d))
+}
+
+/// Reads the value of top-level `key` as `T` (all of it, or only item
+/// `index` if the value is a list), skipping everything else.
+struct Pick<T> {
+    key: &'static str,
+    index: Option<usize>,
+    marker: PhantomData<fn() -> T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Pick<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping of configuration keys")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(k) = map.next_key::<String>()? {
+            if k == self.key && found.is_none() {
+                found = match self.index {
+                    None => Some(map.next_value::<T>()?),
+                    Some(index) => map.next_value_seed(Nth::<T> {
+                        index,
+                        marker: PhantomData,
+                    })?,
+                };
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Pick<T> {
+    type Value = Option<T>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// Item `index` of a sequence as `T`; the other items are skipped unread.
+struct Nth<T> {
+    index: usize,
+    marker: PhantomData<fn() -> T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Nth<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        let mut i = 0;
+        loop {
+            if i == self.index {
+                match seq.next_element::<T>()? {
+                    Some(v) => found = Some(v),
+                    None => break,
+                }
+            } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(found)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for Nth<T> {
+    type Value = Option<T>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+/// The value of top-level `key` as `T`, `None` if the key is absent.
+pub(crate) fn section<T: DeserializeOwned>(
+    text: &str,
+    key: &'static str,
+) -> Result<Option<T>, serde_saphyr::Error> {
+    let pick = Pick::<T> {
+        key,
+        index: None,
+        marker: PhantomData,
+    };
+    serde_saphyr::with_deserializer_from_str_with_options(text, options(), |d| pick.deserialize(d))
+}
+
+/// A list section read item by item. Items that fail are left out and their
+/// errors returned, so one bad agent does not hide the problems of the next.
+pub(crate) struct ListSection<T> {
+    pub items: Vec<T>,
+    pub errors: Vec<serde_saphyr::Error>,
+    /// Whether the key was present at all.
+    pub present: bool,
+}
+
+pub(crate) fn list_section<T: DeserializeOwned>(text: &str, key: &'static str) -> ListSection<T> {
+    match section::<Vec<T>>(text, key) {
+        Ok(Some(items)) => ListSection {
+            items,
+            errors: Vec::new(),
+            present: true,
+        },
+        Ok(None) => ListSection {
+            items: Vec::new(),
+            errors: Vec::new(),
+            present: false,
+        },
+        Err(whole) => {
+            // Not a list at all (or not countable): the whole-section error is
+            // the best we have.
+            let count = match section::<Vec<IgnoredAny>>(text, key) {
+                Ok(Some(v)) => v.len(),
+                _ => {
+                    return ListSection {
+                        items: Vec::new(),
+                        errors: vec![whole],
+                        present: true,
+                    };
+                }
+            };
+            let mut out = ListSection {
+                items: Vec::new(),
+                errors: Vec::new(),
+                present: true,
+            };
+            for index in 0..count {
+                let pick = Pick::<T> {
+                    key,
+                    index: Some(index),
+                    marker: PhantomData,
+                };
+                match serde_saphyr::with_deserializer_from_str_with_options(text, options(), |d| {
+                    pick.deserialize(d)
+                }) {
+                    Ok(Some(item)) => out.items.push(item),
+                    Ok(None) => {}
+                    Err(e) => out.errors.push(e),
+                }
+            }
+            if out.errors.is_empty() {
+                out.errors.push(whole);
+            }
+            out
+        }
+    }
+}

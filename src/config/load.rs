@@ -22,6 +22,8 @@ use super::{
 
 /// The password the demo config ships with; never to be reachable from outside.
 const DEMO_PASSWORD: &str = "demo";
+/// Ringing longer than this before answering only costs callers time.
+const MAX_ANSWER_AFTER_MS: u64 = 10_000;
 
 pub(super) fn load(path: &Path, ov: &Overrides) -> Result<Config, ConfigErrors> {
     let mut d = Diag::default();
@@ -933,12 +935,24 @@ impl Loader<'_> {
             for s in [&h.greeting, &h.waiting] {
                 self.sound(file, s, Pos::or(s, hpos), sounds);
             }
+            let answer_after_ms = h.answer_after_ms.as_ref().map_or(0, |v| v.value);
+            if let Some(v) = &h.answer_after_ms
+                && v.value > MAX_ANSWER_AFTER_MS
+            {
+                self.d.at(
+                    file,
+                    Pos::or(v, hpos),
+                    format!("answer_after_ms: {} is longer than a caller should ring", v.value),
+                    format!("use at most {MAX_ANSWER_AFTER_MS} (ms)"),
+                );
+            }
             out.push(Hotline {
                 id: h.id.value,
                 name: h.name.value,
                 numbers: h.numbers.value.into_iter().map(|n| n.value).collect(),
                 greeting: h.greeting.value,
                 waiting: h.waiting.value,
+                answer_after_ms,
             });
         }
         out

@@ -241,6 +241,9 @@ pub struct Hotline {
     pub greeting: String,
     /// Sound played in a loop after the greeting (default `waiting`).
     pub waiting: String,
+    /// How long the call rings (180) before zentrale answers, in ms
+    /// (default 0: answer at once).
+    pub answer_after_ms: u64,
 }
 
 /// Command-line overrides, applied before validation.

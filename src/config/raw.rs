@@ -210,6 +210,8 @@ pub(crate) struct RawHotline {
     pub greeting: Spanned<String>,
     #[serde(default = "default_waiting")]
     pub waiting: Spanned<String>,
+    #[serde(default)]
+    pub answer_after_ms: Option<Spanned<u64>>,
 }
 
 fn default_waiting() -> Spanned<String> {

@@ -1,7 +1,9 @@
 //! SIP: message model, screening of raw input, transactions, digest auth and
 //! the registrar. Nothing here decides where a call goes.
 
+pub mod framing;
 pub mod message;
+pub mod screen;
 
 /// The transport a message came in on or goes out on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

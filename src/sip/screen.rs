@@ -32,9 +32,10 @@
 //! 1. Framing and encoding: leading CRLFs are skipped (RFC 3261 §7.5);
 //!    input of only CR/LF/SP is a keep-alive (`Drop("keepalive")`). Bare LF
 //!    line ends are accepted and normalised to CRLF (real devices send them).
-//!    A NUL octet in the start line or a header, except as a quoted-pair
-//!    (`\` NUL, which RFC 4475 intmeth uses), is 400. A non-UTF-8 octet in a
-//!    header we read (Via, From, To, Call-ID, CSeq, Max-Forwards, Contact,
+//!    A NUL octet in the start line or a header is 400, except right after a
+//!    backslash (the quoted-pair `\` NUL that RFC 4475 intmeth uses in a
+//!    display name; the position inside quotes is not checked). A non-UTF-8
+//!    octet in a header we read (Via, From, To, Call-ID, CSeq, Max-Forwards, Contact,
 //!    Route, Record-Route, Content-*, Require, Proxy-Require, Accept,
 //!    Expires, authentication headers, ...) is 400; in any other header it is
 //!    replaced by U+FFFD and the message is processed. On UDP a datagram
@@ -58,7 +59,8 @@
 //!    Content-Length, Content-Type) appearing more than once or with a
 //!    list of values: 400 (multi01, mcl01). CSeq is `number method` with a
 //!    number below 2^31 (RFC 3261 §8.1.1.5; scalar02). Max-Forwards is a
-//!    number 0..=255. Expires is a number up to 2^32-1. Content-Length is
+//!    number 0..=255. Expires, Min-Expires and the delta-seconds of
+//!    Retry-After are numbers up to 2^32-1. Content-Length is
 //!    a plain decimal number up to 2^32-1 (ncl: 400); on UDP it must not be
 //!    larger than the octets after the headers (clerr: 400), extra octets
 //!    after it are ignored (dblreq), and without it the body is the rest of
@@ -75,7 +77,8 @@
 //!    novelsc — **choice:** 416 for `soap.beep` too); a sip/sips URI with
 //!    escaped headers (`?` after the host part) is 400 (escruri).
 //! 8. Max-Forwards 0 is 483, except OPTIONS, which we answer ourselves and
-//!    is handed on (zeromf).
+//!    is handed on (zeromf), and ACK, which cannot be answered and which,
+//!    dropped, would leave a dialog of ours retransmitting its 2xx.
 //! 9. Require / Proxy-Require with option tags other than `timer` is 420
 //!    with `Unsupported:` listing them (bext01); not for ACK and CANCEL
 //!    (RFC 3261 §8.2.2.3). We do not claim `100rel`.
@@ -216,10 +219,9 @@ pub fn screen(data: &[u8], transport: Transport) -> Screened {
             Err(reason) => Screened::Drop(reason),
         }
     } else {
-        let answer = Answer::extract(&lexed);
         match screen_request(&lexed, transport) {
             Ok(r) => Screened::Request(Box::new(r)),
-            Err(fail) => answer.reject(fail),
+            Err(fail) => Answer::extract(&lexed).reject(fail),
         }
     }
 }
@@ -901,9 +903,16 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
             "max-forwards" => number(&v, 255)
                 .map(|_| ())
                 .map_err(|_| "Max-Forwards not a number up to 255"),
-            "expires" => number(&v, u32::MAX as u64)
+            "expires" | "min-expires" => number(&v, u32::MAX as u64)
                 .map(|_| ())
-                .map_err(|_| "Expires not a number up to 2^32-1"),
+                .map_err(|_| "not a number up to 2^32-1"),
+            // delta-seconds [ comment ] *( SEMI retry-param )
+            "retry-after" => {
+                let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+                number(&v[..end], u32::MAX as u64)
+                    .map(|_| ())
+                    .map_err(|_| "not a number up to 2^32-1")
+            }
             "content-length" => number(&v, u32::MAX as u64)
                 .map(|_| ())
                 .map_err(|_| "Content-Length not a number up to 2^32-1"),
@@ -1040,6 +1049,7 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
     if let Some(mf) = l.first("max-forwards")
         && number(&mf.text(), 255) == Ok(0)
         && method != "OPTIONS"
+        && method != "ACK"
     {
         return Err(Fail::new(483, "Max-Forwards is 0"));
     }

@@ -564,6 +564,11 @@ fn scalar_checks() {
     assert_eq!(outcome(&add("Expires: 4294967295")), Req);
     assert_eq!(outcome(&add("Expires: 4294967296")), Reject(400));
     assert_eq!(outcome(&add("Expires: soon")), Reject(400));
+    assert_eq!(outcome(&add("Retry-After: 120 (lunch);duration=60")), Req);
+    assert_eq!(
+        outcome(&add("Retry-After: 949302838503028349304023988")),
+        Reject(400)
+    );
 }
 
 #[test]
@@ -671,6 +676,10 @@ fn max_forwards_zero() {
     );
     let m = edit("INVITE sip:", Some("OPTIONS sip:115@127.0.0.1 SIP/2.0"))
         .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS")
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(outcome(&m), Req);
+    let m = edit("INVITE sip:", Some("ACK sip:115@127.0.0.1 SIP/2.0"))
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
         .replace("Max-Forwards: 70", "Max-Forwards: 0");
     assert_eq!(outcome(&m), Req);
 }

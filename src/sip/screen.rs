@@ -35,9 +35,9 @@
 //!    A NUL octet in the start line or a header is 400, except right after a
 //!    backslash (the quoted-pair `\` NUL that RFC 4475 intmeth uses in a
 //!    display name; the position inside quotes is not checked). A non-UTF-8
-//!    octet in a header we read (Via, From, To, Call-ID, CSeq, Max-Forwards, Contact,
-//!    Route, Record-Route, Content-*, Require, Proxy-Require, Accept,
-//!    Expires, authentication headers, ...) is 400; in any other header it is
+//!    octet in a header we read (Via, From, To, Call-ID, CSeq,
+//!    Max-Forwards, Contact, Route, Record-Route, Content-*, Require,
+//!    Proxy-Require, Accept, Expires, authentication headers, ...) is 400; in any other header it is
 //!    replaced by U+FFFD and the message is processed. On UDP a datagram
 //!    that ends without the empty line after the headers is taken as
 //!    headers without body (the datagram boundary frames it).

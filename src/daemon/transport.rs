@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::config::Config;
 use crate::sip::Transport;
-use crate::sip::framing::{Frame, FramingError, StreamFramer};
+use crate::sip::framing::{Frame, StreamFramer};
 use crate::sip::transaction::{Peer, Transmit};
 
 /// Largest SIP message accepted on a stream (the 64 KiB).
@@ -225,8 +225,8 @@ async fn run_connection(
                 Ok(None) => break,
                 Err(e) => {
                     debug!(peer = %remote, error = %e, "closing TCP connection after a framing error");
-                    if let Some(resp) = framing_error_response(&framer, &e) {
-                        let _ = tx.send(resp).await;
+                    if let Some(resp) = crate::sip::screen::answer_framing_error(&e) {
+                        let _ = tx.send(Bytes::from(resp)).await;
                     }
                     break 'read;
                 }
@@ -236,14 +236,4 @@ async fn run_connection(
     writers.remove_if(&remote, |_, w| w.same_channel(&tx));
     drop(tx);
     let _ = write_task.await;
-}
-
-/// 413 / 400 for a stream that broke framing, when the start of the
-/// message can still tell us where to answer.
-fn framing_error_response(framer: &StreamFramer, e: &FramingError) -> Option<Bytes> {
-    let status = match e {
-        FramingError::TooLarge => 413,
-        _ => 400,
-    };
-    crate::sip::screen::reject_raw(framer.pending(), status, &e.to_string()).map(Bytes::from)
 }

@@ -2,8 +2,12 @@
 //! the registrar. Nothing here decides where a call goes.
 
 pub mod digest;
+pub mod framing;
 pub mod message;
 pub mod registrar;
+pub mod screen;
+pub mod transaction;
+pub mod via;
 
 /// The transport a message came in on or goes out on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -27,5 +31,3 @@ impl std::fmt::Display for Transport {
         f.write_str(self.as_str())
     }
 }
-pub mod transaction;
-pub mod via;

@@ -1,0 +1,1182 @@
+//! Screening of raw SIP input before anything else sees it.
+//!
+//! rsipstack's parser is lax and, where it fails, silent (see DESIGN.md,
+//! "rsipstack 0.7.14: what a probe found"). [`screen`] therefore looks at
+//! the raw octets of one datagram or one framed stream message first, answers
+//! what is broken itself, and only hands well-formed messages on, parsed by
+//! rsipstack from a normalised copy.
+//!
+//! # Outcomes
+//!
+//! - [`Screened::Request`] / [`Screened::Response`]: valid, hand on.
+//! - [`Screened::Reject`]: a broken or unacceptable request; `response` holds
+//!   the complete answer, to be sent back to where the request came from.
+//! - [`Screened::Drop`]: never answered: broken responses, broken ACKs
+//!   (an ACK is never answered, RFC 3261 §17.2.3), keep-alives, and garbage
+//!   without a usable Via (there is nowhere to send an answer).
+//!
+//! # The answers we build
+//!
+//! `SIP/2.0 <code> <reason>`, the Via headers (every via-parm we could read,
+//! normalised: LWS removed, empty parameters dropped), From, To with a To tag
+//! added if it had none, Call-ID and CSeq as extracted from the raw text,
+//! then any header the code calls for (`Allow` on 501, `Unsupported` on 420,
+//! `Accept` on 415/406), `Warning: 399 zentrale "<what is wrong>"`,
+//! `Server` and `Content-Length: 0`. A From or To that is itself broken is
+//! reduced to its `<URI>` (plus its tag) so that the answer stays
+//! well-formed; one that cannot be reduced is left out, as is a Call-ID or
+//! CSeq that cannot be read. Without a readable Via the message is dropped.
+//!
+//! # Checks on requests, in this order (first failure answers)
+//!
+//! 1. Framing and encoding: leading CRLFs are skipped (RFC 3261 §7.5);
+//!    input of only CR/LF/SP is a keep-alive (`Drop("keepalive")`). Bare LF
+//!    line ends are accepted and normalised to CRLF (real devices send them).
+//!    A NUL octet in the start line or a header is 400, except right after a
+//!    backslash (the quoted-pair `\` NUL that RFC 4475 intmeth uses in a
+//!    display name; the position inside quotes is not checked). A non-UTF-8
+//!    octet in a header we read (Via, From, To, Call-ID, CSeq,
+//!    Max-Forwards, Contact, Route, Record-Route, Content-*, Require,
+//!    Proxy-Require, Accept, Expires, authentication headers, ...) is 400; in any other header it is
+//!    replaced by U+FFFD and the message is processed. On UDP a datagram
+//!    that ends without the empty line after the headers is taken as
+//!    headers without body (the datagram boundary frames it).
+//! 2. Start line: exactly `Method SP Request-URI SP SIP-Version`, single
+//!    spaces (lwsstart, trws, lwsruri: 400), a token method, a URI of the
+//!    form `scheme:...` with no whitespace or `<>` (ltgtruri: 400). A version
+//!    other than `SIP/2.0` is 505 (badvers).
+//! 3. Header syntax: every header line has a token name and a colon; Via
+//!    must be `SIP/2.0/transport sent-by *(;param)` without empty elements
+//!    or parameters (badinv01); From, To, Contact, Route, Record-Route are
+//!    checked as name-addr/addr-spec: balanced quotes (quotbal), no LWS
+//!    inside the addr-spec or `<>` (badaspec), unquoted display names only
+//!    of tokens (baddn), an addr-spec form (without `<>`) must not contain
+//!    `?` or `,` (regbadct, RFC 3261 §20.10), Route/Record-Route need `<>`.
+//! 4. Mandatory headers: Via, From, To, Call-ID, CSeq (insuf: 400).
+//!    **Choice:** a missing Max-Forwards alone is tolerated (RFC 3261 says
+//!    MUST, but many devices omit it; inv2543 lacks it and is valid).
+//!    Single-value headers (From, To, Call-ID, CSeq, Max-Forwards,
+//!    Content-Length, Content-Type) appearing more than once or with a
+//!    list of values: 400 (multi01, mcl01). CSeq is `number method` with a
+//!    number below 2^31 (RFC 3261 §8.1.1.5; scalar02). Max-Forwards is a
+//!    number 0..=255. Expires, Min-Expires and the delta-seconds of
+//!    Retry-After are numbers up to 2^32-1. Content-Length is
+//!    a plain decimal number up to 2^32-1 (ncl: 400); on UDP it must not be
+//!    larger than the octets after the headers (clerr: 400), extra octets
+//!    after it are ignored (dblreq), and without it the body is the rest of
+//!    the datagram. On TCP a missing Content-Length is 400 (RFC 3261 §18.3;
+//!    the framer normally catches that first).
+//! 5. Method: anything but INVITE ACK CANCEL BYE OPTIONS REGISTER INFO
+//!    UPDATE PRACK SUBSCRIBE NOTIFY REFER MESSAGE PUBLISH (case-sensitive,
+//!    RFC 3261 §7.1) is 501 with `Allow` (intmeth, esc02, mismatch02 —
+//!    **choice:** 501 rather than 400 for mismatch02: the method is
+//!    inspected first, RFC 3261 §8.2.1). The methods rsipstack knows but we
+//!    do not handle are handed on for the dialog layer to answer 405.
+//! 6. CSeq method must equal the request method: 400 (mismatch01).
+//! 7. Request-URI: a scheme other than sip, sips, tel is 416 (unkscm,
+//!    novelsc — **choice:** 416 for `soap.beep` too); a sip/sips URI with
+//!    escaped headers (`?` after the host part) is 400 (escruri).
+//! 8. Max-Forwards 0 is 483, except OPTIONS, which we answer ourselves and
+//!    is handed on (zeromf), and ACK, which cannot be answered and which,
+//!    dropped, would leave a dialog of ours retransmitting its 2xx.
+//! 9. Require / Proxy-Require with option tags other than `timer` is 420
+//!    with `Unsupported:` listing them (bext01); not for ACK and CANCEL
+//!    (RFC 3261 §8.2.2.3). We do not claim `100rel`.
+//! 10. A request with a body: Content-Type must be present (400 otherwise)
+//!     and one of application/sdp, multipart/mixed, for INFO also
+//!     application/dtmf-relay and application/dtmf, for NOTIFY also
+//!     message/sipfrag (REFER progress), else 415 with
+//!     `Accept: application/sdp` (invut). **Choice:** multipart/mixed is
+//!     accepted without looking inside: RFC 4475 mpart01 is valid and
+//!     carries no SDP at all; the consumer picks the SDP part if any.
+//! 11. An `Accept` on INVITE or OPTIONS that names neither application/sdp
+//!     nor application/* nor */* is 406 (sdp01). An empty Accept passes.
+//! 12. The normalised message is parsed by rsipstack and the typed top Via,
+//!     From, To and CSeq are read once; a failure here is 400.
+//!
+//! **Choice:** the Date header is not checked (baddate is processed; the
+//! RFC allows ignoring it). **Choice:** escaped headers inside a
+//! `<>`-enclosed Contact URI (regescrt) are valid syntax and handed on; the
+//! registrar must not store or act on them.
+//!
+//! # Responses
+//!
+//! A response is dropped (never answered) when its status line is not
+//! `SIP/2.0 SP 3DIGIT SP reason` with a code in 100..=699 (bigcode), when a
+//! header check above fails (scalarlg: CSeq over 2^31), when Content-Length
+//! does not fit, or when it carries more than one Via: zentrale is a user
+//! agent (B2BUA) and sends every request with exactly one Via, so a
+//! response with more is not for us (RFC 3261 §8.1.3.3; bcast). Whether the
+//! remaining Via is really ours is for the transaction layer to match.
+//!
+//! # What the handed-on message looks like
+//!
+//! The start line as received, each header on one line (folding undone) with
+//! its name as written, Via values normalised (LWS removed), a
+//! Content-Length equal to the body actually handed on, CRLF line ends, then
+//! the body.
+
+use std::borrow::Cow;
+
+use super::Transport;
+use super::message::{
+    ALLOW, HeadersExt, PRODUCT, Request, Response, SipMessage, ToTypedHeader, random_token, tag_of,
+};
+
+/// The outcome of screening one message.
+#[derive(Debug)]
+pub enum Screened {
+    /// A valid request: hand on.
+    Request(Box<Request>),
+    /// A valid response: hand on.
+    Response(Box<Response>),
+    /// A request we answer ourselves: `response` is the complete answer, to
+    /// be sent back to the source of the request.
+    Reject { status: u16, response: Vec<u8> },
+    /// Never answered: a broken response or ACK, a keep-alive, or garbage
+    /// with nothing to answer to. The reason is for logs and metrics.
+    Drop(&'static str),
+}
+
+/// The option tags we support in Require / Proxy-Require.
+pub const SUPPORTED: &[&str] = &["timer"];
+
+/// Methods rsipstack can represent; anything else is answered 501.
+const KNOWN_METHODS: &[&str] = &[
+    "INVITE",
+    "ACK",
+    "CANCEL",
+    "BYE",
+    "OPTIONS",
+    "REGISTER",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "REFER",
+    "MESSAGE",
+    "PUBLISH",
+];
+
+/// Headers that may appear once only.
+const SINGLE: &[&str] = &[
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "max-forwards",
+    "content-length",
+    "content-type",
+];
+
+/// Headers whose values we read or copy: a non-UTF-8 octet in them is 400.
+const NEEDED: &[&str] = &[
+    "via",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "max-forwards",
+    "contact",
+    "route",
+    "record-route",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "require",
+    "proxy-require",
+    "supported",
+    "accept",
+    "expires",
+    "authorization",
+    "proxy-authorization",
+    "event",
+    "refer-to",
+    "referred-by",
+    "replaces",
+    "session-expires",
+    "min-se",
+    "rack",
+    "rseq",
+    "subscription-state",
+    "timestamp",
+];
+
+/// Screens one datagram (`Transport::Udp`) or one framed stream message
+/// (`Transport::Tcp`, as cut by [`super::framing::StreamFramer`]).
+pub fn screen(data: &[u8], transport: Transport) -> Screened {
+    if data.is_empty() {
+        return Screened::Drop("empty");
+    }
+    if data.iter().all(|b| matches!(b, b'\r' | b'\n' | b' ')) {
+        return Screened::Drop("keepalive");
+    }
+    let lexed = lex(data);
+    if lexed.start.starts_with(b"SIP/") {
+        match screen_response(&lexed, transport) {
+            Ok(r) => Screened::Response(Box::new(r)),
+            Err(reason) => Screened::Drop(reason),
+        }
+    } else {
+        match screen_request(&lexed, transport) {
+            Ok(r) => Screened::Request(Box::new(r)),
+            Err(fail) => Answer::extract(&lexed).reject(fail),
+        }
+    }
+}
+
+/// The answer to a [`super::framing::FramingError`]: 413 for
+/// `TooLarge`, 400 otherwise, built from the header section the error
+/// carries. `None` if that is not a request with a usable Via (or an ACK):
+/// then the transport just closes.
+pub fn answer_framing_error(err: &super::framing::FramingError) -> Option<Vec<u8>> {
+    use super::framing::FramingError;
+    let (status, why) = match err {
+        FramingError::TooLarge { .. } => (413, "message too large"),
+        FramingError::MissingContentLength { .. } => {
+            (400, "Content-Length is mandatory on stream transports")
+        }
+        FramingError::BadContentLength { .. } => (400, "invalid Content-Length"),
+    };
+    let lexed = lex(err.head());
+    if lexed.start.starts_with(b"SIP/") {
+        return None;
+    }
+    match Answer::extract(&lexed).reject(Fail::new(status, why)) {
+        Screened::Reject { response, .. } => Some(response),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lexing
+
+#[derive(Debug)]
+struct Hdr {
+    /// The name as written (trimmed).
+    name: String,
+    /// Lower-case long form of the name (`v` becomes `via`).
+    key: String,
+    /// The value with folding undone, trimmed.
+    raw: Vec<u8>,
+}
+
+impl Hdr {
+    fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.raw)
+    }
+}
+
+#[derive(Debug)]
+struct Lexed<'a> {
+    start: &'a [u8],
+    headers: Vec<Hdr>,
+    /// Everything after the empty line.
+    body: &'a [u8],
+    /// The empty line after the headers was seen.
+    terminated: bool,
+    /// The first malformed header line, if any.
+    bad_line: Option<&'static str>,
+}
+
+impl Lexed<'_> {
+    fn all<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'s Hdr> + 's {
+        self.headers.iter().filter(move |h| h.key == key)
+    }
+    fn first(&self, key: &str) -> Option<&Hdr> {
+        self.headers.iter().find(|h| h.key == key)
+    }
+}
+
+fn long_name(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    let long = match lower.as_str() {
+        "i" => "call-id",
+        "m" => "contact",
+        "e" => "content-encoding",
+        "l" => "content-length",
+        "c" => "content-type",
+        "f" => "from",
+        "s" => "subject",
+        "k" => "supported",
+        "t" => "to",
+        "v" => "via",
+        "o" => "event",
+        "r" => "refer-to",
+        "b" => "referred-by",
+        "x" => "session-expires",
+        "u" => "allow-events",
+        "a" => "accept-contact",
+        "j" => "reject-contact",
+        "d" => "request-disposition",
+        "y" => "identity",
+        "n" => "identity-info",
+        _ => return lower,
+    };
+    long.to_string()
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token_char(b))
+}
+
+fn lex(data: &[u8]) -> Lexed<'_> {
+    let mut pos = 0;
+    while pos < data.len() && matches!(data[pos], b'\r' | b'\n') {
+        pos += 1;
+    }
+    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut body: &[u8] = &[];
+    let mut terminated = false;
+    while pos < data.len() {
+        let (line, next) = match data[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => (&data[pos..pos + i], pos + i + 1),
+            None => (&data[pos..], data.len()),
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        pos = next;
+        if line.is_empty() {
+            terminated = true;
+            body = &data[pos..];
+            break;
+        }
+        lines.push(line);
+    }
+    let start = lines.first().copied().unwrap_or(&[]);
+    let mut headers: Vec<Hdr> = Vec::new();
+    let mut bad_line = None;
+    for line in lines.iter().skip(1) {
+        if matches!(line[0], b' ' | b'\t') {
+            match headers.last_mut() {
+                Some(h) => {
+                    let more = line.trim_ascii();
+                    if !more.is_empty() {
+                        if !h.raw.is_empty() {
+                            h.raw.push(b' ');
+                        }
+                        h.raw.extend_from_slice(more);
+                    }
+                }
+                None => {
+                    bad_line.get_or_insert("continuation line without a header");
+                }
+            }
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            bad_line.get_or_insert("header line without a colon");
+            continue;
+        };
+        let name = line[..colon].trim_ascii_end();
+        if !is_token(name) {
+            bad_line.get_or_insert("malformed header name");
+            continue;
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        headers.push(Hdr {
+            key: long_name(&name),
+            name,
+            raw: line[colon + 1..].trim_ascii().to_vec(),
+        });
+    }
+    Lexed {
+        start,
+        headers,
+        body,
+        terminated,
+        bad_line,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Failures and answers
+
+#[derive(Debug)]
+struct Fail {
+    status: u16,
+    warning: String,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Fail {
+    fn new(status: u16, warning: impl Into<String>) -> Self {
+        Fail {
+            status,
+            warning: warning.into(),
+            extra: Vec::new(),
+        }
+    }
+    fn bad(warning: impl Into<String>) -> Self {
+        Fail::new(400, warning)
+    }
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.extra.push((name, value.into()));
+        self
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        406 => "Not Acceptable",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        483 => "Too Many Hops",
+        501 => "Not Implemented",
+        505 => "Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// What could be read from a request for answering it.
+#[derive(Debug, Default)]
+struct Answer {
+    vias: Vec<String>,
+    from: Option<String>,
+    to: Option<String>,
+    call_id: Option<String>,
+    cseq: Option<String>,
+    is_ack: bool,
+}
+
+impl Answer {
+    fn extract(l: &Lexed<'_>) -> Answer {
+        let mut a = Answer::default();
+        for h in l.all("via") {
+            for parm in split_list(&h.text()) {
+                if let Ok(v) = parse_via(parm, false) {
+                    a.vias.push(v);
+                }
+            }
+        }
+        a.from = l.first("from").and_then(|h| sanitize_addr(&h.text()));
+        a.to = l.first("to").and_then(|h| sanitize_addr(&h.text()));
+        a.call_id = l.first("call-id").and_then(|h| {
+            let v = h.text();
+            (!v.is_empty() && v.chars().all(|c| c.is_ascii_graphic())).then(|| v.into_owned())
+        });
+        let cseq_method = l.first("cseq").and_then(|h| {
+            let v = h.text();
+            let (n, m) = split_cseq(&v)?;
+            // An overflowing number is left out: the answer stays parseable.
+            if number(n, u32::MAX as u64).is_ok() {
+                a.cseq = Some(format!("{n} {m}"));
+            }
+            Some(m.to_string())
+        });
+        let start_method = l.start.split(|&b| b == b' ').next().unwrap_or(&[]);
+        a.is_ack = start_method == b"ACK" || cseq_method.as_deref() == Some("ACK");
+        a
+    }
+
+    fn reject(&self, fail: Fail) -> Screened {
+        if self.is_ack {
+            return Screened::Drop("invalid ACK");
+        }
+        if self.vias.is_empty() {
+            return Screened::Drop("invalid request without a usable Via");
+        }
+        let mut out = format!("SIP/2.0 {} {}\r\n", fail.status, reason_phrase(fail.status));
+        for v in &self.vias {
+            out.push_str(&format!("Via: {v}\r\n"));
+        }
+        if let Some(f) = &self.from {
+            out.push_str(&format!("From: {f}\r\n"));
+        }
+        if let Some(t) = &self.to {
+            if tag_of(t).is_some() {
+                out.push_str(&format!("To: {t}\r\n"));
+            } else {
+                out.push_str(&format!("To: {t};tag={}\r\n", random_token()));
+            }
+        }
+        if let Some(c) = &self.call_id {
+            out.push_str(&format!("Call-ID: {c}\r\n"));
+        }
+        if let Some(c) = &self.cseq {
+            out.push_str(&format!("CSeq: {c}\r\n"));
+        }
+        for (name, value) in &fail.extra {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str(&format!(
+            "Warning: 399 zentrale \"{}\"\r\n",
+            quote_text(&fail.warning)
+        ));
+        out.push_str(&format!("Server: {PRODUCT}\r\nContent-Length: 0\r\n\r\n"));
+        Screened::Reject {
+            status: fail.status,
+            response: out.into_bytes(),
+        }
+    }
+}
+
+/// Text for a quoted-string: printable ASCII, `"` and `\` escaped.
+fn quote_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii_graphic() || c == ' ' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+/// A From/To value fit for echoing: as is when it is well-formed, else
+/// reduced to `<URI>` plus its tag.
+fn sanitize_addr(v: &str) -> Option<String> {
+    if check_addr(v, true).is_ok() && v.chars().all(|c| !c.is_control()) {
+        return Some(v.to_string());
+    }
+    let uri = match (v.find('<'), v.rfind('>')) {
+        (Some(lt), Some(gt)) if lt < gt => v[lt + 1..gt].trim(),
+        _ => v.split([';', ' ', '\t', ',']).next().unwrap_or("").trim(),
+    };
+    if uri.is_empty()
+        || uri_scheme(uri).is_none()
+        || !uri
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '<' && c != '>')
+    {
+        return None;
+    }
+    match tag_of(v) {
+        Some(tag) if is_token(tag.as_bytes()) => Some(format!("<{uri}>;tag={tag}")),
+        _ => Some(format!("<{uri}>")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small parsers
+
+/// Splits a header value at commas outside quoted strings and `<>`.
+fn split_list(v: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut in_quote = false;
+    let mut in_angle = false;
+    let mut escaped = false;
+    let mut start = 0;
+    for (i, c) in v.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quote => escaped = true,
+            '"' => in_quote = !in_quote,
+            '<' if !in_quote => in_angle = true,
+            '>' if !in_quote => in_angle = false,
+            ',' if !in_quote && !in_angle => {
+                out.push(&v[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&v[start..]);
+    out
+}
+
+/// `scheme ":" rest` with a syntactically valid scheme.
+fn uri_scheme(uri: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let b = scheme.as_bytes();
+    let ok = !b.is_empty()
+        && b[0].is_ascii_alphabetic()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c));
+    (ok && !rest.is_empty()).then_some((scheme, rest))
+}
+
+/// `number method` of a CSeq value (the number as digits, any length).
+fn split_cseq(v: &str) -> Option<(&str, &str)> {
+    let v = v.trim();
+    let end = v.find(|c: char| !c.is_ascii_digit())?;
+    let (n, rest) = v.split_at(end);
+    let m = rest.trim_start();
+    if n.is_empty() || m.len() == rest.len() || !is_token(m.as_bytes()) {
+        return None;
+    }
+    Some((n, m))
+}
+
+/// A decimal number without sign; `Err` names what is wrong.
+fn number(v: &str, max: u64) -> Result<u64, &'static str> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a number");
+    }
+    let digits = v.trim_start_matches('0');
+    if digits.len() > 19 {
+        return Err("too large");
+    }
+    let n: u64 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| "too large")?
+    };
+    if n > max {
+        return Err("too large");
+    }
+    Ok(n)
+}
+
+/// One via-parm, normalised. Strict: SIP/2.0 and no empty parameters.
+fn parse_via(parm: &str, strict: bool) -> Result<String, &'static str> {
+    let s = parm.trim();
+    if s.is_empty() {
+        return Err("empty Via value");
+    }
+    let mut parts = s.splitn(3, '/');
+    let proto = parts.next().unwrap_or("").trim();
+    let version = parts.next().unwrap_or("").trim();
+    let rest = parts
+        .next()
+        .ok_or("malformed Via sent-protocol")?
+        .trim_start();
+    if !proto.eq_ignore_ascii_case("SIP") || !is_token(version.as_bytes()) {
+        return Err("malformed Via sent-protocol");
+    }
+    if strict && version != "2.0" {
+        return Err("Via version is not 2.0");
+    }
+    let t_end = rest
+        .find(|c: char| !is_token_char(c as u8) || !c.is_ascii())
+        .unwrap_or(rest.len());
+    let (transport, rest) = rest.split_at(t_end);
+    if transport.is_empty() {
+        return Err("malformed Via transport");
+    }
+    let (sent_by, params) = match rest.split_once(';') {
+        Some((a, p)) => (a, Some(p)),
+        None => (rest, None),
+    };
+    // sent-by = host [ SWS ":" SWS port ]
+    let words: Vec<&str> = sent_by.split_whitespace().collect();
+    let sent_by = words.join(" ").replace(" :", ":").replace(": ", ":");
+    if sent_by.is_empty()
+        || sent_by.contains(' ')
+        || !sent_by
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]".contains(&b))
+    {
+        return Err("malformed Via sent-by");
+    }
+    let mut out = format!("SIP/{version}/{transport} {sent_by}");
+    if let Some(params) = params {
+        for p in params.split(';') {
+            let p = p.trim();
+            if p.is_empty() {
+                if strict {
+                    return Err("empty Via parameter");
+                }
+                continue;
+            }
+            let (name, value) = match p.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (p, None),
+            };
+            let value_ok = value.is_none_or(|v| {
+                !v.is_empty()
+                    && (is_token(v.as_bytes())
+                        || v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b".:[]-".contains(&b))
+                        || (v.len() >= 2 && v.starts_with('"') && v.ends_with('"')))
+            });
+            if !is_token(name.as_bytes()) || !value_ok {
+                if strict {
+                    return Err("malformed Via parameter");
+                }
+                continue;
+            }
+            match value {
+                Some(v) => out.push_str(&format!(";{name}={v}")),
+                None => out.push_str(&format!(";{name}")),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The end of a quoted string that starts at `s[0] == '"'`: the index of
+/// the closing quote.
+fn quoted_end(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices().skip(1) {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// Header parameters: `*( SEMI name [ EQUAL value ] )`.
+fn check_params(s: &str) -> Result<(), &'static str> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(());
+    }
+    let Some(mut rest) = s.strip_prefix(';') else {
+        return Err("garbage after address");
+    };
+    loop {
+        rest = rest.trim_start();
+        // name
+        let n_end = rest
+            .find(|c: char| !c.is_ascii() || !is_token_char(c as u8))
+            .unwrap_or(rest.len());
+        if n_end == 0 {
+            return Err("empty or malformed header parameter");
+        }
+        rest = rest[n_end..].trim_start();
+        if let Some(r) = rest.strip_prefix('=') {
+            let r = r.trim_start();
+            if r.starts_with('"') {
+                let end = quoted_end(r).ok_or("unterminated quoted string")?;
+                rest = &r[end + 1..];
+            } else {
+                let v_end = r
+                    .find(|c: char| c == ';' || c.is_whitespace())
+                    .unwrap_or(r.len());
+                let v = &r[..v_end];
+                if v.is_empty() || v.contains(['<', '>', '"', ',']) {
+                    return Err("malformed header parameter value");
+                }
+                rest = &r[v_end..];
+            }
+            rest = rest.trim_start();
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        rest = rest.strip_prefix(';').ok_or("malformed header parameter")?;
+    }
+}
+
+/// An addr-spec: `scheme:...` without whitespace.
+fn check_addr_spec(s: &str) -> Result<(), &'static str> {
+    if s.chars().any(|c| c.is_whitespace()) {
+        return Err("whitespace inside addr-spec");
+    }
+    uri_scheme(s).ok_or("malformed URI")?;
+    Ok(())
+}
+
+/// `( name-addr / addr-spec ) *( SEMI param )`; `addr_spec_ok` is false
+/// for Route/Record-Route, which need `<>`.
+fn check_addr(v: &str, addr_spec_ok: bool) -> Result<(), &'static str> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err("empty address");
+    }
+    let after_display = if v.starts_with('"') {
+        let end = quoted_end(v).ok_or("unterminated quoted string")?;
+        let rest = v[end + 1..].trim_start();
+        if !rest.starts_with('<') {
+            return Err("display name without <addr-spec>");
+        }
+        rest
+    } else if let Some(lt) = v.find('<') {
+        let display = v[..lt].trim();
+        if !display.split_whitespace().all(|w| is_token(w.as_bytes())) {
+            return Err("display name with non-token characters must be quoted");
+        }
+        &v[lt..]
+    } else {
+        if !addr_spec_ok {
+            return Err("address must be enclosed in <>");
+        }
+        let (spec, params) = match v.find(';') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, ""),
+        };
+        let spec = spec.trim();
+        check_addr_spec(spec)?;
+        if spec.contains(['?', ',', '"', '>']) {
+            return Err("URI with '?' or ',' must be enclosed in <>");
+        }
+        return check_params(params);
+    };
+    // after_display starts with '<'
+    let gt = after_display.find('>').ok_or("unterminated <addr-spec>")?;
+    check_addr_spec(&after_display[1..gt])?;
+    check_params(&after_display[gt + 1..])
+}
+
+fn check_addr_list(v: &str, addr_spec_ok: bool, star_ok: bool) -> Result<(), &'static str> {
+    if star_ok && v.trim() == "*" {
+        return Ok(());
+    }
+    for item in split_list(v) {
+        check_addr(item, addr_spec_ok)?;
+    }
+    Ok(())
+}
+
+/// The media type (`type/subtype`, lower case) of a Content-Type or Accept
+/// element.
+fn media_type(v: &str) -> Option<String> {
+    let t = v.split(';').next()?.trim();
+    let (a, b) = t.split_once('/')?;
+    let (a, b) = (a.trim(), b.trim());
+    (is_token(a.as_bytes()) && is_token(b.as_bytes()))
+        .then(|| format!("{a}/{b}").to_ascii_lowercase())
+}
+
+fn has_unescaped_nul(b: &[u8]) -> bool {
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == 0 && (i == 0 || b[i - 1] != b'\\'))
+}
+
+// ---------------------------------------------------------------------------
+// Checks shared by requests and responses
+
+/// The checks of section 1, 3 and 4 of the module docs, and the body.
+/// Returns the body to hand on.
+fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fail> {
+    if has_unescaped_nul(l.start) {
+        return Err(Fail::bad("NUL octet in start line"));
+    }
+    if let Some(why) = l.bad_line {
+        return Err(Fail::bad(why));
+    }
+    for h in &l.headers {
+        if has_unescaped_nul(&h.raw) {
+            return Err(Fail::bad(format!("NUL octet in {}", h.name)));
+        }
+        if NEEDED.contains(&h.key.as_str()) && std::str::from_utf8(&h.raw).is_err() {
+            return Err(Fail::bad(format!("invalid UTF-8 in {}", h.name)));
+        }
+    }
+    for key in ["via", "from", "to", "call-id", "cseq"] {
+        if l.first(key).is_none() {
+            let missing: Vec<&str> = ["Via", "From", "To", "Call-ID", "CSeq"]
+                .into_iter()
+                .filter(|k| l.first(&k.to_ascii_lowercase()).is_none())
+                .collect();
+            return Err(Fail::bad(format!("missing {}", missing.join(", "))));
+        }
+    }
+    for key in SINGLE {
+        if l.all(key).count() > 1 {
+            return Err(Fail::bad(format!("more than one {key} header")));
+        }
+    }
+    for h in &l.headers {
+        let v = h.text();
+        let res = match h.key.as_str() {
+            "via" => split_list(&v)
+                .into_iter()
+                .try_for_each(|p| parse_via(p, true).map(|_| ())),
+            "from" | "to" => check_addr(&v, true),
+            "contact" => check_addr_list(&v, true, true),
+            "route" | "record-route" => check_addr_list(&v, false, false),
+            "call-id" => {
+                if v.is_empty() || v.contains(',') || v.chars().any(|c| c.is_whitespace()) {
+                    Err("malformed Call-ID")
+                } else {
+                    Ok(())
+                }
+            }
+            "cseq" => match split_cseq(&v) {
+                None => Err("malformed CSeq"),
+                Some((n, _)) => number(n, (1 << 31) - 1)
+                    .map(|_| ())
+                    .map_err(|_| "CSeq number too large"),
+            },
+            "max-forwards" => number(&v, 255)
+                .map(|_| ())
+                .map_err(|_| "Max-Forwards not a number up to 255"),
+            "expires" | "min-expires" => number(&v, u32::MAX as u64)
+                .map(|_| ())
+                .map_err(|_| "not a number up to 2^32-1"),
+            // delta-seconds [ comment ] *( SEMI retry-param )
+            "retry-after" => {
+                let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+                number(&v[..end], u32::MAX as u64)
+                    .map(|_| ())
+                    .map_err(|_| "not a number up to 2^32-1")
+            }
+            "content-length" => number(&v, u32::MAX as u64)
+                .map(|_| ())
+                .map_err(|_| "Content-Length not a number up to 2^32-1"),
+            "content-type" => {
+                if split_list(&v).len() > 1 {
+                    Err("more than one content-type value")
+                } else if media_type(&v).is_none() {
+                    Err("malformed Content-Type")
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        };
+        res.map_err(|why| {
+            if why.contains(&*h.name) || why.starts_with("more than") {
+                Fail::bad(why)
+            } else {
+                Fail::bad(format!("{}: {why}", h.name))
+            }
+        })?;
+    }
+    // Body.
+    let cl = l
+        .first("content-length")
+        .and_then(|h| number(&h.text(), u32::MAX as u64).ok())
+        .map(|n| n as usize);
+    match (cl, transport) {
+        (Some(n), _) if n > l.body.len() => {
+            Err(Fail::bad("Content-Length larger than the message body"))
+        }
+        (Some(n), _) => Ok(&l.body[..n]),
+        (None, Transport::Tcp) => Err(Fail::bad(
+            "Content-Length is mandatory on stream transports",
+        )),
+        (None, Transport::Udp) => Ok(l.body),
+    }
+}
+
+/// The normalised message handed to rsipstack.
+fn normalise(l: &Lexed<'_>, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(l.start.len() + 64 * l.headers.len() + body.len());
+    out.extend_from_slice(l.start);
+    out.extend_from_slice(b"\r\n");
+    for h in &l.headers {
+        if h.key == "content-length" {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        if h.key == "via" {
+            let v = h.text();
+            let parms: Vec<String> = split_list(&v)
+                .into_iter()
+                .filter_map(|p| parse_via(p, false).ok())
+                .collect();
+            out.extend_from_slice(parms.join(", ").as_bytes());
+        } else {
+            out.extend_from_slice(h.text().as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+
+fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> {
+    // Start line.
+    let start =
+        std::str::from_utf8(l.start).map_err(|_| Fail::bad("invalid UTF-8 in start line"))?;
+    let parts: Vec<&str> = start.split(' ').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        return Err(Fail::bad(
+            "Request-Line must be Method SP Request-URI SP SIP-Version",
+        ));
+    }
+    let (method, uri, version) = (parts[0], parts[1], parts[2]);
+    if !is_token(method.as_bytes()) {
+        return Err(Fail::bad("malformed method"));
+    }
+    if uri
+        .chars()
+        .any(|c| c.is_control() || c == '<' || c == '>' || c == '"')
+    {
+        return Err(Fail::bad("malformed Request-URI"));
+    }
+    let (scheme, uri_rest) = uri_scheme(uri).ok_or_else(|| Fail::bad("malformed Request-URI"))?;
+    let v = version.as_bytes();
+    let version_syntax = v.len() > 4
+        && v[..4].eq_ignore_ascii_case(b"SIP/")
+        && version[4..]
+            .split_once('.')
+            .is_some_and(|(a, b)| number(a, u64::MAX).is_ok() && number(b, u64::MAX).is_ok());
+    if !version_syntax {
+        return Err(Fail::bad("malformed SIP-Version"));
+    }
+    if !v[..4].eq_ignore_ascii_case(b"SIP/") || &version[4..] != "2.0" {
+        return Err(Fail::new(505, "only SIP/2.0 is supported"));
+    }
+    if !l.terminated && transport == Transport::Tcp {
+        return Err(Fail::bad("header section not terminated"));
+    }
+    let body = check_common(l, transport)?;
+
+    // Method.
+    if !KNOWN_METHODS.contains(&method) {
+        return Err(Fail::new(501, format!("method {method} not implemented")).with("Allow", ALLOW));
+    }
+    let cseq = l.first("cseq").map(|h| h.text()).unwrap_or_default();
+    if split_cseq(&cseq).map(|(_, m)| m) != Some(method) {
+        return Err(Fail::bad("CSeq method does not match the request method"));
+    }
+
+    // Request-URI.
+    let scheme_l = scheme.to_ascii_lowercase();
+    if !matches!(scheme_l.as_str(), "sip" | "sips" | "tel") {
+        return Err(Fail::new(416, format!("URI scheme {scheme} not supported")));
+    }
+    if scheme_l != "tel" {
+        let host_part = match uri_rest.find('@') {
+            Some(at) => &uri_rest[at + 1..],
+            None => uri_rest,
+        };
+        if host_part.contains('?') {
+            return Err(Fail::bad("escaped headers in Request-URI"));
+        }
+    }
+
+    // Max-Forwards.
+    if let Some(mf) = l.first("max-forwards")
+        && number(&mf.text(), 255) == Ok(0)
+        && method != "OPTIONS"
+        && method != "ACK"
+    {
+        return Err(Fail::new(483, "Max-Forwards is 0"));
+    }
+
+    // Require / Proxy-Require.
+    if method != "ACK" && method != "CANCEL" {
+        let mut unsupported: Vec<String> = Vec::new();
+        for h in l.all("require").chain(l.all("proxy-require")) {
+            for tag in h.text().split(',') {
+                let tag = tag.trim();
+                if !tag.is_empty()
+                    && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag))
+                    && !unsupported.iter().any(|u| u == tag)
+                {
+                    unsupported.push(tag.to_string());
+                }
+            }
+        }
+        if !unsupported.is_empty() {
+            let list = unsupported.join(", ");
+            return Err(
+                Fail::new(420, format!("unsupported extension {list}")).with("Unsupported", list)
+            );
+        }
+    }
+
+    // Body type.
+    if !body.is_empty() {
+        let ct = l
+            .first("content-type")
+            .and_then(|h| media_type(&h.text()))
+            .ok_or_else(|| Fail::bad("body without Content-Type"))?;
+        let ok = match ct.as_str() {
+            "application/sdp" | "multipart/mixed" => true,
+            "application/dtmf-relay" | "application/dtmf" => method == "INFO",
+            "message/sipfrag" => method == "NOTIFY",
+            _ => false,
+        };
+        if !ok {
+            return Err(Fail::new(415, format!("Content-Type {ct} not supported"))
+                .with("Accept", "application/sdp"));
+        }
+    }
+
+    // Accept.
+    if method == "INVITE" || method == "OPTIONS" {
+        let ranges: Vec<String> = l
+            .all("accept")
+            .flat_map(|h| {
+                split_list(&h.text())
+                    .into_iter()
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| media_type(s).unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !ranges.is_empty()
+            && !ranges
+                .iter()
+                .any(|r| matches!(r.as_str(), "application/sdp" | "application/*" | "*/*"))
+        {
+            return Err(Fail::new(406, "we can only send application/sdp")
+                .with("Accept", "application/sdp"));
+        }
+    }
+
+    // rsipstack.
+    let norm = normalise(l, body);
+    let req = match SipMessage::try_from(norm.as_slice()) {
+        Ok(SipMessage::Request(r)) => r,
+        Ok(SipMessage::Response(_)) => return Err(Fail::bad("not a request")),
+        Err(e) => return Err(Fail::bad(format!("unparseable request: {e}"))),
+    };
+    typed_ok(&req).map_err(|e| Fail::bad(format!("unparseable {e}")))?;
+    Ok(req)
+}
+
+/// The typed headers everybody reads must parse.
+fn typed_ok<M: HeadersExt>(m: &M) -> Result<(), String> {
+    let via = m.via_header().map_err(|e| format!("Via: {e}"))?;
+    via.typed().map_err(|e| format!("Via: {e}"))?;
+    m.from_header()
+        .and_then(|h| h.typed())
+        .map_err(|e| format!("From: {e}"))?;
+    m.to_header()
+        .and_then(|h| h.typed())
+        .map_err(|e| format!("To: {e}"))?;
+    m.cseq_header()
+        .and_then(|h| h.typed())
+        .map_err(|e| format!("CSeq: {e}"))?;
+    m.call_id_header().map_err(|e| format!("Call-ID: {e}"))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Responses
+
+fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'static str> {
+    let start = std::str::from_utf8(l.start).map_err(|_| "status line not UTF-8")?;
+    let mut parts = start.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let code = parts.next().unwrap_or("");
+    if parts.next().is_none() {
+        return Err("malformed status line");
+    }
+    if version != "SIP/2.0" {
+        return Err("response version is not SIP/2.0");
+    }
+    if code.len() != 3 || !matches!(number(code, 699), Ok(100..=699)) {
+        return Err("status code outside 100..=699");
+    }
+    if !l.terminated && transport == Transport::Tcp {
+        return Err("header section not terminated");
+    }
+    let body = check_common(l, transport).map_err(|_| "malformed response")?;
+    let vias: usize = l.all("via").map(|h| split_list(&h.text()).len()).sum();
+    if vias != 1 {
+        return Err("response with more than one Via");
+    }
+    let norm = normalise(l, body);
+    let resp = match SipMessage::try_from(norm.as_slice()) {
+        Ok(SipMessage::Response(r)) => r,
+        _ => return Err("unparseable response"),
+    };
+    typed_ok(&resp).map_err(|_| "unparseable response header")?;
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests;

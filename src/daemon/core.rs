@@ -26,7 +26,7 @@ use crate::metrics::{HotlineLabels, MethodLabel, Metrics, ReasonLabel, TrunkLabe
 use crate::sip::Transport;
 use crate::sip::digest::{AuthFailure, DigestServer};
 use crate::sip::message::{
-    ALLOW, Header, Method, PRODUCT, Request, Response, StatusCode, response, set_body, tag_of,
+    ALLOW, Header, Method, Request, Response, StatusCode, response, set_body, tag_of,
     with_to_tag,
 };
 use crate::sip::registrar::{Accounts, RegistrationChange, Registrar, RegistrarSettings};
@@ -34,7 +34,7 @@ use crate::sip::screen::{Screened, screen};
 use crate::sip::transaction::{ClientKey, Incoming, Peer, ServerKey, Timers, Transactions, Transmit, TxEvent};
 use crate::sip::via::stamp_received;
 
-/// Answer delay used when a hotline rings before answering.
+/// Seconds an overloaded zentrale asks callers to wait before retrying.
 const RETRY_AFTER_OVERLOAD: u32 = 5;
 
 /// Passwords of agents (by extension) and trunks (by username).
@@ -186,11 +186,7 @@ impl Core {
                 method: req.method.to_string(),
             })
             .inc();
-        if peer.transport == Transport::Udp {
-            stamp_received(&mut req.headers, peer.addr);
-        } else {
-            stamp_received(&mut req.headers, peer.addr);
-        }
+        stamp_received(&mut req.headers, peer.addr);
         let reply_to = response_peer(&req, peer);
         let (incoming, resend) = self.transactions.on_request(req, reply_to, now);
         if let Some(t) = resend {
@@ -199,7 +195,7 @@ impl Core {
         }
         match incoming {
             Incoming::Request { key, request } => self.dispatch(key, request, peer, now, out),
-            Incoming::Ack(ack) => self.on_ack(ack, now),
+            Incoming::Ack(ack) => self.on_ack(ack),
             Incoming::Absorbed | Incoming::Stray | Incoming::Response { .. } => {}
         }
     }
@@ -463,7 +459,7 @@ impl Core {
         }
     }
 
-    fn on_ack(&mut self, ack: Request, now: Instant) {
+    fn on_ack(&mut self, ack: Request) {
         let Some(entry) = self.calls.get_mut(call_id_of(&ack)) else { return };
         if !entry.call.dialog.matches(header_tag(&ack, false).as_deref(), header_tag(&ack, true).as_deref()) {
             return;
@@ -480,7 +476,6 @@ impl Core {
             }
         }
         entry.call.on_ack();
-        let _ = now;
     }
 
     fn on_cancel(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
@@ -895,7 +890,6 @@ fn add_session_expires(resp: &mut Response, t: session_timer::SessionTimer) {
 fn warning(resp: &mut Response, text: &str) {
     let text = text.replace('"', "'");
     resp.headers.push(Header::Warning(format!("399 zentrale \"{text}\"").into()));
-    let _ = PRODUCT;
 }
 
 fn call_id_of(req: &Request) -> &str {

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Load runs against a release build of zentrale, driven by SIPp on loopback.
+#
+#   benches/load.sh signalling   # 200 calls/s for 30 s, BYE right after ACK
+#   benches/load.sh media        # 1,000 concurrent calls held 20 s, RTP both ways
+#   benches/load.sh all
+#
+# Prints failed calls, zentrale's CPU time (user+sys from /proc/PID/stat) per
+# call and per RTP packet, and its peak RSS (VmHWM). Every run is bounded in
+# calls and time. Knobs: RATE, SECONDS_, CALLS, HOLD_MS (see below).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v sipp >/dev/null || { echo "sipp missing: apt-get install -y sip-tester" >&2; exit 1; }
+cargo build --release --quiet
+BIN=target/release/zentrale
+WORK=$(mktemp -d)
+trap 'kill "${ZPID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+TICK=$(getconf CLK_TCK)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_daemon() {
+  SIP_PORT=$(free_port); HTTP_PORT=$(free_port)
+  RUST_LOG=warn "$BIN" run --config zentrale.yaml --sip-listen "127.0.0.1:$SIP_PORT" \
+    --http-listen "127.0.0.1:$HTTP_PORT" --rtp-ports "$1" >"$WORK/zentrale.log" 2>&1 &
+  ZPID=$!
+  for _ in $(seq 50); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null; then return; fi
+    sleep 0.1
+  done
+  echo "zentrale did not start:" >&2; cat "$WORK/zentrale.log" >&2; exit 1
+}
+
+stop_daemon() { kill "$ZPID"; wait "$ZPID" 2>/dev/null || true; ZPID=; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$ZPID/stat"; }
+peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$ZPID/status"; }
+metric() { # metric NAME -> sum of all samples of that family
+  curl -s "127.0.0.1:$HTTP_PORT/metrics" 2>/dev/null | awk -v n="$1" '$1 ~ "^"n"({|$)" {s += $2} END {print s+0}'
+}
+
+run_sipp() { # run_sipp SCENARIO EXTRA_ARGS...
+  local scen=$1; shift
+  (cd benches/sipp && sipp -sf "$scen" -s 115 "127.0.0.1:$SIP_PORT" -i 127.0.0.1 -p "$(free_port)" \
+     -nostdin -bg_no -trace_stat -stf "$WORK/stat.csv" -timeout 120s -timeout_error "$@" \
+     >"$WORK/sipp.out" 2>&1) || true
+  # The last line of the stat file holds the cumulative counters.
+  python3 - "$WORK/stat.csv" <<'EOF'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
+head, last = rows[0], rows[-1]
+get = lambda k: int(last[head.index(k)])
+print(get("SuccessfulCall(C)"), get("FailedCall(C)"))
+EOF
+}
+
+signalling() {
+  local rate=${RATE:-200} secs=${SECONDS_:-30}
+  local calls=$((rate * secs))
+  start_daemon 30000-39999
+  local t0; t0=$(cpu_ticks)
+  read -r ok failed < <(run_sipp bench_signalling.xml -r "$rate" -m "$calls" -l 2000)
+  local t1; t1=$(cpu_ticks)
+  local rss; rss=$(peak_rss_kib)
+  stop_daemon
+  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rss" "$rate" "$secs" <<'EOF'
+import sys
+ok, failed, t0, t1, tick, rss, rate, secs = map(int, sys.argv[1:])
+cpu_us = (t1 - t0) * 1e6 / tick
+print(f"signalling: {rate} calls/s for {secs} s: {ok} answered calls, {failed} failed")
+print(f"  zentrale CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/max(ok,1):.0f} us per answered call")
+print(f"  peak RSS: {rss/1024:.1f} MiB")
+EOF
+}
+
+media() {
+  local calls=${CALLS:-1000} rate=${RATE:-100}
+  start_daemon 20000-29999
+  local t0; t0=$(cpu_ticks)
+  read -r ok failed < <(run_sipp bench_media.xml -r "$rate" -m "$calls" -l "$calls" -mp "$(free_port)")
+  local t1; t1=$(cpu_ticks)
+  local sent; sent=$(metric zentrale_rtp_packets_sent_total)
+  local recv; recv=$(metric zentrale_rtp_packets_received_total)
+  local rss; rss=$(peak_rss_kib)
+  stop_daemon
+  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rss" "$sent" "$recv" "$calls" <<'EOF'
+import sys
+ok, failed, t0, t1, tick, rss, sent, recv, calls = map(int, map(float, sys.argv[1:]))
+cpu_us = (t1 - t0) * 1e6 / tick
+pkts = sent + recv
+print(f"media: {calls} calls held 20 s: {ok} answered calls, {failed} failed")
+print(f"  RTP packets: {sent} sent, {recv} received by zentrale")
+print(f"  zentrale CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/max(pkts,1):.2f} us per RTP packet (signalling included)")
+print(f"  peak RSS: {rss/1024:.1f} MiB")
+EOF
+}
+
+case "${1:-all}" in
+  signalling) signalling ;;
+  media) media ;;
+  all) signalling; media ;;
+  *) echo "usage: $0 [signalling|media|all]" >&2; exit 2 ;;
+esac

@@ -12,15 +12,15 @@ pub mod codec;
 //ENG pub mod engine;
 pub mod error;
 pub mod g711;
-//PORTS pub mod ports;
+pub mod ports;
 pub mod prompt;
-//RTP pub mod rtp;
+pub mod rtp;
 pub mod sdp;
 pub mod wav;
 
 pub use codec::Codec;
 //ENG pub use engine::{EngineConfig, MediaEvent, MediaHandle, Playlist, StreamId};
 pub use error::MediaError;
-//PORTS pub use ports::PortPool;
+pub use ports::PortPool;
 pub use prompt::{Prompt, PromptLibrary};
 pub use sdp::{Answer, Direction, SdpError, SdpSession};

@@ -9,7 +9,7 @@
 //! 160-byte copy and one `send_to`.
 
 pub mod codec;
-//ENG pub mod engine;
+pub mod engine;
 pub mod error;
 pub mod g711;
 pub mod ports;
@@ -19,7 +19,7 @@ pub mod sdp;
 pub mod wav;
 
 pub use codec::Codec;
-//ENG pub use engine::{EngineConfig, MediaEvent, MediaHandle, Playlist, StreamId};
+pub use engine::{EngineConfig, MediaEvent, MediaHandle, Playlist, StreamId};
 pub use error::MediaError;
 pub use ports::PortPool;
 pub use prompt::{Prompt, PromptLibrary};

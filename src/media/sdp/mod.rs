@@ -1,0 +1,286 @@
+//! SDP offer/answer (RFC 3264) for one G.711 audio stream with optional
+//! RFC 4733 telephone-events.
+//!
+//! Parsing uses `rtc-sdp`; what we send is written by hand because it is
+//! always the same short shape.
+//!
+//! ```
+//! use zentrale::media::sdp::{self, Codec, Direction, SdpSession};
+//! let offer = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n\
+//! t=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
+//! a=fmtp:101 0-16\r\n";
+//! let mut session = SdpSession::new();
+//! let ans = sdp::answer(offer, "198.51.100.7".parse().unwrap(), 20000, &mut session).unwrap();
+//! assert_eq!(ans.codec, Codec::Pcma);
+//! assert_eq!(ans.dtmf_payload_type, Some(101));
+//! assert_eq!(ans.remote, Some("192.0.2.1:4000".parse().unwrap()));
+//! assert_eq!(ans.direction, Direction::SendRecv);
+//! ```
+
+mod negotiate;
+mod parse;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, SocketAddr};
+
+pub use super::codec::Codec;
+
+/// Media direction, always from the point of view of the side that wrote it.
+/// In an [`Answer`] and in [`Negotiated`] it is what *zentrale* does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Direction {
+    /// Send and receive (the default when no attribute is given).
+    #[default]
+    SendRecv,
+    /// Only send (e.g. the side that puts the other on hold).
+    SendOnly,
+    /// Only receive.
+    RecvOnly,
+    /// Neither.
+    Inactive,
+}
+
+impl Direction {
+    /// The attribute name, e.g. `sendonly`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// Parses a direction attribute name.
+    pub fn from_attribute(name: &str) -> Option<Direction> {
+        [
+            Direction::SendRecv,
+            Direction::SendOnly,
+            Direction::RecvOnly,
+            Direction::Inactive,
+        ]
+        .into_iter()
+        .find(|d| d.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The direction the other side has: sendonly ↔ recvonly.
+    pub const fn reverse(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+
+    /// True if this side sends media.
+    pub const fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// True if this side receives media.
+    pub const fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    /// The same direction without receiving (used for `c=0.0.0.0`, where the
+    /// writer asks not to be sent anything).
+    pub const fn without_receive(self) -> Direction {
+        match self {
+            Direction::SendRecv | Direction::SendOnly => Direction::SendOnly,
+            Direction::RecvOnly | Direction::Inactive => Direction::Inactive,
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Our side of the SDP session: the `o=` line's session id and version.
+/// Keep one per call leg. The version increases only when the body we send
+/// differs from the previous one (RFC 3264 §8), so a re-answer of an
+/// unchanged re-INVITE keeps it.
+#[derive(Clone, Debug)]
+pub struct SdpSession {
+    id: u64,
+    version: u64,
+    last_body: Option<Vec<u8>>,
+}
+
+impl SdpSession {
+    /// A session with a random id; the version starts equal to the id, as
+    /// RFC 4566 suggests (an NTP-like number that only grows).
+    pub fn new() -> SdpSession {
+        // Below 2^62 so even parsers that read a signed 64-bit number cope.
+        let id = rand::random::<u64>() >> 2;
+        SdpSession::with_id(id, id)
+    }
+
+    /// A session with a given id and starting version (tests, restarts).
+    pub fn with_id(id: u64, version: u64) -> SdpSession {
+        SdpSession {
+            id,
+            version,
+            last_body: None,
+        }
+    }
+
+    /// The `o=` session id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The version of the last body produced (or the initial one).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Returns the version to write in front of `body`.
+    fn stamp(&mut self, body: &str) -> u64 {
+        match &self.last_body {
+            Some(prev) if prev.as_slice() == body.as_bytes() => {}
+            Some(_) => {
+                self.version = self.version.wrapping_add(1);
+                self.last_body = Some(body.as_bytes().to_vec());
+            }
+            None => self.last_body = Some(body.as_bytes().to_vec()),
+        }
+        self.version
+    }
+}
+
+impl Default for SdpSession {
+    fn default() -> Self {
+        SdpSession::new()
+    }
+}
+
+/// The result of a negotiation: what to send, where, and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The codec both sides send.
+    pub codec: Codec,
+    /// Its payload type (static 0/8 or the dynamic one the peer chose).
+    pub payload_type: u8,
+    /// The telephone-event payload type, if both sides do RFC 4733.
+    pub dtmf_payload_type: Option<u8>,
+    /// Where to send RTP; `None` for `c=0.0.0.0`/`::` (old-style hold) or port 0.
+    pub remote: Option<SocketAddr>,
+    /// What zentrale does.
+    pub direction: Direction,
+    /// The peer's `a=ptime`, if given. We always send 20 ms.
+    pub remote_ptime: Option<u32>,
+}
+
+/// Our answer to an offer, with the negotiated parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The codec both sides send.
+    pub codec: Codec,
+    /// Its payload type (the caller's number for it).
+    pub payload_type: u8,
+    /// The telephone-event payload type, if the caller offered RFC 4733.
+    pub dtmf_payload_type: Option<u8>,
+    /// Where to send RTP; `None` for `c=0.0.0.0`/`::` or port 0.
+    pub remote: Option<SocketAddr>,
+    /// What zentrale does, i.e. the direction written in the answer:
+    /// offer sendonly → recvonly, recvonly → sendonly, inactive → inactive.
+    pub direction: Direction,
+    /// The caller's `a=ptime`, if given. We always send 20 ms.
+    pub remote_ptime: Option<u32>,
+    /// The answer body to put in the 200 OK.
+    pub sdp: Vec<u8>,
+}
+
+impl Answer {
+    /// The negotiated parameters without the body.
+    pub fn negotiated(&self) -> Negotiated {
+        Negotiated {
+            codec: self.codec,
+            payload_type: self.payload_type,
+            dtmf_payload_type: self.dtmf_payload_type,
+            remote: self.remote,
+            direction: self.direction,
+            remote_ptime: self.remote_ptime,
+        }
+    }
+}
+
+/// Why an offer or answer cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// Not parseable SDP; answer the INVITE with 400.
+    #[error("malformed SDP: {0}")]
+    Malformed(String),
+    /// No audio stream at all; answer 488.
+    #[error("no audio stream offered")]
+    NoAudio,
+    /// Audio, but not PCMU/PCMA over RTP/AVP; answer 488.
+    #[error("no common codec: need PCMU or PCMA over RTP/AVP")]
+    NoCommonCodec,
+}
+
+impl SdpError {
+    /// The SIP status code to reject the request with.
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            SdpError::Malformed(_) => 400,
+            SdpError::NoAudio | SdpError::NoCommonCodec => 488,
+        }
+    }
+}
+
+/// Answers an audio offer (RFC 3264 §6).
+///
+/// Picks the first of the caller's formats that is PCMU or PCMA, adds
+/// telephone-event only if offered, answers the first usable audio m-line
+/// and rejects every other m-line with port 0, keeping their order.
+pub fn answer(
+    offer: &[u8],
+    local_ip: IpAddr,
+    local_port: u16,
+    session: &mut SdpSession,
+) -> Result<Answer, SdpError> {
+    negotiate::answer(offer, local_ip, local_port, session)
+}
+
+/// Writes a `sendrecv` offer for the given codecs in preference order, plus
+/// telephone-event (payload type 101, events 0-16) if `dtmf`.
+pub fn offer(
+    local_ip: IpAddr,
+    local_port: u16,
+    session: &mut SdpSession,
+    codecs: &[Codec],
+    dtmf: bool,
+) -> Vec<u8> {
+    offer_with_direction(
+        local_ip,
+        local_port,
+        session,
+        codecs,
+        dtmf,
+        Direction::SendRecv,
+    )
+}
+
+/// Like [`offer`] with an explicit direction (hold: `SendOnly`).
+pub fn offer_with_direction(
+    local_ip: IpAddr,
+    local_port: u16,
+    session: &mut SdpSession,
+    codecs: &[Codec],
+    dtmf: bool,
+    direction: Direction,
+) -> Vec<u8> {
+    write::offer(local_ip, local_port, session, codecs, dtmf, direction)
+}
+
+/// Reads the answer to one of our offers. The direction returned is ours.
+pub fn parse_answer(answer: &[u8]) -> Result<Negotiated, SdpError> {
+    negotiate::parse_answer(answer)
+}

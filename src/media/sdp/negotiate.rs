@@ -1,0 +1,138 @@
+//! The offer/answer decisions (RFC 3264 §6 for answers, §7 for reading
+//! the answer to our offer).
+
+use std::net::{IpAddr, SocketAddr};
+
+use rtc_sdp::description::media::MediaDescription;
+use rtc_sdp::description::session::SessionDescription;
+
+use super::parse::{self, EventSet, SUPPORTED_EVENTS};
+use super::write::{self, AudioLine};
+use super::{Answer, Codec, Direction, Negotiated, SdpError, SdpSession};
+
+/// What we take from the peer's audio m-line.
+struct Peer {
+    codec: Codec,
+    payload_type: u8,
+    dtmf: Option<(u8, EventSet)>,
+    remote: Option<SocketAddr>,
+    /// The peer's direction, already narrowed for `c=0.0.0.0`.
+    direction: Direction,
+    ptime: Option<u32>,
+}
+
+fn read_peer(sd: &SessionDescription, md: &MediaDescription) -> Result<Peer, SdpError> {
+    let (codec, payload_type) = parse::first_g711(md).ok_or(SdpError::NoCommonCodec)?;
+    let dtmf = parse::telephone_event(md)
+        .map(|(pt, events)| (pt, events.intersect(SUPPORTED_EVENTS)))
+        .filter(|(_, events)| !events.is_empty());
+    let port = parse::port(md);
+    let mut direction = parse::direction(sd, md);
+    let remote = if port == 0 {
+        direction = Direction::Inactive;
+        None
+    } else {
+        match parse::connection_address(sd, md)? {
+            Some(ip) => Some(SocketAddr::new(ip, port)),
+            None => {
+                // RFC 2543 hold: the writer asks not to be sent media.
+                direction = direction.without_receive();
+                None
+            }
+        }
+    };
+    Ok(Peer {
+        codec,
+        payload_type,
+        dtmf,
+        remote,
+        direction,
+        ptime: parse::ptime(sd, md),
+    })
+}
+
+pub(super) fn answer(
+    offer: &[u8],
+    local_ip: IpAddr,
+    local_port: u16,
+    session: &mut SdpSession,
+) -> Result<Answer, SdpError> {
+    let sd = parse::parse(offer)?;
+    let mds = &sd.media_descriptions;
+    if !mds
+        .iter()
+        .any(|md| md.media_name.media.eq_ignore_ascii_case("audio"))
+    {
+        return Err(SdpError::NoAudio);
+    }
+    // The first plain-RTP audio line we can serve; prefer enabled ones so a
+    // disabled leftover line in a re-offer does not win.
+    let usable =
+        |md: &&MediaDescription| parse::is_plain_rtp_audio(md) && parse::first_g711(md).is_some();
+    let chosen = mds
+        .iter()
+        .position(|md| usable(&md) && parse::port(md) != 0)
+        .or_else(|| mds.iter().position(|md| usable(&md)))
+        .ok_or(SdpError::NoCommonCodec)?;
+    let peer = read_peer(&sd, &mds[chosen])?;
+    let direction = peer.direction.reverse();
+    let audio = AudioLine {
+        // RFC 3264 §6: a stream offered with port 0 is answered with port 0.
+        port: if parse::port(&mds[chosen]) == 0 {
+            0
+        } else {
+            local_port
+        },
+        proto: mds[chosen].media_name.protos.join("/"),
+        formats: vec![(peer.codec, peer.payload_type)],
+        dtmf: peer.dtmf,
+        direction,
+    };
+    let lines: Vec<write::MLine> = mds
+        .iter()
+        .enumerate()
+        .map(|(i, md)| {
+            if i == chosen {
+                write::MLine::Audio(&audio)
+            } else {
+                write::MLine::Rejected {
+                    media: &md.media_name.media,
+                    protos: &md.media_name.protos,
+                    formats: &md.media_name.formats,
+                }
+            }
+        })
+        .collect();
+    let sdp = write::body(local_ip, session, &lines);
+    Ok(Answer {
+        codec: peer.codec,
+        payload_type: peer.payload_type,
+        dtmf_payload_type: peer.dtmf.map(|(pt, _)| pt),
+        remote: peer.remote,
+        direction,
+        remote_ptime: peer.ptime,
+        sdp,
+    })
+}
+
+pub(super) fn parse_answer(body: &[u8]) -> Result<Negotiated, SdpError> {
+    let sd = parse::parse(body)?;
+    let md = sd
+        .media_descriptions
+        .iter()
+        .find(|md| md.media_name.media.eq_ignore_ascii_case("audio"))
+        .ok_or(SdpError::NoAudio)?;
+    // Port 0 in an answer rejects the stream we offered.
+    if !parse::is_plain_rtp_audio(md) || parse::port(md) == 0 {
+        return Err(SdpError::NoCommonCodec);
+    }
+    let peer = read_peer(&sd, md)?;
+    Ok(Negotiated {
+        codec: peer.codec,
+        payload_type: peer.payload_type,
+        dtmf_payload_type: peer.dtmf.map(|(pt, _)| pt),
+        remote: peer.remote,
+        direction: peer.direction.reverse(),
+        remote_ptime: peer.ptime,
+    })
+}

@@ -1,0 +1,348 @@
+use std::net::{IpAddr, SocketAddr};
+
+use super::*;
+
+const LOCAL: &str = "198.51.100.7";
+
+fn offer_sdp(media: &str) -> Vec<u8> {
+    format!(
+        "v=0\r\no=caller 123 456 IN IP4 192.0.2.1\r\ns=call\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n{media}"
+    )
+    .into_bytes()
+}
+
+fn answer_to(media: &str) -> Result<Answer, SdpError> {
+    let mut session = SdpSession::with_id(42, 1);
+    answer(
+        &offer_sdp(media),
+        LOCAL.parse().unwrap(),
+        30000,
+        &mut session,
+    )
+}
+
+fn text(a: &Answer) -> String {
+    String::from_utf8(a.sdp.clone()).unwrap()
+}
+
+fn addr(s: &str) -> Option<SocketAddr> {
+    Some(s.parse().unwrap())
+}
+
+#[test]
+fn pcma_only_offer() {
+    let a = answer_to("m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n").unwrap();
+    assert_eq!((a.codec, a.payload_type), (Codec::Pcma, 8));
+    assert_eq!(a.dtmf_payload_type, None);
+    assert_eq!(a.remote, addr("192.0.2.1:4000"));
+    assert_eq!(a.direction, Direction::SendRecv);
+    assert_eq!(
+        text(&a),
+        "v=0\r\no=zentrale 42 1 IN IP4 198.51.100.7\r\ns=zentrale\r\nc=IN IP4 198.51.100.7\r\n\
+         t=0 0\r\nm=audio 30000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+    );
+    // What we write, rtc-sdp reads back.
+    assert!(parse::parse(&a.sdp).is_ok());
+}
+
+#[test]
+fn callers_preference_order_wins() {
+    let a = answer_to("m=audio 4000 RTP/AVP 0 8\r\n").unwrap();
+    assert_eq!(a.codec, Codec::Pcmu);
+    let a = answer_to("m=audio 4000 RTP/AVP 9 8 0\r\na=rtpmap:9 G722/8000\r\n").unwrap();
+    assert_eq!((a.codec, a.payload_type), (Codec::Pcma, 8));
+    assert!(text(&a).contains("m=audio 30000 RTP/AVP 8\r\n"));
+}
+
+#[test]
+fn dynamic_payload_type_by_rtpmap() {
+    let a = answer_to("m=audio 4000 RTP/AVP 96 0\r\na=rtpmap:96 pcma/8000/1\r\n").unwrap();
+    assert_eq!((a.codec, a.payload_type), (Codec::Pcma, 96));
+    assert!(text(&a).contains("a=rtpmap:96 PCMA/8000\r\n"));
+    // An rtpmap that redefines a static number is believed.
+    let a = answer_to("m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 opus/48000/2\r\n").unwrap();
+    assert_eq!(a.codec, Codec::Pcma);
+}
+
+#[test]
+fn telephone_event_only_when_offered() {
+    let a = answer_to(
+        "m=audio 4000 RTP/AVP 8 0 100\r\na=rtpmap:100 telephone-event/8000\r\na=fmtp:100 0-16\r\n",
+    )
+    .unwrap();
+    assert_eq!(a.dtmf_payload_type, Some(100));
+    let t = text(&a);
+    assert!(t.contains("m=audio 30000 RTP/AVP 8 100\r\n"), "{t}");
+    assert!(
+        t.contains("a=rtpmap:100 telephone-event/8000\r\na=fmtp:100 0-16\r\n"),
+        "{t}"
+    );
+
+    // No fmtp means 0-15 (RFC 4733 §2.4.1); wider sets are cut to what we know.
+    let a =
+        answer_to("m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n").unwrap();
+    assert!(text(&a).contains("a=fmtp:101 0-15\r\n"));
+    let a = answer_to(
+        "m=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15,32-40\r\n",
+    )
+    .unwrap();
+    assert!(text(&a).contains("a=fmtp:101 0-15\r\n"));
+
+    // A 48 kHz telephone-event is not ours; no rtpmap, no telephone-event.
+    let a = answer_to("m=audio 4000 RTP/AVP 0 110 101\r\na=rtpmap:110 telephone-event/48000\r\n")
+        .unwrap();
+    assert_eq!(a.dtmf_payload_type, None);
+    assert!(!text(&a).contains("telephone-event"));
+}
+
+#[test]
+fn video_is_rejected_in_place() {
+    let a = answer_to(
+        "m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+         m=audio 4000 RTP/AVP 8\r\n\
+         m=image 6000 udptl t38\r\n",
+    )
+    .unwrap();
+    let t = text(&a);
+    let mlines: Vec<&str> = t.lines().filter(|l| l.starts_with("m=")).collect();
+    assert_eq!(
+        mlines,
+        [
+            "m=video 0 RTP/AVP 96",
+            "m=audio 30000 RTP/AVP 8",
+            "m=image 0 udptl t38"
+        ]
+    );
+    assert!(!t.contains("H264"));
+    assert_eq!(a.remote, addr("192.0.2.1:4000"));
+}
+
+#[test]
+fn directions_are_mirrored() {
+    for (offered, ours) in [
+        ("sendonly", Direction::RecvOnly),
+        ("recvonly", Direction::SendOnly),
+        ("inactive", Direction::Inactive),
+        ("sendrecv", Direction::SendRecv),
+    ] {
+        // Media level.
+        let a = answer_to(&format!("m=audio 4000 RTP/AVP 8\r\na={offered}\r\n")).unwrap();
+        assert_eq!(a.direction, ours, "{offered}");
+        assert!(text(&a).ends_with(&format!("a={ours}\r\n")));
+        // Session level.
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\na={offered}\r\nm=audio 4000 RTP/AVP 8\r\n"
+        );
+        let a = answer(
+            body.as_bytes(),
+            LOCAL.parse().unwrap(),
+            30000,
+            &mut SdpSession::new(),
+        )
+        .unwrap();
+        assert_eq!(a.direction, ours, "session-level {offered}");
+    }
+    // Media level overrides session level.
+    let body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\na=inactive\r\nm=audio 4000 RTP/AVP 8\r\na=sendrecv\r\n";
+    let a = answer(
+        body.as_bytes(),
+        LOCAL.parse().unwrap(),
+        30000,
+        &mut SdpSession::new(),
+    )
+    .unwrap();
+    assert_eq!(a.direction, Direction::SendRecv);
+}
+
+#[test]
+fn old_style_hold_and_port_zero() {
+    let body = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n";
+    let a = answer(
+        body.as_bytes(),
+        LOCAL.parse().unwrap(),
+        30000,
+        &mut SdpSession::new(),
+    )
+    .unwrap();
+    assert_eq!(a.remote, None);
+    assert_eq!(a.direction, Direction::RecvOnly);
+
+    let a = answer_to("m=audio 0 RTP/AVP 8\r\n").unwrap();
+    assert_eq!(a.remote, None);
+    assert_eq!(a.direction, Direction::Inactive);
+    assert!(text(&a).contains("m=audio 0 RTP/AVP 8\r\n"));
+}
+
+#[test]
+fn media_level_connection_and_ipv6() {
+    let body = "v=0\r\no=- 1 1 IN IP6 2001:db8::1\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP6 2001:db8::2\r\na=ptime:30\r\n";
+    let local: IpAddr = "2001:db8::7".parse().unwrap();
+    let a = answer(
+        body.as_bytes(),
+        local,
+        30000,
+        &mut SdpSession::with_id(1, 1),
+    )
+    .unwrap();
+    assert_eq!(a.remote, addr("[2001:db8::2]:4000"));
+    assert_eq!(a.remote_ptime, Some(30));
+    let t = text(&a);
+    assert!(t.contains("o=zentrale 1 1 IN IP6 2001:db8::7\r\n"), "{t}");
+    assert!(t.contains("c=IN IP6 2001:db8::7\r\n"), "{t}");
+
+    let hold6 =
+        "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let a = answer(hold6.as_bytes(), local, 30000, &mut SdpSession::new()).unwrap();
+    assert_eq!(a.remote, None);
+}
+
+#[test]
+fn refusals() {
+    assert_eq!(
+        answer_to("m=audio 4000 RTP/AVP 9 18\r\n"),
+        Err(SdpError::NoCommonCodec)
+    );
+    assert_eq!(
+        answer_to("m=audio 4000 RTP/SAVP 8\r\n"),
+        Err(SdpError::NoCommonCodec)
+    );
+    assert_eq!(
+        answer_to("m=video 4000 RTP/AVP 96\r\n"),
+        Err(SdpError::NoAudio)
+    );
+    assert_eq!(SdpError::NoAudio.sip_status(), 488);
+    for garbage in [
+        &b""[..],
+        b"hello",
+        b"v=0\r\nthis is not sdp\r\n",
+        b"v=0\r\no=- x y IN IP4 1.2.3.4\r\n",
+        b"\xff\xfe\x00",
+    ] {
+        let err = answer(garbage, LOCAL.parse().unwrap(), 1, &mut SdpSession::new()).unwrap_err();
+        assert!(
+            matches!(err, SdpError::Malformed(_)),
+            "{garbage:?}: {err:?}"
+        );
+        assert_eq!(err.sip_status(), 400);
+    }
+    // A hostname in c= cannot be used for RTP without DNS: refuse clearly.
+    let body = "v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 pbx.example\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n";
+    let err = answer(
+        body.as_bytes(),
+        LOCAL.parse().unwrap(),
+        1,
+        &mut SdpSession::new(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, SdpError::Malformed(m) if m.contains("pbx.example")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn lf_only_offer_is_accepted() {
+    let body =
+        "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\nm=audio 4000 RTP/AVP 8\n";
+    let a = answer(
+        body.as_bytes(),
+        LOCAL.parse().unwrap(),
+        1,
+        &mut SdpSession::new(),
+    )
+    .unwrap();
+    assert_eq!(a.codec, Codec::Pcma);
+}
+
+#[test]
+fn version_moves_only_on_change() {
+    let mut s = SdpSession::with_id(7, 100);
+    let local: IpAddr = LOCAL.parse().unwrap();
+    let o = offer_sdp("m=audio 4000 RTP/AVP 8\r\n");
+    let first = answer(&o, local, 30000, &mut s).unwrap();
+    assert!(text(&first).contains("o=zentrale 7 100 "));
+    let same = answer(&o, local, 30000, &mut s).unwrap();
+    assert_eq!(same.sdp, first.sdp);
+    let hold = offer_sdp("m=audio 4000 RTP/AVP 8\r\na=sendonly\r\n");
+    let changed = answer(&hold, local, 30000, &mut s).unwrap();
+    assert!(text(&changed).contains("o=zentrale 7 101 "));
+    assert_eq!(s.version(), 101);
+}
+
+#[test]
+fn our_offer_and_its_answer() {
+    let mut s = SdpSession::with_id(9, 9);
+    let local: IpAddr = LOCAL.parse().unwrap();
+    let o = offer(local, 30002, &mut s, &[Codec::Pcma, Codec::Pcmu], true);
+    let t = String::from_utf8(o.clone()).unwrap();
+    assert!(t.contains("m=audio 30002 RTP/AVP 8 0 101\r\n"), "{t}");
+    assert!(
+        t.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"),
+        "{t}"
+    );
+    // Answering our own offer works and picks our first codec.
+    let a = answer(
+        &o,
+        "192.0.2.9".parse().unwrap(),
+        4000,
+        &mut SdpSession::new(),
+    )
+    .unwrap();
+    assert_eq!((a.codec, a.dtmf_payload_type), (Codec::Pcma, Some(101)));
+
+    let n = parse_answer(&a.sdp).unwrap();
+    assert_eq!(n.codec, Codec::Pcma);
+    assert_eq!(n.dtmf_payload_type, Some(101));
+    assert_eq!(n.remote, addr("192.0.2.9:4000"));
+    assert_eq!(n.direction, Direction::SendRecv);
+
+    let held = offer_with_direction(
+        local,
+        30002,
+        &mut s,
+        &[Codec::Pcmu],
+        false,
+        Direction::SendOnly,
+    );
+    let a = answer(
+        &held,
+        "192.0.2.9".parse().unwrap(),
+        4000,
+        &mut SdpSession::new(),
+    )
+    .unwrap();
+    assert_eq!(a.direction, Direction::RecvOnly);
+    let n = parse_answer(&a.sdp).unwrap();
+    assert_eq!((n.codec, n.direction), (Codec::Pcmu, Direction::SendOnly));
+
+    let rejected = offer_sdp("m=audio 0 RTP/AVP 8\r\n");
+    assert_eq!(parse_answer(&rejected), Err(SdpError::NoCommonCodec));
+}
+
+#[test]
+fn mutated_offers_never_panic() {
+    use rand::RngExt;
+    let base = offer_sdp(
+        "m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendonly\r\n",
+    );
+    let mut rng = rand::rng();
+    let local: IpAddr = LOCAL.parse().unwrap();
+    for _ in 0..3000 {
+        let mut b = base.clone();
+        for _ in 0..rng.random_range(1..4) {
+            if b.is_empty() {
+                break;
+            }
+            let i = rng.random_range(0..b.len());
+            match rng.random_range(0..3) {
+                0 => b[i] = rng.random(),
+                1 => {
+                    b.remove(i);
+                }
+                _ => b.truncate(i),
+            }
+        }
+        let _ = answer(&b, local, 1, &mut SdpSession::new());
+        let _ = parse_answer(&b);
+    }
+}

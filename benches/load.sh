@@ -43,7 +43,7 @@ metric() { # metric NAME -> sum of all samples of that family
 run_sipp() { # run_sipp SCENARIO EXTRA_ARGS...
   local scen=$1; shift
   (cd benches/sipp && sipp -sf "$scen" -s 115 "127.0.0.1:$SIP_PORT" -i 127.0.0.1 -p "$(free_port)" \
-     -nostdin -bg_no -trace_stat -stf "$WORK/stat.csv" -timeout 120s -timeout_error "$@" \
+     -nostdin -trace_stat -stf "$WORK/stat.csv" -timeout 120s -timeout_error "$@" \
      >"$WORK/sipp.out" 2>&1) || true
   # The last line of the stat file holds the cumulative counters.
   python3 - "$WORK/stat.csv" <<'EOF'

@@ -55,8 +55,14 @@ fn parse_ports(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
         .split_once('-')
         .ok_or_else(|| format!("`{s}`: expected FIRST-LAST, e.g. 30000-30999"))?;
-    let a = a.trim().parse().map_err(|_| format!("`{a}` is not a port number"))?;
-    let b = b.trim().parse().map_err(|_| format!("`{b}` is not a port number"))?;
+    let a = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{a}` is not a port number"))?;
+    let b = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{b}` is not a port number"))?;
     Ok((a, b))
 }
 
@@ -97,7 +103,10 @@ fn check(path: &std::path::Path) -> ExitCode {
 fn run(args: RunArgs) -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if args.log_json {
-        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -110,7 +119,9 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("zentrale did not start: fix the config and try again (`zentrale check` lists every problem).");
+            eprintln!(
+                "zentrale did not start: fix the config and try again (`zentrale check` lists every problem)."
+            );
             return ExitCode::FAILURE;
         }
     };

@@ -942,7 +942,10 @@ impl Loader<'_> {
                 self.d.at(
                     file,
                     Pos::or(v, hpos),
-                    format!("answer_after_ms: {} is longer than a caller should ring", v.value),
+                    format!(
+                        "answer_after_ms: {} is longer than a caller should ring",
+                        v.value
+                    ),
                     format!("use at most {MAX_ANSWER_AFTER_MS} (ms)"),
                 );
             }

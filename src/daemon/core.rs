@@ -7,7 +7,7 @@
 //! the media worker through its non-blocking handle.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,12 +26,13 @@ use crate::metrics::{HotlineLabels, MethodLabel, Metrics, ReasonLabel, TrunkLabe
 use crate::sip::Transport;
 use crate::sip::digest::{AuthFailure, DigestServer};
 use crate::sip::message::{
-    ALLOW, Header, Method, Request, Response, StatusCode, response, set_body, tag_of,
-    with_to_tag,
+    ALLOW, Header, Method, Request, Response, StatusCode, response, set_body, tag_of, with_to_tag,
 };
-use crate::sip::registrar::{Accounts, RegistrationChange, Registrar, RegistrarSettings};
+use crate::sip::registrar::{Accounts, Registrar, RegistrarSettings, RegistrationChange};
 use crate::sip::screen::{Screened, screen};
-use crate::sip::transaction::{ClientKey, Incoming, Peer, ServerKey, Timers, Transactions, Transmit, TxEvent};
+use crate::sip::transaction::{
+    ClientKey, Incoming, Peer, ServerKey, Timers, Transactions, Transmit, TxEvent,
+};
 use crate::sip::via::stamp_received;
 
 /// Seconds an overloaded zentrale asks callers to wait before retrying.
@@ -45,7 +46,10 @@ struct AccountBook {
 
 impl Accounts for AccountBook {
     fn password(&self, user: &str) -> Option<String> {
-        self.agents.get(user).or_else(|| self.trunks.get(user)).cloned()
+        self.agents
+            .get(user)
+            .or_else(|| self.trunks.get(user))
+            .cloned()
     }
 }
 
@@ -74,7 +78,7 @@ struct MediaLeg {
     session: SdpSession,
     /// The SDP body of our answer (or offer, for an offerless INVITE).
     local_sdp: Vec<u8>,
-    negotiated: Option<sdp::Answer>,
+    negotiated: Option<sdp::Negotiated>,
 }
 
 /// Client transactions the core started, and what they were for.
@@ -110,6 +114,7 @@ impl Core {
         config: Arc<Config>,
         prompts: PromptLibrary,
         media: MediaHandle,
+        ports: PortPool,
         metrics: Arc<Metrics>,
         now: Instant,
     ) -> Core {
@@ -142,7 +147,7 @@ impl Core {
             streams: HashMap::new(),
             pending: HashMap::new(),
             trunk_calls: vec![0; config.trunks.len()],
-            ports: PortPool::new(config.rtp.first_port, config.rtp.last_port),
+            ports,
             prompts,
             media,
             next_stream: 1,
@@ -200,7 +205,14 @@ impl Core {
         }
     }
 
-    fn dispatch(&mut self, key: ServerKey, req: Request, peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+    fn dispatch(
+        &mut self,
+        key: ServerKey,
+        req: Request,
+        peer: Peer,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
         match req.method {
             Method::Invite => self.on_invite(key, req, peer, now, out),
             Method::Register => {
@@ -214,8 +226,13 @@ impl Core {
                 );
                 if let Some((ext, change)) = &outcome.changed {
                     info!(extension = %ext, ?change, "registration changed");
-                    if matches!(change, RegistrationChange::Registered | RegistrationChange::Unregistered) {
-                        self.metrics.registrations.set(self.registrar.registered_count() as i64);
+                    if matches!(
+                        change,
+                        RegistrationChange::Registered | RegistrationChange::Unregistered
+                    ) {
+                        self.metrics
+                            .registrations
+                            .set(self.registrar.registered_count() as i64);
                     }
                 }
                 self.respond(&key, &outcome.response, now, out);
@@ -223,7 +240,12 @@ impl Core {
             Method::Options => {
                 let mut resp = response(&req, StatusCode::OK);
                 add_capabilities(&mut resp);
-                self.respond(&key, &with_to_tag(resp, &crate::sip::message::random_token()), now, out);
+                self.respond(
+                    &key,
+                    &with_to_tag(resp, &crate::sip::message::random_token()),
+                    now,
+                    out,
+                );
             }
             Method::Cancel => self.on_cancel(key, req, now, out),
             Method::Bye => self.on_bye(key, req, now, out),
@@ -237,7 +259,14 @@ impl Core {
         }
     }
 
-    fn on_invite(&mut self, key: ServerKey, req: Request, peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+    fn on_invite(
+        &mut self,
+        key: ServerKey,
+        req: Request,
+        peer: Peer,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
         let to_tag = header_tag(&req, true);
         if to_tag.is_some() {
             return self.on_in_dialog(key, req, now, out);
@@ -245,7 +274,8 @@ impl Core {
         if self.calls.len() >= self.config.sip.max_calls {
             self.metrics.rejected("overload");
             let mut resp = response(&req, StatusCode::ServiceUnavailable);
-            resp.headers.push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
+            resp.headers
+                .push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
             return self.respond(&key, &resp, now, out);
         }
         if self.calls.contains_key(call_id_of(&req)) {
@@ -277,7 +307,8 @@ impl Core {
             if limit.is_some_and(|l| self.trunk_calls[i] >= l) {
                 self.metrics.rejected("trunk_limit");
                 let mut resp = response(&req, StatusCode::ServiceUnavailable);
-                resp.headers.push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
+                resp.headers
+                    .push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
                 return self.respond(&key, &resp, now, out);
             }
         }
@@ -288,7 +319,8 @@ impl Core {
                 warn!(error = %e, "no RTP port free");
                 self.metrics.rejected("no_rtp_port");
                 let mut resp = response(&req, StatusCode::ServiceUnavailable);
-                resp.headers.push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
+                resp.headers
+                    .push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
                 return self.respond(&key, &resp, now, out);
             }
         };
@@ -296,8 +328,8 @@ impl Core {
         let (negotiated, local_sdp) = if has_sdp_body(&req) {
             match sdp::answer(&req.body, local_ip, port, &mut session_sdp) {
                 Ok(a) => {
-                    let body = a.sdp.clone();
-                    (Some(a), body)
+                    let negotiated = a.negotiated();
+                    (Some(negotiated), a.sdp)
                 }
                 Err(e) => {
                     self.ports.release(port);
@@ -312,7 +344,13 @@ impl Core {
             }
         } else {
             // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
-            let offer = sdp::offer(local_ip, port, &mut session_sdp, &[sdp::Codec::Pcmu, sdp::Codec::Pcma], true);
+            let offer = sdp::offer(
+                local_ip,
+                port,
+                &mut session_sdp,
+                &[sdp::Codec::Pcmu, sdp::Codec::Pcma],
+                true,
+            );
             (None, offer)
         };
         let reply_to = response_peer(&req, peer);
@@ -329,7 +367,9 @@ impl Core {
         if !answer_after.is_zero() {
             let ringing = with_to_tag(response(&req, StatusCode::Ringing), &call.dialog.local_tag);
             let mut ringing = ringing;
-            ringing.headers.push(Header::Contact(call.dialog.contact().into()));
+            ringing
+                .headers
+                .push(Header::Contact(call.dialog.contact().into()));
             self.respond(&key, &ringing, now, out);
         }
         if let Origin::Trunk(i) = origin {
@@ -422,7 +462,10 @@ impl Core {
         let Some(i) = trunk else {
             self.metrics.rejected("source_not_allowed");
             let mut resp = response(req, StatusCode::Forbidden);
-            warning(&mut resp, "source address is not an allowed trunk source and the caller is not a registered agent");
+            warning(
+                &mut resp,
+                "source address is not an allowed trunk source and the caller is not a registered agent",
+            );
             return Err(resp);
         };
         if let Some(creds) = self.config.trunks[i].credentials.clone() {
@@ -435,7 +478,12 @@ impl Core {
         Ok(Origin::Trunk(i))
     }
 
-    fn authenticate(&mut self, req: &Request, header: Option<&str>, now: Instant) -> Result<String, Response> {
+    fn authenticate(
+        &mut self,
+        req: &Request,
+        header: Option<&str>,
+        now: Instant,
+    ) -> Result<String, Response> {
         let challenge = |core: &mut Core, stale: bool| {
             let mut resp = response(req, StatusCode::ProxyAuthenticationRequired);
             for c in core.digest.challenges(now, stale) {
@@ -448,7 +496,10 @@ impl Core {
         };
         let accounts = &self.accounts;
         let lookup = |u: &str| accounts.password(u);
-        match self.digest.verify(req.method.to_string().as_str(), value, &lookup, now) {
+        match self
+            .digest
+            .verify(req.method.to_string().as_str(), value, &lookup, now)
+        {
             Ok(user) => Ok(user),
             Err(AuthFailure::Stale) => Err(challenge(self, true)),
             Err(e) => {
@@ -460,8 +511,13 @@ impl Core {
     }
 
     fn on_ack(&mut self, ack: Request) {
-        let Some(entry) = self.calls.get_mut(call_id_of(&ack)) else { return };
-        if !entry.call.dialog.matches(header_tag(&ack, false).as_deref(), header_tag(&ack, true).as_deref()) {
+        let Some(entry) = self.calls.get_mut(call_id_of(&ack)) else {
+            return;
+        };
+        if !entry.call.dialog.matches(
+            header_tag(&ack, false).as_deref(),
+            header_tag(&ack, true).as_deref(),
+        ) {
             return;
         }
         self.transactions.ack_received(&entry.call.invite_key);
@@ -472,7 +528,9 @@ impl Core {
                     self.media.set_remote(entry.media.stream, a.remote);
                     entry.media.negotiated = Some(a);
                 }
-                Err(e) => warn!(call_id = %entry.call.dialog.call_id, error = %e, "bad SDP answer in ACK"),
+                Err(e) => {
+                    warn!(call_id = %entry.call.dialog.call_id, error = %e, "bad SDP answer in ACK")
+                }
             }
         }
         entry.call.on_ack();
@@ -481,7 +539,10 @@ impl Core {
     fn on_cancel(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
         let invite_key = key.invite_of_cancel();
         let call_id = call_id_of(&req).to_owned();
-        let matches = self.calls.get(&call_id).is_some_and(|e| e.call.invite_key == invite_key);
+        let matches = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|e| e.call.invite_key == invite_key);
         if !matches {
             let status = if self.transactions.has_server(&invite_key) {
                 StatusCode::OK
@@ -490,38 +551,75 @@ impl Core {
             };
             return self.respond(&key, &response(&req, status), now, out);
         }
-        self.respond(&key, &with_to_tag(response(&req, StatusCode::OK), &crate::sip::message::random_token()), now, out);
-        let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_cancel()).unwrap_or_default();
+        self.respond(
+            &key,
+            &with_to_tag(
+                response(&req, StatusCode::OK),
+                &crate::sip::message::random_token(),
+            ),
+            now,
+            out,
+        );
+        let actions = self
+            .calls
+            .get_mut(&call_id)
+            .map(|e| e.call.on_cancel())
+            .unwrap_or_default();
         self.execute(&call_id, actions, now, out);
     }
 
     fn on_bye(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
         let call_id = call_id_of(&req).to_owned();
         let found = self.calls.get(&call_id).is_some_and(|e| {
-            e.call
-                .dialog
-                .matches(header_tag(&req, false).as_deref(), header_tag(&req, true).as_deref())
+            e.call.dialog.matches(
+                header_tag(&req, false).as_deref(),
+                header_tag(&req, true).as_deref(),
+            )
         });
         if !found {
-            return self.respond(&key, &response(&req, StatusCode::CallTransactionDoesNotExist), now, out);
+            return self.respond(
+                &key,
+                &response(&req, StatusCode::CallTransactionDoesNotExist),
+                now,
+                out,
+            );
         }
         self.respond(&key, &response(&req, StatusCode::OK), now, out);
-        let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_bye()).unwrap_or_default();
+        let actions = self
+            .calls
+            .get_mut(&call_id)
+            .map(|e| e.call.on_bye())
+            .unwrap_or_default();
         self.execute(&call_id, actions, now, out);
     }
 
     /// re-INVITE, UPDATE and INFO inside a dialog.
-    fn on_in_dialog(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
+    fn on_in_dialog(
+        &mut self,
+        key: ServerKey,
+        req: Request,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
         let call_id = call_id_of(&req).to_owned();
         let Some(entry) = self.calls.get_mut(&call_id) else {
-            return self.respond(&key, &response(&req, StatusCode::CallTransactionDoesNotExist), now, out);
+            return self.respond(
+                &key,
+                &response(&req, StatusCode::CallTransactionDoesNotExist),
+                now,
+                out,
+            );
         };
-        if !entry
-            .call
-            .dialog
-            .matches(header_tag(&req, false).as_deref(), header_tag(&req, true).as_deref())
-        {
-            return self.respond(&key, &response(&req, StatusCode::CallTransactionDoesNotExist), now, out);
+        if !entry.call.dialog.matches(
+            header_tag(&req, false).as_deref(),
+            header_tag(&req, true).as_deref(),
+        ) {
+            return self.respond(
+                &key,
+                &response(&req, StatusCode::CallTransactionDoesNotExist),
+                now,
+                out,
+            );
         }
         let cseq = cseq_number(&req).unwrap_or(0);
         if cseq <= entry.call.dialog.remote_cseq && req.method != Method::Info {
@@ -539,7 +637,8 @@ impl Core {
         }
         let session = match session_timer::negotiate(&req, self.config.sip.min_se) {
             Negotiation::TooSmall { min_se } => {
-                let mut resp = with_to_tag(response(&req, StatusCode::SessionIntervalTooSmall), &tag);
+                let mut resp =
+                    with_to_tag(response(&req, StatusCode::SessionIntervalTooSmall), &tag);
                 resp.headers.push(Header::MinSE(min_se.to_string().into()));
                 return self.respond(&key, &resp, now, out);
             }
@@ -549,14 +648,19 @@ impl Core {
         let mut resp = with_to_tag(response(&req, StatusCode::OK), &tag);
         if has_sdp_body(&req) {
             let local_ip = media_ip(entry.call.dialog.source.local.ip());
-            match sdp::answer(&req.body, local_ip, entry.media.port, &mut entry.media.session) {
+            match sdp::answer(
+                &req.body,
+                local_ip,
+                entry.media.port,
+                &mut entry.media.session,
+            ) {
                 Ok(a) => {
                     // Hold (sendonly/inactive) and resume change only the
                     // direction and address; the stream stays continuous.
                     self.media.set_remote(entry.media.stream, a.remote);
                     self.media.set_direction(entry.media.stream, a.direction);
-                    entry.media.local_sdp = a.sdp.clone();
-                    entry.media.negotiated = Some(a);
+                    entry.media.negotiated = Some(a.negotiated());
+                    entry.media.local_sdp = a.sdp;
                 }
                 Err(e) => {
                     let status = match e {
@@ -576,7 +680,8 @@ impl Core {
             resp.body = body;
         }
         let session = session.or(entry.call.session_timer());
-        resp.headers.push(Header::Contact(entry.call.dialog.contact().into()));
+        resp.headers
+            .push(Header::Contact(entry.call.dialog.contact().into()));
         if let Some(t) = session {
             add_session_expires(&mut resp, t);
         }
@@ -590,11 +695,15 @@ impl Core {
         if let Some(t) = ack {
             out.push(t);
         }
-        let Incoming::Response { key, response } = incoming else { return };
+        let Incoming::Response { key, response } = incoming else {
+            return;
+        };
         if response.status_code.code() < 200 {
             return;
         }
-        let Some((call_id, what)) = self.pending.remove(&key) else { return };
+        let Some((call_id, what)) = self.pending.remove(&key) else {
+            return;
+        };
         let actions = match (what, self.calls.get_mut(&call_id)) {
             (Pending::Bye, Some(e)) => e.call.on_bye_done(),
             (Pending::Refresh, Some(e)) => {
@@ -617,14 +726,23 @@ impl Core {
     pub fn on_media_event(&mut self, event: MediaEvent, now: Instant, out: &mut Vec<Transmit>) {
         match event {
             MediaEvent::RtpTimeout(stream) => {
-                let Some(call_id) = self.streams.get(&stream.0).cloned() else { return };
+                let Some(call_id) = self.streams.get(&stream.0).cloned() else {
+                    return;
+                };
                 info!(%call_id, "no RTP from the caller: hanging up");
-                let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_rtp_timeout()).unwrap_or_default();
+                let actions = self
+                    .calls
+                    .get_mut(&call_id)
+                    .map(|e| e.call.on_rtp_timeout())
+                    .unwrap_or_default();
                 self.execute(&call_id, actions, now, out);
             }
             MediaEvent::Dtmf { stream, digit } => {
                 debug!(stream = stream.0, %digit, "DTMF");
             }
+            // The greeting ended and the waiting loop took over; the queue
+            // (ACD issue) will act on this.
+            MediaEvent::PlaylistDone(_) => {}
         }
     }
 
@@ -645,7 +763,9 @@ impl Core {
         let mut events = Vec::new();
         let before = self.transactions.retransmissions;
         self.transactions.handle_timeout(now, out, &mut events);
-        self.metrics.sip_retransmissions.inc_by(self.transactions.retransmissions - before);
+        self.metrics
+            .sip_retransmissions
+            .inc_by(self.transactions.retransmissions - before);
         for event in events {
             match event {
                 TxEvent::NoAck(key) => {
@@ -656,13 +776,21 @@ impl Core {
                         .find(|(_, e)| e.call.invite_key == key)
                         .map(|(id, _)| id.clone());
                     if let Some(call_id) = call_id {
-                        let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_no_ack()).unwrap_or_default();
+                        let actions = self
+                            .calls
+                            .get_mut(&call_id)
+                            .map(|e| e.call.on_no_ack())
+                            .unwrap_or_default();
                         self.execute(&call_id, actions, now, out);
                     }
                 }
                 TxEvent::Timeout(key) => {
                     if let Some((call_id, Pending::Bye)) = self.pending.remove(&key) {
-                        let actions = self.calls.get_mut(&call_id).map(|e| e.call.on_bye_done()).unwrap_or_default();
+                        let actions = self
+                            .calls
+                            .get_mut(&call_id)
+                            .map(|e| e.call.on_bye_done())
+                            .unwrap_or_default();
                         self.execute(&call_id, actions, now, out);
                     } else if let Some((call_id, Pending::Refresh)) = self.pending.remove(&key) {
                         let actions = self
@@ -689,7 +817,9 @@ impl Core {
             for ext in self.registrar.expire(now) {
                 info!(extension = %ext, "registration expired");
             }
-            self.metrics.registrations.set(self.registrar.registered_count() as i64);
+            self.metrics
+                .registrations
+                .set(self.registrar.registered_count() as i64);
         }
         let (s, c) = self.transactions.len();
         self.metrics.sip_transactions.set((s + c) as i64);
@@ -699,7 +829,11 @@ impl Core {
     pub fn hang_up_all(&mut self, now: Instant, out: &mut Vec<Transmit>) -> usize {
         let ids: Vec<String> = self.calls.keys().cloned().collect();
         for call_id in &ids {
-            let actions = self.calls.get_mut(call_id).map(|e| e.call.hang_up(EndReason::Shutdown)).unwrap_or_default();
+            let actions = self
+                .calls
+                .get_mut(call_id)
+                .map(|e| e.call.hang_up(EndReason::Shutdown))
+                .unwrap_or_default();
             self.execute(call_id, actions, now, out);
         }
         ids.len()
@@ -716,7 +850,9 @@ impl Core {
     }
 
     fn reschedule(&mut self, call_id: &str) {
-        let Some(e) = self.calls.get_mut(call_id) else { return };
+        let Some(e) = self.calls.get_mut(call_id) else {
+            return;
+        };
         let next = e.call.poll_timeout();
         if next == e.scheduled {
             return;
@@ -730,28 +866,47 @@ impl Core {
         e.scheduled = next;
     }
 
-    fn execute(&mut self, call_id: &str, actions: Vec<Action>, now: Instant, out: &mut Vec<Transmit>) {
+    fn execute(
+        &mut self,
+        call_id: &str,
+        actions: Vec<Action>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
         for action in actions {
             match action {
                 Action::Answer => self.answer(call_id, now, out),
                 Action::Terminate487 => {
-                    let Some(e) = self.calls.get(call_id) else { continue };
-                    let resp = with_to_tag(response(&e.invite, StatusCode::RequestTerminated), &e.call.dialog.local_tag);
+                    let Some(e) = self.calls.get(call_id) else {
+                        continue;
+                    };
+                    let resp = with_to_tag(
+                        response(&e.invite, StatusCode::RequestTerminated),
+                        &e.call.dialog.local_tag,
+                    );
                     let key = e.call.invite_key.clone();
                     self.respond(&key, &resp, now, out);
                 }
                 Action::SendBye(reason) => {
-                    let Some(e) = self.calls.get_mut(call_id) else { continue };
+                    let Some(e) = self.calls.get_mut(call_id) else {
+                        continue;
+                    };
                     // Silence the caller's side at once; the port is freed on release.
                     self.media.remove_stream(e.media.stream);
-                    let bye = e.call.dialog.request(Method::Bye, &[("Reason", reason.reason_header().to_owned())], None);
+                    let bye = e.call.dialog.request(
+                        Method::Bye,
+                        &[("Reason", reason.reason_header().to_owned())],
+                        None,
+                    );
                     let hop = e.call.dialog.next_hop();
                     let (key, t) = self.transactions.send_request(&bye, hop, now);
                     self.pending.insert(key, (call_id.to_owned(), Pending::Bye));
                     out.push(t);
                 }
                 Action::SendRefresh => {
-                    let Some(e) = self.calls.get_mut(call_id) else { continue };
+                    let Some(e) = self.calls.get_mut(call_id) else {
+                        continue;
+                    };
                     let mut extra = vec![("Supported", "timer".to_owned())];
                     if let Some(t) = e.call.session_timer() {
                         extra.push(("Session-Expires", t.header_value()));
@@ -759,7 +914,8 @@ impl Core {
                     let update = e.call.dialog.request(Method::Update, &extra, None);
                     let hop = e.call.dialog.next_hop();
                     let (key, t) = self.transactions.send_request(&update, hop, now);
-                    self.pending.insert(key, (call_id.to_owned(), Pending::Refresh));
+                    self.pending
+                        .insert(key, (call_id.to_owned(), Pending::Refresh));
                     out.push(t);
                 }
                 Action::Release(reason) => self.release(call_id, reason),
@@ -769,9 +925,15 @@ impl Core {
     }
 
     fn answer(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
-        let Some(e) = self.calls.get_mut(call_id) else { return };
-        let mut resp = with_to_tag(response(&e.invite, StatusCode::OK), &e.call.dialog.local_tag);
-        resp.headers.push(Header::Contact(e.call.dialog.contact().into()));
+        let Some(e) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let mut resp = with_to_tag(
+            response(&e.invite, StatusCode::OK),
+            &e.call.dialog.local_tag,
+        );
+        resp.headers
+            .push(Header::Contact(e.call.dialog.contact().into()));
         add_capabilities(&mut resp);
         if let Some(t) = e.call.session_timer() {
             add_session_expires(&mut resp, t);
@@ -781,11 +943,25 @@ impl Core {
         let key = e.call.invite_key.clone();
         if let Some(socket) = e.media.socket.take() {
             let (codec, pt, dtmf, remote, direction) = match &e.media.negotiated {
-                Some(a) => (a.codec, a.payload_type, a.dtmf_payload_type, a.remote, a.direction),
+                Some(a) => (
+                    a.codec,
+                    a.payload_type,
+                    a.dtmf_payload_type,
+                    a.remote,
+                    a.direction,
+                ),
                 // Offerless: until the ACK brings the answer, assume PCMU.
-                None => (sdp::Codec::Pcmu, 0, Some(101), None, sdp::Direction::SendRecv),
+                None => (
+                    sdp::Codec::Pcmu,
+                    0,
+                    Some(101),
+                    None,
+                    sdp::Direction::SendRecv,
+                ),
             };
-            self.media.add_stream(e.media.stream, socket, remote, codec, pt, dtmf);
+            self.media
+                .add_stream(e.media.stream, socket, remote, codec, pt);
+            self.media.set_dtmf_payload_type(e.media.stream, dtmf);
             self.media.set_direction(e.media.stream, direction);
             let items = self.prompts.get(&e.route.greeting).into_iter().collect();
             self.media.play(
@@ -800,7 +976,9 @@ impl Core {
     }
 
     fn release(&mut self, call_id: &str, reason: EndReason) {
-        let Some(e) = self.calls.remove(call_id) else { return };
+        let Some(e) = self.calls.remove(call_id) else {
+            return;
+        };
         if let Some(at) = e.scheduled {
             self.call_timers.remove(&(at, call_id.to_owned()));
         }
@@ -880,7 +1058,8 @@ fn add_capabilities(resp: &mut Response) {
 }
 
 fn add_session_expires(resp: &mut Response, t: session_timer::SessionTimer) {
-    resp.headers.push(Header::SessionExpires(t.header_value().into()));
+    resp.headers
+        .push(Header::SessionExpires(t.header_value().into()));
     if t.refresher == session_timer::Refresher::Uac {
         // RFC 4028 §9: the UAC must refresh, so it must support timers.
         resp.headers.push(Header::Require("timer".into()));
@@ -889,7 +1068,8 @@ fn add_session_expires(resp: &mut Response, t: session_timer::SessionTimer) {
 
 fn warning(resp: &mut Response, text: &str) {
     let text = text.replace('"', "'");
-    resp.headers.push(Header::Warning(format!("399 zentrale \"{text}\"").into()));
+    resp.headers
+        .push(Header::Warning(format!("399 zentrale \"{text}\"").into()));
 }
 
 fn call_id_of(req: &Request) -> &str {
@@ -921,7 +1101,10 @@ fn header_tag(req: &Request, to: bool) -> Option<String> {
 fn has_sdp_body(req: &Request) -> bool {
     !req.body.is_empty()
         && req.headers.iter().any(|h| match h {
-            Header::ContentType(v) => v.value().to_ascii_lowercase().starts_with("application/sdp"),
+            Header::ContentType(v) => v
+                .value()
+                .to_ascii_lowercase()
+                .starts_with("application/sdp"),
             _ => false,
         })
 }
@@ -963,7 +1146,10 @@ mod tests {
             .unwrap()
         };
         assert_eq!(called_number(&r("sip:115@127.0.0.1")), "115");
-        assert_eq!(called_number(&r("sip:+49561115;npdi@127.0.0.1:5060")), "+49561115");
+        assert_eq!(
+            called_number(&r("sip:+49561115;npdi@127.0.0.1:5060")),
+            "+49561115"
+        );
         assert_eq!(called_number(&r("sip:127.0.0.1")), "");
         assert_eq!(from_user(&r("sip:115@h")).as_deref(), Some("a"));
     }

@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::media::engine::{self, EngineConfig};
+use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::sip::transaction::Transmit;
@@ -29,7 +30,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let prompts = PromptLibrary::load(&config.sounds_dir, config.sound_names())
         .context("loading the prompts")?;
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
     let (inbound_tx, mut inbound_rx) = mpsc::channel::<Inbound>(4096);
     let transports = Transports::bind(&config, inbound_tx)
         .await
@@ -37,13 +38,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("opening the HTTP listener on {}", config.http.listen))?;
-    tokio::spawn(crate::api::serve(http, metrics.clone()));
-
     let (media, mut media_events) = engine::start(EngineConfig {
         rtp_timeout: config.rtp.timeout,
         tick: Duration::from_millis(20),
     });
-    let mut core = core::Core::new(config.clone(), prompts, media, metrics, Instant::now());
+    let ports =
+        PortPool::new(config.rtp.first_port, config.rtp.last_port).context("the RTP port range")?;
+    metrics.watch_media(media.counters());
+    let metrics = Arc::new(metrics);
+    tokio::spawn(crate::api::serve(http, metrics.clone()));
+    let mut core = core::Core::new(
+        config.clone(),
+        prompts,
+        media,
+        ports,
+        metrics,
+        Instant::now(),
+    );
     info!(
         udp = ?config.sip.udp, tcp = ?config.sip.tcp, http = %config.http.listen,
         rtp = %format!("{}-{}", config.rtp.first_port, config.rtp.last_port),

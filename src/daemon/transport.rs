@@ -42,7 +42,10 @@ pub struct Transports {
 impl Transports {
     /// Binds every configured listener and starts the TCP accept loops and
     /// the readers of all UDP sockets but the first (the core reads that one).
-    pub async fn bind(config: &Config, inbound: mpsc::Sender<Inbound>) -> anyhow::Result<Transports> {
+    pub async fn bind(
+        config: &Config,
+        inbound: mpsc::Sender<Inbound>,
+    ) -> anyhow::Result<Transports> {
         let mut udp = Vec::new();
         for addr in &config.sip.udp {
             let s = UdpSocket::bind(addr)
@@ -110,7 +113,13 @@ impl Transports {
                     return;
                 }
                 let local = self.tcp_local.first().copied();
-                tokio::spawn(connect(t.peer.addr, local, t.bytes, self.writers.clone(), self.inbound.clone()));
+                tokio::spawn(connect(
+                    t.peer.addr,
+                    local,
+                    t.bytes,
+                    self.writers.clone(),
+                    self.inbound.clone(),
+                ));
             }
         }
     }
@@ -142,11 +151,22 @@ async fn udp_reader(socket: Arc<UdpSocket>, _index: usize, inbound: mpsc::Sender
     }
 }
 
-async fn accept_loop(listener: TcpListener, local: SocketAddr, writers: Writers, inbound: mpsc::Sender<Inbound>) {
+async fn accept_loop(
+    listener: TcpListener,
+    local: SocketAddr,
+    writers: Writers,
+    inbound: mpsc::Sender<Inbound>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                tokio::spawn(connection(stream, remote, local, writers.clone(), inbound.clone()));
+                tokio::spawn(connection(
+                    stream,
+                    remote,
+                    local,
+                    writers.clone(),
+                    inbound.clone(),
+                ));
             }
             Err(e) => {
                 warn!(error = %e, "TCP accept failed");
@@ -174,7 +194,13 @@ async fn connect(
     }
 }
 
-async fn connection(stream: TcpStream, remote: SocketAddr, local: SocketAddr, writers: Writers, inbound: mpsc::Sender<Inbound>) {
+async fn connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    writers: Writers,
+    inbound: mpsc::Sender<Inbound>,
+) {
     let (tx, rx) = mpsc::channel(256);
     run_connection(stream, remote, local, tx, rx, writers, inbound).await;
 }

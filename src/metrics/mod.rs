@@ -3,12 +3,19 @@
 //! Labels never carry caller numbers or agent names (DESIGN: privacy). The
 //! families are cheap atomics; the call path updates them directly.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::media::engine::MediaCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
@@ -100,13 +107,21 @@ impl Metrics {
             "SIP transactions currently alive",
             m.sip_transactions.clone(),
         );
-        registry.register("calls_active", "Calls currently up or ringing", m.calls_active.clone());
+        registry.register(
+            "calls_active",
+            "Calls currently up or ringing",
+            m.calls_active.clone(),
+        );
         registry.register(
             "calls_offered",
             "Calls accepted for a hotline",
             m.calls_offered.clone(),
         );
-        registry.register("calls_ended", "Calls ended, by reason", m.calls_ended.clone());
+        registry.register(
+            "calls_ended",
+            "Calls ended, by reason",
+            m.calls_ended.clone(),
+        );
         registry.register(
             "trunk_calls",
             "Calls accepted from each trunk",
@@ -125,6 +140,12 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Exports the media worker's packet counters (read at scrape time).
+    pub fn watch_media(&mut self, counters: Arc<MediaCounters>) {
+        self.registry
+            .register_collector(Box::new(MediaCollector(counters)));
+    }
+
     /// Counts a sent response by its class.
     pub fn response_sent(&self, code: u16) {
         let class = match code {
@@ -136,14 +157,18 @@ impl Metrics {
             _ => "6xx",
         };
         self.sip_responses
-            .get_or_create(&ClassLabel { class: class.into() })
+            .get_or_create(&ClassLabel {
+                class: class.into(),
+            })
             .inc();
     }
 
     /// Counts a refused message.
     pub fn rejected(&self, reason: &str) {
         self.sip_rejected
-            .get_or_create(&ReasonLabel { reason: reason.into() })
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
             .inc();
     }
 
@@ -153,6 +178,31 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[derive(Debug)]
+struct MediaCollector(Arc<MediaCounters>);
+
+impl Collector for MediaCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, value) in [
+            (
+                "rtp_packets_sent",
+                "RTP packets sent to callers",
+                &self.0.sent,
+            ),
+            (
+                "rtp_packets_received",
+                "RTP packets accepted from callers",
+                &self.0.received,
+            ),
+        ] {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 
@@ -166,7 +216,10 @@ mod tests {
         m.response_sent(404);
         m.rejected("source_not_allowed");
         let text = m.encode();
-        assert!(text.contains("zentrale_sip_responses_total{class=\"4xx\"} 1"), "{text}");
+        assert!(
+            text.contains("zentrale_sip_responses_total{class=\"4xx\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("zentrale_sip_rejected_total{reason=\"source_not_allowed\"} 1"));
         assert!(text.ends_with("# EOF\n"));
     }

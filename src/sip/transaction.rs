@@ -702,10 +702,9 @@ mod tests {
         }
     }
 
-    fn run(
-        tx: &mut Transactions,
-        until: Instant,
-    ) -> (Vec<(Instant, Transmit)>, Vec<(Instant, TxEvent)>) {
+    type Timeline = (Vec<(Instant, Transmit)>, Vec<(Instant, TxEvent)>);
+
+    fn run(tx: &mut Transactions, until: Instant) -> Timeline {
         let mut sent = Vec::new();
         let mut events = Vec::new();
         while let Some(at) = tx.poll_timeout() {

@@ -37,7 +37,8 @@ mod worker;
 mod tests;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::mpsc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use super::codec::Codec;
@@ -159,9 +160,15 @@ pub(super) enum Command {
 #[derive(Clone, Debug)]
 pub struct MediaHandle {
     commands: mpsc::Sender<Command>,
+    counters: Arc<MediaCounters>,
 }
 
 impl MediaHandle {
+    /// The worker's packet counters.
+    pub fn counters(&self) -> Arc<MediaCounters> {
+        self.counters.clone()
+    }
+
     fn send(&self, command: Command) {
         if self.commands.send(command).is_err() {
             tracing::error!("media worker is gone; command dropped");
@@ -226,9 +233,18 @@ impl MediaHandle {
 pub fn start(config: EngineConfig) -> (MediaHandle, tokio::sync::mpsc::Receiver<MediaEvent>) {
     let (commands, command_rx) = mpsc::channel();
     let (events, event_rx) = tokio::sync::mpsc::channel(EVENT_CAPACITY);
+    let counters = Arc::new(MediaCounters::default());
+    let worker_counters = counters.clone();
     std::thread::Builder::new()
         .name("zentrale-media".into())
-        .spawn(move || worker::run(config, command_rx, events))
+        .spawn(move || worker::run(config, command_rx, events, worker_counters))
         .expect("spawning the media thread");
-    (MediaHandle { commands }, event_rx)
+    (MediaHandle { commands, counters }, event_rx)
+}
+
+/// RTP packets the worker sent and accepted since start, for the metrics.
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
 }

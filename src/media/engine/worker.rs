@@ -2,6 +2,8 @@
 //! arrive, one pass over all streams per tick.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::player::Player;
 use super::stream::Stream;
-use super::{Command, EngineConfig, MediaEvent, StreamId};
+use super::{Command, EngineConfig, MediaCounters, MediaEvent, StreamId};
 use crate::media::rtp::HEADER_LEN;
 
 /// Up to this many missed ticks are caught up by sending the frames back to
@@ -31,7 +33,12 @@ fn tick_of(config: &EngineConfig) -> Duration {
     }
 }
 
-pub(super) fn run(config: EngineConfig, commands: Receiver<Command>, events: Sender<MediaEvent>) {
+pub(super) fn run(
+    config: EngineConfig,
+    commands: Receiver<Command>,
+    events: Sender<MediaEvent>,
+    counters: Arc<MediaCounters>,
+) {
     let tick = tick_of(&config);
     let tick_ns = tick.as_nanos() as u64;
     let samples_per_tick = (tick.as_millis() * 8) as u32;
@@ -81,7 +88,9 @@ pub(super) fn run(config: EngineConfig, commands: Receiver<Command>, events: Sen
         if skipped > 0 {
             tracing::warn!(skipped, "media worker late; resyncing instead of bursting");
         }
+        let (mut sent, mut received) = (0, 0);
         for stream in streams.values_mut() {
+            let before = (stream.packets_sent, stream.packets_received);
             if skipped > 0 {
                 stream.skip_ticks(skipped, samples_per_tick);
             }
@@ -92,7 +101,12 @@ pub(super) fn run(config: EngineConfig, commands: Receiver<Command>, events: Sen
             if let Some(timeout) = config.rtp_timeout {
                 stream.check_timeout(now, timeout, &mut emit);
             }
+            sent += stream.packets_sent - before.0;
+            received += stream.packets_received - before.1;
         }
+        // One atomic add per tick, not per packet.
+        counters.sent.fetch_add(sent, Ordering::Relaxed);
+        counters.received.fetch_add(received, Ordering::Relaxed);
         done += due;
     }
 }

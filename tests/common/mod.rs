@@ -1,0 +1,1185 @@
+//! Shared harness for zentrale's integration tests.
+//!
+//! Every test starts its own daemon on its own loopback ports (so tests run
+//! in parallel), talks to it with real peers (SIPp) or with small raw-socket
+//! clients, and reads `/metrics`. Every wait is bounded; a failure message
+//! carries the tail of the daemon's log. Only 127.0.0.0/8 is used.
+//!
+//! std only: no HTTP or SIP client crates (the digest tests use the `md-5`
+//! and `sha2` crates the daemon already depends on).
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const LOCALHOST: &str = "127.0.0.1";
+
+/// The repository root (where `zentrale.yaml`, `dialplans/`, `sounds/` live).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `tests/sipp/NAME.xml`.
+pub fn scenario(name: &str) -> PathBuf {
+    repo().join("tests/sipp").join(format!("{name}.xml"))
+}
+
+// ---------------------------------------------------------------------------
+// Temp dirs and randomness (std only)
+// ---------------------------------------------------------------------------
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A cheap, non-cryptographic random number: time, pid and a counter mixed.
+pub fn random_u64() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ u64::from(COUNTER.fetch_add(1, Ordering::Relaxed)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A directory under the system temp dir, removed on drop unless the test
+/// is failing (then it stays for inspection and its path is printed).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "zentrale-test-{label}-{}-{:x}",
+            std::process::id(),
+            random_u64() & 0xffff_ffff
+        ));
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test failed: keeping {} for inspection",
+                self.path.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------
+
+/// A loopback port free for both UDP and TCP right now (bind port 0, release).
+/// Racy by nature; [`Daemon::start`] retries with new ports if a bind fails.
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind((LOCALHOST, 0)).expect("binding a UDP port on 127.0.0.1");
+        let port = udp.local_addr().expect("local addr").port();
+        if TcpListener::bind((LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1 after 50 tries");
+}
+
+/// A loopback TCP port free right now.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind((LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("binding a TCP port on 127.0.0.1")
+        .port()
+}
+
+fn udp_free(port: u16) -> bool {
+    UdpSocket::bind((LOCALHOST, port)).is_ok()
+}
+
+/// `count` consecutive UDP ports from a random even base in 20000-59000 whose
+/// first, middle and last few ports are free. Parallel tests get disjoint
+/// ranges with high probability (and a clash only costs a retry).
+pub fn free_udp_range(count: u16) -> (u16, u16) {
+    for _ in 0..100 {
+        let base = 20_000 + (random_u64() % (39_000 - u64::from(count))) as u16;
+        let base = base & !1;
+        let last = base + count - 1;
+        let probes = [
+            base,
+            base + 1,
+            base + 2,
+            base + 3,
+            base + count / 2,
+            last - 1,
+            last,
+        ];
+        if probes.iter().all(|&p| udp_free(p)) {
+            return (base, last);
+        }
+    }
+    panic!("no free UDP range of {count} ports found in 20000-59000");
+}
+
+// ---------------------------------------------------------------------------
+// The daemon
+// ---------------------------------------------------------------------------
+
+/// How to start the daemon.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Overrides `rtp.timeout_secs` (in a copy of zentrale.yaml).
+    pub rtp_timeout_secs: Option<u64>,
+}
+
+/// A running `zentrale run`; killed on drop.
+pub struct Daemon {
+    child: Child,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub rtp: (u16, u16),
+    pub dir: TempDir,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon with the demo config.
+    pub fn start() -> Daemon {
+        Daemon::start_with(Options::default())
+    }
+
+    pub fn start_with(opts: Options) -> Daemon {
+        let dir = TempDir::new("daemon");
+        let config = prepare_config(dir.path(), &opts);
+        let mut last = String::new();
+        // Ports are picked free and then released, so another process may grab
+        // one before the daemon binds it: retry with new ports (bind errors only).
+        for attempt in 1..=3 {
+            let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+            let rtp = free_udp_range(200);
+            let log = dir.path().join(format!("zentrale-{attempt}.log"));
+            let out = fs::File::create(&log).expect("creating the daemon log file");
+            let err = out.try_clone().expect("cloning the log file handle");
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_zentrale"));
+            cmd.arg("run")
+                .arg("--config")
+                .arg(&config)
+                .arg("--sip-listen")
+                .arg(sip.to_string())
+                .arg("--http-listen")
+                .arg(http.to_string())
+                .arg("--rtp-ports")
+                .arg(format!("{}-{}", rtp.0, rtp.1))
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err);
+            if std::env::var_os("RUST_LOG").is_none() {
+                cmd.env("RUST_LOG", "info,rsipstack=warn");
+            }
+            let mut child = cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawning {}: {e}", env!("CARGO_BIN_EXE_zentrale")));
+            match wait_healthy(&mut child, http, Duration::from_secs(10)) {
+                Ok(()) => {
+                    return Daemon {
+                        child,
+                        sip,
+                        http,
+                        rtp,
+                        dir,
+                        log,
+                    };
+                }
+                Err(why) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let tail = tail_of(&log, 60);
+                    let lower = tail.to_ascii_lowercase();
+                    let bind_clash =
+                        lower.contains("address already in use") || lower.contains("addrinuse");
+                    last = format!(
+                        "{why}\n--- zentrale log ({}) tail ---\n{tail}",
+                        log.display()
+                    );
+                    if !bind_clash {
+                        break;
+                    }
+                    eprintln!(
+                        "zentrale start attempt {attempt}: port clash, retrying with new ports"
+                    );
+                }
+            }
+        }
+        panic!("zentrale did not become healthy: {last}");
+    }
+
+    /// The last `lines` lines of the daemon's stdout/stderr.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail_of(&self.log, lines)
+    }
+
+    /// Panics with `msg` and the daemon log tail.
+    #[track_caller]
+    pub fn fail(&self, msg: impl std::fmt::Display) -> ! {
+        panic!(
+            "{msg}\n--- zentrale log ({}) tail ---\n{}",
+            self.log.display(),
+            self.log_tail(60)
+        )
+    }
+
+    /// Asserts `cond`, failing with `msg` and the daemon log tail.
+    #[track_caller]
+    pub fn check(&self, cond: bool, msg: impl FnOnce() -> String) {
+        if !cond {
+            self.fail(msg());
+        }
+    }
+
+    /// Whether the daemon process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `GET /metrics` as text.
+    pub fn metrics(&self) -> String {
+        match http_get(self.http, "/metrics", Duration::from_secs(5)) {
+            Ok((200, body)) => body,
+            Ok((code, body)) => self.fail(format!("GET /metrics answered {code}: {body}")),
+            Err(e) => self.fail(format!("GET /metrics failed: {e}")),
+        }
+    }
+
+    /// Sum of every sample of a metric family (`name` or `name{...}`), 0 if absent.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        metric_sum(&self.metrics(), name)
+    }
+
+    /// Polls /metrics until `pred(metric_sum(name))` holds or `limit` passes;
+    /// returns the last value either way.
+    pub fn wait_metric(&self, name: &str, limit: Duration, pred: impl Fn(f64) -> bool) -> f64 {
+        let until = Instant::now() + limit;
+        loop {
+            let v = self.metric_sum(name);
+            if pred(v) || Instant::now() >= until {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Polls `GET /healthz` until it answers `ok`, the child exits, or `limit`.
+fn wait_healthy(child: &mut Child, http: SocketAddr, limit: Duration) -> Result<(), String> {
+    let until = Instant::now() + limit;
+    let mut last = String::from("no answer yet");
+    while Instant::now() < until {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("zentrale exited early with {status}"));
+        }
+        match http_get(http, "/healthz", Duration::from_millis(500)) {
+            Ok((200, body)) if body.trim() == "ok" => return Ok(()),
+            Ok((code, body)) => last = format!("/healthz answered {code}: {body:?}"),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!("/healthz not ok within {limit:?} ({last})"))
+}
+
+fn tail_of(path: &Path, lines: usize) -> String {
+    let text = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("zentrale log kept at {}", self.log.display());
+        }
+    }
+}
+
+/// Writes the config the daemon runs with into `dir` and returns its path.
+///
+/// Without overrides that is the demo config itself. With overrides it is a
+/// copy of `zentrale.yaml` with the values changed, next to symlinks to the
+/// repo's `dialplans/` and `sounds/` so relative paths in it still resolve.
+fn prepare_config(dir: &Path, opts: &Options) -> PathBuf {
+    let demo = repo().join("zentrale.yaml");
+    assert!(
+        demo.exists(),
+        "the demo config {} is missing",
+        demo.display()
+    );
+    let Some(secs) = opts.rtp_timeout_secs else {
+        return demo;
+    };
+    let text =
+        fs::read_to_string(&demo).unwrap_or_else(|e| panic!("reading {}: {e}", demo.display()));
+    let text = set_rtp_timeout(&text, secs);
+    for sub in ["dialplans", "sounds"] {
+        let target = repo().join(sub);
+        if target.exists() {
+            std::os::unix::fs::symlink(&target, dir.join(sub))
+                .unwrap_or_else(|e| panic!("symlinking {}: {e}", target.display()));
+        }
+    }
+    let path = dir.join("zentrale.yaml");
+    fs::write(&path, text).expect("writing the modified config");
+    path
+}
+
+/// Sets `rtp.timeout_secs` in a YAML text by lines, keeping everything else
+/// byte for byte: replaces the key in the top-level `rtp:` block (block or
+/// flow style), or adds it to that block, or appends an `rtp:` block.
+pub fn set_rtp_timeout(yaml: &str, secs: u64) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let mut out: Vec<String> = Vec::with_capacity(lines.len() + 2);
+    let mut i = 0;
+    let mut done = false;
+    while i < lines.len() {
+        let line = lines[i];
+        let is_rtp = !done && (line.starts_with("rtp:") || line.starts_with("rtp :"));
+        if !is_rtp {
+            out.push(line.to_owned());
+            i += 1;
+            continue;
+        }
+        done = true;
+        let rest = line.split_once(':').map(|x| x.1).unwrap_or("").trim();
+        if rest.starts_with('{') {
+            // Flow style: rtp: { ports: "...", timeout_secs: 60 }
+            let inner = rest.trim_start_matches('{').trim_end_matches('}');
+            let mut items: Vec<String> = inner
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty() && !s.starts_with("timeout_secs"))
+                .collect();
+            items.push(format!("timeout_secs: {secs}"));
+            out.push(format!("rtp: {{ {} }}", items.join(", ")));
+            i += 1;
+            continue;
+        }
+        out.push(line.to_owned());
+        i += 1;
+        // Block style: the indented lines that follow.
+        let mut indent = String::from("  ");
+        let mut replaced = false;
+        while i < lines.len() {
+            let l = lines[i];
+            let trimmed = l.trim_start();
+            let is_child =
+                trimmed.is_empty() || trimmed.starts_with('#') || l.len() > trimmed.len();
+            if !is_child {
+                break;
+            }
+            if !trimmed.is_empty() && !trimmed.starts_with('#') {
+                indent = l[..l.len() - trimmed.len()].to_owned();
+            }
+            if trimmed.starts_with("timeout_secs:") {
+                out.push(format!("{indent}timeout_secs: {secs}"));
+                replaced = true;
+            } else {
+                out.push(l.to_owned());
+            }
+            i += 1;
+        }
+        if !replaced {
+            out.push(format!("{indent}timeout_secs: {secs}"));
+        }
+    }
+    if !done {
+        out.push("rtp:".to_owned());
+        out.push(format!("  timeout_secs: {secs}"));
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+// ---------------------------------------------------------------------------
+// HTTP and metrics
+// ---------------------------------------------------------------------------
+
+/// A minimal `GET` over a raw TCP connection: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    // One write: a server may read the request with a single recv.
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line in {head:?}"))?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of one exact sample, e.g. `zentrale_calls_active` or
+/// `zentrale_sip_rejected_total{reason="source_not_allowed"}`.
+pub fn metric_value(text: &str, name_with_labels: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(name_with_labels)?;
+        let value = rest.strip_prefix(' ')?.split_whitespace().next()?;
+        value.parse().ok()
+    })
+}
+
+/// Sum of every sample named `name` (any labels); 0 if there is none.
+/// `name` may be the family or the sample name (`x` matches `x` and `x_total`
+/// only if given as such: pass exactly what appears before `{` or space).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = if rest.starts_with('{') {
+                &rest[rest.find('}')? + 1..]
+            } else {
+                rest
+            };
+            rest.strip_prefix(' ')?
+                .split_whitespace()
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// SIPp
+// ---------------------------------------------------------------------------
+
+/// What a SIPp run produced.
+#[derive(Debug)]
+pub struct SippRun {
+    pub status: ExitStatus,
+    /// SIPp's exit code: 0 all calls succeeded, 1 some failed, 97 internal
+    /// exit, 99 no call processed, 255 (-1) fatal error, 254 (-2) bind error.
+    pub code: Option<i32>,
+    pub successful: u64,
+    pub failed: u64,
+    pub dir: PathBuf,
+    /// Screen output, error log and the last stats line, for messages.
+    pub report: String,
+}
+
+impl SippRun {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Fails the test with install advice when `sipp` is not on PATH.
+pub fn require_sipp() {
+    match Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+    {
+        Ok(_) => {}
+        Err(e) => panic!(
+            "sipp not found ({e}): install sip-tester (the README test command does it: tests/run.sh)"
+        ),
+    }
+}
+
+/// One SIPp UAC run against the daemon.
+///
+/// Fixed flags: `-sf tests/sipp/NAME.xml SIP -i 127.0.0.1 -p <free> -mi
+/// 127.0.0.1 -mp <free> -nostdin -timeout <limit>s -timeout_error
+/// -max_retrans 5 -trace_stat -stf -fd 1 -trace_err -error_file
+/// -trace_screen -screen_file` (all files in a temp dir, sipp runs there;
+/// tone.ulaw/tone.alaw are written there for rtp_stream). `args` adds the
+/// rest (`-s NUMBER -m N -r RATE -l LIMIT -t t1`). The process is killed if
+/// it outlives `limit` by 15 s.
+pub fn sipp(daemon: &Daemon, name: &str, args: &[&str], limit: Duration) -> SippRun {
+    require_sipp();
+    let sf = scenario(name);
+    assert!(sf.exists(), "scenario {} is missing", sf.display());
+    // Leak the dir on purpose only if the test fails (TempDir keeps it then).
+    let dir = daemon
+        .dir
+        .path()
+        .join(format!("sipp-{name}-{:x}", random_u64() & 0xff_ffff));
+    fs::create_dir_all(&dir).expect("creating the sipp dir");
+    write_tones(&dir);
+    let stf = dir.join("stats.csv");
+    let err = dir.join("errors.log");
+    let screen = dir.join("screen.log");
+    let out = dir.join("stdout.log");
+    let local = free_port();
+    let media = free_udp_range(16).0;
+    let secs = limit.as_secs().max(1);
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(&sf)
+        .arg(daemon.sip.to_string())
+        .args(["-i", LOCALHOST, "-p", &local.to_string()])
+        .args(["-mi", LOCALHOST, "-mp", &media.to_string()])
+        .args([
+            "-nostdin",
+            "-timeout",
+            &format!("{secs}s"),
+            "-timeout_error",
+        ])
+        .args(["-max_retrans", "5", "-fd", "1"])
+        .arg("-trace_stat")
+        .arg("-stf")
+        .arg(&stf)
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(&err)
+        .arg("-trace_screen")
+        .arg("-screen_file")
+        .arg(&screen)
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out).expect("sipp stdout file"))
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "running sipp ({e}): install sip-tester (the README test command does it: tests/run.sh)"
+        )
+    });
+    let until = Instant::now() + limit + Duration::from_secs(15);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let status = child.wait().expect("waiting for the killed sipp");
+                eprintln!("sipp {name} outlived its {limit:?} limit and was killed");
+                break status;
+            }
+        }
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    let (successful, failed, last_stats) = parse_stats(&stf);
+    let mut report = String::new();
+    let _ = writeln!(report, "sipp {name} {} -> {status}", args.join(" "));
+    let _ = writeln!(
+        report,
+        "successful calls {successful}, failed calls {failed}"
+    );
+    if !stderr.trim().is_empty() {
+        let _ = writeln!(report, "--- sipp stderr ---\n{}", stderr.trim());
+    }
+    for (label, path) in [("errors", &err), ("screen", &screen)] {
+        if let Ok(t) = fs::read_to_string(path) {
+            let t: Vec<&str> = t.lines().collect();
+            let tail = t[t.len().saturating_sub(30)..].join("\n");
+            let _ = writeln!(report, "--- sipp {label} ({}) ---\n{tail}", path.display());
+        }
+    }
+    if !last_stats.is_empty() {
+        let _ = writeln!(
+            report,
+            "--- stats: non-zero failure counters ---\n{last_stats}"
+        );
+    }
+    SippRun {
+        code: status.code(),
+        status,
+        successful,
+        failed,
+        dir,
+        report,
+    }
+}
+
+/// Runs sipp and fails the test (with both logs) unless it exited 0.
+pub fn sipp_ok(daemon: &Daemon, name: &str, args: &[&str], limit: Duration) -> SippRun {
+    let run = sipp(daemon, name, args, limit);
+    if !run.ok() {
+        daemon.fail(format!("SIPp scenario {name} failed\n{}", run.report));
+    }
+    run
+}
+
+/// (successful, failed, non-zero Failed* counters) from the last row of a
+/// `-trace_stat` CSV (`;`-separated, cumulative `(C)` columns).
+fn parse_stats(path: &Path) -> (u64, u64, String) {
+    let Ok(text) = fs::read_to_string(path) else {
+        return (0, 0, String::new());
+    };
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return (0, 0, String::new());
+    };
+    let Some(last) = lines.next_back() else {
+        return (0, 0, String::new());
+    };
+    let names: Vec<&str> = header.split(';').collect();
+    let values: Vec<&str> = last.split(';').collect();
+    let get = |col: &str| {
+        names
+            .iter()
+            .position(|n| *n == col)
+            .and_then(|i| values.get(i))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut failures = String::new();
+    for (n, v) in names.iter().zip(&values) {
+        if n.starts_with("Failed") && n.ends_with("(C)") && v.trim() != "0" && !v.trim().is_empty()
+        {
+            let _ = writeln!(failures, "{n} = {v}");
+        }
+    }
+    (get("SuccessfulCall(C)"), get("FailedCall(C)"), failures)
+}
+
+/// 1 s of a 440 Hz tone as raw G.711 (tone.ulaw, tone.alaw), 8 kHz: what
+/// uac_call.xml streams with rtp_stream.
+pub fn write_tones(dir: &Path) {
+    let samples: Vec<i16> = (0..8000)
+        .map(|i| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 8000.0).sin()) as i16
+        })
+        .collect();
+    fs::write(
+        dir.join("tone.ulaw"),
+        samples
+            .iter()
+            .map(|&s| linear_to_ulaw(s))
+            .collect::<Vec<u8>>(),
+    )
+    .expect("writing tone.ulaw");
+    fs::write(
+        dir.join("tone.alaw"),
+        samples
+            .iter()
+            .map(|&s| linear_to_alaw(s))
+            .collect::<Vec<u8>>(),
+    )
+    .expect("writing tone.alaw");
+}
+
+/// G.711 mu-law encoder (ITU-T G.711, with bias 0x84).
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    let s = s.min(CLIP) + BIAS;
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0f;
+    !((sign | (exponent << 4) | mantissa) as u8)
+}
+
+/// G.711 A-law encoder.
+pub fn linear_to_alaw(sample: i16) -> u8 {
+    let mut s = i32::from(sample) >> 3; // 13-bit
+    let sign = if s >= 0 {
+        0x80
+    } else {
+        s = -s - 1;
+        0
+    };
+    let s = s.min(0x0fff);
+    let (exponent, mantissa) = if s < 32 {
+        (0, s >> 1)
+    } else {
+        let mut e = 1;
+        while e < 7 && s >= (32 << e) {
+            e += 1;
+        }
+        (e, (s >> e) & 0x0f)
+    };
+    ((sign | (exponent << 4) | mantissa) as u8) ^ 0x55
+}
+
+// ---------------------------------------------------------------------------
+// A raw SIP client (UDP or TCP), enough for the tests that need the bytes
+// ---------------------------------------------------------------------------
+
+/// A parsed SIP message.
+#[derive(Clone, Debug)]
+pub struct SipMsg {
+    pub start: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+const COMPACT: &[(&str, &str)] = &[
+    ("v", "via"),
+    ("f", "from"),
+    ("t", "to"),
+    ("i", "call-id"),
+    ("m", "contact"),
+    ("l", "content-length"),
+    ("c", "content-type"),
+    ("k", "supported"),
+    ("s", "subject"),
+    ("e", "content-encoding"),
+];
+
+fn canonical(name: &str) -> String {
+    let n = name.trim().to_ascii_lowercase();
+    COMPACT
+        .iter()
+        .find(|(c, _)| *c == n)
+        .map(|(_, l)| (*l).to_owned())
+        .unwrap_or(n)
+}
+
+impl SipMsg {
+    /// Parses one message (header lines unfolded, compact names expanded).
+    pub fn parse(data: &[u8]) -> Option<SipMsg> {
+        let end = data.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&data[..end]);
+        let mut lines = head.split("\r\n");
+        let start = lines.next()?.to_owned();
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for l in lines {
+            if l.starts_with(' ') || l.starts_with('\t') {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(l.trim());
+                }
+                continue;
+            }
+            let (k, v) = l.split_once(':')?;
+            headers.push((canonical(k), v.trim().to_owned()));
+        }
+        let mut body = data[end + 4..].to_vec();
+        let m = SipMsg {
+            start,
+            headers,
+            body: Vec::new(),
+        };
+        if let Some(n) = m
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            body.truncate(n);
+        }
+        Some(SipMsg { body, ..m })
+    }
+
+    pub fn is_response(&self) -> bool {
+        self.start.starts_with("SIP/2.0 ")
+    }
+
+    /// The status code of a response, `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        if !self.is_response() {
+            return None;
+        }
+        self.start.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The method of a request.
+    pub fn method(&self) -> Option<&str> {
+        (!self.is_response())
+            .then(|| self.start.split_whitespace().next())
+            .flatten()
+    }
+
+    /// First value of a header (long or compact name, case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let n = canonical(name);
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        let n = canonical(name);
+        self.headers
+            .iter()
+            .filter(|(k, _)| *k == n)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The method in CSeq.
+    pub fn cseq_method(&self) -> Option<&str> {
+        self.header("cseq")?.split_whitespace().nth(1)
+    }
+
+    /// A `;tag=` parameter of To or From.
+    pub fn tag(&self, header: &str) -> Option<String> {
+        let v = self.header(header)?;
+        let after = v.rsplit_once('>').map(|x| x.1).unwrap_or(v);
+        after
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("tag="))
+            .map(|t| t.trim().to_owned())
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// The SDP's audio media: (connection address, port, payload types).
+pub fn sdp_audio(sdp: &str) -> Option<(String, u16, Vec<u8>)> {
+    let mut addr = None;
+    let mut media = None;
+    for l in sdp.lines() {
+        let l = l.trim();
+        if let Some(c) = l.strip_prefix("c=IN IP4 ") {
+            // session- or media-level; the later (media-level) one wins
+            addr = Some(c.split('/').next().unwrap_or(c).trim().to_owned());
+        }
+        if let Some(m) = l.strip_prefix("m=audio ") {
+            let mut it = m.split_whitespace();
+            let port = it.next()?.parse().ok()?;
+            let _proto = it.next()?;
+            let pts = it.filter_map(|p| p.parse().ok()).collect();
+            media = Some((port, pts));
+        }
+    }
+    let (port, pts) = media?;
+    Some((addr?, port, pts))
+}
+
+/// A tiny SIP UDP endpoint on 127.0.0.1.
+pub struct SipUdp {
+    pub sock: UdpSocket,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl SipUdp {
+    pub fn new(remote: SocketAddr) -> SipUdp {
+        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("binding a SIP test socket");
+        let local = sock.local_addr().expect("local addr");
+        SipUdp {
+            sock,
+            local,
+            remote,
+        }
+    }
+
+    pub fn send(&self, text: &str) {
+        self.sock
+            .send_to(text.as_bytes(), self.remote)
+            .expect("sending SIP over UDP");
+    }
+
+    pub fn send_bytes(&self, data: &[u8]) {
+        self.sock
+            .send_to(data, self.remote)
+            .expect("sending SIP over UDP");
+    }
+
+    /// The next message within `limit` (None on timeout).
+    pub fn recv(&self, limit: Duration) -> Option<SipMsg> {
+        let until = Instant::now() + limit;
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let left = until.checked_duration_since(Instant::now())?;
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    if let Some(m) = SipMsg::parse(&buf[..n]) {
+                        return Some(m);
+                    }
+                    // keep-alives and garbage: keep waiting
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for a response whose CSeq method is `method` and whose code
+    /// satisfies `pred`, skipping others (e.g. 100, retransmissions).
+    pub fn expect(
+        &self,
+        method: &str,
+        limit: Duration,
+        pred: impl Fn(u16) -> bool,
+    ) -> Result<SipMsg, String> {
+        let until = Instant::now() + limit;
+        let mut seen = Vec::new();
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            let Some(m) = self.recv(left) else { break };
+            if let Some(code) = m.status()
+                && m.cseq_method() == Some(method)
+            {
+                if pred(code) {
+                    return Ok(m);
+                }
+                seen.push(m.start.clone());
+            } else {
+                seen.push(m.start.clone());
+            }
+        }
+        Err(format!(
+            "no matching {method} response within {limit:?}; saw {seen:?}"
+        ))
+    }
+
+    /// A fresh branch, tag or Call-ID token.
+    pub fn token() -> String {
+        format!("{:016x}", random_u64())
+    }
+}
+
+/// The text of an INVITE from a trunk caller to `number` at `to`, offering
+/// `pts` (0 PCMU, 8 PCMA, 101 telephone-event) with media at `rtp`.
+pub struct Invite {
+    pub call_id: String,
+    pub from_tag: String,
+    pub branch: String,
+    pub text: String,
+}
+
+pub fn invite(
+    local: SocketAddr,
+    transport: &str,
+    to: SocketAddr,
+    number: &str,
+    rtp: SocketAddr,
+    pts: &[u8],
+) -> Invite {
+    let call_id = format!("{}@zentrale-test", SipUdp::token());
+    let from_tag = SipUdp::token();
+    let branch = format!("z9hG4bK{}", SipUdp::token());
+    let mut sdp = String::new();
+    let _ = write!(
+        sdp,
+        "v=0\r\no=test 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP {pts}\r\n",
+        ip = rtp.ip(),
+        port = rtp.port(),
+        pts = pts
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for pt in pts {
+        let _ = match pt {
+            0 => write!(sdp, "a=rtpmap:0 PCMU/8000\r\n"),
+            8 => write!(sdp, "a=rtpmap:8 PCMA/8000\r\n"),
+            101 => write!(
+                sdp,
+                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+            ),
+            _ => Ok(()),
+        };
+    }
+    sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    let text = format!(
+        "INVITE sip:{number}@{to} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Testanrufer\" <sip:0301234567@{local}>;tag={from_tag}\r\n\
+         To: <sip:{number}@{to}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:0301234567@{local};transport={tl}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {len}\r\n\r\n{sdp}",
+        tl = transport.to_ascii_lowercase(),
+        len = sdp.len()
+    );
+    Invite {
+        call_id,
+        from_tag,
+        branch,
+        text,
+    }
+}
+
+/// An in-dialog request (ACK for a 2xx, BYE) after `answer` to `inv`.
+pub fn in_dialog(
+    method: &str,
+    cseq: u32,
+    inv: &Invite,
+    answer: &SipMsg,
+    local: SocketAddr,
+    transport: &str,
+) -> String {
+    let to = answer.header("to").unwrap_or_default();
+    let from = answer.header("from").unwrap_or_default();
+    let target = answer
+        .header("contact")
+        .and_then(|c| Some(c.split_once('<')?.1.split_once('>')?.0.to_owned()))
+        .unwrap_or_else(|| answer.header("to").unwrap_or_default().to_owned());
+    // Record-Route, reversed, becomes our Route set (usually absent here).
+    let mut routes: Vec<&str> = answer.headers_named("record-route");
+    routes.reverse();
+    let route = if routes.is_empty() {
+        String::new()
+    } else {
+        format!("Route: {}\r\n", routes.join(", "))
+    };
+    format!(
+        "{method} {target} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch=z9hG4bK{b};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: {from}\r\n\
+         To: {to}\r\n\
+         Call-ID: {cid}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         {route}Content-Length: 0\r\n\r\n",
+        b = SipUdp::token(),
+        cid = inv.call_id,
+    )
+}
+
+/// A response to a request from zentrale (e.g. 200 for its BYE).
+pub fn response_to(req: &SipMsg, code: u16, reason: &str) -> String {
+    let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+    for v in req.headers_named("via") {
+        let _ = write!(s, "Via: {v}\r\n");
+    }
+    for h in ["from", "to", "call-id", "cseq"] {
+        if let Some(v) = req.header(h) {
+            let name = match h {
+                "from" => "From",
+                "to" => "To",
+                "call-id" => "Call-ID",
+                _ => "CSeq",
+            };
+            let _ = write!(s, "{name}: {v}\r\n");
+        }
+    }
+    s.push_str("Content-Length: 0\r\n\r\n");
+    s
+}
+
+/// A SIP-over-TCP connection that frames messages by Content-Length.
+pub struct SipTcp {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl SipTcp {
+    pub fn connect(addr: SocketAddr) -> SipTcp {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .expect("connecting SIP over TCP");
+        let _ = stream.set_nodelay(true);
+        SipTcp {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(data)
+    }
+
+    /// The next whole message within `limit`; None on timeout or close.
+    pub fn recv(&mut self, limit: Duration) -> Option<SipMsg> {
+        let until = Instant::now() + limit;
+        loop {
+            // drop leading CRLF keep-alives
+            while self.buf.starts_with(b"\r\n") {
+                self.buf.drain(..2);
+            }
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+                let cl = head
+                    .split("\r\n")
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        matches!(k.trim(), "content-length" | "l")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + cl {
+                    let msg: Vec<u8> = self.buf.drain(..end + 4 + cl).collect();
+                    return SipMsg::parse(&msg);
+                }
+            }
+            let left = until.checked_duration_since(Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok()?;
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}

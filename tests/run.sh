@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: installs the real test peers when they are
+# missing (SIPp, baresip, Prometheus/promtool; Debian packages), then runs
+# every test target. Tests only talk to 127.0.0.0/8.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+
+if ((${#missing[@]})); then
+    echo "installing test peers: ${missing[*]}" >&2
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install ${missing[*]}" >&2; exit 1; }
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip prometheus
+fi
+
+sipp -v 2>/dev/null | grep -q 'SIPp v3\.' || { echo "sipp does not run" >&2; exit 1; }
+
+exec cargo test --release --all-targets "$@"

@@ -23,6 +23,9 @@ use crate::sip::transaction::{Peer, Transmit};
 /// Largest SIP message accepted on a stream (the 64 KiB).
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
 
+/// How long a connection stays writable after its read side ended.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A framed message for the core.
 pub struct Inbound {
     pub data: Bytes,
@@ -259,6 +262,10 @@ async fn run_connection(
             }
         }
     }
+    // The peer may half-close after its last request: keep the write side
+    // registered a little longer so the answers still find the connection
+    // instead of a fresh connect to the peer's ephemeral port.
+    tokio::time::sleep(LINGER).await;
     writers.remove_if(&remote, |_, w| w.same_channel(&tx));
     drop(tx);
     let _ = write_task.await;

@@ -198,12 +198,15 @@ impl DigestServer {
     }
 
     /// Values for `WWW-Authenticate` (or `Proxy-Authenticate`) headers, one
-    /// per header: SHA-256 first, then MD5, as RFC 8760 §2.4 asks, so a
-    /// client that knows SHA-256 picks it. Both carry the same new nonce and
+    /// per header: MD5 first, then SHA-256 (see the comment inside on why
+    /// this is not RFC 8760's preference order). Both carry the same new nonce and
     /// `qop="auth"`; `stale=true` is added when `stale` is set.
     pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
         let nonce = self.new_nonce(now);
-        [Algorithm::Sha256, Algorithm::Md5]
+        // MD5 first, against RFC 8760's preference order: many deployed
+        // phones (and SIPp, the test peer) answer only the first challenge
+        // and know only MD5. Clients that can do SHA-256 still find it.
+        [Algorithm::Md5, Algorithm::Sha256]
             .into_iter()
             .map(|alg| {
                 let mut c = format!(
@@ -655,14 +658,14 @@ mod tests {
     }
 
     #[test]
-    fn challenges_sha256_first_then_md5() {
+    fn challenges_md5_first_then_sha256() {
         let t0 = Instant::now();
         let mut s = DigestServer::new("zentrale", TTL, t0);
         let c = s.challenges(t0, false);
         assert_eq!(c.len(), 2);
         assert!(c[0].starts_with("Digest realm=\"zentrale\""));
-        assert!(c[0].contains("algorithm=SHA-256") && c[0].contains("qop=\"auth\""));
-        assert!(c[1].contains("algorithm=MD5") && !c[1].contains("stale"));
+        assert!(c[0].contains("algorithm=MD5") && c[0].contains("qop=\"auth\""));
+        assert!(c[1].contains("algorithm=SHA-256") && !c[1].contains("stale"));
         assert!(s.challenges(t0, true)[0].ends_with("stale=true"));
     }
 

@@ -908,8 +908,8 @@ mod tests {
         assert_eq!(status(&out), StatusCode::Unauthorized);
         let ch = header_values(&out.response, "WWW-Authenticate");
         assert_eq!(ch.len(), 2);
-        assert!(ch[0].contains("algorithm=SHA-256") && ch[0].contains("qop=\"auth\""));
-        assert!(ch[1].contains("algorithm=MD5") && !ch[1].contains("stale"));
+        assert!(ch[0].contains("algorithm=MD5") && ch[0].contains("qop=\"auth\""));
+        assert!(ch[1].contains("algorithm=SHA-256") && !ch[1].contains("stale"));
         assert!(tag_of_to(&out.response).is_some());
         assert_eq!(header_values(&out.response, "Date").len(), 1);
         assert!(out.changed.is_none());

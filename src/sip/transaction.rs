@@ -238,10 +238,12 @@ impl Transactions {
             return (Incoming::Ack(request), None);
         }
         if let Some(tx) = self.server.get(&key) {
-            let resend = tx.last_response.clone().map(|bytes| Transmit {
-                peer: tx.peer,
-                bytes,
-            });
+            // Answer where this copy came from: over TCP a request repeated
+            // on a new connection must not be answered on the old one.
+            let resend = tx
+                .last_response
+                .clone()
+                .map(|bytes| Transmit { peer, bytes });
             if resend.is_some() {
                 self.retransmissions += 1;
             }
@@ -880,5 +882,41 @@ mod tests {
             rsipstack::sip::StatusCode::OK,
         );
         assert!(matches!(t.on_response(r, now).0, Incoming::Stray));
+    }
+}
+
+#[cfg(test)]
+mod tcp_tests {
+    use super::*;
+    use crate::sip::message::{StatusCode, response};
+
+    #[test]
+    fn non_invite_over_tcp_is_forgotten_at_once() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let peer = Peer {
+            transport: Transport::Tcp,
+            addr: "127.0.0.1:40000".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+        };
+        let req = Request::try_from(
+            "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw\r\n\
+             From: sip:watson@example.com;tag=838293\r\nTo: sip:watson@example.com\r\n\
+             Call-ID: c\r\nCSeq: 3 REGISTER\r\nl: 0\r\n\r\n",
+        )
+        .unwrap();
+        let (Incoming::Request { key, request }, _) = t.on_request(req.clone(), peer, now) else {
+            panic!()
+        };
+        t.respond(&key, &response(&request, StatusCode::Unauthorized), now)
+            .unwrap();
+        assert_eq!(t.poll_timeout(), Some(now));
+        let (mut out, mut ev) = (Vec::new(), Vec::new());
+        t.handle_timeout(now, &mut out, &mut ev);
+        assert_eq!(t.len(), (0, 0));
+        assert!(matches!(
+            t.on_request(req, peer, now).0,
+            Incoming::Request { .. }
+        ));
     }
 }

@@ -21,7 +21,7 @@ use crate::dialplan::{Dialplan, Route};
 use crate::media::engine::{MediaEvent, MediaHandle, Playlist, StreamId};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
-use crate::media::sdp::{self, SdpError, SdpSession};
+use crate::media::sdp::{self, SdpSession};
 use crate::metrics::{HotlineLabels, MethodLabel, Metrics, ReasonLabel, TrunkLabel};
 use crate::sip::Transport;
 use crate::sip::digest::{AuthFailure, DigestServer};
@@ -273,10 +273,7 @@ impl Core {
         }
         if self.calls.len() >= self.config.sip.max_calls {
             self.metrics.rejected("overload");
-            let mut resp = response(&req, StatusCode::ServiceUnavailable);
-            resp.headers
-                .push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
-            return self.respond(&key, &resp, now, out);
+            return self.respond(&key, &overloaded(&req), now, out);
         }
         if self.calls.contains_key(call_id_of(&req)) {
             // Same Call-ID, new branch, no To tag: a loop or a confused peer.
@@ -306,10 +303,7 @@ impl Core {
             let limit = self.config.trunks[i].max_calls;
             if limit.is_some_and(|l| self.trunk_calls[i] >= l) {
                 self.metrics.rejected("trunk_limit");
-                let mut resp = response(&req, StatusCode::ServiceUnavailable);
-                resp.headers
-                    .push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
-                return self.respond(&key, &resp, now, out);
+                return self.respond(&key, &overloaded(&req), now, out);
             }
         }
         let local_ip = media_ip(peer.local.ip());
@@ -318,10 +312,7 @@ impl Core {
             Err(e) => {
                 warn!(error = %e, "no RTP port free");
                 self.metrics.rejected("no_rtp_port");
-                let mut resp = response(&req, StatusCode::ServiceUnavailable);
-                resp.headers
-                    .push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
-                return self.respond(&key, &resp, now, out);
+                return self.respond(&key, &overloaded(&req), now, out);
             }
         };
         let mut session_sdp = SdpSession::new();
@@ -333,10 +324,7 @@ impl Core {
                 }
                 Err(e) => {
                     self.ports.release(port);
-                    let status = match e {
-                        SdpError::Malformed(_) => StatusCode::BadRequest,
-                        _ => StatusCode::NotAcceptableHere,
-                    };
+                    let status = StatusCode::from(e.sip_status());
                     let mut resp = response(&req, status);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -663,10 +651,7 @@ impl Core {
                     entry.media.local_sdp = a.sdp;
                 }
                 Err(e) => {
-                    let status = match e {
-                        SdpError::Malformed(_) => StatusCode::BadRequest,
-                        _ => StatusCode::NotAcceptableHere,
-                    };
+                    let status = StatusCode::from(e.sip_status());
                     let mut resp = with_to_tag(response(&req, status), &tag);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -1049,6 +1034,14 @@ fn reply_peer(data: &[u8], peer: Peer) -> Peer {
         },
         None => peer,
     }
+}
+
+/// 503 with `Retry-After`: zentrale (or a trunk) is at its limit.
+fn overloaded(req: &Request) -> Response {
+    let mut resp = response(req, StatusCode::ServiceUnavailable);
+    resp.headers
+        .push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
+    resp
 }
 
 fn add_capabilities(resp: &mut Response) {

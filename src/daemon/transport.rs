@@ -36,7 +36,9 @@ type Writers = Arc<DashMap<SocketAddr, mpsc::Sender<Bytes>>>;
 
 /// The listening sockets and the live TCP connections.
 pub struct Transports {
-    udp: Vec<Arc<UdpSocket>>,
+    /// Each UDP socket with its bound address, kept so that choosing the
+    /// socket of a reply costs no `getsockname` call.
+    udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
     tcp_local: Vec<SocketAddr>,
     writers: Writers,
     inbound: mpsc::Sender<Inbound>,
@@ -54,7 +56,8 @@ impl Transports {
             let s = UdpSocket::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot bind SIP UDP {addr}: {e}"))?;
-            udp.push(Arc::new(s));
+            let local = s.local_addr()?;
+            udp.push((Arc::new(s), local));
         }
         let writers: Writers = Arc::new(DashMap::new());
         let mut tcp_local = Vec::new();
@@ -66,8 +69,8 @@ impl Transports {
             tcp_local.push(local);
             tokio::spawn(accept_loop(l, local, writers.clone(), inbound.clone()));
         }
-        for (i, s) in udp.iter().enumerate().skip(1) {
-            tokio::spawn(udp_reader(s.clone(), i, inbound.clone()));
+        for (s, local) in udp.iter().skip(1) {
+            tokio::spawn(udp_reader(s.clone(), *local, inbound.clone()));
         }
         Ok(Transports {
             udp,
@@ -79,7 +82,7 @@ impl Transports {
 
     /// The UDP socket the core reads itself.
     pub fn primary_udp(&self) -> Option<Arc<UdpSocket>> {
-        self.udp.first().cloned()
+        self.udp.first().map(|(s, _)| s.clone())
     }
 
     /// The peer of a datagram received on UDP socket `index`.
@@ -87,7 +90,7 @@ impl Transports {
         Peer {
             transport: Transport::Udp,
             addr: from,
-            local: self.udp[index].local_addr().unwrap_or(from),
+            local: self.udp[index].1,
         }
     }
 
@@ -100,8 +103,9 @@ impl Transports {
                 let socket = self
                     .udp
                     .iter()
-                    .find(|s| s.local_addr().is_ok_and(|a| a == t.peer.local))
-                    .or_else(|| self.udp.first());
+                    .find(|(_, local)| *local == t.peer.local)
+                    .or_else(|| self.udp.first())
+                    .map(|(s, _)| s);
                 if let Some(s) = socket
                     && let Err(e) = s.try_send_to(&t.bytes, t.peer.addr)
                 {
@@ -128,11 +132,7 @@ impl Transports {
     }
 }
 
-async fn udp_reader(socket: Arc<UdpSocket>, _index: usize, inbound: mpsc::Sender<Inbound>) {
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(_) => return,
-    };
+async fn udp_reader(socket: Arc<UdpSocket>, local: SocketAddr, inbound: mpsc::Sender<Inbound>) {
     let mut buf = vec![0u8; 65_535];
     loop {
         match socket.recv_from(&mut buf).await {

@@ -492,6 +492,7 @@ fn burst_of_200_calls() {
 fn silent_caller_gets_bye_after_rtp_timeout() {
     let d = Daemon::start_with(Options {
         rtp_timeout_secs: Some(2),
+        ..Options::default()
     });
     sipp_ok(
         &d,

@@ -67,6 +67,10 @@ struct CallEntry {
     origin: Origin,
     /// The timer currently scheduled for this call in `Core::call_timers`.
     scheduled: Option<Instant>,
+    /// CSeq and transaction of the last re-INVITE answered 2xx: its ACK
+    /// (a new branch) is matched by CSeq and must stop the 2xx
+    /// retransmissions of that transaction, not of the initial INVITE's.
+    reinvite: Option<(u32, ServerKey)>,
     media: MediaLeg,
 }
 
@@ -388,6 +392,7 @@ impl Core {
                 route,
                 origin,
                 scheduled: None,
+                reinvite: None,
                 media: MediaLeg {
                     port,
                     stream,
@@ -507,6 +512,13 @@ impl Core {
             header_tag(&ack, true).as_deref(),
         ) {
             return;
+        }
+        match entry.reinvite.take() {
+            Some((cseq, key)) if cseq_number(&ack) == Some(cseq) => {
+                self.transactions.ack_received(&key);
+                return;
+            }
+            other => entry.reinvite = other,
         }
         self.transactions.ack_received(&entry.call.invite_key);
         if entry.media.negotiated.is_none() && has_sdp_body(&ack) {
@@ -671,6 +683,9 @@ impl Core {
             add_session_expires(&mut resp, t);
         }
         entry.call.on_refresh(session, now);
+        if req.method == Method::Invite {
+            entry.reinvite = Some((cseq, key.clone()));
+        }
         self.respond(&key, &resp, now, out);
         self.run_call_timers(&call_id, now, out);
     }

@@ -149,6 +149,10 @@ pub fn free_udp_range(count: u16) -> (u16, u16) {
 pub struct Options {
     /// Overrides `rtp.timeout_secs` (in a copy of zentrale.yaml).
     pub rtp_timeout_secs: Option<u64>,
+    /// Literal `(from, to)` replacements in the copy of zentrale.yaml, each
+    /// of which must match exactly once (so a changed demo file fails loudly
+    /// instead of silently testing the wrong config).
+    pub edits: Vec<(String, String)>,
 }
 
 /// A running `zentrale run`; killed on drop.
@@ -257,6 +261,35 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM to the daemon (graceful shutdown).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| self.fail(format!("running kill -TERM: {e}")));
+        self.check(status.success(), || format!("kill -TERM exited {status}"));
+    }
+
+    /// Waits up to `limit` for the daemon to exit; its status, or None if
+    /// it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether the daemon process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -338,12 +371,17 @@ fn prepare_config(dir: &Path, opts: &Options) -> PathBuf {
         "the demo config {} is missing",
         demo.display()
     );
-    let Some(secs) = opts.rtp_timeout_secs else {
+    if opts.rtp_timeout_secs.is_none() && opts.edits.is_empty() {
         return demo;
-    };
-    let text =
+    }
+    let mut text =
         fs::read_to_string(&demo).unwrap_or_else(|e| panic!("reading {}: {e}", demo.display()));
-    let text = set_rtp_timeout(&text, secs);
+    if let Some(secs) = opts.rtp_timeout_secs {
+        text = set_rtp_timeout(&text, secs);
+    }
+    for (from, to) in &opts.edits {
+        text = replace_once(&text, from, to, &demo);
+    }
     for sub in ["dialplans", "sounds"] {
         let target = repo().join(sub);
         if target.exists() {
@@ -354,6 +392,18 @@ fn prepare_config(dir: &Path, opts: &Options) -> PathBuf {
     let path = dir.join("zentrale.yaml");
     fs::write(&path, text).expect("writing the modified config");
     path
+}
+
+/// `text` with the single occurrence of `from` replaced by `to`; panics
+/// (naming `file`) if `from` occurs zero or several times.
+pub fn replace_once(text: &str, from: &str, to: &str, file: &Path) -> String {
+    let n = text.matches(from).count();
+    assert!(
+        n == 1,
+        "{from:?} occurs {n} times in {}, the test needs exactly one",
+        file.display()
+    );
+    text.replacen(from, to, 1)
 }
 
 /// Sets `rtp.timeout_secs` in a YAML text by lines, keeping everything else
@@ -927,7 +977,14 @@ pub struct SipUdp {
 
 impl SipUdp {
     pub fn new(remote: SocketAddr) -> SipUdp {
-        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("binding a SIP test socket");
+        SipUdp::bind(LOCALHOST, remote)
+    }
+
+    /// An endpoint on another loopback address (e.g. `127.0.0.2`), for the
+    /// tests of source-address rules.
+    pub fn bind(ip: &str, remote: SocketAddr) -> SipUdp {
+        let sock = UdpSocket::bind((ip, 0))
+            .unwrap_or_else(|e| panic!("binding a SIP test socket on {ip}: {e}"));
         let local = sock.local_addr().expect("local addr");
         SipUdp {
             sock,

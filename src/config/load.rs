@@ -1,10 +1,13 @@
 //! From the YAML layer to the public types, checking everything on the way.
 //!
 //! Every check records its error and carries on, so one run shows the
-//! operator all problems at once. The ACD parts (`acd:`, queues, targets and
-//! the checks across files) live in the `acd` submodule.
+//! operator all problems at once. The ACD parts live in submodules: `acd`
+//! (the `acd:` section), `queues` (queues and targets) and `refs` (the checks
+//! across files).
 
 mod acd;
+mod queues;
+mod refs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -14,7 +17,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_saphyr::Spanned;
 
-use self::acd::Refs;
+use self::refs::Refs;
 use super::error::{Diag, Pos, closest};
 use super::raw::{
     self, RawAcd, RawAgent, RawHotline, RawHttp, RawQueue, RawRegister, RawRtp, RawSip, RawTenant,

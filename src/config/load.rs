@@ -1,7 +1,13 @@
 //! From the YAML layer to the public types, checking everything on the way.
 //!
 //! Every check records its error and carries on, so one run shows the
-//! operator all problems at once.
+//! operator all problems at once. The ACD parts live in submodules: `acd`
+//! (the `acd:` section), `queues` (queues and targets) and `refs` (the checks
+//! across files).
+
+mod acd;
+mod queues;
+mod refs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,13 +17,15 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_saphyr::Spanned;
 
+use self::refs::Refs;
 use super::error::{Diag, Pos, closest};
 use super::raw::{
-    self, RawAgent, RawHotline, RawHttp, RawRegister, RawRtp, RawSip, RawTenant, RawTrunk,
+    self, RawAcd, RawAgent, RawHotline, RawHttp, RawQueue, RawRegister, RawRtp, RawSip, RawTenant,
+    RawTrunk,
 };
 use super::{
-    Agent, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan, Hotline, HttpConfig,
-    Overrides, RegisterLimits, RtpConfig, SipConfig, Tenant, Trunk,
+    AcdConfig, Agent, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan, Hotline,
+    HttpConfig, Overrides, RegisterLimits, RtpConfig, SipConfig, Tenant, Trunk,
 };
 
 /// The password the demo config ships with; never to be reachable from outside.
@@ -115,6 +123,17 @@ impl Loader<'_> {
                 Some(s) => self.base.join(s.value),
                 None => self.base.join("sounds"),
             });
+        let sounds = sounds_dir.as_deref().map(Sounds::scan);
+        let acd = self
+            .section::<Spanned<RawAcd>>(self.path, &text, "acd", key_pos("acd"))
+            .map(|s| s.unwrap_or_else(|| dflt(RawAcd::default())))
+            .map(|a| self.acd(a, key_pos("acd")));
+        if let Some(sounds) = &sounds {
+            self.acd_prompts(sounds, key_pos("acd"));
+        }
+        // Queues and agents take their defaults from `acd:`; when that section
+        // is broken its error is reported and the built-in defaults stand in.
+        let acd_defaults = acd.clone().unwrap_or_default();
 
         let trunks_raw =
             self.list::<Spanned<RawTrunk>>(self.path, &text, "trunks", key_pos("trunks"), false);
@@ -124,15 +143,22 @@ impl Loader<'_> {
             self.list::<Spanned<RawTenant>>(self.path, &text, "tenants", key_pos("tenants"), true);
 
         let trunks = self.trunks(trunks_raw.items);
-        let tenants = self.tenants(tenants_raw.items, sounds_dir.as_ref());
-        let tenant_ids = tenants_raw.complete.then(|| {
-            tenants
-                .iter()
-                .map(|t| t.id.clone())
-                .collect::<BTreeSet<_>>()
-        });
-        let agents = self.agents(agents_raw.items, tenant_ids.as_ref());
+        let mut refs = Refs::default();
+        let tenant_ids_raw: BTreeSet<String> = tenants_raw
+            .items
+            .iter()
+            .map(|t| t.value.id.value.clone())
+            .collect();
+        let tenants = self.tenants(tenants_raw.items, sounds.as_ref(), &acd_defaults, &mut refs);
+        let tenant_ids = tenants_raw.complete.then_some(tenant_ids_raw);
+        let agents = self.agents(agents_raw.items, tenant_ids.as_ref(), &acd_defaults);
 
+        self.cross_check(
+            &tenants,
+            &refs,
+            tenant_ids.as_ref(),
+            agents_raw.complete.then_some(agents.as_slice()),
+        );
         self.demo_passwords(&listens, &agents, &trunks);
 
         Some(Config {
@@ -140,6 +166,7 @@ impl Loader<'_> {
             sip: sip?,
             rtp: rtp?,
             http: http?,
+            acd: acd?,
             sounds_dir: sounds_dir?,
             trunks: trunks.into_iter().map(|(t, _)| t).collect(),
             agents: agents.into_iter().map(|(a, _)| a).collect(),
@@ -634,6 +661,7 @@ impl Loader<'_> {
         &mut self,
         raw: Vec<Spanned<RawAgent>>,
         tenant_ids: Option<&BTreeSet<String>>,
+        acd: &AcdConfig,
     ) -> Vec<(Agent, Option<Pos>)> {
         let file = self.path;
         let mut seen: HashMap<String, Pos> = HashMap::new();
@@ -709,11 +737,7 @@ impl Loader<'_> {
                 // Skill names have no span of their own (map keys); the level is
                 // on the same line.
                 let lpos = Pos::or(&level, apos);
-                if name.is_empty()
-                    || !name
-                        .chars()
-                        .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-                {
+                if !valid_skill(&name) {
                     self.d.at(
                         file,
                         lpos,
@@ -734,6 +758,11 @@ impl Loader<'_> {
                 }
             }
             let demo = (a.password.value == DEMO_PASSWORD).then_some(ppos);
+            let max_missed_offers = match &a.max_missed_offers {
+                Some(m) if m.value == 0 => None,
+                Some(m) => Some(m.value),
+                None => acd.max_missed_offers,
+            };
             out.push((
                 Agent {
                     extension: a.extension.value,
@@ -741,6 +770,8 @@ impl Loader<'_> {
                     password: a.password.value,
                     tenant: a.tenant.value,
                     skills,
+                    wrap_up: a.wrap_up_secs.map(|w| Duration::from_secs(w.value)),
+                    max_missed_offers,
                 },
                 demo,
             ));
@@ -751,13 +782,14 @@ impl Loader<'_> {
     fn tenants(
         &mut self,
         raw: Vec<Spanned<RawTenant>>,
-        sounds_dir: Option<&PathBuf>,
+        sounds: Option<&Sounds>,
+        acd: &AcdConfig,
+        refs: &mut Refs,
     ) -> Vec<Tenant> {
         let file = self.path;
         let mut seen: HashMap<String, Pos> = HashMap::new();
         let mut dialplans_seen: HashMap<PathBuf, (String, Pos)> = HashMap::new();
         let mut numbers = Numbers::default();
-        let sounds = sounds_dir.map(|dir| Sounds::scan(dir));
         let mut out = Vec::new();
         for t in raw {
             let tpos = Pos::or(&t, Pos::START);
@@ -821,23 +853,26 @@ impl Loader<'_> {
                     continue;
                 }
             };
-            let hotlines = self.dialplan(
+            let dialplan = self.dialplan(
                 &dialplan_path,
                 &text,
                 &t.id.value,
                 &mut numbers,
-                sounds.as_ref(),
+                sounds,
+                acd,
+                refs,
             );
             out.push(Tenant {
                 id: t.id.value,
                 name: t.name.value,
                 dialplan_path,
-                dialplan: Dialplan { hotlines },
+                dialplan,
             });
         }
         out
     }
 
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
     fn dialplan(
         &mut self,
         file: &Path,
@@ -845,10 +880,36 @@ impl Loader<'_> {
         tenant: &str,
         numbers: &mut Numbers,
         sounds: Option<&Sounds>,
-    ) -> Vec<Hotline> {
+        acd: &AcdConfig,
+        refs: &mut Refs,
+    ) -> Dialplan {
         let Some(keys) = self.keys(file, text, raw::DIALPLAN_KEYS) else {
-            return Vec::new();
+            return Dialplan {
+                hotlines: Vec::new(),
+                queues: Vec::new(),
+            };
         };
+        let qkey = keys.get("queues").copied().unwrap_or(Pos::START);
+        let raw_queues = self.list::<Spanned<RawQueue>>(file, text, "queues", qkey, false);
+        if raw_queues.complete {
+            refs.known_queues.insert(tenant.to_string());
+        }
+        let queues = self.queues(file, tenant, raw_queues.items, sounds, acd, refs);
+        let hotlines = self.hotlines(file, text, tenant, &keys, numbers, sounds, refs);
+        Dialplan { hotlines, queues }
+    }
+
+    #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+    fn hotlines(
+        &mut self,
+        file: &Path,
+        text: &str,
+        tenant: &str,
+        keys: &HashMap<String, Pos>,
+        numbers: &mut Numbers,
+        sounds: Option<&Sounds>,
+        refs: &mut Refs,
+    ) -> Vec<Hotline> {
         let key = keys.get("hotlines").copied().unwrap_or(Pos::START);
         let raw = self.list::<Spanned<RawHotline>>(file, text, "hotlines", key, true);
         let mut ids: HashMap<String, Pos> = HashMap::new();
@@ -949,6 +1010,12 @@ impl Loader<'_> {
                     format!("use at most {MAX_ANSWER_AFTER_MS} (ms)"),
                 );
             }
+            let queue = h.queue.as_ref().and_then(|q| {
+                let pos = Pos::or(q, hpos);
+                let r = self.queue_ref(file, &q.value, tenant, pos)?;
+                refs.queue(file, pos, None, format!("hotline `{}`", h.id.value), &r);
+                Some(r)
+            });
             out.push(Hotline {
                 id: h.id.value,
                 name: h.name.value,
@@ -956,6 +1023,8 @@ impl Loader<'_> {
                 greeting: h.greeting.value,
                 waiting: h.waiting.value,
                 answer_after_ms,
+                queue,
+                priority: h.priority.map_or(0, |p| p.value),
             });
         }
         out
@@ -1141,6 +1210,13 @@ fn valid_id(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Skill names: letters (also umlauts), digits, `-` and `_`.
+fn valid_skill(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Digits with an optional leading `+`; 2 to 20 digits.

@@ -17,10 +17,12 @@
 //! The schema is documented in the demo `zentrale.yaml` and `dialplans/*.yaml`
 //! at the top of the source tree, which operators copy.
 
+mod acd;
 mod cidr;
 mod error;
 mod load;
 mod raw;
+mod target;
 #[cfg(test)]
 mod tests;
 
@@ -29,8 +31,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use acd::{
+    AcdConfig, Feature, FeatureCodes, NO_ANSWER_REASON, Queue, ServiceLevel, Strategy, WidenStep,
+    acd_prompts,
+};
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
+pub use target::{QueueRef, Target};
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +50,8 @@ pub struct Config {
     pub rtp: RtpConfig,
     /// The HTTP API and metrics listener (`http:`).
     pub http: HttpConfig,
+    /// Engine-wide ACD settings (`acd:`, every key optional).
+    pub acd: AcdConfig,
     /// Directory of the prompts, `<sounds_dir>/<name>.wav` (`sounds:`, default
     /// `sounds`; a relative path is resolved against the config file's directory).
     pub sounds_dir: PathBuf,
@@ -162,8 +171,9 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// An agent: a softphone that registers as `extension` and takes calls of
-/// one tenant by skill.
+/// An agent: a softphone that registers as `extension` and takes calls by
+/// skill from the queues of its tenant (and of queues that name its tenant
+/// in `agents_from`).
 ///
 /// ```yaml
 /// agents:
@@ -172,6 +182,8 @@ impl std::fmt::Debug for Credentials {
 ///     password: demo
 ///     tenant: kassel
 ///     skills: { general: 5 }
+///     wrap_up_secs: 60        # optional, overrides the queue's
+///     max_missed_offers: 5    # optional, overrides acd.max_missed_offers
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Agent {
@@ -185,6 +197,13 @@ pub struct Agent {
     pub tenant: String,
     /// Skill name → level 1 (basic) ..= 10 (expert).
     pub skills: BTreeMap<String, u8>,
+    /// The agent's own wrap-up (`wrap_up_secs`), overriding every queue's;
+    /// `None` to use the queue's. See [`Agent::wrap_up_for`].
+    pub wrap_up: Option<Duration>,
+    /// Unanswered offers in a row before the agent is paused with
+    /// [`NO_ANSWER_REASON`]: the agent's `max_missed_offers` or else
+    /// `acd.max_missed_offers`, already resolved; `None` means never (0).
+    pub max_missed_offers: Option<u32>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -195,6 +214,8 @@ impl std::fmt::Debug for Agent {
             .field("password", &"<redacted>")
             .field("tenant", &self.tenant)
             .field("skills", &self.skills)
+            .field("wrap_up", &self.wrap_up)
+            .field("max_missed_offers", &self.max_missed_offers)
             .finish()
     }
 }
@@ -220,12 +241,18 @@ pub struct Tenant {
 ///     name: Behördennummer 115 Kassel
 ///     numbers: ["115", "0561115"]
 ///     greeting: greeting-kassel
-///     waiting: waiting
+///     queue: "115"
+/// queues:
+///   - id: "115"
+///     name: 115 Kassel
+///     skill: general
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dialplan {
     /// The hotlines, in file order.
     pub hotlines: Vec<Hotline>,
+    /// The queues, in file order (`queues:`, optional).
+    pub queues: Vec<Queue>,
 }
 
 /// A hotline: the numbers callers dial and the prompts they hear.
@@ -239,8 +266,14 @@ pub struct Hotline {
     pub numbers: Vec<String>,
     /// Sound played first.
     pub greeting: String,
-    /// Sound played in a loop after the greeting (default `waiting`).
+    /// Sound played in a loop after the greeting when the hotline has no
+    /// queue (default `waiting`). With a queue, the queue's music plays.
     pub waiting: String,
+    /// The queue callers wait in after the greeting (`queue: id` of the same
+    /// tenant or `queue: tenant/id`); `None`: greeting, then `waiting` in a loop.
+    pub queue: Option<QueueRef>,
+    /// Added to the queue's priority for calls of this hotline (default 0).
+    pub priority: i32,
     /// How long the call rings (180) before zentrale answers, in ms
     /// (default 0: answer at once).
     pub answer_after_ms: u64,
@@ -264,14 +297,42 @@ impl Config {
         load::load(path, overrides)
     }
 
-    /// Sound names referenced anywhere (greetings, waiting prompts), for the
-    /// media module to preload from `<sounds_dir>/<name>.wav`.
+    /// Sound names referenced anywhere (greetings, waiting prompts, queue
+    /// music, prompt targets) plus the fixed ACD set ([`acd_prompts`]), for
+    /// the media module to preload from `<sounds_dir>/<name>.wav`.
     pub fn sound_names(&self) -> BTreeSet<String> {
-        self.tenants
+        let hotlines = self
+            .tenants
             .iter()
             .flat_map(|t| &t.dialplan.hotlines)
-            .flat_map(|h| [h.greeting.clone(), h.waiting.clone()])
-            .collect()
+            .flat_map(|h| [h.greeting.clone(), h.waiting.clone()]);
+        let queues = self.queues().flat_map(|q| {
+            let prompts = [&q.on_timeout, &q.on_no_agents, &q.on_full]
+                .into_iter()
+                .filter_map(|t| match t {
+                    Target::Prompt(p) => Some(p.clone()),
+                    _ => None,
+                });
+            std::iter::once(q.music.clone()).chain(prompts)
+        });
+        hotlines.chain(queues).chain(acd_prompts()).collect()
+    }
+
+    /// Every queue of every tenant, tenants in file order.
+    pub fn queues(&self) -> impl Iterator<Item = &Queue> {
+        self.tenants.iter().flat_map(|t| &t.dialplan.queues)
+    }
+
+    /// The queue a reference names, if it exists (references in a loaded
+    /// config always resolve).
+    pub fn queue(&self, r: &QueueRef) -> Option<&Queue> {
+        self.tenants
+            .iter()
+            .find(|t| t.id == r.tenant)?
+            .dialplan
+            .queues
+            .iter()
+            .find(|q| q.id == r.queue)
     }
 
     /// The file of a sound.

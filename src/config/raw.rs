@@ -26,10 +26,10 @@ fn dflt<T>(value: T) -> Spanned<T> {
 
 /// Keys of the main file, for the unknown-key check.
 pub(crate) const MAIN_KEYS: &[&str] = &[
-    "sip", "rtp", "http", "sounds", "trunks", "agents", "tenants",
+    "sip", "rtp", "http", "sounds", "acd", "trunks", "agents", "tenants",
 ];
 /// Keys of a dialplan file.
-pub(crate) const DIALPLAN_KEYS: &[&str] = &["hotlines"];
+pub(crate) const DIALPLAN_KEYS: &[&str] = &["hotlines", "queues"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +189,42 @@ pub(crate) struct RawAgent {
     // i64, not u8: out-of-range levels get our own error with the allowed range.
     #[serde(default)]
     pub skills: BTreeMap<String, Spanned<i64>>,
+    #[serde(default)]
+    pub wrap_up_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_missed_offers: Option<Spanned<u32>>,
+}
+
+// Optional keys are `Option`s rather than serde defaults here, so an error
+// about a default can point at the enclosing key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcd {
+    #[serde(default)]
+    pub login_on_register: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub max_missed_offers: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub wrap_up_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub feature_codes: Option<Spanned<RawFeatureCodes>>,
+    #[serde(default)]
+    pub pause_reasons: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub pause_codes: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFeatureCodes {
+    #[serde(default)]
+    pub login: Option<Spanned<String>>,
+    #[serde(default)]
+    pub logout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub pause: Option<Spanned<String>>,
+    #[serde(default)]
+    pub unpause: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +248,108 @@ pub(crate) struct RawHotline {
     pub waiting: Spanned<String>,
     #[serde(default)]
     pub answer_after_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub queue: Option<Spanned<String>>,
+    #[serde(default)]
+    pub priority: Option<Spanned<i32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueue {
+    pub id: Spanned<String>,
+    pub name: Spanned<String>,
+    pub skill: Spanned<String>,
+    // i64: out-of-range levels get our own error, as for agents' skills.
+    #[serde(default)]
+    pub min_level: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub agents_from: Option<Spanned<Vec<Spanned<String>>>>,
+    // A string: unknown names get our own error with the list and a suggestion.
+    #[serde(default)]
+    pub strategy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub priority: Option<Spanned<i32>>,
+    #[serde(default)]
+    pub wrap_up_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub ring_timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_waiting: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub max_expected_wait_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_wait_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub join_empty: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub announce_every_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub music: Option<Spanned<String>>,
+    #[serde(default)]
+    pub service_level: Option<Spanned<RawServiceLevel>>,
+    #[serde(default)]
+    pub widen: Option<Spanned<Vec<Spanned<RawWiden>>>>,
+    #[serde(default)]
+    pub on_timeout: Option<Spanned<RawTarget>>,
+    #[serde(default)]
+    pub on_no_agents: Option<Spanned<RawTarget>>,
+    #[serde(default)]
+    pub on_full: Option<Spanned<RawTarget>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServiceLevel {
+    #[serde(default)]
+    pub seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub target_percent: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub window_secs: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWiden {
+    pub after_secs: Spanned<u64>,
+    #[serde(default)]
+    pub min_level: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub skill: Option<Spanned<String>>,
+}
+
+/// A target as written: a bare word (`hangup`) or a mapping of kind to value
+/// (`{ queue: general }`). Kinds are checked when loading, so a misspelt
+/// kind gets a suggestion instead of serde's generic message.
+#[derive(Debug)]
+pub(crate) enum RawTarget {
+    Word(String),
+    Tagged(Vec<(Spanned<String>, Spanned<String>)>),
+}
+
+impl<'de> Deserialize<'de> for RawTarget {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTarget;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`hangup` or a mapping such as `{ queue: general }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawTarget, E> {
+                Ok(RawTarget::Word(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTarget, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(k) = map.next_key::<Spanned<String>>()? {
+                    let v = map.next_value::<Spanned<String>>()?;
+                    entries.push((k, v));
+                }
+                Ok(RawTarget::Tagged(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn default_waiting() -> Spanned<String> {

@@ -1,6 +1,7 @@
 //! Tests for config loading: the demo deployment, every validation rule with
 //! its position, overrides and the demo-password rule.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,6 +40,14 @@ impl Fixture {
             self.file(&format!("sounds/{n}.wav"), "");
         }
         self
+    }
+
+    /// The fixed ACD prompts and the default music, which every config needs.
+    fn acd_sounds(&self) -> &Self {
+        for n in acd_prompts() {
+            self.file(&format!("sounds/{n}.wav"), "");
+        }
+        self.sounds(&["moh"])
     }
 
     fn main(&self) -> PathBuf {
@@ -111,7 +120,8 @@ fn demo() -> Fixture {
             "dialplans/quickborn.yaml",
             include_str!("../../dialplans/quickborn.yaml"),
         )
-        .sounds(DEMO_SOUNDS);
+        .sounds(DEMO_SOUNDS)
+        .acd_sounds();
     f
 }
 
@@ -144,7 +154,8 @@ fn small(main: &str, dialplan: &str) -> Fixture {
     let f = Fixture::new();
     f.file("zentrale.yaml", main)
         .file("a.yaml", dialplan)
-        .sounds(&["hello", "waiting"]);
+        .sounds(&["hello", "waiting"])
+        .acd_sounds();
     f
 }
 
@@ -258,28 +269,136 @@ fn demo_config_loads() {
         Some(("quickborn", "greeting-quickborn", "waiting"))
     );
 
-    let names: Vec<String> = cfg.sound_names().into_iter().collect();
-    assert_eq!(names, DEMO_SOUNDS);
+    // Sounds: every referenced one plus the fixed ACD set, each once.
+    let names = cfg.sound_names();
+    let mut want: BTreeSet<String> = DEMO_SOUNDS.iter().map(|s| s.to_string()).collect();
+    want.extend(acd_prompts());
+    want.insert("moh".to_string());
+    assert_eq!(names, want);
+    assert!(names.contains("call-later") && names.contains("num-60"));
     assert_eq!(
         cfg.sound_path("waiting"),
         f.dir.join("sounds").join("waiting.wav")
     );
+
+    // ACD: the demo logs agents in on register, the rest are defaults.
+    let acd = &cfg.acd;
+    assert!(acd.login_on_register);
+    assert_eq!(
+        AcdConfig {
+            login_on_register: false,
+            ..acd.clone()
+        },
+        AcdConfig::default()
+    );
+    assert_eq!(
+        acd.feature("*422"),
+        Some(Feature::Pause {
+            reason: "back-office".into()
+        })
+    );
+
+    let agent = |e: &str| {
+        cfg.agents
+            .iter()
+            .find(|a| a.extension == e)
+            .unwrap_or_else(|| panic!("agent {e}"))
+    };
+    assert_eq!(agent("1010").wrap_up, Some(Duration::from_secs(60)));
+    assert_eq!(agent("1001").wrap_up, None);
+    assert_eq!(agent("1001").max_missed_offers, Some(3));
+
+    // Every hotline waits in a queue, and every queue can be served by
+    // some demo agent at its level (the loader checks that; spot-check here).
+    let hotline_queues: Vec<String> = cfg
+        .tenants
+        .iter()
+        .flat_map(|t| &t.dialplan.hotlines)
+        .map(|h| {
+            h.queue
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        hotline_queues,
+        [
+            "kassel/115",
+            "kassel/buergeramt",
+            "krefeld/serviceportal",
+            "kreis-pinneberg/115",
+            "quickborn/rathaus"
+        ]
+    );
+    for q in cfg.queues() {
+        assert!(
+            cfg.agents.iter().any(|a| q.agents_from.contains(&a.tenant)
+                && a.skills.get(&q.skill).is_some_and(|l| *l >= q.min_level)),
+            "queue {} has no agent",
+            q.reference()
+        );
+    }
+    let kassel_115 = cfg
+        .queue(&QueueRef::parse("kassel/115", "").expect("ref"))
+        .expect("kassel 115 queue");
+    assert_eq!(kassel_115.strategy, Strategy::LongestIdle);
+    assert_eq!(kassel_115.agents_from, ["kassel"]);
+    assert_eq!(kassel_115.wrap_up, Duration::from_secs(30));
+    assert_eq!(kassel_115.on_full, Target::call_later());
+    let buergeramt = cfg
+        .queue(&QueueRef::parse("kassel/buergeramt", "").expect("ref"))
+        .expect("buergeramt queue");
+    assert_eq!(
+        (buergeramt.skill.as_str(), buergeramt.min_level),
+        ("buergeramt", 3)
+    );
+    assert_eq!(
+        buergeramt.requirement(Duration::from_secs(100)),
+        ("general", 4)
+    );
+    let rathaus = cfg
+        .queue(&QueueRef::parse("quickborn/rathaus", "").expect("ref"))
+        .expect("rathaus queue");
+    assert_eq!(rathaus.strategy, Strategy::RingAll);
+    assert_eq!(rathaus.max_wait, Some(Duration::from_secs(20)));
+    let overflow = Target::Queue(QueueRef::parse("kreis-pinneberg/115", "").expect("ref"));
+    assert_eq!(rathaus.on_timeout, overflow);
+    assert_eq!(rathaus.on_no_agents, overflow);
+    assert!(!rathaus.join_empty);
+    assert_eq!(rathaus.announce_every, None);
 }
 
-/// The real files in the tree, loaded in place, when the sounds are there
-/// (they are generated, not committed). Catches a demo config that only
-/// works as a temp copy.
+/// The real files in the tree, loaded in place, sounds included (they are
+/// committed). Catches a demo config that only works as a temp copy.
 #[test]
-fn demo_config_in_tree_has_no_errors_but_sounds() {
+fn demo_config_in_tree_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("zentrale.yaml");
-    if let Err(errs) = Config::load(&path, &Overrides::default()) {
-        for e in &errs.0 {
-            assert!(e.message.starts_with("sound `"), "unexpected: {e}");
-        }
+    let cfg = match Config::load(&path, &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    for name in cfg.sound_names() {
+        assert!(cfg.sound_path(&name).is_file(), "{name}");
     }
 }
 
-// ---- overrides and the demo-password rule --------------------------------
+#[test]
+fn demo_sound_names_are_the_acd_prompts_of_prompts_tsv() {
+    // The fixed ACD set must name files make-sounds.sh really makes.
+    let tsv = include_str!("../../sounds/prompts.tsv");
+    let made: BTreeSet<&str> = tsv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    for p in acd_prompts() {
+        assert!(
+            made.contains(p.as_str()),
+            "{p} is not in sounds/prompts.tsv"
+        );
+    }
+}
 
 #[test]
 fn overrides_replace_listen_addresses_and_ports() {
@@ -580,7 +699,6 @@ fn missing_sound_file() {
     let e = find(&errs, "sound `hallo-welt` not found");
     at(e, &f.dir.join("a.yaml"), 5, 15);
     assert!(e.hint.contains("sounds/make-sounds.sh"), "{e}");
-    assert!(e.hint.contains("available: hello, waiting"), "{e}");
 
     // A default (`waiting`) that is missing points at its hotline.
     std::fs::remove_file(f.dir.join("sounds/waiting.wav")).expect("rm");
@@ -779,4 +897,876 @@ fn secrets_are_not_debug_printed() {
     let f = small(MAIN, DIALPLAN_A);
     let cfg = f.load(&Overrides::default()).expect("valid");
     assert!(!format!("{cfg:?}").contains("secret"));
+}
+
+// ---- ACD: the acd: section, queues, targets ------------------------------
+
+/// DIALPLAN_A with a queue the hotline waits in; tests append queue keys
+/// (line 11 on, four spaces in).
+const DIALPLAN_Q: &str = "\
+hotlines:
+  - id: h
+    name: H
+    numbers: [\"0561115\"]
+    greeting: hello
+    queue: q
+queues:
+  - id: q
+    name: Q
+    skill: general
+";
+
+fn queue_plan(extra: &str) -> String {
+    format!("{DIALPLAN_Q}{extra}")
+}
+
+fn a_yaml(f: &Fixture) -> PathBuf {
+    f.dir.join("a.yaml")
+}
+
+fn loaded(f: &Fixture) -> Config {
+    match f.load(&Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn acd_defaults_without_section() {
+    let cfg = loaded(&small(MAIN, DIALPLAN_A));
+    assert_eq!(cfg.acd, AcdConfig::default());
+    let acd = &cfg.acd;
+    assert!(!acd.login_on_register);
+    assert_eq!(acd.max_missed_offers, Some(3));
+    assert_eq!(acd.wrap_up, Duration::from_secs(30));
+    let c = &acd.feature_codes;
+    assert_eq!(
+        [&c.login, &c.logout, &c.pause, &c.unpause],
+        ["*40", "*41", "*42", "*43"]
+    );
+    assert_eq!(acd.pause_reasons, ["break", "back-office", "training"]);
+    let codes: Vec<(&str, &str)> = acd
+        .pause_codes
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        codes,
+        [("1", "break"), ("2", "back-office"), ("3", "training")]
+    );
+    assert_eq!(cfg.agents[0].max_missed_offers, Some(3));
+    assert_eq!(cfg.agents[0].wrap_up, None);
+    assert!(cfg.tenants[0].dialplan.queues.is_empty());
+    assert_eq!(cfg.tenants[0].dialplan.hotlines[0].queue, None);
+}
+
+#[test]
+fn acd_keys_parsed() {
+    let main = format!(
+        "{MAIN}acd:
+  login_on_register: true
+  max_missed_offers: 0
+  wrap_up_secs: 10
+  feature_codes: {{ login: \"#7\", logout: \"#8\", pause: \"*5\", unpause: \"*6\" }}
+  pause_reasons: [lunch, meeting]
+  pause_codes: {{ 1: meeting, \"22\": lunch }}
+"
+    );
+    let cfg = loaded(&small(&main, DIALPLAN_A));
+    let acd = &cfg.acd;
+    assert!(acd.login_on_register);
+    assert_eq!(acd.max_missed_offers, None, "0 = never");
+    assert_eq!(acd.wrap_up, Duration::from_secs(10));
+    assert_eq!(acd.pause_reasons, ["lunch", "meeting"]);
+    assert_eq!(acd.feature("#7"), Some(Feature::Login));
+    assert_eq!(acd.feature("#8"), Some(Feature::Logout));
+    assert_eq!(acd.feature("*6"), Some(Feature::Unpause));
+    let pause = |r: &str| Some(Feature::Pause { reason: r.into() });
+    assert_eq!(acd.feature("*5"), pause("lunch"), "bare code: first reason");
+    assert_eq!(acd.feature("*51"), pause("meeting"));
+    assert_eq!(acd.feature("*522"), pause("lunch"));
+    assert_eq!(acd.feature("*52"), None);
+    assert_eq!(acd.feature("*40"), None, "defaults replaced");
+    // The agent inherits "never".
+    assert_eq!(cfg.agents[0].max_missed_offers, None);
+}
+
+#[test]
+fn pause_codes_default_to_the_reasons_in_order() {
+    let main = format!("{MAIN}acd:\n  pause_reasons: [lunch, meeting]\n");
+    let cfg = loaded(&small(&main, DIALPLAN_A));
+    assert_eq!(
+        cfg.acd.feature("*422"),
+        Some(Feature::Pause {
+            reason: "meeting".into()
+        })
+    );
+    assert_eq!(cfg.acd.feature("*423"), None);
+}
+
+#[test]
+fn agent_acd_keys_parsed() {
+    let main = MAIN
+        .replace(
+            "    skills: { general: 5 }\n",
+            "    skills: { general: 5 }\n    wrap_up_secs: 90\n    max_missed_offers: 7\n",
+        )
+        .replace(
+            "tenants:\n",
+            "  - { extension: \"1002\", name: B, password: x, tenant: a, max_missed_offers: 0 }\ntenants:\n",
+        );
+    let f = small(&main, &queue_plan("    wrap_up_secs: 20\n"));
+    let cfg = loaded(&f);
+    let (a, b) = (&cfg.agents[0], &cfg.agents[1]);
+    assert_eq!(a.wrap_up, Some(Duration::from_secs(90)));
+    assert_eq!(a.max_missed_offers, Some(7));
+    assert_eq!(b.wrap_up, None);
+    assert_eq!(b.max_missed_offers, None, "0 = never");
+    let q = &cfg.tenants[0].dialplan.queues[0];
+    assert_eq!(q.wrap_up, Duration::from_secs(20));
+    assert_eq!(a.wrap_up_for(q), Duration::from_secs(90));
+    assert_eq!(b.wrap_up_for(q), Duration::from_secs(20));
+}
+
+#[test]
+fn queue_defaults() {
+    let main = format!("{MAIN}acd:\n  wrap_up_secs: 12\n");
+    let cfg = loaded(&small(&main, DIALPLAN_Q));
+    let h = &cfg.tenants[0].dialplan.hotlines[0];
+    assert_eq!(
+        h.queue,
+        Some(QueueRef {
+            tenant: "a".into(),
+            queue: "q".into()
+        })
+    );
+    assert_eq!(h.priority, 0);
+    let q = &cfg.tenants[0].dialplan.queues[0];
+    assert_eq!(
+        *q,
+        Queue {
+            tenant: "a".into(),
+            id: "q".into(),
+            name: "Q".into(),
+            skill: "general".into(),
+            min_level: 1,
+            agents_from: vec!["a".into()],
+            strategy: Strategy::LongestIdle,
+            priority: 0,
+            wrap_up: Duration::from_secs(12),
+            ring_timeout: Duration::from_secs(15),
+            max_waiting: None,
+            max_expected_wait: None,
+            max_wait: None,
+            join_empty: true,
+            announce_every: Some(Duration::from_secs(45)),
+            music: "moh".into(),
+            service_level: ServiceLevel {
+                threshold: Duration::from_secs(30),
+                target_percent: 75,
+                window: Duration::from_secs(3600),
+            },
+            widen: vec![],
+            on_timeout: Target::Prompt("call-later".into()),
+            on_no_agents: Target::Prompt("call-later".into()),
+            on_full: Target::Prompt("call-later".into()),
+        }
+    );
+    assert_eq!(cfg.queue(&q.reference()), Some(q));
+    assert_eq!(cfg.queues().count(), 1);
+}
+
+#[test]
+fn queue_keys_parsed() {
+    let main = MAIN.replace("{ general: 5 }", "{ general: 5, kfz: 8 }")
+        + "  - id: b\n    name: B\n    dialplan: b.yaml\n";
+    let f = small(
+        &main,
+        &queue_plan(
+            "    min_level: 2
+    agents_from: [a, b]
+    strategy: skills-first
+    priority: -3
+    wrap_up_secs: 5
+    ring_timeout_secs: 25
+    max_waiting: 10
+    max_expected_wait_secs: 240
+    max_wait_secs: 300
+    join_empty: false
+    announce_every_secs: 60
+    music: waiting
+    service_level: { seconds: 20, target_percent: 80, window_secs: 1800 }
+    widen:
+      - { after_secs: 30, min_level: 1 }
+      - { after_secs: 60, skill: kfz }
+      - { after_secs: 90, skill: general, min_level: 1 }
+    on_timeout: { queue: b/overflow }
+    on_no_agents: { uri: \"sip:zentrale@192.0.2.10:5070;transport=tcp\" }
+    on_full: hangup
+  - { id: other, name: O, skill: general, on_full: { queue: q }, on_timeout: { prompt: hello } }
+",
+        )
+        .replace("    queue: q\n", "    queue: b/overflow\n    priority: 4\n"),
+    );
+    f.file(
+        "b.yaml",
+        "hotlines: []\nqueues:\n  - { id: overflow, name: O, skill: general, agents_from: [a] }\n",
+    );
+    let cfg = loaded(&f);
+    let h = &cfg.tenants[0].dialplan.hotlines[0];
+    assert_eq!(
+        h.queue.as_ref().map(ToString::to_string).as_deref(),
+        Some("b/overflow")
+    );
+    assert_eq!(h.priority, 4);
+    let q = &cfg.tenants[0].dialplan.queues[0];
+    assert_eq!(q.min_level, 2);
+    assert_eq!(q.agents_from, ["a", "b"]);
+    assert_eq!(q.strategy, Strategy::SkillsFirst);
+    assert_eq!(q.priority, -3);
+    assert_eq!(q.wrap_up, Duration::from_secs(5));
+    assert_eq!(q.ring_timeout, Duration::from_secs(25));
+    assert_eq!(q.max_waiting, Some(10));
+    assert_eq!(q.max_expected_wait, Some(Duration::from_secs(240)));
+    assert_eq!(q.max_wait, Some(Duration::from_secs(300)));
+    assert!(!q.join_empty);
+    assert_eq!(q.announce_every, Some(Duration::from_secs(60)));
+    assert_eq!(q.music, "waiting");
+    assert_eq!(
+        q.service_level,
+        ServiceLevel {
+            threshold: Duration::from_secs(20),
+            target_percent: 80,
+            window: Duration::from_secs(1800)
+        }
+    );
+    // Steps are resolved: each carries the full requirement.
+    let steps: Vec<(u64, &str, u8)> = q
+        .widen
+        .iter()
+        .map(|s| (s.after.as_secs(), s.skill.as_str(), s.min_level))
+        .collect();
+    assert_eq!(
+        steps,
+        [(30, "general", 1), (60, "kfz", 1), (90, "general", 1)]
+    );
+    assert_eq!(q.requirement(Duration::from_secs(29)), ("general", 2));
+    assert_eq!(q.requirement(Duration::from_secs(30)), ("general", 1));
+    assert_eq!(q.requirement(Duration::from_secs(75)), ("kfz", 1));
+    assert_eq!(q.requirement(Duration::from_secs(3600)), ("general", 1));
+    assert_eq!(
+        q.on_timeout,
+        Target::Queue(QueueRef {
+            tenant: "b".into(),
+            queue: "overflow".into()
+        })
+    );
+    assert_eq!(
+        q.on_no_agents,
+        Target::Uri("sip:zentrale@192.0.2.10:5070;transport=tcp".into())
+    );
+    assert_eq!(q.on_full, Target::Hangup);
+    let other = &cfg.tenants[0].dialplan.queues[1];
+    assert_eq!(other.on_full, Target::Queue(q.reference()));
+    assert_eq!(other.on_timeout, Target::Prompt("hello".into()));
+    // Prompt targets and music are preloaded.
+    let names = cfg.sound_names();
+    assert!(names.contains("hello") && names.contains("waiting"));
+    assert!(
+        names.contains("moh"),
+        "music of the second queue, by default"
+    );
+}
+
+#[test]
+fn unknown_strategy_suggests_the_name() {
+    let f = small(MAIN, &queue_plan("    strategy: longest_idle\n"));
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "unknown strategy `longest_idle`");
+    at(e, &a_yaml(&f), 11, 15);
+    assert!(e.hint.starts_with("did you mean `longest-idle`?"), "{e}");
+    assert!(e.hint.contains("ring-all"), "{e}");
+
+    let f = small(MAIN, &queue_plan("    strategy: random\n"));
+    let e = find(&f.errors(), "unknown strategy `random`").clone();
+    assert!(
+        e.hint.starts_with("use one of: longest-idle, round-robin"),
+        "{e}"
+    );
+}
+
+#[test]
+fn min_level_outside_range() {
+    let f = small(MAIN, &queue_plan("    min_level: 11\n"));
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "min_level 11 is outside 1..=10");
+    at(e, &a_yaml(&f), 11, 16);
+    assert!(e.hint.contains("1 (basic) to 10 (expert)"), "{e}");
+
+    let f = small(
+        MAIN,
+        &queue_plan("    widen: [{ after_secs: 10, min_level: 0 }]\n"),
+    );
+    let e = find(&f.errors(), "min_level 0 is outside 1..=10").clone();
+    at(&e, &a_yaml(&f), 11, 42);
+}
+
+#[test]
+fn duplicate_queue_id() {
+    let f = small(
+        MAIN,
+        &queue_plan("  - id: q\n    name: Q2\n    skill: general\n"),
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(
+        &errs,
+        "queue id `q` is used twice in this file (first at line 8)",
+    );
+    at(e, &a_yaml(&f), 11, 9);
+    assert_eq!(e.hint, "give each queue of a tenant its own id");
+}
+
+#[test]
+fn unknown_queue_in_targets_and_hotline() {
+    let main = format!("{MAIN}  - id: b\n    name: B\n    dialplan: b.yaml\n");
+    let f = small(
+        &main,
+        &queue_plan(
+            "    on_timeout: { queue: qq }
+    on_full: { queue: b/nope }
+    on_no_agents: { queue: c/q }
+",
+        )
+        .replace("    queue: q\n", "    queue: b/q2\n"),
+    );
+    f.file(
+        "b.yaml",
+        "hotlines: []\nqueues:\n  - { id: q1, name: Q, skill: general, agents_from: [a] }\n",
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 4, "{}", ConfigErrors(errs.clone()));
+    let a = a_yaml(&f);
+    let e = find(&errs, "hotline `h`: queue `b/q2` does not exist");
+    at(e, &a, 6, 12);
+    assert!(
+        e.hint
+            .starts_with("did you mean `q1`? queues of tenant `b`: q1"),
+        "{e}"
+    );
+    let e = find(
+        &errs,
+        "on_timeout of queue `q`: queue `a/qq` does not exist",
+    );
+    at(e, &a, 11, 26);
+    assert!(e.hint.contains("this tenant"), "{e}");
+    let e = find(&errs, "on_full of queue `q`: queue `b/nope` does not exist");
+    at(e, &a, 12, 23);
+    assert!(
+        e.hint
+            .starts_with("use one of the queues of tenant `b` (q1)"),
+        "{e}"
+    );
+    let e = find(
+        &errs,
+        "on_no_agents of queue `q`: tenant `c` is not defined",
+    );
+    at(e, &a, 13, 28);
+    assert_eq!(e.hint, "write tenant/queue with one of the tenants: a, b");
+}
+
+#[test]
+fn queue_reference_syntax() {
+    let f = small(
+        MAIN,
+        &DIALPLAN_Q.replace("    queue: q\n", "    queue: a/b/c\n"),
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "`a/b/c` is not a queue reference");
+    at(e, &a_yaml(&f), 6, 12);
+    assert!(e.hint.contains("tenant/queue"), "{e}");
+}
+
+#[test]
+fn targets_must_not_point_at_their_own_queue() {
+    let f = small(
+        MAIN,
+        &queue_plan("    on_timeout: { queue: q }\n    on_full: { queue: a/q }\n"),
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "on_timeout of queue `q` points at the queue itself");
+    at(e, &a_yaml(&f), 11, 26);
+    assert!(
+        e.hint
+            .contains("another queue, { prompt: call-later } or hangup"),
+        "{e}"
+    );
+    at(
+        find(&errs, "on_full of queue `q` points at the queue itself"),
+        &a_yaml(&f),
+        12,
+        23,
+    );
+}
+
+#[test]
+fn target_loops_between_queues() {
+    let f = small(
+        MAIN,
+        &queue_plan(
+            "    on_timeout: { queue: r }
+  - { id: r, name: R, skill: general, on_timeout: { queue: s } }
+  - { id: s, name: S, skill: general, on_timeout: { queue: q }, on_full: { queue: q } }
+",
+        ),
+    );
+    let errs = f.errors();
+    // One loop of timeouts; the on_full edge s -> q alone is no loop.
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "leads round in a loop (a/q → a/r → a/s → a/q)");
+    at(e, &a_yaml(&f), 11, 26);
+    assert!(e.message.starts_with("on_timeout of queue `q`"), "{e}");
+    assert!(e.hint.starts_with("end the chain"), "{e}");
+}
+
+#[test]
+fn missing_music_and_prompt_files() {
+    let f = small(
+        MAIN,
+        &queue_plan("    music: jazz\n    on_full: { prompt: sorry }\n"),
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
+    at(find(&errs, "sound `jazz` not found"), &a_yaml(&f), 11, 12);
+    at(find(&errs, "sound `sorry` not found"), &a_yaml(&f), 12, 24);
+
+    // Defaults point at their queue when their files are missing.
+    let f = small(MAIN, DIALPLAN_Q);
+    std::fs::remove_file(f.dir.join("sounds/moh.wav")).expect("rm");
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    at(find(&errs, "sound `moh` not found"), &a_yaml(&f), 8, 5);
+
+    // The default target prompt is one of the fixed ACD set: reported once,
+    // at the top of the main file (no `acd:` here), not at every queue.
+    let f = small(MAIN, DIALPLAN_Q);
+    std::fs::remove_file(f.dir.join("sounds/call-later.wav")).expect("rm");
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "1 ACD prompt is missing from");
+    assert!(e.message.ends_with(": call-later"), "{e}");
+    at(e, &f.main(), 1, 1);
+}
+
+#[test]
+fn missing_acd_prompts_are_one_error_at_the_acd_section() {
+    let main = format!("{MAIN}acd:\n  wrap_up_secs: 30\n");
+    let f = small(&main, DIALPLAN_A);
+    for n in ["num-7", "agent-paused"] {
+        std::fs::remove_file(f.dir.join(format!("sounds/{n}.wav"))).expect("rm");
+    }
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "2 ACD prompts are missing from");
+    at(e, &f.main(), 14, 1);
+    assert!(e.message.ends_with(": agent-paused, num-7"), "{e}");
+    assert!(e.hint.contains("make-sounds.sh"), "{e}");
+
+    // Without an `acd:` section: the top of the main file. A sounds
+    // directory holding only a few files lists them for other sounds.
+    let f = Fixture::new();
+    f.file("zentrale.yaml", MAIN)
+        .file(
+            "a.yaml",
+            &DIALPLAN_A.replace("greeting: hello", "greeting: hallo-welt"),
+        )
+        .sounds(&["hello", "waiting"]);
+    let errs = f.errors();
+    assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "ACD prompts are missing from");
+    at(e, &f.main(), 1, 1);
+    assert!(e.message.contains("and 64 more"), "{e}");
+    let e = find(&errs, "sound `hallo-welt` not found");
+    assert!(e.hint.contains("available: hello, waiting"), "{e}");
+}
+
+#[test]
+fn feature_code_rules() {
+    let main = format!(
+        "{MAIN}acd:
+  feature_codes:
+    login: \"*40\"
+    logout: \"*40\"
+    pause: \"42\"
+    unpause: \"*4x\"
+"
+    );
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    assert_eq!(errs.len(), 3, "{}", ConfigErrors(errs.clone()));
+    let e = find(
+        &errs,
+        "feature code *40 is used for both `login` and `logout`",
+    );
+    at(e, &f.main(), 17, 13);
+    assert!(e.hint.starts_with("give each feature its own code"), "{e}");
+    let e = find(&errs, "feature code `pause: 42` is not usable");
+    at(e, &f.main(), 18, 12);
+    assert!(
+        e.hint.contains("`*` or `#` followed by 1 to 8 digits"),
+        "{e}"
+    );
+    at(
+        find(&errs, "feature code `unpause: *4x` is not usable"),
+        &f.main(),
+        19,
+        14,
+    );
+
+    // Unquoted, `*40` is a YAML alias: the hint says to quote it.
+    let f = small(
+        &format!("{MAIN}acd:\n  feature_codes: {{ login: *40 }}\n"),
+        DIALPLAN_A,
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    assert_eq!(errs[0].line, 15, "{}", errs[0]);
+    assert!(errs[0].hint.contains("quote"), "{}", errs[0]);
+}
+
+#[test]
+fn pause_code_rules() {
+    let main = format!(
+        "{MAIN}acd:
+  feature_codes: {{ login: \"*421\" }}
+  pause_reasons: [break, no-answer, break, \"bad reason\"]
+  pause_codes: {{ \"1\": break, \"2\": lunch, \"x\": break, \"3\": no-answer }}
+"
+    );
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    let e = find(&errs, "pause reason `no-answer` is built in");
+    at(e, &f.main(), 16, 26);
+    at(
+        find(&errs, "pause reason `break` is listed twice"),
+        &f.main(),
+        16,
+        37,
+    );
+    at(
+        find(&errs, "pause reason `bad reason` is not usable"),
+        &f.main(),
+        16,
+        44,
+    );
+    let e = find(&errs, "pause code 1 makes *421, which is already `login`");
+    at(e, &f.main(), 17, 23);
+    let e = find(&errs, "pause code 2: `lunch` is not a pause reason");
+    at(e, &f.main(), 17, 35);
+    assert_eq!(
+        e.hint,
+        "use one of the pause reasons (break) or add it to `pause_reasons`"
+    );
+    at(
+        find(&errs, "pause code `x` is not 1 to 3 digits"),
+        &f.main(),
+        17,
+        47,
+    );
+    let e = find(&errs, "pause code 3: `no-answer` is not a pause reason");
+    assert!(e.hint.contains("agents cannot choose it"), "{e}");
+    assert_eq!(errs.len(), 7, "{}", ConfigErrors(errs.clone()));
+
+    let f = small(&format!("{MAIN}acd:\n  pause_reasons: []\n"), DIALPLAN_A);
+    at(
+        find(&f.errors(), "pause_reasons is empty"),
+        &f.main(),
+        15,
+        18,
+    );
+}
+
+#[test]
+fn widen_step_rules() {
+    let main = MAIN.replace("{ general: 5 }", "{ general: 5, kfz: 5 }");
+    let f = small(
+        &main,
+        &queue_plan(
+            "    min_level: 3
+    max_wait_secs: 100
+    widen:
+      - { after_secs: 0, min_level: 2 }
+      - { after_secs: 60, min_level: 1 }
+      - { after_secs: 60, skill: kfz }
+      - { after_secs: 50, skill: general }
+      - { after_secs: 70 }
+      - { after_secs: 80, min_level: 1 }
+      - { after_secs: 90, min_level: 4 }
+      - { after_secs: 100, skill: kfz }
+",
+        ),
+    );
+    let errs = f.errors();
+    let a = a_yaml(&f);
+    at(
+        find(&errs, "after_secs 0 applies from the start"),
+        &a,
+        14,
+        23,
+    );
+    let e = find(
+        &errs,
+        "widen step after_secs 60 is not later than the step before (60)",
+    );
+    at(e, &a, 16, 23);
+    assert!(e.hint.contains("in order"), "{e}");
+    at(
+        find(
+            &errs,
+            "widen step after_secs 50 is not later than the step before (60)",
+        ),
+        &a,
+        17,
+        23,
+    );
+    let e = find(&errs, "widen step after 70 s changes nothing");
+    at(e, &a, 18, 9);
+    assert!(e.hint.contains("`min_level:` and/or `skill:`"), "{e}");
+    let e = find(
+        &errs,
+        "widen step after 80 s changes nothing: it asks for `general` at level 1",
+    );
+    at(e, &a, 19, 9);
+    let e = find(&errs, "raises min_level from 1 to 4, which narrows");
+    at(e, &a, 20, 38);
+    let e = find(&errs, "widen step after_secs 100 is never reached");
+    at(e, &a, 21, 23);
+    assert!(e.hint.contains("below 100"), "{e}");
+    assert_eq!(errs.len(), 7, "{}", ConfigErrors(errs.clone()));
+}
+
+#[test]
+fn bad_uri_target() {
+    let f = small(
+        MAIN,
+        &queue_plan(
+            "    on_full: { uri: \"sip:zentrale@host:99999\" }\n    on_timeout: { uri: \"tel:+49561115\" }\n",
+        ),
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
+    let e = find(
+        &errs,
+        "`sip:zentrale@host:99999` is not a SIP URI: `99999` is not a port number",
+    );
+    at(e, &a_yaml(&f), 11, 21);
+    assert!(e.hint.contains("sip:user@host[:port]"), "{e}");
+    at(
+        find(
+            &errs,
+            "`tel:+49561115` is not a SIP URI: it does not start with `sip:`",
+        ),
+        &a_yaml(&f),
+        12,
+        24,
+    );
+}
+
+#[test]
+fn malformed_targets() {
+    let f = small(
+        MAIN,
+        &queue_plan(
+            "    on_full: hangpu
+    on_timeout: { queu: q2 }
+    on_no_agents: { queue: q2, prompt: x }
+  - { id: q2, name: Q2, skill: general, on_full: queue, on_timeout: { hangup: now } }
+",
+        ),
+    );
+    let errs = f.errors();
+    let a = a_yaml(&f);
+    let e = find(&errs, "`hangpu` is not a target");
+    at(e, &a, 11, 14);
+    assert_eq!(e.hint, "did you mean `hangup`?");
+    let e = find(&errs, "unknown target kind `queu`");
+    at(e, &a, 12, 19);
+    assert!(e.hint.starts_with("did you mean `queue`?"), "{e}");
+    let e = find(&errs, "a target names one place to go; this one has 2 keys");
+    at(e, &a, 13, 19);
+    let e = find(&errs, "`queue` is not a target");
+    assert_eq!(
+        e.hint,
+        "a queue target needs a value: write `{ queue: ... }`"
+    );
+    find(&errs, "hangup takes no value");
+    assert_eq!(errs.len(), 5, "{}", ConfigErrors(errs.clone()));
+}
+
+#[test]
+fn queue_number_rules() {
+    let f = small(
+        MAIN,
+        &queue_plan(
+            "    ring_timeout_secs: 0
+    max_waiting: 0
+    max_expected_wait_secs: 0
+    max_wait_secs: 0
+    announce_every_secs: 5
+    service_level: { seconds: 0, target_percent: 101, window_secs: 10 }
+",
+        ),
+    );
+    let errs = f.errors();
+    let a = a_yaml(&f);
+    at(find(&errs, "ring_timeout_secs is 0"), &a, 11, 24);
+    at(find(&errs, "max_waiting is 0"), &a, 12, 18);
+    at(find(&errs, "max_expected_wait_secs is 0"), &a, 13, 29);
+    at(find(&errs, "max_wait_secs is 0"), &a, 14, 20);
+    let e = find(&errs, "announce_every_secs 5 leaves no time");
+    at(e, &a, 15, 26);
+    assert!(e.hint.starts_with("use 0 (off) or 15 and more"), "{e}");
+    at(find(&errs, "service_level seconds is 0"), &a, 16, 31);
+    at(
+        find(&errs, "target_percent 101 is outside 1..=100"),
+        &a,
+        16,
+        50,
+    );
+    assert_eq!(errs.len(), 7, "{}", ConfigErrors(errs.clone()));
+
+    let f = small(
+        MAIN,
+        &queue_plan("    service_level: { window_secs: 10 }\n    announce_every_secs: 0\n"),
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "window_secs 10 is shorter than seconds 30");
+    at(e, &a_yaml(&f), 11, 35);
+}
+
+#[test]
+fn queue_must_be_servable_by_some_agent() {
+    let main = format!(
+        "{MAIN}  - id: b\n    name: B\n    dialplan: b.yaml\n"
+    )
+    .replace(
+        "tenants:",
+        "  - { extension: \"2001\", name: B, password: x, tenant: b, skills: { kfz: 9 } }\ntenants:",
+    );
+    let f = small(
+        &main,
+        &queue_plan(
+            "    min_level: 6
+  - { id: k, name: K, skill: kfz }
+  - { id: g, name: G, skill: generel }
+  - { id: w, name: W, skill: general, widen: [{ after_secs: 30, skill: kfz }] }
+  - { id: x, name: X, skill: kfz, agents_from: [a, b] }
+  - { id: v, name: V, skill: nope, min_level: 4, widen: [{ after_secs: 30, min_level: 2 }] }
+",
+        ),
+    );
+    f.file("b.yaml", "hotlines: []\n");
+    let errs = f.errors();
+    let a = a_yaml(&f);
+    let e = find(
+        &errs,
+        "queue `q`: no agent of tenant `a` has skill `general` at level 6 or more (the best has 5)",
+    );
+    at(e, &a, 10, 12);
+    assert!(e.hint.starts_with("lower min_level to 5"), "{e}");
+    let e = find(
+        &errs,
+        "queue `k`: no agent of tenant `a` has skill `kfz`, so nobody could answer",
+    );
+    at(e, &a, 12, 30);
+    assert_eq!(
+        e.hint,
+        "agents of `b` have it: add `b` to the queue's `agents_from`, or give agents of `a` \
+         the skill in zentrale.yaml (`skills: { kfz: 5 }`)"
+    );
+    let e = find(
+        &errs,
+        "queue `g`: no agent of tenant `a` has skill `generel`",
+    );
+    assert!(e.hint.starts_with("did you mean `general`?"), "{e}");
+    let e = find(
+        &errs,
+        "widen step after 30 s of queue `w`: no agent of tenant `a` has skill `kfz`",
+    );
+    at(e, &a, 14, 72);
+    // A step that keeps the skill is not reported again.
+    find(&errs, "queue `v`: no agent of tenant `a` has skill `nope`");
+    assert_eq!(errs.len(), 5, "{}", ConfigErrors(errs.clone()));
+}
+
+#[test]
+fn agents_from_rules() {
+    let f = small(
+        MAIN,
+        &queue_plan(
+            "    agents_from: [a, a, zz]\n  - { id: e, name: E, skill: general, agents_from: [] }\n",
+        ),
+    );
+    let errs = f.errors();
+    let a = a_yaml(&f);
+    at(
+        find(&errs, "tenant `a` is listed twice in agents_from"),
+        &a,
+        11,
+        22,
+    );
+    let e = find(&errs, "agents_from: tenant `zz` is not defined");
+    at(e, &a, 11, 25);
+    let e = find(&errs, "agents_from is empty");
+    at(e, &a, 12, 52);
+    // The empty queue cannot be served either.
+    find(&errs, "queue `e`: no agent of tenants");
+    assert_eq!(errs.len(), 4, "{}", ConfigErrors(errs.clone()));
+}
+
+#[test]
+fn queue_errors_do_not_echo_as_unknown_references() {
+    // A queue that fails to parse is not reported again as missing where the
+    // hotline refers to it.
+    let f = small(MAIN, &queue_plan("    bogus: 1\n"));
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "unknown key `bogus`");
+    at(e, &a_yaml(&f), 11, 5);
+}
+
+#[test]
+fn unreadable_dialplan_is_not_echoed_by_references() {
+    // Tenant b's file is missing: references to its queues and its agents
+    // are not reported again, only the file.
+    let main = format!("{MAIN}  - id: b\n    name: B\n    dialplan: nope.yaml\n").replace(
+        "tenants:",
+        "  - { extension: \"2001\", name: B, password: x, tenant: b }\ntenants:",
+    );
+    let f = small(
+        &main,
+        &queue_plan("    on_timeout: { queue: b/overflow }\n"),
+    );
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    find(&errs, "cannot read dialplan file");
+}
+
+#[test]
+fn broken_acd_section_is_one_error() {
+    let main = format!("{MAIN}acd:\n  wrap_up_secs: soon\n");
+    let f = small(&main, DIALPLAN_Q);
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    at(find(&errs, "not a whole number"), &f.main(), 15, 17);
+
+    let f = small(&format!("{MAIN}acd:\n  wrapup_secs: 30\n"), DIALPLAN_A);
+    let e = find(&f.errors(), "unknown key `wrapup_secs`").clone();
+    at(&e, &f.main(), 15, 3);
+    assert!(e.hint.starts_with("did you mean `wrap_up_secs`?"), "{e}");
 }

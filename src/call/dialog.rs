@@ -29,6 +29,10 @@ pub struct Dialog {
     /// Where the INVITE came from (and the local address it reached);
     /// used when the remote target is not an IP literal.
     pub source: Peer,
+    /// Send every in-dialog request to `source`, whatever the route set and
+    /// target say: agent legs follow the flow the phone registered from
+    /// (its Contact is often a private address behind NAT).
+    pub pinned: bool,
 }
 
 impl Dialog {
@@ -74,6 +78,7 @@ impl Dialog {
             local_cseq: rand::random::<u16>() as u32 + 1,
             remote_cseq: cseq?,
             source,
+            pinned: false,
         })
     }
 
@@ -81,6 +86,9 @@ impl Dialog {
     /// target, when it names an IP address; otherwise back to where the
     /// INVITE came from (zentrale does no DNS on the call path).
     pub fn next_hop(&self) -> Peer {
+        if self.pinned {
+            return self.source;
+        }
         let uri = self
             .route_set
             .first()
@@ -161,7 +169,7 @@ impl Dialog {
     }
 }
 
-fn strip_tag(value: &str) -> String {
+pub(crate) fn strip_tag(value: &str) -> String {
     // Drop only the tag parameter after the name-addr, keep others.
     let (addr, params) = match value.rfind('>') {
         Some(i) => value.split_at(i + 1),

@@ -12,6 +12,7 @@
 //!      └─CANCEL─► Ended (487)    └─no ACK (timer L)─┴─RTP/session timeout─► Ending ──BYE answered──► Ended
 //! ```
 
+pub mod agent_leg;
 pub mod dialog;
 pub mod session_timer;
 

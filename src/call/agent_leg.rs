@@ -1,0 +1,608 @@
+//! The leg zentrale places towards an agent's softphone (the B side of the
+//! B2BUA), sans-IO.
+//!
+//! The ACD picks an agent; the daemon builds an [`AgentLeg`] with the INVITE
+//! ([`AgentLeg::new`]), sends it through a client transaction and feeds the
+//! leg what comes back. The leg answers with [`LegAction`]s: send the ACK of
+//! a 2xx, send CANCEL or BYE, report the answer or the failure. Its own
+//! Call-ID, tags and CSeq make it a separate dialog from the caller's.
+//!
+//! ```text
+//!   Calling ──1xx──► Early ──2xx/ACK──► Talking ──BYE either way──► Ended
+//!      │               │
+//!      └──cancel()─────┴──► Cancelling ──487──► Ended   (a 2xx racing the
+//!                                                       CANCEL: ACK + BYE)
+//! ```
+//!
+//! ```
+//! use zentrale::call::agent_leg::{AgentLeg, LegRequest};
+//! use zentrale::sip::Transport;
+//! use zentrale::sip::transaction::Peer;
+//!
+//! let peer = Peer {
+//!     transport: Transport::Udp,
+//!     addr: "127.0.0.1:5072".parse().unwrap(),
+//!     local: "127.0.0.1:5060".parse().unwrap(),
+//! };
+//! let leg = AgentLeg::new(LegRequest {
+//!     contact: "sip:1001@127.0.0.1:5072".into(),
+//!     extension: "1001".into(),
+//!     caller: "0561123456".into(),
+//!     display: "Kassel 115".into(),
+//!     headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
+//!     sdp: b"v=0\r\n".to_vec(),
+//!     peer,
+//! });
+//! assert!(leg.invite.to_string().starts_with("INVITE sip:1001@127.0.0.1:5072 SIP/2.0\r\n"));
+//! ```
+
+use crate::sip::Transport;
+use crate::sip::message::{Header, Method, PRODUCT, Request, Response, random_token, tag_of};
+use crate::sip::transaction::Peer;
+use crate::sip::via::MAGIC_COOKIE;
+
+use super::dialog::{Dialog, uri_of};
+
+/// Where the agent leg is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegState {
+    /// INVITE sent, nothing heard yet.
+    Calling,
+    /// A provisional response came: the phone rings.
+    Early,
+    /// 2xx received and acknowledged: the agent talks.
+    Talking,
+    /// We want the leg gone before it was answered.
+    Cancelling,
+    /// We sent a BYE.
+    Ending,
+    Ended,
+}
+
+/// Why an offer to an agent did not become a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegFailure {
+    /// 486 / 600: the phone is busy.
+    Busy,
+    /// 603 or another explicit refusal by the agent.
+    Declined,
+    /// No response at all (transaction timeout), or 408 / 480.
+    Unreachable,
+    /// We cancelled it (ring timeout, caller gone, another agent answered).
+    Cancelled,
+}
+
+/// What the daemon must do for an agent leg.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LegAction {
+    /// The phone rings (first provisional response).
+    Ringing,
+    /// Send this request statelessly: the ACK of a 2xx (RFC 3261 §13.2.2.4).
+    SendAck(Request),
+    /// Send this CANCEL in a client transaction of its own.
+    SendCancel(Request),
+    /// Send this BYE in a client transaction of its own.
+    SendBye(Request),
+    /// The agent answered; the body is its SDP answer.
+    Answered(Vec<u8>),
+    /// The leg will not be answered.
+    Failed(LegFailure),
+    /// The leg is over: free its media and forget it.
+    Release,
+}
+
+/// What the INVITE towards an agent carries.
+#[derive(Debug, Clone)]
+pub struct LegRequest {
+    /// The registered Contact URI (the Request-URI).
+    pub contact: String,
+    /// The agent's extension (the To user).
+    pub extension: String,
+    /// The caller's number as the agent should see it (From user).
+    pub caller: String,
+    /// Shown before the number: who the call is for (tenant and queue).
+    pub display: String,
+    /// Extra headers, e.g. the queue and origin for the softphone.
+    pub headers: Vec<(&'static str, String)>,
+    /// Our SDP offer.
+    pub sdp: Vec<u8>,
+    /// Where to send: the flow the phone registered from.
+    pub peer: Peer,
+}
+
+/// One outbound leg to an agent. See the module docs.
+#[derive(Debug)]
+pub struct AgentLeg {
+    pub state: LegState,
+    /// The INVITE as sent (CANCEL and ACK are built from it).
+    pub invite: Request,
+    pub call_id: String,
+    /// The dialog, once the agent answered.
+    pub dialog: Option<Dialog>,
+    pub peer: Peer,
+    /// The ACK we sent, resent when the 2xx is retransmitted.
+    ack: Option<Request>,
+    /// Whether a CANCEL went out (it may only go after a provisional).
+    cancel_sent: bool,
+}
+
+impl AgentLeg {
+    /// Builds the INVITE for `req`; send [`AgentLeg::invite`] in a client
+    /// transaction to [`AgentLeg::peer`].
+    pub fn new(req: LegRequest) -> AgentLeg {
+        let call_id = format!("{}@zentrale", random_token());
+        let host = req.peer.local;
+        let transport_param = match req.peer.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+        };
+        let display = req.display.replace(['"', '\\'], "");
+        let caller = sip_user(&req.caller);
+        let mut text = format!(
+            "INVITE {} SIP/2.0\r\n\
+             Via: SIP/2.0/{} {host};branch={MAGIC_COOKIE}{};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"{display}\" <sip:{caller}@{host}>;tag={}\r\n\
+             To: <sip:{}@{host}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:zentrale@{host}{transport_param}>\r\n\
+             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO\r\n\
+             User-Agent: {PRODUCT}\r\n",
+            req.contact,
+            req.peer.transport,
+            random_token(),
+            random_token(),
+            sip_user(&req.extension),
+        );
+        for (name, value) in &req.headers {
+            text.push_str(&format!("{name}: {}\r\n", value.replace(['\r', '\n'], " ")));
+        }
+        text.push_str(&format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+            req.sdp.len()
+        ));
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(&req.sdp);
+        let invite = Request::try_from(bytes).expect("agent INVITE built from checked parts");
+        AgentLeg {
+            state: LegState::Calling,
+            invite,
+            call_id,
+            dialog: None,
+            peer: req.peer,
+            ack: None,
+            cancel_sent: false,
+        }
+    }
+
+    /// A response to our INVITE (the first of each, retransmissions too).
+    pub fn on_invite_response(&mut self, resp: &Response) -> Vec<LegAction> {
+        let code = resp.status_code.code();
+        match (self.state, code) {
+            (LegState::Calling, 100) => Vec::new(),
+            (LegState::Calling, 101..=199) => {
+                self.state = LegState::Early;
+                vec![LegAction::Ringing]
+            }
+            (LegState::Cancelling, 101..=199) if !self.cancel_sent => {
+                // Now a CANCEL may go (RFC 3261 §9.1).
+                self.cancel_sent = true;
+                vec![LegAction::SendCancel(self.cancel())]
+            }
+            (LegState::Calling | LegState::Early, 200..=299) => {
+                let ack = self.confirm(resp);
+                self.state = LegState::Talking;
+                vec![
+                    LegAction::SendAck(ack),
+                    LegAction::Answered(resp.body.clone()),
+                ]
+            }
+            (LegState::Cancelling, 200..=299) => {
+                // The answer crossed our CANCEL: acknowledge and hang up.
+                let ack = self.confirm(resp);
+                let bye = self.bye();
+                self.state = LegState::Ending;
+                vec![LegAction::SendAck(ack), LegAction::SendBye(bye)]
+            }
+            (LegState::Talking | LegState::Ending, 200..=299) => {
+                // A retransmitted 2xx: our ACK was lost.
+                self.ack
+                    .clone()
+                    .map(LegAction::SendAck)
+                    .into_iter()
+                    .collect()
+            }
+            (LegState::Calling | LegState::Early, 300..) => {
+                self.state = LegState::Ended;
+                vec![LegAction::Failed(failure_of(code)), LegAction::Release]
+            }
+            (LegState::Cancelling, 300..) => {
+                self.state = LegState::Ended;
+                vec![LegAction::Failed(LegFailure::Cancelled), LegAction::Release]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The INVITE transaction got no final response (timer B).
+    pub fn on_invite_timeout(&mut self) -> Vec<LegAction> {
+        match self.state {
+            LegState::Calling | LegState::Early => {
+                self.state = LegState::Ended;
+                vec![
+                    LegAction::Failed(LegFailure::Unreachable),
+                    LegAction::Release,
+                ]
+            }
+            LegState::Cancelling => {
+                self.state = LegState::Ended;
+                vec![LegAction::Failed(LegFailure::Cancelled), LegAction::Release]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Stop ringing (ring timeout, caller gone, someone else answered), or
+    /// hang up if the agent already answered.
+    pub fn cancel_or_hang_up(&mut self) -> Vec<LegAction> {
+        match self.state {
+            LegState::Calling => {
+                // No provisional yet: the CANCEL waits for one; a final
+                // response or timer B ends the leg otherwise.
+                self.state = LegState::Cancelling;
+                Vec::new()
+            }
+            LegState::Early => {
+                self.state = LegState::Cancelling;
+                self.cancel_sent = true;
+                vec![LegAction::SendCancel(self.cancel())]
+            }
+            LegState::Talking => {
+                self.state = LegState::Ending;
+                vec![LegAction::SendBye(self.bye())]
+            }
+            LegState::Cancelling | LegState::Ending | LegState::Ended => Vec::new(),
+        }
+    }
+
+    /// The agent hung up (BYE received and answered).
+    pub fn on_bye(&mut self) -> Vec<LegAction> {
+        if self.state == LegState::Ended {
+            return Vec::new();
+        }
+        self.state = LegState::Ended;
+        vec![LegAction::Release]
+    }
+
+    /// Our BYE was answered or timed out.
+    pub fn on_bye_done(&mut self) -> Vec<LegAction> {
+        self.on_bye()
+    }
+
+    /// Whether an in-dialog request from the agent belongs to this leg.
+    pub fn matches(&self, from_tag: Option<&str>, to_tag: Option<&str>) -> bool {
+        self.dialog
+            .as_ref()
+            .is_some_and(|d| d.matches(from_tag, to_tag))
+    }
+
+    /// Turns the 2xx into our dialog and builds its ACK.
+    fn confirm(&mut self, resp: &Response) -> Request {
+        let dialog = Dialog::from_answer(&self.invite, resp, self.peer);
+        let mut dialog = dialog.unwrap_or_else(|| {
+            // A 2xx without To tag or Contact is broken; keep talking to
+            // the flow we used and the URI we called.
+            Dialog::from_answer_lenient(&self.invite, self.peer)
+        });
+        let ack = dialog.ack();
+        self.dialog = Some(dialog);
+        self.ack = Some(ack.clone());
+        ack
+    }
+
+    fn bye(&mut self) -> Request {
+        match self.dialog.as_mut() {
+            Some(d) => d.request(Method::Bye, &[], None),
+            None => unreachable!("a BYE is only built once the leg has a dialog"),
+        }
+    }
+
+    /// RFC 3261 §9.1: the CANCEL copies Request-URI, the top Via (same
+    /// branch), From, To, Call-ID and the CSeq number of the INVITE.
+    fn cancel(&self) -> Request {
+        let mut text = format!("CANCEL {} SIP/2.0\r\n", self.invite.uri);
+        let mut cseq = 1;
+        for h in self.invite.headers.iter() {
+            match h {
+                Header::Via(v) => text.push_str(&format!("Via: {}\r\n", v.value())),
+                Header::From(v) => text.push_str(&format!("From: {}\r\n", v.value())),
+                Header::To(v) => text.push_str(&format!("To: {}\r\n", v.value())),
+                Header::CallId(v) => text.push_str(&format!("Call-ID: {}\r\n", v.value())),
+                Header::CSeq(v) => {
+                    cseq = v
+                        .value()
+                        .split_whitespace()
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1)
+                }
+                _ => {}
+            }
+        }
+        text.push_str(&format!(
+            "CSeq: {cseq} CANCEL\r\nMax-Forwards: 70\r\nUser-Agent: {PRODUCT}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        Request::try_from(text).expect("CANCEL built from our own INVITE")
+    }
+}
+
+fn failure_of(code: u16) -> LegFailure {
+    match code {
+        486 | 600 => LegFailure::Busy,
+        408 | 480 | 500..=599 => LegFailure::Unreachable,
+        _ => LegFailure::Declined,
+    }
+}
+
+/// Keeps a user part to the characters a SIP user may carry unescaped.
+fn sip_user(s: &str) -> String {
+    let user: String = s
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(*c))
+        .collect();
+    if user.is_empty() {
+        "anonymous".to_owned()
+    } else {
+        user
+    }
+}
+
+impl Dialog {
+    /// Builds the UAC dialog from our INVITE and its 2xx (RFC 3261 §12.1.2):
+    /// remote tag and target from the answer, route set from its
+    /// Record-Route in reverse. Requests go to `flow` (the agent's
+    /// registered flow), whatever the Contact says, so agents behind NAT work.
+    pub fn from_answer(invite: &Request, answer: &Response, flow: Peer) -> Option<Dialog> {
+        let mut dialog = Dialog::from_answer_lenient(invite, flow);
+        let mut contact = None;
+        let mut route_set = Vec::new();
+        let mut remote_tag = None;
+        for h in answer.headers.iter() {
+            match h {
+                Header::To(v) => remote_tag = tag_of(v.value()).map(str::to_owned),
+                Header::Contact(v) if contact.is_none() => contact = uri_of(v.value()),
+                Header::RecordRoute(v) => route_set.push(v.value().to_owned()),
+                _ => {}
+            }
+        }
+        route_set.reverse();
+        dialog.remote_tag = remote_tag?;
+        dialog.remote_target = contact?;
+        dialog.route_set = route_set;
+        Some(dialog)
+    }
+
+    fn from_answer_lenient(invite: &Request, flow: Peer) -> Dialog {
+        let mut dialog = Dialog {
+            call_id: String::new(),
+            local_tag: String::new(),
+            remote_tag: String::new(),
+            local_uri: String::new(),
+            remote_uri: String::new(),
+            remote_target: invite.uri.to_string(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            source: flow,
+            pinned: true,
+        };
+        for h in invite.headers.iter() {
+            match h {
+                Header::CallId(v) => dialog.call_id = v.value().to_owned(),
+                Header::From(v) => {
+                    dialog.local_tag = tag_of(v.value()).unwrap_or("").to_owned();
+                    dialog.local_uri = super::dialog::strip_tag(v.value());
+                }
+                Header::To(v) => dialog.remote_uri = super::dialog::strip_tag(v.value()),
+                _ => {}
+            }
+        }
+        dialog
+    }
+
+    /// The ACK of the 2xx to our INVITE (CSeq number of the INVITE, new branch).
+    fn ack(&self) -> Request {
+        let hop = self.next_hop();
+        let mut text = format!(
+            "ACK {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={MAGIC_COOKIE}{};rport\r\n",
+            self.remote_target,
+            hop.transport,
+            self.source.local,
+            random_token()
+        );
+        for r in &self.route_set {
+            text.push_str(&format!("Route: {r}\r\n"));
+        }
+        text.push_str(&format!(
+            "From: {};tag={}\r\nTo: {};tag={}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\n\
+             Max-Forwards: 70\r\nUser-Agent: {PRODUCT}\r\nContent-Length: 0\r\n\r\n",
+            self.local_uri,
+            self.local_tag,
+            self.remote_uri,
+            self.remote_tag,
+            self.call_id,
+            self.local_cseq
+        ));
+        Request::try_from(text).expect("ACK built from our own dialog")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5072".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+        }
+    }
+
+    fn leg() -> AgentLeg {
+        AgentLeg::new(LegRequest {
+            contact: "sip:1001@192.0.2.10:5072".into(),
+            extension: "1001".into(),
+            caller: "+49 561 123456".into(),
+            display: "Kassel \"115\"".into(),
+            headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
+            sdp: b"v=0\r\n".to_vec(),
+            peer: peer(),
+        })
+    }
+
+    fn answer(leg: &AgentLeg, code: u16) -> Response {
+        let to = leg
+            .invite
+            .headers
+            .iter()
+            .find_map(|h| match h {
+                Header::To(v) => Some(v.value().to_owned()),
+                _ => None,
+            })
+            .unwrap();
+        let mut text = format!("SIP/2.0 {code} X\r\n");
+        for h in leg.invite.headers.iter() {
+            match h {
+                Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
+                    text.push_str(&format!("{h}\r\n"))
+                }
+                _ => {}
+            }
+        }
+        text.push_str(&format!(
+            "To: {to};tag=agent\r\nContact: <sip:1001@192.0.2.10:5072>\r\n\
+             Record-Route: <sip:10.0.0.1;lr>\r\nRecord-Route: <sip:10.0.0.2;lr>\r\nContent-Length: 0\r\n\r\n"
+        ));
+        Response::try_from(text).unwrap()
+    }
+
+    #[test]
+    fn invite_shows_caller_and_queue_and_goes_to_contact() {
+        let l = leg();
+        let text = l.invite.to_string();
+        assert!(
+            text.starts_with("INVITE sip:1001@192.0.2.10:5072 SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("From: \"Kassel 115\" <sip:+49561123456@127.0.0.1:5060>;tag="),
+            "{text}"
+        );
+        assert!(text.contains("X-Zentrale-Queue: kassel/115\r\n"), "{text}");
+        assert!(text.contains("Content-Type: application/sdp\r\n"), "{text}");
+    }
+
+    #[test]
+    fn answer_is_acked_and_retransmissions_reacked() {
+        let mut l = leg();
+        assert_eq!(
+            l.on_invite_response(&answer(&l, 180)),
+            vec![LegAction::Ringing]
+        );
+        let ok = answer(&l, 200);
+        let actions = l.on_invite_response(&ok);
+        let LegAction::SendAck(ack) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        let text = ack.to_string();
+        // §13.2.2.4: to the Contact, CSeq number of the INVITE, with the route set reversed.
+        assert!(
+            text.starts_with("ACK sip:1001@192.0.2.10:5072 SIP/2.0\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("CSeq: 1 ACK\r\n"));
+        assert!(
+            text.contains("Route: <sip:10.0.0.2;lr>\r\nRoute: <sip:10.0.0.1;lr>\r\n"),
+            "{text}"
+        );
+        assert!(text.contains(";tag=agent\r\n"));
+        assert!(matches!(actions[1], LegAction::Answered(_)));
+        assert_eq!(l.state, LegState::Talking);
+        // Pinned to the registered flow, not the Contact's address.
+        assert_eq!(l.dialog.as_ref().unwrap().next_hop().addr, peer().addr);
+        assert_eq!(
+            l.on_invite_response(&ok),
+            vec![LegAction::SendAck(ack.clone())]
+        );
+    }
+
+    #[test]
+    fn cancel_waits_for_a_provisional_and_copies_the_branch() {
+        let mut l = leg();
+        assert!(l.cancel_or_hang_up().is_empty());
+        let actions = l.on_invite_response(&answer(&l, 180));
+        let LegAction::SendCancel(cancel) = &actions[0] else {
+            panic!("{actions:?}")
+        };
+        let inv = l.invite.to_string();
+        let via = inv.lines().find(|l| l.starts_with("Via:")).unwrap();
+        let text = cancel.to_string();
+        assert!(text.contains(via), "{text}");
+        assert!(text.contains("CSeq: 1 CANCEL\r\n"));
+        assert_eq!(
+            l.on_invite_response(&answer(&l, 487)),
+            vec![LegAction::Failed(LegFailure::Cancelled), LegAction::Release]
+        );
+    }
+
+    #[test]
+    fn answer_crossing_cancel_is_acked_and_hung_up() {
+        let mut l = leg();
+        l.on_invite_response(&answer(&l, 180));
+        l.cancel_or_hang_up();
+        let actions = l.on_invite_response(&answer(&l, 200));
+        assert!(matches!(actions[0], LegAction::SendAck(_)));
+        let LegAction::SendBye(bye) = &actions[1] else {
+            panic!("{actions:?}")
+        };
+        assert!(bye.to_string().contains("CSeq: 2 BYE\r\n"));
+        assert_eq!(l.on_bye_done(), vec![LegAction::Release]);
+    }
+
+    #[test]
+    fn refusals_map_to_failures() {
+        for (code, failure) in [
+            (486, LegFailure::Busy),
+            (603, LegFailure::Declined),
+            (480, LegFailure::Unreachable),
+            (404, LegFailure::Declined),
+        ] {
+            let mut l = leg();
+            assert_eq!(
+                l.on_invite_response(&answer(&l, code)),
+                vec![LegAction::Failed(failure), LegAction::Release],
+                "{code}"
+            );
+        }
+        let mut l = leg();
+        assert_eq!(
+            l.on_invite_timeout(),
+            vec![
+                LegAction::Failed(LegFailure::Unreachable),
+                LegAction::Release
+            ]
+        );
+    }
+
+    #[test]
+    fn hang_up_after_answer_sends_bye() {
+        let mut l = leg();
+        l.on_invite_response(&answer(&l, 200));
+        let actions = l.cancel_or_hang_up();
+        assert!(matches!(actions[0], LegAction::SendBye(_)));
+        assert_eq!(l.state, LegState::Ending);
+        assert!(l.cancel_or_hang_up().is_empty());
+    }
+}

@@ -290,7 +290,7 @@ impl AgentLeg {
     /// Turns the 2xx into our dialog and builds its ACK.
     fn confirm(&mut self, resp: &Response) -> Request {
         let dialog = Dialog::from_answer(&self.invite, resp, self.peer);
-        let mut dialog = dialog.unwrap_or_else(|| {
+        let dialog = dialog.unwrap_or_else(|| {
             // A 2xx without To tag or Contact is broken; keep talking to
             // the flow we used and the URI we called.
             Dialog::from_answer_lenient(&self.invite, self.peer)

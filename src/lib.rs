@@ -6,6 +6,7 @@
 //! `dialplan`) are sans-IO state machines driven by events and an explicit
 //! clock; `daemon` owns the sockets and executes their actions.
 
+pub mod acd;
 pub mod api;
 pub mod call;
 pub mod config;

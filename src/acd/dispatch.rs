@@ -1,0 +1,462 @@
+//! Matching free agents to waiting callers, and the life of an offer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crossbeam_skiplist::map::Iter;
+
+use super::agent::{AgentRt, Current, Kind, PauseReason};
+use super::offer::OfferRec;
+use super::queue::{Caller, CallerKind, CallerWord, Key, QueueRt};
+use super::service_level::{Outcome, bump};
+use super::strategy::{Candidate, Rank, Strategy, rank};
+use super::timers::Timer;
+use super::topology::{QueueConf, Tier};
+use super::{Acd, Event, Offer, OfferError, OfferFailure, OfferId, nanos};
+
+/// A claim whose agent was taken between scan and CAS is retried with a
+/// fresh scan this often before the caller is left for the next dispatch.
+const CLAIM_RETRIES: usize = 16;
+
+/// The next candidate caller of one queue in a dispatch pass.
+struct Head {
+    key: Key,
+    caller: Arc<Caller>,
+    step: usize,
+}
+
+/// One queue's position in a dispatch pass.
+struct Cursor<'a> {
+    queue: &'a Arc<QueueRt>,
+    conf: Arc<QueueConf>,
+    iter: Iter<'a, Key, Arc<Caller>>,
+    /// Highest widening step for which no agent was free: callers at that
+    /// step or below cannot be served in this pass either (tiers only grow).
+    failed_step: Option<usize>,
+    head: Option<Head>,
+}
+
+impl Cursor<'_> {
+    fn advance(&mut self, tick: u64) {
+        self.head = None;
+        let last_step = self.conf.tiers.len() - 1;
+        if self.failed_step == Some(last_step) {
+            return;
+        }
+        for entry in self.iter.by_ref() {
+            let caller = entry.value();
+            if caller.word().kind() != CallerKind::Waiting {
+                continue;
+            }
+            let step = self.conf.step_at(caller.waited(tick)).min(last_step);
+            if self.failed_step.is_some_and(|failed| step <= failed) {
+                continue;
+            }
+            self.head = Some(Head {
+                key: *entry.key(),
+                caller: caller.clone(),
+                step,
+            });
+            return;
+        }
+    }
+}
+
+enum Attempt {
+    Offered(Offer),
+    /// No eligible agent was free.
+    NoAgent,
+    /// Somebody else acted on the caller first.
+    Taken,
+}
+
+impl Acd {
+    /// Matches free agents to waiting callers and returns the offers to ring.
+    ///
+    /// Callers are considered in global service order (priority descending,
+    /// arrival ascending) across all queues, each served by its queue's
+    /// strategy from the agents of its current widening tier. Each agent and
+    /// caller is claimed by compare-and-swap, so concurrent calls never
+    /// produce two offers for one agent or one caller.
+    pub fn dispatch(&self, now: Instant) -> Vec<Offer> {
+        let mut offers = Vec::new();
+        if self.offerable.load(Ordering::Acquire) <= 0 {
+            return offers;
+        }
+        let tick = self.clock.tick(now);
+        let topology = self.topology.load_full();
+        let mut cursors: Vec<Cursor<'_>> = topology
+            .queues
+            .iter()
+            .filter(|q| !q.callers.is_empty())
+            .map(|queue| Cursor {
+                queue,
+                conf: queue.conf.load_full(),
+                iter: queue.callers.iter(),
+                failed_step: None,
+                head: None,
+            })
+            .collect();
+        for cursor in &mut cursors {
+            cursor.advance(tick);
+        }
+        while self.offerable.load(Ordering::Acquire) > 0 {
+            let best = cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.head.as_ref().map(|h| (h.key, i)))
+                .min();
+            let Some((_, i)) = best else { break };
+            let cursor = &mut cursors[i];
+            let Some(head) = cursor.head.take() else {
+                break;
+            };
+            match self.try_offer(cursor.queue, &cursor.conf, &head, tick) {
+                Attempt::Offered(offer) => offers.push(offer),
+                Attempt::NoAgent => cursor.failed_step = Some(head.step),
+                Attempt::Taken => {}
+            }
+            cursor.advance(tick);
+        }
+        offers
+    }
+
+    fn try_offer(&self, queue: &Arc<QueueRt>, conf: &QueueConf, head: &Head, tick: u64) -> Attempt {
+        let caller = &head.caller;
+        if caller
+            .cas(CallerWord::WAITING, CallerWord::CLAIMED)
+            .is_err()
+        {
+            return Attempt::Taken;
+        }
+        let tier = &conf.tiers[head.step];
+        let offer = self.next_offer.fetch_add(1, Ordering::Relaxed);
+        let avoid = caller.avoid();
+        let agents = if conf.strategy == Strategy::RingAll {
+            self.claim_all(tier, offer, avoid)
+        } else {
+            self.claim_best(tier, conf.strategy, queue.rr_last(), avoid, offer)
+                .into_iter()
+                .collect()
+        };
+        if agents.is_empty() {
+            self.release_claim(caller, tick);
+            return Attempt::NoAgent;
+        }
+        let id = OfferId(offer);
+        let rec = Arc::new(OfferRec {
+            id,
+            caller: caller.clone(),
+            queue: queue.clone(),
+            outstanding: AtomicU32::new(agents.len() as u32),
+            agents,
+            answered_by: AtomicU32::new(u32::MAX),
+            answered_at: AtomicU64::new(0),
+            ring_timer: self
+                .timers
+                .key(tick.saturating_add(nanos(conf.ring_timeout))),
+        });
+        // The agents are ours until the offer is published: describe them now.
+        let current = Arc::new(Current {
+            offer: id,
+            call: caller.call,
+            queue: queue.name.clone(),
+        });
+        for agent in &rec.agents {
+            agent.since.store(tick, Ordering::Release);
+            agent.current.store(Some(current.clone()));
+        }
+        self.offers.insert(offer, rec.clone());
+        caller.offer.store(Some(rec.clone()));
+        if caller
+            .cas(CallerWord::CLAIMED, CallerWord::offered(offer))
+            .is_err()
+        {
+            // The caller hung up while we chose.
+            self.withdraw_offer(caller, offer, tick);
+            self.release_claim(caller, tick);
+            return Attempt::Taken;
+        }
+        if conf.strategy != Strategy::RingAll {
+            queue.rr_last.store(rec.agents[0].ord, Ordering::Relaxed);
+        }
+        self.timers
+            .insert(rec.ring_timer, Timer::Ring { offer: rec.clone() });
+        Attempt::Offered(Offer {
+            id,
+            call: caller.call,
+            queue: queue.name.clone(),
+            agents: rec.agents.iter().map(|a| a.id.clone()).collect(),
+            waited: caller.waited(tick),
+            ring_timeout: conf.ring_timeout,
+        })
+    }
+
+    /// The strategy's favourite free agent of a tier, claimed.
+    fn claim_best(
+        &self,
+        tier: &Tier,
+        strategy: Strategy,
+        rr_last: Option<u32>,
+        avoid: Option<u32>,
+        offer: u64,
+    ) -> Option<Arc<AgentRt>> {
+        for _ in 0..CLAIM_RETRIES {
+            let mut best: Option<(Rank, &Arc<AgentRt>)> = None;
+            for_each_free(tier, |agent, level| {
+                let r = rank(strategy, &candidate(agent, level), rr_last, avoid);
+                if best.is_none_or(|(b, _)| r < b) {
+                    best = Some((r, agent));
+                }
+            });
+            let (_, agent) = best?;
+            if self
+                .agent_cas(agent, |w| w.claim(offer).map(|n| (n, ())))
+                .is_ok()
+            {
+                return Some(agent.clone());
+            }
+        }
+        None
+    }
+
+    /// Every free agent of a tier, claimed (ring-all), best first.
+    fn claim_all(&self, tier: &Tier, offer: u64, avoid: Option<u32>) -> Vec<Arc<AgentRt>> {
+        let mut free: Vec<(Rank, &Arc<AgentRt>)> = Vec::new();
+        for_each_free(tier, |agent, level| {
+            free.push((
+                rank(Strategy::RingAll, &candidate(agent, level), None, avoid),
+                agent,
+            ));
+        });
+        free.sort_by_key(|(r, _)| *r);
+        free.dedup_by_key(|(_, a)| a.ord);
+        free.into_iter()
+            .filter(|(_, agent)| {
+                self.agent_cas(agent, |w| w.claim(offer).map(|n| (n, ())))
+                    .is_ok()
+            })
+            .map(|(_, agent)| agent.clone())
+            .collect()
+    }
+
+    /// The agent's phone rings.
+    pub fn offer_ringing(
+        &self,
+        offer: OfferId,
+        agent: &str,
+        now: Instant,
+    ) -> Result<(), OfferError> {
+        let rec = self.offer_rec(offer)?;
+        let agent_rt = on_offer(&rec, offer, agent)?;
+        self.agent_cas(agent_rt, |w| w.ring(offer.0).map(|n| (n, ())))
+            .map_err(|_| not_on_offer(offer, agent))?;
+        agent_rt
+            .since
+            .store(self.clock.tick(now), Ordering::Release);
+        Ok(())
+    }
+
+    /// The agent answered: bridge the legs. Returns `Answered` and, for
+    /// ring-all, a `CancelOffer` for every other agent's leg. An error means
+    /// the answer came too late: hang up this agent's leg.
+    pub fn offer_answered(
+        &self,
+        offer: OfferId,
+        agent: &str,
+        now: Instant,
+    ) -> Result<Vec<Event>, OfferError> {
+        let rec = self.offer_rec(offer)?;
+        let agent_rt = on_offer(&rec, offer, agent)?;
+        let o = offer.0;
+        let tick = self.clock.tick(now);
+        self.agent_cas(agent_rt, |w| w.answer(o).map(|n| (n, ())))
+            .map_err(|_| not_on_offer(offer, agent))?;
+        if let Err(actual) = rec
+            .caller
+            .cas(CallerWord::offered(o), CallerWord::connected(o))
+        {
+            if let Ok((_, new, ())) = self.agent_cas(agent_rt, |w| w.unanswer(o).map(|n| (n, ()))) {
+                self.agent_released(agent_rt, new, tick, false);
+            }
+            return Err(if actual == CallerWord::connected(o) {
+                OfferError::AnsweredElsewhere(offer)
+            } else {
+                OfferError::CallerGone(offer)
+            });
+        }
+        rec.answered_by.store(agent_rt.ord, Ordering::Release);
+        rec.answered_at.store(tick, Ordering::Release);
+        self.offers.remove(&o);
+        self.timers.remove(&rec.ring_timer);
+        let waited = rec.caller.waited(tick);
+        self.finish(&rec.caller, tick, Some(Outcome::Answered { waited }));
+        agent_rt.missed_in_row.store(0, Ordering::Relaxed);
+        agent_rt.answered_today.fetch_add(1, Ordering::Relaxed);
+        agent_rt.since.store(tick, Ordering::Release);
+
+        let mut events = vec![Event::Answered {
+            call: rec.caller.call,
+            queue: rec.queue.name.clone(),
+            agent: agent_rt.id.clone(),
+            waited,
+        }];
+        for other in rec.agents.iter().filter(|a| a.ord != agent_rt.ord) {
+            if let Ok((_, new, ())) = self.agent_cas(other, |w| w.cancel(o).map(|n| (n, ()))) {
+                self.agent_released(other, new, tick, false);
+                events.push(Event::CancelOffer {
+                    offer,
+                    call: rec.caller.call,
+                    agent: other.id.clone(),
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    /// The agent's leg failed. The agent is free again (or paused with
+    /// `NoAnswer` after too many misses in a row: `AgentPaused`); once every
+    /// leg of the offer failed, the caller is back in its old place (or
+    /// times out now if its max wait passed while it rang: `WaitTimeout`).
+    pub fn offer_failed(
+        &self,
+        offer: OfferId,
+        agent: &str,
+        reason: OfferFailure,
+        now: Instant,
+    ) -> Result<Vec<Event>, OfferError> {
+        let rec = self.offer_rec(offer)?;
+        let agent_rt = on_offer(&rec, offer, agent)?;
+        let o = offer.0;
+        let tick = self.clock.tick(now);
+        let max_missed = agent_rt
+            .conf
+            .load()
+            .max_missed_offers
+            .unwrap_or(self.topology.load().defaults.max_missed_offers);
+        let missed = agent_rt.missed_in_row.fetch_add(1, Ordering::AcqRel) + 1;
+        let pause = max_missed > 0 && missed >= max_missed;
+        let Ok((_, new, ())) = self.agent_cas(agent_rt, |w| w.fail(o, pause).map(|n| (n, ())))
+        else {
+            agent_rt.missed_in_row.fetch_sub(1, Ordering::AcqRel);
+            return Err(not_on_offer(offer, agent));
+        };
+        agent_rt.note_failure(reason);
+        let mut events = Vec::new();
+        if pause && new.kind() == Kind::Paused {
+            agent_rt.missed_in_row.store(0, Ordering::Release);
+            events.push(Event::AgentPaused {
+                agent: agent_rt.id.clone(),
+                reason: PauseReason::NoAnswer,
+            });
+        }
+        // Back of the longest-idle line, so the next caller tries someone else.
+        self.agent_released(agent_rt, new, tick, true);
+        bump(&rec.queue.stats.counters.offers_unanswered);
+        rec.caller
+            .last_failed
+            .store(agent_rt.ord, Ordering::Relaxed);
+
+        if rec.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
+            && rec
+                .caller
+                .cas(CallerWord::offered(o), CallerWord::WAITING)
+                .is_ok()
+        {
+            self.offers.remove(&o);
+            self.timers.remove(&rec.ring_timer);
+            rec.caller.offer.store(None);
+            events.extend(self.time_out_if_due(&rec.caller, tick));
+        }
+        Ok(events)
+    }
+
+    /// Takes an offer back from its agents (the caller left); returns the
+    /// agents whose legs to cancel.
+    pub(super) fn withdraw_offer(&self, caller: &Caller, offer: u64, tick: u64) -> Vec<Arc<str>> {
+        let rec = self
+            .offers
+            .remove(&offer)
+            .map(|(_, r)| r)
+            .or_else(|| caller.offer.load_full().filter(|r| r.id.0 == offer));
+        caller.offer.store(None);
+        let Some(rec) = rec else {
+            return Vec::new();
+        };
+        self.timers.remove(&rec.ring_timer);
+        let mut cancelled = Vec::new();
+        for agent in &rec.agents {
+            if let Ok((_, new, ())) = self.agent_cas(agent, |w| w.cancel(offer).map(|n| (n, ()))) {
+                self.agent_released(agent, new, tick, false);
+                cancelled.push(agent.id.clone());
+            }
+        }
+        cancelled
+    }
+
+    /// Times a waiting caller out if its max wait has passed.
+    pub(super) fn time_out_if_due(&self, caller: &Arc<Caller>, tick: u64) -> Option<Event> {
+        let queue = caller.queue.load_full();
+        let max_wait = queue.conf.load().max_wait?;
+        if caller.waited(tick) < max_wait
+            || caller.cas(CallerWord::WAITING, CallerWord::GONE).is_err()
+        {
+            return None;
+        }
+        self.finish(caller, tick, Some(Outcome::TimedOut));
+        Some(Event::WaitTimeout {
+            call: caller.call,
+            queue: queue.name.clone(),
+            arrival: self.clock.instant(caller.arrival),
+            priority: caller.own_priority.load(Ordering::Relaxed),
+        })
+    }
+
+    fn offer_rec(&self, offer: OfferId) -> Result<Arc<OfferRec>, OfferError> {
+        self.offers
+            .get(&offer.0)
+            .map(|r| r.value().clone())
+            .ok_or(OfferError::UnknownOffer(offer))
+    }
+}
+
+/// Calls `f` for every offerable agent of a tier with its level there;
+/// stops in each group at the first member below the tier's minimum.
+fn for_each_free<'t>(tier: &'t Tier, mut f: impl FnMut(&'t Arc<AgentRt>, u8)) {
+    for (group, min_level) in &tier.groups {
+        for member in group.iter() {
+            if member.level < *min_level {
+                break;
+            }
+            if member.agent.word().offerable() {
+                f(&member.agent, member.level);
+            }
+        }
+    }
+}
+
+fn candidate(agent: &AgentRt, level: u8) -> Candidate {
+    Candidate {
+        ord: agent.ord,
+        level,
+        idle_since: agent.idle_since.load(Ordering::Acquire),
+        answered_today: agent.answered_today.load(Ordering::Relaxed),
+        talk_today: agent.talk_today.load(Ordering::Relaxed),
+    }
+}
+
+fn on_offer<'r>(
+    rec: &'r OfferRec,
+    offer: OfferId,
+    agent: &str,
+) -> Result<&'r Arc<AgentRt>, OfferError> {
+    rec.agent(agent).ok_or_else(|| not_on_offer(offer, agent))
+}
+
+fn not_on_offer(offer: OfferId, agent: &str) -> OfferError {
+    OfferError::NotOnOffer {
+        offer,
+        agent: agent.to_owned(),
+    }
+}

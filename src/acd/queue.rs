@@ -1,0 +1,244 @@
+//! Queues and waiting callers.
+//!
+//! Each queue keeps its callers in a lock-free ordered map
+//! (`crossbeam_skiplist::SkipMap`) keyed by `(Reverse(priority), arrival,
+//! seq)`: iteration order is service order. A caller stays in the map while it
+//! is offered, so it keeps its place if the offer fails; the caller's own
+//! atomic state word decides who may act on it (claim for an offer, answer,
+//! abandon, time out, move), so a caller visible to two dispatchers, or in
+//! two queues during a move, is taken at most once.
+//!
+//! Caller word layout (bits): `0-2` kind (Waiting, Claimed, Offered,
+//! Connected, Gone), `3` abandon requested while claimed, `16-63` offer id.
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use crossbeam_skiplist::SkipMap;
+
+use super::CallKey;
+use super::offer::OfferRec;
+use super::service_level::QueueStats;
+use super::topology::QueueConf;
+
+/// Service order of a queue: higher priority first, then earlier arrival.
+pub(crate) type Key = (Reverse<i64>, u64, u64);
+
+/// Which tick the timers key is (deadline, unique sequence).
+pub(crate) type TimerKey = (u64, u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallerKind {
+    /// In its queue, free to be offered.
+    Waiting,
+    /// Held for a moment by a dispatcher or a move.
+    Claimed,
+    /// Ringing at one agent (or several for ring-all).
+    Offered,
+    /// Answered; talking to an agent.
+    Connected,
+    /// Finished: the word never changes again.
+    Gone,
+}
+
+const KIND_MASK: u64 = 0b111;
+const ABANDON: u64 = 1 << 3;
+const OFFER_SHIFT: u32 = 16;
+
+/// A caller's packed state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallerWord(pub u64);
+
+impl CallerWord {
+    pub const WAITING: CallerWord = CallerWord(0);
+    pub const CLAIMED: CallerWord = CallerWord(1);
+    pub const GONE: CallerWord = CallerWord(4);
+
+    pub fn kind(self) -> CallerKind {
+        match self.0 & KIND_MASK {
+            0 => CallerKind::Waiting,
+            1 => CallerKind::Claimed,
+            2 => CallerKind::Offered,
+            3 => CallerKind::Connected,
+            _ => CallerKind::Gone,
+        }
+    }
+
+    pub fn offer(self) -> u64 {
+        self.0 >> OFFER_SHIFT
+    }
+
+    pub fn abandon_requested(self) -> bool {
+        self.0 & ABANDON != 0
+    }
+
+    pub fn offered(offer: u64) -> CallerWord {
+        CallerWord(2 | (offer << OFFER_SHIFT))
+    }
+
+    pub fn connected(offer: u64) -> CallerWord {
+        CallerWord(3 | (offer << OFFER_SHIFT))
+    }
+
+    pub fn with_abandon(self) -> CallerWord {
+        CallerWord(self.0 | ABANDON)
+    }
+}
+
+/// One caller known to the engine, from enqueue until it is answered and
+/// the call ends, it abandons, or it times out.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub call: CallKey,
+    /// Unique per caller; last part of the key.
+    pub seq: u64,
+    /// Tick of the first arrival; kept across failed offers and moves.
+    pub arrival: u64,
+    word: AtomicU64,
+    /// The priority the daemon gave (reported back on timeout).
+    pub own_priority: AtomicI32,
+    /// Effective priority (own + queue base); part of the key.
+    pub priority: AtomicI64,
+    /// Tick at which the caller entered its current queue (max wait,
+    /// widening, announcements and waited time count from here).
+    pub entered: AtomicU64,
+    /// Bumped on every move so timers of the previous queue are ignored.
+    pub generation: AtomicU64,
+    pub queue: ArcSwap<QueueRt>,
+    /// Last position announced; 0 before the first announcement.
+    pub last_announced: AtomicU32,
+    /// Ordinal of the agent that failed this caller last (`u32::MAX`: none).
+    pub last_failed: AtomicU32,
+    /// The current offer, or the answered one while connected.
+    pub offer: ArcSwapOption<OfferRec>,
+    /// This caller's entries in the timer map, removed when it leaves (a
+    /// short per-caller lock, never held while taking another).
+    pub timers: Mutex<Vec<TimerKey>>,
+}
+
+impl Caller {
+    /// A caller claimed by its creator, who releases it once it is queued.
+    pub fn new(
+        call: CallKey,
+        seq: u64,
+        arrival: u64,
+        (own_priority, priority): (i32, i64),
+        entered: u64,
+        queue: Arc<QueueRt>,
+    ) -> Caller {
+        Caller {
+            call,
+            seq,
+            arrival,
+            word: AtomicU64::new(CallerWord::CLAIMED.0),
+            own_priority: AtomicI32::new(own_priority),
+            priority: AtomicI64::new(priority),
+            entered: AtomicU64::new(entered),
+            generation: AtomicU64::new(0),
+            queue: ArcSwap::new(queue),
+            last_announced: AtomicU32::new(0),
+            last_failed: AtomicU32::new(u32::MAX),
+            offer: ArcSwapOption::empty(),
+            timers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn key(&self) -> Key {
+        (
+            Reverse(self.priority.load(Ordering::Acquire)),
+            self.arrival,
+            self.seq,
+        )
+    }
+
+    pub fn word(&self) -> CallerWord {
+        CallerWord(self.word.load(Ordering::Acquire))
+    }
+
+    /// One compare-and-swap; the winner owns the transition.
+    pub fn cas(&self, from: CallerWord, to: CallerWord) -> Result<(), CallerWord> {
+        self.word
+            .compare_exchange(from.0, to.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(CallerWord)
+    }
+
+    pub fn waited(&self, now: u64) -> Duration {
+        Duration::from_nanos(now.saturating_sub(self.entered.load(Ordering::Acquire)))
+    }
+
+    pub fn avoid(&self) -> Option<u32> {
+        match self.last_failed.load(Ordering::Relaxed) {
+            u32::MAX => None,
+            ord => Some(ord),
+        }
+    }
+
+    pub fn take_timers(&self) -> Vec<TimerKey> {
+        std::mem::take(&mut *self.timers.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn forget_timer(&self, key: &TimerKey) {
+        self.timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k| k != key);
+    }
+
+    pub fn add_timer(&self, key: TimerKey) {
+        self.timers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(key);
+    }
+}
+
+/// One queue's runtime state; survives spec reloads.
+#[derive(Debug)]
+pub(crate) struct QueueRt {
+    pub name: Arc<str>,
+    pub conf: ArcSwap<QueueConf>,
+    /// Waiting and offered callers in service order.
+    pub callers: SkipMap<Key, Arc<Caller>>,
+    pub stats: QueueStats,
+    /// Ordinal of the agent offered last (round robin); `u32::MAX`: none yet.
+    pub rr_last: AtomicU32,
+    /// Set while a reload removes the queue, so a racing enqueue backs out.
+    pub retired: AtomicBool,
+}
+
+impl QueueRt {
+    pub fn new(conf: QueueConf) -> QueueRt {
+        QueueRt {
+            name: conf.name.clone(),
+            conf: ArcSwap::from_pointee(conf),
+            callers: SkipMap::new(),
+            stats: QueueStats::default(),
+            rr_last: AtomicU32::new(u32::MAX),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    /// 1-based position a caller with `key` has (or would have) in service order.
+    pub fn position_of(&self, key: &Key) -> u32 {
+        // Most callers join at the end: answer that in O(log n).
+        match self.callers.back() {
+            None => return 1,
+            Some(last) if last.key() < key => return self.callers.len() as u32 + 1,
+            _ => {}
+        }
+        let ahead = self.callers.range(..key).count();
+        ahead as u32 + 1
+    }
+
+    pub fn rr_last(&self) -> Option<u32> {
+        match self.rr_last.load(Ordering::Relaxed) {
+            u32::MAX => None,
+            ord => Some(ord),
+        }
+    }
+}

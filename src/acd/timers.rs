@@ -1,0 +1,250 @@
+//! The engine's deadlines in one lock-free ordered map.
+//!
+//! Entries are keyed `(tick, seq)`, so they fire in deadline order and, for
+//! equal deadlines, in the order they were set: the events of
+//! `handle_timeout` are deterministic for a given clock. Popping is a
+//! `remove` on the entry, which exactly one thread wins. An entry whose
+//! subject moved on (caller moved or gone, offer answered, wrap-up ended
+//! early) is checked when it fires and ignored; entries of finished callers
+//! and answered offers are removed eagerly so `poll_timeout` stays exact.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_skiplist::SkipMap;
+
+use super::agent::AgentRt;
+use super::offer::OfferRec;
+use super::queue::{Caller, CallerKind, CallerWord, TimerKey};
+use super::service_level::announced_minutes;
+use super::{Acd, Event, nanos};
+
+/// How often a caller whose max wait passed while it rang is looked at
+/// again if the daemon does not report the offer's end.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// What to do at a deadline.
+#[derive(Debug, Clone)]
+pub(crate) enum Timer {
+    /// The caller reaches the queue's max wait.
+    MaxWait {
+        caller: Arc<Caller>,
+        generation: u64,
+    },
+    /// Next periodic announcement.
+    Announce {
+        caller: Arc<Caller>,
+        generation: u64,
+    },
+    /// The caller reaches a widening step: wakes the daemon to dispatch.
+    Widen { caller: Arc<Caller> },
+    /// Ring timeout of an offer.
+    Ring { offer: Arc<OfferRec> },
+    /// End of an agent's wrap-up after the call of `offer`.
+    WrapUp { agent: Arc<AgentRt>, offer: u64 },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    map: SkipMap<TimerKey, Timer>,
+    seq: AtomicU64,
+}
+
+impl Timers {
+    /// Reserves a key for a deadline (to record it before inserting).
+    pub fn key(&self, at: u64) -> TimerKey {
+        (at, self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub fn insert(&self, key: TimerKey, timer: Timer) {
+        self.map.insert(key, timer);
+    }
+
+    pub fn add(&self, at: u64, timer: Timer) -> TimerKey {
+        let key = self.key(at);
+        self.insert(key, timer);
+        key
+    }
+
+    pub fn remove(&self, key: &TimerKey) {
+        self.map.remove(key);
+    }
+
+    /// The earliest deadline.
+    pub fn next(&self) -> Option<u64> {
+        self.map.front().map(|e| e.key().0)
+    }
+
+    /// Takes the earliest entry due at `now`, if any.
+    pub fn pop_due(&self, now: u64) -> Option<(TimerKey, Timer)> {
+        loop {
+            let entry = self.map.front()?;
+            if entry.key().0 > now {
+                return None;
+            }
+            if entry.remove() {
+                return Some((*entry.key(), entry.value().clone()));
+            }
+            // Another thread took it; look again.
+        }
+    }
+
+    pub fn clear(&self) {
+        self.map.clear();
+    }
+}
+
+impl Acd {
+    /// Fires every deadline up to `now`, in deadline order, and returns what
+    /// the daemon must do. Afterwards call [`dispatch`](Acd::dispatch):
+    /// widening steps and ended wrap-ups may allow new offers.
+    pub fn handle_timeout(&self, now: Instant) -> Vec<Event> {
+        let tick = self.clock.tick(now);
+        let mut events = Vec::new();
+        while let Some((key, timer)) = self.timers.pop_due(tick) {
+            match timer {
+                Timer::MaxWait { caller, generation } => {
+                    caller.forget_timer(&key);
+                    if caller.generation.load(Ordering::Acquire) == generation {
+                        events.extend(self.max_wait_reached(&caller, tick));
+                    }
+                }
+                Timer::Announce { caller, generation } => {
+                    caller.forget_timer(&key);
+                    if caller.generation.load(Ordering::Acquire) == generation {
+                        events.extend(self.announce(&caller, generation, key.0, tick));
+                    }
+                }
+                // Nothing to emit: the wake-up lets the daemon dispatch
+                // with the wider tier.
+                Timer::Widen { caller } => caller.forget_timer(&key),
+                Timer::Ring { offer } => {
+                    let o = offer.id.0;
+                    if offer.caller.word() != CallerWord::offered(o) {
+                        continue;
+                    }
+                    let agents: Vec<Arc<str>> = offer
+                        .agents
+                        .iter()
+                        .filter(|a| a.word().on_offer(o))
+                        .map(|a| a.id.clone())
+                        .collect();
+                    if !agents.is_empty() {
+                        events.push(Event::OfferTimeout {
+                            offer: offer.id,
+                            call: offer.caller.call,
+                            queue: offer.queue.name.clone(),
+                            agents,
+                        });
+                    }
+                }
+                Timer::WrapUp { agent, offer } => {
+                    if let Ok((_, new, ())) =
+                        self.agent_cas(&agent, |w| w.wrap_up_over(offer).map(|n| (n, ())))
+                    {
+                        self.agent_released(&agent, new, tick, true);
+                        events.push(Event::WrapUpEnded {
+                            agent: agent.id.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    fn max_wait_reached(&self, caller: &Arc<Caller>, tick: u64) -> Option<Event> {
+        let word = caller.word();
+        match word.kind() {
+            CallerKind::Waiting => {
+                let event = self.time_out_if_due(caller, tick);
+                if event.is_none() && caller.word().kind() == CallerKind::Claimed {
+                    // A dispatcher took it between our look and our CAS.
+                    self.rearm_max_wait(caller, tick.saturating_add(1));
+                }
+                event
+            }
+            // A dispatcher or a move holds it for a moment: look again next tick.
+            CallerKind::Claimed => {
+                self.rearm_max_wait(caller, tick.saturating_add(1));
+                None
+            }
+            // Ringing: `offer_failed` times it out if the offer fails; look
+            // again when the ring timeout passed, in case nobody reports.
+            CallerKind::Offered => {
+                let ring_deadline = caller
+                    .offer
+                    .load()
+                    .as_ref()
+                    .map_or(0, |rec| rec.ring_timer.0);
+                let at = if ring_deadline > tick {
+                    ring_deadline
+                } else {
+                    tick.saturating_add(RECHECK.as_nanos() as u64)
+                };
+                self.rearm_max_wait(caller, at);
+                None
+            }
+            CallerKind::Connected | CallerKind::Gone => None,
+        }
+    }
+
+    fn rearm_max_wait(&self, caller: &Arc<Caller>, at: u64) {
+        let generation = caller.generation.load(Ordering::Acquire);
+        let key = self.timers.add(
+            at,
+            Timer::MaxWait {
+                caller: caller.clone(),
+                generation,
+            },
+        );
+        caller.add_timer(key);
+    }
+
+    fn announce(
+        &self,
+        caller: &Arc<Caller>,
+        generation: u64,
+        scheduled: u64,
+        tick: u64,
+    ) -> Option<Event> {
+        let queue = caller.queue.load_full();
+        let conf = queue.conf.load();
+        let period = nanos(conf.announce_every);
+        let kind = caller.word().kind();
+        if period == 0 || matches!(kind, CallerKind::Connected | CallerKind::Gone) {
+            return None;
+        }
+        // Keep the rhythm of the schedule even if the daemon woke late.
+        let mut next = scheduled.saturating_add(period);
+        while next <= tick {
+            next = next.saturating_add(period);
+        }
+        let key = self.timers.add(
+            next,
+            Timer::Announce {
+                caller: caller.clone(),
+                generation,
+            },
+        );
+        caller.add_timer(key);
+        if kind != CallerKind::Waiting {
+            // Ringing at an agent right now: skip this one.
+            return None;
+        }
+        let position = queue.position_of(&caller.key());
+        let expected = super::waiting::estimate(&queue, &conf, position);
+        let last = caller.last_announced.load(Ordering::Relaxed);
+        let told = (last == 0 || position < last).then(|| {
+            caller.last_announced.store(position, Ordering::Relaxed);
+            position
+        });
+        Some(Event::Announce {
+            call: caller.call,
+            queue: queue.name.clone(),
+            position: told,
+            expected_wait_minutes: announced_minutes(expected),
+        })
+    }
+}

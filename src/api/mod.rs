@@ -1,37 +1,270 @@
-//! HTTP: `/metrics` for Prometheus and `/healthz` for load balancers.
-//! The supervisor API (`/api/v1/...`) comes with the ACD.
+//! HTTP: `/metrics` for Prometheus, `/healthz` for load balancers, and the
+//! supervisor API under `/api/v1` (JSON):
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/api/v1/queues` | every queue with live figures |
+//! | GET | `/api/v1/agents` | every agent with state and since when |
+//! | POST | `/api/v1/agents/{id}/login` | log in |
+//! | POST | `/api/v1/agents/{id}/logout` | log out (after the current call) |
+//! | POST | `/api/v1/agents/{id}/pause` | pause; body `{"reason": "break"}` (optional) |
+//! | POST | `/api/v1/agents/{id}/unpause` | available again |
+//!
+//! Errors come back as `{"error": "..."}` with 404 (unknown agent) or 409
+//! (the state does not allow it), saying what to do.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
+use crate::acd::{
+    Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange,
+};
 use crate::metrics::Metrics;
 
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub metrics: Arc<Metrics>,
+    pub acd: Arc<Acd>,
+    /// Woken after a change that may let the core offer a call.
+    pub acd_changed: Arc<Notify>,
+}
+
 /// The HTTP routes.
-pub fn router(metrics: Arc<Metrics>) -> Router {
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(metrics)
+        .route("/api/v1/queues", get(queues))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/agents/{id}/{action}", post(agent_action))
+        .with_state(state)
 }
 
 /// Serves the routes on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
-    if let Err(e) = axum::serve(listener, router(metrics)).await {
+pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
+    if let Err(e) = axum::serve(listener, router(state)).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }
 }
 
-async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn metrics_handler(State(state): State<ApiState>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        metrics.encode(),
+        state.metrics.encode(),
     )
+}
+
+/// One queue in `GET /api/v1/queues`.
+#[derive(Debug, Serialize)]
+pub struct QueueView {
+    pub name: String,
+    pub tenant: String,
+    pub strategy: String,
+    pub waiting: usize,
+    pub ringing: usize,
+    pub longest_wait_secs: Option<u64>,
+    pub expected_wait_secs: u64,
+    pub entered: u64,
+    pub answered: u64,
+    pub answered_in_threshold: u64,
+    pub abandoned: u64,
+    pub timed_out: u64,
+    pub offers_unanswered: u64,
+    /// Percent over the sliding window; null before any judged call.
+    pub service_level_percent: Option<f64>,
+    pub service_level_target_percent: u8,
+    pub service_level_threshold_secs: u64,
+    pub agents: AgentCountsView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentCountsView {
+    pub logged_out: usize,
+    pub available: usize,
+    pub unreachable: usize,
+    pub offered: usize,
+    pub talking: usize,
+    pub wrap_up: usize,
+    pub paused: usize,
+}
+
+impl From<AgentCounts> for AgentCountsView {
+    fn from(c: AgentCounts) -> Self {
+        AgentCountsView {
+            logged_out: c.logged_out,
+            available: c.available,
+            unreachable: c.unreachable,
+            offered: c.offered,
+            talking: c.talking,
+            wrap_up: c.wrap_up,
+            paused: c.paused,
+        }
+    }
+}
+
+/// One agent in `GET /api/v1/agents`.
+#[derive(Debug, Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub tenant: String,
+    /// `logged_out`, `available`, `reserved`, `ringing`, `talking`, `wrap_up`, `paused`.
+    pub state: &'static str,
+    /// The pause reason while paused.
+    pub reason: Option<String>,
+    pub registered: bool,
+    pub since_secs: u64,
+    /// `pause:<reason>` or `logout` when asked for during a call.
+    pub pending: Option<String>,
+    pub queue: Option<String>,
+    pub answered_today: u32,
+    pub talk_today_secs: u64,
+    pub missed_in_row: u32,
+}
+
+fn reason_name(r: &PauseReason) -> String {
+    match r {
+        PauseReason::Break => "break".into(),
+        PauseReason::BackOffice => "back-office".into(),
+        PauseReason::Training => "training".into(),
+        PauseReason::NoAnswer => "no-answer".into(),
+        PauseReason::Other(s) => s.clone(),
+    }
+}
+
+fn state_name(s: &AgentState) -> (&'static str, Option<String>) {
+    match s {
+        AgentState::LoggedOut => ("logged_out", None),
+        AgentState::Available => ("available", None),
+        AgentState::Reserved => ("reserved", None),
+        AgentState::Ringing => ("ringing", None),
+        AgentState::Talking => ("talking", None),
+        AgentState::WrapUp => ("wrap_up", None),
+        AgentState::Paused(r) => ("paused", Some(reason_name(r))),
+    }
+}
+
+async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
+    let snap = state.acd.snapshot(Instant::now());
+    Json(
+        snap.queues
+            .into_iter()
+            .map(|q| QueueView {
+                name: q.name.to_string(),
+                tenant: q.tenant.to_string(),
+                strategy: format!("{:?}", q.strategy),
+                waiting: q.waiting,
+                ringing: q.offered,
+                longest_wait_secs: q.longest_wait.map(|d| d.as_secs()),
+                expected_wait_secs: q.expected_wait.as_secs(),
+                entered: q.counters.entered,
+                answered: q.counters.answered,
+                answered_in_threshold: q.counters.answered_in_threshold,
+                abandoned: q.counters.abandoned,
+                timed_out: q.counters.timed_out,
+                offers_unanswered: q.counters.offers_unanswered,
+                service_level_percent: q.service_level.percent,
+                service_level_target_percent: q.service_level.target_percent,
+                service_level_threshold_secs: q.service_level.threshold.as_secs(),
+                agents: q.agents.into(),
+            })
+            .collect(),
+    )
+}
+
+async fn agents(State(state): State<ApiState>) -> Json<Vec<AgentView>> {
+    let now = Instant::now();
+    let snap = state.acd.snapshot(now);
+    Json(snap.agents.into_iter().map(|a| agent_view(a, now)).collect())
+}
+
+fn agent_view(a: AgentSnapshot, now: Instant) -> AgentView {
+    let (name, reason) = state_name(&a.state);
+    AgentView {
+        id: a.id.to_string(),
+        tenant: a.tenant.to_string(),
+        state: name,
+        reason,
+        registered: a.registered,
+        since_secs: now.saturating_duration_since(a.since).as_secs(),
+        pending: a.pending.map(|p| match p {
+            PendingChange::Pause(r) => format!("pause:{}", reason_name(&r)),
+            PendingChange::Logout => "logout".into(),
+        }),
+        queue: a.queue.map(|q| q.to_string()),
+        answered_today: a.answered_today,
+        talk_today_secs: a.talk_today.as_secs(),
+        missed_in_row: a.missed_in_row,
+    }
+}
+
+/// Body of `POST /api/v1/agents/{id}/pause`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PauseBody {
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+fn error(status: StatusCode, error: String) -> Response {
+    (status, Json(ErrorBody { error })).into_response()
+}
+
+async fn agent_action(
+    State(state): State<ApiState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<PauseBody>>,
+) -> Response {
+    let now = Instant::now();
+    let result = match action.as_str() {
+        "login" => state.acd.agent_login(&id, now).map(|_| ()),
+        "logout" => state.acd.agent_logout(&id, now).map(|_| ()),
+        "pause" => {
+            let reason = body
+                .and_then(|Json(b)| b.reason)
+                .unwrap_or_else(|| "break".into());
+            let reason = match reason.as_str() {
+                "break" => PauseReason::Break,
+                "back-office" => PauseReason::BackOffice,
+                "training" => PauseReason::Training,
+                other => PauseReason::Other(other.to_owned()),
+            };
+            state.acd.agent_pause(&id, reason, now).map(|_| ())
+        }
+        "unpause" => state.acd.agent_unpause(&id, now).map(|_| ()),
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown action `{other}`: use login, logout, pause or unpause"),
+            );
+        }
+    };
+    match result {
+        Ok(()) => {
+            state.acd_changed.notify_one();
+            tracing::info!(agent = %id, %action, "agent changed by the API");
+            // Answer with the agent as it is now.
+            let snap = state.acd.snapshot(now);
+            match snap.agents.into_iter().find(|a| *a.id == *id) {
+                Some(a) => Json(agent_view(a, now)).into_response(),
+                None => StatusCode::OK.into_response(),
+            }
+        }
+        Err(e @ AgentError::Unknown(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
 }

@@ -46,6 +46,10 @@ pub enum EndReason {
     RtpTimeout,
     SessionExpired,
     Shutdown,
+    /// zentrale ended it after a last prompt (call later, feature code).
+    Completed,
+    /// The agent hung up the conversation.
+    AgentHangup,
 }
 
 impl EndReason {
@@ -58,6 +62,8 @@ impl EndReason {
             EndReason::RtpTimeout => "rtp_timeout",
             EndReason::SessionExpired => "session_expired",
             EndReason::Shutdown => "shutdown",
+            EndReason::Completed => "completed",
+            EndReason::AgentHangup => "agent_hangup",
         }
     }
 
@@ -68,7 +74,10 @@ impl EndReason {
             EndReason::RtpTimeout => "SIP;cause=408;text=\"No RTP received\"",
             EndReason::SessionExpired => "SIP;cause=408;text=\"Session expired\"",
             EndReason::Shutdown => "SIP;cause=503;text=\"Shutting down\"",
-            EndReason::CallerHangup | EndReason::Cancelled => {
+            EndReason::CallerHangup
+            | EndReason::Cancelled
+            | EndReason::Completed
+            | EndReason::AgentHangup => {
                 "SIP;cause=200;text=\"Call completed\""
             }
         }

@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
+use crate::acd::Acd;
 use crate::config::Config;
+use core::acd_spec;
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
@@ -45,17 +47,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let ports =
         PortPool::new(config.rtp.first_port, config.rtp.last_port).context("the RTP port range")?;
-    metrics.watch_media(media.counters());
-    let metrics = Arc::new(metrics);
-    tokio::spawn(crate::api::serve(http, metrics.clone()));
-    let mut core = core::Core::new(
-        config.clone(),
-        prompts,
-        media,
-        ports,
-        metrics,
-        Instant::now(),
+    let started = Instant::now();
+    let acd = Arc::new(
+        Acd::new(acd_spec(&config), started).context("the ACD configuration")?,
     );
+    metrics.watch_media(media.counters());
+    metrics.watch_acd(acd.clone());
+    let metrics = Arc::new(metrics);
+    let acd_changed = Arc::new(Notify::new());
+    tokio::spawn(crate::api::serve(
+        http,
+        crate::api::ApiState {
+            metrics: metrics.clone(),
+            acd: acd.clone(),
+            acd_changed: acd_changed.clone(),
+        },
+    ));
+    let mut core = core::Core::new(config.clone(), prompts, media, ports, metrics, acd, started);
     info!(
         udp = ?config.sip.udp, tcp = ?config.sip.tcp, http = %config.http.listen,
         rtp = %format!("{}-{}", config.rtp.first_port, config.rtp.last_port),
@@ -98,6 +106,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             Some(ev) = media_events.recv() => {
                 core.on_media_event(ev, Instant::now(), &mut out);
+            }
+            _ = acd_changed.notified() => {
+                core.acd_changed(Instant::now(), &mut out);
             }
             _ = &mut timer, if armed.is_some() => {
                 core.handle_timeout(Instant::now(), &mut out);

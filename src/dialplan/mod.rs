@@ -20,8 +20,15 @@ pub struct Route {
     pub number: String,
     /// Sound played once after answering.
     pub greeting: String,
-    /// Sound looped after the greeting until the call ends.
+    /// Sound looped after the greeting until the call ends (hotlines
+    /// without a queue).
     pub waiting: String,
+    /// The ACD queue callers wait in, as `tenant/queue`.
+    pub queue: Option<String>,
+    /// Added to the queue's priority for callers of this hotline.
+    pub priority: i32,
+    /// Ring (180) this long before answering.
+    pub answer_after: std::time::Duration,
 }
 
 /// The number → route table of all tenants.
@@ -45,6 +52,9 @@ impl Dialplan {
                         number: number.clone(),
                         greeting: hotline.greeting.clone(),
                         waiting: hotline.waiting.clone(),
+                        queue: hotline.queue.as_ref().map(ToString::to_string),
+                        priority: hotline.priority,
+                        answer_after: std::time::Duration::from_millis(hotline.answer_after_ms),
                     });
                     by_number.insert(normalise(number), route);
                 }

@@ -3,8 +3,13 @@
 //! Labels never carry caller numbers or agent names (DESIGN: privacy). The
 //! families are cheap atomics; the call path updates them directly.
 
+mod queues;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+pub use queues::{AcdCollector, QueueLabels};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
@@ -13,6 +18,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::media::engine::MediaCounters;
@@ -57,6 +63,8 @@ pub struct Metrics {
     pub trunk_calls: Family<TrunkLabel, Counter>,
     pub registrations: Gauge,
     pub rtp_ports_in_use: Gauge,
+    pub queue_wait: Family<QueueLabels, Histogram>,
+    pub queue_talk: Family<QueueLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -80,6 +88,13 @@ impl Metrics {
             trunk_calls: Family::default(),
             registrations: Gauge::default(),
             rtp_ports_in_use: Gauge::default(),
+            // Waits: the service-level thresholds (20, 30, 60 s) are bucket edges.
+            queue_wait: Family::new_with_constructor(|| {
+                Histogram::new([5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0])
+            }),
+            queue_talk: Family::new_with_constructor(|| {
+                Histogram::new([30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0])
+            }),
             registry: Registry::default(),
         };
         registry.register(
@@ -137,7 +152,36 @@ impl Metrics {
             "RTP ports allocated to calls",
             m.rtp_ports_in_use.clone(),
         );
+        registry.register(
+            "queue_wait_seconds",
+            "How long answered callers waited in the queue",
+            m.queue_wait.clone(),
+        );
+        registry.register(
+            "queue_talk_seconds",
+            "How long answered calls talked to the agent",
+            m.queue_talk.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Exports the ACD's queue and agent figures (read at scrape time).
+    pub fn watch_acd(&mut self, acd: Arc<crate::acd::Acd>) {
+        self.registry.register_collector(Box::new(AcdCollector(acd)));
+    }
+
+    /// An answered caller's wait in `queue` (`tenant/queue`).
+    pub fn observe_wait(&self, queue: &str, waited: Duration) {
+        self.queue_wait
+            .get_or_create(&QueueLabels::of(queue))
+            .observe(waited.as_secs_f64());
+    }
+
+    /// An answered call's talk time.
+    pub fn observe_talk(&self, queue: &str, talk: Duration) {
+        self.queue_talk
+            .get_or_create(&QueueLabels::of(queue))
+            .observe(talk.as_secs_f64());
     }
 
     /// Exports the media worker's packet counters (read at scrape time).

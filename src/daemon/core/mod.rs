@@ -11,13 +11,19 @@ use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod queueing;
+
+pub use queueing::acd_spec;
+
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use crate::acd::{Acd, CallKey, OfferId};
 use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
 use crate::dialplan::{Dialplan, Route};
+use queueing::{LegEntry, Phase};
 use crate::media::engine::{MediaEvent, MediaHandle, Playlist, StreamId};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
@@ -72,6 +78,11 @@ struct CallEntry {
     /// retransmissions of that transaction, not of the initial INVITE's.
     reinvite: Option<(u32, ServerKey)>,
     media: MediaLeg,
+    /// The caller's id in the ACD.
+    key: CallKey,
+    phase: Phase,
+    /// The caller's number for the agent's display ("anonymous" when withheld).
+    caller_number: String,
 }
 
 struct MediaLeg {
@@ -90,6 +101,10 @@ struct MediaLeg {
 enum Pending {
     Bye,
     Refresh,
+    /// The INVITE, CANCEL or BYE of an agent leg (keyed by the leg's Call-ID).
+    LegInvite,
+    LegCancel,
+    LegBye,
 }
 
 /// See the module docs.
@@ -110,6 +125,19 @@ pub struct Core {
     media: MediaHandle,
     next_stream: u64,
     pub metrics: Arc<Metrics>,
+    /// The ACD engine, shared with the HTTP API.
+    pub acd: Arc<Acd>,
+    /// Something changed that may let a waiting caller meet a free agent.
+    acd_dirty: bool,
+    call_keys: HashMap<CallKey, String>,
+    next_call_key: u64,
+    /// Agent legs by their Call-ID.
+    legs: HashMap<String, LegEntry>,
+    /// Agent-leg media streams → leg Call-ID.
+    leg_streams: HashMap<u64, String>,
+    offer_legs: HashMap<(OfferId, Arc<str>), String>,
+    /// Queue configs by ACD name.
+    queues: HashMap<String, crate::config::Queue>,
 }
 
 impl Core {
@@ -120,6 +148,7 @@ impl Core {
         media: MediaHandle,
         ports: PortPool,
         metrics: Arc<Metrics>,
+        acd: Arc<Acd>,
         now: Instant,
     ) -> Core {
         let accounts = AccountBook {
@@ -156,6 +185,14 @@ impl Core {
             media,
             next_stream: 1,
             metrics,
+            acd,
+            acd_dirty: false,
+            call_keys: HashMap::new(),
+            next_call_key: 1,
+            legs: HashMap::new(),
+            leg_streams: HashMap::new(),
+            offer_legs: HashMap::new(),
+            queues: Core::queue_table(&config),
             config,
         }
     }
@@ -167,6 +204,11 @@ impl Core {
 
     /// Handles one framed message from `peer`.
     pub fn on_message(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+        self.screened(data, peer, now, out);
+        self.run_dispatch(now, out);
+    }
+
+    fn screened(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
         match screen(data, peer.transport) {
             Screened::Request(req) => self.on_request(*req, peer, now, out),
             Screened::Response(resp) => self.on_response(*resp, now, out),
@@ -238,6 +280,9 @@ impl Core {
                             .registrations
                             .set(self.registrar.registered_count() as i64);
                     }
+                    let registered = !matches!(change, RegistrationChange::Unregistered);
+                    let ext = ext.clone();
+                    self.agent_registered(&ext, registered, now);
                 }
                 self.respond(&key, &outcome.response, now, out);
             }
@@ -288,7 +333,33 @@ impl Core {
             Err(resp) => return self.respond(&key, &resp, now, out),
         };
         let called = called_number(&req);
-        let Some(route) = self.dialplan.route(&called) else {
+        let feature = match &origin {
+            Origin::Agent(ext) => self
+                .config
+                .acd
+                .feature(&called)
+                .map(|f| (ext.clone(), f)),
+            Origin::Trunk(_) => None,
+        };
+        let route = match &feature {
+            Some((ext, f)) => {
+                let prompt = self.feature_prompt(ext, f, now);
+                Some(Arc::new(Route {
+                    tenant: self.agent_tenant(ext),
+                    tenant_name: String::new(),
+                    hotline: "feature-code".into(),
+                    hotline_name: String::new(),
+                    number: called.clone(),
+                    greeting: prompt.into(),
+                    waiting: String::new(),
+                    queue: None,
+                    priority: 0,
+                    answer_after: Duration::ZERO,
+                }))
+            }
+            None => self.dialplan.route(&called),
+        };
+        let Some(route) = route else {
             self.metrics.rejected("unknown_number");
             let mut resp = response(&req, StatusCode::NotFound);
             warning(&mut resp, &format!("no hotline has the number {called}"));
@@ -352,7 +423,7 @@ impl Core {
         };
         let stream = StreamId(self.next_stream);
         self.next_stream += 1;
-        let answer_after = Duration::from_millis(self.config_answer_delay(&route));
+        let answer_after = route.answer_after;
         let call = Call::new(dialog, key.clone(), session, answer_after, now);
         let trying = response(&req, StatusCode::Trying);
         self.respond(&key, &trying, now, out);
@@ -373,17 +444,28 @@ impl Core {
                 })
                 .inc();
         }
-        self.metrics
-            .calls_offered
-            .get_or_create(&HotlineLabels {
+        if feature.is_none() {
+            self.metrics
+                .calls_offered
+                .get_or_create(&HotlineLabels {
                 tenant: route.tenant.clone(),
-                hotline: route.hotline.clone(),
-            })
-            .inc();
+                    hotline: route.hotline.clone(),
+                })
+                .inc();
+        }
         self.metrics.rtp_ports_in_use.inc();
         info!(call_id = %call.dialog.call_id, tenant = %route.tenant, hotline = %route.hotline, "call accepted");
         let call_id = call.dialog.call_id.clone();
         self.streams.insert(stream.0, call_id.clone());
+        let key = CallKey(self.next_call_key);
+        self.next_call_key += 1;
+        self.call_keys.insert(key, call_id.clone());
+        let phase = if feature.is_some() {
+            Phase::Closing
+        } else {
+            Phase::Announcing
+        };
+        let caller_number = caller_number(&req);
         self.calls.insert(
             call_id.clone(),
             CallEntry {
@@ -401,20 +483,13 @@ impl Core {
                     local_sdp,
                     negotiated,
                 },
+                key,
+                phase,
+                caller_number,
             },
         );
         self.metrics.calls_active.set(self.calls.len() as i64);
         self.run_call_timers(&call_id, now, out);
-    }
-
-    fn config_answer_delay(&self, route: &Route) -> u64 {
-        self.config
-            .tenants
-            .iter()
-            .find(|t| t.id == route.tenant)
-            .and_then(|t| t.dialplan.hotlines.iter().find(|h| h.id == route.hotline))
-            .map(|h| h.answer_after_ms)
-            .unwrap_or(0)
     }
 
     /// Decides whether an initial INVITE comes from a trunk or an agent
@@ -504,6 +579,13 @@ impl Core {
     }
 
     fn on_ack(&mut self, ack: Request) {
+        if let Some(leg) = self.legs.get_mut(call_id_of(&ack)) {
+            // The ACK of our 2xx to an agent's re-INVITE.
+            if let Some(key) = leg.reinvite.take() {
+                self.transactions.ack_received(&key);
+            }
+            return;
+        }
         let Some(entry) = self.calls.get_mut(call_id_of(&ack)) else {
             return;
         };
@@ -570,6 +652,22 @@ impl Core {
 
     fn on_bye(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
         let call_id = call_id_of(&req).to_owned();
+        if let Some(leg) = self.legs.get(&call_id) {
+            let ours = leg.leg.matches(
+                header_tag(&req, false).as_deref(),
+                header_tag(&req, true).as_deref(),
+            );
+            let status = if ours {
+                StatusCode::OK
+            } else {
+                StatusCode::CallTransactionDoesNotExist
+            };
+            self.respond(&key, &response(&req, status), now, out);
+            if ours {
+                self.on_leg_bye(&call_id, now, out);
+            }
+            return;
+        }
         let found = self.calls.get(&call_id).is_some_and(|e| {
             e.call.dialog.matches(
                 header_tag(&req, false).as_deref(),
@@ -602,6 +700,9 @@ impl Core {
         out: &mut Vec<Transmit>,
     ) {
         let call_id = call_id_of(&req).to_owned();
+        if self.legs.contains_key(&call_id) {
+            return self.on_leg_in_dialog(key, req, now, out);
+        }
         let Some(entry) = self.calls.get_mut(&call_id) else {
             return self.respond(
                 &key,
@@ -691,19 +792,36 @@ impl Core {
     }
 
     fn on_response(&mut self, resp: Response, now: Instant, out: &mut Vec<Transmit>) {
+        // A 2xx to an agent leg's INVITE may come again after its
+        // transaction is gone (RFC 6026): the leg must ACK it again.
+        let retransmitted_2xx = (resp.status_code.code() / 100 == 2
+            && self.legs.contains_key(call_id_in(&resp.headers)))
+        .then(|| resp.clone());
         let (incoming, ack) = self.transactions.on_response(resp, now);
         if let Some(t) = ack {
             out.push(t);
         }
         let Incoming::Response { key, response } = incoming else {
+            if let Some(resp) = retransmitted_2xx {
+                self.on_leg_2xx_again(&resp, now, out);
+            }
             return;
         };
-        if response.status_code.code() < 200 {
+        let code = response.status_code.code();
+        let pending = if code < 200 {
+            self.pending.get(&key).cloned()
+        } else {
+            self.pending.remove(&key)
+        };
+        let Some((call_id, what)) = pending else {
+            return;
+        };
+        if matches!(what, Pending::LegInvite | Pending::LegCancel | Pending::LegBye) {
+            return self.on_leg_response(&call_id, what, &response, now, out);
+        }
+        if code < 200 {
             return;
         }
-        let Some((call_id, what)) = self.pending.remove(&key) else {
-            return;
-        };
         let actions = match (what, self.calls.get_mut(&call_id)) {
             (Pending::Bye, Some(e)) => e.call.on_bye_done(),
             (Pending::Refresh, Some(e)) => {
@@ -717,15 +835,30 @@ impl Core {
                     Vec::new()
                 }
             }
-            (_, None) => Vec::new(),
+            _ => Vec::new(),
         };
         self.execute(&call_id, actions, now, out);
     }
 
+    /// The API changed an agent: offer calls if that freed one.
+    pub fn acd_changed(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        self.acd_dirty = true;
+        self.run_dispatch(now, out);
+    }
+
     /// Media worker events.
     pub fn on_media_event(&mut self, event: MediaEvent, now: Instant, out: &mut Vec<Transmit>) {
+        self.media_event(event, now, out);
+        self.run_dispatch(now, out);
+    }
+
+    fn media_event(&mut self, event: MediaEvent, now: Instant, out: &mut Vec<Transmit>) {
         match event {
             MediaEvent::RtpTimeout(stream) => {
+                if let Some(leg) = self.leg_streams.get(&stream.0).cloned() {
+                    info!(leg_call_id = %leg, "no RTP from the agent: hanging up");
+                    return self.on_leg_bye_ours(&leg, now, out);
+                }
                 let Some(call_id) = self.streams.get(&stream.0).cloned() else {
                     return;
                 };
@@ -740,9 +873,18 @@ impl Core {
             MediaEvent::Dtmf { stream, digit } => {
                 debug!(stream = stream.0, %digit, "DTMF");
             }
-            // The greeting ended and the waiting loop took over; the queue
-            // (ACD issue) will act on this.
-            MediaEvent::PlaylistDone(_) => {}
+            MediaEvent::PlaylistDone(stream) => {
+                let Some(call_id) = self.streams.get(&stream.0).cloned() else {
+                    return;
+                };
+                let closing = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|e| e.phase == Phase::Closing);
+                if closing {
+                    self.hang_up_caller(&call_id, EndReason::Completed, now, out);
+                }
+            }
         }
     }
 
@@ -752,6 +894,7 @@ impl Core {
             self.transactions.poll_timeout(),
             self.call_timers.first().map(|(t, _)| *t),
             self.registrar.next_expiry(),
+            self.acd.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -785,14 +928,19 @@ impl Core {
                     }
                 }
                 TxEvent::Timeout(key) => {
-                    if let Some((call_id, Pending::Bye)) = self.pending.remove(&key) {
+                    let Some((call_id, what)) = self.pending.remove(&key) else {
+                        continue;
+                    };
+                    if matches!(what, Pending::LegInvite | Pending::LegCancel | Pending::LegBye) {
+                        self.on_leg_timeout(&call_id, what, now, out);
+                    } else if what == Pending::Bye {
                         let actions = self
                             .calls
                             .get_mut(&call_id)
                             .map(|e| e.call.on_bye_done())
                             .unwrap_or_default();
                         self.execute(&call_id, actions, now, out);
-                    } else if let Some((call_id, Pending::Refresh)) = self.pending.remove(&key) {
+                    } else if what == Pending::Refresh {
                         let actions = self
                             .calls
                             .get_mut(&call_id)
@@ -816,13 +964,19 @@ impl Core {
         if self.registrar.next_expiry().is_some_and(|t| t <= now) {
             for ext in self.registrar.expire(now) {
                 info!(extension = %ext, "registration expired");
+                self.agent_registered(&ext, false, now);
             }
             self.metrics
                 .registrations
                 .set(self.registrar.registered_count() as i64);
         }
+        if self.acd.poll_timeout().is_some_and(|t| t <= now) {
+            let events = self.acd.handle_timeout(now);
+            self.on_acd_events(events, now, out);
+        }
         let (s, c) = self.transactions.len();
         self.metrics.sip_transactions.set((s + c) as i64);
+        self.run_dispatch(now, out);
     }
 
     /// Hangs up every call (shutdown). Returns how many were up.
@@ -918,7 +1072,7 @@ impl Core {
                         .insert(key, (call_id.to_owned(), Pending::Refresh));
                     out.push(t);
                 }
-                Action::Release(reason) => self.release(call_id, reason),
+                Action::Release(reason) => self.release(call_id, reason, now, out),
             }
         }
         self.reschedule(call_id);
@@ -973,12 +1127,14 @@ impl Core {
             );
         }
         self.respond(&key, &resp, now, out);
+        self.join_queue(call_id, now, out);
     }
 
-    fn release(&mut self, call_id: &str, reason: EndReason) {
+    fn release(&mut self, call_id: &str, reason: EndReason, now: Instant, out: &mut Vec<Transmit>) {
         let Some(e) = self.calls.remove(call_id) else {
             return;
         };
+        self.caller_gone(e.key, &e.phase, now, out);
         if let Some(at) = e.scheduled {
             self.call_timers.remove(&(at, call_id.to_owned()));
         }
@@ -1081,7 +1237,11 @@ fn warning(resp: &mut Response, text: &str) {
 }
 
 fn call_id_of(req: &Request) -> &str {
-    req.headers
+    call_id_in(&req.headers)
+}
+
+fn call_id_in(headers: &crate::sip::message::Headers) -> &str {
+    headers
         .iter()
         .find_map(|h| match h {
             Header::CallId(v) => Some(v.value()),
@@ -1127,6 +1287,22 @@ fn called_number(req: &Request) -> String {
         None => "",
     };
     user.split(';').next().unwrap_or("").to_owned()
+}
+
+/// The caller's number to show an agent: the From user, unless the caller
+/// withholds it (`Privacy: id`/`user`, or an anonymous From).
+fn caller_number(req: &Request) -> String {
+    let withheld = req.headers.iter().any(|h| match h {
+        Header::Other(name, value) if name.eq_ignore_ascii_case("privacy") => {
+            let v = value.to_ascii_lowercase();
+            v.contains("id") || v.contains("user") || v.contains("header")
+        }
+        _ => false,
+    });
+    match from_user(req) {
+        Some(u) if !withheld && !u.eq_ignore_ascii_case("anonymous") && !u.is_empty() => u,
+        _ => "anonymous".into(),
+    }
 }
 
 fn from_user(req: &Request) -> Option<String> {

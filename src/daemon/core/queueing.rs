@@ -1,0 +1,939 @@
+//! The core's ACD side: callers into queues, offers into agent legs, agent
+//! answers into bridged media, and the ACD's timers into prompts and
+//! targets. The [`Acd`] decides; this file only carries its decisions to
+//! SIP and RTP and reports back what happened.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use super::{Core, Pending};
+use crate::acd::{
+    AcdSpec, AgentError, AgentSpec, Admission, CallKey, Defaults, Event, Offer, OfferFailure,
+    OfferId, PauseReason, QueueSpec, RejectReason, ServiceLevelSpec, Strategy, WidenStep,
+};
+use crate::call::EndReason;
+use crate::call::agent_leg::{AgentLeg, LegAction, LegFailure, LegRequest};
+use crate::config::{self, Config, Feature, Target};
+use crate::media::engine::{Playlist, StreamId};
+use crate::media::sdp::{self, Direction, SdpSession};
+use crate::sip::Transport;
+use crate::sip::message::{
+    Header, Method, Request, Response, StatusCode, response, set_body, with_to_tag,
+};
+use crate::sip::transaction::{Peer, ServerKey, Transmit};
+
+/// Where a caller is, as far as queueing goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Not answered yet, or a hotline without a queue: greeting and loop.
+    Announcing,
+    /// In an ACD queue: waiting, or being offered to agents.
+    Queued { queue: Arc<str> },
+    /// Talking to an agent over the agent leg with this Call-ID.
+    Connected { leg: String },
+    /// A last prompt plays; when it ends zentrale hangs up.
+    Closing,
+}
+
+/// An agent leg and what it belongs to.
+pub(super) struct LegEntry {
+    pub leg: AgentLeg,
+    /// The caller's Call-ID.
+    pub caller: String,
+    pub call: CallKey,
+    pub offer: OfferId,
+    pub agent: Arc<str>,
+    /// The ACD already knows how this offer ends for this agent (ring
+    /// timeout reported, another agent answered, the caller left), so a
+    /// later failure of the leg is not reported again.
+    pub settled: bool,
+    pub port: u16,
+    pub stream: StreamId,
+    /// The socket, until the agent answers and the stream starts.
+    pub socket: Option<UdpSocket>,
+    pub session: SdpSession,
+    /// The agent put the caller on hold (re-INVITE sendonly/inactive).
+    pub held: bool,
+    /// The agent's last re-INVITE, whose 2xx its ACK stops.
+    pub reinvite: Option<ServerKey>,
+}
+
+/// The ACD's name of a configured queue.
+pub(super) fn queue_name(q: &config::Queue) -> String {
+    q.reference().to_string()
+}
+
+/// Maps the typed config onto the engine's spec.
+pub fn acd_spec(config: &Config) -> AcdSpec {
+    let defaults = Defaults {
+        wrap_up: config.acd.wrap_up,
+        max_missed_offers: config.acd.max_missed_offers.unwrap_or(0),
+        ..Defaults::default()
+    };
+    let queues = config
+        .queues()
+        .map(|q| {
+            if q.agents_from.iter().any(|t| *t != q.tenant) {
+                warn!(queue = %q.reference(), "agents_from other tenants is not supported by the ACD yet; only the queue's own tenant serves it");
+            }
+            QueueSpec {
+                name: queue_name(q),
+                tenant: q.tenant.clone(),
+                skill: q.skill.clone(),
+                min_level: q.min_level,
+                strategy: strategy(q.strategy),
+                base_priority: q.priority,
+                max_waiting: q.max_waiting.map(|n| n as usize),
+                max_expected_wait: q.max_expected_wait,
+                join_empty: q.join_empty,
+                max_wait: q.max_wait,
+                announce_every: q.announce_every.unwrap_or(Duration::ZERO),
+                ring_timeout: Some(q.ring_timeout),
+                wrap_up: Some(q.wrap_up),
+                widen: q
+                    .widen
+                    .iter()
+                    .map(|w| WidenStep {
+                        after: w.after,
+                        min_level: w.min_level,
+                        skill: (w.skill != q.skill).then(|| w.skill.clone()),
+                    })
+                    .collect(),
+                service_level: Some(ServiceLevelSpec {
+                    threshold: q.service_level.threshold,
+                    target_percent: q.service_level.target_percent,
+                    window: q.service_level.window,
+                    ..ServiceLevelSpec::default()
+                }),
+            }
+        })
+        .collect();
+    let agents = config
+        .agents
+        .iter()
+        .map(|a| AgentSpec {
+            id: a.extension.clone(),
+            tenant: a.tenant.clone(),
+            skills: a.skills.clone(),
+            wrap_up: a.wrap_up,
+            max_missed_offers: a.max_missed_offers,
+        })
+        .collect();
+    AcdSpec {
+        login_on_register: config.acd.login_on_register,
+        defaults,
+        queues,
+        agents,
+    }
+}
+
+fn strategy(s: config::Strategy) -> Strategy {
+    match s {
+        config::Strategy::LongestIdle => Strategy::LongestIdle,
+        config::Strategy::RoundRobin => Strategy::RoundRobin,
+        config::Strategy::FewestCalls => Strategy::FewestCalls,
+        config::Strategy::LeastTalkTime => Strategy::LeastTalkTime,
+        config::Strategy::RingAll => Strategy::RingAll,
+        config::Strategy::SkillsFirst => Strategy::SkillsFirst,
+    }
+}
+
+fn pause_reason(name: &str) -> PauseReason {
+    match name {
+        "break" => PauseReason::Break,
+        "back-office" => PauseReason::BackOffice,
+        "training" => PauseReason::Training,
+        config::NO_ANSWER_REASON => PauseReason::NoAnswer,
+        other => PauseReason::Other(other.to_owned()),
+    }
+}
+
+fn offer_failure(f: LegFailure) -> OfferFailure {
+    match f {
+        LegFailure::Busy => OfferFailure::Busy,
+        LegFailure::Declined => OfferFailure::Declined,
+        LegFailure::Unreachable | LegFailure::Cancelled => OfferFailure::Unreachable,
+    }
+}
+
+impl Core {
+    /// The caller was just answered: its hotline's queue takes over.
+    pub(super) fn join_queue(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(e) = self.calls.get(call_id) else {
+            return;
+        };
+        let Some(queue) = e.route.queue.clone() else {
+            return;
+        };
+        let priority = e.route.priority;
+        self.admit(call_id, &queue, priority, None, now, out);
+    }
+
+    /// Puts a caller into `queue` (keeping its place from `arrival` when it
+    /// comes from another queue) or sends it to the queue's target.
+    fn admit(
+        &mut self,
+        call_id: &str,
+        queue: &str,
+        priority: i32,
+        arrival: Option<Instant>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(e) = self.calls.get(call_id) else {
+            return;
+        };
+        let key = e.key;
+        let result = match arrival {
+            Some(a) => self.acd.enqueue_since(key, queue, priority, a, now),
+            None => self.acd.enqueue(key, queue, priority, now),
+        };
+        let conf = self.queue_conf(queue);
+        match result {
+            Ok(Admission::Queued { position, .. }) => {
+                info!(%call_id, queue, position, "caller queued");
+                let music = conf.map(|q| q.music.clone()).unwrap_or_else(|| "moh".into());
+                let Some(e) = self.calls.get_mut(call_id) else {
+                    return;
+                };
+                e.phase = Phase::Queued {
+                    queue: Arc::from(queue),
+                };
+                if arrival.is_some() {
+                    // Moved here from another queue: music on, no greeting again.
+                    let playlist = Playlist {
+                        items: Vec::new(),
+                        then_loop: self.prompts.get(&music),
+                    };
+                    self.media.play(e.media.stream, playlist);
+                } else {
+                    let playlist = Playlist {
+                        items: self.prompts.get(&e.route.greeting).into_iter().collect(),
+                        then_loop: self.prompts.get(&music),
+                    };
+                    self.media.play(e.media.stream, playlist);
+                }
+                self.acd_dirty = true;
+            }
+            Ok(Admission::Rejected(reason)) => {
+                info!(%call_id, queue, ?reason, "caller not admitted");
+                let target = conf
+                    .map(|q| match reason {
+                        RejectReason::NoAgents => q.on_no_agents.clone(),
+                        RejectReason::QueueFull | RejectReason::WaitTooLong => q.on_full.clone(),
+                    })
+                    .unwrap_or_else(Target::call_later);
+                self.go_to(call_id, target, priority, arrival, now, out);
+            }
+            Err(err) => {
+                warn!(%call_id, queue, error = %err, "queue refused the caller");
+                self.go_to(call_id, Target::call_later(), priority, arrival, now, out);
+            }
+        }
+    }
+
+    /// Sends a caller to a queue's target.
+    fn go_to(
+        &mut self,
+        call_id: &str,
+        target: Target,
+        priority: i32,
+        arrival: Option<Instant>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        match target {
+            Target::Queue(r) => {
+                let name = r.to_string();
+                let already_there = self.calls.get(call_id).is_some_and(
+                    |e| matches!(&e.phase, Phase::Queued { queue } if **queue == *name),
+                );
+                if already_there {
+                    // Config validation forbids self-targets; never loop anyway.
+                    return self.close_with_prompt(call_id, "call-later", now, out);
+                }
+                self.admit(call_id, &name, priority, arrival.or(Some(now)), now, out);
+            }
+            Target::Prompt(p) => self.close_with_prompt(call_id, &p, now, out),
+            Target::Uri(uri) => {
+                // Forwarding to another system comes with the dialplan issue.
+                warn!(%call_id, %uri, "forwarding to a SIP URI is not supported yet; playing call-later");
+                self.close_with_prompt(call_id, "call-later", now, out)
+            }
+            Target::Hangup => self.hang_up_caller(call_id, EndReason::Completed, now, out),
+        }
+    }
+
+    /// Plays `prompt` once; the caller is hung up when it ends.
+    pub(super) fn close_with_prompt(
+        &mut self,
+        call_id: &str,
+        prompt: &str,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(e) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        e.phase = Phase::Closing;
+        match self.prompts.get(prompt) {
+            Some(p) => self.media.play(e.media.stream, Playlist::once(p)),
+            None => self.hang_up_caller(call_id, EndReason::Completed, now, out),
+        }
+    }
+
+    pub(super) fn hang_up_caller(
+        &mut self,
+        call_id: &str,
+        reason: EndReason,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let actions = self
+            .calls
+            .get_mut(call_id)
+            .map(|e| e.call.hang_up(reason))
+            .unwrap_or_default();
+        self.execute(call_id, actions, now, out);
+    }
+
+    /// Matches free agents to waiting callers, if anything changed.
+    pub(super) fn run_dispatch(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+        while std::mem::take(&mut self.acd_dirty) {
+            for offer in self.acd.dispatch(now) {
+                self.place_offer(&offer, now, out);
+            }
+        }
+    }
+
+    fn place_offer(&mut self, offer: &Offer, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(caller) = self.call_keys.get(&offer.call).cloned() else {
+            // The caller is gone already; tell the engine so it moves on.
+            for agent in &offer.agents {
+                self.report_failure(offer.id, agent, OfferFailure::Unreachable, now, out);
+            }
+            return;
+        };
+        for agent in &offer.agents {
+            if let Err(failure) = self.ring_agent(offer, &caller, agent, now, out) {
+                self.report_failure(offer.id, agent, failure, now, out);
+            }
+        }
+    }
+
+    /// Places the INVITE to one agent of an offer.
+    fn ring_agent(
+        &mut self,
+        offer: &Offer,
+        caller: &str,
+        agent: &Arc<str>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> Result<(), OfferFailure> {
+        // The most recently refreshed binding: the phone the agent uses now.
+        let Some(binding) = self
+            .registrar
+            .bindings(agent, now)
+            .into_iter()
+            .max_by_key(|b| b.expires_at)
+            .cloned()
+        else {
+            debug!(%agent, "offer to an agent without a binding");
+            return Err(OfferFailure::Unreachable);
+        };
+        let local = match binding.transport {
+            Transport::Udp => self.config.sip.udp.first().copied(),
+            Transport::Tcp => self.config.sip.tcp.first().copied(),
+        };
+        let Some(local) = local else {
+            return Err(OfferFailure::Unreachable);
+        };
+        let peer = Peer {
+            transport: binding.transport,
+            addr: binding.source,
+            local,
+        };
+        let Some(e) = self.calls.get(caller) else {
+            return Err(OfferFailure::Unreachable);
+        };
+        let local_ip = super::media_ip(local.ip());
+        let (port, socket) = self.ports.allocate(local_ip).map_err(|err| {
+            warn!(error = %err, "no RTP port for an agent leg");
+            OfferFailure::Unreachable
+        })?;
+        // The caller's codec first, so that the usual case needs no transcoding.
+        let codecs = match e.media.negotiated.as_ref().map(|n| n.codec) {
+            Some(sdp::Codec::Pcma) => [sdp::Codec::Pcma, sdp::Codec::Pcmu],
+            _ => [sdp::Codec::Pcmu, sdp::Codec::Pcma],
+        };
+        let mut session = SdpSession::new();
+        let body = sdp::offer(local_ip, port, &mut session, &codecs, true);
+        let route = &e.route;
+        let leg = AgentLeg::new(LegRequest {
+            contact: binding.contact.clone(),
+            extension: agent.to_string(),
+            caller: e.caller_number.clone(),
+            display: format!("{} {}", route.tenant_name, route.hotline_name),
+            headers: vec![
+                ("X-Zentrale-Tenant", route.tenant.clone()),
+                ("X-Zentrale-Queue", offer.queue.to_string()),
+                ("X-Zentrale-Hotline", route.hotline_name.clone()),
+            ],
+            sdp: body,
+            peer,
+        });
+        let (key, t) = self.transactions.send_request(&leg.invite, peer, now);
+        out.push(t);
+        let leg_id = leg.call_id.clone();
+        let stream = StreamId(self.next_stream);
+        self.next_stream += 1;
+        self.metrics.rtp_ports_in_use.inc();
+        info!(caller_call_id = %caller, agent = %agent, offer = %offer.id, "ringing agent");
+        self.pending.insert(key, (leg_id.clone(), Pending::LegInvite));
+        self.leg_streams.insert(stream.0, leg_id.clone());
+        self.offer_legs
+            .insert((offer.id, agent.clone()), leg_id.clone());
+        self.legs.insert(
+            leg_id,
+            LegEntry {
+                leg,
+                caller: caller.to_owned(),
+                call: offer.call,
+                offer: offer.id,
+                agent: agent.clone(),
+                settled: false,
+                port,
+                stream,
+                socket: Some(socket),
+                session,
+                held: false,
+                reinvite: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn report_failure(
+        &mut self,
+        offer: OfferId,
+        agent: &str,
+        failure: OfferFailure,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        match self.acd.offer_failed(offer, agent, failure, now) {
+            Ok(events) => self.on_acd_events(events, now, out),
+            Err(e) => debug!(%offer, agent, error = %e, "offer failure not taken"),
+        }
+        self.acd_dirty = true;
+    }
+
+    /// A response to one of an agent leg's client transactions.
+    pub(super) fn on_leg_response(
+        &mut self,
+        leg_id: &str,
+        what: Pending,
+        resp: &Response,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(entry) = self.legs.get_mut(leg_id) else {
+            return;
+        };
+        let actions = match what {
+            Pending::LegInvite => entry.leg.on_invite_response(resp),
+            Pending::LegBye if resp.status_code.code() >= 200 => entry.leg.on_bye_done(),
+            _ => Vec::new(),
+        };
+        self.execute_leg(leg_id, actions, now, out);
+    }
+
+    /// A client transaction of an agent leg timed out.
+    pub(super) fn on_leg_timeout(
+        &mut self,
+        leg_id: &str,
+        what: Pending,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(entry) = self.legs.get_mut(leg_id) else {
+            return;
+        };
+        let actions = match what {
+            Pending::LegInvite => entry.leg.on_invite_timeout(),
+            Pending::LegBye => entry.leg.on_bye_done(),
+            _ => Vec::new(),
+        };
+        self.execute_leg(leg_id, actions, now, out);
+    }
+
+    /// A retransmitted 2xx for an agent leg whose INVITE transaction is done.
+    pub(super) fn on_leg_2xx_again(&mut self, resp: &Response, now: Instant, out: &mut Vec<Transmit>) {
+        let call_id = super::call_id_in(&resp.headers).to_owned();
+        if let Some(entry) = self.legs.get_mut(&call_id) {
+            let actions = entry.leg.on_invite_response(resp);
+            self.execute_leg(&call_id, actions, now, out);
+        }
+    }
+
+    pub(super) fn execute_leg(
+        &mut self,
+        leg_id: &str,
+        actions: Vec<LegAction>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        for action in actions {
+            let Some(entry) = self.legs.get_mut(leg_id) else {
+                return;
+            };
+            match action {
+                LegAction::Ringing => {
+                    let (offer, agent, caller) =
+                        (entry.offer, entry.agent.clone(), entry.caller.clone());
+                    if let Err(e) = self.acd.offer_ringing(offer, &agent, now) {
+                        debug!(%offer, error = %e, "ringing not taken");
+                    }
+                    self.connecting_prompt(&caller);
+                }
+                LegAction::SendAck(ack) => {
+                    let hop = entry
+                        .leg
+                        .dialog
+                        .as_ref()
+                        .map(|d| d.next_hop())
+                        .unwrap_or(entry.leg.peer);
+                    out.push(Transmit {
+                        peer: hop,
+                        bytes: ack.to_bytes().into(),
+                    });
+                }
+                LegAction::SendCancel(cancel) => {
+                    let peer = entry.leg.peer;
+                    let (key, t) = self.transactions.send_request(&cancel, peer, now);
+                    self.pending
+                        .insert(key, (leg_id.to_owned(), Pending::LegCancel));
+                    out.push(t);
+                }
+                LegAction::SendBye(bye) => {
+                    let hop = entry
+                        .leg
+                        .dialog
+                        .as_ref()
+                        .map(|d| d.next_hop())
+                        .unwrap_or(entry.leg.peer);
+                    let (key, t) = self.transactions.send_request(&bye, hop, now);
+                    self.pending
+                        .insert(key, (leg_id.to_owned(), Pending::LegBye));
+                    out.push(t);
+                }
+                LegAction::Answered(body) => self.agent_answered(leg_id, &body, now, out),
+                LegAction::Failed(failure) => {
+                    if !entry.settled {
+                        entry.settled = true;
+                        let (offer, agent) = (entry.offer, entry.agent.clone());
+                        info!(%agent, ?failure, "agent did not take the call");
+                        self.report_failure(offer, &agent, offer_failure(failure), now, out);
+                    }
+                }
+                LegAction::Release => self.release_leg(leg_id),
+            }
+        }
+    }
+
+    /// "Sie werden verbunden", then the queue music again.
+    fn connecting_prompt(&mut self, caller: &str) {
+        let Some(e) = self.calls.get(caller) else {
+            return;
+        };
+        let Phase::Queued { queue } = &e.phase else {
+            return;
+        };
+        let music = self
+            .queue_conf(queue)
+            .map(|q| q.music.clone())
+            .unwrap_or_else(|| "moh".into());
+        self.media.play(
+            e.media.stream,
+            Playlist {
+                items: self.prompts.get("connecting").into_iter().collect(),
+                then_loop: self.prompts.get(&music),
+            },
+        );
+    }
+
+    fn agent_answered(&mut self, leg_id: &str, body: &[u8], now: Instant, out: &mut Vec<Transmit>) {
+        let Some(entry) = self.legs.get_mut(leg_id) else {
+            return;
+        };
+        let negotiated = match sdp::parse_answer(body) {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(agent = %entry.agent, error = %e, "agent answered with unusable SDP; hanging up the agent leg");
+                let actions = entry.leg.cancel_or_hang_up();
+                entry.settled = true;
+                let (offer, agent) = (entry.offer, entry.agent.clone());
+                self.execute_leg(leg_id, actions, now, out);
+                self.report_failure(offer, &agent, OfferFailure::Declined, now, out);
+                return;
+            }
+        };
+        if let Some(socket) = entry.socket.take() {
+            self.media.add_stream(
+                entry.stream,
+                socket,
+                negotiated.remote,
+                negotiated.codec,
+                negotiated.payload_type,
+            );
+            self.media
+                .set_dtmf_payload_type(entry.stream, negotiated.dtmf_payload_type);
+            self.media.set_direction(entry.stream, negotiated.direction);
+        }
+        let (offer, agent, caller, agent_stream) = (
+            entry.offer,
+            entry.agent.clone(),
+            entry.caller.clone(),
+            entry.stream,
+        );
+        match self.acd.offer_answered(offer, &agent, now) {
+            Ok(events) => {
+                entry.settled = true;
+                if let Some(e) = self.calls.get_mut(&caller) {
+                    info!(caller_call_id = %caller, %agent, "agent answered; bridging");
+                    e.phase = Phase::Connected {
+                        leg: leg_id.to_owned(),
+                    };
+                    self.media.bridge(e.media.stream, agent_stream);
+                }
+                self.on_acd_events(events, now, out);
+            }
+            Err(err) => {
+                // The caller left or another agent was faster: this leg goes.
+                debug!(%offer, %agent, error = %err, "answer came too late");
+                entry.settled = true;
+                let actions = entry.leg.cancel_or_hang_up();
+                self.execute_leg(leg_id, actions, now, out);
+            }
+        }
+    }
+
+    fn release_leg(&mut self, leg_id: &str) {
+        let Some(entry) = self.legs.remove(leg_id) else {
+            return;
+        };
+        self.media.remove_stream(entry.stream);
+        self.leg_streams.remove(&entry.stream.0);
+        self.ports.release(entry.port);
+        self.metrics.rtp_ports_in_use.dec();
+        self.offer_legs.remove(&(entry.offer, entry.agent.clone()));
+        self.pending.retain(|_, (id, _)| id != leg_id);
+        self.acd_dirty = true;
+        debug!(agent = %entry.agent, "agent leg released");
+    }
+
+    /// The agent hung up: end the caller too.
+    pub(super) fn on_leg_bye(&mut self, leg_id: &str, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(entry) = self.legs.get_mut(leg_id) else {
+            return;
+        };
+        let actions = entry.leg.on_bye();
+        let (caller, call) = (entry.caller.clone(), entry.call);
+        self.execute_leg(leg_id, actions, now, out);
+        self.conversation_over(call, now, out);
+        if let Some(e) = self.calls.get_mut(&caller) {
+            e.phase = Phase::Closing;
+            self.media.unbridge(e.media.stream);
+        }
+        self.hang_up_caller(&caller, EndReason::AgentHangup, now, out);
+    }
+
+    /// zentrale ends a conversation from the agent's side (no RTP from the
+    /// agent): BYE to both.
+    pub(super) fn on_leg_bye_ours(&mut self, leg_id: &str, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(entry) = self.legs.get_mut(leg_id) else {
+            return;
+        };
+        let actions = entry.leg.cancel_or_hang_up();
+        let (caller, call) = (entry.caller.clone(), entry.call);
+        self.execute_leg(leg_id, actions, now, out);
+        self.conversation_over(call, now, out);
+        if let Some(e) = self.calls.get_mut(&caller) {
+            e.phase = Phase::Closing;
+            self.media.unbridge(e.media.stream);
+        }
+        self.hang_up_caller(&caller, EndReason::RtpTimeout, now, out);
+    }
+
+    /// re-INVITE, UPDATE or INFO from an agent inside its leg.
+    pub(super) fn on_leg_in_dialog(
+        &mut self,
+        key: ServerKey,
+        req: Request,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let call_id = super::call_id_of(&req).to_owned();
+        let Some(entry) = self.legs.get_mut(&call_id) else {
+            return;
+        };
+        let from_tag = super::header_tag(&req, false);
+        let to_tag = super::header_tag(&req, true);
+        let Some(dialog) = entry
+            .leg
+            .dialog
+            .as_ref()
+            .filter(|_| entry.leg.matches(from_tag.as_deref(), to_tag.as_deref()))
+        else {
+            let resp = response(&req, StatusCode::CallTransactionDoesNotExist);
+            return self.respond(&key, &resp, now, out);
+        };
+        let mut resp = with_to_tag(response(&req, StatusCode::OK), &dialog.local_tag);
+        resp.headers.push(Header::Contact(dialog.contact().into()));
+        let mut held = None;
+        if req.method == Method::Invite {
+            if super::has_sdp_body(&req) {
+                let local_ip = super::media_ip(dialog.source.local.ip());
+                match sdp::answer(&req.body, local_ip, entry.port, &mut entry.session) {
+                    Ok(a) => {
+                        self.media.set_remote(entry.stream, a.remote);
+                        self.media.set_direction(entry.stream, a.direction);
+                        held = Some(a.direction != Direction::SendRecv);
+                        resp.body = set_body(&mut resp, "application/sdp", a.sdp);
+                    }
+                    Err(e) => {
+                        let status = StatusCode::from(e.sip_status());
+                        let mut resp = with_to_tag(response(&req, status), &dialog.local_tag);
+                        super::warning(&mut resp, &e.to_string());
+                        return self.respond(&key, &resp, now, out);
+                    }
+                }
+            }
+            entry.reinvite = Some(key.clone());
+        }
+        self.respond(&key, &resp, now, out);
+        if let Some(held) = held {
+            self.on_leg_hold(&call_id, held);
+        }
+    }
+
+    /// The agent put the caller on hold or took them back (re-INVITE).
+    pub(super) fn on_leg_hold(&mut self, leg_id: &str, held: bool) {
+        let Some(entry) = self.legs.get_mut(leg_id) else {
+            return;
+        };
+        if entry.held == held {
+            return;
+        }
+        entry.held = held;
+        let agent_stream = entry.stream;
+        let Some(e) = self.calls.get(&entry.caller) else {
+            return;
+        };
+        if held {
+            self.media.unbridge(e.media.stream);
+            let playlist = Playlist {
+                items: Vec::new(),
+                then_loop: self.prompts.get("moh"),
+            };
+            self.media.play(e.media.stream, playlist);
+        } else {
+            self.media.bridge(e.media.stream, agent_stream);
+        }
+    }
+
+    fn conversation_over(&mut self, call: CallKey, now: Instant, out: &mut Vec<Transmit>) {
+        match self.acd.call_ended(call, now) {
+            Ok(events) => self.on_acd_events(events, now, out),
+            Err(e) => debug!(%call, error = %e, "call end not taken"),
+        }
+        self.acd_dirty = true;
+    }
+
+    /// The caller's leg is being released: take it out of the ACD and end
+    /// whatever agent legs it had.
+    pub(super) fn caller_gone(
+        &mut self,
+        key: CallKey,
+        phase: &Phase,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        self.call_keys.remove(&key);
+        match phase {
+            Phase::Queued { .. } => {
+                if let Ok(Some(cancel)) = self.acd.abandon(key, now) {
+                    for agent in &cancel.agents {
+                        self.cancel_leg(cancel.offer, agent, now, out);
+                    }
+                }
+                self.acd_dirty = true;
+            }
+            Phase::Connected { leg } => {
+                let leg = leg.clone();
+                if let Some(entry) = self.legs.get_mut(&leg) {
+                    let actions = entry.leg.cancel_or_hang_up();
+                    self.execute_leg(&leg, actions, now, out);
+                }
+                self.conversation_over(key, now, out);
+            }
+            Phase::Announcing | Phase::Closing => {}
+        }
+    }
+
+    fn cancel_leg(&mut self, offer: OfferId, agent: &Arc<str>, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(leg_id) = self.offer_legs.get(&(offer, agent.clone())).cloned() else {
+            return;
+        };
+        if let Some(entry) = self.legs.get_mut(&leg_id) {
+            entry.settled = true;
+            let actions = entry.leg.cancel_or_hang_up();
+            self.execute_leg(&leg_id, actions, now, out);
+        }
+    }
+
+    /// Acts on what the engine reports.
+    pub(super) fn on_acd_events(&mut self, events: Vec<Event>, now: Instant, out: &mut Vec<Transmit>) {
+        for event in events {
+            match event {
+                Event::WaitTimeout {
+                    call,
+                    queue,
+                    arrival,
+                    priority,
+                } => {
+                    let Some(caller) = self.call_keys.get(&call).cloned() else {
+                        continue;
+                    };
+                    info!(caller_call_id = %caller, %queue, "maximum wait reached");
+                    let target = self
+                        .queue_conf(&queue)
+                        .map(|q| q.on_timeout.clone())
+                        .unwrap_or_else(Target::call_later);
+                    // The caller left `queue`; go_to must not see it there.
+                    if let Some(e) = self.calls.get_mut(&caller) {
+                        e.phase = Phase::Announcing;
+                    }
+                    self.go_to(&caller, target, priority, Some(arrival), now, out);
+                }
+                Event::Announce {
+                    call,
+                    queue,
+                    position,
+                    expected_wait_minutes,
+                } => self.announce(call, &queue, position, expected_wait_minutes),
+                Event::OfferTimeout {
+                    offer,
+                    agents,
+                    ..
+                } => {
+                    for agent in &agents {
+                        self.cancel_leg(offer, agent, now, out);
+                        self.report_failure(offer, agent, OfferFailure::Timeout, now, out);
+                    }
+                }
+                Event::CancelOffer { offer, agent, .. } => self.cancel_leg(offer, &agent, now, out),
+                Event::Answered { queue, waited, .. } => self.metrics.observe_wait(&queue, waited),
+                Event::CallEnded { queue, talk, .. } => self.metrics.observe_talk(&queue, talk),
+                Event::AgentPaused { agent, reason } => {
+                    info!(%agent, ?reason, "agent paused by the ACD");
+                }
+                Event::WrapUpEnded { .. } => self.acd_dirty = true,
+            }
+        }
+    }
+
+    /// "Sie sind Anrufer Nummer 3. Ihre Wartezeit beträgt etwa 4 Minuten."
+    fn announce(&mut self, call: CallKey, queue: &str, position: Option<u32>, minutes: u32) {
+        let Some(caller) = self.call_keys.get(&call) else {
+            return;
+        };
+        let Some(e) = self.calls.get(caller) else {
+            return;
+        };
+        let mut words: Vec<String> = Vec::new();
+        if let Some(p) = position.filter(|p| (1..=60).contains(p)) {
+            words.extend(["position".into(), format!("num-{p}")]);
+        }
+        if (1..=60).contains(&minutes) {
+            words.push("wait-time".into());
+            if minutes == 1 {
+                words.extend(["num-1-fem".into(), "minute".into()]);
+            } else {
+                words.extend([format!("num-{minutes}"), "minutes".into()]);
+            }
+        }
+        if words.is_empty() {
+            return;
+        }
+        let music = self
+            .queue_conf(queue)
+            .map(|q| q.music.clone())
+            .unwrap_or_else(|| "moh".into());
+        let playlist = Playlist {
+            items: words.iter().filter_map(|w| self.prompts.get(w)).collect(),
+            then_loop: self.prompts.get(&music),
+        };
+        self.media.play(e.media.stream, playlist);
+    }
+
+    /// A softphone dialled a feature code: apply it, and say how it went.
+    pub(super) fn feature_prompt(&mut self, agent: &str, feature: &Feature, now: Instant) -> &'static str {
+        let result = match feature {
+            Feature::Login => self.acd.agent_login(agent, now).map(|_| "agent-logged-in"),
+            Feature::Logout => self.acd.agent_logout(agent, now).map(|_| "agent-logged-out"),
+            Feature::Pause { reason } => self
+                .acd
+                .agent_pause(agent, pause_reason(reason), now)
+                .map(|_| "agent-paused"),
+            Feature::Unpause => self.acd.agent_unpause(agent, now).map(|_| "agent-unpaused"),
+        };
+        self.acd_dirty = true;
+        match result {
+            Ok(prompt) => {
+                info!(agent, ?feature, "feature code applied");
+                prompt
+            }
+            // Saying "logged in" again is what the agent wants to hear.
+            Err(AgentError::AlreadyLoggedIn(_)) => "agent-logged-in",
+            Err(AgentError::NotLoggedIn(_)) if matches!(feature, Feature::Logout) => {
+                "agent-logged-out"
+            }
+            Err(e) => {
+                info!(agent, ?feature, error = %e, "feature code refused");
+                "agent-error"
+            }
+        }
+    }
+
+    /// A registration came or went.
+    pub(super) fn agent_registered(&mut self, extension: &str, registered: bool, now: Instant) {
+        if let Err(e) = self.acd.set_registered(extension, registered, now) {
+            debug!(extension, error = %e, "registration not known to the ACD");
+        }
+        self.acd_dirty = true;
+    }
+
+    /// The tenant of an agent (for feature-code calls).
+    pub(super) fn agent_tenant(&self, extension: &str) -> String {
+        self.config
+            .agents
+            .iter()
+            .find(|a| a.extension == extension)
+            .map(|a| a.tenant.clone())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn queue_conf(&self, name: &str) -> Option<&config::Queue> {
+        self.queues.get(name)
+    }
+
+    /// The queue configs by ACD name.
+    pub(super) fn queue_table(config: &Config) -> HashMap<String, config::Queue> {
+        config.queues().map(|q| (queue_name(q), q.clone())).collect()
+    }
+}

@@ -1,0 +1,197 @@
+//! Queue and agent figures, read from the ACD at scrape time.
+//!
+//! Labels are `tenant` and `queue` (the queue's id within its tenant);
+//! agents appear only as counts by state, never by name (DESIGN: privacy,
+//! wallboards show group figures).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+
+use crate::acd::{Acd, AgentCounts, QueueSnapshot};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub tenant: String,
+    pub queue: String,
+}
+
+impl QueueLabels {
+    /// Labels of an ACD queue name `tenant/queue`.
+    pub fn of(name: &str) -> QueueLabels {
+        match name.split_once('/') {
+            Some((tenant, queue)) => QueueLabels {
+                tenant: tenant.into(),
+                queue: queue.into(),
+            },
+            None => QueueLabels {
+                tenant: String::new(),
+                queue: name.into(),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueReasonLabels {
+    tenant: String,
+    queue: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueStateLabels {
+    tenant: String,
+    queue: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantStateLabels {
+    tenant: String,
+    state: String,
+}
+
+/// Exports the ACD's live figures.
+#[derive(Debug)]
+pub struct AcdCollector(pub Arc<Acd>);
+
+type Pick = fn(&QueueSnapshot) -> f64;
+
+fn states(c: &AgentCounts) -> [(&'static str, usize); 7] {
+    [
+        ("logged_out", c.logged_out),
+        ("available", c.available),
+        ("unreachable", c.unreachable),
+        ("offered", c.offered),
+        ("talking", c.talking),
+        ("wrap_up", c.wrap_up),
+        ("paused", c.paused),
+    ]
+}
+
+impl Collector for AcdCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.0.snapshot(Instant::now());
+        let gauges: [(&str, &str, Pick); 6] = [
+            ("queue_waiting", "Callers in the queue, including those ringing at an agent", |q| {
+                q.waiting as f64
+            }),
+            ("queue_longest_wait_seconds", "Wait of the longest-waiting caller present", |q| {
+                q.longest_wait.map_or(0.0, |d| d.as_secs_f64())
+            }),
+            ("queue_expected_wait_seconds", "Expected wait of a caller joining now", |q| {
+                q.expected_wait.as_secs_f64()
+            }),
+            (
+                "queue_service_level_ratio",
+                "Share of judged calls answered within the threshold, over the sliding window (NaN before any)",
+                |q| q.service_level.percent.map_or(f64::NAN, |p| p / 100.0),
+            ),
+            ("queue_service_level_target_ratio", "The queue's service-level target", |q| {
+                f64::from(q.service_level.target_percent) / 100.0
+            }),
+            ("queue_service_level_threshold_seconds", "Answered within this wait counts as in time", |q| {
+                q.service_level.threshold.as_secs_f64()
+            }),
+        ];
+        for (name, help, pick) in gauges {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for q in &snap.queues {
+                let labels = QueueLabels::of(&q.name);
+                metric.encode_family(&labels)?.encode_gauge(&pick(q))?;
+            }
+        }
+        let counters: [(&str, &str, fn(&QueueSnapshot) -> u64); 7] = [
+            ("queue_calls_entered", "Callers that entered the queue", |q| q.counters.entered),
+            ("queue_calls_answered", "Callers answered by an agent", |q| q.counters.answered),
+            (
+                "queue_calls_answered_in_threshold",
+                "Callers answered within the service-level threshold",
+                |q| q.counters.answered_in_threshold,
+            ),
+            ("queue_calls_abandoned", "Callers who hung up while waiting", |q| {
+                q.counters.abandoned
+            }),
+            ("queue_calls_timed_out", "Callers who reached the queue's maximum wait", |q| {
+                q.counters.timed_out
+            }),
+            ("queue_calls_moved_out", "Callers moved on to another queue", |q| {
+                q.counters.moved_out
+            }),
+            (
+                "queue_offers_unanswered",
+                "Offers agents did not take (ring timeout, busy, declined, unreachable)",
+                |q| q.counters.offers_unanswered,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for q in &snap.queues {
+                let labels = QueueLabels::of(&q.name);
+                metric
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&pick(q), None)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "queue_calls_rejected",
+            "Callers not admitted, by reason (full, wait_too_long, no_agents)",
+            None,
+            MetricType::Counter,
+        )?;
+        for q in &snap.queues {
+            let QueueLabels { tenant, queue } = QueueLabels::of(&q.name);
+            for (reason, value) in [
+                ("full", q.counters.rejected_full),
+                ("wait_too_long", q.counters.rejected_wait_too_long),
+                ("no_agents", q.counters.rejected_no_agents),
+            ] {
+                let labels = QueueReasonLabels {
+                    tenant: tenant.clone(),
+                    queue: queue.clone(),
+                    reason: reason.into(),
+                };
+                metric
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "queue_agents",
+            "Agents who can serve the queue, by state",
+            None,
+            MetricType::Gauge,
+        )?;
+        for q in &snap.queues {
+            let QueueLabels { tenant, queue } = QueueLabels::of(&q.name);
+            for (state, n) in states(&q.agents) {
+                let labels = QueueStateLabels {
+                    tenant: tenant.clone(),
+                    queue: queue.clone(),
+                    state: state.into(),
+                };
+                metric.encode_family(&labels)?.encode_gauge(&(n as i64))?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "agents",
+            "Agents of each tenant, by state",
+            None,
+            MetricType::Gauge,
+        )?;
+        for t in &snap.tenants {
+            for (state, n) in states(&t.agents) {
+                let labels = TenantStateLabels {
+                    tenant: t.tenant.to_string(),
+                    state: state.into(),
+                };
+                metric.encode_family(&labels)?.encode_gauge(&(n as i64))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -81,6 +81,29 @@ impl Codec {
             Codec::Pcma => g711::alaw_to_linear(byte),
         }
     }
+
+    /// Rewrites a payload of this codec into `to`, in place: one table
+    /// lookup per byte, nothing when the codecs are the same.
+    ///
+    /// ```
+    /// use zentrale::media::Codec;
+    /// let mut payload = [0xFF, 0x80];
+    /// Codec::Pcmu.transcode(Codec::Pcma, &mut payload);
+    /// assert_eq!(payload, [0xD5, 0xAA]); // silence and full scale
+    /// ```
+    #[inline]
+    pub fn transcode(self, to: Codec, payload: &mut [u8]) {
+        // Two loops rather than a function pointer, so each inlines its table.
+        match (self, to) {
+            (Codec::Pcmu, Codec::Pcma) => {
+                payload.iter_mut().for_each(|b| *b = g711::ulaw_to_alaw(*b))
+            }
+            (Codec::Pcma, Codec::Pcmu) => {
+                payload.iter_mut().for_each(|b| *b = g711::alaw_to_ulaw(*b))
+            }
+            _ => {}
+        }
+    }
 }
 
 impl std::fmt::Display for Codec {

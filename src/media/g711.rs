@@ -2,7 +2,9 @@
 //!
 //! Decoding uses 256-entry tables built at compile time. Encoding computes the
 //! segment with `leading_zeros` instead of a search: it is branch-light and
-//! only runs when prompts are loaded, never per packet.
+//! only runs when prompts are loaded, never per packet. Relaying between a
+//! µ-law and an A-law leg uses two more 256-entry tables (one lookup per
+//! byte, no linear detour at run time).
 //!
 //! ```
 //! use zentrale::media::g711;
@@ -16,9 +18,9 @@ const ULAW_CLIP: i32 = 8159;
 
 /// Encodes a 16-bit linear sample to µ-law (G.711 table 2a).
 #[inline]
-pub fn linear_to_ulaw(sample: i16) -> u8 {
+pub const fn linear_to_ulaw(sample: i16) -> u8 {
     // Work on 14 bits like the reference: µ-law has 14-bit precision.
-    let mut v = i32::from(sample) >> 2;
+    let mut v = (sample as i32) >> 2;
     let mask: u8 = if v < 0 {
         v = -v;
         0x7F
@@ -31,7 +33,7 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
     v += ULAW_BIAS >> 2;
     // v is now in 33..=8192; segment 0 holds values below 64 (6 bits).
     let bits = 32 - v.leading_zeros() as i32;
-    let seg = (bits - 6).max(0);
+    let seg = if bits > 6 { bits - 6 } else { 0 };
     if seg >= 8 {
         return 0x7F ^ mask;
     }
@@ -41,9 +43,9 @@ pub fn linear_to_ulaw(sample: i16) -> u8 {
 
 /// Encodes a 16-bit linear sample to A-law (G.711 table 1a).
 #[inline]
-pub fn linear_to_alaw(sample: i16) -> u8 {
+pub const fn linear_to_alaw(sample: i16) -> u8 {
     // A-law has 13-bit precision.
-    let mut v = i32::from(sample) >> 3;
+    let mut v = (sample as i32) >> 3;
     let mask: u8 = if v >= 0 {
         0xD5
     } else {
@@ -52,7 +54,7 @@ pub fn linear_to_alaw(sample: i16) -> u8 {
     };
     // v is in 0..=4095; segment 0 holds values below 32 (5 bits).
     let bits = 32 - v.leading_zeros() as i32;
-    let seg = (bits - 5).max(0);
+    let seg = if bits > 5 { bits - 5 } else { 0 };
     if seg >= 8 {
         return 0x7F ^ mask;
     }
@@ -72,8 +74,27 @@ pub fn alaw_to_linear(code: u8) -> i16 {
     ALAW_TABLE[code as usize]
 }
 
+/// Converts a µ-law byte to the A-law byte nearest in value. Plain decode
+/// then encode (what most soft switches do) is off by one step at some
+/// segment edges, because a value at the bottom of an interval is nearer
+/// the level below; the table is built at compile time by searching all 256
+/// codes, ties going to what the encoder picks (so µ-law silence, 0, which
+/// lies midway between A-law's ±8, becomes A-law's usual silence 0xD5).
+#[inline]
+pub fn ulaw_to_alaw(code: u8) -> u8 {
+    ULAW_TO_ALAW[code as usize]
+}
+
+/// Converts an A-law byte to the µ-law byte nearest in value.
+#[inline]
+pub fn alaw_to_ulaw(code: u8) -> u8 {
+    ALAW_TO_ULAW[code as usize]
+}
+
 static ULAW_TABLE: [i16; 256] = build_ulaw_table();
 static ALAW_TABLE: [i16; 256] = build_alaw_table();
+static ULAW_TO_ALAW: [u8; 256] = build_transcode_table(true);
+static ALAW_TO_ULAW: [u8; 256] = build_transcode_table(false);
 
 const fn ulaw_decode(code: u8) -> i16 {
     let u = !code as i32;
@@ -116,6 +137,42 @@ const fn build_alaw_table() -> [i16; 256] {
     let mut i = 0;
     while i < 256 {
         table[i] = alaw_decode(i as u8);
+        i += 1;
+    }
+    table
+}
+
+const fn build_transcode_table(from_ulaw: bool) -> [u8; 256] {
+    // `to` decodes the target law; fn pointers cannot be called in const fn.
+    const fn to(code: u8, to_alaw: bool) -> i32 {
+        (if to_alaw {
+            alaw_decode(code)
+        } else {
+            ulaw_decode(code)
+        }) as i32
+    }
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let (value, guess) = if from_ulaw {
+            let v = ulaw_decode(i as u8);
+            (v as i32, linear_to_alaw(v))
+        } else {
+            let v = alaw_decode(i as u8);
+            (v as i32, linear_to_ulaw(v))
+        };
+        let mut best = guess;
+        let mut best_dist = (to(guess, from_ulaw) - value).abs();
+        let mut c = 0;
+        while c < 256 {
+            let dist = (to(c as u8, from_ulaw) - value).abs();
+            if dist < best_dist {
+                best = c as u8;
+                best_dist = dist;
+            }
+            c += 1;
+        }
+        table[i] = best;
         i += 1;
     }
     table
@@ -205,6 +262,45 @@ mod tests {
             }
             assert_eq!(linear_to_alaw(alaw_to_linear(c)), c, "alaw {c:#x}");
         }
+    }
+
+    #[test]
+    fn transcoding_picks_the_nearest_code_of_the_other_law() {
+        // Brute force over the other law's 256 codes: the table's choice must
+        // be at least as close to the original value as any other code.
+        fn check(value: i16, chosen: i16, all: &[i16; 256], what: &str) {
+            let best = all
+                .iter()
+                .map(|&x| (i32::from(x) - i32::from(value)).abs())
+                .min()
+                .unwrap();
+            let got = (i32::from(chosen) - i32::from(value)).abs();
+            assert_eq!(got, best, "{what}: {value} became {chosen}");
+        }
+        for c in 0..=255u8 {
+            check(
+                ulaw_to_linear(c),
+                alaw_to_linear(ulaw_to_alaw(c)),
+                &ALAW_TABLE,
+                "ulaw->alaw",
+            );
+            check(
+                alaw_to_linear(c),
+                ulaw_to_linear(alaw_to_ulaw(c)),
+                &ULAW_TABLE,
+                "alaw->ulaw",
+            );
+        }
+        // Silence stays (near) silence, full scale stays full scale.
+        assert_eq!(ulaw_to_alaw(0xFF), 0xD5);
+        assert_eq!(ulaw_to_alaw(0x7F), 0xD5);
+        assert_eq!(alaw_to_ulaw(0xD5), 0xFE); // +8: µ-law has that level exactly
+        // Where plain decode-then-encode is a step off: A-law 8064 lies
+        // nearer µ-law's 7932 than 8316.
+        assert_eq!(ulaw_to_linear(alaw_to_ulaw(0x8A)), 7932);
+        assert_eq!(ulaw_to_alaw(0x80), 0xAA);
+        assert_eq!(ulaw_to_alaw(0x00), 0x2A);
+        assert_eq!(alaw_to_ulaw(0xAA), 0x80);
     }
 
     #[test]

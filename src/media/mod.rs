@@ -1,12 +1,15 @@
 //! Media: RTP sockets and the port pool, G.711, prompt and music-on-hold
-//! playback, RFC 4733 DTMF and SDP offer/answer for audio. Nothing here knows
+//! playback, RFC 4733 DTMF, the RTP relay between bridged legs and SDP
+//! offer/answer for audio. Nothing here knows
 //! SIP; the call module hands SDP bodies in and gets [`sdp::Answer`]s back,
 //! then drives streams through an [`engine::MediaHandle`].
 //!
 //! Performance shape (see DESIGN.md, "Performance notes"): one worker thread
 //! paces every stream from a single 20 ms timer; prompts are encoded to G.711
 //! once at start-up, so sending a frame is a 12-byte header rewrite, a
-//! 160-byte copy and one `send_to`.
+//! 160-byte copy and one `send_to`. Relayed packets are sent the moment they
+//! are read (the worker waits on socket readiness, not on the tick), with
+//! the header rewritten in place and G.711 transcoded by table if needed.
 
 pub mod codec;
 pub mod engine;
@@ -14,6 +17,7 @@ pub mod error;
 pub mod g711;
 pub mod ports;
 pub mod prompt;
+pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod wav;

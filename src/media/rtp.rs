@@ -65,6 +65,26 @@ pub fn is_rtcp(datagram: &[u8]) -> bool {
 
 /// Parses an RTP packet; `None` if it is not RTP version 2 or is cut short.
 pub fn parse(datagram: &[u8]) -> Option<RtpPacket<'_>> {
+    let (header, payload) = parse_in_place(datagram)?;
+    Some(RtpPacket {
+        header,
+        payload: &datagram[payload],
+    })
+}
+
+/// Like [`parse`], but returns where the payload sits in the datagram, so
+/// the caller may rewrite the datagram in place afterwards (the relay writes
+/// its own 12-byte header just before the payload). The payload always
+/// starts at [`HEADER_LEN`] or later.
+///
+/// ```
+/// use zentrale::media::rtp::{self, RtpHeader};
+/// let mut buf = [0u8; 16];
+/// RtpHeader { marker: false, payload_type: 0, sequence: 1, timestamp: 2, ssrc: 3 }.write(&mut buf);
+/// let (header, payload) = rtp::parse_in_place(&buf).unwrap();
+/// assert_eq!((header.sequence, payload), (1, 12..16));
+/// ```
+pub fn parse_in_place(datagram: &[u8]) -> Option<(RtpHeader, std::ops::Range<usize>)> {
     if datagram.len() < HEADER_LEN || datagram[0] >> 6 != 2 || is_rtcp(datagram) {
         return None;
     }
@@ -88,16 +108,14 @@ pub fn parse(datagram: &[u8]) -> Option<RtpPacket<'_>> {
     if start > end {
         return None;
     }
-    Some(RtpPacket {
-        header: RtpHeader {
-            marker: datagram[1] & 0x80 != 0,
-            payload_type: datagram[1] & 0x7F,
-            sequence: u16::from_be_bytes([datagram[2], datagram[3]]),
-            timestamp: u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]),
-            ssrc: u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]),
-        },
-        payload: &datagram[start..end],
-    })
+    let header = RtpHeader {
+        marker: datagram[1] & 0x80 != 0,
+        payload_type: datagram[1] & 0x7F,
+        sequence: u16::from_be_bytes([datagram[2], datagram[3]]),
+        timestamp: u32::from_be_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]),
+        ssrc: u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]),
+    };
+    Some((header, start..end))
 }
 
 /// An RFC 4733 telephone-event payload (§2.3).

@@ -1,11 +1,19 @@
 //! The media worker: one thread, one 20 ms timer, every stream.
 //!
-//! Each tick it applies queued commands, then for every stream builds the
-//! next G.711 frame from pre-encoded prompt bytes, rewrites the 12-byte
-//! header and sends it, then drains the socket (DTMF, peer learning, RTP
-//! timeout). Each stream towards a peer stays one continuous RTP stream:
-//! SSRC fixed, sequence +1 per packet, timestamp +160 per 20 ms of real time
-//! whether or not we send — whatever is played into it.
+//! The thread waits (`epoll`, through `mio`) for three things at once: a
+//! socket with packets, a command, and the next tick. Packets are read as
+//! they arrive: DTMF is reported, the peer address learned, and on a
+//! bridged stream ([`MediaHandle::bridge`]) the packet is rewritten in place
+//! and sent on to the partner's peer right away, so the relay adds no
+//! latency beyond one wake-up and paces nothing itself. Each tick, for every
+//! stream that is not bridged, the worker builds the next G.711 frame from
+//! pre-encoded prompt bytes, writes the 12-byte header and sends it, then
+//! checks for RTP timeouts.
+//!
+//! Each stream towards a peer stays one continuous RTP stream whatever
+//! feeds it (prompt, music, the other leg): SSRC fixed, sequence +1 per
+//! packet, timestamps following real time whether or not we send (see
+//! [`relay`](crate::media::relay) for how relayed timestamps are mapped).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -21,6 +29,13 @@
 //! let greeting = Prompt::from_samples("hallo", &[0; 8000]);
 //! let music = Prompt::from_samples("musik", &[0; 8000]);
 //! media.play(id, Playlist::once(greeting).then_loop(music));
+//! // An agent answers: connect the two legs, later put the caller on hold.
+//! let (_, agent_socket) = pool.allocate("192.0.2.7".parse()?)?;
+//! let agent = StreamId(2);
+//! media.add_stream(agent, agent_socket, Some("192.0.2.50:5000".parse()?), Codec::Pcmu, 0);
+//! media.bridge(id, agent);
+//! media.unbridge(agent);
+//! media.play(id, Playlist::looping(Prompt::from_samples("musik", &[0; 8000])));
 //! while let Some(event) = events.recv().await {
 //!     println!("{event:?}");
 //! }
@@ -37,7 +52,7 @@ mod worker;
 mod tests;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -127,15 +142,17 @@ impl Playlist {
 /// What the worker reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MediaEvent {
-    /// A peer that should be sending (direction sendrecv or recvonly) sent
-    /// nothing for `rtp_timeout`. Reported once per silence.
+    /// A peer that should be sending sent nothing for `rtp_timeout`.
+    /// Reported once per silence, and only while the direction is
+    /// `sendrecv` (see [`MediaHandle::set_direction`]).
     RtpTimeout(StreamId),
-    /// An RFC 4733 key press, reported once per event (at its first packet).
+    /// An RFC 4733 key press, reported once per event (at its first packet)
+    /// for the stream it came in on, bridged or not.
     /// `digit` is `0`-`9`, `*`, `#`, `A`-`D`, or `!` for flash.
     Dtmf { stream: StreamId, digit: char },
     /// The `items` of the playlist given to [`MediaHandle::play`] have been
     /// played out (the loop or silence starts now). Not sent for a playlist
-    /// without items.
+    /// without items. The playlist pauses while the stream is bridged.
     PlaylistDone(StreamId),
 }
 
@@ -151,16 +168,46 @@ pub(super) enum Command {
     SetRemote(StreamId, Option<SocketAddr>),
     SetDirection(StreamId, Direction),
     SetDtmf(StreamId, Option<u8>),
+    Bridge(StreamId, StreamId),
+    Unbridge(StreamId),
     Remove(StreamId),
 }
 
 /// Commands the worker. Cheap to clone; every method returns at once and
-/// takes effect within one tick. When the last handle is dropped the worker
-/// closes every socket and ends.
+/// takes effect at the worker's next tick (within 20 ms). When the last
+/// handle is dropped the worker closes every socket and ends.
 #[derive(Clone, Debug)]
 pub struct MediaHandle {
-    commands: mpsc::Sender<Command>,
+    commands: Arc<CommandSender>,
     counters: Arc<MediaCounters>,
+}
+
+/// The command channel plus the waker that gets the worker out of its wait.
+#[derive(Debug)]
+struct CommandSender {
+    /// `None` only while dropping.
+    tx: Option<mpsc::Sender<Command>>,
+    waker: mio::Waker,
+}
+
+impl CommandSender {
+    fn send(&self, command: Command) {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(command).is_ok());
+        if !sent {
+            tracing::error!("media worker is gone; command dropped");
+        }
+        // No wake-up: the worker applies commands at its next tick (at most
+        // 20 ms later). A wake-up per command cost more CPU per call than
+        // all of SIP parsing in the signalling benchmark.
+    }
+}
+
+impl Drop for CommandSender {
+    fn drop(&mut self) {
+        // Disconnect first, then wake: the worker sees the channel closed.
+        drop(self.tx.take());
+        let _ = self.waker.wake();
+    }
 }
 
 impl MediaHandle {
@@ -170,16 +217,15 @@ impl MediaHandle {
     }
 
     fn send(&self, command: Command) {
-        if self.commands.send(command).is_err() {
-            tracing::error!("media worker is gone; command dropped");
-        }
+        self.commands.send(command);
     }
 
     /// Starts a stream on a bound socket (see [`PortPool::allocate`](crate::media::PortPool::allocate)).
     /// It sends silence until [`play`](Self::play). With `remote: None` the
     /// peer is learned from the first RTP packet that arrives (symmetric
     /// RTP); with `Some`, packets from any other source are ignored.
-    /// Starts `sendrecv`. A second add with the same id replaces the stream.
+    /// Starts `sendrecv`. A second add with the same id replaces the stream
+    /// (and ends its bridge).
     pub fn add_stream(
         &self,
         id: StreamId,
@@ -197,7 +243,8 @@ impl MediaHandle {
         });
     }
 
-    /// Replaces what the stream plays now.
+    /// Replaces what the stream plays now. On a bridged stream the new
+    /// playlist waits for [`unbridge`](Self::unbridge).
     pub fn play(&self, id: StreamId, playlist: Playlist) {
         self.send(Command::Play(id, playlist));
     }
@@ -208,8 +255,14 @@ impl MediaHandle {
         self.send(Command::SetRemote(id, remote));
     }
 
-    /// Sets what we do: we send in `SendRecv`/`SendOnly`, and watch for RTP
-    /// timeout in `SendRecv`/`RecvOnly` (the peer should be sending then).
+    /// Sets what we do on this stream, as the SDP negotiation decided: we
+    /// send (prompts, or relayed media while bridged) only in
+    /// `SendRecv`/`SendOnly`.
+    ///
+    /// RTP timeout is watched only in `SendRecv`. In `RecvOnly` the peer
+    /// put us on hold with `a=sendonly`; it should send, but many phones
+    /// then send nothing for minutes, and a timeout would end the call
+    /// in the middle of a long hold.
     pub fn set_direction(&self, id: StreamId, direction: Direction) {
         self.send(Command::SetDirection(id, direction));
     }
@@ -217,6 +270,31 @@ impl MediaHandle {
     /// The negotiated telephone-event payload type; `None` ignores DTMF.
     pub fn set_dtmf_payload_type(&self, id: StreamId, payload_type: Option<u8>) {
         self.send(Command::SetDtmf(id, payload_type));
+    }
+
+    /// Connects two streams (caller and agent): what `a`'s peer sends goes
+    /// to `b`'s peer and back, each side keeping its own SSRC, sequence and
+    /// timestamp line, codec (PCMU and PCMA are transcoded) and
+    /// telephone-event payload type (events are dropped towards a leg that
+    /// negotiated none). A side only sends while its direction
+    /// [`sends`](Direction::sends). Packets are relayed as they arrive, not
+    /// on the tick; nothing is sent while a source is silent.
+    ///
+    /// Both players pause where they are and resume after
+    /// [`unbridge`](Self::unbridge), unless [`play`](Self::play) replaces
+    /// them. A stream already bridged elsewhere is unbridged from that
+    /// partner first, which goes back to its player. DTMF is still reported
+    /// per stream.
+    pub fn bridge(&self, a: StreamId, b: StreamId) {
+        self.send(Command::Bridge(a, b));
+    }
+
+    /// Ends the bridge of `id` on both sides; each goes back to its player
+    /// with continuous sequence numbers and timestamps and the marker bit on
+    /// its first packet. For hold: `unbridge(agent)` then `play(caller, moh)`.
+    /// Removing either stream unbridges as well.
+    pub fn unbridge(&self, id: StreamId) {
+        self.send(Command::Unbridge(id));
     }
 
     /// Ends the stream and closes its socket; then release the port in the pool.
@@ -229,22 +307,45 @@ impl MediaHandle {
 /// event receiver (bounded, [`EVENT_CAPACITY`]).
 ///
 /// # Panics
-/// If the OS refuses to create the thread (start-up only).
+/// If the OS refuses to create the thread or its `epoll` instance
+/// (start-up only: out of file descriptors or memory).
 pub fn start(config: EngineConfig) -> (MediaHandle, tokio::sync::mpsc::Receiver<MediaEvent>) {
-    let (commands, command_rx) = mpsc::channel();
+    let poll = mio::Poll::new().expect("creating the media worker's epoll instance");
+    let waker = mio::Waker::new(poll.registry(), worker::WAKE)
+        .expect("creating the media worker's wake-up eventfd");
+    let (tx, command_rx) = mpsc::channel();
     let (events, event_rx) = tokio::sync::mpsc::channel(EVENT_CAPACITY);
     let counters = Arc::new(MediaCounters::default());
     let worker_counters = counters.clone();
     std::thread::Builder::new()
         .name("zentrale-media".into())
-        .spawn(move || worker::run(config, command_rx, events, worker_counters))
+        .spawn(move || worker::run(config, poll, command_rx, events, worker_counters))
         .expect("spawning the media thread");
+    let commands = Arc::new(CommandSender {
+        tx: Some(tx),
+        waker,
+    });
     (MediaHandle { commands, counters }, event_rx)
 }
 
 /// RTP packets the worker sent and accepted since start, for the metrics.
+/// A relayed packet counts as received on one stream and sent on the other,
+/// and once more in `relayed`.
 #[derive(Debug, Default)]
 pub struct MediaCounters {
     pub sent: AtomicU64,
     pub received: AtomicU64,
+    /// Packets sent by the relay between bridged streams (part of `sent`).
+    pub relayed: AtomicU64,
+}
+
+impl MediaCounters {
+    /// `(sent, received, relayed)` as they stand.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+            self.relayed.load(Ordering::Relaxed),
+        )
+    }
 }

@@ -1,34 +1,55 @@
-//! One RTP stream as the worker sees it: its socket, its header state and
-//! its player. Everything here runs on the worker thread.
+//! One RTP stream as the worker sees it: its socket, its outbound header
+//! state, its player and, while bridged, the relay that feeds it from the
+//! partner leg. Everything here runs on the worker thread.
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use mio::net::UdpSocket;
+
 use super::player::{Player, Progress};
+use super::worker::Tally;
 use super::{MediaEvent, StreamId};
-use crate::media::codec::Codec;
+use crate::media::relay::{LegFormat, OutboundRtp, Relay};
 use crate::media::rtp::{self, HEADER_LEN, RtpHeader, TelephoneEvent};
 use crate::media::sdp::Direction;
 
-/// At most this many datagrams are read per stream and tick, so one flooding
-/// peer cannot starve the others; the rest waits for the next tick.
-const MAX_READS_PER_TICK: usize = 32;
+/// The partner of a bridged stream, and how its packets become ours.
+struct Bridge {
+    /// The partner's slot in the worker's table.
+    partner: usize,
+    /// Maps the partner's packets onto the stream we send our peer.
+    relay: Relay,
+}
+
+/// What one read from the socket gave.
+pub(super) enum Read {
+    /// Nothing more to read for now.
+    Drained,
+    /// A datagram that is not for us (not RTP, a stranger's) or an error
+    /// worth another read.
+    Skipped,
+    /// An RTP packet from our peer, `len` bytes at the start of the buffer.
+    Packet {
+        len: usize,
+        header: RtpHeader,
+        payload: Range<usize>,
+    },
+}
 
 pub(super) struct Stream {
     pub id: StreamId,
     socket: UdpSocket,
     remote: Option<SocketAddr>,
-    codec: Codec,
-    payload_type: u8,
-    dtmf_payload_type: Option<u8>,
+    format: LegFormat,
     direction: Direction,
-    ssrc: u32,
-    sequence: u16,
-    /// Timestamp of the next frame; moves with the clock, sent or not.
-    timestamp: u32,
+    out: OutboundRtp,
+    /// Whether the player's last frame was sent (for its marker bit).
     was_sending: bool,
     player: Player,
+    bridge: Option<Bridge>,
     last_receive: Instant,
     timeout_reported: bool,
     /// (RTP timestamp, event code) of the last DTMF reported.
@@ -43,24 +64,19 @@ impl Stream {
         id: StreamId,
         socket: UdpSocket,
         remote: Option<SocketAddr>,
-        codec: Codec,
-        payload_type: u8,
+        format: LegFormat,
         now: Instant,
     ) -> Stream {
         Stream {
             id,
             socket,
             remote,
-            codec,
-            payload_type,
-            dtmf_payload_type: None,
+            format,
             direction: Direction::SendRecv,
-            // RFC 3550 §5.1: random SSRC, sequence and timestamp starts.
-            ssrc: rand::random(),
-            sequence: rand::random(),
-            timestamp: rand::random(),
+            out: OutboundRtp::random(),
             was_sending: false,
             player: Player::silence(),
+            bridge: None,
             last_receive: now,
             timeout_reported: false,
             last_event: None,
@@ -68,6 +84,14 @@ impl Stream {
             packets_sent: 0,
             packets_received: 0,
         }
+    }
+
+    pub(super) fn socket_mut(&mut self) -> &mut UdpSocket {
+        &mut self.socket
+    }
+
+    pub(super) fn format(&self) -> LegFormat {
+        self.format
     }
 
     pub(super) fn play(&mut self, player: Player) {
@@ -81,7 +105,7 @@ impl Stream {
     }
 
     pub(super) fn set_direction(&mut self, direction: Direction, now: Instant) {
-        if direction.receives() && !self.direction.receives() {
+        if direction == Direction::SendRecv && self.direction != Direction::SendRecv {
             // The silence watch starts when we start expecting packets.
             self.last_receive = now;
             self.timeout_reported = false;
@@ -90,108 +114,182 @@ impl Stream {
     }
 
     pub(super) fn set_dtmf_payload_type(&mut self, pt: Option<u8>) {
-        self.dtmf_payload_type = pt;
+        self.format.dtmf_payload_type = pt;
+    }
+
+    /// The partner's slot while bridged.
+    pub(super) fn partner(&self) -> Option<usize> {
+        self.bridge.as_ref().map(|b| b.partner)
+    }
+
+    /// Starts taking media from the stream in slot `partner` instead of the
+    /// player, which pauses where it is.
+    pub(super) fn bridge(&mut self, partner: usize) {
+        self.bridge = Some(Bridge {
+            partner,
+            relay: Relay::new(),
+        });
+    }
+
+    /// Ends the bridge; the player resumes on the next tick, after whatever
+    /// the relay sent and with the marker bit. Returns the partner's slot.
+    pub(super) fn unbridge(&mut self) -> Option<usize> {
+        let bridge = self.bridge.take()?;
+        self.out.resume();
+        self.was_sending = false;
+        Some(bridge.partner)
     }
 
     /// Moves the clock over ticks that were skipped (worker was late), so
     /// timestamps keep following real time.
     pub(super) fn skip_ticks(&mut self, ticks: u64, samples_per_tick: u32) {
-        let advance = (ticks as u32).wrapping_mul(samples_per_tick);
-        self.timestamp = self.timestamp.wrapping_add(advance);
+        self.out
+            .advance((ticks as u32).wrapping_mul(samples_per_tick));
     }
 
-    /// Produces one frame and sends it if we send. `buf` must hold the
-    /// header plus `samples_per_tick` bytes.
+    /// One tick: the player produces a frame and it is sent if we send; a
+    /// bridged stream only moves its clock. `buf` must hold the header plus
+    /// `samples_per_tick` bytes.
     pub(super) fn send_frame(
         &mut self,
         buf: &mut [u8],
         samples_per_tick: u32,
         emit: &mut impl FnMut(MediaEvent),
+        tally: &mut Tally,
     ) {
+        if self.bridge.is_some() {
+            self.out.advance(samples_per_tick);
+            return;
+        }
         let frame_end = HEADER_LEN + samples_per_tick as usize;
         // The playlist runs in real time even on hold, so prompt lengths
         // stay a reliable clock for the call logic.
         if self
             .player
-            .fill(self.codec, &mut buf[HEADER_LEN..frame_end])
+            .fill(self.format.codec, &mut buf[HEADER_LEN..frame_end])
             == Progress::ItemsDone
         {
             emit(MediaEvent::PlaylistDone(self.id));
         }
-        let sending = self.direction.sends() && self.remote.is_some();
-        if let (true, Some(remote)) = (sending, self.remote) {
-            RtpHeader {
-                // RFC 3551 §4.1: marker on the first packet after silence.
-                marker: !self.was_sending,
-                payload_type: self.payload_type,
-                sequence: self.sequence,
-                timestamp: self.timestamp,
-                ssrc: self.ssrc,
-            }
-            .write(buf);
-            self.sequence = self.sequence.wrapping_add(1);
-            self.packets_sent += 1;
-            if let Err(e) = self.socket.send_to(&buf[..frame_end], remote) {
-                // ICMP port unreachable shows up here as ConnectionRefused;
-                // the peer may come back (re-INVITE), so keep going.
-                if !self.send_error_logged {
-                    tracing::debug!(stream = self.id.0, %remote, error = %e, "RTP send failed");
-                    self.send_error_logged = true;
-                }
-            }
+        let remote = self.remote.filter(|_| self.direction.sends());
+        if let Some(remote) = remote {
+            let timestamp = self.out.clock;
+            // RFC 3551 §4.1: marker on the first packet after silence.
+            self.out
+                .next_header(
+                    !self.was_sending,
+                    self.format.payload_type,
+                    timestamp,
+                    samples_per_tick,
+                )
+                .write(buf);
+            self.send(&buf[..frame_end], remote, tally);
         }
-        self.was_sending = sending;
-        self.timestamp = self.timestamp.wrapping_add(samples_per_tick);
+        self.was_sending = remote.is_some();
+        self.out.advance(samples_per_tick);
     }
 
-    /// Reads what arrived, learns the peer address if we have none, and
-    /// reports DTMF.
-    pub(super) fn receive(
+    /// Relays a packet of the partner (`from` is its format) to our peer.
+    /// `datagram` is rewritten in place.
+    pub(super) fn relay(
+        &mut self,
+        datagram: &mut [u8],
+        header: RtpHeader,
+        payload: Range<usize>,
+        from: &LegFormat,
+        now: Instant,
+        tally: &mut Tally,
+    ) {
+        let Some(bridge) = &mut self.bridge else {
+            return;
+        };
+        // Hold: we send our peer nothing while our direction says so.
+        let Some(remote) = self.remote.filter(|_| self.direction.sends()) else {
+            bridge.relay.pause();
+            return;
+        };
+        if let Some(range) = bridge.relay.rewrite(
+            datagram,
+            header,
+            payload,
+            from,
+            &self.format,
+            &mut self.out,
+            now,
+        ) {
+            tally.relayed += 1;
+            self.send(&datagram[range], remote, tally);
+        }
+    }
+
+    fn send(&mut self, packet: &[u8], remote: SocketAddr, tally: &mut Tally) {
+        self.packets_sent += 1;
+        tally.sent += 1;
+        if let Err(e) = self.socket.send_to(packet, remote) {
+            // ICMP port unreachable shows up here as ConnectionRefused, and
+            // a full socket buffer as WouldBlock (the packet is lost, as it
+            // would be on the wire); the peer may come back, so keep going.
+            if !self.send_error_logged {
+                tracing::debug!(stream = self.id.0, %remote, error = %e, "RTP send failed");
+                self.send_error_logged = true;
+            }
+        }
+    }
+
+    /// Reads one datagram, learns the peer address if we have none, and
+    /// reports DTMF. A packet from our peer is left at the start of `buf`
+    /// for the relay.
+    pub(super) fn read(
         &mut self,
         buf: &mut [u8],
         now: Instant,
         emit: &mut impl FnMut(MediaEvent),
-    ) {
-        for _ in 0..MAX_READS_PER_TICK {
-            let (len, source) = match self.socket.recv_from(buf) {
-                Ok(r) => r,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                // Queued ICMP errors of earlier sends; the next read may have data.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ConnectionRefused
-                            | ErrorKind::ConnectionReset
-                            | ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
-                Err(e) => {
-                    tracing::warn!(stream = self.id.0, error = %e, "RTP receive failed");
-                    return;
-                }
-            };
-            let Some(packet) = rtp::parse(&buf[..len]) else {
-                continue;
-            };
-            match self.remote {
-                // Symmetric RTP (RFC 4961): send back to where the peer sends from.
-                None => {
-                    tracing::debug!(stream = self.id.0, %source, "RTP peer learned");
-                    self.remote = Some(source);
-                }
-                // Never follow another source mid-call: that is how media
-                // gets hijacked. Re-INVITEs change the peer via set_remote.
-                Some(remote) if remote != source => continue,
-                Some(_) => {}
+        tally: &mut Tally,
+    ) -> Read {
+        let (len, source) = match self.socket.recv_from(buf) {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Read::Drained,
+            // Queued ICMP errors of earlier sends; the next read may have data.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::Interrupted
+                ) =>
+            {
+                return Read::Skipped;
             }
-            self.packets_received += 1;
-            self.last_receive = now;
-            self.timeout_reported = false;
-            if Some(packet.header.payload_type) == self.dtmf_payload_type {
-                self.on_telephone_event(packet.header.timestamp, packet.payload, emit);
+            Err(e) => {
+                tracing::warn!(stream = self.id.0, error = %e, "RTP receive failed");
+                return Read::Drained;
             }
+        };
+        let Some((header, payload)) = rtp::parse_in_place(&buf[..len]) else {
+            return Read::Skipped;
+        };
+        match self.remote {
+            // Symmetric RTP (RFC 4961): send back to where the peer sends from.
+            None => {
+                tracing::debug!(stream = self.id.0, %source, "RTP peer learned");
+                self.remote = Some(source);
+            }
+            // Never follow another source mid-call: that is how media
+            // gets hijacked. Re-INVITEs change the peer via set_remote.
+            Some(remote) if remote != source => return Read::Skipped,
+            Some(_) => {}
+        }
+        self.packets_received += 1;
+        tally.received += 1;
+        self.last_receive = now;
+        self.timeout_reported = false;
+        if Some(header.payload_type) == self.format.dtmf_payload_type {
+            self.on_telephone_event(header.timestamp, &buf[payload.clone()], emit);
+        }
+        Read::Packet {
+            len,
+            header,
+            payload,
         }
     }
 
@@ -220,13 +318,18 @@ impl Stream {
     }
 
     /// Reports silence from a peer that should be sending, once per silence.
+    ///
+    /// Only in `SendRecv`: in `RecvOnly` the peer has put us on hold
+    /// (`a=sendonly`), and holding phones often send nothing at all for
+    /// minutes — watching then would end long holds. In `SendOnly` and
+    /// `Inactive` the peer is not supposed to send.
     pub(super) fn check_timeout(
         &mut self,
         now: Instant,
         timeout: Duration,
         emit: &mut impl FnMut(MediaEvent),
     ) {
-        if self.direction.receives()
+        if self.direction == Direction::SendRecv
             && !self.timeout_reported
             && now.saturating_duration_since(self.last_receive) >= timeout
         {

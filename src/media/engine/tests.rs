@@ -254,3 +254,457 @@ async fn hold_pauses_sending_and_keeps_the_clock() {
     assert_eq!(gap % 160, 0);
     assert!(gap >= 160 * 4, "timestamps ran on during hold: {gap}");
 }
+
+// ---- Bridging two legs ----------------------------------------------------
+
+/// Packets already queued at `s`, without waiting.
+fn drain(s: &UdpSocket) -> Vec<(RtpHeader, Vec<u8>)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1500];
+    s.set_nonblocking(true).unwrap();
+    while let Ok((n, _)) = s.recv_from(&mut buf) {
+        let p = rtp::parse(&buf[..n]).expect("valid RTP");
+        got.push((p.header, p.payload.to_vec()));
+    }
+    s.set_nonblocking(false).unwrap();
+    got
+}
+
+/// True if nothing arrives at `s` for `quiet`.
+fn stays_quiet(s: &UdpSocket, quiet: Duration) -> bool {
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let nothing = s.recv_from(&mut [0u8; 1500]).is_err();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    nothing
+}
+
+fn packet_from(ssrc: u32, pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut b = rtp_packet(pt, seq, ts, payload);
+    b[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    b
+}
+
+/// One leg: the phone's socket and the engine's address for it.
+struct Leg {
+    id: StreamId,
+    phone: UdpSocket,
+    engine: SocketAddr,
+}
+
+impl Leg {
+    fn add(media: &MediaHandle, id: u64, codec: Codec, pt: u8) -> Leg {
+        let (phone, phone_addr) = peer();
+        let (sock, engine) = engine_socket();
+        let id = StreamId(id);
+        media.add_stream(id, sock, Some(phone_addr), codec, pt);
+        Leg { id, phone, engine }
+    }
+
+    fn send(&self, datagram: &[u8]) {
+        self.phone.send_to(datagram, self.engine).unwrap();
+    }
+
+    /// The last packet the phone got: `seen`, or any queued since.
+    fn last_packet(&self, seen: RtpHeader) -> RtpHeader {
+        drain(&self.phone).last().map_or(seen, |p| p.0)
+    }
+}
+
+/// Sends `n` 20 ms packets of `payload` from `leg`'s phone, paced in real
+/// time, starting at `seq0`/`ts0`.
+fn talk(leg: &Leg, ssrc: u32, pt: u8, seq0: u16, ts0: u32, n: u16, payload: &[u8]) {
+    for i in 0..n {
+        let ts = ts0.wrapping_add(160 * u32::from(i));
+        leg.send(&packet_from(ssrc, pt, seq0.wrapping_add(i), ts, payload));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Checks that `got` continues the stream whose last packet was `last`:
+/// same SSRC, sequence +1 each, timestamps moving on by `spacing` after a
+/// first gap of at least one frame (the clock ran on during the switch), the
+/// marker on the first packet only.
+fn assert_continues(last: RtpHeader, got: &[(RtpHeader, Vec<u8>)], spacing: u32, what: &str) {
+    assert!(!got.is_empty(), "{what}: nothing relayed");
+    for (i, (h, _)) in got.iter().enumerate() {
+        assert_eq!(h.ssrc, last.ssrc, "{what} {i}: SSRC");
+        assert_eq!(
+            h.sequence,
+            last.sequence.wrapping_add(1 + i as u16),
+            "{what} {i}: sequence"
+        );
+        assert_eq!(h.marker, i == 0, "{what} {i}: marker");
+    }
+    let gap = got[0].0.timestamp.wrapping_sub(last.timestamp);
+    // At least one frame, at most what real time allows on a busy machine.
+    assert!((160..160 * 50).contains(&gap), "{what}: first gap {gap}");
+    for w in got.windows(2) {
+        assert_eq!(
+            w[1].0.timestamp.wrapping_sub(w[0].0.timestamp),
+            spacing,
+            "{what}: spacing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bridged_legs_relay_both_ways_as_one_continuous_stream() {
+    let (media, _events) = start(config(None));
+    let caller = Leg::add(&media, 1, Codec::Pcma, 8);
+    let agent = Leg::add(&media, 2, Codec::Pcma, 8);
+    let ramp: Vec<i16> = (0..1600).map(|i| (i * 20 - 16000) as i16).collect();
+    media.play(
+        caller.id,
+        Playlist::looping(Prompt::from_samples("w", &ramp)),
+    );
+    let (seen_by_caller, _) = recv_packet(&caller.phone);
+    let (seen_by_agent, _) = recv_packet(&agent.phone);
+    media.bridge(caller.id, agent.id);
+    std::thread::sleep(Duration::from_millis(60));
+    let last_to_caller = caller.last_packet(seen_by_caller);
+    let last_to_agent = agent.last_packet(seen_by_agent);
+    assert!(
+        stays_quiet(&agent.phone, Duration::from_millis(60)),
+        "no prompt while bridged"
+    );
+
+    let voice: Vec<u8> = (0..160).map(|i| i as u8).collect();
+    talk(&caller, 0xCA11, 8, 100, 50_000, 5, &voice);
+    let to_agent = drain(&agent.phone);
+    assert_eq!(to_agent.len(), 5);
+    assert_continues(last_to_agent, &to_agent, 160, "caller->agent");
+    for (h, payload) in &to_agent {
+        assert_eq!((h.payload_type, payload), (8, &voice));
+    }
+
+    talk(&agent, 0xA6E7, 8, 7, 1_000_000, 4, &[0x55; 160]);
+    let to_caller = drain(&caller.phone);
+    assert_eq!(to_caller.len(), 4);
+    assert_continues(last_to_caller, &to_caller, 160, "agent->caller");
+
+    std::thread::sleep(Duration::from_millis(30));
+    let counters = media.counters();
+    let (sent, received, relayed) = counters.snapshot();
+    assert_eq!(relayed, 9);
+    // Plus at least the two prompt packets seen before the bridge.
+    assert!(received >= 9 && sent >= relayed + 2, "{sent} {received}");
+}
+
+#[tokio::test]
+async fn pcmu_leg_to_pcma_leg_is_transcoded_with_the_source_packet_time() {
+    let (media, _events) = start(config(None));
+    let caller = Leg::add(&media, 1, Codec::Pcmu, 0);
+    let agent = Leg::add(&media, 2, Codec::Pcma, 8);
+    recv_packet(&agent.phone);
+    media.bridge(caller.id, agent.id);
+    std::thread::sleep(Duration::from_millis(40));
+    drain(&agent.phone);
+
+    // 30 ms packets: silence, full scale both ways, then every µ-law code.
+    let mut ulaw = vec![0xFF, 0x7F, 0x80, 0x00];
+    ulaw.extend(0..=235u8);
+    for i in 0..3u16 {
+        caller.send(&packet_from(9, 0, i, 240 * u32::from(i), &ulaw));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let got = drain(&agent.phone);
+    assert_eq!(got.len(), 3);
+    let payload = &got[0].1;
+    assert_eq!(payload.len(), 240);
+    assert_eq!(payload[..4], [0xD5, 0xD5, 0xAA, 0x2A]);
+    for (i, &u) in ulaw.iter().enumerate() {
+        let (from, to) = (Codec::Pcmu.decode(u), Codec::Pcma.decode(payload[i]));
+        // Within one A-law step of the µ-law value.
+        let step = (i32::from(from).abs() / 16).max(16);
+        assert!(
+            (i32::from(from) - i32::from(to)).abs() <= step,
+            "{u:#x}: {from} -> {to}"
+        );
+    }
+    for (h, _) in &got {
+        assert_eq!(h.payload_type, 8);
+    }
+    assert_eq!(got[1].0.timestamp.wrapping_sub(got[0].0.timestamp), 240);
+    assert_eq!(got[2].0.timestamp.wrapping_sub(got[1].0.timestamp), 240);
+}
+
+fn dtmf_from(ssrc: u32, pt: u8, seq: u16, ts: u32, event: u8, end: bool, duration: u16) -> Vec<u8> {
+    let mut p = [0u8; 4];
+    TelephoneEvent {
+        event,
+        end,
+        volume: 10,
+        duration,
+    }
+    .write(&mut p);
+    packet_from(ssrc, pt, seq, ts, &p)
+}
+
+#[tokio::test]
+async fn dtmf_takes_the_destination_payload_type_or_is_dropped() {
+    let (media, mut events) = start(config(None));
+    let caller = Leg::add(&media, 1, Codec::Pcma, 8);
+    let agent = Leg::add(&media, 2, Codec::Pcma, 8);
+    media.set_dtmf_payload_type(caller.id, Some(101));
+    media.set_dtmf_payload_type(agent.id, Some(96));
+    recv_packet(&agent.phone);
+    media.bridge(caller.id, agent.id);
+    std::thread::sleep(Duration::from_millis(40));
+    drain(&agent.phone);
+
+    talk(&caller, 5, 8, 1, 8000, 2, &[0xD5; 160]);
+    // Key 7 held for 60 ms, end packet three times; all share timestamp 8320.
+    let mut seq = 3;
+    for (end, duration) in [
+        (false, 160),
+        (false, 320),
+        (true, 480),
+        (true, 480),
+        (true, 480),
+    ] {
+        caller.send(&dtmf_from(5, 101, seq, 8320, 7, end, duration));
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    talk(&caller, 5, 8, seq, 8800, 1, &[0xD5; 160]);
+    let got = drain(&agent.phone);
+    assert_eq!(got.len(), 8);
+    let audio_ts = got[1].0.timestamp;
+    for (i, (h, payload)) in got[2..7].iter().enumerate() {
+        assert_eq!(h.payload_type, 96, "event packet {i}");
+        assert_eq!(h.timestamp, audio_ts.wrapping_add(160), "event packet {i}");
+        assert_eq!(TelephoneEvent::parse(payload).unwrap().event, 7);
+    }
+    assert!(got[2].0.marker || got[0].0.marker);
+    assert_eq!(got[7].0.payload_type, 8);
+    assert_eq!(got[7].0.timestamp, audio_ts.wrapping_add(640));
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(200)).await,
+        Some(MediaEvent::Dtmf {
+            stream: caller.id,
+            digit: '7'
+        })
+    );
+
+    // An agent phone without telephone-event gets no events, and no
+    // sequence gap for them.
+    media.set_dtmf_payload_type(agent.id, None);
+    std::thread::sleep(Duration::from_millis(20));
+    let last = got[7].0;
+    caller.send(&dtmf_from(5, 101, seq + 1, 9000, 11, false, 160));
+    caller.send(&dtmf_from(5, 101, seq + 2, 9000, 11, true, 320));
+    std::thread::sleep(Duration::from_millis(20));
+    talk(&caller, 5, 8, seq + 3, 9320, 1, &[0xD5; 160]);
+    let got = drain(&agent.phone);
+    assert_eq!(got.len(), 1, "only the audio packet");
+    assert_eq!(got[0].0.sequence, last.sequence.wrapping_add(1));
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(200)).await,
+        Some(MediaEvent::Dtmf {
+            stream: caller.id,
+            digit: '#'
+        })
+    );
+}
+
+#[tokio::test]
+async fn hold_by_unbridge_and_music_is_seamless() {
+    let (media, mut events) = start(config(None));
+    let caller = Leg::add(&media, 1, Codec::Pcma, 8);
+    let agent = Leg::add(&media, 2, Codec::Pcmu, 0);
+    recv_packet(&caller.phone);
+    media.bridge(caller.id, agent.id);
+    std::thread::sleep(Duration::from_millis(40));
+    drain(&caller.phone);
+    talk(&agent, 77, 0, 0, 123, 3, &[0xFF; 160]);
+    let relayed = drain(&caller.phone);
+    assert_eq!(relayed.len(), 3);
+    let last = relayed[2].0;
+
+    // The agent presses hold: the daemon unbridges and plays music.
+    let moh = Prompt::from_samples("moh", &[1000; 480]);
+    media.unbridge(agent.id);
+    media.play(caller.id, Playlist::looping(moh.clone()));
+    let music: Vec<_> = (0..4).map(|_| recv_packet(&caller.phone)).collect();
+    assert_continues(last, &music, 160, "music after hold");
+    assert_eq!(music[0].1, moh.encoded(Codec::Pcma)[..160]);
+    assert_eq!(music[0].0.payload_type, 8);
+    // The agent's leg went back to its (silent) player too.
+    let (h, payload) = recv_packet(&agent.phone);
+    assert_eq!((h.payload_type, payload), (0, vec![0xFF; 160]));
+    // Nothing the agent says reaches the caller now.
+    talk(&agent, 77, 0, 3, 603, 2, &[0xFF; 160]);
+    let on_hold = drain(&caller.phone);
+    assert!(
+        on_hold
+            .iter()
+            .all(|(_, p)| p[..] == moh.encoded(Codec::Pcma)[..160]),
+        "only music while on hold"
+    );
+
+    // Back from hold: the relay picks up after the music, marker set.
+    media.bridge(caller.id, agent.id);
+    std::thread::sleep(Duration::from_millis(30));
+    let last = caller.last_packet(on_hold.last().map_or(music[3].0, |p| p.0));
+    talk(&agent, 77, 0, 5, 963, 2, &[0xFF; 160]);
+    assert_continues(last, &drain(&caller.phone), 160, "after hold");
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(50)).await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_source_causes_no_timestamp_jump() {
+    let (media, _events) = start(config(None));
+    let caller = Leg::add(&media, 1, Codec::Pcma, 8);
+    let agent = Leg::add(&media, 2, Codec::Pcma, 8);
+    recv_packet(&agent.phone);
+    media.bridge(caller.id, agent.id);
+    std::thread::sleep(Duration::from_millis(40));
+    drain(&agent.phone);
+
+    talk(&caller, 0x1111, 8, 0, 4_000_000_000, 3, &[0xD5; 160]);
+    // New SSRC and timestamps (a re-INVITE to another media server, say),
+    // then the same SSRC restarting its clock (here: ten minutes back).
+    talk(&caller, 0x2222, 8, 9, 17, 3, &[0xD5; 160]);
+    talk(
+        &caller,
+        0x2222,
+        8,
+        12,
+        17u32.wrapping_sub(4_800_000),
+        2,
+        &[0xD5; 160],
+    );
+    let got = drain(&agent.phone);
+    assert_eq!(got.len(), 8);
+    let steps: Vec<u32> = got
+        .windows(2)
+        .map(|w| w[1].0.timestamp.wrapping_sub(w[0].0.timestamp))
+        .collect();
+    for (i, &step) in steps.iter().enumerate() {
+        // 160 within a source; at a restart what the clock ran ahead of
+        // the source (a frame or two; more on a loaded machine), never the
+        // source's own jump of millions.
+        assert!((160..=160 * 10).contains(&step), "step {i}: {step}");
+    }
+    assert_eq!(steps[..2], [160, 160]);
+    let markers: Vec<bool> = got.iter().map(|p| p.0.marker).collect();
+    assert_eq!(
+        markers,
+        [true, false, false, true, false, false, true, false]
+    );
+}
+
+#[tokio::test]
+async fn hold_direction_stops_the_relay_one_way() {
+    let (media, _events) = start(config(None));
+    let caller = Leg::add(&media, 1, Codec::Pcma, 8);
+    let agent = Leg::add(&media, 2, Codec::Pcma, 8);
+    recv_packet(&caller.phone);
+    media.bridge(caller.id, agent.id);
+    std::thread::sleep(Duration::from_millis(40));
+    drain(&caller.phone);
+    talk(&agent, 3, 8, 0, 0, 2, &[0xD5; 160]);
+    let before = drain(&caller.phone);
+    assert_eq!(before.len(), 2);
+
+    // The caller holds (a=sendonly), so our side of its leg is recvonly:
+    // its music still reaches the agent, the agent's voice no longer the caller.
+    media.set_direction(caller.id, Direction::RecvOnly);
+    std::thread::sleep(Duration::from_millis(20));
+    talk(&agent, 3, 8, 2, 320, 3, &[0xD5; 160]);
+    assert!(
+        drain(&caller.phone).is_empty(),
+        "nothing to a holding caller"
+    );
+    drain(&agent.phone);
+    talk(&caller, 4, 8, 0, 0, 2, &[0x42; 160]);
+    assert_eq!(
+        drain(&agent.phone).len(),
+        2,
+        "the caller's music reaches the agent"
+    );
+
+    media.set_direction(caller.id, Direction::SendRecv);
+    std::thread::sleep(Duration::from_millis(20));
+    talk(&agent, 3, 8, 5, 800, 2, &[0xD5; 160]);
+    let after = drain(&caller.phone);
+    assert_eq!(after.len(), 2);
+    assert!(after[0].0.marker && !after[1].0.marker);
+    assert_eq!(after[0].0.sequence, before[1].0.sequence.wrapping_add(1));
+    assert_eq!(
+        after[0].0.timestamp.wrapping_sub(before[1].0.timestamp),
+        800 - 160
+    );
+}
+
+#[tokio::test]
+async fn removing_a_bridged_leg_returns_the_other_to_its_player() {
+    let (media, _events) = start(config(None));
+    let caller = Leg::add(&media, 1, Codec::Pcma, 8);
+    let agent = Leg::add(&media, 2, Codec::Pcma, 8);
+    let third = Leg::add(&media, 3, Codec::Pcma, 8);
+    recv_packet(&caller.phone);
+    media.bridge(caller.id, agent.id);
+    // Re-bridging the caller to another agent releases the first.
+    media.bridge(caller.id, third.id);
+    std::thread::sleep(Duration::from_millis(60));
+    drain(&agent.phone);
+    assert!(
+        !stays_quiet(&agent.phone, Duration::from_millis(60)),
+        "first agent back to its player"
+    );
+    talk(&caller, 1, 8, 0, 0, 2, &[0x11; 160]);
+    let got = drain(&third.phone);
+    assert!(
+        got.iter().filter(|(_, p)| p[..] == [0x11; 160]).count() == 2,
+        "relayed to the new partner"
+    );
+
+    media.remove_stream(third.id);
+    std::thread::sleep(Duration::from_millis(60));
+    drain(&caller.phone);
+    let (h, payload) = recv_packet(&caller.phone);
+    assert_eq!((h.payload_type, payload), (8, vec![0xD5; 160]));
+}
+
+#[tokio::test]
+async fn rtp_timeout_is_watched_only_in_sendrecv() {
+    let timeout = Duration::from_millis(150);
+    let (media, mut events) = start(config(Some(timeout)));
+    let (_rx, rx_addr) = peer();
+    for (id, direction) in [
+        (1, Direction::RecvOnly),
+        (2, Direction::SendOnly),
+        (3, Direction::Inactive),
+    ] {
+        let (sock, _) = engine_socket();
+        media.add_stream(StreamId(id), sock, Some(rx_addr), Codec::Pcma, 8);
+        media.set_direction(StreamId(id), direction);
+    }
+    // A long hold by the peer (we are recvonly) ends no call.
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(500)).await,
+        None
+    );
+
+    // Back to sendrecv: the watch starts from the switch, not from the add.
+    media.set_direction(StreamId(1), Direction::SendRecv);
+    let t0 = std::time::Instant::now();
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(600)).await,
+        Some(MediaEvent::RtpTimeout(StreamId(1)))
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(130),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(300)).await,
+        None
+    );
+}

@@ -1,19 +1,28 @@
-//! The worker loop: absolute 20 ms deadlines, commands applied as they
-//! arrive, one pass over all streams per tick.
+//! The worker loop: one `epoll` wait for socket readiness, commands and the
+//! next 20 ms deadline. Packets are read the moment they arrive (DTMF is
+//! reported and bridged packets relayed at once); the tick sends every
+//! playing stream's frame and checks for RTP timeouts.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
+use mio::{Events, Interest, Poll, Token};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::player::Player;
-use super::stream::Stream;
+use super::stream::{Read, Stream};
 use super::{Command, EngineConfig, MediaCounters, MediaEvent, StreamId};
+use crate::media::relay::LegFormat;
 use crate::media::rtp::HEADER_LEN;
+
+/// The token of the [`mio::Waker`] that announces commands. Stream sockets
+/// use their slot number, which never gets near this.
+pub(super) const WAKE: Token = Token(usize::MAX);
 
 /// Up to this many missed ticks are caught up by sending the frames back to
 /// back (a jitter buffer absorbs that); beyond it we skip and resync.
@@ -22,6 +31,23 @@ const MAX_CATCH_UP: u64 = 3;
 /// Large enough for any RTP packet a peer sends us over UDP without
 /// fragmentation games; longer datagrams are truncated and then ignored.
 const RECV_BUF: usize = 2048;
+
+/// At most this many datagrams are read from one socket before the others
+/// get their turn, so one flooding peer cannot starve the rest; the socket
+/// is read again in the next round.
+const MAX_READS_PER_ROUND: usize = 32;
+
+/// Readiness events taken per wait; more simply wait for the next round.
+const EVENTS_PER_WAIT: usize = 256;
+
+/// Packet counts since the last tick; added to [`MediaCounters`] once per
+/// tick, not per packet.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub sent: u64,
+    pub received: u64,
+    pub relayed: u64,
+}
 
 fn tick_of(config: &EngineConfig) -> Duration {
     let ms = config.tick.as_millis();
@@ -33,8 +59,80 @@ fn tick_of(config: &EngineConfig) -> Duration {
     }
 }
 
+/// Every stream, in slots whose number is also the socket's poll token, so
+/// a readiness event finds its stream without hashing and a bridge names its
+/// partner by slot.
+#[derive(Default)]
+struct Streams {
+    slots: Vec<Option<Stream>>,
+    free: Vec<usize>,
+    by_id: HashMap<StreamId, usize>,
+}
+
+impl Streams {
+    fn slot_of(&self, id: StreamId) -> Option<usize> {
+        let found = self.by_id.get(&id).copied();
+        if found.is_none() {
+            // Commands for a stream already removed race harmlessly with hangup.
+            tracing::debug!(stream = id.0, "media command for unknown stream");
+        }
+        found
+    }
+
+    fn get_mut(&mut self, slot: usize) -> Option<&mut Stream> {
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    fn find(&mut self, id: StreamId) -> Option<&mut Stream> {
+        let slot = self.slot_of(id)?;
+        self.get_mut(slot)
+    }
+
+    fn insert(&mut self, stream: Stream) -> usize {
+        let id = stream.id;
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(stream);
+                slot
+            }
+            None => {
+                self.slots.push(Some(stream));
+                self.slots.len() - 1
+            }
+        };
+        self.by_id.insert(id, slot);
+        slot
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<Stream> {
+        let stream = self.slots.get_mut(slot)?.take()?;
+        self.by_id.remove(&stream.id);
+        self.free.push(slot);
+        Some(stream)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Stream> {
+        self.slots.iter_mut().flatten()
+    }
+
+    /// Ends the bridge of the stream in `slot`, on both sides.
+    fn unbridge(&mut self, slot: usize) {
+        let Some(partner) = self.get_mut(slot).and_then(Stream::unbridge) else {
+            return;
+        };
+        if let Some(p) = self.get_mut(partner) {
+            p.unbridge();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
 pub(super) fn run(
     config: EngineConfig,
+    mut poll: Poll,
     commands: Receiver<Command>,
     events: Sender<MediaEvent>,
     counters: Arc<MediaCounters>,
@@ -42,9 +140,14 @@ pub(super) fn run(
     let tick = tick_of(&config);
     let tick_ns = tick.as_nanos() as u64;
     let samples_per_tick = (tick.as_millis() * 8) as u32;
-    let mut streams: HashMap<u64, Stream> = HashMap::new();
+    let mut streams = Streams::default();
     let mut send_buf = vec![0u8; HEADER_LEN + samples_per_tick as usize];
     let mut recv_buf = vec![0u8; RECV_BUF];
+    let mut ready = Events::with_capacity(EVENTS_PER_WAIT);
+    // Sockets that hit MAX_READS_PER_ROUND: edge-triggered readiness will
+    // not tell us again, so we come back to them ourselves.
+    let mut more: Vec<usize> = Vec::new();
+    let mut tally = Tally::default();
     let mut emit = |event: MediaEvent| match events.try_send(event) {
         Ok(()) => {}
         Err(TrySendError::Full(event)) => {
@@ -60,26 +163,67 @@ pub(super) fn run(
     tracing::debug!(?tick, "media worker started");
     loop {
         let deadline = start + Duration::from_nanos(tick_ns.saturating_mul(done + 1));
-        // Commands wait for the tick instead of waking the worker: a wake-up
-        // per command cost more CPU per call than all of SIP parsing, and
-        // every command only has to take effect within one tick.
         let now = Instant::now();
-        if deadline > now {
-            std::thread::sleep(deadline - now);
-        }
-        let now = Instant::now();
-        loop {
-            match commands.try_recv() {
-                Ok(command) => apply(&mut streams, command, now),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    tracing::debug!(streams = streams.len(), "media worker stopping");
-                    return;
+        if now < deadline {
+            let wait = if more.is_empty() {
+                deadline - now
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = poll.poll(&mut ready, Some(wait)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    // Not expected from epoll_wait with valid arguments;
+                    // sleep rather than spin, the tick still goes out.
+                    tracing::error!(error = %e, "media poll failed");
+                    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                }
+                continue;
+            }
+            let now = Instant::now();
+            let mut woken = false;
+            // Sockets left from the previous round go after the fresh ones.
+            let again = more.len();
+            for event in ready.iter() {
+                match event.token() {
+                    WAKE => woken = true,
+                    Token(slot) => {
+                        if drain(
+                            &mut streams,
+                            slot,
+                            &mut recv_buf,
+                            now,
+                            &mut emit,
+                            &mut tally,
+                        ) {
+                            more.push(slot);
+                        }
+                    }
                 }
             }
+            for i in 0..again {
+                let slot = more[i];
+                if drain(
+                    &mut streams,
+                    slot,
+                    &mut recv_buf,
+                    now,
+                    &mut emit,
+                    &mut tally,
+                ) {
+                    more.push(slot);
+                }
+            }
+            more.drain(..again);
+            if woken && !apply_all(&commands, &mut streams, &poll, now) {
+                return;
+            }
+            continue;
         }
 
-        let now = Instant::now();
+        // Commands also come in here, so a lost wake-up costs a tick at most.
+        if !apply_all(&commands, &mut streams, &poll, now) {
+            return;
+        }
         let due = (now.duration_since(start).as_nanos() as u64 / tick_ns)
             .saturating_sub(done)
             .max(1);
@@ -91,30 +235,85 @@ pub(super) fn run(
         if skipped > 0 {
             tracing::warn!(skipped, "media worker late; resyncing instead of bursting");
         }
-        let (mut sent, mut received) = (0, 0);
-        for stream in streams.values_mut() {
-            let before = (stream.packets_sent, stream.packets_received);
+        for stream in streams.iter_mut() {
             if skipped > 0 {
                 stream.skip_ticks(skipped, samples_per_tick);
             }
             for _ in 0..frames {
-                stream.send_frame(&mut send_buf, samples_per_tick, &mut emit);
+                stream.send_frame(&mut send_buf, samples_per_tick, &mut emit, &mut tally);
             }
-            stream.receive(&mut recv_buf, now, &mut emit);
             if let Some(timeout) = config.rtp_timeout {
                 stream.check_timeout(now, timeout, &mut emit);
             }
-            sent += stream.packets_sent - before.0;
-            received += stream.packets_received - before.1;
         }
         // One atomic add per tick, not per packet.
+        let Tally {
+            sent,
+            received,
+            relayed,
+        } = std::mem::take(&mut tally);
         counters.sent.fetch_add(sent, Ordering::Relaxed);
         counters.received.fetch_add(received, Ordering::Relaxed);
+        counters.relayed.fetch_add(relayed, Ordering::Relaxed);
         done += due;
     }
 }
 
-fn apply(streams: &mut HashMap<u64, Stream>, command: Command, now: Instant) {
+/// Reads what the socket in `slot` holds, relaying to the partner if
+/// bridged. True if it stopped at [`MAX_READS_PER_ROUND`] with maybe more.
+fn drain(
+    streams: &mut Streams,
+    slot: usize,
+    buf: &mut [u8],
+    now: Instant,
+    emit: &mut impl FnMut(MediaEvent),
+    tally: &mut Tally,
+) -> bool {
+    for _ in 0..MAX_READS_PER_ROUND {
+        // A stale event for a slot removed in this round finds nothing.
+        let Some(stream) = streams.get_mut(slot) else {
+            return false;
+        };
+        match stream.read(buf, now, emit, tally) {
+            Read::Drained => return false,
+            Read::Skipped => {}
+            Read::Packet {
+                len,
+                header,
+                payload,
+            } => {
+                let (Some(partner), from) = (stream.partner(), stream.format()) else {
+                    continue;
+                };
+                if let Some(dest) = streams.get_mut(partner) {
+                    dest.relay(&mut buf[..len], header, payload, &from, now, tally);
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Applies every queued command; false once every handle is gone.
+fn apply_all(
+    commands: &Receiver<Command>,
+    streams: &mut Streams,
+    poll: &Poll,
+    now: Instant,
+) -> bool {
+    loop {
+        match commands.try_recv() {
+            Ok(command) => apply(streams, poll, command, now),
+            Err(TryRecvError::Empty) => return true,
+            Err(TryRecvError::Disconnected) => {
+                tracing::debug!(streams = streams.len(), "media worker stopping");
+                return false;
+            }
+        }
+    }
+}
+
+fn apply(streams: &mut Streams, poll: &Poll, command: Command, now: Instant) {
     match command {
         Command::Add {
             id,
@@ -123,49 +322,97 @@ fn apply(streams: &mut HashMap<u64, Stream>, command: Command, now: Instant) {
             codec,
             payload_type,
         } => {
-            let stream = Stream::new(id, socket, remote, codec, payload_type, now);
-            if streams.insert(id.0, stream).is_some() {
+            if let Some(slot) = streams.by_id.get(&id).copied() {
                 tracing::warn!(stream = id.0, "media stream added twice; replaced");
+                remove(streams, poll, slot);
+            }
+            // mio needs a non-blocking socket; the pool's already are.
+            if let Err(e) = socket.set_nonblocking(true) {
+                tracing::error!(stream = id.0, error = %e, "RTP socket unusable; stream not added");
+                return;
+            }
+            let format = LegFormat {
+                codec,
+                payload_type,
+                dtmf_payload_type: None,
+            };
+            let socket = mio::net::UdpSocket::from_std(socket);
+            let slot = streams.insert(Stream::new(id, socket, remote, format, now));
+            let stream = streams.get_mut(slot).expect("just inserted");
+            if let Err(e) =
+                poll.registry()
+                    .register(stream.socket_mut(), Token(slot), Interest::READABLE)
+            {
+                // It still sends; with nothing read it will time out.
+                tracing::error!(stream = id.0, error = %e, "RTP socket not watched; nothing will be received");
             }
         }
         Command::Play(id, playlist) => {
-            if let Some(s) = find(streams, id) {
+            if let Some(s) = streams.find(id) {
                 s.play(Player::new(playlist));
             }
         }
         Command::SetRemote(id, remote) => {
-            if let Some(s) = find(streams, id) {
+            if let Some(s) = streams.find(id) {
                 s.set_remote(remote, now);
             }
         }
         Command::SetDirection(id, direction) => {
-            if let Some(s) = find(streams, id) {
+            if let Some(s) = streams.find(id) {
                 s.set_direction(direction, now);
             }
         }
         Command::SetDtmf(id, pt) => {
-            if let Some(s) = find(streams, id) {
+            if let Some(s) = streams.find(id) {
                 s.set_dtmf_payload_type(pt);
             }
         }
+        Command::Bridge(a, b) => {
+            if a == b {
+                tracing::warn!(stream = a.0, "media stream bridged with itself; ignored");
+                return;
+            }
+            let (Some(sa), Some(sb)) = (streams.slot_of(a), streams.slot_of(b)) else {
+                return;
+            };
+            if streams.get_mut(sa).and_then(|s| s.partner()) == Some(sb) {
+                return;
+            }
+            // Whoever either side was bridged to goes back to its player.
+            streams.unbridge(sa);
+            streams.unbridge(sb);
+            for (slot, partner) in [(sa, sb), (sb, sa)] {
+                if let Some(s) = streams.get_mut(slot) {
+                    s.bridge(partner);
+                }
+            }
+            tracing::debug!(a = a.0, b = b.0, "media streams bridged");
+        }
+        Command::Unbridge(id) => {
+            if let Some(slot) = streams.slot_of(id) {
+                streams.unbridge(slot);
+            }
+        }
         Command::Remove(id) => {
-            if let Some(s) = streams.remove(&id.0) {
-                tracing::debug!(
-                    stream = id.0,
-                    sent = s.packets_sent,
-                    received = s.packets_received,
-                    "media stream removed"
-                );
+            if let Some(slot) = streams.slot_of(id) {
+                remove(streams, poll, slot);
             }
         }
     }
 }
 
-fn find(streams: &mut HashMap<u64, Stream>, id: StreamId) -> Option<&mut Stream> {
-    let found = streams.get_mut(&id.0);
-    if found.is_none() {
-        // Commands for a stream already removed race harmlessly with hangup.
-        tracing::debug!(stream = id.0, "media command for unknown stream");
+fn remove(streams: &mut Streams, poll: &Poll, slot: usize) {
+    // The partner goes back to its player (the daemon plays it something).
+    streams.unbridge(slot);
+    if let Some(mut s) = streams.remove(slot) {
+        // Closing the socket would end the registration too; deregistering
+        // first keeps epoll's view exact even if the fd lived on.
+        let _ = poll.registry().deregister(s.socket_mut());
+        tracing::debug!(
+            stream = s.id.0,
+            sent = s.packets_sent,
+            received = s.packets_received,
+            "media stream removed"
+        );
     }
-    found
 }

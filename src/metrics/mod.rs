@@ -3,6 +3,7 @@
 //! Labels never carry caller numbers or agent names (DESIGN: privacy). The
 //! families are cheap atomics; the call path updates them directly.
 
+mod process;
 mod queues;
 
 use std::sync::Arc;
@@ -75,7 +76,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("zentrale");
+        // `process_*` follows the Prometheus convention without our prefix;
+        // everything of zentrale's own is `zentrale_*`.
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector::new()));
+        let registry = root.sub_registry_with_prefix("zentrale");
         let m = Metrics {
             sip_requests: Family::default(),
             sip_responses: Family::default(),
@@ -90,7 +95,9 @@ impl Metrics {
             rtp_ports_in_use: Gauge::default(),
             // Waits: the service-level thresholds (20, 30, 60 s) are bucket edges.
             queue_wait: Family::new_with_constructor(|| {
-                Histogram::new([5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0])
+                Histogram::new([
+                    5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+                ])
             }),
             queue_talk: Family::new_with_constructor(|| {
                 Histogram::new([30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0])
@@ -162,12 +169,17 @@ impl Metrics {
             "How long answered calls talked to the agent",
             m.queue_talk.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: root,
+            ..m
+        }
     }
 
     /// Exports the ACD's queue and agent figures (read at scrape time).
     pub fn watch_acd(&mut self, acd: Arc<crate::acd::Acd>) {
-        self.registry.register_collector(Box::new(AcdCollector(acd)));
+        self.registry
+            .sub_registry_with_prefix("zentrale")
+            .register_collector(Box::new(AcdCollector(acd)));
     }
 
     /// An answered caller's wait in `queue` (`tenant/queue`).
@@ -187,6 +199,7 @@ impl Metrics {
     /// Exports the media worker's packet counters (read at scrape time).
     pub fn watch_media(&mut self, counters: Arc<MediaCounters>) {
         self.registry
+            .sub_registry_with_prefix("zentrale")
             .register_collector(Box::new(MediaCollector(counters)));
     }
 
@@ -265,6 +278,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("zentrale_sip_rejected_total{reason=\"source_not_allowed\"} 1"));
+        assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 }

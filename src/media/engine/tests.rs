@@ -522,10 +522,16 @@ async fn hold_by_unbridge_and_music_is_seamless() {
     assert_eq!(relayed.len(), 3);
     let last = relayed[2].0;
 
-    // The agent presses hold: the daemon unbridges and plays music.
+    // The agent presses hold: the daemon queues the music, then unbridges
+    // (in that order no frame of the old playlist slips in between).
     let moh = Prompt::from_samples("moh", &[1000; 480]);
-    media.unbridge(agent.id);
     media.play(caller.id, Playlist::looping(moh.clone()));
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(
+        drain(&caller.phone).is_empty(),
+        "music waits for the unbridge"
+    );
+    media.unbridge(agent.id);
     let music: Vec<_> = (0..4).map(|_| recv_packet(&caller.phone)).collect();
     assert_continues(last, &music, 160, "music after hold");
     assert_eq!(music[0].1, moh.encoded(Codec::Pcma)[..160]);

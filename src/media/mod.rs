@@ -7,9 +7,10 @@
 //! Performance shape (see DESIGN.md, "Performance notes"): one worker thread
 //! paces every stream from a single 20 ms timer; prompts are encoded to G.711
 //! once at start-up, so sending a frame is a 12-byte header rewrite, a
-//! 160-byte copy and one `send_to`. Relayed packets are sent the moment they
-//! are read (the worker waits on socket readiness, not on the tick), with
-//! the header rewritten in place and G.711 transcoded by table if needed.
+//! 160-byte copy and one `send_to`. Relayed packets are sent as soon as they
+//! are read (the worker waits on socket readiness, in rounds at most 2 ms
+//! apart, not on the tick), with the header rewritten in place and G.711
+//! transcoded by table if needed.
 
 pub mod codec;
 pub mod engine;

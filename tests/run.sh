@@ -26,4 +26,7 @@ fi
 sipp_version=$(sipp -v 2>&1 || true)
 [[ $sipp_version == *"SIPp v3."* ]] || { echo "sipp does not run: $sipp_version" >&2; exit 1; }
 
-exec cargo test --release --all-targets "$@"
+# Unit, integration and bench-smoke tests, then the examples in the docs
+# (`--all-targets` does not include doc tests).
+cargo test --release --all-targets "$@"
+exec cargo test --release --doc "$@"

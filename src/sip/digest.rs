@@ -141,8 +141,9 @@ type NonceKey = [u8; 16];
 /// let now = Instant::now();
 /// let mut auth = DigestServer::new("zentrale", Duration::from_secs(300), now);
 /// let challenges = auth.challenges(now, false);
-/// assert!(challenges[0].contains("algorithm=SHA-256"));
-/// assert!(challenges[1].contains("algorithm=MD5"));
+/// // MD5 first: SIPp and many deployed phones answer only the first challenge.
+/// assert!(challenges[0].contains("algorithm=MD5"));
+/// assert!(challenges[1].contains("algorithm=SHA-256"));
 /// ```
 #[derive(Debug)]
 pub struct DigestServer {

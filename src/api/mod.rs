@@ -186,7 +186,12 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
 async fn agents(State(state): State<ApiState>) -> Json<Vec<AgentView>> {
     let now = Instant::now();
     let snap = state.acd.snapshot(now);
-    Json(snap.agents.into_iter().map(|a| agent_view(a, now)).collect())
+    Json(
+        snap.agents
+            .into_iter()
+            .map(|a| agent_view(a, now))
+            .collect(),
+    )
 }
 
 fn agent_view(a: AgentSnapshot, now: Instant) -> AgentView {

@@ -77,9 +77,7 @@ impl EndReason {
             EndReason::CallerHangup
             | EndReason::Cancelled
             | EndReason::Completed
-            | EndReason::AgentHangup => {
-                "SIP;cause=200;text=\"Call completed\""
-            }
+            | EndReason::AgentHangup => "SIP;cause=200;text=\"Call completed\"",
         }
     }
 }

@@ -20,12 +20,12 @@ use tracing::{info, warn};
 
 use crate::acd::Acd;
 use crate::config::Config;
-use core::acd_spec;
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::sip::transaction::Transmit;
+use core::acd_spec;
 use transport::{Inbound, Transports};
 
 /// Starts everything and runs until SIGINT or SIGTERM.
@@ -48,9 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let ports =
         PortPool::new(config.rtp.first_port, config.rtp.last_port).context("the RTP port range")?;
     let started = Instant::now();
-    let acd = Arc::new(
-        Acd::new(acd_spec(&config), started).context("the ACD configuration")?,
-    );
+    let acd = Arc::new(Acd::new(acd_spec(&config), started).context("the ACD configuration")?);
     metrics.watch_media(media.counters());
     metrics.watch_acd(acd.clone());
     let metrics = Arc::new(metrics);

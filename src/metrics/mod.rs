@@ -90,7 +90,9 @@ impl Metrics {
             rtp_ports_in_use: Gauge::default(),
             // Waits: the service-level thresholds (20, 30, 60 s) are bucket edges.
             queue_wait: Family::new_with_constructor(|| {
-                Histogram::new([5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0])
+                Histogram::new([
+                    5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+                ])
             }),
             queue_talk: Family::new_with_constructor(|| {
                 Histogram::new([30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0])
@@ -167,7 +169,8 @@ impl Metrics {
 
     /// Exports the ACD's queue and agent figures (read at scrape time).
     pub fn watch_acd(&mut self, acd: Arc<crate::acd::Acd>) {
-        self.registry.register_collector(Box::new(AcdCollector(acd)));
+        self.registry
+            .register_collector(Box::new(AcdCollector(acd)));
     }
 
     /// An answered caller's wait in `queue` (`tenant/queue`).

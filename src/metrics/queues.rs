@@ -77,26 +77,36 @@ impl Collector for AcdCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = self.0.snapshot(Instant::now());
         let gauges: [(&str, &str, Pick); 6] = [
-            ("queue_waiting", "Callers in the queue, including those ringing at an agent", |q| {
-                q.waiting as f64
-            }),
-            ("queue_longest_wait_seconds", "Wait of the longest-waiting caller present", |q| {
-                q.longest_wait.map_or(0.0, |d| d.as_secs_f64())
-            }),
-            ("queue_expected_wait_seconds", "Expected wait of a caller joining now", |q| {
-                q.expected_wait.as_secs_f64()
-            }),
+            (
+                "queue_waiting",
+                "Callers in the queue, including those ringing at an agent",
+                |q| q.waiting as f64,
+            ),
+            (
+                "queue_longest_wait_seconds",
+                "Wait of the longest-waiting caller present",
+                |q| q.longest_wait.map_or(0.0, |d| d.as_secs_f64()),
+            ),
+            (
+                "queue_expected_wait_seconds",
+                "Expected wait of a caller joining now",
+                |q| q.expected_wait.as_secs_f64(),
+            ),
             (
                 "queue_service_level_ratio",
                 "Share of judged calls answered within the threshold, over the sliding window (NaN before any)",
                 |q| q.service_level.percent.map_or(f64::NAN, |p| p / 100.0),
             ),
-            ("queue_service_level_target_ratio", "The queue's service-level target", |q| {
-                f64::from(q.service_level.target_percent) / 100.0
-            }),
-            ("queue_service_level_threshold_seconds", "Answered within this wait counts as in time", |q| {
-                q.service_level.threshold.as_secs_f64()
-            }),
+            (
+                "queue_service_level_target_ratio",
+                "The queue's service-level target",
+                |q| f64::from(q.service_level.target_percent) / 100.0,
+            ),
+            (
+                "queue_service_level_threshold_seconds",
+                "Answered within this wait counts as in time",
+                |q| q.service_level.threshold.as_secs_f64(),
+            ),
         ];
         for (name, help, pick) in gauges {
             let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
@@ -106,22 +116,36 @@ impl Collector for AcdCollector {
             }
         }
         let counters: [(&str, &str, fn(&QueueSnapshot) -> u64); 7] = [
-            ("queue_calls_entered", "Callers that entered the queue", |q| q.counters.entered),
-            ("queue_calls_answered", "Callers answered by an agent", |q| q.counters.answered),
+            (
+                "queue_calls_entered",
+                "Callers that entered the queue",
+                |q| q.counters.entered,
+            ),
+            (
+                "queue_calls_answered",
+                "Callers answered by an agent",
+                |q| q.counters.answered,
+            ),
             (
                 "queue_calls_answered_in_threshold",
                 "Callers answered within the service-level threshold",
                 |q| q.counters.answered_in_threshold,
             ),
-            ("queue_calls_abandoned", "Callers who hung up while waiting", |q| {
-                q.counters.abandoned
-            }),
-            ("queue_calls_timed_out", "Callers who reached the queue's maximum wait", |q| {
-                q.counters.timed_out
-            }),
-            ("queue_calls_moved_out", "Callers moved on to another queue", |q| {
-                q.counters.moved_out
-            }),
+            (
+                "queue_calls_abandoned",
+                "Callers who hung up while waiting",
+                |q| q.counters.abandoned,
+            ),
+            (
+                "queue_calls_timed_out",
+                "Callers who reached the queue's maximum wait",
+                |q| q.counters.timed_out,
+            ),
+            (
+                "queue_calls_moved_out",
+                "Callers moved on to another queue",
+                |q| q.counters.moved_out,
+            ),
             (
                 "queue_offers_unanswered",
                 "Offers agents did not take (ring timeout, busy, declined, unreachable)",

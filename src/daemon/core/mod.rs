@@ -23,7 +23,6 @@ use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
 use crate::dialplan::{Dialplan, Route};
-use queueing::{LegEntry, Phase};
 use crate::media::engine::{MediaEvent, MediaHandle, Playlist, StreamId};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
@@ -40,6 +39,7 @@ use crate::sip::transaction::{
     ClientKey, Incoming, Peer, ServerKey, Timers, Transactions, Transmit, TxEvent,
 };
 use crate::sip::via::stamp_received;
+use queueing::{LegEntry, Phase};
 
 /// Seconds an overloaded zentrale asks callers to wait before retrying.
 const RETRY_AFTER_OVERLOAD: u32 = 5;
@@ -334,11 +334,7 @@ impl Core {
         };
         let called = called_number(&req);
         let feature = match &origin {
-            Origin::Agent(ext) => self
-                .config
-                .acd
-                .feature(&called)
-                .map(|f| (ext.clone(), f)),
+            Origin::Agent(ext) => self.config.acd.feature(&called).map(|f| (ext.clone(), f)),
             Origin::Trunk(_) => None,
         };
         let route = match &feature {
@@ -448,7 +444,7 @@ impl Core {
             self.metrics
                 .calls_offered
                 .get_or_create(&HotlineLabels {
-                tenant: route.tenant.clone(),
+                    tenant: route.tenant.clone(),
                     hotline: route.hotline.clone(),
                 })
                 .inc();
@@ -816,7 +812,10 @@ impl Core {
         let Some((call_id, what)) = pending else {
             return;
         };
-        if matches!(what, Pending::LegInvite | Pending::LegCancel | Pending::LegBye) {
+        if matches!(
+            what,
+            Pending::LegInvite | Pending::LegCancel | Pending::LegBye
+        ) {
             return self.on_leg_response(&call_id, what, &response, now, out);
         }
         if code < 200 {
@@ -931,7 +930,10 @@ impl Core {
                     let Some((call_id, what)) = self.pending.remove(&key) else {
                         continue;
                     };
-                    if matches!(what, Pending::LegInvite | Pending::LegCancel | Pending::LegBye) {
+                    if matches!(
+                        what,
+                        Pending::LegInvite | Pending::LegCancel | Pending::LegBye
+                    ) {
                         self.on_leg_timeout(&call_id, what, now, out);
                     } else if what == Pending::Bye {
                         let actions = self

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::{Core, Pending};
 use crate::acd::{
-    AcdSpec, AgentError, AgentSpec, Admission, CallKey, Defaults, Event, Offer, OfferFailure,
+    AcdSpec, Admission, AgentError, AgentSpec, CallKey, Defaults, Event, Offer, OfferFailure,
     OfferId, PauseReason, QueueSpec, RejectReason, ServiceLevelSpec, Strategy, WidenStep,
 };
 use crate::call::EndReason;
@@ -196,7 +196,9 @@ impl Core {
         match result {
             Ok(Admission::Queued { position, .. }) => {
                 info!(%call_id, queue, position, "caller queued");
-                let music = conf.map(|q| q.music.clone()).unwrap_or_else(|| "moh".into());
+                let music = conf
+                    .map(|q| q.music.clone())
+                    .unwrap_or_else(|| "moh".into());
                 let Some(e) = self.calls.get_mut(call_id) else {
                     return;
                 };
@@ -393,7 +395,8 @@ impl Core {
         self.next_stream += 1;
         self.metrics.rtp_ports_in_use.inc();
         info!(caller_call_id = %caller, agent = %agent, offer = %offer.id, "ringing agent");
-        self.pending.insert(key, (leg_id.clone(), Pending::LegInvite));
+        self.pending
+            .insert(key, (leg_id.clone(), Pending::LegInvite));
         self.leg_streams.insert(stream.0, leg_id.clone());
         self.offer_legs
             .insert((offer.id, agent.clone()), leg_id.clone());
@@ -472,7 +475,12 @@ impl Core {
     }
 
     /// A retransmitted 2xx for an agent leg whose INVITE transaction is done.
-    pub(super) fn on_leg_2xx_again(&mut self, resp: &Response, now: Instant, out: &mut Vec<Transmit>) {
+    pub(super) fn on_leg_2xx_again(
+        &mut self,
+        resp: &Response,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
         let call_id = super::call_id_in(&resp.headers).to_owned();
         if let Some(entry) = self.legs.get_mut(&call_id) {
             let actions = entry.leg.on_invite_response(resp);
@@ -785,7 +793,13 @@ impl Core {
         }
     }
 
-    fn cancel_leg(&mut self, offer: OfferId, agent: &Arc<str>, now: Instant, out: &mut Vec<Transmit>) {
+    fn cancel_leg(
+        &mut self,
+        offer: OfferId,
+        agent: &Arc<str>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
         let Some(leg_id) = self.offer_legs.get(&(offer, agent.clone())).cloned() else {
             return;
         };
@@ -797,7 +811,12 @@ impl Core {
     }
 
     /// Acts on what the engine reports.
-    pub(super) fn on_acd_events(&mut self, events: Vec<Event>, now: Instant, out: &mut Vec<Transmit>) {
+    pub(super) fn on_acd_events(
+        &mut self,
+        events: Vec<Event>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
         for event in events {
             match event {
                 Event::WaitTimeout {
@@ -826,11 +845,7 @@ impl Core {
                     position,
                     expected_wait_minutes,
                 } => self.announce(call, &queue, position, expected_wait_minutes),
-                Event::OfferTimeout {
-                    offer,
-                    agents,
-                    ..
-                } => {
+                Event::OfferTimeout { offer, agents, .. } => {
                     for agent in &agents {
                         self.cancel_leg(offer, agent, now, out);
                         self.report_failure(offer, agent, OfferFailure::Timeout, now, out);
@@ -882,10 +897,18 @@ impl Core {
     }
 
     /// A softphone dialled a feature code: apply it, and say how it went.
-    pub(super) fn feature_prompt(&mut self, agent: &str, feature: &Feature, now: Instant) -> &'static str {
+    pub(super) fn feature_prompt(
+        &mut self,
+        agent: &str,
+        feature: &Feature,
+        now: Instant,
+    ) -> &'static str {
         let result = match feature {
             Feature::Login => self.acd.agent_login(agent, now).map(|_| "agent-logged-in"),
-            Feature::Logout => self.acd.agent_logout(agent, now).map(|_| "agent-logged-out"),
+            Feature::Logout => self
+                .acd
+                .agent_logout(agent, now)
+                .map(|_| "agent-logged-out"),
             Feature::Pause { reason } => self
                 .acd
                 .agent_pause(agent, pause_reason(reason), now)
@@ -934,6 +957,9 @@ impl Core {
 
     /// The queue configs by ACD name.
     pub(super) fn queue_table(config: &Config) -> HashMap<String, config::Queue> {
-        config.queues().map(|q| (queue_name(q), q.clone())).collect()
+        config
+            .queues()
+            .map(|q| (queue_name(q), q.clone()))
+            .collect()
     }
 }

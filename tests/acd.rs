@@ -1,0 +1,1779 @@
+//! End-to-end tests of the ACD against the real binary: agents register,
+//! trunk callers queue, zentrale offers them to the agents' phones, bridges
+//! the media, and the supervisor API and `/metrics` show what happened.
+//!
+//! Agents are mostly played by a small raw SIP phone ([`Phone`]) because the
+//! tests look at exact headers, SDP and RTP bytes; where a real peer is the
+//! natural agent (busy, cancelled while ringing, answering an overflow call)
+//! a SIPp UAS takes over the port the agent registered from
+//! (`tests/sipp/uas_agent_*.xml`). Every test starts its own daemon on free
+//! loopback ports, so they run in parallel; every wait is bounded.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const SIP_WAIT: Duration = Duration::from_secs(5);
+
+/// Length of sounds/greeting-kassel.wav: callers of kassel/115 hear it
+/// before they join the queue.
+const GREETING_KASSEL: Duration = Duration::from_millis(4500);
+
+// ---------------------------------------------------------------------------
+// Daemons with edited dialplans
+// ---------------------------------------------------------------------------
+
+/// A daemon whose config is the demo with literal edits, in zentrale.yaml
+/// and in copies of dialplan files (each edit must match exactly once).
+struct Acd {
+    d: Daemon,
+    /// Holds the edited dialplans (read once at start; kept for inspection).
+    _dialplans: Option<TempDir>,
+}
+
+impl std::ops::Deref for Acd {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.d
+    }
+}
+
+/// Starts the daemon with `edits` to zentrale.yaml and `dialplan_edits` as
+/// `(file name in dialplans/, from, to)`.
+fn start(edits: &[(&str, &str)], dialplan_edits: &[(&str, &str, &str)]) -> Acd {
+    let mut all: Vec<(String, String)> = edits
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+    let mut dir = None;
+    if !dialplan_edits.is_empty() {
+        let tmp = TempDir::new("dialplans");
+        let mut files: Vec<&str> = dialplan_edits.iter().map(|e| e.0).collect();
+        files.dedup();
+        for file in files {
+            let src = repo().join("dialplans").join(file);
+            let mut text = fs::read_to_string(&src)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", src.display()));
+            for (_, from, to) in dialplan_edits.iter().filter(|e| e.0 == file) {
+                text = replace_once(&text, from, to, &src);
+            }
+            let copy = tmp.path().join(file);
+            fs::write(&copy, text).expect("writing the edited dialplan");
+            all.push((
+                format!("dialplan: dialplans/{file}"),
+                format!("dialplan: {}", copy.display()),
+            ));
+        }
+        dir = Some(tmp);
+    }
+    let d = Daemon::start_with(Options {
+        edits: all,
+        ..Options::default()
+    });
+    Acd { d, _dialplans: dir }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP: the supervisor API
+// ---------------------------------------------------------------------------
+
+/// One HTTP/1.1 request with an optional JSON body: (status, body).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
+    let timeout = Duration::from_secs(5);
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let body = body.unwrap_or("");
+    let ctype = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{ctype}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line in {head:?}"))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        let mut out = String::new();
+        let mut s = rest;
+        while let Some((size, tail)) = s.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            s = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn json(d: &Daemon, body: &str, what: &str) -> Value {
+    serde_json::from_str(body)
+        .unwrap_or_else(|e| d.fail(format!("{what} is not JSON ({e}): {body}")))
+}
+
+fn get_json(d: &Daemon, path: &str) -> Value {
+    match http(d.http, "GET", path, None) {
+        Ok((200, body)) => json(d, &body, path),
+        Ok((code, body)) => d.fail(format!("GET {path} answered {code}: {body}")),
+        Err(e) => d.fail(format!("GET {path}: {e}")),
+    }
+}
+
+fn post(d: &Daemon, path: &str, body: Option<&str>) -> (u16, Value) {
+    match http(d.http, "POST", path, body) {
+        Ok((code, text)) => (code, json(d, &text, &format!("POST {path} ({code})"))),
+        Err(e) => d.fail(format!("POST {path}: {e}")),
+    }
+}
+
+/// The agent `id` in `GET /api/v1/agents`.
+fn agent(d: &Daemon, id: &str) -> Value {
+    let all = get_json(d, "/api/v1/agents");
+    let Some(list) = all.as_array() else {
+        d.fail(format!("/api/v1/agents is not an array: {all}"));
+    };
+    list.iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| d.fail(format!("agent {id} missing from /api/v1/agents: {all}")))
+}
+
+/// Polls the API until agent `id` is in `state`; fails after `limit`.
+fn wait_agent(d: &Daemon, id: &str, state: &str, limit: Duration) -> Value {
+    let until = Instant::now() + limit;
+    loop {
+        let a = agent(d, id);
+        if a["state"] == state {
+            return a;
+        }
+        if Instant::now() >= until {
+            d.fail(format!("agent {id} is not {state} within {limit:?}: {a}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The queue `name` (`tenant/id`) in `GET /api/v1/queues`.
+fn queue(d: &Daemon, name: &str) -> Value {
+    let all = get_json(d, "/api/v1/queues");
+    let Some(list) = all.as_array() else {
+        d.fail(format!("/api/v1/queues is not an array: {all}"));
+    };
+    list.iter()
+        .find(|q| q["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| d.fail(format!("queue {name} missing from /api/v1/queues: {all}")))
+}
+
+fn metric(d: &Daemon, sample: &str) -> f64 {
+    metric_value(&d.metrics(), sample).unwrap_or(0.0)
+}
+
+/// Polls `/metrics` until the exact `sample` equals `want`; fails after `limit`.
+fn wait_metric_eq(d: &Daemon, sample: &str, want: f64, limit: Duration) {
+    let until = Instant::now() + limit;
+    loop {
+        let v = metric(d, sample);
+        if v == want {
+            return;
+        }
+        if Instant::now() >= until {
+            d.fail(format!("{sample} is {v}, want {want} (waited {limit:?})"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_no_calls(d: &Daemon, what: &str) {
+    let active = d.wait_metric("zentrale_calls_active", Duration::from_secs(5), |v| {
+        v == 0.0
+    });
+    d.check(active == 0.0, || {
+        format!("zentrale_calls_active is {active} {what}")
+    });
+}
+
+// ---------------------------------------------------------------------------
+// RTP: a peer that talks every 20 ms and records what it hears
+// ---------------------------------------------------------------------------
+
+/// One RTP packet as received.
+#[derive(Debug, Clone, Copy)]
+struct Pkt {
+    at: Instant,
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    ssrc: u32,
+    /// The payload byte when every payload byte is the same (our test
+    /// peers fill theirs with one byte; prompts never are).
+    fill: Option<u8>,
+}
+
+#[derive(Default)]
+struct RtpShared {
+    target: Option<SocketAddr>,
+    pt: u8,
+    fill: u8,
+    got: Vec<Pkt>,
+}
+
+/// An RTP endpoint on its own thread: sends a packet of 160 `fill` bytes
+/// every 20 ms to the target (if any) and records every packet it gets.
+struct RtpPeer {
+    addr: SocketAddr,
+    shared: Arc<Mutex<RtpShared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RtpPeer {
+    fn new(ssrc: u32) -> RtpPeer {
+        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("binding an RTP test socket");
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("rtp read timeout");
+        let addr = sock.local_addr().expect("rtp addr");
+        let shared = Arc::new(Mutex::new(RtpShared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seq: u16 = 100;
+                let mut ts: u32 = 8000;
+                let mut next = Instant::now();
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if Instant::now() >= next {
+                        next += Duration::from_millis(20);
+                        let (target, pt, fill) = {
+                            let s = shared.lock().unwrap();
+                            (s.target, s.pt, s.fill)
+                        };
+                        if let Some(to) = target {
+                            let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0];
+                            p[2..4].copy_from_slice(&seq.to_be_bytes());
+                            p[4..8].copy_from_slice(&ts.to_be_bytes());
+                            p.extend_from_slice(&ssrc.to_be_bytes());
+                            p.extend(std::iter::repeat_n(fill, 160));
+                            let _ = sock.send_to(&p, to);
+                            seq = seq.wrapping_add(1);
+                            ts = ts.wrapping_add(160);
+                        }
+                    }
+                    if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                        let p = &buf[..n];
+                        if n > 12 && p[0] >> 6 == 2 {
+                            let payload = &p[12..];
+                            let pkt = Pkt {
+                                at: Instant::now(),
+                                marker: p[1] & 0x80 != 0,
+                                pt: p[1] & 0x7f,
+                                seq: u16::from_be_bytes([p[2], p[3]]),
+                                ssrc: u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+                                fill: payload
+                                    .iter()
+                                    .all(|b| *b == payload[0])
+                                    .then_some(payload[0]),
+                            };
+                            shared.lock().unwrap().got.push(pkt);
+                        }
+                    }
+                }
+            })
+        };
+        RtpPeer {
+            addr,
+            shared,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Starts (or redirects, or with None stops) sending `fill` packets.
+    fn talk(&self, to: Option<SocketAddr>, pt: u8, fill: u8) {
+        let mut s = self.shared.lock().unwrap();
+        s.target = to;
+        s.pt = pt;
+        s.fill = fill;
+    }
+
+    /// Every packet received so far.
+    fn got(&self) -> Vec<Pkt> {
+        self.shared.lock().unwrap().got.clone()
+    }
+
+    /// Packets received after `t`.
+    fn got_since(&self, t: Instant) -> Vec<Pkt> {
+        self.got().into_iter().filter(|p| p.at > t).collect()
+    }
+}
+
+impl Drop for RtpPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The media address of an SDP body.
+fn sdp_media(d: &Daemon, sdp: &str) -> (SocketAddr, Vec<u8>) {
+    let Some((ip, port, pts)) = sdp_audio(sdp) else {
+        d.fail(format!("no audio c=/m= line in the SDP:\n{sdp}"));
+    };
+    let addr = format!("{ip}:{port}")
+        .parse()
+        .unwrap_or_else(|_| d.fail(format!("bad media address {ip}:{port}")));
+    (addr, pts)
+}
+
+/// The `a=` direction of an SDP body (sendrecv when none is written).
+fn sdp_direction(sdp: &str) -> String {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a="))
+        .find(|a| matches!(*a, "sendrecv" | "sendonly" | "recvonly" | "inactive"))
+        .unwrap_or("sendrecv")
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Digest
+// ---------------------------------------------------------------------------
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(s.as_bytes()))
+}
+
+fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
+    let i = challenge.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &challenge[i..];
+    if let Some(q) = rest.strip_prefix('"') {
+        q.split('"').next()
+    } else {
+        rest.split([',', ' ']).next()
+    }
+}
+
+/// MD5 credentials answering the MD5 challenge among `challenges`.
+fn digest_md5(challenges: &[&str], user: &str, method: &str, uri: &str) -> Option<String> {
+    let c = challenges.iter().find(|c| c.contains("algorithm=MD5"))?;
+    let realm = auth_param(c, "realm")?;
+    let nonce = auth_param(c, "nonce")?;
+    let cnonce = SipUdp::token();
+    let nc = "00000001";
+    let ha1 = md5_hex(&format!("{user}:{realm}:demo"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    let mut v = format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
+    );
+    if let Some(o) = auth_param(c, "opaque") {
+        let _ = write!(v, ", opaque=\"{o}\"");
+    }
+    Some(v)
+}
+
+// ---------------------------------------------------------------------------
+// The agent's phone
+// ---------------------------------------------------------------------------
+
+/// The phone's side of an answered agent leg.
+struct Leg {
+    call_id: String,
+    /// Our To (with our tag): the From of our requests.
+    local: String,
+    /// zentrale's From (with its tag): the To of our requests.
+    remote: String,
+    /// zentrale's Contact URI: the Request-URI of our requests.
+    target: String,
+    /// zentrale's media address for this leg.
+    media: SocketAddr,
+    cseq: u32,
+    sdp_version: u32,
+}
+
+/// A softphone of agent `ext`: registers with digest MD5, gets offers,
+/// rings, answers, talks RTP, holds and hangs up, one leg at a time.
+struct Phone {
+    ext: String,
+    sip: SipUdp,
+    rtp: RtpPeer,
+    tag: String,
+    leg: Option<Leg>,
+}
+
+/// Payload byte of the agent's RTP (and the caller's below): PCMU/PCMA
+/// values no prompt is made of for 20 ms.
+const AGENT_FILL: u8 = 0x2a;
+const CALLER_FILL: u8 = 0x3c;
+
+impl Phone {
+    fn new(d: &Daemon, ext: &str) -> Phone {
+        Phone {
+            ext: ext.to_owned(),
+            sip: SipUdp::new(d.sip),
+            rtp: RtpPeer::new(0xa6e0_0000 | ext.parse::<u32>().unwrap_or(0)),
+            tag: SipUdp::token(),
+            leg: None,
+        }
+    }
+
+    /// A phone that registers at once.
+    fn registered(d: &Daemon, ext: &str) -> Phone {
+        let p = Phone::new(d, ext);
+        p.register(d);
+        p
+    }
+
+    fn port(&self) -> u16 {
+        self.sip.local.port()
+    }
+
+    /// REGISTER, 401, REGISTER with MD5 credentials, 200.
+    fn register(&self, d: &Daemon) {
+        let call_id = format!("{}@zentrale-test", SipUdp::token());
+        let tag = SipUdp::token();
+        let uri = format!("sip:{}", d.sip);
+        let user = &self.ext;
+        let req = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER {uri} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
+                 Max-Forwards: 70\r\n\
+                 From: <sip:{user}@{r}>;tag={tag}\r\n\
+                 To: <sip:{user}@{r}>\r\n\
+                 Call-ID: {call_id}\r\n\
+                 CSeq: {cseq} REGISTER\r\n\
+                 Contact: <sip:{user}@{l}>\r\n\
+                 Expires: 300\r\n{auth}\
+                 Content-Length: 0\r\n\r\n",
+                l = self.sip.local,
+                r = d.sip,
+                b = SipUdp::token()
+            )
+        };
+        self.sip.send(&req(1, ""));
+        let chal = self
+            .sip
+            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("REGISTER {user}: {e}")));
+        let challenges = chal.headers_named("www-authenticate");
+        let Some(auth) = digest_md5(&challenges, user, "REGISTER", &uri) else {
+            d.fail(format!(
+                "REGISTER {user}: no MD5 challenge in {}: {challenges:?}",
+                chal.start
+            ));
+        };
+        self.sip
+            .send(&req(2, &format!("Authorization: {auth}\r\n")));
+        let ok = self
+            .sip
+            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("authenticated REGISTER {user}: {e}")));
+        d.check(ok.status() == Some(200), || {
+            format!("REGISTER {user} answered {}, want 200", ok.start)
+        });
+    }
+
+    /// The next request `method` from zentrale within `limit`, skipping
+    /// responses and retransmissions of other requests; None on timeout.
+    fn next_request(&self, method: &str, limit: Duration) -> Option<SipMsg> {
+        let until = Instant::now() + limit;
+        loop {
+            let left = until.checked_duration_since(Instant::now())?;
+            let m = self.sip.recv(left)?;
+            if m.method() == Some(method) {
+                return Some(m);
+            }
+        }
+    }
+
+    /// Like [`Phone::next_request`], failing the test on timeout.
+    fn expect_request(&self, d: &Daemon, method: &str, limit: Duration) -> SipMsg {
+        self.next_request(method, limit).unwrap_or_else(|| {
+            d.fail(format!(
+                "agent {}: no {method} from zentrale within {limit:?}",
+                self.ext
+            ))
+        })
+    }
+
+    /// An offer: the INVITE of an agent leg.
+    fn expect_offer(&self, d: &Daemon, limit: Duration) -> SipMsg {
+        self.expect_request(d, "INVITE", limit)
+    }
+
+    /// A response to `req` from zentrale, with our To tag.
+    fn reply(&self, req: &SipMsg, code: u16, reason: &str, sdp: Option<&str>) {
+        let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+        for v in req.headers_named("via") {
+            let _ = write!(s, "Via: {v}\r\n");
+        }
+        let to = req.header("to").unwrap_or_default();
+        let to = if to.contains(";tag=") {
+            to.to_owned()
+        } else {
+            format!("{to};tag={}", self.tag)
+        };
+        let _ = write!(
+            s,
+            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:{}@{}>\r\n",
+            req.header("from").unwrap_or_default(),
+            req.header("call-id").unwrap_or_default(),
+            req.header("cseq").unwrap_or_default(),
+            self.ext,
+            self.sip.local,
+        );
+        match sdp {
+            Some(b) => {
+                let _ = write!(
+                    s,
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                );
+            }
+            None => s.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        self.sip.send(&s);
+    }
+
+    fn ring(&self, invite: &SipMsg) {
+        self.reply(invite, 180, "Ringing", None);
+    }
+
+    /// Our SDP with payload type `pt` and direction `dir`.
+    fn sdp(&self, version: u32, pt: u8, dir: &str) -> String {
+        let name = if pt == 8 { "PCMA" } else { "PCMU" };
+        format!(
+            "v=0\r\no=agent 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\na=ptime:20\r\na={dir}\r\n",
+            port = self.rtp.addr.port()
+        )
+    }
+
+    /// Answers `invite` (200 with the offer's first codec), waits for the
+    /// ACK and starts talking RTP to zentrale. Returns the codec's PT.
+    fn answer(&mut self, d: &Daemon, invite: &SipMsg) -> u8 {
+        let offer = invite.body_str();
+        let (media, pts) = sdp_media(d, &offer);
+        let pt = pts[0];
+        let sdp = self.sdp(1, pt, "sendrecv");
+        self.reply(invite, 200, "OK", Some(&sdp));
+        let ack = self.expect_request(d, "ACK", SIP_WAIT);
+        d.check(ack.header("call-id") == invite.header("call-id"), || {
+            format!("agent {}: ACK for another call: {ack:?}", self.ext)
+        });
+        let target = invite
+            .header("contact")
+            .and_then(|c| Some(c.split_once('<')?.1.split_once('>')?.0.to_owned()))
+            .unwrap_or_else(|| d.fail(format!("the agent INVITE has no Contact: {invite:?}")));
+        self.leg = Some(Leg {
+            call_id: invite.header("call-id").unwrap_or_default().to_owned(),
+            local: format!(
+                "{};tag={}",
+                invite.header("to").unwrap_or_default(),
+                self.tag
+            ),
+            remote: invite.header("from").unwrap_or_default().to_owned(),
+            target,
+            media,
+            cseq: 0,
+            sdp_version: 1,
+        });
+        self.rtp.talk(Some(media), pt, AGENT_FILL);
+        pt
+    }
+
+    /// Rings, then waits for zentrale's CANCEL and answers it (200, then
+    /// 487 to the INVITE) and checks that zentrale ACKs the 487.
+    fn ring_until_cancel(&self, d: &Daemon, invite: &SipMsg, limit: Duration) -> Instant {
+        let cancel = self.expect_request(d, "CANCEL", limit);
+        let at = Instant::now();
+        d.check(cancel.header("call-id") == invite.header("call-id"), || {
+            format!("agent {}: CANCEL for another call: {cancel:?}", self.ext)
+        });
+        let branch = |m: &SipMsg| m.header("via").unwrap_or_default().to_owned();
+        d.check(branch(&cancel) == branch(invite), || {
+            format!(
+                "agent {}: the CANCEL's Via {:?} is not the INVITE's {:?}",
+                self.ext,
+                branch(&cancel),
+                branch(invite)
+            )
+        });
+        self.reply(&cancel, 200, "OK", None);
+        self.reply(invite, 487, "Request Terminated", None);
+        let ack = self.expect_request(d, "ACK", SIP_WAIT);
+        d.check(
+            ack.header("cseq")
+                .is_some_and(|c| c.split_whitespace().next() == Some("1"))
+                && branch(&ack) == branch(invite),
+            || {
+                format!(
+                    "agent {}: the ACK of the 487 is not in the INVITE's transaction: {ack:?}",
+                    self.ext
+                )
+            },
+        );
+        at
+    }
+
+    /// A request in our answered leg (BYE, re-INVITE).
+    fn in_leg(&mut self, method: &str, extra: &str, sdp: Option<&str>) -> (u32, String) {
+        let leg = self.leg.as_mut().expect("an answered leg");
+        leg.cseq += 1;
+        let (ctype, body) = match sdp {
+            Some(b) => ("Content-Type: application/sdp\r\n", b),
+            None => ("", ""),
+        };
+        let text = format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: {from}\r\n\
+             To: {to}\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:{ext}@{l}>\r\n\
+             {extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
+            target = leg.target,
+            l = self.sip.local,
+            b = SipUdp::token(),
+            from = leg.local,
+            to = leg.remote,
+            cid = leg.call_id,
+            cseq = leg.cseq,
+            ext = self.ext,
+            len = body.len(),
+        );
+        self.sip.send(&text);
+        (leg.cseq, text)
+    }
+
+    /// The final response to our request `cseq method`.
+    fn final_response(&self, d: &Daemon, method: &str, cseq: u32) -> SipMsg {
+        let want = format!("{cseq} {method}");
+        let until = Instant::now() + SIP_WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(m) = self.sip.recv(left) else {
+                d.fail(format!(
+                    "agent {}: no final response to {want} within {SIP_WAIT:?}",
+                    self.ext
+                ));
+            };
+            if m.status().is_some_and(|c| c >= 200) && m.header("cseq") == Some(want.as_str()) {
+                return m;
+            }
+        }
+    }
+
+    /// Hangs up the answered leg: BYE, 200.
+    fn hang_up(&mut self, d: &Daemon) {
+        self.rtp.talk(None, 0, 0);
+        let (cseq, _) = self.in_leg("BYE", "", None);
+        let r = self.final_response(d, "BYE", cseq);
+        d.check(r.status() == Some(200), || {
+            format!("agent {}: BYE answered {}, want 200", self.ext, r.start)
+        });
+        self.leg = None;
+    }
+
+    /// A re-INVITE with direction `dir`; returns zentrale's 200 (ACKed).
+    fn reinvite(&mut self, d: &Daemon, pt: u8, dir: &str) -> SipMsg {
+        let version = {
+            let leg = self.leg.as_mut().expect("an answered leg");
+            leg.sdp_version += 1;
+            leg.sdp_version
+        };
+        let sdp = self.sdp(version, pt, dir);
+        let (cseq, _) = self.in_leg("INVITE", "", Some(&sdp));
+        let r = self.final_response(d, "INVITE", cseq);
+        d.check(r.status() == Some(200), || {
+            format!("agent {}: re-INVITE {dir} answered {}", self.ext, r.start)
+        });
+        // The ACK: same CSeq number, a new branch.
+        let leg = self.leg.as_ref().expect("an answered leg");
+        let ack = format!(
+            "ACK {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} ACK\r\n\
+             Content-Length: 0\r\n\r\n",
+            target = leg.target,
+            l = self.sip.local,
+            b = SipUdp::token(),
+            from = leg.local,
+            to = leg.remote,
+            cid = leg.call_id,
+        );
+        self.sip.send(&ack);
+        r
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The trunk caller
+// ---------------------------------------------------------------------------
+
+/// A trunk caller: one dialog over UDP, RTP from its own thread.
+struct Caller {
+    sip: SipUdp,
+    rtp: RtpPeer,
+    call_id: String,
+    from_tag: String,
+    number: String,
+    cseq: u32,
+    to_tag: Option<String>,
+    target: Option<String>,
+    /// zentrale's media address for this call.
+    media: Option<SocketAddr>,
+}
+
+impl Caller {
+    fn new(d: &Daemon, number: &str) -> Caller {
+        Caller {
+            sip: SipUdp::new(d.sip),
+            rtp: RtpPeer::new(0xca11_e500),
+            call_id: format!("{}@zentrale-test", SipUdp::token()),
+            from_tag: SipUdp::token(),
+            number: number.to_owned(),
+            cseq: 0,
+            to_tag: None,
+            target: None,
+            media: None,
+        }
+    }
+
+    fn request(&self, method: &str, cseq: u32, body: Option<&str>) -> String {
+        let local = self.sip.local;
+        let uri = self
+            .target
+            .clone()
+            .unwrap_or_else(|| format!("sip:{}@{}", self.number, self.sip.remote));
+        let to_tag = self
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        let (ctype, body) = match body {
+            Some(b) => ("Content-Type: application/sdp\r\n", b),
+            None => ("", ""),
+        };
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"Testanrufer\" <sip:0301234567@{ip}>;tag={ftag}\r\n\
+             To: <sip:{number}@{remote}>{to_tag}\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:0301234567@{local}>\r\n\
+             {ctype}Content-Length: {len}\r\n\r\n{body}",
+            b = SipUdp::token(),
+            ip = local.ip(),
+            ftag = self.from_tag,
+            number = self.number,
+            remote = self.sip.remote,
+            cid = self.call_id,
+            len = body.len(),
+        )
+    }
+
+    /// Calls, waits for zentrale's 200 (after its ~300 ms of ringing), ACKs
+    /// it and starts talking RTP. `pts`: the offered payload types in order.
+    fn call(&mut self, d: &Daemon, pts: &[u8]) -> SipMsg {
+        let rtp = self.rtp.addr;
+        let mut sdp = format!(
+            "v=0\r\no=caller 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {list}\r\n",
+            ip = rtp.ip(),
+            port = rtp.port(),
+            list = pts.iter().map(u8::to_string).collect::<Vec<_>>().join(" ")
+        );
+        for pt in pts {
+            let _ = match pt {
+                0 => write!(sdp, "a=rtpmap:0 PCMU/8000\r\n"),
+                8 => write!(sdp, "a=rtpmap:8 PCMA/8000\r\n"),
+                101 => write!(
+                    sdp,
+                    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+                ),
+                _ => Ok(()),
+            };
+        }
+        sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
+        self.cseq += 1;
+        self.sip
+            .send(&self.request("INVITE", self.cseq, Some(&sdp)));
+        let ok = self
+            .sip
+            .expect("INVITE", SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("call to {}: {e}", self.number)));
+        d.check(ok.status() == Some(200), || {
+            format!("call to {} answered {}, want 200", self.number, ok.start)
+        });
+        self.to_tag = ok.tag("to");
+        self.target = ok
+            .header("contact")
+            .and_then(|c| Some(c.split_once('<')?.1.split_once('>')?.0.to_owned()));
+        let cseq = self.cseq;
+        self.sip.send(&self.request("ACK", cseq, None));
+        let (media, answer_pts) = sdp_media(d, &ok.body_str());
+        self.media = Some(media);
+        self.rtp.talk(Some(media), answer_pts[0], CALLER_FILL);
+        ok
+    }
+
+    /// Hangs up: BYE, 200.
+    fn hang_up(&mut self, d: &Daemon) {
+        self.rtp.talk(None, 0, 0);
+        self.cseq += 1;
+        let cseq = self.cseq;
+        self.sip.send(&self.request("BYE", cseq, None));
+        let want = format!("{cseq} BYE");
+        let r = self
+            .sip
+            .expect("BYE", SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("BYE of the caller: {e}")));
+        d.check(
+            r.status() == Some(200) && r.header("cseq") == Some(want.as_str()),
+            || format!("the caller's BYE answered {r:?}, want 200"),
+        );
+    }
+
+    /// Waits for zentrale's BYE and answers it 200.
+    fn expect_bye(&mut self, d: &Daemon, limit: Duration) -> SipMsg {
+        let until = Instant::now() + limit;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(m) = self.sip.recv(left) else {
+                d.fail(format!("the caller got no BYE within {limit:?}"));
+            };
+            if m.method() == Some("BYE") {
+                self.rtp.talk(None, 0, 0);
+                self.sip.send(&response_to(&m, 200, "OK"));
+                d.check(m.header("call-id") == Some(self.call_id.as_str()), || {
+                    format!("BYE for another call: {m:?}")
+                });
+                return m;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SIPp as an agent's phone
+// ---------------------------------------------------------------------------
+
+/// A SIPp UAS on the port an agent registered from, running one scenario.
+struct SippPhone {
+    child: Option<Child>,
+    name: String,
+    dir: PathBuf,
+}
+
+impl SippPhone {
+    /// Starts `tests/sipp/NAME.xml` as a UAS on 127.0.0.1:`port` (free it
+    /// first) and waits until SIPp holds the port.
+    fn start(d: &Daemon, name: &str, port: u16, limit: Duration) -> SippPhone {
+        require_sipp();
+        let sf = scenario(name);
+        assert!(sf.exists(), "scenario {} is missing", sf.display());
+        let dir = d
+            .dir
+            .path()
+            .join(format!("sipp-{name}-{:x}", random_u64() & 0xff_ffff));
+        fs::create_dir_all(&dir).expect("creating the sipp dir");
+        let media = free_udp_range(8).0;
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(&sf)
+            .args(["-i", LOCALHOST, "-p", &port.to_string()])
+            .args(["-mi", LOCALHOST, "-mp", &media.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout"])
+            .arg(format!("{}s", limit.as_secs().max(1)))
+            .args(["-timeout_error", "-max_retrans", "5"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.join("errors.log"))
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(dir.join("messages.log"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("stdout.log")).expect("sipp stdout"))
+            .stderr(fs::File::create(dir.join("stderr.log")).expect("sipp stderr"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("running sipp ({e}): install sip-tester (tests/run.sh does it)")
+            });
+        let mut phone = SippPhone {
+            child: Some(child),
+            name: name.to_owned(),
+            dir,
+        };
+        // SIPp is ready once its socket holds the port.
+        let until = Instant::now() + Duration::from_secs(5);
+        while UdpSocket::bind((LOCALHOST, port)).is_ok() {
+            if Instant::now() >= until {
+                let report = phone.report();
+                d.fail(format!("SIPp {name} did not bind port {port}\n{report}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        phone
+    }
+
+    fn report(&self) -> String {
+        let mut r = format!("--- sipp {} ({}) ---\n", self.name, self.dir.display());
+        for f in ["errors.log", "stderr.log", "messages.log"] {
+            if let Ok(t) = fs::read_to_string(self.dir.join(f)) {
+                let lines: Vec<&str> = t.lines().collect();
+                let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                let _ = writeln!(r, "--- {f} ---\n{tail}");
+            }
+        }
+        r
+    }
+
+    /// Waits up to `limit` for SIPp to finish its one call; fails the test
+    /// unless it exited 0.
+    fn finish(mut self, d: &Daemon, limit: Duration) {
+        let mut child = self.child.take().expect("a running sipp");
+        let until = Instant::now() + limit;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => d.fail(format!("SIPp {} exited {s}\n{}", self.name, self.report())),
+            None => d.fail(format!(
+                "SIPp {} still ran after {limit:?}\n{}",
+                self.name,
+                self.report()
+            )),
+        }
+    }
+}
+
+impl Drop for SippPhone {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Registers `ext` from a fresh port, then hands that port to a SIPp UAS
+/// running `scenario`.
+fn sipp_agent(d: &Daemon, ext: &str, scenario: &str, limit: Duration) -> SippPhone {
+    let port = {
+        let p = Phone::registered(d, ext);
+        p.port()
+    };
+    SippPhone::start(d, scenario, port, limit)
+}
+
+/// Whether `path` exists (for the promtool check).
+fn on_path(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(cmd))
+            .find(|p| Path::new(p).is_file())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// 1. The basic ACD call
+// ---------------------------------------------------------------------------
+
+/// Agent 1001's wrap-up, short so the test sees it end (an agent's own
+/// wrap_up_secs wins over the queue's 30 s).
+const WRAP_UP_2S: (&str, &str) = (
+    "    # wrap_up_secs: 60       # this agent's after-call work, instead of the queue's",
+    "    wrap_up_secs: 2",
+);
+
+/// 1001 registers (and so logs in); a trunk caller dials 0561115, hears the
+/// greeting, then 1001's phone gets its own INVITE naming caller, tenant and
+/// queue with the caller's codec first; after the answer RTP flows both
+/// ways, the stream towards the caller keeping its SSRC and sequence; the
+/// agent hangs up, the caller gets a BYE, 1001 wraps up and is available
+/// again; the queue metrics count the answer and the wait.
+#[test]
+fn basic_acd_call() {
+    let d = start(&[WRAP_UP_2S], &[]);
+    let mut phone = Phone::registered(&d, "1001");
+    let a = wait_agent(&d, "1001", "available", SIP_WAIT);
+    d.check(a["registered"] == true, || {
+        format!("1001 registered but the API says {a}")
+    });
+
+    let mut caller = Caller::new(&d, "0561115");
+    // PCMA first: the agent's offer must follow the caller's choice.
+    caller.call(&d, &[8, 0, 101]);
+    let answered = Instant::now();
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    let after = answered.elapsed();
+    d.check(after >= GREETING_KASSEL - Duration::from_millis(500), || {
+        format!("the agent was offered the call {after:?} after the answer, before the greeting ({GREETING_KASSEL:?}) was over")
+    });
+
+    // The agent's leg: its own dialog, naming caller, tenant and queue.
+    d.check(
+        invite.header("call-id") != Some(caller.call_id.as_str()),
+        || "the agent leg reuses the caller's Call-ID".to_owned(),
+    );
+    let from = invite.header("from").unwrap_or_default();
+    d.check(
+        from.starts_with("\"Stadt Kassel") && from.contains("115") && from.contains("<sip:0301234567@"),
+        || format!("the agent INVITE's From is {from:?}: want the display naming Stadt Kassel's 115 and the caller's number as user"),
+    );
+    let to = invite.header("to").unwrap_or_default();
+    d.check(to.contains("sip:1001@") && !to.contains("tag="), || {
+        format!("the agent INVITE's To is {to:?}")
+    });
+    let queue_header = invite.header("x-zentrale-queue").unwrap_or_default();
+    d.check(queue_header == "kassel/115", || {
+        format!("X-Zentrale-Queue is {queue_header:?}, want kassel/115")
+    });
+    let (_, pts) = sdp_media(&d, &invite.body_str());
+    d.check(pts.first() == Some(&8), || {
+        format!("the agent offer lists {pts:?}: want the caller's PCMA (8) first")
+    });
+
+    phone.ring(&invite);
+    let talk_from = Instant::now();
+    let pt = phone.answer(&d, &invite);
+    d.check(pt == 8, || format!("agent answered PT {pt}"));
+    wait_agent(&d, "1001", "talking", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Towards the caller: music, then the agent's packets, one stream.
+    let heard = caller.rtp.got();
+    let Some(first_relayed) = heard.iter().position(|p| p.fill == Some(AGENT_FILL)) else {
+        d.fail(format!(
+            "the caller never got the agent's RTP ({} packets heard)",
+            heard.len()
+        ));
+    };
+    d.check(first_relayed > 10, || {
+        format!(
+            "the caller heard only {first_relayed} packets before the agent: no greeting or music?"
+        )
+    });
+    let (before, at) = (heard[first_relayed - 1], heard[first_relayed]);
+    d.check(before.ssrc == at.ssrc && at.seq == before.seq.wrapping_add(1), || {
+        format!("the stream towards the caller breaks at the bridge: last prompt packet {before:?}, first relayed {at:?}")
+    });
+    let ssrcs: Vec<u32> = heard.iter().map(|p| p.ssrc).collect();
+    d.check(ssrcs.iter().all(|s| *s == ssrcs[0]), || {
+        "the caller's stream changed its SSRC during the call".to_owned()
+    });
+    let relayed = heard[first_relayed..]
+        .iter()
+        .filter(|p| p.fill == Some(AGENT_FILL))
+        .count();
+    d.check(
+        relayed >= 40 && heard[first_relayed..].iter().all(|p| p.pt == 8),
+        || format!("after the bridge the caller got {relayed} agent packets in ~1.5 s"),
+    );
+    // Towards the agent: the caller's packets.
+    let agent_heard = phone.rtp.got_since(talk_from);
+    let from_caller = agent_heard
+        .iter()
+        .filter(|p| p.fill == Some(CALLER_FILL) && p.pt == 8)
+        .count();
+    d.check(from_caller >= 40, || {
+        format!(
+            "the agent got {from_caller} of the caller's packets in ~1.5 s ({} in all)",
+            agent_heard.len()
+        )
+    });
+
+    phone.hang_up(&d);
+    let bye = caller.expect_bye(&d, SIP_WAIT);
+    d.check(
+        bye.header("call-id") == Some(caller.call_id.as_str()),
+        || format!("caller BYE {bye:?}"),
+    );
+    let a = wait_agent(&d, "1001", "wrap_up", SIP_WAIT);
+    d.check(a["answered_today"] == 1, || {
+        format!("after the call 1001 is {a}")
+    });
+    let wrap_started = Instant::now();
+    wait_agent(&d, "1001", "available", Duration::from_secs(6));
+    let wrapped = wrap_started.elapsed();
+    d.check(wrapped >= Duration::from_millis(1500), || {
+        format!("1001 was available again {wrapped:?} after the call, before its 2 s wrap-up")
+    });
+
+    let m = d.metrics();
+    let answered = metric_value(
+        &m,
+        "zentrale_queue_calls_answered_total{tenant=\"kassel\",queue=\"115\"}",
+    );
+    d.check(answered == Some(1.0), || {
+        format!("queue_calls_answered for kassel/115 is {answered:?}, want 1")
+    });
+    let waits = metric_value(
+        &m,
+        "zentrale_queue_wait_seconds_count{tenant=\"kassel\",queue=\"115\"}",
+    );
+    d.check(waits == Some(1.0), || {
+        format!("queue_wait_seconds count for kassel/115 is {waits:?}, want 1")
+    });
+    let talks = metric_value(
+        &m,
+        "zentrale_queue_talk_seconds_count{tenant=\"kassel\",queue=\"115\"}",
+    );
+    d.check(talks == Some(1.0), || {
+        format!("queue_talk_seconds count for kassel/115 is {talks:?}, want 1")
+    });
+    wait_no_calls(&d, "after the ACD call");
+}
+
+// ---------------------------------------------------------------------------
+// 2. The caller hangs up while the agent's phone rings
+// ---------------------------------------------------------------------------
+
+/// The caller leaves while 1001 rings: 1001 gets a CANCEL (in the INVITE's
+/// transaction), answers 487 and zentrale ACKs it; the queue counts one
+/// abandoned caller and 1001 is available again, not penalised.
+#[test]
+fn caller_hangs_up_while_agent_rings() {
+    let d = start(&[], &[]);
+    let phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    phone.ring(&invite);
+    wait_agent(&d, "1001", "ringing", SIP_WAIT);
+    let q = queue(&d, "kassel/115");
+    d.check(q["waiting"] == 1 && q["ringing"] == 1, || {
+        format!("while 1001 rings kassel/115 is {q}")
+    });
+
+    caller.hang_up(&d);
+    phone.ring_until_cancel(&d, &invite, SIP_WAIT);
+    let a = wait_agent(&d, "1001", "available", SIP_WAIT);
+    d.check(a["missed_in_row"] == 0, || {
+        format!("the caller left, yet 1001 counts a missed offer: {a}")
+    });
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_calls_abandoned_total{tenant=\"kassel\",queue=\"115\"}",
+        1.0,
+        SIP_WAIT,
+    );
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_answered_total{tenant=\"kassel\",queue=\"115\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_offers_unanswered_total{tenant=\"kassel\",queue=\"115\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+            0.0,
+        ),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("{sample} is {v:?}, want {want}")
+        });
+    }
+    // Nothing more for the phone: no second offer, no stray BYE.
+    let stray = phone.sip.recv(Duration::from_millis(700));
+    d.check(stray.is_none(), || {
+        format!("after the CANCEL 1001 got {:?}", stray.map(|m| m.start))
+    });
+    wait_no_calls(&d, "after the abandoned call");
+}
+
+// ---------------------------------------------------------------------------
+// 3. Ring timeout, and agents who keep missing their offers
+// ---------------------------------------------------------------------------
+
+/// The first offer among `phones` within `limit`: (index, INVITE).
+fn next_offer_any(phones: &[&Phone], limit: Duration) -> Option<(usize, SipMsg)> {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        for (i, p) in phones.iter().enumerate() {
+            if let Some(m) = p.next_request("INVITE", Duration::from_millis(10)) {
+                return Some((i, m));
+            }
+        }
+    }
+    None
+}
+
+/// With a 2 s ring timeout and `max_missed_offers: 2`, nobody answers: the
+/// offer moves to the other agent after ~2 s each time (CANCEL, then the
+/// next INVITE at once), 1001 and 1002 alternate, and each is paused with
+/// reason no-answer after its second miss in a row; then nobody is offered
+/// the waiting caller, and `queue_offers_unanswered` counts the four misses.
+#[test]
+fn ring_timeout_moves_the_offer_and_pauses_agents_who_miss() {
+    let d = start(
+        &[("max_missed_offers: 3", "max_missed_offers: 2")],
+        &[(
+            "kassel.yaml",
+            "    ring_timeout_secs: 15\n",
+            "    ring_timeout_secs: 2\n",
+        )],
+    );
+    // 1001 logs in first, so it has been idle longest and is offered first.
+    let p1 = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(50));
+    let p2 = Phone::registered(&d, "1002");
+    wait_agent(&d, "1002", "available", SIP_WAIT);
+    let phones = [&p1, &p2];
+    let names = ["1001", "1002"];
+
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let mut last_cancel: Option<Instant> = None;
+    let mut order = Vec::new();
+    for round in 0..4 {
+        let limit = if round == 0 {
+            GREETING_KASSEL + SIP_WAIT
+        } else {
+            SIP_WAIT
+        };
+        let Some((i, invite)) = next_offer_any(&phones, limit) else {
+            d.fail(format!(
+                "offer {} never came (so far: {order:?})",
+                round + 1
+            ));
+        };
+        let offered = Instant::now();
+        if let Some(c) = last_cancel {
+            let gap = offered - c;
+            d.check(gap < Duration::from_millis(1000), || {
+                format!(
+                    "offer {} came {gap:?} after the last CANCEL, want at once",
+                    round + 1
+                )
+            });
+        }
+        order.push(names[i]);
+        phones[i].ring(&invite);
+        let cancelled = phones[i].ring_until_cancel(&d, &invite, Duration::from_secs(6));
+        let rang = cancelled - offered;
+        d.check(
+            rang >= Duration::from_millis(1500) && rang <= Duration::from_millis(3500),
+            || {
+                format!(
+                    "offer {} to {} rang {rang:?}, want ~2 s (ring_timeout_secs)",
+                    round + 1,
+                    names[i]
+                )
+            },
+        );
+        last_cancel = Some(cancelled);
+    }
+    d.check(order == ["1001", "1002", "1001", "1002"], || {
+        format!("offers went to {order:?}, want 1001 and 1002 in turn")
+    });
+    for id in names {
+        let a = wait_agent(&d, id, "paused", SIP_WAIT);
+        d.check(a["reason"] == "no-answer", || {
+            format!("{id} missed twice in a row and is {a}, want paused with reason no-answer")
+        });
+    }
+    let again = next_offer_any(&phones, Duration::from_millis(2500));
+    d.check(again.is_none(), || {
+        format!("a paused agent was offered the caller: {again:?}")
+    });
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_offers_unanswered_total{tenant=\"kassel\",queue=\"115\"}",
+            4.0,
+        ),
+        (
+            "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_agents{tenant=\"kassel\",queue=\"115\",state=\"paused\"}",
+            2.0,
+        ),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("{sample} is {v:?}, want {want}")
+        });
+    }
+    let q = queue(&d, "kassel/115");
+    d.check(q["offers_unanswered"] == 4 && q["waiting"] == 1, || {
+        format!("kassel/115 in the API: {q}")
+    });
+    caller.hang_up(&d);
+    wait_no_calls(&d, "after the caller gave up");
+}
+
+// ---------------------------------------------------------------------------
+// 4. Busy: the next agent at once
+// ---------------------------------------------------------------------------
+
+/// 1001's phone (SIPp) answers the offer 486 Busy Here: zentrale ACKs it
+/// and offers 1002 at once, not after a ring timeout; 1002 takes the call.
+#[test]
+fn busy_agent_passes_the_offer_on_at_once() {
+    let d = start(&[], &[]);
+    // 1001 first: idle longest, offered first.
+    let busy = sipp_agent(&d, "1001", "uas_agent_busy", Duration::from_secs(30));
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut p2 = Phone::registered(&d, "1002");
+    wait_agent(&d, "1002", "available", SIP_WAIT);
+
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let answered = Instant::now();
+    let invite = p2.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    let after = answered.elapsed();
+    d.check(
+        after < GREETING_KASSEL + Duration::from_millis(1500),
+        || {
+            format!(
+                "1002 was offered the call {after:?} after the answer: the busy 1001 held it up"
+            )
+        },
+    );
+    busy.finish(&d, SIP_WAIT);
+    let a = agent(&d, "1001");
+    d.check(a["state"] == "available" && a["missed_in_row"] == 1, || {
+        format!("after its 486 1001 is {a}, want available with one miss")
+    });
+    p2.ring(&invite);
+    p2.answer(&d, &invite);
+    wait_agent(&d, "1002", "talking", SIP_WAIT);
+    caller.hang_up(&d);
+    let bye = p2.expect_request(&d, "BYE", SIP_WAIT);
+    p2.sip.send(&response_to(&bye, 200, "OK"));
+    wait_agent(&d, "1002", "wrap_up", SIP_WAIT);
+    let q = queue(&d, "kassel/115");
+    d.check(q["answered"] == 1 && q["offers_unanswered"] == 1, || {
+        format!("kassel/115 after one busy and one answered offer: {q}")
+    });
+    wait_no_calls(&d, "after the call");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Ring-all: Quickborn's town hall
+// ---------------------------------------------------------------------------
+
+/// Length of sounds/greeting-quickborn.wav.
+const GREETING_QUICKBORN: Duration = Duration::from_millis(2500);
+
+/// Quickborn's queue rings every free phone: a call to 041066110 rings 4001
+/// and 4002 (SIPp); 4001 answers, so 4002 gets a CANCEL (487, ACK) and is
+/// free again, with no miss counted against it.
+#[test]
+fn ring_all_cancels_the_other_phones() {
+    let d = start(&[], &[]);
+    let mut p1 = Phone::registered(&d, "4001");
+    let other = sipp_agent(&d, "4002", "uas_agent_cancelled", Duration::from_secs(30));
+    wait_agent(&d, "4001", "available", SIP_WAIT);
+    wait_agent(&d, "4002", "available", SIP_WAIT);
+
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    let invite = p1.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
+    let q = invite.header("x-zentrale-queue").unwrap_or_default();
+    d.check(q == "quickborn/rathaus", || {
+        format!("X-Zentrale-Queue is {q:?}, want quickborn/rathaus")
+    });
+    p1.ring(&invite);
+    // Both phones ring before one answers.
+    wait_agent(&d, "4002", "ringing", SIP_WAIT);
+    wait_agent(&d, "4001", "ringing", SIP_WAIT);
+    p1.answer(&d, &invite);
+    other.finish(&d, SIP_WAIT);
+    wait_agent(&d, "4001", "talking", SIP_WAIT);
+    let a = wait_agent(&d, "4002", "available", SIP_WAIT);
+    d.check(a["missed_in_row"] == 0, || {
+        format!("4002 lost a ring-all race and counts a miss: {a}")
+    });
+    let unanswered = metric(
+        &d,
+        "zentrale_queue_offers_unanswered_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+    );
+    d.check(unanswered == 0.0, || {
+        format!("offers_unanswered is {unanswered} after a ring-all answer, want 0")
+    });
+    p1.hang_up(&d);
+    caller.expect_bye(&d, SIP_WAIT);
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_calls_answered_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+        1.0,
+        SIP_WAIT,
+    );
+    wait_no_calls(&d, "after the ring-all call");
+}
+
+// ---------------------------------------------------------------------------
+// 6. Overflow to the district (the Quickborn model)
+// ---------------------------------------------------------------------------
+
+/// Nobody of Quickborn's town hall is logged in and its queue does not
+/// `join_empty`, so a call to 041066110 goes to kreis-pinneberg/115 at once
+/// (`on_no_agents`): agent 3001 (SIPp) gets it with X-Zentrale-Queue naming
+/// the district's queue and the display naming Stadt Quickborn, answers,
+/// talks a second and hangs up.
+#[test]
+fn overflow_when_nobody_is_logged_in() {
+    let d = start(&[], &[]);
+    let district = sipp_agent(&d, "3001", "uas_agent_answer", Duration::from_secs(30));
+    wait_agent(&d, "3001", "available", SIP_WAIT);
+    let a = agent(&d, "4001");
+    d.check(a["state"] == "logged_out", || {
+        format!("4001 never registered, yet the API says {a}")
+    });
+
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    let answered = Instant::now();
+    wait_agent(&d, "3001", "talking", GREETING_QUICKBORN + SIP_WAIT);
+    let after = answered.elapsed();
+    d.check(
+        after < GREETING_QUICKBORN + Duration::from_millis(1500),
+        || format!("3001 took the Quickborn call {after:?} after the answer: not at once"),
+    );
+    caller.expect_bye(&d, SIP_WAIT);
+    district.finish(&d, SIP_WAIT);
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_rejected_total{tenant=\"quickborn\",queue=\"rathaus\",reason=\"no_agents\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_entered_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_calls_answered_total{tenant=\"kreis-pinneberg\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_wait_seconds_count{tenant=\"kreis-pinneberg\",queue=\"115\"}",
+            1.0,
+        ),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("{sample} is {v:?}, want {want}")
+        });
+    }
+    wait_no_calls(&d, "after the overflow call");
+}
+
+/// 4001 is logged in but lets its phone ring: Quickborn's caller rings there
+/// for the ring timeout, then again, and after `max_wait_secs: 20` in the
+/// town-hall queue goes to kreis-pinneberg/115 (`on_timeout`), where 3001
+/// gets it.
+///
+/// The ring timeout is 10 s here, not the default 15 s: the ACD lets an
+/// offer that rings at the max wait finish its ring before the caller moves
+/// on, so with 15 s the caller would reach the district after 30 s.
+#[test]
+fn overflow_after_max_wait() {
+    let d = start(
+        &[],
+        &[(
+            "quickborn.yaml",
+            "    max_wait_secs: 20\n",
+            "    max_wait_secs: 20\n    ring_timeout_secs: 10\n",
+        )],
+    );
+    let town = Phone::registered(&d, "4001");
+    let mut district = Phone::registered(&d, "3001");
+    wait_agent(&d, "4001", "available", SIP_WAIT);
+    wait_agent(&d, "3001", "available", SIP_WAIT);
+
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    let first = town.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
+    let queued = Instant::now();
+    town.ring(&first);
+    // The first ring times out after 10 s; 4001 is offered the caller again.
+    let rang = town.ring_until_cancel(&d, &first, Duration::from_secs(12)) - queued;
+    d.check(
+        rang >= Duration::from_millis(9_000) && rang <= Duration::from_millis(11_500),
+        || format!("4001's first ring lasted {rang:?}, want ~10 s"),
+    );
+    let second = town.expect_offer(&d, SIP_WAIT);
+    town.ring(&second);
+    let cancelled = town.ring_until_cancel(&d, &second, Duration::from_secs(10));
+    let waited = cancelled - queued;
+    d.check(
+        waited >= Duration::from_millis(19_000) && waited <= Duration::from_millis(22_000),
+        || format!("4001's phone rang until {waited:?} after the caller joined the queue, want ~20 s (max_wait_secs)"),
+    );
+    let invite = district.expect_offer(&d, SIP_WAIT);
+    let moved = queued.elapsed();
+    d.check(moved <= Duration::from_millis(22_500), || {
+        format!("the caller reached the district {moved:?} after joining the town-hall queue, want ~20 s")
+    });
+    let q = invite.header("x-zentrale-queue").unwrap_or_default();
+    let from = invite.header("from").unwrap_or_default();
+    d.check(
+        q == "kreis-pinneberg/115" && from.contains("Quickborn"),
+        || format!("the overflow INVITE has X-Zentrale-Queue {q:?} and From {from:?}"),
+    );
+    district.ring(&invite);
+    district.answer(&d, &invite);
+    wait_agent(&d, "3001", "talking", SIP_WAIT);
+    caller.hang_up(&d);
+    let bye = district.expect_request(&d, "BYE", SIP_WAIT);
+    district.sip.send(&response_to(&bye, 200, "OK"));
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_timed_out_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_answered_total{tenant=\"kreis-pinneberg\",queue=\"115\"}",
+            1.0,
+        ),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("{sample} is {v:?}, want {want}")
+        });
+    }
+    wait_no_calls(&d, "after the overflow call");
+}
+
+// ---------------------------------------------------------------------------
+// 7. Feature codes
+// ---------------------------------------------------------------------------
+
+/// What a feature-code call gave the agent.
+struct FeatureCall {
+    /// zentrale's 200.
+    ok: SipMsg,
+    /// From the 200 to zentrale's BYE.
+    lasted: Duration,
+    /// RTP packets (the prompt) from zentrale during the call.
+    heard: usize,
+}
+
+/// The agent dials `code` from its phone: INVITE, 407, INVITE with
+/// Proxy-Authorization (MD5), 200, ACK; zentrale plays the prompt and hangs
+/// up (BYE, 200).
+fn dial_feature(d: &Daemon, phone: &Phone, code: &str) -> FeatureCall {
+    let call_id = format!("{}@zentrale-test", SipUdp::token());
+    let tag = SipUdp::token();
+    let uri = format!("sip:{code}@{}", d.sip);
+    let local = phone.sip.local;
+    let sdp = phone.sdp(1, 0, "sendrecv");
+    let invite = |cseq: u32, branch: &str, auth: &str| {
+        format!(
+            "INVITE {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{ext}@{ip}>;tag={tag}\r\n\
+             To: <sip:{code}@{remote}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} INVITE\r\n\
+             Contact: <sip:{ext}@{local}>\r\n\
+             {auth}Content-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{sdp}",
+            ext = phone.ext,
+            ip = local.ip(),
+            remote = d.sip,
+            len = sdp.len(),
+        )
+    };
+    let ack = |cseq: u32, branch: &str, to: &str| {
+        format!(
+            "ACK {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{ext}@{ip}>;tag={tag}\r\n\
+             To: {to}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} ACK\r\n\
+             Content-Length: 0\r\n\r\n",
+            ext = phone.ext,
+            ip = local.ip(),
+        )
+    };
+    let final_to = |cseq: u32| -> SipMsg {
+        let want = format!("{cseq} INVITE");
+        let until = Instant::now() + SIP_WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(m) = phone.sip.recv(left) else {
+                d.fail(format!("{code}: no final response to INVITE {cseq}"));
+            };
+            if m.status().is_some_and(|c| c >= 200) && m.header("cseq") == Some(want.as_str()) {
+                return m;
+            }
+        }
+    };
+
+    let branch = format!("z9hG4bK{}", SipUdp::token());
+    phone.sip.send(&invite(1, &branch, ""));
+    let challenge = final_to(1);
+    d.check(challenge.status() == Some(407), || {
+        format!(
+            "{code} without credentials answered {}, want 407",
+            challenge.start
+        )
+    });
+    phone
+        .sip
+        .send(&ack(1, &branch, challenge.header("to").unwrap_or_default()));
+    let challenges = challenge.headers_named("proxy-authenticate");
+    let Some(auth) = digest_md5(&challenges, &phone.ext, "INVITE", &uri) else {
+        d.fail(format!("{code}: no MD5 challenge in {challenges:?}"));
+    };
+    let branch = format!("z9hG4bK{}", SipUdp::token());
+    phone.sip.send(&invite(
+        2,
+        &branch,
+        &format!("Proxy-Authorization: {auth}\r\n"),
+    ));
+    let ok = final_to(2);
+    d.check(ok.status() == Some(200), || {
+        format!("{code} with credentials answered {}, want 200", ok.start)
+    });
+    let answered = Instant::now();
+    let to = ok.header("to").unwrap_or_default().to_owned();
+    phone
+        .sip
+        .send(&ack(2, &format!("z9hG4bK{}", SipUdp::token()), &to));
+    let bye = phone.expect_request(d, "BYE", Duration::from_secs(8));
+    let lasted = answered.elapsed();
+    phone.sip.send(&response_to(&bye, 200, "OK"));
+    d.check(bye.header("call-id") == Some(call_id.as_str()), || {
+        format!("{code}: BYE of another call: {bye:?}")
+    });
+    let heard = phone.rtp.got_since(answered).len();
+    FeatureCall { ok, lasted, heard }
+}
+
+/// An agent dials *41 (logout), *40 (login), *42 (pause, first reason:
+/// break), *422 (pause code 2: back-office) and *43 (unpause) from its
+/// registered phone: each call is challenged (407), answered after the
+/// credentials, plays its prompt and is hung up by zentrale; the API shows
+/// each state. Feature calls are not hotline calls in the metrics.
+#[test]
+fn feature_codes_change_the_agent_state() {
+    let d = start(&[], &[]);
+    let phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    for (code, state, reason) in [
+        ("*41", "logged_out", None),
+        ("*40", "available", None),
+        ("*42", "paused", Some("break")),
+        ("*422", "paused", Some("back-office")),
+        ("*43", "available", None),
+    ] {
+        let call = dial_feature(&d, &phone, code);
+        d.check(
+            call.ok.header("content-type") == Some("application/sdp"),
+            || format!("{code}: the 200 has no SDP: {:?}", call.ok),
+        );
+        // The confirmations are 1.1 to 1.5 s long, agent-error 2.05 s.
+        d.check(
+            call.lasted >= Duration::from_millis(900) && call.lasted < Duration::from_millis(1950),
+            || format!("{code}: zentrale hung up {:?} after the answer, want after its ~1.4 s confirmation", call.lasted),
+        );
+        d.check(call.heard >= 40, || {
+            format!(
+                "{code}: only {} RTP packets of the prompt arrived",
+                call.heard
+            )
+        });
+        let a = agent(&d, "1001");
+        d.check(
+            a["state"] == state && a["reason"].as_str() == reason,
+            || format!("after {code} 1001 is {a}, want {state} {reason:?}"),
+        );
+    }
+    // Unpausing an agent who is not paused is refused: the error prompt.
+    let call = dial_feature(&d, &phone, "*43");
+    d.check(call.lasted >= Duration::from_millis(1900), || {
+        format!(
+            "*43 while available ended after {:?}: want the 2 s agent-error prompt",
+            call.lasted
+        )
+    });
+    let a = agent(&d, "1001");
+    d.check(a["state"] == "available", || {
+        format!("after a refused *43 1001 is {a}")
+    });
+    let offered = d.metric_sum("zentrale_calls_offered_total");
+    d.check(offered == 0.0, || {
+        format!("feature-code calls counted as {offered} hotline calls")
+    });
+    wait_no_calls(&d, "after the feature-code calls");
+}

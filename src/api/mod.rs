@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::acd::{
-    Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange,
+    Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange, Strategy,
 };
 use crate::metrics::Metrics;
 
@@ -71,6 +71,7 @@ async fn metrics_handler(State(state): State<ApiState>) -> impl IntoResponse {
 pub struct QueueView {
     pub name: String,
     pub tenant: String,
+    /// As in the config: `longest-idle`, `ring-all`, ...
     pub strategy: String,
     pub waiting: usize,
     pub ringing: usize,
@@ -143,6 +144,18 @@ fn reason_name(r: &PauseReason) -> String {
     }
 }
 
+/// The strategy as the config spells it (`ring-all`), not as Rust does.
+fn strategy_name(s: Strategy) -> &'static str {
+    match s {
+        Strategy::LongestIdle => "longest-idle",
+        Strategy::RoundRobin => "round-robin",
+        Strategy::FewestCalls => "fewest-calls",
+        Strategy::LeastTalkTime => "least-talk-time",
+        Strategy::RingAll => "ring-all",
+        Strategy::SkillsFirst => "skills-first",
+    }
+}
+
 fn state_name(s: &AgentState) -> (&'static str, Option<String>) {
     match s {
         AgentState::LoggedOut => ("logged_out", None),
@@ -163,7 +176,7 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
             .map(|q| QueueView {
                 name: q.name.to_string(),
                 tenant: q.tenant.to_string(),
-                strategy: format!("{:?}", q.strategy),
+                strategy: strategy_name(q.strategy).into(),
                 waiting: q.waiting,
                 ringing: q.offered,
                 longest_wait_secs: q.longest_wait.map(|d| d.as_secs()),

@@ -1777,3 +1777,153 @@ fn feature_codes_change_the_agent_state() {
     });
     wait_no_calls(&d, "after the feature-code calls");
 }
+
+// ---------------------------------------------------------------------------
+// 8. The supervisor API
+// ---------------------------------------------------------------------------
+
+/// `GET /api/v1/queues` and `/api/v1/agents` list every queue and agent of
+/// the demo with their figures; POST pause/unpause/logout/login change an
+/// agent and answer it as it is now; errors are JSON with 404 (unknown agent
+/// or action) or 409 (not possible in this state); a login through the API
+/// offers a waiting caller to the agent at once (the API wakes the core).
+#[test]
+fn supervisor_api() {
+    let d = start(&[], &[]);
+    let queues = get_json(&d, "/api/v1/queues");
+    let names: Vec<&str> = queues
+        .as_array()
+        .map(|l| l.iter().filter_map(|q| q["name"].as_str()).collect())
+        .unwrap_or_default();
+    d.check(
+        names
+            == [
+                "kassel/115",
+                "kassel/buergeramt",
+                "krefeld/serviceportal",
+                "kreis-pinneberg/115",
+                "quickborn/rathaus",
+            ],
+        || format!("GET /api/v1/queues lists {names:?}"),
+    );
+    let rathaus = queue(&d, "quickborn/rathaus");
+    d.check(
+        rathaus["tenant"] == "quickborn"
+            && rathaus["strategy"] == "ring-all"
+            && rathaus["waiting"] == 0
+            && rathaus["agents"]["logged_out"] == 2
+            && rathaus["service_level_target_percent"] == 75
+            && rathaus["service_level_threshold_secs"] == 30
+            && rathaus["service_level_percent"].is_null(),
+        || format!("quickborn/rathaus in the API: {rathaus}"),
+    );
+    let agents = get_json(&d, "/api/v1/agents");
+    let n = agents.as_array().map_or(0, Vec::len);
+    d.check(n == 22, || {
+        format!("GET /api/v1/agents lists {n} agents, want the demo's 22")
+    });
+    let a = agent(&d, "2004");
+    d.check(
+        a["tenant"] == "krefeld" && a["state"] == "logged_out" && a["registered"] == false,
+        || format!("2004 before anything happened: {a}"),
+    );
+
+    let mut phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+
+    let (code, body) = post(
+        &d,
+        "/api/v1/agents/1001/pause",
+        Some(r#"{"reason":"training"}"#),
+    );
+    d.check(
+        code == 200 && body["state"] == "paused" && body["reason"] == "training",
+        || format!("POST pause (training) answered {code}: {body}"),
+    );
+    let a = agent(&d, "1001");
+    d.check(a["state"] == "paused" && a["reason"] == "training", || {
+        format!("after the API paused 1001: {a}")
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/unpause", None);
+    d.check(code == 200 && body["state"] == "available", || {
+        format!("POST unpause answered {code}: {body}")
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/unpause", None);
+    let msg = body["error"].as_str().unwrap_or_default();
+    d.check(code == 409 && msg.contains("1001"), || {
+        format!("POST unpause of an available agent answered {code}: {body}, want 409 naming 1001")
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/pause", None);
+    d.check(
+        code == 200 && body["state"] == "paused" && body["reason"] == "break",
+        || format!("POST pause without a body answered {code}: {body}, want paused (break)"),
+    );
+    post(&d, "/api/v1/agents/1001/unpause", None);
+    let (code, body) = post(
+        &d,
+        "/api/v1/agents/9999/pause",
+        Some(r#"{"reason":"break"}"#),
+    );
+    let msg = body["error"].as_str().unwrap_or_default();
+    d.check(code == 404 && msg.contains("9999"), || {
+        format!("POST pause of an unknown agent answered {code}: {body}, want 404 naming it")
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/dance", None);
+    d.check(code == 404 && body["error"].is_string(), || {
+        format!("POST of an unknown action answered {code}: {body}")
+    });
+
+    // Logged out, the agent is not offered the waiting caller; logged in
+    // through the API, it is, without waiting for another SIP event.
+    let (code, body) = post(&d, "/api/v1/agents/1001/logout", None);
+    d.check(code == 200 && body["state"] == "logged_out", || {
+        format!("POST logout answered {code}: {body}")
+    });
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    std::thread::sleep(GREETING_KASSEL + Duration::from_millis(700));
+    let q = queue(&d, "kassel/115");
+    d.check(q["waiting"] == 1 && q["ringing"] == 0, || {
+        format!("with 1001 logged out kassel/115 is {q}")
+    });
+    let early = phone.next_request("INVITE", Duration::from_millis(300));
+    d.check(early.is_none(), || {
+        "a logged-out agent was offered the caller".to_owned()
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/login", None);
+    let logged_in = Instant::now();
+    d.check(code == 200, || {
+        format!("POST login answered {code}: {body}")
+    });
+    let invite = phone.expect_offer(&d, SIP_WAIT);
+    let after = logged_in.elapsed();
+    d.check(after < Duration::from_millis(1000), || {
+        format!(
+            "the waiting caller was offered {after:?} after the API login: the core was not woken"
+        )
+    });
+    phone.ring(&invite);
+    phone.answer(&d, &invite);
+    let a = wait_agent(&d, "1001", "talking", SIP_WAIT);
+    d.check(a["queue"] == "kassel/115", || format!("1001 talking: {a}"));
+    // A pause asked for during a call waits for its end.
+    let (code, body) = post(
+        &d,
+        "/api/v1/agents/1001/pause",
+        Some(r#"{"reason":"back-office"}"#),
+    );
+    d.check(
+        code == 200 && body["state"] == "talking" && body["pending"] == "pause:back-office",
+        || format!("POST pause during a call answered {code}: {body}"),
+    );
+    caller.hang_up(&d);
+    let bye = phone.expect_request(&d, "BYE", SIP_WAIT);
+    phone.sip.send(&response_to(&bye, 200, "OK"));
+    phone.leg = None;
+    let q = queue(&d, "kassel/115");
+    d.check(
+        q["answered"] == 1 && q["entered"] == 1 && q["waiting"] == 0,
+        || format!("kassel/115 after the call: {q}"),
+    );
+    wait_no_calls(&d, "after the API test call");
+}

@@ -1,4 +1,5 @@
-//! HTTP: `/metrics` for Prometheus, `/healthz` for load balancers, and the
+//! HTTP: `/metrics` for Prometheus (OpenMetrics when asked for, else the
+//! classic text format), `/healthz` for load balancers, and the
 //! supervisor API under `/api/v1` (JSON):
 //!
 //! | method | path | what |
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -56,14 +57,31 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
     }
 }
 
-async fn metrics_handler(State(state): State<ApiState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+/// OpenMetrics for clients that ask for it (Prometheus does), the classic
+/// text format for everyone else (`curl`, `promtool check metrics`).
+async fn metrics_handler(State(state): State<ApiState>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            state.metrics.encode(),
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.metrics.encode_prometheus_text(),
+        )
+    }
 }
 
 /// One queue in `GET /api/v1/queues`.

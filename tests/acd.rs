@@ -96,6 +96,18 @@ fn http(
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, String), String> {
+    http_with(addr, method, path, "", body).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP/1.1 request with `extra` header lines (each ending in CRLF):
+/// (status, header section, body).
+fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: Option<&str>,
+) -> Result<(u16, String, String), String> {
     let timeout = Duration::from_secs(5);
     let mut s =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
@@ -108,7 +120,7 @@ fn http(
         "Content-Type: application/json\r\n"
     };
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{ctype}\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}{ctype}\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -143,7 +155,7 @@ fn http(
     } else {
         rest.to_owned()
     };
-    Ok((status, body))
+    Ok((status, head.to_owned(), body))
 }
 
 fn json(d: &Daemon, body: &str, what: &str) -> Value {
@@ -1026,15 +1038,6 @@ fn sipp_agent(d: &Daemon, ext: &str, scenario: &str, limit: Duration) -> SippPho
         p.port()
     };
     SippPhone::start(d, scenario, port, limit)
-}
-
-/// Whether `path` exists (for the promtool check).
-fn on_path(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(cmd))
-            .find(|p| Path::new(p).is_file())
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1926,4 +1929,188 @@ fn supervisor_api() {
         || format!("kassel/115 after the call: {q}"),
     );
     wait_no_calls(&d, "after the API test call");
+}
+
+// ---------------------------------------------------------------------------
+// 9. Metrics: promtool and the queue figures
+// ---------------------------------------------------------------------------
+
+/// `promtool check metrics` on `text`: (exit code, output).
+fn promtool_check(text: &str) -> (Option<i32>, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("running promtool ({e}): install the prometheus package (tests/run.sh does it)")
+        });
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .expect("piping the metrics to promtool");
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("promtool output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// After an answered and an abandoned call, `/metrics` passes `promtool
+/// check metrics` (exit 0: no parse error and no lint problem) in the
+/// classic text format it gets by default, Prometheus gets OpenMetrics when
+/// it asks, and the queue families count agents by state and waiting callers.
+#[test]
+fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
+    let d = start(&[], &[]);
+    let mut p1 = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(50));
+    let _p2 = Phone::registered(&d, "1002");
+    wait_agent(&d, "1002", "available", SIP_WAIT);
+
+    let mut a = Caller::new(&d, "0561115");
+    a.call(&d, &[0, 8, 101]);
+    let invite = p1.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    p1.ring(&invite);
+    p1.answer(&d, &invite);
+    wait_agent(&d, "1001", "talking", SIP_WAIT);
+    let by_state = |m: &str, state: &str| {
+        metric_value(
+            m,
+            &format!("zentrale_queue_agents{{tenant=\"kassel\",queue=\"115\",state=\"{state}\"}}"),
+        )
+    };
+    let m = d.metrics();
+    for (state, want) in [
+        ("available", 1.0),
+        ("talking", 1.0),
+        ("logged_out", 8.0),
+        ("paused", 0.0),
+    ] {
+        let v = by_state(&m, state);
+        d.check(v == Some(want), || {
+            format!("kassel/115 agents {state}: {v:?}, want {want}")
+        });
+    }
+    let v = metric_value(&m, "zentrale_agents{tenant=\"kassel\",state=\"talking\"}");
+    d.check(v == Some(1.0), || {
+        format!("kassel agents talking: {v:?}, want 1")
+    });
+
+    // 1002 pauses, so the next caller waits.
+    let (code, body) = post(&d, "/api/v1/agents/1002/pause", None);
+    d.check(code == 200, || format!("pausing 1002: {code} {body}"));
+    let mut b = Caller::new(&d, "0561115");
+    b.call(&d, &[0, 8, 101]);
+    std::thread::sleep(GREETING_KASSEL + Duration::from_millis(1500));
+    let m = d.metrics();
+    let waiting = metric_value(
+        &m,
+        "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+    );
+    let longest = metric_value(
+        &m,
+        "zentrale_queue_longest_wait_seconds{tenant=\"kassel\",queue=\"115\"}",
+    )
+    .unwrap_or(0.0);
+    d.check(waiting == Some(1.0) && longest >= 1.0, || {
+        format!("with one caller waiting: queue_waiting {waiting:?}, longest wait {longest}")
+    });
+    d.check(by_state(&m, "paused") == Some(1.0), || {
+        "kassel/115 does not count 1002 as paused".to_owned()
+    });
+    b.hang_up(&d);
+    p1.hang_up(&d);
+    a.expect_bye(&d, SIP_WAIT);
+    wait_agent(&d, "1001", "wrap_up", SIP_WAIT);
+
+    let (code, head, text) = http_with(d.http, "GET", "/metrics", "Accept: */*\r\n", None)
+        .unwrap_or_else(|e| d.fail(format!("GET /metrics: {e}")));
+    d.check(
+        code == 200
+            && head
+                .to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+        || format!("GET /metrics with Accept */* answered {code}\n{head}"),
+    );
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_answered_total{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_abandoned_total{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_entered_total{tenant=\"kassel\",queue=\"115\"}",
+            2.0,
+        ),
+        (
+            "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_agents{tenant=\"kassel\",queue=\"115\",state=\"wrap_up\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_wait_seconds_count{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_wait_seconds_bucket{le=\"5.0\",tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_talk_seconds_count{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+    ] {
+        let v = metric_value(&text, sample);
+        d.check(v == Some(want), || {
+            let family = sample.split('{').next().unwrap_or(sample);
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(family)).collect();
+            format!(
+                "{sample} is {v:?}, want {want}; the family:\n{}",
+                lines.join("\n")
+            )
+        });
+    }
+    let (status, report) = promtool_check(&text);
+    d.check(status == Some(0), || {
+        format!("promtool check metrics exited {status:?}:\n{report}\n--- the metrics ---\n{text}")
+    });
+
+    // Prometheus asks for OpenMetrics and gets it.
+    let (code, head, om) = http_with(
+        d.http,
+        "GET",
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+        None,
+    )
+    .unwrap_or_else(|e| d.fail(format!("GET /metrics (OpenMetrics): {e}")));
+    d.check(
+        code == 200
+            && head
+                .to_ascii_lowercase()
+                .contains("content-type: application/openmetrics-text; version=1.0.0")
+            && om.ends_with("# EOF\n")
+            && om.contains("# TYPE zentrale_queue_calls_answered counter\n"),
+        || format!("GET /metrics asking for OpenMetrics answered {code}\n{head}\n{om}"),
+    );
+    wait_no_calls(&d, "after the calls");
 }

@@ -256,7 +256,7 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
         .collect();
-    let counter_of = |name: &str| counters.iter().any(|c| *c == name);
+    let counter_of = |name: &str| counters.contains(&name);
     let mut out = String::with_capacity(openmetrics.len() + 256);
     for line in openmetrics.lines() {
         if line == "# EOF" || line.starts_with("# UNIT ") {

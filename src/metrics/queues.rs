@@ -60,6 +60,7 @@ struct TenantStateLabels {
 pub struct AcdCollector(pub Arc<Acd>);
 
 type Pick = fn(&QueueSnapshot) -> f64;
+type Count = fn(&QueueSnapshot) -> u64;
 
 fn states(c: &AgentCounts) -> [(&'static str, usize); 7] {
     [
@@ -115,7 +116,7 @@ impl Collector for AcdCollector {
                 metric.encode_family(&labels)?.encode_gauge(&pick(q))?;
             }
         }
-        let counters: [(&str, &str, fn(&QueueSnapshot) -> u64); 7] = [
+        let counters: [(&str, &str, Count); 7] = [
             (
                 "queue_calls_entered",
                 "Callers that entered the queue",

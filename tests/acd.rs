@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -442,8 +442,6 @@ struct Leg {
     remote: String,
     /// zentrale's Contact URI: the Request-URI of our requests.
     target: String,
-    /// zentrale's media address for this leg.
-    media: SocketAddr,
     cseq: u32,
     sdp_version: u32,
 }
@@ -632,7 +630,6 @@ impl Phone {
             ),
             remote: invite.header("from").unwrap_or_default().to_owned(),
             target,
-            media,
             cseq: 0,
             sdp_version: 1,
         });
@@ -964,7 +961,7 @@ impl SippPhone {
             .unwrap_or_else(|e| {
                 panic!("running sipp ({e}): install sip-tester (tests/run.sh does it)")
             });
-        let mut phone = SippPhone {
+        let phone = SippPhone {
             child: Some(child),
             name: name.to_owned(),
             dir,
@@ -2113,4 +2110,113 @@ fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
         || format!("GET /metrics asking for OpenMetrics answered {code}\n{head}\n{om}"),
     );
     wait_no_calls(&d, "after the calls");
+}
+
+// ---------------------------------------------------------------------------
+// 10. The agent holds the caller
+// ---------------------------------------------------------------------------
+
+/// The agent's re-INVITE `a=sendonly` is answered `a=recvonly`: the caller
+/// hears zentrale's music instead of the agent and zentrale sends the agent
+/// nothing; `a=sendrecv` bridges them again. The caller's stream keeps one
+/// SSRC and consecutive sequence numbers through both switches.
+#[test]
+fn agent_hold_plays_music_to_the_caller() {
+    let d = start(&[], &[]);
+    let mut phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    phone.ring(&invite);
+    let pt = phone.answer(&d, &invite);
+    wait_agent(&d, "1001", "talking", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(800));
+    let talking = caller.rtp.got();
+    d.check(
+        talking
+            .iter()
+            .rev()
+            .take(20)
+            .all(|p| p.fill == Some(AGENT_FILL)),
+        || "before the hold the caller does not hear the agent".to_owned(),
+    );
+
+    let held = phone.reinvite(&d, pt, "sendonly");
+    let answer = held.body_str();
+    d.check(sdp_direction(&answer) == "recvonly", || {
+        format!("the agent's hold (sendonly) was answered:\n{answer}")
+    });
+    let hold_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1200));
+    // Skip what was on its way when the hold took effect.
+    let settle = hold_at + Duration::from_millis(200);
+    let on_hold = caller.rtp.got_since(settle);
+    let music = on_hold
+        .iter()
+        .filter(|p| p.fill != Some(AGENT_FILL))
+        .count();
+    d.check(on_hold.len() >= 40 && music == on_hold.len(), || {
+        format!(
+            "on hold the caller got {} packets, {music} of them music: want only music, flowing",
+            on_hold.len()
+        )
+    });
+    // The music resumes the caller's stream with the marker bit (RFC 3551).
+    let first_music = caller
+        .rtp
+        .got_since(hold_at - Duration::from_millis(100))
+        .into_iter()
+        .find(|p| p.fill != Some(AGENT_FILL));
+    d.check(first_music.is_some_and(|p| p.marker), || {
+        format!("the first music packet on hold lacks the marker bit: {first_music:?}")
+    });
+    let to_agent = phone.rtp.got_since(settle).len();
+    d.check(to_agent == 0, || {
+        format!("zentrale sent the holding agent {to_agent} RTP packets (it answered recvonly)")
+    });
+
+    let resumed = phone.reinvite(&d, pt, "sendrecv");
+    let answer = resumed.body_str();
+    d.check(sdp_direction(&answer) == "sendrecv", || {
+        format!("the agent's resume (sendrecv) was answered:\n{answer}")
+    });
+    let resume_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1200));
+    let settle = resume_at + Duration::from_millis(200);
+    let after = caller.rtp.got_since(settle);
+    let relayed = after.iter().filter(|p| p.fill == Some(AGENT_FILL)).count();
+    d.check(after.len() >= 40 && relayed == after.len(), || {
+        format!(
+            "after the resume the caller got {} packets, {relayed} from the agent",
+            after.len()
+        )
+    });
+    let from_caller = phone
+        .rtp
+        .got_since(settle)
+        .iter()
+        .filter(|p| p.fill == Some(CALLER_FILL))
+        .count();
+    d.check(from_caller >= 40, || {
+        format!("after the resume the agent got {from_caller} of the caller's packets")
+    });
+
+    // One stream towards the caller from the answer to now.
+    let all = caller.rtp.got();
+    let breaks: Vec<(u16, u16)> = all
+        .windows(2)
+        .filter(|w| w[1].ssrc != w[0].ssrc || w[1].seq != w[0].seq.wrapping_add(1))
+        .map(|w| (w[0].seq, w[1].seq))
+        .collect();
+    d.check(breaks.is_empty(), || {
+        format!(
+            "the caller's stream ({} packets) breaks its SSRC or sequence at {breaks:?}",
+            all.len()
+        )
+    });
+    caller.hang_up(&d);
+    let bye = phone.expect_request(&d, "BYE", SIP_WAIT);
+    phone.sip.send(&response_to(&bye, 200, "OK"));
+    wait_no_calls(&d, "after the held call");
 }

@@ -1246,7 +1246,76 @@ fn caller_hangs_up_while_agent_rings() {
     d.check(stray.is_none(), || {
         format!("after the CANCEL 1001 got {:?}", stray.map(|m| m.start))
     });
-    wait_no_calls(&d, "after the abandoned call");
+
+    // A second caller leaves before the phone said anything: the CANCEL
+    // may only go once the phone rings (RFC 3261 section 9.1), then it does.
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    caller.hang_up(&d);
+    let early = phone.next_request("CANCEL", Duration::from_millis(500));
+    d.check(early.is_none(), || {
+        "zentrale sent a CANCEL before any provisional response".to_owned()
+    });
+    phone.ring(&invite);
+    phone.ring_until_cancel(&d, &invite, SIP_WAIT);
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_calls_abandoned_total{tenant=\"kassel\",queue=\"115\"}",
+        2.0,
+        SIP_WAIT,
+    );
+    wait_no_calls(&d, "after the abandoned calls");
+}
+
+/// Ring-all, and 4002's 200 crosses zentrale's CANCEL: zentrale ACKs the
+/// 200 and hangs that leg up with a BYE at once; the caller stays with 4001
+/// and 4002 is free again.
+#[test]
+fn answer_crossing_the_cancel_is_acked_and_hung_up() {
+    let d = start(&[], &[]);
+    let mut p1 = Phone::registered(&d, "4001");
+    let p2 = Phone::registered(&d, "4002");
+    wait_agent(&d, "4001", "available", SIP_WAIT);
+    wait_agent(&d, "4002", "available", SIP_WAIT);
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    let i1 = p1.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
+    let i2 = p2.expect_offer(&d, SIP_WAIT);
+    p1.ring(&i1);
+    p2.ring(&i2);
+    wait_agent(&d, "4002", "ringing", SIP_WAIT);
+    p1.answer(&d, &i1);
+    let cancel = p2.expect_request(&d, "CANCEL", SIP_WAIT);
+    // 4002 had answered before the CANCEL arrived.
+    let sdp = p2.sdp(1, 0, "sendrecv");
+    p2.reply(&i2, 200, "OK", Some(&sdp));
+    p2.reply(&cancel, 200, "OK", None);
+    let ack = p2.expect_request(&d, "ACK", SIP_WAIT);
+    let bye = p2.expect_request(&d, "BYE", SIP_WAIT);
+    d.check(
+        ack.header("call-id") == i2.header("call-id")
+            && bye.header("call-id") == i2.header("call-id"),
+        || format!("ACK {ack:?} / BYE {bye:?} are not for 4002's leg"),
+    );
+    p2.sip.send(&response_to(&bye, 200, "OK"));
+    wait_agent(&d, "4002", "available", SIP_WAIT);
+    let a = wait_agent(&d, "4001", "talking", SIP_WAIT);
+    d.check(a["queue"] == "quickborn/rathaus", || format!("4001: {a}"));
+    std::thread::sleep(Duration::from_millis(500));
+    let heard = caller.rtp.got();
+    d.check(
+        heard
+            .iter()
+            .rev()
+            .take(10)
+            .all(|p| p.fill == Some(AGENT_FILL)),
+        || "after the crossing the caller does not hear 4001".to_owned(),
+    );
+    p1.hang_up(&d);
+    caller.expect_bye(&d, SIP_WAIT);
+    wait_no_calls(&d, "after the call");
 }
 
 // ---------------------------------------------------------------------------

@@ -31,19 +31,22 @@ const SIP_WAIT: Duration = Duration::from_secs(5);
 /// before they join the queue.
 const GREETING_KASSEL: Duration = Duration::from_millis(4500);
 
+/// Length of sounds/greeting-quickborn.wav.
+const GREETING_QUICKBORN: Duration = Duration::from_millis(2500);
+
 // ---------------------------------------------------------------------------
 // Daemons with edited dialplans
 // ---------------------------------------------------------------------------
 
 /// A daemon whose config is the demo with literal edits, in zentrale.yaml
 /// and in copies of dialplan files (each edit must match exactly once).
-struct Acd {
+struct AcdDaemon {
     d: Daemon,
     /// Holds the edited dialplans (read once at start; kept for inspection).
     _dialplans: Option<TempDir>,
 }
 
-impl std::ops::Deref for Acd {
+impl std::ops::Deref for AcdDaemon {
     type Target = Daemon;
     fn deref(&self) -> &Daemon {
         &self.d
@@ -52,7 +55,7 @@ impl std::ops::Deref for Acd {
 
 /// Starts the daemon with `edits` to zentrale.yaml and `dialplan_edits` as
 /// `(file name in dialplans/, from, to)`.
-fn start(edits: &[(&str, &str)], dialplan_edits: &[(&str, &str, &str)]) -> Acd {
+fn start(edits: &[(&str, &str)], dialplan_edits: &[(&str, &str, &str)]) -> AcdDaemon {
     let mut all: Vec<(String, String)> = edits
         .iter()
         .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
@@ -82,7 +85,7 @@ fn start(edits: &[(&str, &str)], dialplan_edits: &[(&str, &str, &str)]) -> Acd {
         edits: all,
         ..Options::default()
     });
-    Acd { d, _dialplans: dir }
+    AcdDaemon { d, _dialplans: dir }
 }
 
 // ---------------------------------------------------------------------------
@@ -1493,9 +1496,6 @@ fn busy_agent_passes_the_offer_on_at_once() {
 // ---------------------------------------------------------------------------
 // 5. Ring-all: Quickborn's town hall
 // ---------------------------------------------------------------------------
-
-/// Length of sounds/greeting-quickborn.wav.
-const GREETING_QUICKBORN: Duration = Duration::from_millis(2500);
 
 /// Quickborn's queue rings every free phone: a call to 041066110 rings 4001
 /// and 4002 (SIPp); 4001 answers, so 4002 gets a CANCEL (487, ACK) and is

@@ -1,4 +1,5 @@
-//! HTTP: `/metrics` for Prometheus, `/healthz` for load balancers, and the
+//! HTTP: `/metrics` for Prometheus (OpenMetrics when asked for, else the
+//! classic text format), `/healthz` for load balancers, and the
 //! supervisor API under `/api/v1` (JSON):
 //!
 //! | method | path | what |
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::acd::{
-    Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange,
+    Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange, Strategy,
 };
 use crate::metrics::Metrics;
 
@@ -56,14 +57,31 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
     }
 }
 
-async fn metrics_handler(State(state): State<ApiState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+/// OpenMetrics for clients that ask for it (Prometheus does), the classic
+/// text format for everyone else (`curl`, `promtool check metrics`).
+async fn metrics_handler(State(state): State<ApiState>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            state.metrics.encode(),
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.metrics.encode_prometheus_text(),
+        )
+    }
 }
 
 /// One queue in `GET /api/v1/queues`.
@@ -71,6 +89,7 @@ async fn metrics_handler(State(state): State<ApiState>) -> impl IntoResponse {
 pub struct QueueView {
     pub name: String,
     pub tenant: String,
+    /// As in the config: `longest-idle`, `ring-all`, ...
     pub strategy: String,
     pub waiting: usize,
     pub ringing: usize,
@@ -143,6 +162,18 @@ fn reason_name(r: &PauseReason) -> String {
     }
 }
 
+/// The strategy as the config spells it (`ring-all`), not as Rust does.
+fn strategy_name(s: Strategy) -> &'static str {
+    match s {
+        Strategy::LongestIdle => "longest-idle",
+        Strategy::RoundRobin => "round-robin",
+        Strategy::FewestCalls => "fewest-calls",
+        Strategy::LeastTalkTime => "least-talk-time",
+        Strategy::RingAll => "ring-all",
+        Strategy::SkillsFirst => "skills-first",
+    }
+}
+
 fn state_name(s: &AgentState) -> (&'static str, Option<String>) {
     match s {
         AgentState::LoggedOut => ("logged_out", None),
@@ -163,7 +194,7 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
             .map(|q| QueueView {
                 name: q.name.to_string(),
                 tenant: q.tenant.to_string(),
-                strategy: format!("{:?}", q.strategy),
+                strategy: strategy_name(q.strategy).into(),
                 waiting: q.waiting,
                 ringing: q.offered,
                 longest_wait_secs: q.longest_wait.map(|d| d.as_secs()),

@@ -236,6 +236,63 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// The classic Prometheus text exposition (format 0.0.4), for scrapers
+    /// and tools that do not ask for OpenMetrics (`promtool check metrics`,
+    /// `curl`). See [`to_prometheus_text`].
+    pub fn encode_prometheus_text(&self) -> String {
+        to_prometheus_text(&self.encode())
+    }
+}
+
+/// Rewrites an OpenMetrics exposition as classic Prometheus text.
+///
+/// The formats differ where counters are concerned: OpenMetrics names the
+/// family `x` and its sample `x_total`, the classic format names both
+/// `x_total` (a classic parser sees an `x_total` sample under `# TYPE x` as
+/// another, undocumented family). Counters' `_created` samples and the
+/// `# UNIT` and `# EOF` lines have no classic form and are left out.
+///
+/// ```
+/// let om = "# HELP calls Calls.\n# TYPE calls counter\ncalls_total 3\n# EOF\n";
+/// assert_eq!(
+///     zentrale::metrics::to_prometheus_text(om),
+///     "# HELP calls_total Calls.\n# TYPE calls_total counter\ncalls_total 3\n"
+/// );
+/// ```
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    // HELP comes before TYPE: learn the counter families first.
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let counter_of = |name: &str| counters.contains(&name);
+    let mut out = String::with_capacity(openmetrics.len() + 256);
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|tag| Some((tag, line.strip_prefix(tag)?)));
+        if let Some((tag, rest)) = meta {
+            let (name, tail) = rest.split_at(rest.find(' ').unwrap_or(rest.len()));
+            if counter_of(name) {
+                out.push_str(&format!("{tag}{name}_total{tail}\n"));
+                continue;
+            }
+        } else if let Some(family) = line
+            .split(['{', ' '])
+            .next()
+            .and_then(|sample| sample.strip_suffix("_created"))
+            && counter_of(family)
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -281,5 +338,33 @@ mod tests {
         assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn prometheus_text_names_counter_families_with_total() {
+        let m = Metrics::new();
+        m.rejected("malformed");
+        m.observe_wait("kassel/115", Duration::from_secs(12));
+        let text = m.encode_prometheus_text();
+        assert!(
+            text.contains("# HELP zentrale_sip_rejected_total SIP messages refused before routing"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE zentrale_sip_rejected_total counter\n"));
+        assert!(text.contains("zentrale_sip_rejected_total{reason=\"malformed\"} 1\n"));
+        // Other families keep their names.
+        assert!(text.contains("# TYPE zentrale_calls_active gauge\n"));
+        assert!(text.contains("# TYPE zentrale_queue_wait_seconds histogram\n"));
+        assert!(
+            text.contains("zentrale_queue_wait_seconds_count{tenant=\"kassel\",queue=\"115\"} 1\n")
+        );
+        assert!(!text.contains("# EOF"));
+        // A family whose name only starts like a counter's is left alone,
+        // and a counter's _created sample is dropped.
+        let om = "# TYPE a counter\na_total 1\na_created 17\n# TYPE ab gauge\nab 2\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# TYPE a_total counter\na_total 1\n# TYPE ab gauge\nab 2\n"
+        );
     }
 }

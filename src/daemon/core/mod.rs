@@ -876,12 +876,16 @@ impl Core {
                 let Some(call_id) = self.streams.get(&stream.0).cloned() else {
                     return;
                 };
-                let closing = self
-                    .calls
-                    .get(&call_id)
-                    .is_some_and(|e| e.phase == Phase::Closing);
-                if closing {
-                    self.hang_up_caller(&call_id, EndReason::Completed, now, out);
+                let Some(e) = self.calls.get(&call_id) else {
+                    return;
+                };
+                match e.phase {
+                    Phase::Closing => self.hang_up_caller(&call_id, EndReason::Completed, now, out),
+                    // The greeting is over: into the queue.
+                    Phase::Announcing if e.route.queue.is_some() => {
+                        self.join_queue(&call_id, now, out)
+                    }
+                    _ => {}
                 }
             }
         }
@@ -1119,17 +1123,32 @@ impl Core {
                 .add_stream(e.media.stream, socket, remote, codec, pt);
             self.media.set_dtmf_payload_type(e.media.stream, dtmf);
             self.media.set_direction(e.media.stream, direction);
-            let items = self.prompts.get(&e.route.greeting).into_iter().collect();
+            let greeting = self.prompts.get(&e.route.greeting);
+            // A queued hotline's callers hear the queue's music after the
+            // greeting; they join the queue when the greeting is over
+            // (PlaylistDone), so an offer never cuts it short.
+            let then_loop = match &e.route.queue {
+                Some(q) => {
+                    let music = self.queues.get(q).map_or("moh", |c| c.music.as_str());
+                    self.prompts.get(music)
+                }
+                None => self.prompts.get(&e.route.waiting),
+            };
+            let greeted = greeting.is_some();
             self.media.play(
                 e.media.stream,
                 Playlist {
-                    items,
-                    then_loop: self.prompts.get(&e.route.waiting),
+                    items: greeting.into_iter().collect(),
+                    then_loop,
                 },
             );
+            self.respond(&key, &resp, now, out);
+            if !greeted {
+                self.join_queue(call_id, now, out);
+            }
+            return;
         }
         self.respond(&key, &resp, now, out);
-        self.join_queue(call_id, now, out);
     }
 
     fn release(&mut self, call_id: &str, reason: EndReason, now: Instant, out: &mut Vec<Transmit>) {

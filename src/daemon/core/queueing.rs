@@ -161,7 +161,7 @@ fn offer_failure(f: LegFailure) -> OfferFailure {
 }
 
 impl Core {
-    /// The caller was just answered: its hotline's queue takes over.
+    /// The caller heard its greeting (or has none): its hotline's queue takes over.
     pub(super) fn join_queue(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
         let Some(e) = self.calls.get(call_id) else {
             return;
@@ -205,16 +205,11 @@ impl Core {
                 e.phase = Phase::Queued {
                     queue: Arc::from(queue),
                 };
+                // Straight from the greeting the queue's music loops already;
+                // moved here from another queue: this queue's music, no greeting again.
                 if arrival.is_some() {
-                    // Moved here from another queue: music on, no greeting again.
                     let playlist = Playlist {
                         items: Vec::new(),
-                        then_loop: self.prompts.get(&music),
-                    };
-                    self.media.play(e.media.stream, playlist);
-                } else {
-                    let playlist = Playlist {
-                        items: self.prompts.get(&e.route.greeting).into_iter().collect(),
                         then_loop: self.prompts.get(&music),
                     };
                     self.media.play(e.media.stream, playlist);

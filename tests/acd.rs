@@ -1,0 +1,2291 @@
+//! End-to-end tests of the ACD against the real binary: agents register,
+//! trunk callers queue, zentrale offers them to the agents' phones, bridges
+//! the media, and the supervisor API and `/metrics` show what happened.
+//!
+//! Agents are mostly played by a small raw SIP phone ([`Phone`]) because the
+//! tests look at exact headers, SDP and RTP bytes; where a real peer is the
+//! natural agent (busy, cancelled while ringing, answering an overflow call)
+//! a SIPp UAS takes over the port the agent registered from
+//! (`tests/sipp/uas_agent_*.xml`). Every test starts its own daemon on free
+//! loopback ports, so they run in parallel; every wait is bounded.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const SIP_WAIT: Duration = Duration::from_secs(5);
+
+/// Length of sounds/greeting-kassel.wav: callers of kassel/115 hear it
+/// before they join the queue.
+const GREETING_KASSEL: Duration = Duration::from_millis(4500);
+
+/// Length of sounds/greeting-quickborn.wav.
+const GREETING_QUICKBORN: Duration = Duration::from_millis(2500);
+
+// ---------------------------------------------------------------------------
+// Daemons with edited dialplans
+// ---------------------------------------------------------------------------
+
+/// A daemon whose config is the demo with literal edits, in zentrale.yaml
+/// and in copies of dialplan files (each edit must match exactly once).
+struct AcdDaemon {
+    d: Daemon,
+    /// Holds the edited dialplans (read once at start; kept for inspection).
+    _dialplans: Option<TempDir>,
+}
+
+impl std::ops::Deref for AcdDaemon {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.d
+    }
+}
+
+/// Starts the daemon with `edits` to zentrale.yaml and `dialplan_edits` as
+/// `(file name in dialplans/, from, to)`.
+fn start(edits: &[(&str, &str)], dialplan_edits: &[(&str, &str, &str)]) -> AcdDaemon {
+    let mut all: Vec<(String, String)> = edits
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+    let mut dir = None;
+    if !dialplan_edits.is_empty() {
+        let tmp = TempDir::new("dialplans");
+        let mut files: Vec<&str> = dialplan_edits.iter().map(|e| e.0).collect();
+        files.dedup();
+        for file in files {
+            let src = repo().join("dialplans").join(file);
+            let mut text = fs::read_to_string(&src)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", src.display()));
+            for (_, from, to) in dialplan_edits.iter().filter(|e| e.0 == file) {
+                text = replace_once(&text, from, to, &src);
+            }
+            let copy = tmp.path().join(file);
+            fs::write(&copy, text).expect("writing the edited dialplan");
+            all.push((
+                format!("dialplan: dialplans/{file}"),
+                format!("dialplan: {}", copy.display()),
+            ));
+        }
+        dir = Some(tmp);
+    }
+    let d = Daemon::start_with(Options {
+        edits: all,
+        ..Options::default()
+    });
+    AcdDaemon { d, _dialplans: dir }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP: the supervisor API
+// ---------------------------------------------------------------------------
+
+/// One HTTP/1.1 request with an optional JSON body: (status, body).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), String> {
+    http_with(addr, method, path, "", body).map(|(status, _, body)| (status, body))
+}
+
+/// One HTTP/1.1 request with `extra` header lines (each ending in CRLF):
+/// (status, header section, body).
+fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: Option<&str>,
+) -> Result<(u16, String, String), String> {
+    let timeout = Duration::from_secs(5);
+    let mut s =
+        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let body = body.unwrap_or("");
+    let ctype = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}{ctype}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad status line in {head:?}"))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        let mut out = String::new();
+        let mut s = rest;
+        while let Some((size, tail)) = s.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            s = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_owned()
+    };
+    Ok((status, head.to_owned(), body))
+}
+
+fn json(d: &Daemon, body: &str, what: &str) -> Value {
+    serde_json::from_str(body)
+        .unwrap_or_else(|e| d.fail(format!("{what} is not JSON ({e}): {body}")))
+}
+
+fn get_json(d: &Daemon, path: &str) -> Value {
+    match http(d.http, "GET", path, None) {
+        Ok((200, body)) => json(d, &body, path),
+        Ok((code, body)) => d.fail(format!("GET {path} answered {code}: {body}")),
+        Err(e) => d.fail(format!("GET {path}: {e}")),
+    }
+}
+
+fn post(d: &Daemon, path: &str, body: Option<&str>) -> (u16, Value) {
+    match http(d.http, "POST", path, body) {
+        Ok((code, text)) => (code, json(d, &text, &format!("POST {path} ({code})"))),
+        Err(e) => d.fail(format!("POST {path}: {e}")),
+    }
+}
+
+/// The agent `id` in `GET /api/v1/agents`.
+fn agent(d: &Daemon, id: &str) -> Value {
+    let all = get_json(d, "/api/v1/agents");
+    let Some(list) = all.as_array() else {
+        d.fail(format!("/api/v1/agents is not an array: {all}"));
+    };
+    list.iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| d.fail(format!("agent {id} missing from /api/v1/agents: {all}")))
+}
+
+/// Polls the API until agent `id` is in `state`; fails after `limit`.
+fn wait_agent(d: &Daemon, id: &str, state: &str, limit: Duration) -> Value {
+    let until = Instant::now() + limit;
+    loop {
+        let a = agent(d, id);
+        if a["state"] == state {
+            return a;
+        }
+        if Instant::now() >= until {
+            d.fail(format!("agent {id} is not {state} within {limit:?}: {a}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The queue `name` (`tenant/id`) in `GET /api/v1/queues`.
+fn queue(d: &Daemon, name: &str) -> Value {
+    let all = get_json(d, "/api/v1/queues");
+    let Some(list) = all.as_array() else {
+        d.fail(format!("/api/v1/queues is not an array: {all}"));
+    };
+    list.iter()
+        .find(|q| q["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| d.fail(format!("queue {name} missing from /api/v1/queues: {all}")))
+}
+
+fn metric(d: &Daemon, sample: &str) -> f64 {
+    metric_value(&d.metrics(), sample).unwrap_or(0.0)
+}
+
+/// Polls `/metrics` until the exact `sample` equals `want`; fails after `limit`.
+fn wait_metric_eq(d: &Daemon, sample: &str, want: f64, limit: Duration) {
+    let until = Instant::now() + limit;
+    loop {
+        let v = metric(d, sample);
+        if v == want {
+            return;
+        }
+        if Instant::now() >= until {
+            d.fail(format!("{sample} is {v}, want {want} (waited {limit:?})"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_no_calls(d: &Daemon, what: &str) {
+    let active = d.wait_metric("zentrale_calls_active", Duration::from_secs(5), |v| {
+        v == 0.0
+    });
+    d.check(active == 0.0, || {
+        format!("zentrale_calls_active is {active} {what}")
+    });
+}
+
+// ---------------------------------------------------------------------------
+// RTP: a peer that talks every 20 ms and records what it hears
+// ---------------------------------------------------------------------------
+
+/// One RTP packet as received.
+#[derive(Debug, Clone, Copy)]
+struct Pkt {
+    at: Instant,
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    ssrc: u32,
+    /// The payload byte when every payload byte is the same (our test
+    /// peers fill theirs with one byte; prompts never are).
+    fill: Option<u8>,
+}
+
+#[derive(Default)]
+struct RtpShared {
+    target: Option<SocketAddr>,
+    pt: u8,
+    fill: u8,
+    got: Vec<Pkt>,
+}
+
+/// An RTP endpoint on its own thread: sends a packet of 160 `fill` bytes
+/// every 20 ms to the target (if any) and records every packet it gets.
+struct RtpPeer {
+    addr: SocketAddr,
+    shared: Arc<Mutex<RtpShared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RtpPeer {
+    fn new(ssrc: u32) -> RtpPeer {
+        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("binding an RTP test socket");
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("rtp read timeout");
+        let addr = sock.local_addr().expect("rtp addr");
+        let shared = Arc::new(Mutex::new(RtpShared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seq: u16 = 100;
+                let mut ts: u32 = 8000;
+                let mut next = Instant::now();
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if Instant::now() >= next {
+                        next += Duration::from_millis(20);
+                        let (target, pt, fill) = {
+                            let s = shared.lock().unwrap();
+                            (s.target, s.pt, s.fill)
+                        };
+                        if let Some(to) = target {
+                            let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0];
+                            p[2..4].copy_from_slice(&seq.to_be_bytes());
+                            p[4..8].copy_from_slice(&ts.to_be_bytes());
+                            p.extend_from_slice(&ssrc.to_be_bytes());
+                            p.extend(std::iter::repeat_n(fill, 160));
+                            let _ = sock.send_to(&p, to);
+                            seq = seq.wrapping_add(1);
+                            ts = ts.wrapping_add(160);
+                        }
+                    }
+                    if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                        let p = &buf[..n];
+                        if n > 12 && p[0] >> 6 == 2 {
+                            let payload = &p[12..];
+                            let pkt = Pkt {
+                                at: Instant::now(),
+                                marker: p[1] & 0x80 != 0,
+                                pt: p[1] & 0x7f,
+                                seq: u16::from_be_bytes([p[2], p[3]]),
+                                ssrc: u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+                                fill: payload
+                                    .iter()
+                                    .all(|b| *b == payload[0])
+                                    .then_some(payload[0]),
+                            };
+                            shared.lock().unwrap().got.push(pkt);
+                        }
+                    }
+                }
+            })
+        };
+        RtpPeer {
+            addr,
+            shared,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Starts (or redirects, or with None stops) sending `fill` packets.
+    fn talk(&self, to: Option<SocketAddr>, pt: u8, fill: u8) {
+        let mut s = self.shared.lock().unwrap();
+        s.target = to;
+        s.pt = pt;
+        s.fill = fill;
+    }
+
+    /// Every packet received so far.
+    fn got(&self) -> Vec<Pkt> {
+        self.shared.lock().unwrap().got.clone()
+    }
+
+    /// Packets received after `t`.
+    fn got_since(&self, t: Instant) -> Vec<Pkt> {
+        self.got().into_iter().filter(|p| p.at > t).collect()
+    }
+}
+
+impl Drop for RtpPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The media address of an SDP body.
+fn sdp_media(d: &Daemon, sdp: &str) -> (SocketAddr, Vec<u8>) {
+    let Some((ip, port, pts)) = sdp_audio(sdp) else {
+        d.fail(format!("no audio c=/m= line in the SDP:\n{sdp}"));
+    };
+    let addr = format!("{ip}:{port}")
+        .parse()
+        .unwrap_or_else(|_| d.fail(format!("bad media address {ip}:{port}")));
+    (addr, pts)
+}
+
+/// The `a=` direction of an SDP body (sendrecv when none is written).
+fn sdp_direction(sdp: &str) -> String {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a="))
+        .find(|a| matches!(*a, "sendrecv" | "sendonly" | "recvonly" | "inactive"))
+        .unwrap_or("sendrecv")
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// Digest
+// ---------------------------------------------------------------------------
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(s.as_bytes()))
+}
+
+fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
+    let i = challenge.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &challenge[i..];
+    if let Some(q) = rest.strip_prefix('"') {
+        q.split('"').next()
+    } else {
+        rest.split([',', ' ']).next()
+    }
+}
+
+/// MD5 credentials answering the MD5 challenge among `challenges`.
+fn digest_md5(challenges: &[&str], user: &str, method: &str, uri: &str) -> Option<String> {
+    let c = challenges.iter().find(|c| c.contains("algorithm=MD5"))?;
+    let realm = auth_param(c, "realm")?;
+    let nonce = auth_param(c, "nonce")?;
+    let cnonce = SipUdp::token();
+    let nc = "00000001";
+    let ha1 = md5_hex(&format!("{user}:{realm}:demo"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    let mut v = format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+         response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
+    );
+    if let Some(o) = auth_param(c, "opaque") {
+        let _ = write!(v, ", opaque=\"{o}\"");
+    }
+    Some(v)
+}
+
+// ---------------------------------------------------------------------------
+// The agent's phone
+// ---------------------------------------------------------------------------
+
+/// The phone's side of an answered agent leg.
+struct Leg {
+    call_id: String,
+    /// Our To (with our tag): the From of our requests.
+    local: String,
+    /// zentrale's From (with its tag): the To of our requests.
+    remote: String,
+    /// zentrale's Contact URI: the Request-URI of our requests.
+    target: String,
+    cseq: u32,
+    sdp_version: u32,
+}
+
+/// A softphone of agent `ext`: registers with digest MD5, gets offers,
+/// rings, answers, talks RTP, holds and hangs up, one leg at a time.
+struct Phone {
+    ext: String,
+    sip: SipUdp,
+    rtp: RtpPeer,
+    tag: String,
+    leg: Option<Leg>,
+}
+
+/// Payload byte of the agent's RTP (and the caller's below): PCMU/PCMA
+/// values no prompt is made of for 20 ms.
+const AGENT_FILL: u8 = 0x2a;
+const CALLER_FILL: u8 = 0x3c;
+
+impl Phone {
+    fn new(d: &Daemon, ext: &str) -> Phone {
+        Phone {
+            ext: ext.to_owned(),
+            sip: SipUdp::new(d.sip),
+            rtp: RtpPeer::new(0xa6e0_0000 | ext.parse::<u32>().unwrap_or(0)),
+            tag: SipUdp::token(),
+            leg: None,
+        }
+    }
+
+    /// A phone that registers at once.
+    fn registered(d: &Daemon, ext: &str) -> Phone {
+        let p = Phone::new(d, ext);
+        p.register(d);
+        p
+    }
+
+    fn port(&self) -> u16 {
+        self.sip.local.port()
+    }
+
+    /// REGISTER, 401, REGISTER with MD5 credentials, 200.
+    fn register(&self, d: &Daemon) {
+        let call_id = format!("{}@zentrale-test", SipUdp::token());
+        let tag = SipUdp::token();
+        let uri = format!("sip:{}", d.sip);
+        let user = &self.ext;
+        let req = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER {uri} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
+                 Max-Forwards: 70\r\n\
+                 From: <sip:{user}@{r}>;tag={tag}\r\n\
+                 To: <sip:{user}@{r}>\r\n\
+                 Call-ID: {call_id}\r\n\
+                 CSeq: {cseq} REGISTER\r\n\
+                 Contact: <sip:{user}@{l}>\r\n\
+                 Expires: 300\r\n{auth}\
+                 Content-Length: 0\r\n\r\n",
+                l = self.sip.local,
+                r = d.sip,
+                b = SipUdp::token()
+            )
+        };
+        self.sip.send(&req(1, ""));
+        let chal = self
+            .sip
+            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("REGISTER {user}: {e}")));
+        let challenges = chal.headers_named("www-authenticate");
+        let Some(auth) = digest_md5(&challenges, user, "REGISTER", &uri) else {
+            d.fail(format!(
+                "REGISTER {user}: no MD5 challenge in {}: {challenges:?}",
+                chal.start
+            ));
+        };
+        self.sip
+            .send(&req(2, &format!("Authorization: {auth}\r\n")));
+        let ok = self
+            .sip
+            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("authenticated REGISTER {user}: {e}")));
+        d.check(ok.status() == Some(200), || {
+            format!("REGISTER {user} answered {}, want 200", ok.start)
+        });
+    }
+
+    /// The next request `method` from zentrale within `limit`, skipping
+    /// responses and retransmissions of other requests; None on timeout.
+    fn next_request(&self, method: &str, limit: Duration) -> Option<SipMsg> {
+        let until = Instant::now() + limit;
+        loop {
+            let left = until.checked_duration_since(Instant::now())?;
+            let m = self.sip.recv(left)?;
+            if m.method() == Some(method) {
+                return Some(m);
+            }
+        }
+    }
+
+    /// Like [`Phone::next_request`], failing the test on timeout.
+    fn expect_request(&self, d: &Daemon, method: &str, limit: Duration) -> SipMsg {
+        self.next_request(method, limit).unwrap_or_else(|| {
+            d.fail(format!(
+                "agent {}: no {method} from zentrale within {limit:?}",
+                self.ext
+            ))
+        })
+    }
+
+    /// An offer: the INVITE of an agent leg.
+    fn expect_offer(&self, d: &Daemon, limit: Duration) -> SipMsg {
+        self.expect_request(d, "INVITE", limit)
+    }
+
+    /// A response to `req` from zentrale, with our To tag.
+    fn reply(&self, req: &SipMsg, code: u16, reason: &str, sdp: Option<&str>) {
+        let mut s = format!("SIP/2.0 {code} {reason}\r\n");
+        for v in req.headers_named("via") {
+            let _ = write!(s, "Via: {v}\r\n");
+        }
+        let to = req.header("to").unwrap_or_default();
+        let to = if to.contains(";tag=") {
+            to.to_owned()
+        } else {
+            format!("{to};tag={}", self.tag)
+        };
+        let _ = write!(
+            s,
+            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:{}@{}>\r\n",
+            req.header("from").unwrap_or_default(),
+            req.header("call-id").unwrap_or_default(),
+            req.header("cseq").unwrap_or_default(),
+            self.ext,
+            self.sip.local,
+        );
+        match sdp {
+            Some(b) => {
+                let _ = write!(
+                    s,
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                );
+            }
+            None => s.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        self.sip.send(&s);
+    }
+
+    fn ring(&self, invite: &SipMsg) {
+        self.reply(invite, 180, "Ringing", None);
+    }
+
+    /// Our SDP with payload type `pt` and direction `dir`.
+    fn sdp(&self, version: u32, pt: u8, dir: &str) -> String {
+        let name = if pt == 8 { "PCMA" } else { "PCMU" };
+        format!(
+            "v=0\r\no=agent 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\na=ptime:20\r\na={dir}\r\n",
+            port = self.rtp.addr.port()
+        )
+    }
+
+    /// Answers `invite` (200 with the offer's first codec), waits for the
+    /// ACK and starts talking RTP to zentrale. Returns the codec's PT.
+    fn answer(&mut self, d: &Daemon, invite: &SipMsg) -> u8 {
+        let offer = invite.body_str();
+        let (media, pts) = sdp_media(d, &offer);
+        let pt = pts[0];
+        let sdp = self.sdp(1, pt, "sendrecv");
+        self.reply(invite, 200, "OK", Some(&sdp));
+        let ack = self.expect_request(d, "ACK", SIP_WAIT);
+        d.check(ack.header("call-id") == invite.header("call-id"), || {
+            format!("agent {}: ACK for another call: {ack:?}", self.ext)
+        });
+        let target = invite
+            .header("contact")
+            .and_then(|c| Some(c.split_once('<')?.1.split_once('>')?.0.to_owned()))
+            .unwrap_or_else(|| d.fail(format!("the agent INVITE has no Contact: {invite:?}")));
+        self.leg = Some(Leg {
+            call_id: invite.header("call-id").unwrap_or_default().to_owned(),
+            local: format!(
+                "{};tag={}",
+                invite.header("to").unwrap_or_default(),
+                self.tag
+            ),
+            remote: invite.header("from").unwrap_or_default().to_owned(),
+            target,
+            cseq: 0,
+            sdp_version: 1,
+        });
+        self.rtp.talk(Some(media), pt, AGENT_FILL);
+        pt
+    }
+
+    /// Rings, then waits for zentrale's CANCEL and answers it (200, then
+    /// 487 to the INVITE) and checks that zentrale ACKs the 487.
+    fn ring_until_cancel(&self, d: &Daemon, invite: &SipMsg, limit: Duration) -> Instant {
+        let cancel = self.expect_request(d, "CANCEL", limit);
+        let at = Instant::now();
+        d.check(cancel.header("call-id") == invite.header("call-id"), || {
+            format!("agent {}: CANCEL for another call: {cancel:?}", self.ext)
+        });
+        let branch = |m: &SipMsg| m.header("via").unwrap_or_default().to_owned();
+        d.check(branch(&cancel) == branch(invite), || {
+            format!(
+                "agent {}: the CANCEL's Via {:?} is not the INVITE's {:?}",
+                self.ext,
+                branch(&cancel),
+                branch(invite)
+            )
+        });
+        self.reply(&cancel, 200, "OK", None);
+        self.reply(invite, 487, "Request Terminated", None);
+        let ack = self.expect_request(d, "ACK", SIP_WAIT);
+        d.check(
+            ack.header("cseq")
+                .is_some_and(|c| c.split_whitespace().next() == Some("1"))
+                && branch(&ack) == branch(invite),
+            || {
+                format!(
+                    "agent {}: the ACK of the 487 is not in the INVITE's transaction: {ack:?}",
+                    self.ext
+                )
+            },
+        );
+        at
+    }
+
+    /// A request in our answered leg (BYE, re-INVITE).
+    fn in_leg(&mut self, method: &str, extra: &str, sdp: Option<&str>) -> (u32, String) {
+        let leg = self.leg.as_mut().expect("an answered leg");
+        leg.cseq += 1;
+        let (ctype, body) = match sdp {
+            Some(b) => ("Content-Type: application/sdp\r\n", b),
+            None => ("", ""),
+        };
+        let text = format!(
+            "{method} {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: {from}\r\n\
+             To: {to}\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:{ext}@{l}>\r\n\
+             {extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
+            target = leg.target,
+            l = self.sip.local,
+            b = SipUdp::token(),
+            from = leg.local,
+            to = leg.remote,
+            cid = leg.call_id,
+            cseq = leg.cseq,
+            ext = self.ext,
+            len = body.len(),
+        );
+        self.sip.send(&text);
+        (leg.cseq, text)
+    }
+
+    /// The final response to our request `cseq method`.
+    fn final_response(&self, d: &Daemon, method: &str, cseq: u32) -> SipMsg {
+        let want = format!("{cseq} {method}");
+        let until = Instant::now() + SIP_WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(m) = self.sip.recv(left) else {
+                d.fail(format!(
+                    "agent {}: no final response to {want} within {SIP_WAIT:?}",
+                    self.ext
+                ));
+            };
+            if m.status().is_some_and(|c| c >= 200) && m.header("cseq") == Some(want.as_str()) {
+                return m;
+            }
+        }
+    }
+
+    /// Hangs up the answered leg: BYE, 200.
+    fn hang_up(&mut self, d: &Daemon) {
+        self.rtp.talk(None, 0, 0);
+        let (cseq, _) = self.in_leg("BYE", "", None);
+        let r = self.final_response(d, "BYE", cseq);
+        d.check(r.status() == Some(200), || {
+            format!("agent {}: BYE answered {}, want 200", self.ext, r.start)
+        });
+        self.leg = None;
+    }
+
+    /// A re-INVITE with direction `dir`; returns zentrale's 200 (ACKed).
+    fn reinvite(&mut self, d: &Daemon, pt: u8, dir: &str) -> SipMsg {
+        let version = {
+            let leg = self.leg.as_mut().expect("an answered leg");
+            leg.sdp_version += 1;
+            leg.sdp_version
+        };
+        let sdp = self.sdp(version, pt, dir);
+        let (cseq, _) = self.in_leg("INVITE", "", Some(&sdp));
+        let r = self.final_response(d, "INVITE", cseq);
+        d.check(r.status() == Some(200), || {
+            format!("agent {}: re-INVITE {dir} answered {}", self.ext, r.start)
+        });
+        // The ACK: same CSeq number, a new branch.
+        let leg = self.leg.as_ref().expect("an answered leg");
+        let ack = format!(
+            "ACK {target} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} ACK\r\n\
+             Content-Length: 0\r\n\r\n",
+            target = leg.target,
+            l = self.sip.local,
+            b = SipUdp::token(),
+            from = leg.local,
+            to = leg.remote,
+            cid = leg.call_id,
+        );
+        self.sip.send(&ack);
+        r
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The trunk caller
+// ---------------------------------------------------------------------------
+
+/// A trunk caller: one dialog over UDP, RTP from its own thread.
+struct Caller {
+    sip: SipUdp,
+    rtp: RtpPeer,
+    call_id: String,
+    from_tag: String,
+    number: String,
+    cseq: u32,
+    to_tag: Option<String>,
+    target: Option<String>,
+    /// zentrale's media address for this call.
+    media: Option<SocketAddr>,
+}
+
+impl Caller {
+    fn new(d: &Daemon, number: &str) -> Caller {
+        Caller {
+            sip: SipUdp::new(d.sip),
+            rtp: RtpPeer::new(0xca11_e500),
+            call_id: format!("{}@zentrale-test", SipUdp::token()),
+            from_tag: SipUdp::token(),
+            number: number.to_owned(),
+            cseq: 0,
+            to_tag: None,
+            target: None,
+            media: None,
+        }
+    }
+
+    fn request(&self, method: &str, cseq: u32, body: Option<&str>) -> String {
+        let local = self.sip.local;
+        let uri = self
+            .target
+            .clone()
+            .unwrap_or_else(|| format!("sip:{}@{}", self.number, self.sip.remote));
+        let to_tag = self
+            .to_tag
+            .as_ref()
+            .map(|t| format!(";tag={t}"))
+            .unwrap_or_default();
+        let (ctype, body) = match body {
+            Some(b) => ("Content-Type: application/sdp\r\n", b),
+            None => ("", ""),
+        };
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"Testanrufer\" <sip:0301234567@{ip}>;tag={ftag}\r\n\
+             To: <sip:{number}@{remote}>{to_tag}\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:0301234567@{local}>\r\n\
+             {ctype}Content-Length: {len}\r\n\r\n{body}",
+            b = SipUdp::token(),
+            ip = local.ip(),
+            ftag = self.from_tag,
+            number = self.number,
+            remote = self.sip.remote,
+            cid = self.call_id,
+            len = body.len(),
+        )
+    }
+
+    /// Calls, waits for zentrale's 200 (after its ~300 ms of ringing), ACKs
+    /// it and starts talking RTP. `pts`: the offered payload types in order.
+    fn call(&mut self, d: &Daemon, pts: &[u8]) -> SipMsg {
+        let rtp = self.rtp.addr;
+        let mut sdp = format!(
+            "v=0\r\no=caller 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP {list}\r\n",
+            ip = rtp.ip(),
+            port = rtp.port(),
+            list = pts.iter().map(u8::to_string).collect::<Vec<_>>().join(" ")
+        );
+        for pt in pts {
+            let _ = match pt {
+                0 => write!(sdp, "a=rtpmap:0 PCMU/8000\r\n"),
+                8 => write!(sdp, "a=rtpmap:8 PCMA/8000\r\n"),
+                101 => write!(
+                    sdp,
+                    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+                ),
+                _ => Ok(()),
+            };
+        }
+        sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
+        self.cseq += 1;
+        self.sip
+            .send(&self.request("INVITE", self.cseq, Some(&sdp)));
+        let ok = self
+            .sip
+            .expect("INVITE", SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("call to {}: {e}", self.number)));
+        d.check(ok.status() == Some(200), || {
+            format!("call to {} answered {}, want 200", self.number, ok.start)
+        });
+        self.to_tag = ok.tag("to");
+        self.target = ok
+            .header("contact")
+            .and_then(|c| Some(c.split_once('<')?.1.split_once('>')?.0.to_owned()));
+        let cseq = self.cseq;
+        self.sip.send(&self.request("ACK", cseq, None));
+        let (media, answer_pts) = sdp_media(d, &ok.body_str());
+        self.media = Some(media);
+        self.rtp.talk(Some(media), answer_pts[0], CALLER_FILL);
+        ok
+    }
+
+    /// Hangs up: BYE, 200.
+    fn hang_up(&mut self, d: &Daemon) {
+        self.rtp.talk(None, 0, 0);
+        self.cseq += 1;
+        let cseq = self.cseq;
+        self.sip.send(&self.request("BYE", cseq, None));
+        let want = format!("{cseq} BYE");
+        let r = self
+            .sip
+            .expect("BYE", SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("BYE of the caller: {e}")));
+        d.check(
+            r.status() == Some(200) && r.header("cseq") == Some(want.as_str()),
+            || format!("the caller's BYE answered {r:?}, want 200"),
+        );
+    }
+
+    /// Waits for zentrale's BYE and answers it 200.
+    fn expect_bye(&mut self, d: &Daemon, limit: Duration) -> SipMsg {
+        let until = Instant::now() + limit;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(m) = self.sip.recv(left) else {
+                d.fail(format!("the caller got no BYE within {limit:?}"));
+            };
+            if m.method() == Some("BYE") {
+                self.rtp.talk(None, 0, 0);
+                self.sip.send(&response_to(&m, 200, "OK"));
+                d.check(m.header("call-id") == Some(self.call_id.as_str()), || {
+                    format!("BYE for another call: {m:?}")
+                });
+                return m;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SIPp as an agent's phone
+// ---------------------------------------------------------------------------
+
+/// A SIPp UAS on the port an agent registered from, running one scenario.
+struct SippPhone {
+    child: Option<Child>,
+    name: String,
+    dir: PathBuf,
+}
+
+impl SippPhone {
+    /// Starts `tests/sipp/NAME.xml` as a UAS on 127.0.0.1:`port` (free it
+    /// first) and waits until SIPp holds the port.
+    fn start(d: &Daemon, name: &str, port: u16, limit: Duration) -> SippPhone {
+        require_sipp();
+        let sf = scenario(name);
+        assert!(sf.exists(), "scenario {} is missing", sf.display());
+        let dir = d
+            .dir
+            .path()
+            .join(format!("sipp-{name}-{:x}", random_u64() & 0xff_ffff));
+        fs::create_dir_all(&dir).expect("creating the sipp dir");
+        let media = free_udp_range(8).0;
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(&sf)
+            .args(["-i", LOCALHOST, "-p", &port.to_string()])
+            .args(["-mi", LOCALHOST, "-mp", &media.to_string()])
+            .args(["-m", "1", "-nostdin", "-timeout"])
+            .arg(format!("{}s", limit.as_secs().max(1)))
+            .args(["-timeout_error", "-max_retrans", "5"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(dir.join("errors.log"))
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(dir.join("messages.log"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(dir.join("stdout.log")).expect("sipp stdout"))
+            .stderr(fs::File::create(dir.join("stderr.log")).expect("sipp stderr"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("running sipp ({e}): install sip-tester (tests/run.sh does it)")
+            });
+        let phone = SippPhone {
+            child: Some(child),
+            name: name.to_owned(),
+            dir,
+        };
+        // SIPp is ready once its socket holds the port.
+        let until = Instant::now() + Duration::from_secs(5);
+        while UdpSocket::bind((LOCALHOST, port)).is_ok() {
+            if Instant::now() >= until {
+                let report = phone.report();
+                d.fail(format!("SIPp {name} did not bind port {port}\n{report}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        phone
+    }
+
+    fn report(&self) -> String {
+        let mut r = format!("--- sipp {} ({}) ---\n", self.name, self.dir.display());
+        for f in ["errors.log", "stderr.log", "messages.log"] {
+            if let Ok(t) = fs::read_to_string(self.dir.join(f)) {
+                let lines: Vec<&str> = t.lines().collect();
+                let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+                let _ = writeln!(r, "--- {f} ---\n{tail}");
+            }
+        }
+        r
+    }
+
+    /// Waits up to `limit` for SIPp to finish its one call; fails the test
+    /// unless it exited 0.
+    fn finish(mut self, d: &Daemon, limit: Duration) {
+        let mut child = self.child.take().expect("a running sipp");
+        let until = Instant::now() + limit;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => d.fail(format!("SIPp {} exited {s}\n{}", self.name, self.report())),
+            None => d.fail(format!(
+                "SIPp {} still ran after {limit:?}\n{}",
+                self.name,
+                self.report()
+            )),
+        }
+    }
+}
+
+impl Drop for SippPhone {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Registers `ext` from a fresh port, then hands that port to a SIPp UAS
+/// running `scenario`.
+fn sipp_agent(d: &Daemon, ext: &str, scenario: &str, limit: Duration) -> SippPhone {
+    let port = {
+        let p = Phone::registered(d, ext);
+        p.port()
+    };
+    SippPhone::start(d, scenario, port, limit)
+}
+
+// ---------------------------------------------------------------------------
+// 1. The basic ACD call
+// ---------------------------------------------------------------------------
+
+/// Agent 1001's wrap-up, short so the test sees it end (an agent's own
+/// wrap_up_secs wins over the queue's 30 s).
+const WRAP_UP_2S: (&str, &str) = (
+    "    # wrap_up_secs: 60       # this agent's after-call work, instead of the queue's",
+    "    wrap_up_secs: 2",
+);
+
+/// 1001 registers (and so logs in); a trunk caller dials 0561115, hears the
+/// greeting, then 1001's phone gets its own INVITE naming caller, tenant and
+/// queue with the caller's codec first; after the answer RTP flows both
+/// ways, the stream towards the caller keeping its SSRC and sequence; the
+/// agent hangs up, the caller gets a BYE, 1001 wraps up and is available
+/// again; the queue metrics count the answer and the wait.
+#[test]
+fn basic_acd_call() {
+    let d = start(&[WRAP_UP_2S], &[]);
+    let mut phone = Phone::registered(&d, "1001");
+    let a = wait_agent(&d, "1001", "available", SIP_WAIT);
+    d.check(a["registered"] == true, || {
+        format!("1001 registered but the API says {a}")
+    });
+
+    let mut caller = Caller::new(&d, "0561115");
+    // PCMA first: the agent's offer must follow the caller's choice.
+    caller.call(&d, &[8, 0, 101]);
+    let answered = Instant::now();
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    let after = answered.elapsed();
+    d.check(after >= GREETING_KASSEL - Duration::from_millis(500), || {
+        format!("the agent was offered the call {after:?} after the answer, before the greeting ({GREETING_KASSEL:?}) was over")
+    });
+
+    // The agent's leg: its own dialog, naming caller, tenant and queue.
+    d.check(
+        invite.header("call-id") != Some(caller.call_id.as_str()),
+        || "the agent leg reuses the caller's Call-ID".to_owned(),
+    );
+    let from = invite.header("from").unwrap_or_default();
+    d.check(
+        from.starts_with("\"Stadt Kassel") && from.contains("115") && from.contains("<sip:0301234567@"),
+        || format!("the agent INVITE's From is {from:?}: want the display naming Stadt Kassel's 115 and the caller's number as user"),
+    );
+    let to = invite.header("to").unwrap_or_default();
+    d.check(to.contains("sip:1001@") && !to.contains("tag="), || {
+        format!("the agent INVITE's To is {to:?}")
+    });
+    let queue_header = invite.header("x-zentrale-queue").unwrap_or_default();
+    d.check(queue_header == "kassel/115", || {
+        format!("X-Zentrale-Queue is {queue_header:?}, want kassel/115")
+    });
+    let (_, pts) = sdp_media(&d, &invite.body_str());
+    d.check(pts.first() == Some(&8), || {
+        format!("the agent offer lists {pts:?}: want the caller's PCMA (8) first")
+    });
+
+    phone.ring(&invite);
+    let talk_from = Instant::now();
+    let pt = phone.answer(&d, &invite);
+    d.check(pt == 8, || format!("agent answered PT {pt}"));
+    wait_agent(&d, "1001", "talking", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Towards the caller: music, then the agent's packets, one stream.
+    let heard = caller.rtp.got();
+    let Some(first_relayed) = heard.iter().position(|p| p.fill == Some(AGENT_FILL)) else {
+        d.fail(format!(
+            "the caller never got the agent's RTP ({} packets heard)",
+            heard.len()
+        ));
+    };
+    d.check(first_relayed > 10, || {
+        format!(
+            "the caller heard only {first_relayed} packets before the agent: no greeting or music?"
+        )
+    });
+    let (before, at) = (heard[first_relayed - 1], heard[first_relayed]);
+    d.check(before.ssrc == at.ssrc && at.seq == before.seq.wrapping_add(1), || {
+        format!("the stream towards the caller breaks at the bridge: last prompt packet {before:?}, first relayed {at:?}")
+    });
+    let ssrcs: Vec<u32> = heard.iter().map(|p| p.ssrc).collect();
+    d.check(ssrcs.iter().all(|s| *s == ssrcs[0]), || {
+        "the caller's stream changed its SSRC during the call".to_owned()
+    });
+    let relayed = heard[first_relayed..]
+        .iter()
+        .filter(|p| p.fill == Some(AGENT_FILL))
+        .count();
+    d.check(
+        relayed >= 40 && heard[first_relayed..].iter().all(|p| p.pt == 8),
+        || format!("after the bridge the caller got {relayed} agent packets in ~1.5 s"),
+    );
+    // Towards the agent: the caller's packets.
+    let agent_heard = phone.rtp.got_since(talk_from);
+    let from_caller = agent_heard
+        .iter()
+        .filter(|p| p.fill == Some(CALLER_FILL) && p.pt == 8)
+        .count();
+    d.check(from_caller >= 40, || {
+        format!(
+            "the agent got {from_caller} of the caller's packets in ~1.5 s ({} in all)",
+            agent_heard.len()
+        )
+    });
+
+    phone.hang_up(&d);
+    let bye = caller.expect_bye(&d, SIP_WAIT);
+    d.check(
+        bye.header("call-id") == Some(caller.call_id.as_str()),
+        || format!("caller BYE {bye:?}"),
+    );
+    let a = wait_agent(&d, "1001", "wrap_up", SIP_WAIT);
+    d.check(a["answered_today"] == 1, || {
+        format!("after the call 1001 is {a}")
+    });
+    let wrap_started = Instant::now();
+    wait_agent(&d, "1001", "available", Duration::from_secs(6));
+    let wrapped = wrap_started.elapsed();
+    d.check(wrapped >= Duration::from_millis(1500), || {
+        format!("1001 was available again {wrapped:?} after the call, before its 2 s wrap-up")
+    });
+
+    let m = d.metrics();
+    let answered = metric_value(
+        &m,
+        "zentrale_queue_calls_answered_total{tenant=\"kassel\",queue=\"115\"}",
+    );
+    d.check(answered == Some(1.0), || {
+        format!("queue_calls_answered for kassel/115 is {answered:?}, want 1")
+    });
+    let waits = metric_value(
+        &m,
+        "zentrale_queue_wait_seconds_count{tenant=\"kassel\",queue=\"115\"}",
+    );
+    d.check(waits == Some(1.0), || {
+        format!("queue_wait_seconds count for kassel/115 is {waits:?}, want 1")
+    });
+    let talks = metric_value(
+        &m,
+        "zentrale_queue_talk_seconds_count{tenant=\"kassel\",queue=\"115\"}",
+    );
+    d.check(talks == Some(1.0), || {
+        format!("queue_talk_seconds count for kassel/115 is {talks:?}, want 1")
+    });
+    wait_no_calls(&d, "after the ACD call");
+}
+
+// ---------------------------------------------------------------------------
+// 2. The caller hangs up while the agent's phone rings
+// ---------------------------------------------------------------------------
+
+/// The caller leaves while 1001 rings: 1001 gets a CANCEL (in the INVITE's
+/// transaction), answers 487 and zentrale ACKs it; the queue counts one
+/// abandoned caller and 1001 is available again, not penalised.
+#[test]
+fn caller_hangs_up_while_agent_rings() {
+    let d = start(&[], &[]);
+    let phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    phone.ring(&invite);
+    wait_agent(&d, "1001", "ringing", SIP_WAIT);
+    let q = queue(&d, "kassel/115");
+    d.check(q["waiting"] == 1 && q["ringing"] == 1, || {
+        format!("while 1001 rings kassel/115 is {q}")
+    });
+
+    caller.hang_up(&d);
+    phone.ring_until_cancel(&d, &invite, SIP_WAIT);
+    let a = wait_agent(&d, "1001", "available", SIP_WAIT);
+    d.check(a["missed_in_row"] == 0, || {
+        format!("the caller left, yet 1001 counts a missed offer: {a}")
+    });
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_calls_abandoned_total{tenant=\"kassel\",queue=\"115\"}",
+        1.0,
+        SIP_WAIT,
+    );
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_answered_total{tenant=\"kassel\",queue=\"115\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_offers_unanswered_total{tenant=\"kassel\",queue=\"115\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+            0.0,
+        ),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("{sample} is {v:?}, want {want}")
+        });
+    }
+    // Nothing more for the phone: no second offer, no stray BYE.
+    let stray = phone.sip.recv(Duration::from_millis(700));
+    d.check(stray.is_none(), || {
+        format!("after the CANCEL 1001 got {:?}", stray.map(|m| m.start))
+    });
+
+    // A second caller leaves before the phone said anything: the CANCEL
+    // may only go once the phone rings (RFC 3261 section 9.1), then it does.
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    caller.hang_up(&d);
+    let early = phone.next_request("CANCEL", Duration::from_millis(500));
+    d.check(early.is_none(), || {
+        "zentrale sent a CANCEL before any provisional response".to_owned()
+    });
+    phone.ring(&invite);
+    phone.ring_until_cancel(&d, &invite, SIP_WAIT);
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_calls_abandoned_total{tenant=\"kassel\",queue=\"115\"}",
+        2.0,
+        SIP_WAIT,
+    );
+    wait_no_calls(&d, "after the abandoned calls");
+}
+
+/// Ring-all, and 4002's 200 crosses zentrale's CANCEL: zentrale ACKs the
+/// 200 and hangs that leg up with a BYE at once; the caller stays with 4001
+/// and 4002 is free again.
+#[test]
+fn answer_crossing_the_cancel_is_acked_and_hung_up() {
+    let d = start(&[], &[]);
+    let mut p1 = Phone::registered(&d, "4001");
+    let p2 = Phone::registered(&d, "4002");
+    wait_agent(&d, "4001", "available", SIP_WAIT);
+    wait_agent(&d, "4002", "available", SIP_WAIT);
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    let i1 = p1.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
+    let i2 = p2.expect_offer(&d, SIP_WAIT);
+    p1.ring(&i1);
+    p2.ring(&i2);
+    wait_agent(&d, "4002", "ringing", SIP_WAIT);
+    p1.answer(&d, &i1);
+    let cancel = p2.expect_request(&d, "CANCEL", SIP_WAIT);
+    // 4002 had answered before the CANCEL arrived.
+    let sdp = p2.sdp(1, 0, "sendrecv");
+    p2.reply(&i2, 200, "OK", Some(&sdp));
+    p2.reply(&cancel, 200, "OK", None);
+    let ack = p2.expect_request(&d, "ACK", SIP_WAIT);
+    let bye = p2.expect_request(&d, "BYE", SIP_WAIT);
+    d.check(
+        ack.header("call-id") == i2.header("call-id")
+            && bye.header("call-id") == i2.header("call-id"),
+        || format!("ACK {ack:?} / BYE {bye:?} are not for 4002's leg"),
+    );
+    p2.sip.send(&response_to(&bye, 200, "OK"));
+    wait_agent(&d, "4002", "available", SIP_WAIT);
+    let a = wait_agent(&d, "4001", "talking", SIP_WAIT);
+    d.check(a["queue"] == "quickborn/rathaus", || format!("4001: {a}"));
+    std::thread::sleep(Duration::from_millis(500));
+    let heard = caller.rtp.got();
+    d.check(
+        heard
+            .iter()
+            .rev()
+            .take(10)
+            .all(|p| p.fill == Some(AGENT_FILL)),
+        || "after the crossing the caller does not hear 4001".to_owned(),
+    );
+    p1.hang_up(&d);
+    caller.expect_bye(&d, SIP_WAIT);
+    wait_no_calls(&d, "after the call");
+}
+
+// ---------------------------------------------------------------------------
+// 3. Ring timeout, and agents who keep missing their offers
+// ---------------------------------------------------------------------------
+
+/// The first offer among `phones` within `limit`: (index, INVITE).
+fn next_offer_any(phones: &[&Phone], limit: Duration) -> Option<(usize, SipMsg)> {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        for (i, p) in phones.iter().enumerate() {
+            if let Some(m) = p.next_request("INVITE", Duration::from_millis(10)) {
+                return Some((i, m));
+            }
+        }
+    }
+    None
+}
+
+/// With a 2 s ring timeout and `max_missed_offers: 2`, nobody answers: the
+/// offer moves to the other agent after ~2 s each time (CANCEL, then the
+/// next INVITE at once), 1001 and 1002 alternate, and each is paused with
+/// reason no-answer after its second miss in a row; then nobody is offered
+/// the waiting caller, and `queue_offers_unanswered` counts the four misses.
+#[test]
+fn ring_timeout_moves_the_offer_and_pauses_agents_who_miss() {
+    let d = start(
+        &[("max_missed_offers: 3", "max_missed_offers: 2")],
+        &[(
+            "kassel.yaml",
+            "    ring_timeout_secs: 15\n",
+            "    ring_timeout_secs: 2\n",
+        )],
+    );
+    // 1001 logs in first, so it has been idle longest and is offered first.
+    let p1 = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(50));
+    let p2 = Phone::registered(&d, "1002");
+    wait_agent(&d, "1002", "available", SIP_WAIT);
+    let phones = [&p1, &p2];
+    let names = ["1001", "1002"];
+
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let mut last_cancel: Option<Instant> = None;
+    let mut order = Vec::new();
+    for round in 0..4 {
+        let limit = if round == 0 {
+            GREETING_KASSEL + SIP_WAIT
+        } else {
+            SIP_WAIT
+        };
+        let Some((i, invite)) = next_offer_any(&phones, limit) else {
+            d.fail(format!(
+                "offer {} never came (so far: {order:?})",
+                round + 1
+            ));
+        };
+        let offered = Instant::now();
+        if let Some(c) = last_cancel {
+            let gap = offered - c;
+            d.check(gap < Duration::from_millis(1000), || {
+                format!(
+                    "offer {} came {gap:?} after the last CANCEL, want at once",
+                    round + 1
+                )
+            });
+        }
+        order.push(names[i]);
+        phones[i].ring(&invite);
+        let cancelled = phones[i].ring_until_cancel(&d, &invite, Duration::from_secs(6));
+        let rang = cancelled - offered;
+        d.check(
+            rang >= Duration::from_millis(1500) && rang <= Duration::from_millis(3500),
+            || {
+                format!(
+                    "offer {} to {} rang {rang:?}, want ~2 s (ring_timeout_secs)",
+                    round + 1,
+                    names[i]
+                )
+            },
+        );
+        last_cancel = Some(cancelled);
+    }
+    d.check(order == ["1001", "1002", "1001", "1002"], || {
+        format!("offers went to {order:?}, want 1001 and 1002 in turn")
+    });
+    for id in names {
+        let a = wait_agent(&d, id, "paused", SIP_WAIT);
+        d.check(a["reason"] == "no-answer", || {
+            format!("{id} missed twice in a row and is {a}, want paused with reason no-answer")
+        });
+    }
+    let again = next_offer_any(&phones, Duration::from_millis(2500));
+    d.check(again.is_none(), || {
+        format!("a paused agent was offered the caller: {again:?}")
+    });
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_offers_unanswered_total{tenant=\"kassel\",queue=\"115\"}",
+            4.0,
+        ),
+        (
+            "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_agents{tenant=\"kassel\",queue=\"115\",state=\"paused\"}",
+            2.0,
+        ),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("{sample} is {v:?}, want {want}")
+        });
+    }
+    let q = queue(&d, "kassel/115");
+    d.check(q["offers_unanswered"] == 4 && q["waiting"] == 1, || {
+        format!("kassel/115 in the API: {q}")
+    });
+    caller.hang_up(&d);
+    wait_no_calls(&d, "after the caller gave up");
+}
+
+// ---------------------------------------------------------------------------
+// 4. Busy: the next agent at once
+// ---------------------------------------------------------------------------
+
+/// 1001's phone (SIPp) answers the offer 486 Busy Here: zentrale ACKs it
+/// and offers 1002 at once, not after a ring timeout; 1002 takes the call.
+#[test]
+fn busy_agent_passes_the_offer_on_at_once() {
+    let d = start(&[], &[]);
+    // 1001 first: idle longest, offered first.
+    let busy = sipp_agent(&d, "1001", "uas_agent_busy", Duration::from_secs(30));
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(50));
+    let mut p2 = Phone::registered(&d, "1002");
+    wait_agent(&d, "1002", "available", SIP_WAIT);
+
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let answered = Instant::now();
+    let invite = p2.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    let after = answered.elapsed();
+    d.check(
+        after < GREETING_KASSEL + Duration::from_millis(1500),
+        || {
+            format!(
+                "1002 was offered the call {after:?} after the answer: the busy 1001 held it up"
+            )
+        },
+    );
+    busy.finish(&d, SIP_WAIT);
+    let a = agent(&d, "1001");
+    d.check(a["state"] == "available" && a["missed_in_row"] == 1, || {
+        format!("after its 486 1001 is {a}, want available with one miss")
+    });
+    p2.ring(&invite);
+    p2.answer(&d, &invite);
+    wait_agent(&d, "1002", "talking", SIP_WAIT);
+    caller.hang_up(&d);
+    let bye = p2.expect_request(&d, "BYE", SIP_WAIT);
+    p2.sip.send(&response_to(&bye, 200, "OK"));
+    wait_agent(&d, "1002", "wrap_up", SIP_WAIT);
+    let q = queue(&d, "kassel/115");
+    d.check(q["answered"] == 1 && q["offers_unanswered"] == 1, || {
+        format!("kassel/115 after one busy and one answered offer: {q}")
+    });
+    wait_no_calls(&d, "after the call");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Ring-all: Quickborn's town hall
+// ---------------------------------------------------------------------------
+
+/// Quickborn's queue rings every free phone: a call to 041066110 rings 4001
+/// and 4002 (SIPp); 4001 answers, so 4002 gets a CANCEL (487, ACK) and is
+/// free again, with no miss counted against it.
+#[test]
+fn ring_all_cancels_the_other_phones() {
+    let d = start(&[], &[]);
+    let mut p1 = Phone::registered(&d, "4001");
+    let other = sipp_agent(&d, "4002", "uas_agent_cancelled", Duration::from_secs(30));
+    wait_agent(&d, "4001", "available", SIP_WAIT);
+    wait_agent(&d, "4002", "available", SIP_WAIT);
+
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    let invite = p1.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
+    let q = invite.header("x-zentrale-queue").unwrap_or_default();
+    d.check(q == "quickborn/rathaus", || {
+        format!("X-Zentrale-Queue is {q:?}, want quickborn/rathaus")
+    });
+    p1.ring(&invite);
+    // Both phones ring before one answers.
+    wait_agent(&d, "4002", "ringing", SIP_WAIT);
+    wait_agent(&d, "4001", "ringing", SIP_WAIT);
+    p1.answer(&d, &invite);
+    other.finish(&d, SIP_WAIT);
+    wait_agent(&d, "4001", "talking", SIP_WAIT);
+    let a = wait_agent(&d, "4002", "available", SIP_WAIT);
+    d.check(a["missed_in_row"] == 0, || {
+        format!("4002 lost a ring-all race and counts a miss: {a}")
+    });
+    let unanswered = metric(
+        &d,
+        "zentrale_queue_offers_unanswered_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+    );
+    d.check(unanswered == 0.0, || {
+        format!("offers_unanswered is {unanswered} after a ring-all answer, want 0")
+    });
+    p1.hang_up(&d);
+    caller.expect_bye(&d, SIP_WAIT);
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_calls_answered_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+        1.0,
+        SIP_WAIT,
+    );
+    wait_no_calls(&d, "after the ring-all call");
+}
+
+// ---------------------------------------------------------------------------
+// 6. Overflow to the district (the Quickborn model)
+// ---------------------------------------------------------------------------
+
+/// Nobody of Quickborn's town hall is logged in and its queue does not
+/// `join_empty`, so a call to 041066110 goes to kreis-pinneberg/115 at once
+/// (`on_no_agents`): agent 3001 (SIPp) gets it with X-Zentrale-Queue naming
+/// the district's queue and the display naming Stadt Quickborn, answers,
+/// talks a second and hangs up.
+#[test]
+fn overflow_when_nobody_is_logged_in() {
+    let d = start(&[], &[]);
+    let district = sipp_agent(&d, "3001", "uas_agent_answer", Duration::from_secs(30));
+    wait_agent(&d, "3001", "available", SIP_WAIT);
+    let a = agent(&d, "4001");
+    d.check(a["state"] == "logged_out", || {
+        format!("4001 never registered, yet the API says {a}")
+    });
+
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    let answered = Instant::now();
+    wait_agent(&d, "3001", "talking", GREETING_QUICKBORN + SIP_WAIT);
+    let after = answered.elapsed();
+    d.check(
+        after < GREETING_QUICKBORN + Duration::from_millis(1500),
+        || format!("3001 took the Quickborn call {after:?} after the answer: not at once"),
+    );
+    caller.expect_bye(&d, SIP_WAIT);
+    district.finish(&d, SIP_WAIT);
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_rejected_total{tenant=\"quickborn\",queue=\"rathaus\",reason=\"no_agents\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_entered_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_calls_answered_total{tenant=\"kreis-pinneberg\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_wait_seconds_count{tenant=\"kreis-pinneberg\",queue=\"115\"}",
+            1.0,
+        ),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("{sample} is {v:?}, want {want}")
+        });
+    }
+    wait_no_calls(&d, "after the overflow call");
+}
+
+/// 4001 is logged in but lets its phone ring: Quickborn's caller rings there
+/// for the ring timeout, then again, and after `max_wait_secs: 20` in the
+/// town-hall queue goes to kreis-pinneberg/115 (`on_timeout`), where 3001
+/// gets it.
+///
+/// The ring timeout is 10 s here, not the default 15 s: the ACD lets an
+/// offer that rings at the max wait finish its ring before the caller moves
+/// on, so with 15 s the caller would reach the district after 30 s.
+#[test]
+fn overflow_after_max_wait() {
+    let d = start(
+        &[],
+        &[(
+            "quickborn.yaml",
+            "    max_wait_secs: 20\n",
+            "    max_wait_secs: 20\n    ring_timeout_secs: 10\n",
+        )],
+    );
+    let town = Phone::registered(&d, "4001");
+    let mut district = Phone::registered(&d, "3001");
+    wait_agent(&d, "4001", "available", SIP_WAIT);
+    wait_agent(&d, "3001", "available", SIP_WAIT);
+
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    let first = town.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
+    let queued = Instant::now();
+    town.ring(&first);
+    // The first ring times out after 10 s; 4001 is offered the caller again.
+    let rang = town.ring_until_cancel(&d, &first, Duration::from_secs(12)) - queued;
+    d.check(
+        rang >= Duration::from_millis(9_000) && rang <= Duration::from_millis(11_500),
+        || format!("4001's first ring lasted {rang:?}, want ~10 s"),
+    );
+    let second = town.expect_offer(&d, SIP_WAIT);
+    town.ring(&second);
+    let cancelled = town.ring_until_cancel(&d, &second, Duration::from_secs(10));
+    let waited = cancelled - queued;
+    d.check(
+        waited >= Duration::from_millis(19_000) && waited <= Duration::from_millis(22_000),
+        || format!("4001's phone rang until {waited:?} after the caller joined the queue, want ~20 s (max_wait_secs)"),
+    );
+    let invite = district.expect_offer(&d, SIP_WAIT);
+    let moved = queued.elapsed();
+    d.check(moved <= Duration::from_millis(22_500), || {
+        format!("the caller reached the district {moved:?} after joining the town-hall queue, want ~20 s")
+    });
+    let q = invite.header("x-zentrale-queue").unwrap_or_default();
+    let from = invite.header("from").unwrap_or_default();
+    d.check(
+        q == "kreis-pinneberg/115" && from.contains("Quickborn"),
+        || format!("the overflow INVITE has X-Zentrale-Queue {q:?} and From {from:?}"),
+    );
+    district.ring(&invite);
+    district.answer(&d, &invite);
+    wait_agent(&d, "3001", "talking", SIP_WAIT);
+    caller.hang_up(&d);
+    let bye = district.expect_request(&d, "BYE", SIP_WAIT);
+    district.sip.send(&response_to(&bye, 200, "OK"));
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_timed_out_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_answered_total{tenant=\"kreis-pinneberg\",queue=\"115\"}",
+            1.0,
+        ),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("{sample} is {v:?}, want {want}")
+        });
+    }
+    wait_no_calls(&d, "after the overflow call");
+}
+
+// ---------------------------------------------------------------------------
+// 7. Feature codes
+// ---------------------------------------------------------------------------
+
+/// What a feature-code call gave the agent.
+struct FeatureCall {
+    /// zentrale's 200.
+    ok: SipMsg,
+    /// From the 200 to zentrale's BYE.
+    lasted: Duration,
+    /// RTP packets (the prompt) from zentrale during the call.
+    heard: usize,
+}
+
+/// The agent dials `code` from its phone: INVITE, 407, INVITE with
+/// Proxy-Authorization (MD5), 200, ACK; zentrale plays the prompt and hangs
+/// up (BYE, 200).
+fn dial_feature(d: &Daemon, phone: &Phone, code: &str) -> FeatureCall {
+    let call_id = format!("{}@zentrale-test", SipUdp::token());
+    let tag = SipUdp::token();
+    let uri = format!("sip:{code}@{}", d.sip);
+    let local = phone.sip.local;
+    let sdp = phone.sdp(1, 0, "sendrecv");
+    let invite = |cseq: u32, branch: &str, auth: &str| {
+        format!(
+            "INVITE {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{ext}@{ip}>;tag={tag}\r\n\
+             To: <sip:{code}@{remote}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} INVITE\r\n\
+             Contact: <sip:{ext}@{local}>\r\n\
+             {auth}Content-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{sdp}",
+            ext = phone.ext,
+            ip = local.ip(),
+            remote = d.sip,
+            len = sdp.len(),
+        )
+    };
+    let ack = |cseq: u32, branch: &str, to: &str| {
+        format!(
+            "ACK {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{ext}@{ip}>;tag={tag}\r\n\
+             To: {to}\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} ACK\r\n\
+             Content-Length: 0\r\n\r\n",
+            ext = phone.ext,
+            ip = local.ip(),
+        )
+    };
+    let final_to = |cseq: u32| -> SipMsg {
+        let want = format!("{cseq} INVITE");
+        let until = Instant::now() + SIP_WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let Some(m) = phone.sip.recv(left) else {
+                d.fail(format!("{code}: no final response to INVITE {cseq}"));
+            };
+            if m.status().is_some_and(|c| c >= 200) && m.header("cseq") == Some(want.as_str()) {
+                return m;
+            }
+        }
+    };
+
+    let branch = format!("z9hG4bK{}", SipUdp::token());
+    phone.sip.send(&invite(1, &branch, ""));
+    let challenge = final_to(1);
+    d.check(challenge.status() == Some(407), || {
+        format!(
+            "{code} without credentials answered {}, want 407",
+            challenge.start
+        )
+    });
+    phone
+        .sip
+        .send(&ack(1, &branch, challenge.header("to").unwrap_or_default()));
+    let challenges = challenge.headers_named("proxy-authenticate");
+    let Some(auth) = digest_md5(&challenges, &phone.ext, "INVITE", &uri) else {
+        d.fail(format!("{code}: no MD5 challenge in {challenges:?}"));
+    };
+    let branch = format!("z9hG4bK{}", SipUdp::token());
+    phone.sip.send(&invite(
+        2,
+        &branch,
+        &format!("Proxy-Authorization: {auth}\r\n"),
+    ));
+    let ok = final_to(2);
+    d.check(ok.status() == Some(200), || {
+        format!("{code} with credentials answered {}, want 200", ok.start)
+    });
+    let answered = Instant::now();
+    let to = ok.header("to").unwrap_or_default().to_owned();
+    phone
+        .sip
+        .send(&ack(2, &format!("z9hG4bK{}", SipUdp::token()), &to));
+    let bye = phone.expect_request(d, "BYE", Duration::from_secs(8));
+    let lasted = answered.elapsed();
+    phone.sip.send(&response_to(&bye, 200, "OK"));
+    d.check(bye.header("call-id") == Some(call_id.as_str()), || {
+        format!("{code}: BYE of another call: {bye:?}")
+    });
+    let heard = phone.rtp.got_since(answered).len();
+    FeatureCall { ok, lasted, heard }
+}
+
+/// An agent dials *41 (logout), *40 (login), *42 (pause, first reason:
+/// break), *422 (pause code 2: back-office) and *43 (unpause) from its
+/// registered phone: each call is challenged (407), answered after the
+/// credentials, plays its prompt and is hung up by zentrale; the API shows
+/// each state. Feature calls are not hotline calls in the metrics.
+#[test]
+fn feature_codes_change_the_agent_state() {
+    let d = start(&[], &[]);
+    let phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    for (code, state, reason) in [
+        ("*41", "logged_out", None),
+        ("*40", "available", None),
+        ("*42", "paused", Some("break")),
+        ("*422", "paused", Some("back-office")),
+        ("*43", "available", None),
+    ] {
+        let call = dial_feature(&d, &phone, code);
+        d.check(
+            call.ok.header("content-type") == Some("application/sdp"),
+            || format!("{code}: the 200 has no SDP: {:?}", call.ok),
+        );
+        // The confirmations are 1.1 to 1.5 s long, agent-error 2.05 s.
+        d.check(
+            call.lasted >= Duration::from_millis(900) && call.lasted < Duration::from_millis(1950),
+            || format!("{code}: zentrale hung up {:?} after the answer, want after its ~1.4 s confirmation", call.lasted),
+        );
+        d.check(call.heard >= 40, || {
+            format!(
+                "{code}: only {} RTP packets of the prompt arrived",
+                call.heard
+            )
+        });
+        let a = agent(&d, "1001");
+        d.check(
+            a["state"] == state && a["reason"].as_str() == reason,
+            || format!("after {code} 1001 is {a}, want {state} {reason:?}"),
+        );
+    }
+    // Unpausing an agent who is not paused is refused: the error prompt.
+    let call = dial_feature(&d, &phone, "*43");
+    d.check(call.lasted >= Duration::from_millis(1900), || {
+        format!(
+            "*43 while available ended after {:?}: want the 2 s agent-error prompt",
+            call.lasted
+        )
+    });
+    let a = agent(&d, "1001");
+    d.check(a["state"] == "available", || {
+        format!("after a refused *43 1001 is {a}")
+    });
+    let offered = d.metric_sum("zentrale_calls_offered_total");
+    d.check(offered == 0.0, || {
+        format!("feature-code calls counted as {offered} hotline calls")
+    });
+    wait_no_calls(&d, "after the feature-code calls");
+}
+
+// ---------------------------------------------------------------------------
+// 8. The supervisor API
+// ---------------------------------------------------------------------------
+
+/// `GET /api/v1/queues` and `/api/v1/agents` list every queue and agent of
+/// the demo with their figures; POST pause/unpause/logout/login change an
+/// agent and answer it as it is now; errors are JSON with 404 (unknown agent
+/// or action) or 409 (not possible in this state); a login through the API
+/// offers a waiting caller to the agent at once (the API wakes the core).
+#[test]
+fn supervisor_api() {
+    let d = start(&[], &[]);
+    let queues = get_json(&d, "/api/v1/queues");
+    let names: Vec<&str> = queues
+        .as_array()
+        .map(|l| l.iter().filter_map(|q| q["name"].as_str()).collect())
+        .unwrap_or_default();
+    d.check(
+        names
+            == [
+                "kassel/115",
+                "kassel/buergeramt",
+                "krefeld/serviceportal",
+                "kreis-pinneberg/115",
+                "quickborn/rathaus",
+            ],
+        || format!("GET /api/v1/queues lists {names:?}"),
+    );
+    let rathaus = queue(&d, "quickborn/rathaus");
+    d.check(
+        rathaus["tenant"] == "quickborn"
+            && rathaus["strategy"] == "ring-all"
+            && rathaus["waiting"] == 0
+            && rathaus["agents"]["logged_out"] == 2
+            && rathaus["service_level_target_percent"] == 75
+            && rathaus["service_level_threshold_secs"] == 30
+            && rathaus["service_level_percent"].is_null(),
+        || format!("quickborn/rathaus in the API: {rathaus}"),
+    );
+    let agents = get_json(&d, "/api/v1/agents");
+    let n = agents.as_array().map_or(0, Vec::len);
+    d.check(n == 22, || {
+        format!("GET /api/v1/agents lists {n} agents, want the demo's 22")
+    });
+    let a = agent(&d, "2004");
+    d.check(
+        a["tenant"] == "krefeld" && a["state"] == "logged_out" && a["registered"] == false,
+        || format!("2004 before anything happened: {a}"),
+    );
+
+    let mut phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+
+    let (code, body) = post(
+        &d,
+        "/api/v1/agents/1001/pause",
+        Some(r#"{"reason":"training"}"#),
+    );
+    d.check(
+        code == 200 && body["state"] == "paused" && body["reason"] == "training",
+        || format!("POST pause (training) answered {code}: {body}"),
+    );
+    let a = agent(&d, "1001");
+    d.check(a["state"] == "paused" && a["reason"] == "training", || {
+        format!("after the API paused 1001: {a}")
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/unpause", None);
+    d.check(code == 200 && body["state"] == "available", || {
+        format!("POST unpause answered {code}: {body}")
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/unpause", None);
+    let msg = body["error"].as_str().unwrap_or_default();
+    d.check(code == 409 && msg.contains("1001"), || {
+        format!("POST unpause of an available agent answered {code}: {body}, want 409 naming 1001")
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/pause", None);
+    d.check(
+        code == 200 && body["state"] == "paused" && body["reason"] == "break",
+        || format!("POST pause without a body answered {code}: {body}, want paused (break)"),
+    );
+    post(&d, "/api/v1/agents/1001/unpause", None);
+    let (code, body) = post(
+        &d,
+        "/api/v1/agents/9999/pause",
+        Some(r#"{"reason":"break"}"#),
+    );
+    let msg = body["error"].as_str().unwrap_or_default();
+    d.check(code == 404 && msg.contains("9999"), || {
+        format!("POST pause of an unknown agent answered {code}: {body}, want 404 naming it")
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/dance", None);
+    d.check(code == 404 && body["error"].is_string(), || {
+        format!("POST of an unknown action answered {code}: {body}")
+    });
+
+    // Logged out, the agent is not offered the waiting caller; logged in
+    // through the API, it is, without waiting for another SIP event.
+    let (code, body) = post(&d, "/api/v1/agents/1001/logout", None);
+    d.check(code == 200 && body["state"] == "logged_out", || {
+        format!("POST logout answered {code}: {body}")
+    });
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    std::thread::sleep(GREETING_KASSEL + Duration::from_millis(700));
+    let q = queue(&d, "kassel/115");
+    d.check(q["waiting"] == 1 && q["ringing"] == 0, || {
+        format!("with 1001 logged out kassel/115 is {q}")
+    });
+    let early = phone.next_request("INVITE", Duration::from_millis(300));
+    d.check(early.is_none(), || {
+        "a logged-out agent was offered the caller".to_owned()
+    });
+    let (code, body) = post(&d, "/api/v1/agents/1001/login", None);
+    let logged_in = Instant::now();
+    d.check(code == 200, || {
+        format!("POST login answered {code}: {body}")
+    });
+    let invite = phone.expect_offer(&d, SIP_WAIT);
+    let after = logged_in.elapsed();
+    d.check(after < Duration::from_millis(1000), || {
+        format!(
+            "the waiting caller was offered {after:?} after the API login: the core was not woken"
+        )
+    });
+    phone.ring(&invite);
+    phone.answer(&d, &invite);
+    let a = wait_agent(&d, "1001", "talking", SIP_WAIT);
+    d.check(a["queue"] == "kassel/115", || format!("1001 talking: {a}"));
+    // A pause asked for during a call waits for its end.
+    let (code, body) = post(
+        &d,
+        "/api/v1/agents/1001/pause",
+        Some(r#"{"reason":"back-office"}"#),
+    );
+    d.check(
+        code == 200 && body["state"] == "talking" && body["pending"] == "pause:back-office",
+        || format!("POST pause during a call answered {code}: {body}"),
+    );
+    caller.hang_up(&d);
+    let bye = phone.expect_request(&d, "BYE", SIP_WAIT);
+    phone.sip.send(&response_to(&bye, 200, "OK"));
+    phone.leg = None;
+    let q = queue(&d, "kassel/115");
+    d.check(
+        q["answered"] == 1 && q["entered"] == 1 && q["waiting"] == 0,
+        || format!("kassel/115 after the call: {q}"),
+    );
+    wait_no_calls(&d, "after the API test call");
+}
+
+// ---------------------------------------------------------------------------
+// 9. Metrics: promtool and the queue figures
+// ---------------------------------------------------------------------------
+
+/// `promtool check metrics` on `text`: (exit code, output).
+fn promtool_check(text: &str) -> (Option<i32>, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("running promtool ({e}): install the prometheus package (tests/run.sh does it)")
+        });
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .expect("piping the metrics to promtool");
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("promtool output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// After an answered and an abandoned call, `/metrics` passes `promtool
+/// check metrics` (exit 0: no parse error and no lint problem) in the
+/// classic text format it gets by default, Prometheus gets OpenMetrics when
+/// it asks, and the queue families count agents by state and waiting callers.
+#[test]
+fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
+    let d = start(&[], &[]);
+    let mut p1 = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(50));
+    let _p2 = Phone::registered(&d, "1002");
+    wait_agent(&d, "1002", "available", SIP_WAIT);
+
+    let mut a = Caller::new(&d, "0561115");
+    a.call(&d, &[0, 8, 101]);
+    let invite = p1.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    p1.ring(&invite);
+    p1.answer(&d, &invite);
+    wait_agent(&d, "1001", "talking", SIP_WAIT);
+    let by_state = |m: &str, state: &str| {
+        metric_value(
+            m,
+            &format!("zentrale_queue_agents{{tenant=\"kassel\",queue=\"115\",state=\"{state}\"}}"),
+        )
+    };
+    let m = d.metrics();
+    for (state, want) in [
+        ("available", 1.0),
+        ("talking", 1.0),
+        ("logged_out", 8.0),
+        ("paused", 0.0),
+    ] {
+        let v = by_state(&m, state);
+        d.check(v == Some(want), || {
+            format!("kassel/115 agents {state}: {v:?}, want {want}")
+        });
+    }
+    let v = metric_value(&m, "zentrale_agents{tenant=\"kassel\",state=\"talking\"}");
+    d.check(v == Some(1.0), || {
+        format!("kassel agents talking: {v:?}, want 1")
+    });
+
+    // 1002 pauses, so the next caller waits.
+    let (code, body) = post(&d, "/api/v1/agents/1002/pause", None);
+    d.check(code == 200, || format!("pausing 1002: {code} {body}"));
+    let mut b = Caller::new(&d, "0561115");
+    b.call(&d, &[0, 8, 101]);
+    std::thread::sleep(GREETING_KASSEL + Duration::from_millis(1500));
+    let m = d.metrics();
+    let waiting = metric_value(
+        &m,
+        "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+    );
+    let longest = metric_value(
+        &m,
+        "zentrale_queue_longest_wait_seconds{tenant=\"kassel\",queue=\"115\"}",
+    )
+    .unwrap_or(0.0);
+    d.check(waiting == Some(1.0) && longest >= 1.0, || {
+        format!("with one caller waiting: queue_waiting {waiting:?}, longest wait {longest}")
+    });
+    d.check(by_state(&m, "paused") == Some(1.0), || {
+        "kassel/115 does not count 1002 as paused".to_owned()
+    });
+    b.hang_up(&d);
+    p1.hang_up(&d);
+    a.expect_bye(&d, SIP_WAIT);
+    wait_agent(&d, "1001", "wrap_up", SIP_WAIT);
+
+    let (code, head, text) = http_with(d.http, "GET", "/metrics", "Accept: */*\r\n", None)
+        .unwrap_or_else(|e| d.fail(format!("GET /metrics: {e}")));
+    d.check(
+        code == 200
+            && head
+                .to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+        || format!("GET /metrics with Accept */* answered {code}\n{head}"),
+    );
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_answered_total{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_abandoned_total{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_entered_total{tenant=\"kassel\",queue=\"115\"}",
+            2.0,
+        ),
+        (
+            "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_agents{tenant=\"kassel\",queue=\"115\",state=\"wrap_up\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_wait_seconds_count{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_wait_seconds_bucket{le=\"5.0\",tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_talk_seconds_count{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+    ] {
+        let v = metric_value(&text, sample);
+        d.check(v == Some(want), || {
+            let family = sample.split('{').next().unwrap_or(sample);
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(family)).collect();
+            format!(
+                "{sample} is {v:?}, want {want}; the family:\n{}",
+                lines.join("\n")
+            )
+        });
+    }
+    let (status, report) = promtool_check(&text);
+    d.check(status == Some(0), || {
+        format!("promtool check metrics exited {status:?}:\n{report}\n--- the metrics ---\n{text}")
+    });
+
+    // Prometheus asks for OpenMetrics and gets it.
+    let (code, head, om) = http_with(
+        d.http,
+        "GET",
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n",
+        None,
+    )
+    .unwrap_or_else(|e| d.fail(format!("GET /metrics (OpenMetrics): {e}")));
+    d.check(
+        code == 200
+            && head
+                .to_ascii_lowercase()
+                .contains("content-type: application/openmetrics-text; version=1.0.0")
+            && om.ends_with("# EOF\n")
+            && om.contains("# TYPE zentrale_queue_calls_answered counter\n"),
+        || format!("GET /metrics asking for OpenMetrics answered {code}\n{head}\n{om}"),
+    );
+    wait_no_calls(&d, "after the calls");
+}
+
+// ---------------------------------------------------------------------------
+// 10. The agent holds the caller
+// ---------------------------------------------------------------------------
+
+/// The agent's re-INVITE `a=sendonly` is answered `a=recvonly`: the caller
+/// hears zentrale's music instead of the agent and zentrale sends the agent
+/// nothing; `a=sendrecv` bridges them again. The caller's stream keeps one
+/// SSRC and consecutive sequence numbers through both switches.
+#[test]
+fn agent_hold_plays_music_to_the_caller() {
+    let d = start(&[], &[]);
+    let mut phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    let mut caller = Caller::new(&d, "0561115");
+    caller.call(&d, &[0, 8, 101]);
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    phone.ring(&invite);
+    let pt = phone.answer(&d, &invite);
+    wait_agent(&d, "1001", "talking", SIP_WAIT);
+    std::thread::sleep(Duration::from_millis(800));
+    let talking = caller.rtp.got();
+    d.check(
+        talking
+            .iter()
+            .rev()
+            .take(20)
+            .all(|p| p.fill == Some(AGENT_FILL)),
+        || "before the hold the caller does not hear the agent".to_owned(),
+    );
+
+    let held = phone.reinvite(&d, pt, "sendonly");
+    let answer = held.body_str();
+    d.check(sdp_direction(&answer) == "recvonly", || {
+        format!("the agent's hold (sendonly) was answered:\n{answer}")
+    });
+    let hold_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1200));
+    // Skip what was on its way when the hold took effect.
+    let settle = hold_at + Duration::from_millis(200);
+    let on_hold = caller.rtp.got_since(settle);
+    let music = on_hold
+        .iter()
+        .filter(|p| p.fill != Some(AGENT_FILL))
+        .count();
+    d.check(on_hold.len() >= 40 && music == on_hold.len(), || {
+        format!(
+            "on hold the caller got {} packets, {music} of them music: want only music, flowing",
+            on_hold.len()
+        )
+    });
+    // The music resumes the caller's stream with the marker bit (RFC 3551).
+    let first_music = caller
+        .rtp
+        .got_since(hold_at - Duration::from_millis(100))
+        .into_iter()
+        .find(|p| p.fill != Some(AGENT_FILL));
+    d.check(first_music.is_some_and(|p| p.marker), || {
+        format!("the first music packet on hold lacks the marker bit: {first_music:?}")
+    });
+    let to_agent = phone.rtp.got_since(settle).len();
+    d.check(to_agent == 0, || {
+        format!("zentrale sent the holding agent {to_agent} RTP packets (it answered recvonly)")
+    });
+
+    let resumed = phone.reinvite(&d, pt, "sendrecv");
+    let answer = resumed.body_str();
+    d.check(sdp_direction(&answer) == "sendrecv", || {
+        format!("the agent's resume (sendrecv) was answered:\n{answer}")
+    });
+    let resume_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1200));
+    let settle = resume_at + Duration::from_millis(200);
+    let after = caller.rtp.got_since(settle);
+    let relayed = after.iter().filter(|p| p.fill == Some(AGENT_FILL)).count();
+    d.check(after.len() >= 40 && relayed == after.len(), || {
+        format!(
+            "after the resume the caller got {} packets, {relayed} from the agent",
+            after.len()
+        )
+    });
+    let from_caller = phone
+        .rtp
+        .got_since(settle)
+        .iter()
+        .filter(|p| p.fill == Some(CALLER_FILL))
+        .count();
+    d.check(from_caller >= 40, || {
+        format!("after the resume the agent got {from_caller} of the caller's packets")
+    });
+
+    // One stream towards the caller from the answer to now.
+    let all = caller.rtp.got();
+    let breaks: Vec<(u16, u16)> = all
+        .windows(2)
+        .filter(|w| w[1].ssrc != w[0].ssrc || w[1].seq != w[0].seq.wrapping_add(1))
+        .map(|w| (w[0].seq, w[1].seq))
+        .collect();
+    d.check(breaks.is_empty(), || {
+        format!(
+            "the caller's stream ({} packets) breaks its SSRC or sequence at {breaks:?}",
+            all.len()
+        )
+    });
+    caller.hang_up(&d);
+    let bye = phone.expect_request(&d, "BYE", SIP_WAIT);
+    phone.sip.send(&response_to(&bye, 200, "OK"));
+    wait_no_calls(&d, "after the held call");
+}

@@ -311,6 +311,11 @@ impl Collector for MediaCollector {
                 "RTP packets accepted from callers",
                 &self.0.received,
             ),
+            (
+                "rtp_packets_relayed",
+                "RTP packets relayed between the caller and agent legs of a call",
+                &self.0.relayed,
+            ),
         ] {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;

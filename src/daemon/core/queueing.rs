@@ -738,12 +738,14 @@ impl Core {
             return;
         };
         if held {
-            self.media.unbridge(e.media.stream);
+            // Music first, then unbridge: the caller's stream goes straight
+            // from the agent's voice to the music, never a stale frame between.
             let playlist = Playlist {
                 items: Vec::new(),
                 then_loop: self.prompts.get("moh"),
             };
             self.media.play(e.media.stream, playlist);
+            self.media.unbridge(e.media.stream);
         } else {
             self.media.bridge(e.media.stream, agent_stream);
         }

@@ -26,7 +26,7 @@
 //! };
 //! let leg = AgentLeg::new(LegRequest {
 //!     contact: "sip:1001@127.0.0.1:5072".into(),
-//!     extension: "1001".into(),
+//!     to: "sip:1001@127.0.0.1:5060".into(),
 //!     caller: "0561123456".into(),
 //!     display: "Kassel 115".into(),
 //!     headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
@@ -96,8 +96,8 @@ pub enum LegAction {
 pub struct LegRequest {
     /// The registered Contact URI (the Request-URI).
     pub contact: String,
-    /// The agent's extension (the To user).
-    pub extension: String,
+    /// The To URI: the agent's address, or the forward target.
+    pub to: String,
     /// The caller's number as the agent should see it (From user).
     pub caller: String,
     /// Shown before the number: who the call is for (tenant and queue).
@@ -143,7 +143,7 @@ impl AgentLeg {
              Via: SIP/2.0/{} {host};branch={MAGIC_COOKIE}{};rport\r\n\
              Max-Forwards: 70\r\n\
              From: \"{display}\" <sip:{caller}@{host}>;tag={}\r\n\
-             To: <sip:{}@{host}>\r\n\
+             To: <{}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: 1 INVITE\r\n\
              Contact: <sip:zentrale@{host}{transport_param}>\r\n\
@@ -153,7 +153,7 @@ impl AgentLeg {
             req.peer.transport,
             random_token(),
             random_token(),
-            sip_user(&req.extension),
+            req.to.replace(['<', '>', '\r', '\n'], ""),
         );
         for (name, value) in &req.headers {
             text.push_str(&format!("{name}: {}\r\n", value.replace(['\r', '\n'], " ")));
@@ -453,7 +453,7 @@ mod tests {
     fn leg() -> AgentLeg {
         AgentLeg::new(LegRequest {
             contact: "sip:1001@192.0.2.10:5072".into(),
-            extension: "1001".into(),
+            to: "sip:1001@127.0.0.1:5060".into(),
             caller: "+49 561 123456".into(),
             display: "Kassel \"115\"".into(),
             headers: vec![("X-Zentrale-Queue", "kassel/115".into())],

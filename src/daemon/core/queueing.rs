@@ -33,20 +33,30 @@ pub(super) enum Phase {
     Announcing,
     /// In an ACD queue: waiting, or being offered to agents.
     Queued { queue: Arc<str> },
-    /// Talking to an agent over the agent leg with this Call-ID.
+    /// Talking to an agent (or a forwarded party) over the leg with this Call-ID.
     Connected { leg: String },
+    /// Forwarded to a SIP URI target; that leg rings.
+    Forwarding { leg: String },
     /// A last prompt plays; when it ends zentrale hangs up.
     Closing,
 }
 
-/// An agent leg and what it belongs to.
+/// What an outbound leg is for.
+#[derive(Debug, Clone)]
+pub(super) enum LegFor {
+    /// An ACD offer of the caller to this agent.
+    Offer { offer: OfferId, agent: Arc<str> },
+    /// A queue's SIP URI target: another service center's system.
+    Forward { uri: String },
+}
+
+/// An outbound leg (to an agent, or forwarded) and what it belongs to.
 pub(super) struct LegEntry {
     pub leg: AgentLeg,
     /// The caller's Call-ID.
     pub caller: String,
     pub call: CallKey,
-    pub offer: OfferId,
-    pub agent: Arc<str>,
+    pub purpose: LegFor,
     /// The ACD already knows how this offer ends for this agent (ring
     /// timeout reported, another agent answered, the caller left), so a
     /// later failure of the leg is not reported again.
@@ -256,11 +266,7 @@ impl Core {
                 self.admit(call_id, &name, priority, arrival.or(Some(now)), now, out);
             }
             Target::Prompt(p) => self.close_with_prompt(call_id, &p, now, out),
-            Target::Uri(uri) => {
-                // Forwarding to another system comes with the dialplan issue.
-                warn!(%call_id, %uri, "forwarding to a SIP URI is not supported yet; playing call-later");
-                self.close_with_prompt(call_id, "call-later", now, out)
-            }
+            Target::Uri(uri) => self.forward(call_id, &uri, now, out),
             Target::Hangup => self.hang_up_caller(call_id, EndReason::Completed, now, out),
         }
     }
@@ -354,15 +360,108 @@ impl Core {
             addr: binding.source,
             local,
         };
-        let Some(e) = self.calls.get(caller) else {
-            return Err(OfferFailure::Unreachable);
+        let to = format!("sip:{agent}@{local}");
+        let headers = vec![("X-Zentrale-Queue", offer.queue.to_string())];
+        let purpose = LegFor::Offer {
+            offer: offer.id,
+            agent: agent.clone(),
         };
-        let local_ip = super::media_ip(local.ip());
-        let (port, socket) = self.ports.allocate(local_ip).map_err(|err| {
-            warn!(error = %err, "no RTP port for an agent leg");
-            OfferFailure::Unreachable
-        })?;
-        // The caller's codec first, so that the usual case needs no transcoding.
+        let leg_id = self
+            .start_leg(
+                caller,
+                binding.contact,
+                to,
+                peer,
+                headers,
+                purpose,
+                now,
+                out,
+            )
+            .ok_or(OfferFailure::Unreachable)?;
+        info!(caller_call_id = %caller, agent = %agent, offer = %offer.id, "ringing agent");
+        self.offer_legs.insert((offer.id, agent.clone()), leg_id);
+        Ok(())
+    }
+
+    /// Sends the caller to another system (a queue's `uri` target): zentrale
+    /// places the INVITE there with the original called number in
+    /// `Diversion` and relays the call. The URI must name an IP address
+    /// (zentrale does no DNS on the call path).
+    fn forward(&mut self, call_id: &str, uri: &str, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(addr) = crate::call::dialog::host_port_of(uri) else {
+            warn!(%call_id, %uri, "forward target is not an IP address; playing call-later");
+            return self.close_with_prompt(call_id, "call-later", now, out);
+        };
+        let transport = if uri.to_ascii_lowercase().contains("transport=tcp") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let local = match transport {
+            Transport::Udp => self.config.sip.udp.first().copied(),
+            Transport::Tcp => self.config.sip.tcp.first().copied(),
+        };
+        let (Some(local), Some(e)) = (local, self.calls.get(call_id)) else {
+            return self.close_with_prompt(call_id, "call-later", now, out);
+        };
+        let peer = Peer {
+            transport,
+            addr,
+            local,
+        };
+        // RFC 5806: who was called before zentrale redirected the call.
+        let diversion = format!(
+            "<sip:{}@{}>;reason=no-answer;counter=1",
+            e.route.number, local
+        );
+        let headers = vec![("Diversion", diversion)];
+        let purpose = LegFor::Forward {
+            uri: uri.to_owned(),
+        };
+        match self.start_leg(
+            call_id,
+            uri.to_owned(),
+            uri.to_owned(),
+            peer,
+            headers,
+            purpose,
+            now,
+            out,
+        ) {
+            Some(leg) => {
+                info!(%call_id, %uri, "forwarding the caller");
+                if let Some(e) = self.calls.get_mut(call_id) {
+                    e.phase = Phase::Forwarding { leg };
+                }
+            }
+            None => self.close_with_prompt(call_id, "call-later", now, out),
+        }
+    }
+
+    /// Places an outbound leg for `caller`: an RTP port, an SDP offer with
+    /// the caller's codec first (so the usual case needs no transcoding),
+    /// the INVITE. Returns the leg's Call-ID.
+    #[allow(clippy::too_many_arguments)]
+    fn start_leg(
+        &mut self,
+        caller: &str,
+        contact: String,
+        to: String,
+        peer: Peer,
+        mut headers: Vec<(&'static str, String)>,
+        purpose: LegFor,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> Option<String> {
+        let e = self.calls.get(caller)?;
+        let local_ip = super::media_ip(peer.local.ip());
+        let (port, socket) = match self.ports.allocate(local_ip) {
+            Ok(p) => p,
+            Err(err) => {
+                warn!(error = %err, "no RTP port for an outbound leg");
+                return None;
+            }
+        };
         let codecs = match e.media.negotiated.as_ref().map(|n| n.codec) {
             Some(sdp::Codec::Pcma) => [sdp::Codec::Pcma, sdp::Codec::Pcmu],
             _ => [sdp::Codec::Pcmu, sdp::Codec::Pcma],
@@ -370,39 +469,36 @@ impl Core {
         let mut session = SdpSession::new();
         let body = sdp::offer(local_ip, port, &mut session, &codecs, true);
         let route = &e.route;
+        headers.extend([
+            ("X-Zentrale-Tenant", route.tenant.clone()),
+            ("X-Zentrale-Hotline", route.hotline_name.clone()),
+        ]);
         let leg = AgentLeg::new(LegRequest {
-            contact: binding.contact.clone(),
-            extension: agent.to_string(),
+            contact,
+            to,
             caller: e.caller_number.clone(),
             display: format!("{} {}", route.tenant_name, route.hotline_name),
-            headers: vec![
-                ("X-Zentrale-Tenant", route.tenant.clone()),
-                ("X-Zentrale-Queue", offer.queue.to_string()),
-                ("X-Zentrale-Hotline", route.hotline_name.clone()),
-            ],
+            headers,
             sdp: body,
             peer,
         });
+        let call = e.key;
         let (key, t) = self.transactions.send_request(&leg.invite, peer, now);
         out.push(t);
         let leg_id = leg.call_id.clone();
         let stream = StreamId(self.next_stream);
         self.next_stream += 1;
         self.metrics.rtp_ports_in_use.inc();
-        info!(caller_call_id = %caller, agent = %agent, offer = %offer.id, "ringing agent");
         self.pending
             .insert(key, (leg_id.clone(), Pending::LegInvite));
         self.leg_streams.insert(stream.0, leg_id.clone());
-        self.offer_legs
-            .insert((offer.id, agent.clone()), leg_id.clone());
         self.legs.insert(
-            leg_id,
+            leg_id.clone(),
             LegEntry {
                 leg,
                 caller: caller.to_owned(),
-                call: offer.call,
-                offer: offer.id,
-                agent: agent.clone(),
+                call,
+                purpose,
                 settled: false,
                 port,
                 stream,
@@ -412,7 +508,7 @@ impl Core {
                 reinvite: None,
             },
         );
-        Ok(())
+        Some(leg_id)
     }
 
     fn report_failure(
@@ -496,9 +592,10 @@ impl Core {
             };
             match action {
                 LegAction::Ringing => {
-                    let (offer, agent, caller) =
-                        (entry.offer, entry.agent.clone(), entry.caller.clone());
-                    if let Err(e) = self.acd.offer_ringing(offer, &agent, now) {
+                    let caller = entry.caller.clone();
+                    if let LegFor::Offer { offer, agent } = entry.purpose.clone()
+                        && let Err(e) = self.acd.offer_ringing(offer, &agent, now)
+                    {
                         debug!(%offer, error = %e, "ringing not taken");
                     }
                     self.connecting_prompt(&caller);
@@ -535,14 +632,21 @@ impl Core {
                     out.push(t);
                 }
                 LegAction::Answered(body) => self.agent_answered(leg_id, &body, now, out),
-                LegAction::Failed(failure) => {
-                    if !entry.settled {
-                        entry.settled = true;
-                        let (offer, agent) = (entry.offer, entry.agent.clone());
-                        info!(%agent, ?failure, "agent did not take the call");
-                        self.report_failure(offer, &agent, offer_failure(failure), now, out);
+                LegAction::Failed(failure) if !entry.settled => {
+                    entry.settled = true;
+                    let caller = entry.caller.clone();
+                    match entry.purpose.clone() {
+                        LegFor::Offer { offer, agent } => {
+                            info!(%agent, ?failure, "agent did not take the call");
+                            self.report_failure(offer, &agent, offer_failure(failure), now, out);
+                        }
+                        LegFor::Forward { uri } => {
+                            info!(%uri, ?failure, "forward target did not take the call");
+                            self.close_with_prompt(&caller, "call-later", now, out);
+                        }
                     }
                 }
+                LegAction::Failed(_) => {}
                 LegAction::Release => self.release_leg(leg_id),
             }
         }
@@ -576,12 +680,19 @@ impl Core {
         let negotiated = match sdp::parse_answer(body) {
             Ok(n) => n,
             Err(e) => {
-                warn!(agent = %entry.agent, error = %e, "agent answered with unusable SDP; hanging up the agent leg");
+                warn!(leg_call_id = %leg_id, error = %e, "answered with unusable SDP; hanging up that leg");
                 let actions = entry.leg.cancel_or_hang_up();
                 entry.settled = true;
-                let (offer, agent) = (entry.offer, entry.agent.clone());
+                let (purpose, caller) = (entry.purpose.clone(), entry.caller.clone());
                 self.execute_leg(leg_id, actions, now, out);
-                self.report_failure(offer, &agent, OfferFailure::Declined, now, out);
+                match purpose {
+                    LegFor::Offer { offer, agent } => {
+                        self.report_failure(offer, &agent, OfferFailure::Declined, now, out)
+                    }
+                    LegFor::Forward { .. } => {
+                        self.close_with_prompt(&caller, "call-later", now, out)
+                    }
+                }
                 return;
             }
         };
@@ -597,12 +708,21 @@ impl Core {
                 .set_dtmf_payload_type(entry.stream, negotiated.dtmf_payload_type);
             self.media.set_direction(entry.stream, negotiated.direction);
         }
-        let (offer, agent, caller, agent_stream) = (
-            entry.offer,
-            entry.agent.clone(),
-            entry.caller.clone(),
-            entry.stream,
-        );
+        let (caller, agent_stream) = (entry.caller.clone(), entry.stream);
+        let (offer, agent) = match entry.purpose.clone() {
+            LegFor::Offer { offer, agent } => (offer, agent),
+            LegFor::Forward { uri } => {
+                entry.settled = true;
+                if let Some(e) = self.calls.get_mut(&caller) {
+                    info!(caller_call_id = %caller, %uri, "forward target answered; bridging");
+                    e.phase = Phase::Connected {
+                        leg: leg_id.to_owned(),
+                    };
+                    self.media.bridge(e.media.stream, agent_stream);
+                }
+                return;
+            }
+        };
         match self.acd.offer_answered(offer, &agent, now) {
             Ok(events) => {
                 entry.settled = true;
@@ -633,10 +753,12 @@ impl Core {
         self.leg_streams.remove(&entry.stream.0);
         self.ports.release(entry.port);
         self.metrics.rtp_ports_in_use.dec();
-        self.offer_legs.remove(&(entry.offer, entry.agent.clone()));
+        if let LegFor::Offer { offer, agent } = entry.purpose {
+            self.offer_legs.remove(&(offer, agent));
+        }
         self.pending.retain(|_, (id, _)| id != leg_id);
         self.acd_dirty = true;
-        debug!(agent = %entry.agent, "agent leg released");
+        debug!(leg_call_id = %leg_id, "outbound leg released");
     }
 
     /// The agent hung up: end the caller too.
@@ -646,8 +768,11 @@ impl Core {
         };
         let actions = entry.leg.on_bye();
         let (caller, call) = (entry.caller.clone(), entry.call);
+        let from_acd = matches!(entry.purpose, LegFor::Offer { .. });
         self.execute_leg(leg_id, actions, now, out);
-        self.conversation_over(call, now, out);
+        if from_acd {
+            self.conversation_over(call, now, out);
+        }
         if let Some(e) = self.calls.get_mut(&caller) {
             e.phase = Phase::Closing;
             self.media.unbridge(e.media.stream);
@@ -663,8 +788,11 @@ impl Core {
         };
         let actions = entry.leg.cancel_or_hang_up();
         let (caller, call) = (entry.caller.clone(), entry.call);
+        let from_acd = matches!(entry.purpose, LegFor::Offer { .. });
         self.execute_leg(leg_id, actions, now, out);
-        self.conversation_over(call, now, out);
+        if from_acd {
+            self.conversation_over(call, now, out);
+        }
         if let Some(e) = self.calls.get_mut(&caller) {
             e.phase = Phase::Closing;
             self.media.unbridge(e.media.stream);
@@ -778,13 +906,18 @@ impl Core {
                 }
                 self.acd_dirty = true;
             }
-            Phase::Connected { leg } => {
+            Phase::Connected { leg } | Phase::Forwarding { leg } => {
                 let leg = leg.clone();
+                let mut from_acd = false;
                 if let Some(entry) = self.legs.get_mut(&leg) {
+                    from_acd = matches!(entry.purpose, LegFor::Offer { .. });
+                    entry.settled = true;
                     let actions = entry.leg.cancel_or_hang_up();
                     self.execute_leg(&leg, actions, now, out);
                 }
-                self.conversation_over(key, now, out);
+                if from_acd {
+                    self.conversation_over(key, now, out);
+                }
             }
             Phase::Announcing | Phase::Closing => {}
         }

@@ -1601,6 +1601,35 @@ fn overflow_when_nobody_is_logged_in() {
     wait_no_calls(&d, "after the overflow call");
 }
 
+/// A queue target that is a SIP URI (another service center's system):
+/// with nobody logged in at Quickborn the caller is forwarded there with
+/// the dialled number in `Diversion`, the call is relayed, and the remote
+/// side's BYE ends the caller's call.
+#[test]
+fn forward_to_a_sip_uri_target() {
+    let port = free_port();
+    let target = format!("    on_no_agents: {{ uri: \"sip:5555@127.0.0.1:{port}\" }}");
+    let d = start(
+        &[],
+        &[(
+            "quickborn.yaml",
+            "    on_no_agents: { queue: kreis-pinneberg/115 }",
+            &target,
+        )],
+    );
+    let remote = SippPhone::start(&d, "uas_forward_target", port, Duration::from_secs(30));
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d, &[0, 8, 101]);
+    caller.expect_bye(&d, GREETING_QUICKBORN + SIP_WAIT);
+    remote.finish(&d, SIP_WAIT);
+    let m = d.metrics();
+    let relayed = metric_value(&m, "zentrale_rtp_packets_relayed_total").unwrap_or(0.0);
+    d.check(relayed > 0.0, || {
+        format!("no RTP relayed between the caller and the forward target\n{m}")
+    });
+    wait_no_calls(&d, "after the forwarded call");
+}
+
 /// 4001 is logged in but lets its phone ring: Quickborn's caller rings there
 /// for the ring timeout, then again, and after `max_wait_secs: 20` in the
 /// town-hall queue goes to kreis-pinneberg/115 (`on_timeout`), where 3001

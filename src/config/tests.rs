@@ -99,6 +99,13 @@ const DEMO_SOUNDS: &[&str] = &[
     "greeting-kreis-pinneberg",
     "greeting-quickborn",
     "waiting",
+    "closed",
+    "closed-kassel",
+    "closed-krefeld",
+    "closed-115",
+    "closed-quickborn",
+    "menu-krefeld",
+    "invalid-input",
 ];
 
 fn demo() -> Fixture {

@@ -353,9 +353,18 @@ impl Closure {
     }
 }
 
+/// ` in `whole`` when `part` is only a part of it, for messages.
+fn within(part: &str, whole: &str) -> String {
+    if part.trim() == whole.trim() {
+        String::new()
+    } else {
+        format!(" in `{whole}`")
+    }
+}
+
 fn parse_date(text: &str, whole: &str) -> Result<ClosureDays, SyntaxError> {
     let bad = |why: String| SyntaxError {
-        message: format!("`{text}` in `{whole}` is not a date{why}"),
+        message: format!("`{text}`{} is not a date{why}", within(text, whole)),
         hint: "write YYYY-MM-DD for one date (2026-12-24), MM-DD for the same day every year \
                (12-24), or FIRST..LAST for several days (2026-12-28..2026-12-30)"
             .to_string(),

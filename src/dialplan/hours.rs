@@ -5,6 +5,10 @@
 //! (`Europe/Berlin` by default), so "07:00-18:00" means 07:00 on the wall
 //! clock on both sides of a DST change.
 //!
+//! Time is `jiff` (rather than `chrono` + `chrono-tz`): one crate for civil
+//! dates, zone conversion with explicit DST disambiguation, and a bundled
+//! copy of the tz database for machines without tzdata.
+//!
 //! ```
 //! use jiff::Timestamp;
 //! use zentrale::dialplan::{FederalState, Openness, Schedule};

@@ -905,11 +905,8 @@ impl Loader<'_> {
             .flatten();
         let municipality =
             self.municipality(file, municipality, key_pos("municipality"), tenant_name);
-        let hours = match self
-            .section::<Spanned<RawHours>>(file, text, "hours", key_pos("hours"))
-            .flatten()
-        {
-            Some(h) => self.hours(
+        let hours = match self.section::<Spanned<RawHours>>(file, text, "hours", key_pos("hours")) {
+            Some(Some(h)) => self.hours(
                 file,
                 &h,
                 key_pos("hours"),
@@ -917,7 +914,10 @@ impl Loader<'_> {
                 sounds,
                 refs,
             ),
-            None => Hours::default(),
+            Some(None) => Hours::default(),
+            // Reported; count the hours as present so that rules needing
+            // them do not echo the error.
+            None => Hours::broken(key_pos("hours")),
         };
         let limits = match self
             .section::<Spanned<RawLimits>>(file, text, "limits", key_pos("limits"))

@@ -2346,3 +2346,14 @@ hotlines:
         "\"0410661[1-3]5\"",
     );
 }
+
+#[test]
+fn a_broken_hours_section_is_one_error() {
+    let a = "hours: { stat: HE }\nhotlines:\n  - { id: h, name: H, numbers: [\"0561115\"], greeting: hello,\n      overflow: { when_closed: true, target: hangup } }\n";
+    let f = small(MAIN, a);
+    f.sounds(&["closed"]);
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = found_at(&errs, "unknown key `stat`", &a_yaml(&f), a, "stat");
+    assert!(e.hint.contains("did you mean `state`?"), "{e}");
+}

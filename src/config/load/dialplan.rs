@@ -43,6 +43,15 @@ pub(super) struct Hours {
 }
 
 impl Hours {
+    /// A block that could not be read (its error is reported): present,
+    /// with every key at its default.
+    pub fn broken(at: Pos) -> Hours {
+        Hours {
+            at: Some(at),
+            ..Hours::default()
+        }
+    }
+
     /// This block's keys, each replacing the one of `base` (the tenant's).
     fn over(&self, base: &Hours) -> Hours {
         Hours {

@@ -6,6 +6,8 @@
 //! across files).
 
 mod acd;
+mod dialplan;
+mod numbers;
 mod queues;
 mod refs;
 
@@ -17,16 +19,19 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_saphyr::Spanned;
 
+use self::dialplan::{Hours, TenantDefaults};
+use self::numbers::Numbers;
 use self::refs::Refs;
 use super::error::{Diag, Pos, closest};
 use super::raw::{
-    self, RawAcd, RawAgent, RawHotline, RawHttp, RawQueue, RawRegister, RawRtp, RawSip, RawTenant,
-    RawTrunk,
+    self, RawAcd, RawAgent, RawHotline, RawHours, RawHttp, RawLimits, RawQueue, RawRegister,
+    RawRtp, RawSip, RawTenant, RawTrunk,
 };
 use super::{
     AcdConfig, Agent, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan, Hotline,
-    HttpConfig, Overrides, RegisterLimits, RtpConfig, SipConfig, Tenant, Trunk,
+    HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Target, Tenant, Trunk,
 };
+use crate::dialplan::SurgeLimits;
 
 /// The password the demo config ships with; never to be reachable from outside.
 const DEMO_PASSWORD: &str = "demo";
@@ -856,7 +861,7 @@ impl Loader<'_> {
             let dialplan = self.dialplan(
                 &dialplan_path,
                 &text,
-                &t.id.value,
+                (&t.id.value, &t.name.value),
                 &mut numbers,
                 sounds,
                 acd,
@@ -869,6 +874,7 @@ impl Loader<'_> {
                 dialplan,
             });
         }
+        self.number_overlaps(&numbers);
         out
     }
 
@@ -877,7 +883,7 @@ impl Loader<'_> {
         &mut self,
         file: &Path,
         text: &str,
-        tenant: &str,
+        (tenant, tenant_name): (&str, &str),
         numbers: &mut Numbers,
         sounds: Option<&Sounds>,
         acd: &AcdConfig,
@@ -887,16 +893,69 @@ impl Loader<'_> {
             return Dialplan {
                 hotlines: Vec::new(),
                 queues: Vec::new(),
+                municipality: tenant_name.to_string(),
+                schedule: None,
+                closed: Target::Prompt("closed".to_string()),
+                limits: SurgeLimits::default(),
             };
         };
-        let qkey = keys.get("queues").copied().unwrap_or(Pos::START);
+        let key_pos = |k: &str| keys.get(k).copied().unwrap_or(Pos::START);
+        let municipality = self
+            .section::<Spanned<String>>(file, text, "municipality", key_pos("municipality"))
+            .flatten();
+        let municipality =
+            self.municipality(file, municipality, key_pos("municipality"), tenant_name);
+        let hours = match self.section::<Spanned<RawHours>>(file, text, "hours", key_pos("hours")) {
+            Some(Some(h)) => self.hours(
+                file,
+                &h,
+                key_pos("hours"),
+                (tenant, &format!("tenant `{tenant}`")),
+                sounds,
+                refs,
+            ),
+            Some(None) => Hours::default(),
+            // Reported; count the hours as present so that rules needing
+            // them do not echo the error.
+            None => Hours::broken(key_pos("hours")),
+        };
+        let limits = match self
+            .section::<Spanned<RawLimits>>(file, text, "limits", key_pos("limits"))
+            .flatten()
+        {
+            Some(l) => self.limits(file, &l, key_pos("limits"), tenant, sounds, refs),
+            None => SurgeLimits::default(),
+        };
+        let qkey = key_pos("queues");
         let raw_queues = self.list::<Spanned<RawQueue>>(file, text, "queues", qkey, false);
         if raw_queues.complete {
             refs.known_queues.insert(tenant.to_string());
         }
-        let queues = self.queues(file, tenant, raw_queues.items, sounds, acd, refs);
-        let hotlines = self.hotlines(file, text, tenant, &keys, numbers, sounds, refs);
-        Dialplan { hotlines, queues }
+        let mut queues = self.queues(file, tenant, raw_queues.items, sounds, acd, refs);
+        let defaults = TenantDefaults {
+            municipality: municipality.clone(),
+            hours,
+        };
+        let hotlines = self.hotlines(
+            file,
+            text,
+            tenant,
+            &keys,
+            numbers,
+            sounds,
+            refs,
+            &defaults,
+            &mut queues,
+        );
+        let (schedule, closed) = self.schedule(file, &Hours::default(), &defaults.hours, sounds);
+        Dialplan {
+            hotlines,
+            queues,
+            municipality,
+            schedule,
+            closed,
+            limits,
+        }
     }
 
     #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
@@ -909,6 +968,8 @@ impl Loader<'_> {
         numbers: &mut Numbers,
         sounds: Option<&Sounds>,
         refs: &mut Refs,
+        defaults: &TenantDefaults,
+        queues: &mut [Queue],
     ) -> Vec<Hotline> {
         let key = keys.get("hotlines").copied().unwrap_or(Pos::START);
         let raw = self.list::<Spanned<RawHotline>>(file, text, "hotlines", key, true);
@@ -957,41 +1018,7 @@ impl Loader<'_> {
             }
             for n in &h.numbers.value {
                 let pos = Pos::or(n, npos);
-                if !valid_number(&n.value) {
-                    self.d.at(
-                        file,
-                        pos,
-                        format!("bad number `{}`", n.value),
-                        "write only digits, optionally with a leading `+`, 2 to 20 digits, \
-                         no spaces or dashes, e.g. \"0561115\" or \"+49561115\"",
-                    );
-                    continue;
-                }
-                let here = NumberUse {
-                    file: file.to_path_buf(),
-                    pos,
-                    tenant: tenant.to_string(),
-                    hotline: h.id.value.clone(),
-                };
-                if let Some(first) = numbers.0.get(&n.value) {
-                    self.d.at(
-                        file,
-                        pos,
-                        format!(
-                            "number `{}` is used twice: here (tenant `{}`, hotline `{}`) and at {}:{} (tenant `{}`, hotline `{}`)",
-                            n.value,
-                            here.tenant,
-                            here.hotline,
-                            first.file.display(),
-                            first.pos,
-                            first.tenant,
-                            first.hotline
-                        ),
-                        "a number routes to one hotline only: remove it from one of the two",
-                    );
-                } else {
-                    numbers.0.insert(n.value.clone(), here);
-                }
+                self.number(file, n, pos, (tenant, &h.id.value), numbers);
             }
             for s in [&h.greeting, &h.waiting] {
                 self.sound(file, s, Pos::or(s, hpos), sounds);
@@ -1014,8 +1041,64 @@ impl Loader<'_> {
                 let pos = Pos::or(q, hpos);
                 let r = self.queue_ref(file, &q.value, tenant, pos)?;
                 refs.queue(file, pos, None, format!("hotline `{}`", h.id.value), &r);
+                refs.hotline_queue(file, pos, &h.id.value, &r);
                 Some(r)
             });
+            let municipality = match h.municipality {
+                Some(m) => self.municipality(file, Some(m), hpos, &defaults.municipality),
+                None => defaults.municipality.clone(),
+            };
+            let own_hours = match &h.hours {
+                Some(raw) => self.hours(
+                    file,
+                    raw,
+                    hpos,
+                    (tenant, &format!("hotline `{}`", h.id.value)),
+                    sounds,
+                    refs,
+                ),
+                None => Hours::default(),
+            };
+            let (schedule, closed) = self.schedule(file, &own_hours, &defaults.hours, sounds);
+            let menu = h.menu.as_ref().and_then(|m| {
+                self.menu(
+                    file,
+                    m,
+                    hpos,
+                    (tenant, &h.id.value),
+                    queue.as_ref(),
+                    sounds,
+                    refs,
+                )
+            });
+            let overflow = h.overflow.as_ref().and_then(|o| {
+                self.overflow(
+                    file,
+                    o,
+                    hpos,
+                    (tenant, &h.id.value),
+                    queue.as_ref(),
+                    queues,
+                    sounds,
+                    refs,
+                )
+            });
+            if let Some(o) = &overflow
+                && o.when_closed
+                && schedule.is_none()
+            {
+                let pos = h.overflow.as_ref().map_or(hpos, |o| Pos::or(o, hpos));
+                self.d.at(
+                    file,
+                    pos,
+                    format!(
+                        "the overflow of hotline `{}` is for when it is closed, but it has no \
+                         service hours",
+                        h.id.value
+                    ),
+                    "add `hours:` to the hotline or the dialplan, or remove when_closed",
+                );
+            }
             out.push(Hotline {
                 id: h.id.value,
                 name: h.name.value,
@@ -1025,6 +1108,12 @@ impl Loader<'_> {
                 answer_after_ms,
                 queue,
                 priority: h.priority.map_or(0, |p| p.value),
+                municipality,
+                via_115: h.via_115.map(|v| v.value),
+                schedule,
+                closed,
+                menu,
+                overflow,
             });
         }
         out
@@ -1150,16 +1239,6 @@ struct Items<T> {
     complete: bool,
 }
 
-struct NumberUse {
-    file: PathBuf,
-    pos: Pos,
-    tenant: String,
-    hotline: String,
-}
-
-#[derive(Default)]
-struct Numbers(HashMap<String, NumberUse>);
-
 /// The `.wav` files present in the sounds directory.
 struct Sounds {
     dir: PathBuf,
@@ -1217,12 +1296,6 @@ fn valid_skill(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-}
-
-/// Digits with an optional leading `+`; 2 to 20 digits.
-fn valid_number(s: &str) -> bool {
-    let digits = s.strip_prefix('+').unwrap_or(s);
-    (2..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

@@ -39,6 +39,8 @@ pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use target::{QueueRef, Target};
 
+use crate::dialplan::{MenuSpec, Overflow, Schedule, SurgeLimits};
+
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -233,9 +235,18 @@ pub struct Tenant {
     pub dialplan: Dialplan,
 }
 
-/// A tenant's dialplan file.
+/// A tenant's dialplan file. Every key is documented, with its default, in
+/// `dialplans/README.md`.
 ///
 /// ```yaml
+/// municipality: Kassel
+/// hours:
+///   time_zone: Europe/Berlin
+///   state: HE
+///   weekly: ["mon-fri 07:00-18:00", "sat 09:00-13:00"]
+///   closures: ["12-24 from 12:00"]
+///   closed: { prompt: closed-kassel }
+/// limits: { max_calls: 120, max_waiting: 80, busy: { prompt: call-later } }
 /// hotlines:
 ///   - id: "115"
 ///     name: Behördennummer 115 Kassel
@@ -251,18 +262,32 @@ pub struct Tenant {
 pub struct Dialplan {
     /// The hotlines, in file order.
     pub hotlines: Vec<Hotline>,
-    /// The queues, in file order (`queues:`, optional).
+    /// The queues, in file order (`queues:`, optional). A hotline's
+    /// `overflow:` rules are already written into its queue (see
+    /// [`Overflow`]).
     pub queues: Vec<Queue>,
+    /// The tenant's municipality for origins (`municipality:`, default the
+    /// tenant's name).
+    pub municipality: String,
+    /// The tenant's service hours (`hours:`); `None`: open around the clock.
+    pub schedule: Option<Schedule>,
+    /// Where calls go outside the tenant's hours (`hours.closed`, default
+    /// `{ prompt: closed }`).
+    pub closed: Target,
+    /// Surge protection (`limits:`).
+    pub limits: SurgeLimits,
 }
 
-/// A hotline: the numbers callers dial and the prompts they hear.
+/// A hotline: the numbers callers dial and what they get.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hotline {
     /// Id, unique within the tenant.
     pub id: String,
     /// Display name.
     pub name: String,
-    /// Dialled numbers (digits, optional leading `+`); unique across all tenants.
+    /// Dialled numbers as written: exact (`"0561115"`, `"+49561115"`),
+    /// prefix (`"0561*"`, `"prefix:0561"`) or pattern (`"04106611X"`); see
+    /// [`NumberPattern`](crate::dialplan::NumberPattern). No number of one tenant overlaps another's.
     pub numbers: Vec<String>,
     /// Sound played first.
     pub greeting: String,
@@ -277,6 +302,21 @@ pub struct Hotline {
     /// How long the call rings (180) before zentrale answers, in ms
     /// (default 0: answer at once).
     pub answer_after_ms: u64,
+    /// The municipality of the origin (`municipality:`, default the
+    /// dialplan's).
+    pub municipality: String,
+    /// Whether calls came via 115 (`via_115:`); `None`: decided per call
+    /// from the number dialled ([`is_115`](crate::dialplan::is_115)).
+    pub via_115: Option<bool>,
+    /// Service hours: the tenant's `hours:` with the hotline's `hours:`
+    /// keys replacing theirs; `None`: open around the clock.
+    pub schedule: Option<Schedule>,
+    /// Where calls go outside the hours (default `{ prompt: closed }`).
+    pub closed: Target,
+    /// The menu played after the greeting (`menu:`).
+    pub menu: Option<MenuSpec>,
+    /// Overflow rules (`overflow:`).
+    pub overflow: Option<Overflow>,
 }
 
 /// Command-line overrides, applied before validation.
@@ -297,25 +337,48 @@ impl Config {
         load::load(path, overrides)
     }
 
-    /// Sound names referenced anywhere (greetings, waiting prompts, queue
-    /// music, prompt targets) plus the fixed ACD set ([`acd_prompts`]), for
+    /// Sound names referenced anywhere (greetings, waiting prompts, menus,
+    /// closed and busy prompts, queue music, prompt targets) plus the fixed ACD set ([`acd_prompts`]), for
     /// the media module to preload from `<sounds_dir>/<name>.wav`.
     pub fn sound_names(&self) -> BTreeSet<String> {
-        let hotlines = self
-            .tenants
-            .iter()
-            .flat_map(|t| &t.dialplan.hotlines)
-            .flat_map(|h| [h.greeting.clone(), h.waiting.clone()]);
-        let queues = self.queues().flat_map(|q| {
-            let prompts = [&q.on_timeout, &q.on_no_agents, &q.on_full]
-                .into_iter()
-                .filter_map(|t| match t {
-                    Target::Prompt(p) => Some(p.clone()),
-                    _ => None,
-                });
-            std::iter::once(q.music.clone()).chain(prompts)
-        });
-        hotlines.chain(queues).chain(acd_prompts()).collect()
+        fn prompt(t: &Target) -> Option<String> {
+            match t {
+                Target::Prompt(p) => Some(p.clone()),
+                _ => None,
+            }
+        }
+        let mut names: BTreeSet<String> = acd_prompts().into_iter().collect();
+        for t in &self.tenants {
+            let dp = &t.dialplan;
+            names.extend(prompt(&dp.limits.busy));
+            if dp.schedule.is_some() {
+                names.extend(prompt(&dp.closed));
+            }
+            for h in &dp.hotlines {
+                names.insert(h.greeting.clone());
+                names.insert(h.waiting.clone());
+                if h.schedule.is_some() {
+                    names.extend(prompt(&h.closed));
+                }
+                if let Some(m) = &h.menu {
+                    names.insert(m.prompt.clone());
+                    names.insert(m.invalid_prompt.clone());
+                    names.extend(m.digits.values().chain([&m.default]).filter_map(prompt));
+                }
+                if let Some(o) = &h.overflow {
+                    names.extend(prompt(&o.target));
+                }
+            }
+        }
+        for q in self.queues() {
+            names.insert(q.music.clone());
+            names.extend(
+                [&q.on_timeout, &q.on_no_agents, &q.on_full]
+                    .into_iter()
+                    .filter_map(prompt),
+            );
+        }
+        names
     }
 
     /// Every queue of every tenant, tenants in file order.

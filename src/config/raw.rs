@@ -29,7 +29,8 @@ pub(crate) const MAIN_KEYS: &[&str] = &[
     "sip", "rtp", "http", "sounds", "acd", "trunks", "agents", "tenants",
 ];
 /// Keys of a dialplan file.
-pub(crate) const DIALPLAN_KEYS: &[&str] = &["hotlines", "queues"];
+pub(crate) const DIALPLAN_KEYS: &[&str] =
+    &["municipality", "hours", "limits", "hotlines", "queues"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,6 +253,101 @@ pub(crate) struct RawHotline {
     pub queue: Option<Spanned<String>>,
     #[serde(default)]
     pub priority: Option<Spanned<i32>>,
+    #[serde(default)]
+    pub municipality: Option<Spanned<String>>,
+    #[serde(default)]
+    pub via_115: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub hours: Option<Spanned<RawHours>>,
+    #[serde(default)]
+    pub menu: Option<Spanned<RawMenu>>,
+    #[serde(default)]
+    pub overflow: Option<Spanned<RawOverflow>>,
+}
+
+/// `hours:` of a dialplan or a hotline; a hotline's keys replace the
+/// dialplan's one by one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHours {
+    #[serde(default)]
+    pub time_zone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub state: Option<Spanned<String>>,
+    #[serde(default)]
+    pub weekly: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub closures: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub closed: Option<Spanned<RawTarget>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    #[serde(default)]
+    pub max_calls: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub max_waiting: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub busy: Option<Spanned<RawTarget>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMenu {
+    pub prompt: Spanned<String>,
+    pub digits: Spanned<RawDigits>,
+    #[serde(default)]
+    pub timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub retries: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub invalid: Option<Spanned<String>>,
+    #[serde(default)]
+    pub repeat_on_timeout: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub default: Option<Spanned<RawTarget>>,
+}
+
+/// A menu's `digits:` mapping in file order, keys with their place, so a
+/// key written twice (`1` and `"1"`) gets our own error naming both lines.
+#[derive(Debug)]
+pub(crate) struct RawDigits(pub Vec<(Spanned<String>, Spanned<RawTarget>)>);
+
+impl<'de> Deserialize<'de> for RawDigits {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawDigits;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of keys to targets, such as `{ \"1\": { queue: kfz } }`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawDigits, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(k) = map.next_key::<Spanned<String>>()? {
+                    let v = map.next_value::<Spanned<RawTarget>>()?;
+                    entries.push((k, v));
+                }
+                Ok(RawDigits(entries))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOverflow {
+    #[serde(default)]
+    pub after_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub when_closed: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub when_no_agents: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub when_expected_wait_over_secs: Option<Spanned<u64>>,
+    pub target: Spanned<RawTarget>,
 }
 
 #[derive(Debug, Deserialize)]

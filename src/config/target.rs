@@ -1,8 +1,8 @@
 //! Where a call goes next: a queue, a prompt, another SIP address or the end.
 //!
 //! Targets appear wherever a call leaves one step for another: a queue's
-//! `on_timeout`, `on_full` and `on_no_agents` now, dialplan menus and
-//! overflow rules later. In YAML a target is one of
+//! `on_timeout`, `on_full` and `on_no_agents`, a dialplan's `closed` and
+//! `busy`, menu keys and overflow rules. In YAML a target is one of
 //!
 //! ```yaml
 //! on_timeout: { queue: general }                   # a queue of the same tenant

@@ -99,6 +99,13 @@ const DEMO_SOUNDS: &[&str] = &[
     "greeting-kreis-pinneberg",
     "greeting-quickborn",
     "waiting",
+    "closed",
+    "closed-kassel",
+    "closed-krefeld",
+    "closed-115",
+    "closed-quickborn",
+    "menu-krefeld",
+    "invalid-input",
 ];
 
 fn demo() -> Fixture {
@@ -1769,4 +1776,584 @@ fn broken_acd_section_is_one_error() {
     let e = find(&f.errors(), "unknown key `wrapup_secs`").clone();
     at(&e, &f.main(), 15, 3);
     assert!(e.hint.starts_with("did you mean `wrap_up_secs`?"), "{e}");
+}
+
+// ---- dialplan: hours, limits, menus, overflow, number forms -----------------
+
+/// Line and column (1-based) where `marker` first appears in `text`; with a
+/// `|` in the marker, the place of the `|` (`"retries: |9"` is the 9).
+fn place(text: &str, marker: &str) -> (usize, usize) {
+    let (before, after) = marker.split_once('|').unwrap_or(("", marker));
+    let whole = format!("{before}{after}");
+    let (i, line) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(&whole))
+        .unwrap_or_else(|| panic!("{whole:?} not in the text"));
+    let byte = line.find(&whole).unwrap_or(0) + before.len();
+    (i + 1, line[..byte].chars().count() + 1)
+}
+
+/// The one error containing `needle`, which must point at `marker` in `text`.
+fn found_at<'a>(
+    errs: &'a [ConfigError],
+    needle: &str,
+    file: &Path,
+    text: &str,
+    marker: &str,
+) -> &'a ConfigError {
+    let e = find(errs, needle);
+    let (line, column) = place(text, marker);
+    at(e, file, line, column);
+    e
+}
+
+/// `small` plus tenant `b` (file b.yaml) and the prompts hours and menus
+/// default to.
+fn two_tenants(a: &str, b: &str) -> Fixture {
+    let main = format!("{MAIN}  - id: b\n    name: B\n    dialplan: b.yaml\n");
+    let f = small(&main, a);
+    f.file("b.yaml", b).sounds(&["closed", "invalid-input"]);
+    f
+}
+
+const B_QUEUE: &str = "\
+hours: { state: SH, weekly: [\"mon-fri 08:00-18:00\"] }
+hotlines: []
+queues:
+  - { id: p, name: P, skill: general, agents_from: [a] }
+";
+
+#[test]
+fn dialplan_keys_parsed() {
+    let a = "\
+municipality: Stadt A
+hours:
+  time_zone: Europe/Berlin
+  state: HE
+  weekly: [\"mon-fri 08:00-18:00\", \"sat 09:00-13:00\"]
+  closures: [\"12-24 from 12:00\", \"2026-03-18 13:00-16:00\"]
+  closed: { prompt: hello }
+limits: { max_calls: 50, max_waiting: 20, busy: hangup }
+hotlines:
+  - id: h
+    name: H
+    numbers: [\"0561115\", \"0561*\", \"056111X\"]
+    greeting: hello
+    queue: q
+    via_115: true
+    municipality: Dorf
+    hours:
+      weekly: [\"mon-thu 8-12\"]
+      state: none
+    menu:
+      prompt: hello
+      digits: { 1: { queue: r }, \"#\": hangup, \"2\": { uri: \"sip:x@127.0.0.1\" } }
+      timeout_secs: 3
+      retries: 2
+      invalid: hello
+      repeat_on_timeout: true
+    overflow:
+      after_secs: 20
+      when_closed: true
+      when_no_agents: true
+      when_expected_wait_over_secs: 120
+      target: { queue: b/p }
+  - id: i
+    name: I
+    numbers: [\"0561116\"]
+    greeting: hello
+queues:
+  - { id: q, name: Q, skill: general }
+  - { id: r, name: R, skill: general }
+";
+    let cfg = loaded(&two_tenants(a, B_QUEUE));
+    let dp = &cfg.tenants[0].dialplan;
+    let (h, i) = (&dp.hotlines[0], &dp.hotlines[1]);
+    assert_eq!(dp.municipality, "Stadt A");
+    assert_eq!(
+        (h.municipality.as_str(), i.municipality.as_str()),
+        ("Dorf", "Stadt A")
+    );
+    assert_eq!((h.via_115, i.via_115), (Some(true), None));
+    let s = dp.schedule.as_ref().expect("tenant hours");
+    assert_eq!(s.zone_name(), "Europe/Berlin");
+    assert_eq!(s.state(), Some(crate::dialplan::FederalState::Hessen));
+    let weekly = s.weekly().expect("weekly");
+    assert_eq!(weekly.on(jiff::civil::Weekday::Saturday).len(), 1);
+    assert_eq!(weekly.on(jiff::civil::Weekday::Sunday).len(), 0);
+    assert_eq!(s.closures().len(), 2);
+    assert_eq!(dp.closed, Target::Prompt("hello".into()));
+    assert_eq!(
+        i.schedule.as_ref(),
+        Some(s),
+        "i inherits the tenant's hours"
+    );
+    let hs = h.schedule.as_ref().expect("h hours");
+    assert_eq!(hs.state(), None, "state: none");
+    assert_eq!(hs.closures(), s.closures(), "closures inherited");
+    assert_eq!(
+        hs.weekly()
+            .expect("own weekly")
+            .on(jiff::civil::Weekday::Friday),
+        &[]
+    );
+    assert_eq!(h.closed, Target::Prompt("hello".into()));
+    assert_eq!(
+        (dp.limits.max_calls, dp.limits.max_waiting, &dp.limits.busy),
+        (Some(50), Some(20), &Target::Hangup)
+    );
+    let q = |r: &str| Target::Queue(QueueRef::parse(r, "a").expect("ref"));
+    let m = h.menu.as_ref().expect("menu");
+    assert_eq!(m.digits.get(&'1'), Some(&q("r")));
+    assert_eq!(m.digits.get(&'#'), Some(&Target::Hangup));
+    assert_eq!(
+        m.digits.get(&'2'),
+        Some(&Target::Uri("sip:x@127.0.0.1".into()))
+    );
+    assert_eq!(
+        (
+            m.timeout,
+            m.retries,
+            m.invalid_prompt.as_str(),
+            m.repeat_on_timeout
+        ),
+        (Duration::from_secs(3), 2, "hello", true)
+    );
+    assert_eq!(m.default, q("q"), "the hotline's queue by default");
+    let o = h.overflow.as_ref().expect("overflow");
+    assert_eq!(
+        (
+            o.after,
+            o.when_closed,
+            o.when_no_agents,
+            o.when_expected_wait_over
+        ),
+        (
+            Some(Duration::from_secs(20)),
+            true,
+            true,
+            Some(Duration::from_secs(120))
+        )
+    );
+    assert_eq!(o.target, q("b/p"));
+    // The queue triggers are now the rules of the hotline's queue.
+    let queue = cfg
+        .queue(&QueueRef::parse("a/q", "").expect("ref"))
+        .expect("q");
+    assert_eq!(
+        (queue.max_wait, queue.max_expected_wait, queue.join_empty),
+        (
+            Some(Duration::from_secs(20)),
+            Some(Duration::from_secs(120)),
+            false
+        )
+    );
+    assert_eq!(
+        [&queue.on_timeout, &queue.on_no_agents, &queue.on_full],
+        [&q("b/p"), &q("b/p"), &q("b/p")]
+    );
+    assert!(
+        cfg.sound_names().contains("closed"),
+        "b's default closed prompt"
+    );
+    assert!(cfg.sound_names().contains("hello"));
+
+    // Tuesday 2026-11-24 13:00 CET: h (Mon-Thu 8-12) is closed, b is open.
+    let d = crate::dialplan::Dialplan::from_config(&cfg);
+    let at: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().expect("ts");
+    let decide = |n: &str| d.decide(&crate::dialplan::CallInput::to_number(n), at);
+    assert!(
+        matches!(&decide("0561115"), crate::dialplan::Decision::Overflow { target, .. } if *target == q("b/p")),
+        "{:?}",
+        decide("0561115")
+    );
+    assert!(matches!(
+        decide("0561116"),
+        crate::dialplan::Decision::Hotline(_)
+    ));
+    assert_eq!(
+        decide("0561117").route().map(|r| r.route.hotline.clone()),
+        Some("h".to_string()),
+        "pattern"
+    );
+    assert_eq!(
+        decide("0561999").route().map(|r| r.route.hotline.clone()),
+        Some("h".to_string()),
+        "prefix"
+    );
+}
+
+#[test]
+fn hours_errors_point_at_the_value() {
+    let a = "\
+hours:
+  time_zone: Europe/Berln
+  state: HS
+  weekly: [\"mon-fri 18-8\", \"mon-fri 08:00-18:00\", \"fri 08:00-13:00\", \"mo-xx 8-9\"]
+  closures: [\"2026-02-30\", \"12-24 ab 12:00\", \"12-24 from 12:00\", \"2026-12-24 12:00\"]
+hotlines:
+  - id: h
+    name: H
+    numbers: [\"0561115\"]
+    greeting: hello
+";
+    let f = small(MAIN, a);
+    f.sounds(&["closed"]);
+    let errs = f.errors();
+    let file = a_yaml(&f);
+    assert_eq!(errs.len(), 8, "{}", ConfigErrors(errs.clone()));
+    let e = found_at(
+        &errs,
+        "unknown time zone `Europe/Berln`",
+        &file,
+        a,
+        "Europe/Berln",
+    );
+    assert!(e.hint.starts_with("did you mean `Europe/Berlin`?"), "{e}");
+    let e = found_at(&errs, "unknown federal state `HS`", &file, a, "HS");
+    assert!(
+        e.hint.contains("HE (Hessen)") && e.hint.contains("SH (Schleswig-Holstein)"),
+        "{e}"
+    );
+    let e = found_at(
+        &errs,
+        "time range `18-8` ends before it starts",
+        &file,
+        a,
+        "\"mon-fri 18-8\"",
+    );
+    assert!(e.hint.contains("two ranges"), "{e}");
+    let e = found_at(
+        &errs,
+        "Friday 08:00-13:00 overlaps 08:00-18:00 of `mon-fri 08:00-18:00` (line 4)",
+        &file,
+        a,
+        "\"fri 08:00-13:00\"",
+    );
+    assert!(e.hint.contains("\"mon-thu"), "{e}");
+    found_at(
+        &errs,
+        "`xx` in `mo-xx 8-9` is not a day",
+        &file,
+        a,
+        "\"mo-xx",
+    );
+    found_at(
+        &errs,
+        "`2026-02-30` is not a date of the calendar",
+        &file,
+        a,
+        "\"2026-02-30\"",
+    );
+    found_at(
+        &errs,
+        "closure `12-24 from 12:00` is listed twice (first at line 5)",
+        &file,
+        a,
+        "\"12-24 from",
+    );
+    found_at(
+        &errs,
+        "is not a time of the closure",
+        &file,
+        a,
+        "\"2026-12-24 12:00\"",
+    );
+}
+
+#[test]
+fn closed_targets_must_be_reachable() {
+    // The default closed prompt is missing: reported at `hours:`.
+    let a = "hours: { weekly: [\"mon-fri 8-18\"] }\nhotlines:\n  - { id: h, name: H, numbers: [\"0561115\"], greeting: hello, hours: { closed: { queue: nope } } }\n";
+    let f = small(MAIN, a);
+    let errs = f.errors();
+    let file = a_yaml(&f);
+    assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
+    let e = found_at(&errs, "sound `closed` not found", &file, a, "{ weekly");
+    assert!(e.hint.contains("make-sounds.sh"), "{e}");
+    found_at(
+        &errs,
+        "closed target of hotline `h`: queue `a/nope` does not exist",
+        &file,
+        a,
+        "nope",
+    );
+}
+
+#[test]
+fn limits_errors() {
+    let a = "limits: { max_calls: 0, busy: { prompt: gone } }\nhotlines:\n  - { id: h, name: H, numbers: [\"0561115\"], greeting: hello }\n";
+    let f = small(MAIN, a);
+    let errs = f.errors();
+    let file = a_yaml(&f);
+    assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
+    found_at(&errs, "max_calls is 0", &file, a, "0,");
+    found_at(&errs, "sound `gone` not found", &file, a, "gone");
+}
+
+#[test]
+fn menu_errors() {
+    let a = "\
+hotlines:
+  - id: h
+    name: H
+    numbers: [\"0561115\"]
+    greeting: hello
+    menu:
+      prompt: nope
+      digits: { 1: { queue: q }, \"12\": hangup, \"3\": { queue: gone }, \"*\": hangup, \"1\": hangup }
+      timeout_secs: 0
+      retries: 9
+queues:
+  - { id: q, name: Q, skill: general }
+";
+    let f = small(MAIN, a);
+    f.sounds(&["invalid-input"]);
+    let errs = f.errors();
+    let file = a_yaml(&f);
+    assert_eq!(errs.len(), 7, "{}", ConfigErrors(errs.clone()));
+    found_at(&errs, "sound `nope` not found", &file, a, "nope");
+    let e = found_at(
+        &errs,
+        "menu key `1` is used twice (first at line 8)",
+        &file,
+        a,
+        "\"1\"",
+    );
+    assert!(e.hint.starts_with("give each key one target"), "{e}");
+    let e = found_at(
+        &errs,
+        "menu key `12` is not one phone key",
+        &file,
+        a,
+        "\"12\"",
+    );
+    assert!(e.hint.contains("0-9, * or #"), "{e}");
+    found_at(
+        &errs,
+        "menu key 3 of hotline `h`: queue `a/gone` does not exist",
+        &file,
+        a,
+        "gone",
+    );
+    found_at(
+        &errs,
+        "menu timeout_secs 0 is outside 1..=30",
+        &file,
+        a,
+        "timeout_secs: |0",
+    );
+    found_at(&errs, "menu retries 9", &file, a, "retries: |9");
+    let e = find(
+        &errs,
+        "the menu of hotline `h` has no default and the hotline no queue",
+    );
+    assert_eq!((e.line, e.file.as_path()), (7, file.as_path()), "{e}");
+    assert!(e.hint.contains("default:"), "{e}");
+}
+
+#[test]
+fn menu_key_written_twice_the_same_way() {
+    let a = "hotlines:\n  - id: h\n    name: H\n    numbers: [\"0561115\"]\n    greeting: hello\n    queue: q\n    menu: { prompt: hello, digits: { \"1\": hangup, \"1\": hangup } }\nqueues:\n  - { id: q, name: Q, skill: general }\n";
+    let f = small(MAIN, a);
+    f.sounds(&["invalid-input"]);
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = &errs[0];
+    assert!(
+        e.message.contains("`1`") && e.message.contains("twice"),
+        "{e}"
+    );
+    assert_eq!(e.line, 7, "{e}");
+}
+
+/// A hotline `h` with queue `q` and the given overflow; tenant `b` has queue `p`.
+fn overflow_plan(overflow: &str, queue_extra: &str) -> String {
+    format!(
+        "\
+hours: {{ weekly: [\"mon-fri 8-18\"] }}
+hotlines:
+  - id: h
+    name: H
+    numbers: [\"0561115\"]
+    greeting: hello
+    queue: q
+    overflow: {overflow}
+queues:
+  - {{ id: q, name: Q, skill: general{queue_extra} }}
+"
+    )
+}
+
+#[test]
+fn overflow_errors() {
+    for (overflow, queue_extra, b, needle, marker) in [
+        (
+            "{ target: { queue: b/p } }",
+            "",
+            B_QUEUE,
+            "the overflow of hotline `h` has no trigger, so it never happens",
+            "{ target",
+        ),
+        (
+            "{ after_secs: 20, target: { queue: q } }",
+            "",
+            B_QUEUE,
+            "points at the hotline's own queue `a/q`",
+            "q }",
+        ),
+        (
+            "{ after_secs: 0, when_closed: true, target: { queue: b/p } }",
+            "",
+            B_QUEUE,
+            "overflow after_secs is 0",
+            "0,",
+        ),
+        (
+            "{ after_secs: 20, target: { queue: b/p } }",
+            ", max_wait_secs: 30",
+            B_QUEUE,
+            "the overflow of hotline `h` sets after_secs, and its queue `q` sets \
+             max_wait_secs/on_timeout itself",
+            "20,",
+        ),
+        (
+            "{ when_no_agents: true, target: { queue: b/p } }",
+            ", join_empty: false",
+            B_QUEUE,
+            "sets when_no_agents, and its queue `q` sets join_empty/on_no_agents",
+            "true,",
+        ),
+        (
+            "{ after_secs: 20, target: { queue: b/nope } }",
+            "",
+            B_QUEUE,
+            "overflow of hotline `h`: queue `b/nope` does not exist",
+            "b/nope",
+        ),
+        (
+            "{ after_secs: 20, target: { queue: b/p } }",
+            "",
+            "hotlines: []\nqueues:\n  - { id: p, name: P, skill: general, agents_from: [a], on_timeout: { queue: a/q } }\n",
+            "overflow of hotline `h` leads round in a loop (a/q → b/p → a/q)",
+            "b/p",
+        ),
+    ] {
+        let a = overflow_plan(overflow, queue_extra);
+        let f = two_tenants(&a, b);
+        let errs = f.errors();
+        assert_eq!(errs.len(), 1, "{overflow}: {}", ConfigErrors(errs.clone()));
+        found_at(&errs, needle, &a_yaml(&f), &a, marker);
+    }
+}
+
+#[test]
+fn overflow_needs_its_own_queue_and_hours() {
+    // Two hotlines share the queue that would carry the overflow rules.
+    let a = "\
+hotlines:
+  - { id: h, name: H, numbers: [\"0561115\"], greeting: hello, queue: q,
+      overflow: { when_no_agents: true, target: { queue: b/p } } }
+  - { id: i, name: I, numbers: [\"0561116\"], greeting: hello, queue: q }
+  - { id: j, name: J, numbers: [\"0561117\"], greeting: hello,
+      overflow: { after_secs: 20, target: { queue: b/p } } }
+  - { id: k, name: K, numbers: [\"0561118\"], greeting: hello,
+      overflow: { when_closed: true, target: { queue: b/p } } }
+queues:
+  - { id: q, name: Q, skill: general }
+";
+    let f = two_tenants(a, B_QUEUE);
+    let errs = f.errors();
+    let file = a_yaml(&f);
+    assert_eq!(errs.len(), 3, "{}", ConfigErrors(errs.clone()));
+    let e = found_at(
+        &errs,
+        "the overflow of hotline `h` becomes a rule of queue `a/q`, which hotline `i`",
+        &file,
+        a,
+        "true,",
+    );
+    assert!(e.hint.contains("a queue of its own"), "{e}");
+    found_at(
+        &errs,
+        "the overflow of hotline `j` waits for the hotline's queue, but it has none",
+        &file,
+        a,
+        "20,",
+    );
+    let e = found_at(
+        &errs,
+        "the overflow of hotline `k` is for when it is closed, but it has no service hours",
+        &file,
+        a,
+        "{ when_closed",
+    );
+    assert!(e.hint.contains("hours:"), "{e}");
+}
+
+#[test]
+fn numbers_of_different_tenants_must_not_overlap() {
+    let b = "\
+hotlines:
+  - id: x
+    name: X
+    numbers: [\"0561*\", \"+49561115\", \"04106611X\"]
+    greeting: hello
+  - id: y
+    name: Y
+    numbers: [\"0410661[1-3]5\", \"041066[0-4]\", \"04106619\"]
+    greeting: hello
+";
+    let f = two_tenants(DIALPLAN_A, b);
+    let errs = f.errors();
+    let file = f.dir.join("b.yaml");
+    assert_eq!(errs.len(), 3, "{}", ConfigErrors(errs.clone()));
+    let e = found_at(
+        &errs,
+        "number `0561*` (tenant `b`, hotline `x`) overlaps `0561115` at ",
+        &file,
+        b,
+        "\"0561*\"",
+    );
+    assert!(
+        e.message.contains(&format!(
+            "{}:4:15 (tenant `a`, hotline `h`)",
+            a_yaml(&f).display()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.hint
+            .starts_with("numbers of different tenants must not overlap"),
+        "{e}"
+    );
+    let e = found_at(
+        &errs,
+        "number `+49561115` is used twice",
+        &file,
+        b,
+        "\"+49561115\"",
+    );
+    assert!(e.message.ends_with("(written `0561115` there)"), "{e}");
+    // Same tenant: an exact number inside a pattern or prefix is fine
+    // (exact wins), two patterns of different hotlines are not.
+    found_at(
+        &errs,
+        "pattern `0410661[1-3]5` (hotline `y`) matches some of the numbers of pattern `04106611X`",
+        &file,
+        b,
+        "\"0410661[1-3]5\"",
+    );
+}
+
+#[test]
+fn a_broken_hours_section_is_one_error() {
+    let a = "hours: { stat: HE }\nhotlines:\n  - { id: h, name: H, numbers: [\"0561115\"], greeting: hello,\n      overflow: { when_closed: true, target: hangup } }\n";
+    let f = small(MAIN, a);
+    f.sounds(&["closed"]);
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = found_at(&errs, "unknown key `stat`", &a_yaml(&f), a, "stat");
+    assert!(e.hint.contains("did you mean `state`?"), "{e}");
 }

@@ -590,7 +590,7 @@ impl Loader<'_> {
 
     /// A target, and where its queue reference is written if it has one.
     /// `None` after recording an error.
-    fn target(
+    pub(super) fn target(
         &mut self,
         file: &Path,
         raw: &RawTarget,

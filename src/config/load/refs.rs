@@ -19,6 +19,18 @@ pub(super) struct Refs {
     queues: Vec<QueueUse>,
     tenants: Vec<TenantUse>,
     skills: Vec<SkillNeed>,
+    /// Each hotline's `queue:`, to find queues that several hotlines share.
+    hotline_queues: Vec<HotlineQueue>,
+    /// Queues that carry a hotline's overflow rules.
+    overflows: Vec<HotlineQueue>,
+}
+
+/// A hotline and a queue it waits in (or whose rules it sets).
+struct HotlineQueue {
+    file: PathBuf,
+    pos: Pos,
+    hotline: String,
+    queue: QueueRef,
 }
 
 /// A reference to a queue from a hotline or a queue's target.
@@ -94,6 +106,26 @@ impl Refs {
             file: file.to_path_buf(),
             pos,
             tenant: tenant.to_string(),
+        });
+    }
+
+    /// Hotline `hotline` of `file` waits in `queue`.
+    pub(super) fn hotline_queue(&mut self, file: &Path, pos: Pos, hotline: &str, queue: &QueueRef) {
+        self.hotline_queues.push(HotlineQueue {
+            file: file.to_path_buf(),
+            pos,
+            hotline: hotline.to_string(),
+            queue: queue.clone(),
+        });
+    }
+
+    /// The overflow rules of hotline `hotline` of `file` became rules of `queue`.
+    pub(super) fn overflow(&mut self, file: &Path, pos: Pos, hotline: &str, queue: &QueueRef) {
+        self.overflows.push(HotlineQueue {
+            file: file.to_path_buf(),
+            pos,
+            hotline: hotline.to_string(),
+            queue: queue.clone(),
         });
     }
 
@@ -229,6 +261,37 @@ impl Loader<'_> {
 
         for edge in [Edge::Timeout, Edge::Join] {
             self.loops(refs, &queues, edge);
+        }
+
+        // Overflow rules live in the hotline's queue, so they would apply to
+        // every other hotline waiting there too.
+        for o in &refs.overflows {
+            let Some(other) = refs
+                .hotline_queues
+                .iter()
+                .find(|h| h.queue == o.queue && !(h.file == o.file && h.hotline == o.hotline))
+            else {
+                continue;
+            };
+            self.d.at(
+                &o.file,
+                o.pos,
+                format!(
+                    "the overflow of hotline `{}` becomes a rule of queue `{}`, which hotline \
+                     `{}` at {}:{} waits in too",
+                    o.hotline,
+                    o.queue,
+                    other.hotline,
+                    other.file.display(),
+                    other.pos
+                ),
+                format!(
+                    "give hotline `{}` a queue of its own, or set max_wait_secs/on_timeout, \
+                     join_empty/on_no_agents and max_expected_wait_secs/on_full on queue `{}` \
+                     for both hotlines",
+                    o.hotline, o.queue
+                ),
+            );
         }
     }
 

@@ -23,6 +23,8 @@ const CLAIM_RETRIES: usize = 16;
 struct Head {
     key: Key,
     caller: Arc<Caller>,
+    /// The waiting word seen: the claim fails if the caller moved since.
+    word: CallerWord,
     step: usize,
 }
 
@@ -46,7 +48,8 @@ impl Cursor<'_> {
         }
         for entry in self.iter.by_ref() {
             let caller = entry.value();
-            if caller.word().kind() != CallerKind::Waiting {
+            let word = caller.word();
+            if word.kind() != CallerKind::Waiting {
                 continue;
             }
             let step = self.conf.step_at(caller.waited(tick)).min(last_step);
@@ -56,6 +59,7 @@ impl Cursor<'_> {
             self.head = Some(Head {
                 key: *entry.key(),
                 caller: caller.clone(),
+                word,
                 step,
             });
             return;
@@ -124,10 +128,7 @@ impl Acd {
 
     fn try_offer(&self, queue: &Arc<QueueRt>, conf: &QueueConf, head: &Head, tick: u64) -> Attempt {
         let caller = &head.caller;
-        if caller
-            .cas(CallerWord::WAITING, CallerWord::CLAIMED)
-            .is_err()
-        {
+        if caller.cas(head.word, CallerWord::CLAIMED).is_err() {
             return Attempt::Taken;
         }
         let tier = &conf.tiers[head.step];
@@ -278,7 +279,7 @@ impl Acd {
             .cas(CallerWord::offered(o), CallerWord::connected(o))
         {
             if let Ok((_, new, ())) = self.agent_cas(agent_rt, |w| w.unanswer(o).map(|n| (n, ()))) {
-                self.agent_released(agent_rt, new, tick, false);
+                self.agent_released(agent_rt, o, new, tick, false);
             }
             return Err(if actual == CallerWord::connected(o) {
                 OfferError::AnsweredElsewhere(offer)
@@ -304,7 +305,7 @@ impl Acd {
         }];
         for other in rec.agents.iter().filter(|a| a.ord != agent_rt.ord) {
             if let Ok((_, new, ())) = self.agent_cas(other, |w| w.cancel(o).map(|n| (n, ()))) {
-                self.agent_released(other, new, tick, false);
+                self.agent_released(other, o, new, tick, false);
                 events.push(Event::CancelOffer {
                     offer,
                     call: rec.caller.call,
@@ -335,13 +336,16 @@ impl Acd {
             .load()
             .max_missed_offers
             .unwrap_or(self.topology.load().defaults.max_missed_offers);
-        let missed = agent_rt.missed_in_row.fetch_add(1, Ordering::AcqRel) + 1;
+        // Only the report whose CAS wins below touches the streak: the
+        // agent is on one offer at a time.
+        let missed = agent_rt
+            .missed_in_row
+            .load(Ordering::Acquire)
+            .saturating_add(1);
         let pause = max_missed > 0 && missed >= max_missed;
-        let Ok((_, new, ())) = self.agent_cas(agent_rt, |w| w.fail(o, pause).map(|n| (n, ())))
-        else {
-            agent_rt.missed_in_row.fetch_sub(1, Ordering::AcqRel);
-            return Err(not_on_offer(offer, agent));
-        };
+        let (_, new, ()) = self
+            .agent_cas(agent_rt, |w| w.fail(o, pause).map(|n| (n, ())))
+            .map_err(|_| not_on_offer(offer, agent))?;
         agent_rt.note_failure(reason);
         let mut events = Vec::new();
         if pause && new.kind() == Kind::Paused {
@@ -350,24 +354,29 @@ impl Acd {
                 agent: agent_rt.id.clone(),
                 reason: PauseReason::NoAnswer,
             });
+        } else {
+            agent_rt.missed_in_row.store(missed, Ordering::Release);
         }
         // Back of the longest-idle line, so the next caller tries someone else.
-        self.agent_released(agent_rt, new, tick, true);
+        self.agent_released(agent_rt, o, new, tick, true);
         bump(&rec.queue.stats.counters.offers_unanswered);
         rec.caller
             .last_failed
             .store(agent_rt.ord, Ordering::Relaxed);
 
-        if rec.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
-            && rec
-                .caller
-                .cas(CallerWord::offered(o), CallerWord::WAITING)
-                .is_ok()
-        {
-            self.offers.remove(&o);
-            self.timers.remove(&rec.ring_timer);
+        if rec.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Forget the offer before the caller is visible as waiting: a
+            // dispatcher may offer it again right after the CAS.
             rec.caller.offer.store(None);
-            events.extend(self.time_out_if_due(&rec.caller, tick));
+            if rec
+                .caller
+                .cas(CallerWord::offered(o), rec.caller.waiting_word())
+                .is_ok()
+            {
+                self.offers.remove(&o);
+                self.timers.remove(&rec.ring_timer);
+                events.extend(self.time_out_if_due(&rec.caller, tick));
+            }
         }
         Ok(events)
     }
@@ -388,7 +397,7 @@ impl Acd {
         let mut cancelled = Vec::new();
         for agent in &rec.agents {
             if let Ok((_, new, ())) = self.agent_cas(agent, |w| w.cancel(offer).map(|n| (n, ()))) {
-                self.agent_released(agent, new, tick, false);
+                self.agent_released(agent, offer, new, tick, false);
                 cancelled.push(agent.id.clone());
             }
         }
@@ -397,11 +406,15 @@ impl Acd {
 
     /// Times a waiting caller out if its max wait has passed.
     pub(super) fn time_out_if_due(&self, caller: &Arc<Caller>, tick: u64) -> Option<Event> {
+        // Word first: if the CAS from it wins, the queue read after it is
+        // still the caller's (a move would have changed the word).
+        let word = caller.word();
+        if word.kind() != CallerKind::Waiting {
+            return None;
+        }
         let queue = caller.queue.load_full();
         let max_wait = queue.conf.load().max_wait?;
-        if caller.waited(tick) < max_wait
-            || caller.cas(CallerWord::WAITING, CallerWord::GONE).is_err()
-        {
+        if caller.waited(tick) < max_wait || caller.cas(word, CallerWord::GONE).is_err() {
             return None;
         }
         self.finish(caller, tick, Some(Outcome::TimedOut));

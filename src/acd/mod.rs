@@ -373,9 +373,9 @@ impl Acd {
         Ok((old, new, extra))
     }
 
-    /// Bookkeeping after an agent left an offer, call or wrap-up.
-    fn agent_released(&self, agent: &AgentRt, new: Word, tick: u64, reset_idle: bool) {
-        agent.current.store(None);
+    /// Bookkeeping after an agent left `offer` (its offer, call or wrap-up).
+    fn agent_released(&self, agent: &AgentRt, offer: u64, new: Word, tick: u64, reset_idle: bool) {
+        agent.clear_current(offer);
         agent.since.store(tick, Ordering::Release);
         if reset_idle && new.offerable() {
             agent.idle_since.store(tick, Ordering::Release);
@@ -385,7 +385,7 @@ impl Acd {
     /// Hands a claimed caller back to its queue, or finishes it as abandoned
     /// if the caller hung up meanwhile.
     fn release_claim(&self, caller: &Arc<Caller>, tick: u64) {
-        match caller.cas(CallerWord::CLAIMED, CallerWord::WAITING) {
+        match caller.cas(CallerWord::CLAIMED, caller.waiting_word()) {
             Ok(()) => {}
             Err(actual) => {
                 debug_assert!(actual.abandon_requested());

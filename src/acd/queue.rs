@@ -9,7 +9,11 @@
 //! two queues during a move, is taken at most once.
 //!
 //! Caller word layout (bits): `0-2` kind (Waiting, Claimed, Offered,
-//! Connected, Gone), `3` abandon requested while claimed, `16-63` offer id.
+//! Connected, Gone), `3` abandon requested while claimed, `16-63` the offer
+//! id while offered or connected, the caller's generation while waiting. The
+//! generation (bumped by every move) makes a CAS from an observed `Waiting`
+//! word fail if the caller moved to another queue and back to waiting in
+//! between, so nobody acts on it with the old queue's settings.
 
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -54,7 +58,6 @@ const OFFER_SHIFT: u32 = 16;
 pub(crate) struct CallerWord(pub u64);
 
 impl CallerWord {
-    pub const WAITING: CallerWord = CallerWord(0);
     pub const CLAIMED: CallerWord = CallerWord(1);
     pub const GONE: CallerWord = CallerWord(4);
 
@@ -68,12 +71,18 @@ impl CallerWord {
         }
     }
 
+    /// The offer id (offered, connected) or generation (waiting).
     pub fn offer(self) -> u64 {
         self.0 >> OFFER_SHIFT
     }
 
     pub fn abandon_requested(self) -> bool {
         self.0 & ABANDON != 0
+    }
+
+    /// Waiting in the queue of this generation.
+    pub fn waiting(generation: u64) -> CallerWord {
+        CallerWord(generation << OFFER_SHIFT)
     }
 
     pub fn offered(offer: u64) -> CallerWord {
@@ -165,6 +174,11 @@ impl Caller {
             .compare_exchange(from.0, to.0, Ordering::AcqRel, Ordering::Acquire)
             .map(|_| ())
             .map_err(CallerWord)
+    }
+
+    /// The waiting word of the current generation (for the caller's owner).
+    pub fn waiting_word(&self) -> CallerWord {
+        CallerWord::waiting(self.generation.load(Ordering::Acquire))
     }
 
     pub fn waited(&self, now: u64) -> Duration {

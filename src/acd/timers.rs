@@ -143,7 +143,7 @@ impl Acd {
                     if let Ok((_, new, ())) =
                         self.agent_cas(&agent, |w| w.wrap_up_over(offer).map(|n| (n, ())))
                     {
-                        self.agent_released(&agent, new, tick, true);
+                        self.agent_released(&agent, offer, new, tick, true);
                         events.push(Event::WrapUpEnded {
                             agent: agent.id.clone(),
                         });

@@ -103,18 +103,28 @@ impl Acd {
             .queue(to)
             .ok_or_else(|| CallError::UnknownQueue(to.to_owned()))?
             .clone();
-        let source = caller.queue.load_full();
-        if Arc::ptr_eq(&source, &target) {
-            return Err(CallError::SameQueue(call, to.to_owned()));
-        }
-        if let Err(actual) = caller.cas(CallerWord::WAITING, CallerWord::CLAIMED) {
+        let word = caller.word();
+        let claimed = match word.kind() {
+            CallerKind::Waiting => caller.cas(word, CallerWord::CLAIMED),
+            _ => Err(word),
+        };
+        if let Err(actual) = claimed {
             return Err(match actual.kind() {
-                CallerKind::Claimed | CallerKind::Offered => CallError::BeingOffered(call),
+                // A waiting word here means it moved between look and claim.
+                CallerKind::Claimed | CallerKind::Offered | CallerKind::Waiting => {
+                    CallError::BeingOffered(call)
+                }
                 CallerKind::Connected => CallError::Connected(call),
-                CallerKind::Waiting | CallerKind::Gone => CallError::UnknownCall(call),
+                CallerKind::Gone => CallError::UnknownCall(call),
             });
         }
         let tick = self.clock.tick(now);
+        // Ours now: its queue cannot change under us.
+        let source = caller.queue.load_full();
+        if Arc::ptr_eq(&source, &target) {
+            self.release_claim(&caller, tick);
+            return Err(CallError::SameQueue(call, to.to_owned()));
+        }
         let conf = target.conf.load_full();
         let own = priority.unwrap_or_else(|| caller.own_priority.load(Ordering::Relaxed));
         let effective = i64::from(own) + i64::from(conf.base_priority);
@@ -170,8 +180,12 @@ impl Acd {
                     }
                 }
                 CallerKind::Claimed => {
+                    if word.abandon_requested() {
+                        // Reported already; it ends once.
+                        return Err(CallError::UnknownCall(call));
+                    }
                     // Its claimer finishes it when releasing the claim.
-                    if word.abandon_requested() || caller.cas(word, word.with_abandon()).is_ok() {
+                    if caller.cas(word, word.with_abandon()).is_ok() {
                         return Ok(None);
                     }
                 }
@@ -226,7 +240,7 @@ impl Acd {
         agent.talk_today.fetch_add(nanos(talk), Ordering::Relaxed);
         if let Ok((_, new, ())) = ended {
             if wrap_up.is_zero() {
-                self.agent_released(agent, new, tick, true);
+                self.agent_released(agent, offer, new, tick, true);
             } else {
                 agent.since.store(tick, Ordering::Release);
                 self.timers.add(

@@ -1115,3 +1115,28 @@ fn the_same_inputs_and_clock_give_the_same_outputs() {
     assert!(first.len() > 20, "the script exercises the engine");
     assert_eq!(first, script());
 }
+
+// --- concurrency ---------------------------------------------------------------
+
+/// 8 threads, 64 agents, 5,000 callers; see `stress.rs` for what is checked.
+#[test]
+fn many_threads_never_double_book_and_lose_no_caller() {
+    let report = super::stress::run(&super::stress::StressConfig {
+        threads: 8,
+        agents: 64,
+        callers: 5_000,
+        seed: 0x5EED_0115,
+    });
+    // The run did exercise every path.
+    assert!(
+        report.offers >= report.answered && report.operations > 20_000,
+        "{report:?}"
+    );
+    assert!(report.answered > 1_000, "{report:?}");
+    assert!(
+        report.abandoned > 0 && report.timed_out > 0 && report.rejected > 0,
+        "{report:?}"
+    );
+    assert!(report.moved > 0 && report.served_at_end > 0, "{report:?}");
+    assert!(report.elapsed < Duration::from_secs(60), "{report:?}");
+}

@@ -174,7 +174,7 @@ fn main() {
     let config = stress::StressConfig {
         threads: 8,
         agents: if full { 500 } else { 64 },
-        callers: if full { 100_000 } else { 2_000 },
+        callers: if full { 20_000 } else { 2_000 },
         seed: 0x5EED_0115,
     };
     let r = stress::run(&config);

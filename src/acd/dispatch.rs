@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-use crossbeam_skiplist::map::Iter;
+use crossbeam_skiplist::map::Range;
 
 use super::agent::{AgentRt, Current, Kind, PauseReason};
 use super::offer::OfferRec;
-use super::queue::{Caller, CallerKind, CallerWord, Key, QueueRt};
+use super::queue::{Caller, CallerKind, CallerWord, FIRST, Key, QueueRt, ServiceKey};
 use super::service_level::{Outcome, bump};
 use super::strategy::{Candidate, Rank, Strategy, rank};
 use super::timers::Timer;
@@ -19,51 +19,84 @@ use super::{Acd, Event, Offer, OfferError, OfferFailure, OfferId, nanos};
 /// fresh scan this often before the caller is left for the next dispatch.
 const CLAIM_RETRIES: usize = 16;
 
-/// The next candidate caller of one queue in a dispatch pass.
+/// The next candidate caller of one lane in a dispatch pass.
 struct Head {
-    key: Key,
+    service: ServiceKey,
     caller: Arc<Caller>,
     /// The waiting word seen: the claim fails if the caller moved since.
     word: CallerWord,
-    step: usize,
 }
 
-/// One queue's position in a dispatch pass.
-struct Cursor<'a> {
-    queue: &'a Arc<QueueRt>,
-    conf: Arc<QueueConf>,
-    iter: Iter<'a, Key, Arc<Caller>>,
-    /// Highest widening step for which no agent was free: callers at that
-    /// step or below cannot be served in this pass either (tiers only grow).
-    failed_step: Option<usize>,
+type LaneIter<'a> = Range<'a, Key, std::ops::Range<Key>, Key, Arc<Caller>>;
+
+/// One widening lane of a queue in a dispatch pass.
+struct Lane<'a> {
+    /// The tier its callers accept (lanes beyond the tiers use the last).
+    tier: usize,
+    iter: LaneIter<'a>,
     head: Option<Head>,
 }
 
-impl Cursor<'_> {
-    fn advance(&mut self, tick: u64) {
+impl Lane<'_> {
+    fn advance(&mut self) {
         self.head = None;
-        let last_step = self.conf.tiers.len() - 1;
-        if self.failed_step == Some(last_step) {
-            return;
-        }
         for entry in self.iter.by_ref() {
             let caller = entry.value();
             let word = caller.word();
-            if word.kind() != CallerKind::Waiting {
-                continue;
+            if word.kind() == CallerKind::Waiting {
+                self.head = Some(Head {
+                    service: entry.key().1,
+                    caller: caller.clone(),
+                    word,
+                });
+                return;
             }
-            let step = self.conf.step_at(caller.waited(tick)).min(last_step);
-            if self.failed_step.is_some_and(|failed| step <= failed) {
-                continue;
-            }
-            self.head = Some(Head {
-                key: *entry.key(),
-                caller: caller.clone(),
-                word,
-                step,
-            });
-            return;
         }
+    }
+}
+
+/// One queue's lanes in a dispatch pass.
+struct Cursor<'a> {
+    queue: &'a Arc<QueueRt>,
+    conf: Arc<QueueConf>,
+    lanes: Vec<Lane<'a>>,
+    /// Highest tier for which no agent was free: callers of that tier or a
+    /// narrower one cannot be served in this pass either (tiers only grow).
+    failed_tier: Option<usize>,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(queue: &'a Arc<QueueRt>) -> Cursor<'a> {
+        let conf = queue.conf.load_full();
+        let last_tier = conf.tiers.len() - 1;
+        let lanes = queue
+            .lanes()
+            .map(|lane| {
+                let mut l = Lane {
+                    tier: usize::from(lane).min(last_tier),
+                    iter: queue.callers.range((lane, FIRST)..(lane + 1, FIRST)),
+                    head: None,
+                };
+                l.advance();
+                l
+            })
+            .collect();
+        Cursor {
+            queue,
+            conf,
+            lanes,
+            failed_tier: None,
+        }
+    }
+
+    /// The lane whose head comes first in service order.
+    fn best(&self) -> Option<(ServiceKey, usize)> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| self.failed_tier.is_none_or(|f| l.tier > f))
+            .filter_map(|(i, l)| l.head.as_ref().map(|h| (h.service, i)))
+            .min()
     }
 }
 
@@ -94,44 +127,44 @@ impl Acd {
             .queues
             .iter()
             .filter(|q| !q.callers.is_empty())
-            .map(|queue| Cursor {
-                queue,
-                conf: queue.conf.load_full(),
-                iter: queue.callers.iter(),
-                failed_step: None,
-                head: None,
-            })
+            .map(Cursor::new)
             .collect();
-        for cursor in &mut cursors {
-            cursor.advance(tick);
-        }
         while self.offerable.load(Ordering::Acquire) > 0 {
             let best = cursors
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| c.head.as_ref().map(|h| (h.key, i)))
+                .filter_map(|(q, c)| c.best().map(|(key, lane)| (key, q, lane)))
                 .min();
-            let Some((_, i)) = best else { break };
-            let cursor = &mut cursors[i];
-            let Some(head) = cursor.head.take() else {
-                break;
-            };
-            match self.try_offer(cursor.queue, &cursor.conf, &head, tick) {
+            let Some((_, q, l)) = best else { break };
+            let cursor = &mut cursors[q];
+            let lane = &mut cursor.lanes[l];
+            let Some(head) = lane.head.take() else { break };
+            let tier = lane.tier;
+            match self.try_offer(cursor.queue, &cursor.conf, &head, tier, tick) {
                 Attempt::Offered(offer) => offers.push(offer),
-                Attempt::NoAgent => cursor.failed_step = Some(head.step),
+                Attempt::NoAgent => {
+                    cursor.failed_tier = Some(cursor.failed_tier.map_or(tier, |f| f.max(tier)));
+                }
                 Attempt::Taken => {}
             }
-            cursor.advance(tick);
+            cursor.lanes[l].advance();
         }
         offers
     }
 
-    fn try_offer(&self, queue: &Arc<QueueRt>, conf: &QueueConf, head: &Head, tick: u64) -> Attempt {
+    fn try_offer(
+        &self,
+        queue: &Arc<QueueRt>,
+        conf: &QueueConf,
+        head: &Head,
+        tier: usize,
+        tick: u64,
+    ) -> Attempt {
         let caller = &head.caller;
         if caller.cas(head.word, CallerWord::CLAIMED).is_err() {
             return Attempt::Taken;
         }
-        let tier = &conf.tiers[head.step];
+        let tier = &conf.tiers[tier];
         let offer = self.next_offer.fetch_add(1, Ordering::Relaxed);
         let avoid = caller.avoid();
         let agents = if conf.strategy == Strategy::RingAll {
@@ -366,15 +399,18 @@ impl Acd {
 
         if rec.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
             // Forget the offer before the caller is visible as waiting: a
-            // dispatcher may offer it again right after the CAS.
+            // dispatcher may offer it again right after the release.
             rec.caller.offer.store(None);
             if rec
                 .caller
-                .cas(CallerWord::offered(o), rec.caller.waiting_word())
+                .cas(CallerWord::offered(o), CallerWord::CLAIMED)
                 .is_ok()
             {
                 self.offers.remove(&o);
                 self.timers.remove(&rec.ring_timer);
+                // Widening steps reached while it rang apply now.
+                self.restep(&rec.caller, tick);
+                self.release_claim(&rec.caller, tick);
                 events.extend(self.time_out_if_due(&rec.caller, tick));
             }
         }

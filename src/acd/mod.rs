@@ -78,7 +78,11 @@
 //! agents its current widening tier accepts. Because callers are served in
 //! that global order, an agent eligible for several queues always takes the
 //! best caller across them. A decision scans only the skill groups of the
-//! caller's tier, never all agents (see [`topology`] for the complexity).
+//! caller's tier, never all agents (see [`topology`] for the complexity),
+//! and each queue's callers sit in one lane per widening step, so a pass
+//! gives up on a lane after one failed head instead of walking every waiting
+//! caller ([`queue`]). A caller changes lane when [`Acd::handle_timeout`]
+//! handles its widening deadline, so call `handle_timeout` before `dispatch`.
 //! Concurrent dispatchers are safe (CAS claims) but may each see the other's
 //! claims and leave a match for the next call: call `dispatch` again after
 //! inputs; it is cheap when nothing matches.
@@ -116,8 +120,8 @@ pub use offer::{Offer, OfferFailure, OfferId};
 pub use service_level::{QueueCounters, ServiceLevel};
 pub use snapshot::{AcdSnapshot, AgentCounts, AgentSnapshot, QueueSnapshot, TenantSnapshot};
 pub use spec::{
-    AcdSpec, AgentSpec, Defaults, QueueSpec, SKILL_LEVELS, ServiceLevelSpec, ShortAbandons,
-    SpecError, WidenStep,
+    AcdSpec, AgentSpec, Defaults, MAX_WIDEN_STEPS, QueueSpec, SKILL_LEVELS, ServiceLevelSpec,
+    ShortAbandons, SpecError, WidenStep,
 };
 pub use strategy::Strategy;
 
@@ -402,7 +406,7 @@ impl Acd {
     /// the timers.
     fn finish(&self, caller: &Arc<Caller>, tick: u64, outcome: Option<Outcome>) {
         let queue = caller.queue.load_full();
-        queue.callers.remove(&caller.key());
+        queue.remove(&caller.key());
         for key in caller.take_timers() {
             self.timers.remove(&key);
         }

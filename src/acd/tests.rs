@@ -516,6 +516,10 @@ fn widening_accepts_lower_levels_then_another_group_keeping_places() {
         .agent_pause("novice", PauseReason::Break, f.t(31))
         .unwrap();
     // At 45 s both callers accept novice; caller 1 keeps its place ahead.
+    assert!(
+        f.acd.handle_timeout(f.t(45)).is_empty(),
+        "caller 2 widens at 40 s"
+    );
     f.acd.agent_unpause("novice", f.t(45)).unwrap();
     let offers = f.dispatch(45);
     assert_eq!(offers.len(), 1);
@@ -523,14 +527,34 @@ fn widening_accepts_lower_levels_then_another_group_keeping_places() {
         (offers[0].call, agents_of(&offers[0])),
         (CallKey(1), vec!["novice"])
     );
+    f.acd.handle_timeout(f.t(69));
     assert!(
         f.dispatch(69).is_empty(),
         "caller 2 does not take district before 60 s"
     );
-    let offers = f.dispatch(70);
+    f.acd.handle_timeout(f.t(70));
+    let second = f.dispatch(70);
     assert_eq!(
-        (offers[0].call, agents_of(&offers[0])),
+        (second[0].call, agents_of(&second[0])),
         (CallKey(2), vec!["district"])
+    );
+    // Caller 1 passed 60 s while ringing at novice: back from the offer it
+    // is in the widest tier at once, ahead of caller 2.
+    let fail = |offer: &Offer, s| {
+        let agent = offer.agents[0].clone();
+        f.acd
+            .offer_failed(offer.id, &agent, OfferFailure::Declined, f.t(s))
+            .unwrap();
+    };
+    fail(&offers[0], 71);
+    f.acd
+        .agent_pause("novice", PauseReason::Break, f.t(71))
+        .unwrap();
+    fail(&second[0], 72);
+    let third = f.dispatch(72);
+    assert_eq!(
+        (third[0].call, agents_of(&third[0])),
+        (CallKey(1), vec!["district"])
     );
 }
 

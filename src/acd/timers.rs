@@ -37,8 +37,12 @@ pub(crate) enum Timer {
         caller: Arc<Caller>,
         generation: u64,
     },
-    /// The caller reaches a widening step: wakes the daemon to dispatch.
-    Widen { caller: Arc<Caller> },
+    /// The caller reaches a widening step: it changes lane, and the daemon
+    /// wakes to dispatch with the wider tier.
+    Widen {
+        caller: Arc<Caller>,
+        generation: u64,
+    },
     /// Ring timeout of an offer.
     Ring { offer: Arc<OfferRec> },
     /// End of an agent's wrap-up after the call of `offer`.
@@ -116,9 +120,12 @@ impl Acd {
                         events.extend(self.announce(&caller, generation, key.0, tick));
                     }
                 }
-                // Nothing to emit: the wake-up lets the daemon dispatch
-                // with the wider tier.
-                Timer::Widen { caller } => caller.forget_timer(&key),
+                Timer::Widen { caller, generation } => {
+                    caller.forget_timer(&key);
+                    if caller.generation.load(Ordering::Acquire) == generation {
+                        self.widen(&caller, tick);
+                    }
+                }
                 Timer::Ring { offer } => {
                     let o = offer.id.0;
                     if offer.caller.word() != CallerWord::offered(o) {
@@ -190,6 +197,34 @@ impl Acd {
         }
     }
 
+    /// Moves a waiting caller to the lane of its widening step.
+    fn widen(&self, caller: &Arc<Caller>, tick: u64) {
+        let word = caller.word();
+        let claimed =
+            word.kind() == CallerKind::Waiting && caller.cas(word, CallerWord::CLAIMED).is_ok();
+        if claimed {
+            self.restep(caller, tick);
+            self.release_claim(caller, tick);
+            return;
+        }
+        match caller.word().kind() {
+            // Held for a moment by someone else: try again next tick.
+            CallerKind::Claimed | CallerKind::Waiting => {
+                let generation = caller.generation.load(Ordering::Acquire);
+                let key = self.timers.add(
+                    tick.saturating_add(1),
+                    Timer::Widen {
+                        caller: caller.clone(),
+                        generation,
+                    },
+                );
+                caller.add_timer(key);
+            }
+            // Ringing: it changes lane if it comes back from the offer.
+            CallerKind::Offered | CallerKind::Connected | CallerKind::Gone => {}
+        }
+    }
+
     fn rearm_max_wait(&self, caller: &Arc<Caller>, at: u64) {
         let generation = caller.generation.load(Ordering::Acquire);
         let key = self.timers.add(
@@ -233,7 +268,7 @@ impl Acd {
             // Ringing at an agent right now: skip this one.
             return None;
         }
-        let position = queue.position_of(&caller.key());
+        let position = queue.position_of(&caller.service_key());
         let expected = super::waiting::estimate(&queue, &conf, position);
         let last = caller.last_announced.load(Ordering::Relaxed);
         let told = (last == 0 || position < last).then(|| {

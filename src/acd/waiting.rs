@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry;
 
-use super::queue::{Caller, CallerKind, CallerWord, Key, QueueRt};
+use super::queue::{Caller, CallerKind, CallerWord, Key, LANES, QueueRt};
 use super::service_level::{Outcome, bump, expected_wait};
 use super::timers::Timer;
 use super::topology::QueueConf;
@@ -49,7 +49,7 @@ impl Acd {
         let arrival = self.clock.tick(arrival).min(tick);
         let effective = i64::from(priority) + i64::from(conf.base_priority);
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let key: Key = (Reverse(effective), arrival, seq);
+        let key: Key = (0, (Reverse(effective), arrival, seq));
         if self.calls.contains_key(&call) {
             return Err(CallError::AlreadyQueued(call));
         }
@@ -72,7 +72,7 @@ impl Acd {
             }
         }
         self.schedule_caller(&caller, &conf, tick);
-        queue.callers.insert(key, caller.clone());
+        queue.insert(key, caller.clone());
         if queue.retired.load(Ordering::SeqCst) {
             // A reload is removing this queue right now.
             self.drop_claimed(&caller);
@@ -128,7 +128,7 @@ impl Acd {
         let conf = target.conf.load_full();
         let own = priority.unwrap_or_else(|| caller.own_priority.load(Ordering::Relaxed));
         let effective = i64::from(own) + i64::from(conf.base_priority);
-        let new_key: Key = (Reverse(effective), caller.arrival, caller.seq);
+        let new_key: Key = (0, (Reverse(effective), caller.arrival, caller.seq));
         let (position, expected) = match self.admit(&target, &conf, &new_key) {
             Ok(admitted) => admitted,
             Err(reason) => {
@@ -136,9 +136,9 @@ impl Acd {
                 return Ok(Admission::Rejected(reason));
             }
         };
-        target.callers.insert(new_key, caller.clone());
+        target.insert(new_key, caller.clone());
         if target.retired.load(Ordering::SeqCst) {
-            target.callers.remove(&new_key);
+            target.remove(&new_key);
             self.release_claim(&caller, tick);
             return Err(CallError::UnknownQueue(to.to_owned()));
         }
@@ -149,11 +149,12 @@ impl Acd {
         caller.generation.fetch_add(1, Ordering::AcqRel);
         caller.own_priority.store(own, Ordering::Relaxed);
         caller.priority.store(effective, Ordering::Release);
+        caller.step.store(0, Ordering::Release);
         caller.entered.store(tick, Ordering::Release);
         caller.last_announced.store(0, Ordering::Relaxed);
         caller.last_failed.store(u32::MAX, Ordering::Relaxed);
         caller.queue.store(target.clone());
-        source.callers.remove(&old_key);
+        source.remove(&old_key);
         bump(&source.stats.counters.moved_out);
         bump(&target.stats.counters.entered);
         self.schedule_caller(&caller, &conf, tick);
@@ -291,7 +292,7 @@ impl Acd {
             bump(&counters.rejected_full);
             return Err(RejectReason::QueueFull);
         }
-        let position = queue.position_of(key);
+        let position = queue.position_of(&key.1);
         let expected = estimate_with(queue, conf, position, (logged_in, free));
         if conf.max_expected_wait.is_some_and(|max| expected > max) {
             bump(&counters.rejected_wait_too_long);
@@ -328,9 +329,27 @@ impl Acd {
                 entered.saturating_add(nanos(*after)),
                 Timer::Widen {
                     caller: caller.clone(),
+                    generation,
                 },
             );
             caller.add_timer(key);
+        }
+    }
+
+    /// Puts a caller its owner holds (claimed) into the lane of the widening
+    /// step it has reached.
+    pub(super) fn restep(&self, caller: &Arc<Caller>, tick: u64) {
+        let queue = caller.queue.load_full();
+        let step = queue
+            .conf
+            .load()
+            .step_at(caller.waited(tick))
+            .min(LANES - 1) as u8;
+        let old = caller.key();
+        if step != old.0 {
+            queue.insert((step, old.1), caller.clone());
+            caller.step.store(step, Ordering::Release);
+            queue.remove(&old);
         }
     }
 

@@ -776,6 +776,61 @@ fn announcements_tell_position_only_when_it_improved() {
 }
 
 #[test]
+fn positions_count_across_priorities_and_widening_lanes() {
+    let mut s = spec(Strategy::LongestIdle, &[("a", 5)]);
+    s.queues[0].announce_every = secs(30);
+    s.queues[0].widen = vec![WidenStep {
+        after: secs(32),
+        min_level: 1,
+        skill: None,
+    }];
+    let f = Fixture::new(s);
+    for (call, priority) in [(1, 0), (2, 5), (3, 0), (4, 9), (5, 0)] {
+        f.enqueue(call, "q", priority, call - 1);
+    }
+    // One wake-up for all five announcements; callers 1-3 changed lane first.
+    let positions: Vec<(u64, Option<u32>)> = f
+        .acd
+        .handle_timeout(f.t(34))
+        .into_iter()
+        .map(|e| match e {
+            Event::Announce { call, position, .. } => (call.0, position),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        positions,
+        [
+            (1, Some(3)),
+            (2, Some(2)),
+            (3, Some(4)),
+            (4, Some(1)),
+            (5, Some(5))
+        ]
+    );
+    // Alone, each count agrees.
+    f.acd.abandon(CallKey(4), f.t(35)).unwrap();
+    let ann = f.acd.handle_timeout(f.t(60));
+    assert!(matches!(
+        ann[..],
+        [Event::Announce {
+            call: CallKey(1),
+            position: Some(2),
+            ..
+        }]
+    ));
+    let ann = f.acd.handle_timeout(f.t(61));
+    assert!(matches!(
+        ann[..],
+        [Event::Announce {
+            call: CallKey(2),
+            position: Some(1),
+            ..
+        }]
+    ));
+}
+
+#[test]
 fn ring_timeout_then_failed_offer_keeps_the_callers_place() {
     let mut s = spec(Strategy::LongestIdle, &[("a", 5), ("b", 5)]);
     s.queues[0].ring_timeout = Some(secs(20));

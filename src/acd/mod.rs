@@ -66,9 +66,9 @@
 //!   one lock-free ordered map ([`timers`]), calls and offers in sharded
 //!   `DashMap`s whose guards are never held across another access;
 //! - the only locks are short per-queue statistics locks (taken when a call
-//!   finishes and by snapshots, never while holding another lock), per-caller
-//!   timer lists touched only by the caller's current owner, and one lock
-//!   that serialises spec reloads against each other.
+//!   finishes and by snapshots), per-caller locks around the list of its
+//!   timer entries, and one lock that serialises spec reloads against each
+//!   other; none is held while taking another.
 //!
 //! # Dispatch and fairness
 //!

@@ -119,15 +119,15 @@ impl Acd {
                 }
                 Timer::Announce { caller, generation } => {
                     caller.forget_timer(&key);
-                    if caller.generation.load(Ordering::Acquire) == generation {
-                        if let Some(queue) = self.announce_due(&caller, generation, key.0, tick) {
-                            announcements.push(Announcement {
-                                slot: events.len(),
-                                caller,
-                                queue,
-                            });
-                            events.push(None);
-                        }
+                    if caller.generation.load(Ordering::Acquire) == generation
+                        && let Some(queue) = self.announce_due(&caller, generation, key.0, tick)
+                    {
+                        announcements.push(Announcement {
+                            slot: events.len(),
+                            caller,
+                            queue,
+                        });
+                        events.push(None);
                     }
                 }
                 Timer::Widen { caller, generation } => {

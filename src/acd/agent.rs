@@ -480,6 +480,15 @@ impl AgentRt {
         }
     }
 
+    /// Forgets the current offer or call if it still is `offer`: by the time
+    /// this runs, the agent may have been claimed for the next one.
+    pub fn clear_current(&self, offer: u64) {
+        let current = self.current.load();
+        if current.as_ref().is_some_and(|c| c.offer.0 == offer) {
+            self.current.compare_and_swap(&current, None);
+        }
+    }
+
     /// Remembers the text of an `Other` reason before the word names it.
     pub fn note_reason(&self, reason: &PauseReason) {
         if let PauseReason::Other(text) = reason {

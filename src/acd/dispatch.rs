@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
-use crossbeam_skiplist::map::Iter;
+use crossbeam_skiplist::map::Range;
 
 use super::agent::{AgentRt, Current, Kind, PauseReason};
 use super::offer::OfferRec;
-use super::queue::{Caller, CallerKind, CallerWord, Key, QueueRt};
+use super::queue::{Caller, CallerKind, CallerWord, FIRST, Key, QueueRt, ServiceKey};
 use super::service_level::{Outcome, bump};
 use super::strategy::{Candidate, Rank, Strategy, rank};
 use super::timers::Timer;
@@ -19,47 +19,84 @@ use super::{Acd, Event, Offer, OfferError, OfferFailure, OfferId, nanos};
 /// fresh scan this often before the caller is left for the next dispatch.
 const CLAIM_RETRIES: usize = 16;
 
-/// The next candidate caller of one queue in a dispatch pass.
+/// The next candidate caller of one lane in a dispatch pass.
 struct Head {
-    key: Key,
+    service: ServiceKey,
     caller: Arc<Caller>,
-    step: usize,
+    /// The waiting word seen: the claim fails if the caller moved since.
+    word: CallerWord,
 }
 
-/// One queue's position in a dispatch pass.
-struct Cursor<'a> {
-    queue: &'a Arc<QueueRt>,
-    conf: Arc<QueueConf>,
-    iter: Iter<'a, Key, Arc<Caller>>,
-    /// Highest widening step for which no agent was free: callers at that
-    /// step or below cannot be served in this pass either (tiers only grow).
-    failed_step: Option<usize>,
+type LaneIter<'a> = Range<'a, Key, std::ops::Range<Key>, Key, Arc<Caller>>;
+
+/// One widening lane of a queue in a dispatch pass.
+struct Lane<'a> {
+    /// The tier its callers accept (lanes beyond the tiers use the last).
+    tier: usize,
+    iter: LaneIter<'a>,
     head: Option<Head>,
 }
 
-impl Cursor<'_> {
-    fn advance(&mut self, tick: u64) {
+impl Lane<'_> {
+    fn advance(&mut self) {
         self.head = None;
-        let last_step = self.conf.tiers.len() - 1;
-        if self.failed_step == Some(last_step) {
-            return;
-        }
         for entry in self.iter.by_ref() {
             let caller = entry.value();
-            if caller.word().kind() != CallerKind::Waiting {
-                continue;
+            let word = caller.word();
+            if word.kind() == CallerKind::Waiting {
+                self.head = Some(Head {
+                    service: entry.key().1,
+                    caller: caller.clone(),
+                    word,
+                });
+                return;
             }
-            let step = self.conf.step_at(caller.waited(tick)).min(last_step);
-            if self.failed_step.is_some_and(|failed| step <= failed) {
-                continue;
-            }
-            self.head = Some(Head {
-                key: *entry.key(),
-                caller: caller.clone(),
-                step,
-            });
-            return;
         }
+    }
+}
+
+/// One queue's lanes in a dispatch pass.
+struct Cursor<'a> {
+    queue: &'a Arc<QueueRt>,
+    conf: Arc<QueueConf>,
+    lanes: Vec<Lane<'a>>,
+    /// Highest tier for which no agent was free: callers of that tier or a
+    /// narrower one cannot be served in this pass either (tiers only grow).
+    failed_tier: Option<usize>,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(queue: &'a Arc<QueueRt>) -> Cursor<'a> {
+        let conf = queue.conf.load_full();
+        let last_tier = conf.tiers.len() - 1;
+        let lanes = queue
+            .lanes()
+            .map(|lane| {
+                let mut l = Lane {
+                    tier: usize::from(lane).min(last_tier),
+                    iter: queue.callers.range((lane, FIRST)..(lane + 1, FIRST)),
+                    head: None,
+                };
+                l.advance();
+                l
+            })
+            .collect();
+        Cursor {
+            queue,
+            conf,
+            lanes,
+            failed_tier: None,
+        }
+    }
+
+    /// The lane whose head comes first in service order.
+    fn best(&self) -> Option<(ServiceKey, usize)> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| self.failed_tier.is_none_or(|f| l.tier > f))
+            .filter_map(|(i, l)| l.head.as_ref().map(|h| (h.service, i)))
+            .min()
     }
 }
 
@@ -90,47 +127,44 @@ impl Acd {
             .queues
             .iter()
             .filter(|q| !q.callers.is_empty())
-            .map(|queue| Cursor {
-                queue,
-                conf: queue.conf.load_full(),
-                iter: queue.callers.iter(),
-                failed_step: None,
-                head: None,
-            })
+            .map(Cursor::new)
             .collect();
-        for cursor in &mut cursors {
-            cursor.advance(tick);
-        }
         while self.offerable.load(Ordering::Acquire) > 0 {
             let best = cursors
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| c.head.as_ref().map(|h| (h.key, i)))
+                .filter_map(|(q, c)| c.best().map(|(key, lane)| (key, q, lane)))
                 .min();
-            let Some((_, i)) = best else { break };
-            let cursor = &mut cursors[i];
-            let Some(head) = cursor.head.take() else {
-                break;
-            };
-            match self.try_offer(cursor.queue, &cursor.conf, &head, tick) {
+            let Some((_, q, l)) = best else { break };
+            let cursor = &mut cursors[q];
+            let lane = &mut cursor.lanes[l];
+            let Some(head) = lane.head.take() else { break };
+            let tier = lane.tier;
+            match self.try_offer(cursor.queue, &cursor.conf, &head, tier, tick) {
                 Attempt::Offered(offer) => offers.push(offer),
-                Attempt::NoAgent => cursor.failed_step = Some(head.step),
+                Attempt::NoAgent => {
+                    cursor.failed_tier = Some(cursor.failed_tier.map_or(tier, |f| f.max(tier)));
+                }
                 Attempt::Taken => {}
             }
-            cursor.advance(tick);
+            cursor.lanes[l].advance();
         }
         offers
     }
 
-    fn try_offer(&self, queue: &Arc<QueueRt>, conf: &QueueConf, head: &Head, tick: u64) -> Attempt {
+    fn try_offer(
+        &self,
+        queue: &Arc<QueueRt>,
+        conf: &QueueConf,
+        head: &Head,
+        tier: usize,
+        tick: u64,
+    ) -> Attempt {
         let caller = &head.caller;
-        if caller
-            .cas(CallerWord::WAITING, CallerWord::CLAIMED)
-            .is_err()
-        {
+        if caller.cas(head.word, CallerWord::CLAIMED).is_err() {
             return Attempt::Taken;
         }
-        let tier = &conf.tiers[head.step];
+        let tier = &conf.tiers[tier];
         let offer = self.next_offer.fetch_add(1, Ordering::Relaxed);
         let avoid = caller.avoid();
         let agents = if conf.strategy == Strategy::RingAll {
@@ -278,7 +312,7 @@ impl Acd {
             .cas(CallerWord::offered(o), CallerWord::connected(o))
         {
             if let Ok((_, new, ())) = self.agent_cas(agent_rt, |w| w.unanswer(o).map(|n| (n, ()))) {
-                self.agent_released(agent_rt, new, tick, false);
+                self.agent_released(agent_rt, o, new, tick, false);
             }
             return Err(if actual == CallerWord::connected(o) {
                 OfferError::AnsweredElsewhere(offer)
@@ -304,7 +338,7 @@ impl Acd {
         }];
         for other in rec.agents.iter().filter(|a| a.ord != agent_rt.ord) {
             if let Ok((_, new, ())) = self.agent_cas(other, |w| w.cancel(o).map(|n| (n, ()))) {
-                self.agent_released(other, new, tick, false);
+                self.agent_released(other, o, new, tick, false);
                 events.push(Event::CancelOffer {
                     offer,
                     call: rec.caller.call,
@@ -335,13 +369,16 @@ impl Acd {
             .load()
             .max_missed_offers
             .unwrap_or(self.topology.load().defaults.max_missed_offers);
-        let missed = agent_rt.missed_in_row.fetch_add(1, Ordering::AcqRel) + 1;
+        // Only the report whose CAS wins below touches the streak: the
+        // agent is on one offer at a time.
+        let missed = agent_rt
+            .missed_in_row
+            .load(Ordering::Acquire)
+            .saturating_add(1);
         let pause = max_missed > 0 && missed >= max_missed;
-        let Ok((_, new, ())) = self.agent_cas(agent_rt, |w| w.fail(o, pause).map(|n| (n, ())))
-        else {
-            agent_rt.missed_in_row.fetch_sub(1, Ordering::AcqRel);
-            return Err(not_on_offer(offer, agent));
-        };
+        let (_, new, ()) = self
+            .agent_cas(agent_rt, |w| w.fail(o, pause).map(|n| (n, ())))
+            .map_err(|_| not_on_offer(offer, agent))?;
         agent_rt.note_failure(reason);
         let mut events = Vec::new();
         if pause && new.kind() == Kind::Paused {
@@ -350,24 +387,32 @@ impl Acd {
                 agent: agent_rt.id.clone(),
                 reason: PauseReason::NoAnswer,
             });
+        } else {
+            agent_rt.missed_in_row.store(missed, Ordering::Release);
         }
         // Back of the longest-idle line, so the next caller tries someone else.
-        self.agent_released(agent_rt, new, tick, true);
+        self.agent_released(agent_rt, o, new, tick, true);
         bump(&rec.queue.stats.counters.offers_unanswered);
         rec.caller
             .last_failed
             .store(agent_rt.ord, Ordering::Relaxed);
 
-        if rec.outstanding.fetch_sub(1, Ordering::AcqRel) == 1
-            && rec
-                .caller
-                .cas(CallerWord::offered(o), CallerWord::WAITING)
-                .is_ok()
-        {
-            self.offers.remove(&o);
-            self.timers.remove(&rec.ring_timer);
+        if rec.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Forget the offer before the caller is visible as waiting: a
+            // dispatcher may offer it again right after the release.
             rec.caller.offer.store(None);
-            events.extend(self.time_out_if_due(&rec.caller, tick));
+            if rec
+                .caller
+                .cas(CallerWord::offered(o), CallerWord::CLAIMED)
+                .is_ok()
+            {
+                self.offers.remove(&o);
+                self.timers.remove(&rec.ring_timer);
+                // Widening steps reached while it rang apply now.
+                self.restep(&rec.caller, tick);
+                self.release_claim(&rec.caller, tick);
+                events.extend(self.time_out_if_due(&rec.caller, tick));
+            }
         }
         Ok(events)
     }
@@ -388,7 +433,7 @@ impl Acd {
         let mut cancelled = Vec::new();
         for agent in &rec.agents {
             if let Ok((_, new, ())) = self.agent_cas(agent, |w| w.cancel(offer).map(|n| (n, ()))) {
-                self.agent_released(agent, new, tick, false);
+                self.agent_released(agent, offer, new, tick, false);
                 cancelled.push(agent.id.clone());
             }
         }
@@ -397,11 +442,15 @@ impl Acd {
 
     /// Times a waiting caller out if its max wait has passed.
     pub(super) fn time_out_if_due(&self, caller: &Arc<Caller>, tick: u64) -> Option<Event> {
+        // Word first: if the CAS from it wins, the queue read after it is
+        // still the caller's (a move would have changed the word).
+        let word = caller.word();
+        if word.kind() != CallerKind::Waiting {
+            return None;
+        }
         let queue = caller.queue.load_full();
         let max_wait = queue.conf.load().max_wait?;
-        if caller.waited(tick) < max_wait
-            || caller.cas(CallerWord::WAITING, CallerWord::GONE).is_err()
-        {
+        if caller.waited(tick) < max_wait || caller.cas(word, CallerWord::GONE).is_err() {
             return None;
         }
         self.finish(caller, tick, Some(Outcome::TimedOut));

@@ -66,9 +66,9 @@
 //!   one lock-free ordered map ([`timers`]), calls and offers in sharded
 //!   `DashMap`s whose guards are never held across another access;
 //! - the only locks are short per-queue statistics locks (taken when a call
-//!   finishes and by snapshots, never while holding another lock), per-caller
-//!   timer lists touched only by the caller's current owner, and one lock
-//!   that serialises spec reloads against each other.
+//!   finishes and by snapshots), per-caller locks around the list of its
+//!   timer entries, and one lock that serialises spec reloads against each
+//!   other; none is held while taking another.
 //!
 //! # Dispatch and fairness
 //!
@@ -78,7 +78,11 @@
 //! agents its current widening tier accepts. Because callers are served in
 //! that global order, an agent eligible for several queues always takes the
 //! best caller across them. A decision scans only the skill groups of the
-//! caller's tier, never all agents (see [`topology`] for the complexity).
+//! caller's tier, never all agents (see [`topology`] for the complexity),
+//! and each queue's callers sit in one lane per widening step, so a pass
+//! gives up on a lane after one failed head instead of walking every waiting
+//! caller ([`queue`]). A caller changes lane when [`Acd::handle_timeout`]
+//! handles its widening deadline, so call `handle_timeout` before `dispatch`.
 //! Concurrent dispatchers are safe (CAS claims) but may each see the other's
 //! claims and leave a match for the next call: call `dispatch` again after
 //! inputs; it is cheap when nothing matches.
@@ -116,8 +120,8 @@ pub use offer::{Offer, OfferFailure, OfferId};
 pub use service_level::{QueueCounters, ServiceLevel};
 pub use snapshot::{AcdSnapshot, AgentCounts, AgentSnapshot, QueueSnapshot, TenantSnapshot};
 pub use spec::{
-    AcdSpec, AgentSpec, Defaults, QueueSpec, SKILL_LEVELS, ServiceLevelSpec, ShortAbandons,
-    SpecError, WidenStep,
+    AcdSpec, AgentSpec, Defaults, MAX_WIDEN_STEPS, QueueSpec, SKILL_LEVELS, ServiceLevelSpec,
+    ShortAbandons, SpecError, WidenStep,
 };
 pub use strategy::Strategy;
 
@@ -373,9 +377,9 @@ impl Acd {
         Ok((old, new, extra))
     }
 
-    /// Bookkeeping after an agent left an offer, call or wrap-up.
-    fn agent_released(&self, agent: &AgentRt, new: Word, tick: u64, reset_idle: bool) {
-        agent.current.store(None);
+    /// Bookkeeping after an agent left `offer` (its offer, call or wrap-up).
+    fn agent_released(&self, agent: &AgentRt, offer: u64, new: Word, tick: u64, reset_idle: bool) {
+        agent.clear_current(offer);
         agent.since.store(tick, Ordering::Release);
         if reset_idle && new.offerable() {
             agent.idle_since.store(tick, Ordering::Release);
@@ -385,7 +389,7 @@ impl Acd {
     /// Hands a claimed caller back to its queue, or finishes it as abandoned
     /// if the caller hung up meanwhile.
     fn release_claim(&self, caller: &Arc<Caller>, tick: u64) {
-        match caller.cas(CallerWord::CLAIMED, CallerWord::WAITING) {
+        match caller.cas(CallerWord::CLAIMED, caller.waiting_word()) {
             Ok(()) => {}
             Err(actual) => {
                 debug_assert!(actual.abandon_requested());
@@ -402,7 +406,7 @@ impl Acd {
     /// the timers.
     fn finish(&self, caller: &Arc<Caller>, tick: u64, outcome: Option<Outcome>) {
         let queue = caller.queue.load_full();
-        queue.callers.remove(&caller.key());
+        queue.remove(&caller.key());
         for key in caller.take_timers() {
             self.timers.remove(&key);
         }

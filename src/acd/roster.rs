@@ -23,9 +23,9 @@ impl Acd {
     /// (and its wrap-up) is over.
     pub fn agent_logout(&self, agent: &str, now: Instant) -> Result<Applied, AgentError> {
         let a = self.agent(agent)?;
-        let (_, _, applied) = self.change(&a, |w| w.logout())?;
+        let (old, _, applied) = self.change(&a, |w| w.logout())?;
         if applied == Applied::Now {
-            a.current.store(None);
+            a.clear_current(old.offer());
             a.since.store(self.clock.tick(now), Ordering::Release);
         }
         Ok(applied)
@@ -43,7 +43,7 @@ impl Acd {
         a.note_reason(&reason);
         let (_, _, applied) = self.change(&a, |w| w.pause(&reason))?;
         if applied == Applied::Now {
-            a.current.store(None);
+            // From Available or Paused: no call to forget.
             a.since.store(self.clock.tick(now), Ordering::Release);
         }
         Ok(applied)
@@ -64,8 +64,8 @@ impl Acd {
     /// Ends the agent's wrap-up early ("ready").
     pub fn agent_ready(&self, agent: &str, now: Instant) -> Result<(), AgentError> {
         let a = self.agent(agent)?;
-        let (_, new, ()) = self.change(&a, |w| w.ready().map(|n| (n, ())))?;
-        self.agent_released(&a, new, self.clock.tick(now), true);
+        let (old, new, ()) = self.change(&a, |w| w.ready().map(|n| (n, ())))?;
+        self.agent_released(&a, old.offer(), new, self.clock.tick(now), true);
         Ok(())
     }
 

@@ -12,6 +12,9 @@ use thiserror::Error;
 
 use super::strategy::Strategy;
 
+/// How many widening steps a queue may have.
+pub const MAX_WIDEN_STEPS: usize = 7;
+
 /// Lowest and highest skill level an agent or queue may name.
 pub const SKILL_LEVELS: std::ops::RangeInclusive<u8> = 1..=10;
 
@@ -143,7 +146,8 @@ pub struct QueueSpec {
     /// Overrides [`Defaults::wrap_up`] (an agent's own setting wins over both).
     pub wrap_up: Option<Duration>,
     /// Penalty widening: after each step's wait the caller also accepts the
-    /// agents it names, keeping their place in the queue. Ascending `after`.
+    /// agents it names, keeping their place in the queue. Ascending `after`,
+    /// at most [`MAX_WIDEN_STEPS`].
     pub widen: Vec<WidenStep>,
     /// Overrides [`Defaults::service_level`].
     pub service_level: Option<ServiceLevelSpec>,
@@ -255,6 +259,8 @@ pub enum SpecError {
     },
     #[error("{owner}: {what} is zero; give it a positive duration")]
     ZeroDuration { owner: String, what: &'static str },
+    #[error("queue `{0}` has more than 7 widening steps; merge some")]
+    TooManyWidenSteps(String),
     #[error("{owner}: service-level target {percent}% is above 100%; use 0-100")]
     BadTarget { owner: String, percent: u8 },
     #[error("defaults: {0} must be positive")]
@@ -299,6 +305,9 @@ impl AcdSpec {
                 }
             }
             check_level(&format!("queue `{}`", q.name), &q.skill, q.min_level)?;
+            if q.widen.len() > MAX_WIDEN_STEPS {
+                return Err(SpecError::TooManyWidenSteps(q.name.clone()));
+            }
             let mut previous = Duration::ZERO;
             for (i, step) in q.widen.iter().enumerate() {
                 if step.after <= previous {

@@ -516,6 +516,10 @@ fn widening_accepts_lower_levels_then_another_group_keeping_places() {
         .agent_pause("novice", PauseReason::Break, f.t(31))
         .unwrap();
     // At 45 s both callers accept novice; caller 1 keeps its place ahead.
+    assert!(
+        f.acd.handle_timeout(f.t(45)).is_empty(),
+        "caller 2 widens at 40 s"
+    );
     f.acd.agent_unpause("novice", f.t(45)).unwrap();
     let offers = f.dispatch(45);
     assert_eq!(offers.len(), 1);
@@ -523,14 +527,34 @@ fn widening_accepts_lower_levels_then_another_group_keeping_places() {
         (offers[0].call, agents_of(&offers[0])),
         (CallKey(1), vec!["novice"])
     );
+    f.acd.handle_timeout(f.t(69));
     assert!(
         f.dispatch(69).is_empty(),
         "caller 2 does not take district before 60 s"
     );
-    let offers = f.dispatch(70);
+    f.acd.handle_timeout(f.t(70));
+    let second = f.dispatch(70);
     assert_eq!(
-        (offers[0].call, agents_of(&offers[0])),
+        (second[0].call, agents_of(&second[0])),
         (CallKey(2), vec!["district"])
+    );
+    // Caller 1 passed 60 s while ringing at novice: back from the offer it
+    // is in the widest tier at once, ahead of caller 2.
+    let fail = |offer: &Offer, s| {
+        let agent = offer.agents[0].clone();
+        f.acd
+            .offer_failed(offer.id, &agent, OfferFailure::Declined, f.t(s))
+            .unwrap();
+    };
+    fail(&offers[0], 71);
+    f.acd
+        .agent_pause("novice", PauseReason::Break, f.t(71))
+        .unwrap();
+    fail(&second[0], 72);
+    let third = f.dispatch(72);
+    assert_eq!(
+        (third[0].call, agents_of(&third[0])),
+        (CallKey(1), vec!["district"])
     );
 }
 
@@ -749,6 +773,61 @@ fn announcements_tell_position_only_when_it_improved() {
         f.acd.handle_timeout(f.t(152)),
         [ann(2, None, 3), ann(3, None, 6)]
     );
+}
+
+#[test]
+fn positions_count_across_priorities_and_widening_lanes() {
+    let mut s = spec(Strategy::LongestIdle, &[("a", 5)]);
+    s.queues[0].announce_every = secs(30);
+    s.queues[0].widen = vec![WidenStep {
+        after: secs(32),
+        min_level: 1,
+        skill: None,
+    }];
+    let f = Fixture::new(s);
+    for (call, priority) in [(1, 0), (2, 5), (3, 0), (4, 9), (5, 0)] {
+        f.enqueue(call, "q", priority, call - 1);
+    }
+    // One wake-up for all five announcements; callers 1-3 changed lane first.
+    let positions: Vec<(u64, Option<u32>)> = f
+        .acd
+        .handle_timeout(f.t(34))
+        .into_iter()
+        .map(|e| match e {
+            Event::Announce { call, position, .. } => (call.0, position),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        positions,
+        [
+            (1, Some(3)),
+            (2, Some(2)),
+            (3, Some(4)),
+            (4, Some(1)),
+            (5, Some(5))
+        ]
+    );
+    // Alone, each count agrees.
+    f.acd.abandon(CallKey(4), f.t(35)).unwrap();
+    let ann = f.acd.handle_timeout(f.t(60));
+    assert!(matches!(
+        ann[..],
+        [Event::Announce {
+            call: CallKey(1),
+            position: Some(2),
+            ..
+        }]
+    ));
+    let ann = f.acd.handle_timeout(f.t(61));
+    assert!(matches!(
+        ann[..],
+        [Event::Announce {
+            call: CallKey(2),
+            position: Some(1),
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -1114,4 +1193,29 @@ fn the_same_inputs_and_clock_give_the_same_outputs() {
     let first = script();
     assert!(first.len() > 20, "the script exercises the engine");
     assert_eq!(first, script());
+}
+
+// --- concurrency ---------------------------------------------------------------
+
+/// 8 threads, 64 agents, 5,000 callers; see `stress.rs` for what is checked.
+#[test]
+fn many_threads_never_double_book_and_lose_no_caller() {
+    let report = super::stress::run(&super::stress::StressConfig {
+        threads: 8,
+        agents: 64,
+        callers: 5_000,
+        seed: 0x5EED_0115,
+    });
+    // The run did exercise every path.
+    assert!(
+        report.offers >= report.answered && report.operations > 20_000,
+        "{report:?}"
+    );
+    assert!(report.answered > 1_000, "{report:?}");
+    assert!(
+        report.abandoned > 0 && report.timed_out > 0 && report.rejected > 0,
+        "{report:?}"
+    );
+    assert!(report.moved > 0 && report.served_at_end > 0, "{report:?}");
+    assert!(report.elapsed < Duration::from_secs(60), "{report:?}");
 }

@@ -16,7 +16,7 @@ use crossbeam_skiplist::SkipMap;
 
 use super::agent::AgentRt;
 use super::offer::OfferRec;
-use super::queue::{Caller, CallerKind, CallerWord, TimerKey};
+use super::queue::{Caller, CallerKind, CallerWord, QueueRt, ServiceKey, TimerKey};
 use super::service_level::announced_minutes;
 use super::{Acd, Event, nanos};
 
@@ -37,8 +37,12 @@ pub(crate) enum Timer {
         caller: Arc<Caller>,
         generation: u64,
     },
-    /// The caller reaches a widening step: wakes the daemon to dispatch.
-    Widen { caller: Arc<Caller> },
+    /// The caller reaches a widening step: it changes lane, and the daemon
+    /// wakes to dispatch with the wider tier.
+    Widen {
+        caller: Arc<Caller>,
+        generation: u64,
+    },
     /// Ring timeout of an offer.
     Ring { offer: Arc<OfferRec> },
     /// End of an agent's wrap-up after the call of `offer`.
@@ -101,24 +105,37 @@ impl Acd {
     /// widening steps and ended wrap-ups may allow new offers.
     pub fn handle_timeout(&self, now: Instant) -> Vec<Event> {
         let tick = self.clock.tick(now);
-        let mut events = Vec::new();
+        // Announcements get their slot now and their position at the end,
+        // counted for all of a queue's callers in one walk.
+        let mut events: Vec<Option<Event>> = Vec::new();
+        let mut announcements: Vec<Announcement> = Vec::new();
         while let Some((key, timer)) = self.timers.pop_due(tick) {
             match timer {
                 Timer::MaxWait { caller, generation } => {
                     caller.forget_timer(&key);
                     if caller.generation.load(Ordering::Acquire) == generation {
-                        events.extend(self.max_wait_reached(&caller, tick));
+                        events.push(self.max_wait_reached(&caller, tick));
                     }
                 }
                 Timer::Announce { caller, generation } => {
                     caller.forget_timer(&key);
-                    if caller.generation.load(Ordering::Acquire) == generation {
-                        events.extend(self.announce(&caller, generation, key.0, tick));
+                    if caller.generation.load(Ordering::Acquire) == generation
+                        && let Some(queue) = self.announce_due(&caller, generation, key.0, tick)
+                    {
+                        announcements.push(Announcement {
+                            slot: events.len(),
+                            caller,
+                            queue,
+                        });
+                        events.push(None);
                     }
                 }
-                // Nothing to emit: the wake-up lets the daemon dispatch
-                // with the wider tier.
-                Timer::Widen { caller } => caller.forget_timer(&key),
+                Timer::Widen { caller, generation } => {
+                    caller.forget_timer(&key);
+                    if caller.generation.load(Ordering::Acquire) == generation {
+                        self.widen(&caller, tick);
+                    }
+                }
                 Timer::Ring { offer } => {
                     let o = offer.id.0;
                     if offer.caller.word() != CallerWord::offered(o) {
@@ -131,27 +148,28 @@ impl Acd {
                         .map(|a| a.id.clone())
                         .collect();
                     if !agents.is_empty() {
-                        events.push(Event::OfferTimeout {
+                        events.push(Some(Event::OfferTimeout {
                             offer: offer.id,
                             call: offer.caller.call,
                             queue: offer.queue.name.clone(),
                             agents,
-                        });
+                        }));
                     }
                 }
                 Timer::WrapUp { agent, offer } => {
                     if let Ok((_, new, ())) =
                         self.agent_cas(&agent, |w| w.wrap_up_over(offer).map(|n| (n, ())))
                     {
-                        self.agent_released(&agent, new, tick, true);
-                        events.push(Event::WrapUpEnded {
+                        self.agent_released(&agent, offer, new, tick, true);
+                        events.push(Some(Event::WrapUpEnded {
                             agent: agent.id.clone(),
-                        });
+                        }));
                     }
                 }
             }
         }
-        events
+        self.announce(&mut events, announcements);
+        events.into_iter().flatten().collect()
     }
 
     fn max_wait_reached(&self, caller: &Arc<Caller>, tick: u64) -> Option<Event> {
@@ -190,6 +208,34 @@ impl Acd {
         }
     }
 
+    /// Moves a waiting caller to the lane of its widening step.
+    fn widen(&self, caller: &Arc<Caller>, tick: u64) {
+        let word = caller.word();
+        let claimed =
+            word.kind() == CallerKind::Waiting && caller.cas(word, CallerWord::CLAIMED).is_ok();
+        if claimed {
+            self.restep(caller, tick);
+            self.release_claim(caller, tick);
+            return;
+        }
+        match caller.word().kind() {
+            // Held for a moment by someone else: try again next tick.
+            CallerKind::Claimed | CallerKind::Waiting => {
+                let generation = caller.generation.load(Ordering::Acquire);
+                let key = self.timers.add(
+                    tick.saturating_add(1),
+                    Timer::Widen {
+                        caller: caller.clone(),
+                        generation,
+                    },
+                );
+                caller.add_timer(key);
+            }
+            // Ringing: it changes lane if it comes back from the offer.
+            CallerKind::Offered | CallerKind::Connected | CallerKind::Gone => {}
+        }
+    }
+
     fn rearm_max_wait(&self, caller: &Arc<Caller>, at: u64) {
         let generation = caller.generation.load(Ordering::Acquire);
         let key = self.timers.add(
@@ -202,16 +248,17 @@ impl Acd {
         caller.add_timer(key);
     }
 
-    fn announce(
+    /// Re-arms a caller's announcement timer; the caller's queue if it is
+    /// waiting (not ringing) and should hear one now.
+    fn announce_due(
         &self,
         caller: &Arc<Caller>,
         generation: u64,
         scheduled: u64,
         tick: u64,
-    ) -> Option<Event> {
+    ) -> Option<Arc<QueueRt>> {
         let queue = caller.queue.load_full();
-        let conf = queue.conf.load();
-        let period = nanos(conf.announce_every);
+        let period = nanos(queue.conf.load().announce_every);
         let kind = caller.word().kind();
         if period == 0 || matches!(kind, CallerKind::Connected | CallerKind::Gone) {
             return None;
@@ -229,22 +276,44 @@ impl Acd {
             },
         );
         caller.add_timer(key);
-        if kind != CallerKind::Waiting {
-            // Ringing at an agent right now: skip this one.
-            return None;
-        }
-        let position = queue.position_of(&caller.key());
-        let expected = super::waiting::estimate(&queue, &conf, position);
-        let last = caller.last_announced.load(Ordering::Relaxed);
-        let told = (last == 0 || position < last).then(|| {
-            caller.last_announced.store(position, Ordering::Relaxed);
-            position
-        });
-        Some(Event::Announce {
-            call: caller.call,
-            queue: queue.name.clone(),
-            position: told,
-            expected_wait_minutes: announced_minutes(expected),
-        })
+        // Ringing at an agent right now: skip this one.
+        (kind == CallerKind::Waiting).then_some(queue)
     }
+
+    /// Fills the announcements' slots: positions per queue in one walk.
+    fn announce(&self, events: &mut [Option<Event>], mut due: Vec<Announcement>) {
+        due.sort_by(|a, b| {
+            (&a.queue.name, a.caller.service_key()).cmp(&(&b.queue.name, b.caller.service_key()))
+        });
+        for group in due.chunk_by(|a, b| Arc::ptr_eq(&a.queue, &b.queue)) {
+            let queue = &group[0].queue;
+            let conf = queue.conf.load();
+            let keys: Vec<ServiceKey> = group.iter().map(|a| a.caller.service_key()).collect();
+            let positions = match keys[..] {
+                [one] => vec![queue.position_of(&one)],
+                _ => queue.positions_of(&keys),
+            };
+            for (a, position) in group.iter().zip(positions) {
+                let expected = super::waiting::estimate(queue, &conf, position);
+                let last = a.caller.last_announced.load(Ordering::Relaxed);
+                let told = (last == 0 || position < last).then(|| {
+                    a.caller.last_announced.store(position, Ordering::Relaxed);
+                    position
+                });
+                events[a.slot] = Some(Event::Announce {
+                    call: a.caller.call,
+                    queue: queue.name.clone(),
+                    position: told,
+                    expected_wait_minutes: announced_minutes(expected),
+                });
+            }
+        }
+    }
+}
+
+/// An announcement due in this `handle_timeout`, waiting for its position.
+struct Announcement {
+    slot: usize,
+    caller: Arc<Caller>,
+    queue: Arc<QueueRt>,
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry;
 
-use super::queue::{Caller, CallerKind, CallerWord, Key, QueueRt};
+use super::queue::{Caller, CallerKind, CallerWord, Key, LANES, QueueRt};
 use super::service_level::{Outcome, bump, expected_wait};
 use super::timers::Timer;
 use super::topology::QueueConf;
@@ -49,7 +49,7 @@ impl Acd {
         let arrival = self.clock.tick(arrival).min(tick);
         let effective = i64::from(priority) + i64::from(conf.base_priority);
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let key: Key = (Reverse(effective), arrival, seq);
+        let key: Key = (0, (Reverse(effective), arrival, seq));
         if self.calls.contains_key(&call) {
             return Err(CallError::AlreadyQueued(call));
         }
@@ -72,7 +72,7 @@ impl Acd {
             }
         }
         self.schedule_caller(&caller, &conf, tick);
-        queue.callers.insert(key, caller.clone());
+        queue.insert(key, caller.clone());
         if queue.retired.load(Ordering::SeqCst) {
             // A reload is removing this queue right now.
             self.drop_claimed(&caller);
@@ -103,22 +103,32 @@ impl Acd {
             .queue(to)
             .ok_or_else(|| CallError::UnknownQueue(to.to_owned()))?
             .clone();
-        let source = caller.queue.load_full();
-        if Arc::ptr_eq(&source, &target) {
-            return Err(CallError::SameQueue(call, to.to_owned()));
-        }
-        if let Err(actual) = caller.cas(CallerWord::WAITING, CallerWord::CLAIMED) {
+        let word = caller.word();
+        let claimed = match word.kind() {
+            CallerKind::Waiting => caller.cas(word, CallerWord::CLAIMED),
+            _ => Err(word),
+        };
+        if let Err(actual) = claimed {
             return Err(match actual.kind() {
-                CallerKind::Claimed | CallerKind::Offered => CallError::BeingOffered(call),
+                // A waiting word here means it moved between look and claim.
+                CallerKind::Claimed | CallerKind::Offered | CallerKind::Waiting => {
+                    CallError::BeingOffered(call)
+                }
                 CallerKind::Connected => CallError::Connected(call),
-                CallerKind::Waiting | CallerKind::Gone => CallError::UnknownCall(call),
+                CallerKind::Gone => CallError::UnknownCall(call),
             });
         }
         let tick = self.clock.tick(now);
+        // Ours now: its queue cannot change under us.
+        let source = caller.queue.load_full();
+        if Arc::ptr_eq(&source, &target) {
+            self.release_claim(&caller, tick);
+            return Err(CallError::SameQueue(call, to.to_owned()));
+        }
         let conf = target.conf.load_full();
         let own = priority.unwrap_or_else(|| caller.own_priority.load(Ordering::Relaxed));
         let effective = i64::from(own) + i64::from(conf.base_priority);
-        let new_key: Key = (Reverse(effective), caller.arrival, caller.seq);
+        let new_key: Key = (0, (Reverse(effective), caller.arrival, caller.seq));
         let (position, expected) = match self.admit(&target, &conf, &new_key) {
             Ok(admitted) => admitted,
             Err(reason) => {
@@ -126,9 +136,9 @@ impl Acd {
                 return Ok(Admission::Rejected(reason));
             }
         };
-        target.callers.insert(new_key, caller.clone());
+        target.insert(new_key, caller.clone());
         if target.retired.load(Ordering::SeqCst) {
-            target.callers.remove(&new_key);
+            target.remove(&new_key);
             self.release_claim(&caller, tick);
             return Err(CallError::UnknownQueue(to.to_owned()));
         }
@@ -139,11 +149,12 @@ impl Acd {
         caller.generation.fetch_add(1, Ordering::AcqRel);
         caller.own_priority.store(own, Ordering::Relaxed);
         caller.priority.store(effective, Ordering::Release);
+        caller.step.store(0, Ordering::Release);
         caller.entered.store(tick, Ordering::Release);
         caller.last_announced.store(0, Ordering::Relaxed);
         caller.last_failed.store(u32::MAX, Ordering::Relaxed);
         caller.queue.store(target.clone());
-        source.callers.remove(&old_key);
+        source.remove(&old_key);
         bump(&source.stats.counters.moved_out);
         bump(&target.stats.counters.entered);
         self.schedule_caller(&caller, &conf, tick);
@@ -170,8 +181,12 @@ impl Acd {
                     }
                 }
                 CallerKind::Claimed => {
+                    if word.abandon_requested() {
+                        // Reported already; it ends once.
+                        return Err(CallError::UnknownCall(call));
+                    }
                     // Its claimer finishes it when releasing the claim.
-                    if word.abandon_requested() || caller.cas(word, word.with_abandon()).is_ok() {
+                    if caller.cas(word, word.with_abandon()).is_ok() {
                         return Ok(None);
                     }
                 }
@@ -226,7 +241,7 @@ impl Acd {
         agent.talk_today.fetch_add(nanos(talk), Ordering::Relaxed);
         if let Ok((_, new, ())) = ended {
             if wrap_up.is_zero() {
-                self.agent_released(agent, new, tick, true);
+                self.agent_released(agent, offer, new, tick, true);
             } else {
                 agent.since.store(tick, Ordering::Release);
                 self.timers.add(
@@ -277,7 +292,7 @@ impl Acd {
             bump(&counters.rejected_full);
             return Err(RejectReason::QueueFull);
         }
-        let position = queue.position_of(key);
+        let position = queue.position_of(&key.1);
         let expected = estimate_with(queue, conf, position, (logged_in, free));
         if conf.max_expected_wait.is_some_and(|max| expected > max) {
             bump(&counters.rejected_wait_too_long);
@@ -314,9 +329,27 @@ impl Acd {
                 entered.saturating_add(nanos(*after)),
                 Timer::Widen {
                     caller: caller.clone(),
+                    generation,
                 },
             );
             caller.add_timer(key);
+        }
+    }
+
+    /// Puts a caller its owner holds (claimed) into the lane of the widening
+    /// step it has reached.
+    pub(super) fn restep(&self, caller: &Arc<Caller>, tick: u64) {
+        let queue = caller.queue.load_full();
+        let step = queue
+            .conf
+            .load()
+            .step_at(caller.waited(tick))
+            .min(LANES - 1) as u8;
+        let old = caller.key();
+        if step != old.0 {
+            queue.insert((step, old.1), caller.clone());
+            caller.step.store(step, Ordering::Release);
+            queue.remove(&old);
         }
     }
 

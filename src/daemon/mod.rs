@@ -7,9 +7,11 @@
 //! full, TCP readers wait (back-pressure) and extra UDP sockets drop, as a
 //! busy UDP endpoint would.
 
+pub mod clock;
 pub mod core;
 pub mod transport;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
 use crate::acd::Acd;
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
@@ -28,8 +30,20 @@ use crate::sip::transaction::Transmit;
 use core::acd_spec;
 use transport::{Inbound, Transports};
 
+/// How the daemon was started, beyond the config itself: what a reload
+/// needs to read the config again, and the `--clock`.
+#[derive(Debug, Clone, Default)]
+pub struct Startup {
+    /// The main config file, read again on reload.
+    pub config_path: PathBuf,
+    /// The command-line overrides, applied again on reload.
+    pub overrides: Overrides,
+    /// `--clock`: the wall-clock time to assume at start (`None`: real time).
+    pub clock: Option<jiff::Timestamp>,
+}
+
 /// Starts everything and runs until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let prompts = PromptLibrary::load(&config.sounds_dir, config.sound_names())
         .context("loading the prompts")?;
@@ -61,7 +75,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             acd_changed: acd_changed.clone(),
         },
     ));
-    let mut core = core::Core::new(config.clone(), prompts, media, ports, metrics, acd, started);
+    let wall = clock::WallClock::new(started, startup.clock);
+    if let Some(at) = startup.clock {
+        info!(clock = %at, "service hours follow --clock, not the real time");
+    }
+    let mut core = core::Core::new(
+        config.clone(),
+        prompts,
+        media,
+        ports,
+        metrics,
+        acd,
+        wall,
+        started,
+    );
     info!(
         udp = ?config.sip.udp, tcp = ?config.sip.tcp, http = %config.http.listen,
         rtp = %format!("{}-{}", config.rtp.first_port, config.rtp.last_port),

@@ -18,6 +18,7 @@ pub use queueing::acd_spec;
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use super::clock::WallClock;
 use crate::acd::{Acd, CallKey, OfferId};
 use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
@@ -138,6 +139,8 @@ pub struct Core {
     offer_legs: HashMap<(OfferId, Arc<str>), String>,
     /// Queue configs by ACD name.
     queues: HashMap<String, crate::config::Queue>,
+    /// The civil time service hours are evaluated at.
+    clock: WallClock,
 }
 
 impl Core {
@@ -149,6 +152,7 @@ impl Core {
         ports: PortPool,
         metrics: Arc<Metrics>,
         acd: Arc<Acd>,
+        clock: WallClock,
         now: Instant,
     ) -> Core {
         let accounts = AccountBook {
@@ -193,6 +197,7 @@ impl Core {
             leg_streams: HashMap::new(),
             offer_legs: HashMap::new(),
             queues: Core::queue_table(&config),
+            clock,
             config,
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod core;
+pub mod reload;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -67,12 +68,14 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     metrics.watch_acd(acd.clone());
     let metrics = Arc::new(metrics);
     let acd_changed = Arc::new(Notify::new());
+    let (reload_tx, mut reload_rx) = mpsc::channel::<crate::api::ReloadRequest>(4);
     tokio::spawn(crate::api::serve(
         http,
         crate::api::ApiState {
             metrics: metrics.clone(),
             acd: acd.clone(),
             acd_changed: acd_changed.clone(),
+            reload: reload_tx,
         },
     ));
     let wall = clock::WallClock::new(started, startup.clock);
@@ -100,6 +103,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let primary = transports.primary_udp();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     // One timer, moved when the core's next deadline moves: registering a
     // fresh tokio timer per loop turn showed up in the per-call CPU profile.
     let timer = tokio::time::sleep_until(idle_deadline().into());
@@ -139,6 +143,15 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
                 core.handle_timeout(Instant::now(), &mut out);
                 // The timer has fired; make sure the next turn re-arms it.
                 armed = None;
+            }
+            _ = sighup.recv() => {
+                let _ = reload::reload(&startup, &mut core, "SIGHUP");
+                core.acd_changed(Instant::now(), &mut out);
+            }
+            Some(reply) = reload_rx.recv() => {
+                let result = reload::reload(&startup, &mut core, "api");
+                let _ = reply.send(result);
+                core.acd_changed(Instant::now(), &mut out);
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,

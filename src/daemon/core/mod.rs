@@ -599,7 +599,7 @@ impl Core {
         };
         // Only a number the caller did not withhold is kept.
         let caller_number = input.caller.unwrap_or_else(|| "anonymous".into());
-        if feature.is_none() {
+        if plan.is_some() {
             *self.tenant_calls.entry(route.tenant.clone()).or_default() += 1;
         }
         self.calls.insert(
@@ -1301,7 +1301,8 @@ impl Core {
         if let Origin::Trunk(i) = e.origin {
             self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
         }
-        if e.route.hotline != "feature-code"
+        // Feature-code calls (no plan) were never counted.
+        if e.plan.is_some()
             && let Some(n) = self.tenant_calls.get_mut(&e.route.tenant)
         {
             *n = n.saturating_sub(1);

@@ -24,6 +24,10 @@ const SIP_WAIT: Duration = Duration::from_secs(5);
 const GREETING_KASSEL: Duration = Duration::from_millis(4500);
 /// Length of sounds/closed-kassel.wav.
 const CLOSED_KASSEL: Duration = Duration::from_millis(10_700);
+/// Length of sounds/greeting-quickborn.wav.
+const GREETING_QUICKBORN: Duration = Duration::from_millis(2500);
+/// Length of sounds/greeting-kreis-pinneberg.wav.
+const GREETING_PINNEBERG: Duration = Duration::from_millis(5000);
 /// Length of sounds/greeting-krefeld.wav (the menu starts after it).
 const GREETING_KREFELD: Duration = Duration::from_millis(3200);
 /// Length of sounds/call-later.wav (the default busy target).
@@ -149,6 +153,8 @@ struct Caller {
     media: Option<SocketAddr>,
     seq: u16,
     ts: u32,
+    /// Header lines (each ending in CRLF) added to the INVITE.
+    extra: String,
 }
 
 impl Caller {
@@ -166,6 +172,7 @@ impl Caller {
             media: None,
             seq: 1000,
             ts: 16_000,
+            extra: String::new(),
         }
     }
 
@@ -194,7 +201,12 @@ impl Caller {
              Call-ID: {cid}\r\n\
              CSeq: {cseq} {method}\r\n\
              Contact: <sip:0301234567@{local}>\r\n\
-             {ctype}Content-Length: {len}\r\n\r\n{body}",
+             {extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
+            extra = if method == "INVITE" {
+                self.extra.as_str()
+            } else {
+                ""
+            },
             b = SipUdp::token(),
             ip = local.ip(),
             ftag = self.from_tag,
@@ -499,6 +511,81 @@ fn check_with_a_clock_lists_open_and_closed_hotlines() {
     assert!(
         !bad.status.success() && err.contains("2026-11-23T10:00:00+01:00"),
         "a bad --clock should fail with an example: {err}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Origin and overflow
+// ---------------------------------------------------------------------------
+
+/// Monday 13:00 Quickborn's town hall is closed and the district open: the
+/// caller goes to kreis-pinneberg/115 at once (`overflow.when_closed`), the
+/// district agent sees Quickborn, and it counts as Quickborn's overflow.
+#[test]
+fn closed_town_hall_overflows_to_the_district_in_its_name() {
+    let d = start("2026-11-23T13:00:00+01:00", &[]);
+    let district = Phone::registered(&d, "3001");
+    let mut caller = Caller::new(&d, "041066110");
+    caller.call(&d);
+    let Some(invite) = district.offer(GREETING_QUICKBORN + SIP_WAIT) else {
+        d.fail("the district agent 3001 got no offer for the closed town hall's caller");
+    };
+    let queue = invite.header("x-zentrale-queue").unwrap_or_default();
+    let from = invite.header("from").unwrap_or_default();
+    let origin = invite.header("x-zentrale-origin").unwrap_or_default();
+    d.check(
+        queue == "kreis-pinneberg/115"
+            && from.starts_with("\"Quickborn\"")
+            && origin == "quickborn/rathaus;municipality=\"Quickborn\";via=local",
+        || format!("the offer has X-Zentrale-Queue {queue:?}, From {from:?}, X-Zentrale-Origin {origin:?}"),
+    );
+    let overflow = metric(
+        &d,
+        "zentrale_overflow_total{from_municipality=\"Quickborn\",target=\"kreis-pinneberg/115\"}",
+    );
+    d.check(overflow == 1.0, || {
+        format!("Quickborn's overflow counted {overflow} times, want 1")
+    });
+    let closed = metric(
+        &d,
+        "zentrale_calls_closed_total{tenant=\"quickborn\",hotline=\"rathaus\",reason=\"outside_hours\"}",
+    );
+    d.check(closed == 0.0, || {
+        format!("an overflowed call also counted as closed ({closed})")
+    });
+    caller.hang_up(&d);
+}
+
+/// The town hall's PBX forwards a caller who withholds the number to the
+/// district's 115 (`Diversion` names the town hall): the agent sees
+/// Quickborn and `anonymous`, the origin says forwarded, and the number is
+/// nowhere in the log.
+#[test]
+fn forwarded_withheld_caller_keeps_origin_and_privacy() {
+    let d = start(WEEKDAY_MORNING, &[]);
+    let district = Phone::registered(&d, "3001");
+    let mut caller = Caller::new(&d, "04101115");
+    caller.extra = "Diversion: <sip:041066110@192.0.2.10>;reason=no-answer;counter=1\r\n\
+                    Privacy: id\r\n\
+                    P-Asserted-Identity: <sip:+4930555123@192.0.2.20>\r\n"
+        .to_owned();
+    caller.call(&d);
+    let Some(invite) = district.offer(GREETING_PINNEBERG + SIP_WAIT) else {
+        d.fail("the district agent 3001 got no offer for the forwarded caller");
+    };
+    let from = invite.header("from").unwrap_or_default();
+    let origin = invite.header("x-zentrale-origin").unwrap_or_default();
+    d.check(
+        from.starts_with("\"Quickborn\" <sip:anonymous@")
+            && origin.ends_with(";via=local;forwarded")
+            && origin.starts_with("quickborn/rathaus;"),
+        || format!("the offer has From {from:?} and X-Zentrale-Origin {origin:?}"),
+    );
+    caller.hang_up(&d);
+    let log = d.log_tail(200);
+    d.check(
+        !log.contains("4930555123") && !log.contains("0301234567") && !log.contains("0301234"),
+        || "the withheld caller's number is in the log".to_owned(),
     );
 }
 

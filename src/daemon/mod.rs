@@ -22,6 +22,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
 use crate::acd::Acd;
+use crate::api::ReloadRequest;
 use crate::config::{Config, Overrides};
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
@@ -68,7 +69,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     metrics.watch_acd(acd.clone());
     let metrics = Arc::new(metrics);
     let acd_changed = Arc::new(Notify::new());
-    let (reload_tx, mut reload_rx) = mpsc::channel::<crate::api::ReloadRequest>(4);
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     tokio::spawn(crate::api::serve(
         http,
         crate::api::ApiState {
@@ -104,6 +105,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    let (loaded_tx, mut loaded_rx) = mpsc::channel::<(reload::Loaded, Option<ReloadRequest>)>(4);
     // One timer, moved when the core's next deadline moves: registering a
     // fresh tokio timer per loop turn showed up in the per-call CPU profile.
     let timer = tokio::time::sleep_until(idle_deadline().into());
@@ -144,13 +146,14 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
                 // The timer has fired; make sure the next turn re-arms it.
                 armed = None;
             }
-            _ = sighup.recv() => {
-                let _ = reload::reload(&startup, &mut core, "SIGHUP");
-                core.acd_changed(Instant::now(), &mut out);
-            }
-            Some(reply) = reload_rx.recv() => {
-                let result = reload::reload(&startup, &mut core, "api");
-                let _ = reply.send(result);
+            _ = sighup.recv() => spawn_load(&startup, &loaded_tx, None),
+            Some(reply) = reload_rx.recv() => spawn_load(&startup, &loaded_tx, Some(reply)),
+            Some((loaded, reply)) = loaded_rx.recv() => {
+                let trigger = if reply.is_some() { "api" } else { "SIGHUP" };
+                let result = reload::apply(loaded, &mut core, trigger);
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
                 core.acd_changed(Instant::now(), &mut out);
             }
             _ = sigint.recv() => break,
@@ -187,6 +190,20 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         warn!(calls = core.active_calls(), "calls still up at exit");
     }
     Ok(())
+}
+
+/// Reads the config for a reload on a blocking thread; the result comes
+/// back to the core loop through `done`.
+fn spawn_load(
+    startup: &Startup,
+    done: &mpsc::Sender<(reload::Loaded, Option<ReloadRequest>)>,
+    reply: Option<ReloadRequest>,
+) {
+    let (startup, done) = (startup.clone(), done.clone());
+    tokio::task::spawn_blocking(move || {
+        let loaded = reload::load(&startup);
+        let _ = done.blocking_send((loaded, reply));
+    });
 }
 
 /// Stands in for "no deadline": far enough away never to fire.

@@ -23,7 +23,24 @@ enum Command {
     /// Run the daemon (the default).
     Run(RunArgs),
     /// Validate the config and every dialplan it names, then exit.
-    Check(ConfigArg),
+    Check(CheckArgs),
+}
+
+#[derive(Args, Clone)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    clock: ClockArg,
+}
+
+#[derive(Args, Clone)]
+struct ClockArg {
+    /// Evaluate service hours as if the wall clock had been at this instant
+    /// when zentrale started (it then runs forward); for tests, demos and
+    /// `check`. RFC 3339 with an offset, e.g. 2026-11-23T10:00:00+01:00.
+    #[arg(long, value_name = "INSTANT", value_parser = parse_clock)]
+    clock: Option<jiff::Timestamp>,
 }
 
 #[derive(Args, Clone)]
@@ -49,6 +66,14 @@ struct RunArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    #[command(flatten)]
+    clock: ClockArg,
+}
+
+fn parse_clock(s: &str) -> Result<jiff::Timestamp, String> {
+    s.parse().map_err(|e| {
+        format!("`{s}` is not an instant ({e}); write it like 2026-11-23T10:00:00+01:00")
+    })
 }
 
 fn parse_ports(s: &str) -> Result<(u16, u16), String> {
@@ -69,13 +94,13 @@ fn parse_ports(s: &str) -> Result<(u16, u16), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check(c)) => check(&c.config),
+        Some(Command::Check(c)) => check(&c.config.config, c.clock.clock),
         Some(Command::Run(r)) => run(r),
         None => run(cli.run),
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, clock: Option<jiff::Timestamp>) -> ExitCode {
     match Config::load(path, &Overrides::default()) {
         Ok(config) => {
             let numbers: usize = config
@@ -91,11 +116,33 @@ fn check(path: &std::path::Path) -> ExitCode {
                 config.agents.len(),
                 config.trunks.len()
             );
+            if let Some(at) = clock {
+                print_openness(&config, at);
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
             eprintln!("{errors}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Which hotlines are open at `at` (for `check --clock`).
+fn print_openness(config: &Config, at: jiff::Timestamp) {
+    use zentrale::dialplan::Openness;
+    println!("at {at}:");
+    for tenant in &config.tenants {
+        for hotline in &tenant.dialplan.hotlines {
+            let state = match hotline.schedule.as_ref().map(|s| s.is_open(at)) {
+                None => "open (no hours)".to_string(),
+                Some(Openness::Open) => "open".to_string(),
+                Some(Openness::Closed { reason, reopens_at }) => match reopens_at {
+                    Some(r) => format!("closed ({reason:?}), reopens {r}"),
+                    None => format!("closed ({reason:?})"),
+                },
+            };
+            println!("  {}/{}: {state}", tenant.id, hotline.id);
         }
     }
 }
@@ -139,7 +186,12 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(zentrale::daemon::run(config)) {
+    let startup = zentrale::daemon::Startup {
+        config_path: args.config.config.clone(),
+        overrides,
+        clock: args.clock.clock,
+    };
+    match runtime.block_on(zentrale::daemon::run(config, startup)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zentrale stopped: {e:#}");

@@ -1083,8 +1083,15 @@ fn basic_acd_call() {
     );
     let from = invite.header("from").unwrap_or_default();
     d.check(
-        from.starts_with("\"Stadt Kassel") && from.contains("115") && from.contains("<sip:0301234567@"),
-        || format!("the agent INVITE's From is {from:?}: want the display naming Stadt Kassel's 115 and the caller's number as user"),
+        from.starts_with("\"Kassel 115\"") && from.contains("<sip:0301234567@"),
+        || format!("the agent INVITE's From is {from:?}: want the display naming the origin (Kassel 115) and the caller's number as user"),
+    );
+    let origin = invite.header("x-zentrale-origin").unwrap_or_default();
+    d.check(
+        origin.starts_with("kassel/115;")
+            && origin.contains("municipality=\"Kassel\"")
+            && origin.contains("via=115"),
+        || format!("X-Zentrale-Origin is {origin:?}, want kassel/115 via 115"),
     );
     let to = invite.header("to").unwrap_or_default();
     d.check(to.contains("sip:1001@") && !to.contains("tag="), || {
@@ -1585,6 +1592,10 @@ fn overflow_when_nobody_is_logged_in() {
             0.0,
         ),
         (
+            "zentrale_overflow_total{from_municipality=\"Quickborn\",target=\"kreis-pinneberg/115\"}",
+            1.0,
+        ),
+        (
             "zentrale_queue_calls_answered_total{tenant=\"kreis-pinneberg\",queue=\"115\"}",
             1.0,
         ),
@@ -1663,9 +1674,13 @@ fn overflow_after_max_wait() {
     });
     let q = invite.header("x-zentrale-queue").unwrap_or_default();
     let from = invite.header("from").unwrap_or_default();
+    let origin = invite.header("x-zentrale-origin").unwrap_or_default();
     d.check(
-        q == "kreis-pinneberg/115" && from.contains("Quickborn"),
-        || format!("the overflow INVITE has X-Zentrale-Queue {q:?} and From {from:?}"),
+        q == "kreis-pinneberg/115"
+            && from.starts_with("\"Quickborn\"")
+            && origin.starts_with("quickborn/rathaus;")
+            && origin.contains("via=local"),
+        || format!("the overflow INVITE has X-Zentrale-Queue {q:?}, From {from:?}, X-Zentrale-Origin {origin:?}: want the district's queue, announced as Quickborn"),
     );
     district.ring(&invite);
     district.answer(&d, &invite);
@@ -1677,6 +1692,10 @@ fn overflow_after_max_wait() {
     for (sample, want) in [
         (
             "zentrale_queue_calls_timed_out_total{tenant=\"quickborn\",queue=\"rathaus\"}",
+            1.0,
+        ),
+        (
+            "zentrale_overflow_total{from_municipality=\"Quickborn\",target=\"kreis-pinneberg/115\"}",
             1.0,
         ),
         (

@@ -10,6 +10,7 @@
 //! | POST | `/api/v1/agents/{id}/logout` | log out (after the current call) |
 //! | POST | `/api/v1/agents/{id}/pause` | pause; body `{"reason": "break"}` (optional) |
 //! | POST | `/api/v1/agents/{id}/unpause` | available again |
+//! | POST | `/api/v1/reload` | re-read the config (like `SIGHUP`): 200 `{"status": "reloaded", "restart_needed": [...]}`, or 422 `{"error": "file:line:col ..."}` and the old config stays |
 //!
 //! Errors come back as `{"error": "..."}` with 404 (unknown agent) or 409
 //! (the state does not allow it), saying what to do.
@@ -23,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::acd::{
     Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange, Strategy,
@@ -37,7 +38,13 @@ pub struct ApiState {
     pub acd: Arc<Acd>,
     /// Woken after a change that may let the core offer a call.
     pub acd_changed: Arc<Notify>,
+    /// Asks the core to reload the config; it answers on the one-shot.
+    pub reload: mpsc::Sender<ReloadRequest>,
 }
+
+/// A reload request to the core: the answer is `Ok(settings that need a
+/// restart to change)` or `Err(why the new config was refused)`.
+pub type ReloadRequest = oneshot::Sender<Result<Vec<String>, String>>;
 
 /// The HTTP routes.
 pub fn router(state: ApiState) -> Router {
@@ -47,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{id}/{action}", post(agent_action))
+        .route("/api/v1/reload", post(reload))
         .with_state(state)
 }
 
@@ -302,5 +310,35 @@ async fn agent_action(
         }
         Err(e @ AgentError::Unknown(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// The answer of `POST /api/v1/reload`.
+#[derive(Debug, Serialize)]
+pub struct ReloadView {
+    pub status: &'static str,
+    /// Changed settings that only a restart applies (listeners, RTP range, ...).
+    pub restart_needed: Vec<String>,
+}
+
+async fn reload(State(state): State<ApiState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if state.reload.send(tx).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "zentrale is shutting down; no reload".into(),
+        );
+    }
+    match rx.await {
+        Ok(Ok(restart_needed)) => Json(ReloadView {
+            status: "reloaded",
+            restart_needed,
+        })
+        .into_response(),
+        Ok(Err(errors)) => error(StatusCode::UNPROCESSABLE_ENTITY, errors),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the reload was not answered (shutting down?); try again".into(),
+        ),
     }
 }

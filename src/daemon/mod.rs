@@ -7,9 +7,12 @@
 //! full, TCP readers wait (back-pressure) and extra UDP sockets drop, as a
 //! busy UDP endpoint would.
 
+pub mod clock;
 pub mod core;
+pub mod reload;
 pub mod transport;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,8 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{info, warn};
 
 use crate::acd::Acd;
-use crate::config::Config;
+use crate::api::ReloadRequest;
+use crate::config::{Config, Overrides};
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
@@ -28,8 +32,20 @@ use crate::sip::transaction::Transmit;
 use core::acd_spec;
 use transport::{Inbound, Transports};
 
+/// How the daemon was started, beyond the config itself: what a reload
+/// needs to read the config again, and the `--clock`.
+#[derive(Debug, Clone, Default)]
+pub struct Startup {
+    /// The main config file, read again on reload.
+    pub config_path: PathBuf,
+    /// The command-line overrides, applied again on reload.
+    pub overrides: Overrides,
+    /// `--clock`: the wall-clock time to assume at start (`None`: real time).
+    pub clock: Option<jiff::Timestamp>,
+}
+
 /// Starts everything and runs until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let prompts = PromptLibrary::load(&config.sounds_dir, config.sound_names())
         .context("loading the prompts")?;
@@ -53,15 +69,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     metrics.watch_acd(acd.clone());
     let metrics = Arc::new(metrics);
     let acd_changed = Arc::new(Notify::new());
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     tokio::spawn(crate::api::serve(
         http,
         crate::api::ApiState {
             metrics: metrics.clone(),
             acd: acd.clone(),
             acd_changed: acd_changed.clone(),
+            reload: reload_tx,
         },
     ));
-    let mut core = core::Core::new(config.clone(), prompts, media, ports, metrics, acd, started);
+    let wall = clock::WallClock::new(started, startup.clock);
+    if let Some(at) = startup.clock {
+        info!(clock = %at, "service hours follow --clock, not the real time");
+    }
+    let mut core = core::Core::new(
+        config.clone(),
+        prompts,
+        media,
+        ports,
+        metrics,
+        acd,
+        wall,
+        started,
+    );
     info!(
         udp = ?config.sip.udp, tcp = ?config.sip.tcp, http = %config.http.listen,
         rtp = %format!("{}-{}", config.rtp.first_port, config.rtp.last_port),
@@ -73,6 +104,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let primary = transports.primary_udp();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let (loaded_tx, mut loaded_rx) = mpsc::channel::<(reload::Loaded, Option<ReloadRequest>)>(4);
     // One timer, moved when the core's next deadline moves: registering a
     // fresh tokio timer per loop turn showed up in the per-call CPU profile.
     let timer = tokio::time::sleep_until(idle_deadline().into());
@@ -113,6 +146,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 // The timer has fired; make sure the next turn re-arms it.
                 armed = None;
             }
+            _ = sighup.recv() => spawn_load(&startup, &loaded_tx, None),
+            Some(reply) = reload_rx.recv() => spawn_load(&startup, &loaded_tx, Some(reply)),
+            Some((loaded, reply)) = loaded_rx.recv() => {
+                let trigger = if reply.is_some() { "api" } else { "SIGHUP" };
+                let result = reload::apply(loaded, &mut core, trigger);
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+                core.acd_changed(Instant::now(), &mut out);
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
@@ -147,6 +190,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warn!(calls = core.active_calls(), "calls still up at exit");
     }
     Ok(())
+}
+
+/// Reads the config for a reload on a blocking thread; the result comes
+/// back to the core loop through `done`.
+fn spawn_load(
+    startup: &Startup,
+    done: &mpsc::Sender<(reload::Loaded, Option<ReloadRequest>)>,
+    reply: Option<ReloadRequest>,
+) {
+    let (startup, done) = (startup.clone(), done.clone());
+    tokio::task::spawn_blocking(move || {
+        let loaded = reload::load(&startup);
+        let _ = done.blocking_send((loaded, reply));
+    });
 }
 
 /// Stands in for "no deadline": far enough away never to fire.

@@ -50,6 +50,41 @@ pub struct TrunkLabel {
     pub trunk: String,
 }
 
+/// A call answered outside its hotline's service hours.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub tenant: String,
+    pub hotline: String,
+    /// `outside_hours`, `holiday` or `closure`.
+    pub reason: String,
+}
+
+/// A call turned away by a tenant's surge limits.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SurgeLabels {
+    pub tenant: String,
+    /// `max_calls` or `max_waiting`.
+    pub reason: String,
+}
+
+/// A call handed from a town hall to its overflow target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverflowLabels {
+    /// The municipality the caller meant, e.g. `Quickborn`.
+    pub from_municipality: String,
+    /// `tenant/queue`, `sip:host`, `prompt:name` or `hangup` (never a number).
+    pub target: String,
+}
+
+/// How an IVR menu ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MenuLabels {
+    pub tenant: String,
+    pub hotline: String,
+    /// The key pressed, `timeout` or `invalid`.
+    pub choice: String,
+}
+
 /// Every metric zentrale exports.
 pub struct Metrics {
     registry: Registry,
@@ -66,6 +101,17 @@ pub struct Metrics {
     pub rtp_ports_in_use: Gauge,
     pub queue_wait: Family<QueueLabels, Histogram>,
     pub queue_talk: Family<QueueLabels, Histogram>,
+    pub calls_closed: Family<ClosedLabels, Counter>,
+    pub surge_rejected: Family<SurgeLabels, Counter>,
+    pub overflow: Family<OverflowLabels, Counter>,
+    pub menu_choices: Family<MenuLabels, Counter>,
+    pub config_reloads: Family<ResultLabel, Counter>,
+}
+
+/// `ok` or `rejected`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
 }
 
 impl Default for Metrics {
@@ -102,8 +148,38 @@ impl Metrics {
             queue_talk: Family::new_with_constructor(|| {
                 Histogram::new([30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0])
             }),
+            calls_closed: Family::default(),
+            surge_rejected: Family::default(),
+            overflow: Family::default(),
+            menu_choices: Family::default(),
+            config_reloads: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "calls_closed",
+            "Calls answered outside their hotline's service hours, by tenant, hotline and reason",
+            m.calls_closed.clone(),
+        );
+        registry.register(
+            "surge_rejected",
+            "Calls past a tenant's surge limits: answered, told to call later, hung up",
+            m.surge_rejected.clone(),
+        );
+        registry.register(
+            "overflow",
+            "Calls handed from a town hall's queue (or closed hotline) to its overflow target",
+            m.overflow.clone(),
+        );
+        registry.register(
+            "menu_choices",
+            "IVR menus finished, by the key pressed (or timeout, invalid)",
+            m.menu_choices.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP, POST /api/v1/reload), by result",
+            m.config_reloads.clone(),
+        );
         registry.register(
             "sip_requests",
             "SIP requests received, by method",

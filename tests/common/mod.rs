@@ -144,9 +144,16 @@ pub fn free_udp_range(count: u16) -> (u16, u16) {
 // The daemon
 // ---------------------------------------------------------------------------
 
+/// The wall clock every test daemon starts at unless a test sets another:
+/// Monday 2026-11-23, 10:00 in Germany, when every demo hotline is open.
+pub const WEEKDAY_MORNING: &str = "2026-11-23T10:00:00+01:00";
+
 /// How to start the daemon.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
+    /// `--clock`: the wall-clock time at start (`None`: [`WEEKDAY_MORNING`]),
+    /// so service hours never depend on when the tests run.
+    pub clock: Option<String>,
     /// Overrides `rtp.timeout_secs` (in a copy of zentrale.yaml).
     pub rtp_timeout_secs: Option<u64>,
     /// Literal `(from, to)` replacements in the copy of zentrale.yaml, each
@@ -194,6 +201,8 @@ impl Daemon {
                 .arg(http.to_string())
                 .arg("--rtp-ports")
                 .arg(format!("{}-{}", rtp.0, rtp.1))
+                .arg("--clock")
+                .arg(opts.clock.as_deref().unwrap_or(WEEKDAY_MORNING))
                 .current_dir(dir.path())
                 .stdin(Stdio::null())
                 .stdout(out)

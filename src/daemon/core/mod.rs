@@ -12,22 +12,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod queueing;
+mod routing;
 
 pub use queueing::acd_spec;
 
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use super::clock::WallClock;
 use crate::acd::{Acd, CallKey, OfferId};
 use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
-use crate::dialplan::{Dialplan, Route};
-use crate::media::engine::{MediaEvent, MediaHandle, Playlist, StreamId};
+use crate::dialplan::{CallRoute, Decision, Dialplan, Menu, Route};
+use crate::media::engine::{MediaEvent, MediaHandle, StreamId};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::media::sdp::{self, SdpSession};
-use crate::metrics::{HotlineLabels, MethodLabel, Metrics, ReasonLabel, TrunkLabel};
+use crate::metrics::{
+    ClosedLabels, HotlineLabels, MethodLabel, Metrics, OverflowLabels, ReasonLabel, SurgeLabels,
+    TrunkLabel,
+};
 use crate::sip::Transport;
 use crate::sip::digest::{AuthFailure, DigestServer};
 use crate::sip::message::{
@@ -40,6 +45,7 @@ use crate::sip::transaction::{
 };
 use crate::sip::via::stamp_received;
 use queueing::{LegEntry, Phase};
+use routing::Next;
 
 /// Seconds an overloaded zentrale asks callers to wait before retrying.
 const RETRY_AFTER_OVERLOAD: u32 = 5;
@@ -81,8 +87,16 @@ struct CallEntry {
     /// The caller's id in the ACD.
     key: CallKey,
     phase: Phase,
-    /// The caller's number for the agent's display ("anonymous" when withheld).
+    /// The caller's number for the agent's display ("anonymous" when
+    /// withheld; a withheld number is never kept).
     caller_number: String,
+    /// The dialplan's decision: origin, menu, overflow, limits (`None` for
+    /// feature codes).
+    plan: Option<CallRoute>,
+    /// What comes after the greeting.
+    next: Next,
+    /// The IVR menu, while it runs.
+    menu: Option<Menu>,
 }
 
 struct MediaLeg {
@@ -138,10 +152,15 @@ pub struct Core {
     offer_legs: HashMap<(OfferId, Arc<str>), String>,
     /// Queue configs by ACD name.
     queues: HashMap<String, crate::config::Queue>,
+    /// The civil time service hours are evaluated at.
+    clock: WallClock,
+    /// Calls alive per tenant (surge limits).
+    tenant_calls: HashMap<String, u32>,
 }
 
 impl Core {
     /// A core for `config`, sending media commands to `media`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         prompts: PromptLibrary,
@@ -149,6 +168,7 @@ impl Core {
         ports: PortPool,
         metrics: Arc<Metrics>,
         acd: Arc<Acd>,
+        clock: WallClock,
         now: Instant,
     ) -> Core {
         let accounts = AccountBook {
@@ -193,8 +213,57 @@ impl Core {
             leg_streams: HashMap::new(),
             offer_legs: HashMap::new(),
             queues: Core::queue_table(&config),
+            clock,
+            tenant_calls: HashMap::new(),
             config,
         }
+    }
+
+    /// Swaps in a reloaded config for new calls: dialplan, queue table,
+    /// ACD spec, prompts, agent passwords. Calls in progress keep their
+    /// route, waiting callers their queue and place. Listeners, the RTP
+    /// range and the rest of `sip:`, `rtp:`, `http:` and `trunks:` keep the
+    /// running values; the returned list names those that changed (a
+    /// restart applies them). `Err` when the ACD refuses the new queues or
+    /// agents (e.g. a queue with callers removed); nothing changes then.
+    pub fn reload(
+        &mut self,
+        mut config: Config,
+        prompts: PromptLibrary,
+    ) -> Result<Vec<String>, String> {
+        let old = self.config.clone();
+        let mut restart = Vec::new();
+        if config.sip != old.sip {
+            restart.push("sip: (listeners, realm, registration, limits)".to_string());
+            config.sip = old.sip.clone();
+        }
+        if config.rtp != old.rtp {
+            restart.push("RTP port range and timeout (rtp:)".to_string());
+            config.rtp = old.rtp;
+        }
+        if config.http != old.http {
+            restart.push("HTTP listener (http:)".to_string());
+            config.http = old.http;
+        }
+        if config.trunks != old.trunks {
+            // Calls in progress count against their trunk by position.
+            restart.push("trunks".to_string());
+            config.trunks = old.trunks.clone();
+        }
+        self.acd.update_spec(acd_spec(&config)).map_err(|e| {
+            format!("the new queues and agents do not fit the running ones: {e}; the running config stays")
+        })?;
+        self.dialplan = Dialplan::from_config(&config);
+        self.queues = Core::queue_table(&config);
+        self.accounts.agents = config
+            .agents
+            .iter()
+            .map(|a| (a.extension.clone(), a.password.clone()))
+            .collect();
+        self.prompts = prompts;
+        self.config = Arc::new(config);
+        self.acd_dirty = true;
+        Ok(restart)
     }
 
     /// Number of calls alive (ringing, up or ending).
@@ -333,14 +402,15 @@ impl Core {
             Err(resp) => return self.respond(&key, &resp, now, out),
         };
         let called = called_number(&req);
+        let input = routing::call_input(&req);
         let feature = match &origin {
             Origin::Agent(ext) => self.config.acd.feature(&called).map(|f| (ext.clone(), f)),
             Origin::Trunk(_) => None,
         };
-        let route = match &feature {
+        let (route, plan, next) = match &feature {
             Some((ext, f)) => {
                 let prompt = self.feature_prompt(ext, f, now);
-                Some(Arc::new(Route {
+                let route = Arc::new(Route {
                     tenant: self.agent_tenant(ext),
                     tenant_name: String::new(),
                     hotline: "feature-code".into(),
@@ -351,15 +421,75 @@ impl Core {
                     queue: None,
                     priority: 0,
                     answer_after: Duration::ZERO,
-                }))
+                });
+                (route, None, Next::Done)
             }
-            None => self.dialplan.route(&called),
+            None => match self.dialplan.decide(&input, self.clock.at(now)) {
+                Decision::Unknown => {
+                    self.metrics.rejected("unknown_number");
+                    let mut resp = response(&req, StatusCode::NotFound);
+                    warning(&mut resp, &format!("no hotline has the number {called}"));
+                    return self.respond(&key, &resp, now, out);
+                }
+                Decision::Hotline(plan) => (plan.route.clone(), Some(plan), Next::Hotline),
+                Decision::Closed {
+                    route: plan,
+                    target,
+                    reason,
+                    reopens_at,
+                } => {
+                    let reason = match reason {
+                        crate::dialplan::ClosedReason::OutsideHours => "outside_hours",
+                        crate::dialplan::ClosedReason::Holiday(_) => "holiday",
+                        crate::dialplan::ClosedReason::Closure => "closure",
+                    };
+                    info!(call_id = call_id_of(&req), tenant = %plan.route.tenant, hotline = %plan.route.hotline, reason, reopens_at = ?reopens_at.map(|t| t.to_string()), %target, "hotline closed");
+                    self.metrics
+                        .calls_closed
+                        .get_or_create(&ClosedLabels {
+                            tenant: plan.route.tenant.clone(),
+                            hotline: plan.route.hotline.clone(),
+                            reason: reason.into(),
+                        })
+                        .inc();
+                    (plan.route.clone(), Some(plan), Next::Greeting(target))
+                }
+                Decision::Overflow {
+                    route: plan,
+                    target,
+                    cause,
+                } => {
+                    let label = plan
+                        .overflow
+                        .as_ref()
+                        .map_or_else(|| target.to_string(), |o| o.target_label());
+                    info!(call_id = call_id_of(&req), municipality = %plan.origin.municipality, cause = cause.as_str(), target = %label, "overflow");
+                    self.metrics
+                        .overflow
+                        .get_or_create(&OverflowLabels {
+                            from_municipality: plan.origin.municipality.to_string(),
+                            target: label,
+                        })
+                        .inc();
+                    (plan.route.clone(), Some(plan), Next::Greeting(target))
+                }
+            },
         };
-        let Some(route) = route else {
-            self.metrics.rejected("unknown_number");
-            let mut resp = response(&req, StatusCode::NotFound);
-            warning(&mut resp, &format!("no hotline has the number {called}"));
-            return self.respond(&key, &resp, now, out);
+        // Surge limits: past them the caller is answered and hears the
+        // busy target; never a failed call.
+        let next = match plan.as_ref().map(|p| (p, self.surge_check(p))) {
+            Some((p, Err(reason))) => {
+                info!(call_id = call_id_of(&req), tenant = %p.route.tenant, reason = reason.as_str(), "surge limit: caller hears the busy target");
+                self.metrics
+                    .surge_rejected
+                    .get_or_create(&SurgeLabels {
+                        tenant: p.route.tenant.clone(),
+                        reason: reason.as_str().into(),
+                    })
+                    .inc();
+                Next::Direct(p.limits.busy.clone())
+            }
+            _ => next,
         };
         let session = match session_timer::negotiate(&req, self.config.sip.min_se) {
             Negotiation::None => None,
@@ -450,7 +580,13 @@ impl Core {
                 .inc();
         }
         self.metrics.rtp_ports_in_use.inc();
-        info!(call_id = %call.dialog.call_id, tenant = %route.tenant, hotline = %route.hotline, "call accepted");
+        let masked = input.caller_masked();
+        info!(
+            call_id = %call.dialog.call_id, tenant = %route.tenant, hotline = %route.hotline,
+            caller = masked.as_deref().unwrap_or("anonymous"),
+            origin = plan.as_ref().map_or("", |p| &*p.origin.municipality),
+            "call accepted"
+        );
         let call_id = call.dialog.call_id.clone();
         self.streams.insert(stream.0, call_id.clone());
         let key = CallKey(self.next_call_key);
@@ -461,7 +597,11 @@ impl Core {
         } else {
             Phase::Announcing
         };
-        let caller_number = caller_number(&req);
+        // Only a number the caller did not withhold is kept.
+        let caller_number = input.caller.unwrap_or_else(|| "anonymous".into());
+        if plan.is_some() {
+            *self.tenant_calls.entry(route.tenant.clone()).or_default() += 1;
+        }
         self.calls.insert(
             call_id.clone(),
             CallEntry {
@@ -482,6 +622,9 @@ impl Core {
                 key,
                 phase,
                 caller_number,
+                plan,
+                next,
+                menu: None,
             },
         );
         self.metrics.calls_active.set(self.calls.len() as i64);
@@ -728,9 +871,13 @@ impl Core {
         entry.call.dialog.remote_cseq = cseq.max(entry.call.dialog.remote_cseq);
         let tag = entry.call.dialog.local_tag.clone();
         if req.method == Method::Info {
-            // DTMF by SIP INFO is accepted; the menus that use it come later.
+            // DTMF by SIP INFO feeds a running menu like RFC 4733 events.
             let resp = with_to_tag(response(&req, StatusCode::OK), &tag);
-            return self.respond(&key, &resp, now, out);
+            self.respond(&key, &resp, now, out);
+            if let Some(digit) = routing::info_digit(&req) {
+                self.on_digit(&call_id, digit, now, out);
+            }
+            return;
         }
         let session = match session_timer::negotiate(&req, self.config.sip.min_se) {
             Negotiation::TooSmall { min_se } => {
@@ -871,6 +1018,9 @@ impl Core {
             }
             MediaEvent::Dtmf { stream, digit } => {
                 debug!(stream = stream.0, %digit, "DTMF");
+                if let Some(call_id) = self.streams.get(&stream.0).cloned() {
+                    self.on_digit(&call_id, digit, now, out);
+                }
             }
             MediaEvent::PlaylistDone(stream) => {
                 let Some(call_id) = self.streams.get(&stream.0).cloned() else {
@@ -881,10 +1031,9 @@ impl Core {
                 };
                 match e.phase {
                     Phase::Closing => self.hang_up_caller(&call_id, EndReason::Completed, now, out),
-                    // The greeting is over: into the queue.
-                    Phase::Announcing if e.route.queue.is_some() => {
-                        self.join_queue(&call_id, now, out)
-                    }
+                    // The greeting is over: menu, queue or target.
+                    Phase::Announcing => self.after_greeting(&call_id, now, out),
+                    Phase::Menu => self.menu_prompt_done(&call_id, now),
                     _ => {}
                 }
             }
@@ -1006,6 +1155,7 @@ impl Core {
             None => return,
         };
         self.execute(call_id, actions, now, out);
+        self.menu_timeout(call_id, now, out);
         self.reschedule(call_id);
     }
 
@@ -1013,7 +1163,8 @@ impl Core {
         let Some(e) = self.calls.get_mut(call_id) else {
             return;
         };
-        let next = e.call.poll_timeout();
+        let menu = e.menu.as_ref().and_then(Menu::poll_timeout);
+        let next = [e.call.poll_timeout(), menu].into_iter().flatten().min();
         if next == e.scheduled {
             return;
         }
@@ -1123,28 +1274,13 @@ impl Core {
                 .add_stream(e.media.stream, socket, remote, codec, pt);
             self.media.set_dtmf_payload_type(e.media.stream, dtmf);
             self.media.set_direction(e.media.stream, direction);
-            let greeting = self.prompts.get(&e.route.greeting);
-            // A queued hotline's callers hear the queue's music after the
-            // greeting; they join the queue when the greeting is over
-            // (PlaylistDone), so an offer never cuts it short.
-            let then_loop = match &e.route.queue {
-                Some(q) => {
-                    let music = self.queues.get(q).map_or("moh", |c| c.music.as_str());
-                    self.prompts.get(music)
-                }
-                None => self.prompts.get(&e.route.waiting),
-            };
-            let greeted = greeting.is_some();
-            self.media.play(
-                e.media.stream,
-                Playlist {
-                    items: greeting.into_iter().collect(),
-                    then_loop,
-                },
-            );
+            let stream = e.media.stream;
+            let playlist = self.first_playlist(call_id);
+            let greeted = !playlist.items.is_empty();
+            self.media.play(stream, playlist);
             self.respond(&key, &resp, now, out);
             if !greeted {
-                self.join_queue(call_id, now, out);
+                self.after_greeting(call_id, now, out);
             }
             return;
         }
@@ -1164,6 +1300,12 @@ impl Core {
         self.ports.release(e.media.port);
         if let Origin::Trunk(i) = e.origin {
             self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
+        }
+        // Feature-code calls (no plan) were never counted.
+        if e.plan.is_some()
+            && let Some(n) = self.tenant_calls.get_mut(&e.route.tenant)
+        {
+            *n = n.saturating_sub(1);
         }
         self.metrics.rtp_ports_in_use.dec();
         self.metrics
@@ -1308,22 +1450,6 @@ fn called_number(req: &Request) -> String {
         None => "",
     };
     user.split(';').next().unwrap_or("").to_owned()
-}
-
-/// The caller's number to show an agent: the From user, unless the caller
-/// withholds it (`Privacy: id`/`user`, or an anonymous From).
-fn caller_number(req: &Request) -> String {
-    let withheld = req.headers.iter().any(|h| match h {
-        Header::Other(name, value) if name.eq_ignore_ascii_case("privacy") => {
-            let v = value.to_ascii_lowercase();
-            v.contains("id") || v.contains("user") || v.contains("header")
-        }
-        _ => false,
-    });
-    match from_user(req) {
-        Some(u) if !withheld && !u.eq_ignore_ascii_case("anonymous") && !u.is_empty() => u,
-        _ => "anonymous".into(),
-    }
 }
 
 fn from_user(req: &Request) -> Option<String> {

@@ -18,6 +18,7 @@ use crate::acd::{
 use crate::call::EndReason;
 use crate::call::agent_leg::{AgentLeg, LegAction, LegFailure, LegRequest};
 use crate::config::{self, Config, Feature, Target};
+use crate::dialplan::QueueExit;
 use crate::media::engine::{Playlist, StreamId};
 use crate::media::sdp::{self, Direction, SdpSession};
 use crate::sip::Transport;
@@ -33,6 +34,8 @@ pub(super) enum Phase {
     Announcing,
     /// In an ACD queue: waiting, or being offered to agents.
     Queued { queue: Arc<str> },
+    /// In the hotline's IVR menu (`CallEntry::menu`).
+    Menu,
     /// Talking to an agent (or a forwarded party) over the leg with this Call-ID.
     Connected { leg: String },
     /// Forwarded to a SIP URI target; that leg rings.
@@ -141,6 +144,25 @@ pub fn acd_spec(config: &Config) -> AcdSpec {
     }
 }
 
+/// The `X-Zentrale-Origin` value of an outbound leg:
+/// `tenant/hotline;municipality="Quickborn";via=local|115[;forwarded]`.
+/// The tenant and hotline are those of the number the caller dialled (for a
+/// call forwarded from a town hall: the town hall's), not of the queue that
+/// handles the call.
+pub(super) fn origin_header(origin: &crate::dialplan::Origin) -> String {
+    let municipality = origin.municipality.replace(['"', '\\'], "");
+    let mut value = format!(
+        "{}/{};municipality=\"{municipality}\";via={}",
+        origin.tenant,
+        origin.hotline,
+        origin.via_label()
+    );
+    if origin.forwarded {
+        value.push_str(";forwarded");
+    }
+    value
+}
+
 fn strategy(s: config::Strategy) -> Strategy {
     match s {
         config::Strategy::LongestIdle => Strategy::LongestIdle,
@@ -228,12 +250,17 @@ impl Core {
             }
             Ok(Admission::Rejected(reason)) => {
                 info!(%call_id, queue, ?reason, "caller not admitted");
+                let exit = match reason {
+                    RejectReason::NoAgents => QueueExit::NoAgents,
+                    RejectReason::QueueFull | RejectReason::WaitTooLong => QueueExit::Full,
+                };
                 let target = conf
                     .map(|q| match reason {
                         RejectReason::NoAgents => q.on_no_agents.clone(),
                         RejectReason::QueueFull | RejectReason::WaitTooLong => q.on_full.clone(),
                     })
                     .unwrap_or_else(Target::call_later);
+                self.count_overflow(call_id, &target, exit);
                 self.go_to(call_id, target, priority, arrival, now, out);
             }
             Err(err) => {
@@ -244,7 +271,7 @@ impl Core {
     }
 
     /// Sends a caller to a queue's target.
-    fn go_to(
+    pub(super) fn go_to(
         &mut self,
         call_id: &str,
         target: Target,
@@ -409,11 +436,14 @@ impl Core {
             addr,
             local,
         };
-        // RFC 5806: who was called before zentrale redirected the call.
-        let diversion = format!(
-            "<sip:{}@{}>;reason=no-answer;counter=1",
-            e.route.number, local
-        );
+        // RFC 5806: who was called before zentrale redirected the call: the
+        // number the caller dialled (for a call forwarded to us, the
+        // original one), else the hotline's configured number.
+        let dialled = e
+            .plan
+            .as_ref()
+            .map_or(e.route.number.as_str(), |p| p.origin.called.as_str());
+        let diversion = format!("<sip:{dialled}@{local}>;reason=no-answer;counter=1");
         let headers = vec![("Diversion", diversion)];
         let purpose = LegFor::Forward {
             uri: uri.to_owned(),
@@ -473,11 +503,20 @@ impl Core {
             ("X-Zentrale-Tenant", route.tenant.clone()),
             ("X-Zentrale-Hotline", route.hotline_name.clone()),
         ]);
+        // The agent answers in the name of the municipality the caller meant
+        // (Quickborn model), so its phone shows that first.
+        let display = match &e.plan {
+            Some(plan) => {
+                headers.push(("X-Zentrale-Origin", origin_header(&plan.origin)));
+                plan.origin.display()
+            }
+            None => format!("{} {}", route.tenant_name, route.hotline_name),
+        };
         let leg = AgentLeg::new(LegRequest {
             contact,
             to,
             caller: e.caller_number.clone(),
-            display: format!("{} {}", route.tenant_name, route.hotline_name),
+            display,
             headers,
             sdp: body,
             peer,
@@ -919,7 +958,7 @@ impl Core {
                     self.conversation_over(key, now, out);
                 }
             }
-            Phase::Announcing | Phase::Closing => {}
+            Phase::Announcing | Phase::Menu | Phase::Closing => {}
         }
     }
 
@@ -963,6 +1002,7 @@ impl Core {
                         .queue_conf(&queue)
                         .map(|q| q.on_timeout.clone())
                         .unwrap_or_else(Target::call_later);
+                    self.count_overflow(&caller, &target, QueueExit::Timeout);
                     // The caller left `queue`; go_to must not see it there.
                     if let Some(e) = self.calls.get_mut(&caller) {
                         e.phase = Phase::Announcing;

@@ -1,0 +1,327 @@
+//! The core's dialplan side: the decision for a new call, what the caller
+//! hears after answering, IVR menus fed with DTMF, surge limits and
+//! overflow counting. The [`Dialplan`](crate::dialplan::Dialplan) and
+//! [`Menu`] decide; this file carries their answers to media and the ACD.
+
+use std::time::Instant;
+
+use tracing::info;
+
+use super::{Core, Phase};
+use crate::config::Target;
+use crate::dialplan::{BusyReason, CallInput, CallRoute, Menu, MenuAction, QueueExit, SipHeaders};
+use crate::media::engine::Playlist;
+use crate::metrics::{MenuLabels, OverflowLabels};
+use crate::sip::message::{Header, Request};
+use crate::sip::transaction::Transmit;
+
+/// What a caller gets once answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Next {
+    /// The hotline: greeting, then its menu, its queue or `waiting` in a loop.
+    Hotline,
+    /// The greeting, then this target (closed hours, overflow when closed).
+    Greeting(Target),
+    /// No greeting, straight to this target (surge limits: the busy target).
+    Direct(Target),
+    /// Nothing more (feature codes; or the step above has been taken).
+    Done,
+}
+
+/// The header values the dialplan reads, from an INVITE.
+pub(super) fn call_input(req: &Request) -> CallInput {
+    let uri = req.uri.to_string();
+    let mut to = String::new();
+    let mut from = String::new();
+    let mut diversion = Vec::new();
+    let mut history = Vec::new();
+    let mut privacy = Vec::new();
+    let mut pai = Vec::new();
+    for h in req.headers.iter() {
+        match h {
+            Header::To(v) => to = v.value().to_owned(),
+            Header::From(v) => from = v.value().to_owned(),
+            _ => {
+                // The rest are not typed by the parser: match them by name.
+                let line = h.to_string();
+                let Some((name, value)) = line.split_once(':') else {
+                    continue;
+                };
+                let value = value.trim().to_owned();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "diversion" => diversion.push(value),
+                    "history-info" => history.push(value),
+                    "privacy" => privacy.push(value),
+                    "p-asserted-identity" => pai.push(value),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let (diversion, history, privacy, pai) =
+        (refs(&diversion), refs(&history), refs(&privacy), refs(&pai));
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    CallInput::from_sip(&SipHeaders {
+        request_uri: &uri,
+        to: &to,
+        from: &from,
+        diversion: &diversion,
+        history_info: &history,
+        privacy: &privacy,
+        p_asserted_identity: &pai,
+    })
+}
+
+/// The key of a SIP INFO DTMF body: `application/dtmf-relay`
+/// (`Signal=1`) or `application/dtmf` (`1`).
+pub(super) fn info_digit(req: &Request) -> Option<char> {
+    let content_type = req.headers.iter().find_map(|h| match h {
+        Header::ContentType(v) => Some(v.value().to_ascii_lowercase()),
+        _ => None,
+    })?;
+    let body = std::str::from_utf8(&req.body).ok()?;
+    let value = if content_type.starts_with("application/dtmf-relay") {
+        body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
+        })?
+    } else if content_type.starts_with("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    let mut chars = value.chars();
+    let digit = chars.next()?.to_ascii_uppercase();
+    let valid = digit.is_ascii_digit() || matches!(digit, '*' | '#' | 'A'..='D');
+    (valid && chars.next().is_none()).then_some(digit)
+}
+
+impl Core {
+    /// What the caller hears when answered: the greeting (unless the call
+    /// goes straight to a target), then what loops until the next step.
+    pub(super) fn first_playlist(&self, call_id: &str) -> Playlist {
+        let Some(e) = self.calls.get(call_id) else {
+            return Playlist {
+                items: Vec::new(),
+                then_loop: None,
+            };
+        };
+        let greeting = match &e.next {
+            Next::Direct(_) => None,
+            _ => self.prompts.get(&e.route.greeting),
+        };
+        let music = |queue: &str| {
+            let music = self.queues.get(queue).map_or("moh", |c| c.music.as_str());
+            self.prompts.get(music)
+        };
+        let has_menu = e.plan.as_ref().is_some_and(|p| p.menu.is_some());
+        let then_loop = match &e.next {
+            // A queued hotline's callers hear the queue's music after the
+            // greeting; they join the queue when the greeting is over
+            // (PlaylistDone), so an offer never cuts it short.
+            Next::Hotline if has_menu => None,
+            Next::Hotline => match &e.route.queue {
+                Some(q) => music(q),
+                None => self.prompts.get(&e.route.waiting),
+            },
+            Next::Greeting(Target::Queue(q)) => music(&q.to_string()),
+            Next::Greeting(_) | Next::Direct(_) | Next::Done => None,
+        };
+        Playlist {
+            items: greeting.into_iter().collect(),
+            then_loop,
+        }
+    }
+
+    /// The greeting is over (or there was none): the next step of the call.
+    pub(super) fn after_greeting(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(e) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let priority = e.route.priority;
+        match std::mem::replace(&mut e.next, Next::Done) {
+            Next::Hotline => match e.plan.as_ref().and_then(|p| p.menu.clone()) {
+                Some(spec) => {
+                    let mut menu = Menu::new(spec);
+                    let actions = menu.start(now);
+                    e.menu = Some(menu);
+                    e.phase = Phase::Menu;
+                    self.apply_menu(call_id, actions, now, out);
+                }
+                None => self.join_queue(call_id, now, out),
+            },
+            Next::Greeting(target) | Next::Direct(target) => {
+                self.go_to(call_id, target, priority, None, now, out)
+            }
+            Next::Done => {}
+        }
+    }
+
+    fn apply_menu(
+        &mut self,
+        call_id: &str,
+        actions: Vec<MenuAction>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        for action in actions {
+            let Some(e) = self.calls.get_mut(call_id) else {
+                return;
+            };
+            match action {
+                MenuAction::Play(names) => {
+                    let items = names.iter().filter_map(|n| self.prompts.get(n)).collect();
+                    self.media.play(
+                        e.media.stream,
+                        Playlist {
+                            items,
+                            then_loop: None,
+                        },
+                    );
+                }
+                MenuAction::Done { target, choice } => {
+                    e.menu = None;
+                    e.phase = Phase::Announcing;
+                    let priority = e.route.priority;
+                    info!(%call_id, choice = %choice.label(), target = %target, "menu done");
+                    self.metrics
+                        .menu_choices
+                        .get_or_create(&MenuLabels {
+                            tenant: e.route.tenant.clone(),
+                            hotline: e.route.hotline.clone(),
+                            choice: choice.label(),
+                        })
+                        .inc();
+                    self.go_to(call_id, target, priority, None, now, out);
+                }
+            }
+        }
+        self.reschedule(call_id);
+    }
+
+    /// The menu's prompts have played: its key timer starts.
+    pub(super) fn menu_prompt_done(&mut self, call_id: &str, now: Instant) {
+        if let Some(menu) = self.calls.get_mut(call_id).and_then(|e| e.menu.as_mut()) {
+            menu.prompt_finished(now);
+        }
+        self.reschedule(call_id);
+    }
+
+    /// A key from the caller (RFC 4733 or SIP INFO); only menus listen.
+    pub(super) fn on_digit(
+        &mut self,
+        call_id: &str,
+        digit: char,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(menu) = self.calls.get_mut(call_id).and_then(|e| e.menu.as_mut()) else {
+            return;
+        };
+        let actions = menu.on_digit(digit, now);
+        self.apply_menu(call_id, actions, now, out);
+    }
+
+    /// The menu's timer, if due.
+    pub(super) fn menu_timeout(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(menu) = self.calls.get_mut(call_id).and_then(|e| e.menu.as_mut()) else {
+            return;
+        };
+        if menu.poll_timeout().is_some_and(|t| t <= now) {
+            let actions = menu.handle_timeout(now);
+            self.apply_menu(call_id, actions, now, out);
+        }
+    }
+
+    /// Whether a new call of `plan`'s tenant fits its surge limits.
+    pub(super) fn surge_check(&self, plan: &CallRoute) -> Result<(), BusyReason> {
+        let tenant = plan.route.tenant.as_str();
+        let calls = self.tenant_calls.get(tenant).copied().unwrap_or(0);
+        // Only counted when limited: a walk over the calls.
+        let waiting = if plan.limits.max_waiting.is_some() {
+            self.calls
+                .values()
+                .filter(|e| e.route.tenant == tenant && matches!(e.phase, Phase::Queued { .. }))
+                .count() as u32
+        } else {
+            0
+        };
+        plan.limits.admit(calls, waiting)
+    }
+
+    /// A caller leaves (or is kept out of) a queue for `target`: if that is
+    /// its hotline's overflow, count it for the municipality.
+    pub(super) fn count_overflow(&self, call_id: &str, target: &Target, exit: QueueExit) {
+        let Some(plan) = self.calls.get(call_id).and_then(|e| e.plan.as_ref()) else {
+            return;
+        };
+        let Some(overflow) = &plan.overflow else {
+            return;
+        };
+        if let Some(cause) = overflow.cause_for(target, exit) {
+            info!(%call_id, municipality = %plan.origin.municipality, cause = cause.as_str(), "overflow");
+            self.metrics
+                .overflow
+                .get_or_create(&OverflowLabels {
+                    from_municipality: plan.origin.municipality.to_string(),
+                    target: overflow.target_label(),
+                })
+                .inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(extra: &str, body: &str) -> Request {
+        Request::try_from(format!(
+            "INFO sip:115@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:05617870123@h>;tag=1\r\nTo: <sip:115@h>;tag=2\r\nCall-ID: x\r\n\
+             CSeq: 2 INFO\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn info_digits_in_both_body_formats() {
+        let relay = req(
+            "Content-Type: application/dtmf-relay\r\n",
+            "Signal=1\r\nDuration=160\r\n",
+        );
+        assert_eq!(info_digit(&relay), Some('1'));
+        let plain = req("Content-Type: application/dtmf\r\n", "#\r\n");
+        assert_eq!(info_digit(&plain), Some('#'));
+        let other = req("Content-Type: text/plain\r\n", "Signal=1\r\n");
+        assert_eq!(info_digit(&other), None);
+        let garbage = req("Content-Type: application/dtmf-relay\r\n", "Signal=12\r\n");
+        assert_eq!(info_digit(&garbage), None);
+    }
+
+    #[test]
+    fn input_reads_forwarding_and_privacy_headers() {
+        let r = Request::try_from(
+            "INVITE sip:04101115@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:05617870123@h>;tag=1\r\nTo: <sip:04101115@h>\r\nCall-ID: x\r\n\
+             CSeq: 1 INVITE\r\nDiversion: <sip:041066110@pbx>;reason=no-answer;counter=1\r\n\
+             Privacy: id\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let input = call_input(&r);
+        assert_eq!(input.request_user, "04101115");
+        assert_eq!(input.diversion.as_deref(), Some("041066110"));
+        assert!(input.anonymous);
+        assert_eq!(input.caller, None);
+        let open = Request::try_from(
+            "INVITE sip:115@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:05617870123@h>;tag=1\r\nTo: <sip:115@h>\r\nCall-ID: x\r\n\
+             CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(call_input(&open).caller.as_deref(), Some("05617870123"));
+    }
+}

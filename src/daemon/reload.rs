@@ -1,0 +1,52 @@
+//! Live reload (`SIGHUP`, `POST /api/v1/reload`): read the config again
+//! with the start's command-line overrides and, if it is valid, give new
+//! calls the new dialplan, queues and prompts. Calls in progress and
+//! waiting callers keep what they have.
+//!
+//! Reading happens off the call path ([`load`] runs on a blocking thread);
+//! only the swap ([`apply`]) runs on the core task.
+
+use tracing::{info, warn};
+
+use super::Startup;
+use super::core::Core;
+use crate::config::Config;
+use crate::media::prompt::PromptLibrary;
+
+/// A config read for a reload, with its prompts; `Err`: why it is refused.
+pub type Loaded = Result<(Config, PromptLibrary), String>;
+
+/// Reads and validates the config and loads its prompts (file IO: run it
+/// on a blocking thread).
+pub fn load(startup: &Startup) -> Loaded {
+    let config = Config::load(&startup.config_path, &startup.overrides).map_err(|errors| {
+        format!("{errors}\nthe running config stays; fix the file and reload again")
+    })?;
+    let prompts = PromptLibrary::load(&config.sounds_dir, config.sound_names()).map_err(|e| {
+        format!("loading the prompts of the new config: {e:#}; the running config stays")
+    })?;
+    Ok((config, prompts))
+}
+
+/// Swaps a loaded config into `core`, logs and counts the outcome. `Ok`:
+/// the settings that changed but need a restart; `Err`: why the new config
+/// was refused (the old one stays).
+pub fn apply(loaded: Loaded, core: &mut Core, trigger: &str) -> Result<Vec<String>, String> {
+    let result = loaded.and_then(|(config, prompts)| core.reload(config, prompts));
+    match &result {
+        Ok(restart) if restart.is_empty() => info!(trigger, "config reloaded"),
+        Ok(restart) => warn!(
+            trigger,
+            restart_needed = %restart.join(", "),
+            "config reloaded; these changes need a restart of zentrale and are not applied yet"
+        ),
+        Err(errors) => warn!(trigger, "config reload refused:\n{errors}"),
+    }
+    core.metrics
+        .config_reloads
+        .get_or_create(&crate::metrics::ResultLabel {
+            result: if result.is_ok() { "ok" } else { "rejected" }.into(),
+        })
+        .inc();
+    result
+}

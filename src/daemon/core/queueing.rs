@@ -27,6 +27,9 @@ use crate::sip::message::{
 };
 use crate::sip::transaction::{Peer, ServerKey, Transmit};
 
+/// Dispatch passes per input at most (see [`Core::run_dispatch`]).
+const MAX_DISPATCH_PASSES: usize = 4;
+
 /// Where a caller is, as far as queueing goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -333,7 +336,14 @@ impl Core {
 
     /// Matches free agents to waiting callers, if anything changed.
     pub(super) fn run_dispatch(&mut self, now: Instant, out: &mut Vec<Transmit>) {
-        while std::mem::take(&mut self.acd_dirty) {
+        // An offer that fails at once (no binding) frees its agent and the
+        // caller again, so another pass may match them anew. Bounded: with
+        // `max_missed_offers: 0` such an agent would otherwise be offered
+        // forever within one input; the next input picks up the rest.
+        for _ in 0..MAX_DISPATCH_PASSES {
+            if !std::mem::take(&mut self.acd_dirty) {
+                return;
+            }
             for offer in self.acd.dispatch(now) {
                 self.place_offer(&offer, now, out);
             }

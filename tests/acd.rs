@@ -271,6 +271,8 @@ struct RtpShared {
     pt: u8,
     fill: u8,
     got: Vec<Pkt>,
+    /// The payload of `got[i]` at index i (kept apart so `Pkt` stays `Copy`).
+    payloads: Vec<Vec<u8>>,
 }
 
 /// An RTP endpoint on its own thread: sends a packet of 160 `fill` bytes
@@ -331,7 +333,9 @@ impl RtpPeer {
                                     .all(|b| *b == payload[0])
                                     .then_some(payload[0]),
                             };
-                            shared.lock().unwrap().got.push(pkt);
+                            let mut s = shared.lock().unwrap();
+                            s.got.push(pkt);
+                            s.payloads.push(payload.to_vec());
                         }
                     }
                 }
@@ -361,6 +365,16 @@ impl RtpPeer {
     /// Packets received after `t`.
     fn got_since(&self, t: Instant) -> Vec<Pkt> {
         self.got().into_iter().filter(|p| p.at > t).collect()
+    }
+
+    /// Every packet received so far, with its payload.
+    fn heard(&self) -> Vec<(Pkt, Vec<u8>)> {
+        let s = self.shared.lock().unwrap();
+        s.got
+            .iter()
+            .copied()
+            .zip(s.payloads.iter().cloned())
+            .collect()
     }
 }
 
@@ -2322,4 +2336,338 @@ fn agent_hold_plays_music_to_the_caller() {
     let bye = phone.expect_request(&d, "BYE", SIP_WAIT);
     phone.sip.send(&response_to(&bye, 200, "OK"));
     wait_no_calls(&d, "after the held call");
+}
+
+// ---------------------------------------------------------------------------
+// 11. Prompts proven from the RTP bytes: announcements, queue admission
+// ---------------------------------------------------------------------------
+
+/// RTP frame size of every prompt zentrale plays: 20 ms of 8 kHz G.711.
+const FRAME: usize = 160;
+
+/// The samples of `sounds/NAME.wav`, found by walking its RIFF chunks (so a
+/// `LIST` or `fact` chunk before `data` would not shift the audio); fails
+/// unless the format is 8 kHz mono 16-bit PCM, what zentrale loads.
+fn wav_samples(name: &str) -> Vec<i16> {
+    let path = repo().join("sounds").join(format!("{name}.wav"));
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let bad = |why: String| -> ! { panic!("{}: {why}", path.display()) };
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        bad("not a RIFF/WAVE file".to_owned());
+    }
+    let le16 = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let le32 = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    // (format tag, channels, sample rate, bits per sample)
+    let mut format = None;
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = le32(&bytes, at + 4) as usize;
+        let Some(body) = bytes.get(at + 8..at + 8 + size) else {
+            bad(format!(
+                "chunk {:?} of {size} bytes runs past the end of the file",
+                String::from_utf8_lossy(id)
+            ));
+        };
+        match id {
+            b"fmt " if size >= 16 => {
+                format = Some((le16(body, 0), le16(body, 2), le32(body, 4), le16(body, 14)));
+            }
+            b"fmt " => bad(format!("fmt chunk of {size} bytes, want at least 16")),
+            b"data" => {
+                if format != Some((1, 1, 8000, 16)) {
+                    bad(format!(
+                        "format (tag, channels, rate, bits) {format:?} before the data chunk, \
+                         want (1, 1, 8000, 16)"
+                    ));
+                }
+                return body
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        at += 8 + size + (size & 1);
+    }
+    bad("no data chunk".to_owned())
+}
+
+/// `sounds/NAME.wav` as zentrale sends it with payload type `pt`: G.711 in
+/// 160-byte frames, the last one padded with the codec's silence (the next
+/// prompt starts on a fresh frame).
+fn prompt_frames(d: &Daemon, name: &str, pt: u8) -> Vec<Vec<u8>> {
+    use zentrale::media::g711;
+    type Encoder = fn(i16) -> u8;
+    let (ours, theirs, silence): (Encoder, Encoder, u8) = match pt {
+        0 => (linear_to_ulaw, g711::linear_to_ulaw, 0xFF),
+        8 => (linear_to_alaw, g711::linear_to_alaw, 0xD5),
+        _ => d.fail(format!("no G.711 encoder for payload type {pt}")),
+    };
+    let samples = wav_samples(name);
+    // The harness encodes on its own, so a wrong daemon encoder cannot hide
+    // behind it; where the two round differently the byte comparison would
+    // blame the daemon for the harness, so say so here instead.
+    let differ: Vec<i16> = samples
+        .iter()
+        .copied()
+        .filter(|&s| ours(s) != theirs(s))
+        .collect();
+    d.check(differ.is_empty(), || {
+        format!(
+            "the harness's G.711 encoder for PT {pt} disagrees with src/media/g711.rs on {} \
+             samples of {name}.wav (e.g. {:?}): fix tests/common/mod.rs or use the other law",
+            differ.len(),
+            &differ[..differ.len().min(5)]
+        )
+    });
+    let mut bytes: Vec<u8> = samples.iter().map(|&s| ours(s)).collect();
+    bytes.resize(bytes.len().div_ceil(FRAME) * FRAME, silence);
+    bytes.chunks(FRAME).map(<[u8]>::to_vec).collect()
+}
+
+/// Index of the first payload in `heard[from..]` equal to `frame`.
+fn find_frame(heard: &[(Pkt, Vec<u8>)], frame: &[u8], from: usize) -> Option<usize> {
+    heard
+        .get(from..)?
+        .iter()
+        .position(|(_, p)| p == frame)
+        .map(|i| from + i)
+}
+
+/// Fails unless `heard[at..]` starts with `frames`, naming the first frame
+/// that differs.
+fn expect_frames(d: &Daemon, heard: &[(Pkt, Vec<u8>)], at: usize, frames: &[Vec<u8>], what: &str) {
+    for (i, want) in frames.iter().enumerate() {
+        match heard.get(at + i) {
+            Some((_, got)) if got == want => {}
+            Some((p, got)) => d.fail(format!(
+                "{what}: frame {i} of {} (packet {}, seq {}) differs: got {:02x?}.., want {:02x?}..",
+                frames.len(),
+                at + i,
+                p.seq,
+                &got[..got.len().min(8)],
+                &want[..8]
+            )),
+            None => d.fail(format!(
+                "{what}: the caller heard only {} of its {} frames",
+                i,
+                frames.len()
+            )),
+        }
+    }
+}
+
+/// Fails unless the packets form one stream: one SSRC, sequence +1 each.
+fn expect_one_stream(d: &Daemon, heard: &[(Pkt, Vec<u8>)], what: &str) {
+    let breaks: Vec<(usize, u16, u16)> = heard
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1].0.ssrc != w[0].0.ssrc || w[1].0.seq != w[0].0.seq.wrapping_add(1))
+        .map(|(i, w)| (i + 1, w[0].0.seq, w[1].0.seq))
+        .collect();
+    d.check(breaks.is_empty(), || {
+        format!(
+            "{what}: the caller's stream ({} packets) breaks its SSRC or sequence at \
+             (packet, seq before, seq after) {breaks:?}",
+            heard.len()
+        )
+    });
+}
+
+/// Playing time of `frames`.
+fn frames_duration(frames: &[Vec<u8>]) -> Duration {
+    Duration::from_millis(20 * frames.len() as u64)
+}
+
+/// With Kassel's 115 queue announcing every 15 s and nobody logged in, the
+/// waiting caller hears the greeting, the queue's music, about 15 s after
+/// joining "Sie sind Anrufer Nummer eins" (`position`, `num-1`, then
+/// `wait-time`), and the music again from its start: every prompt byte for
+/// byte in the caller's codec, all in one RTP stream.
+#[test]
+fn announcement_tells_the_waiting_caller_its_position() {
+    const EVERY: Duration = Duration::from_secs(15);
+    let d = start(
+        &[],
+        &[(
+            "kassel.yaml",
+            "announce_every_secs: 45",
+            "announce_every_secs: 15",
+        )],
+    );
+    let mut caller = Caller::new(&d, "0561115");
+    // PCMA: the harness's A-law encoder rounds like zentrale's (its µ-law
+    // one does not for some negative samples).
+    let ok = caller.call(&d, &[8, 0, 101]);
+    let answered = Instant::now();
+    let (_, pts) = sdp_media(&d, &ok.body_str());
+    let pt = pts[0];
+    d.check(pt == 8, || {
+        format!("zentrale answered PT {pt} to an offer of PCMA first")
+    });
+    let greeting = prompt_frames(&d, "greeting-kassel", pt);
+    let moh = prompt_frames(&d, "moh", pt);
+    let position = prompt_frames(&d, "position", pt);
+    let num_1 = prompt_frames(&d, "num-1", pt);
+    let wait_time = prompt_frames(&d, "wait-time", pt);
+
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}",
+        1.0,
+        GREETING_KASSEL + SIP_WAIT,
+    );
+
+    // Until the music is back after the announcement: greeting, 15 s in
+    // the queue, the announcement (position .. minutes, about 6 s), slack.
+    let limit = GREETING_KASSEL + EVERY + Duration::from_secs(9);
+    let music_again = |heard: &[(Pkt, Vec<u8>)]| {
+        let p = find_frame(heard, &position[0], 0)?;
+        find_frame(heard, &moh[0], p)
+    };
+    let heard = loop {
+        let heard = caller.rtp.heard();
+        if music_again(&heard).is_some() {
+            break heard;
+        }
+        if answered.elapsed() > limit {
+            let p = find_frame(&heard, &position[0], 0);
+            d.fail(format!(
+                "{limit:?} after the answer the caller has not heard the announcement and the \
+                 music after it ({} packets heard, position prompt at {p:?})",
+                heard.len()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    d.check(
+        heard.first().is_some_and(|(_, p)| *p == greeting[0]),
+        || "the caller's first packet is not the start of greeting-kassel".to_owned(),
+    );
+    expect_frames(&d, &heard, 0, &greeting, "greeting-kassel");
+    let music_from = greeting.len();
+    let Some(announced) = find_frame(&heard, &position[0], music_from) else {
+        d.fail("the position prompt vanished from what the caller heard");
+    };
+    // Between the greeting and the announcement: the music from its start.
+    let between: Vec<Vec<u8>> = (0..announced - music_from)
+        .map(|i| moh[i % moh.len()].clone())
+        .collect();
+    expect_frames(
+        &d,
+        &heard,
+        music_from,
+        &between,
+        "the music after the greeting",
+    );
+    let queued_for = frames_duration(&between);
+    d.check(
+        queued_for >= EVERY - Duration::from_millis(500)
+            && queued_for <= EVERY + Duration::from_secs(2),
+        || format!("the announcement came after {queued_for:?} of music, want about {EVERY:?}"),
+    );
+    // "Sie sind Anrufer Nummer eins. Ihre Wartezeit beträgt ..."
+    let said: Vec<Vec<u8>> = [&position, &num_1, &wait_time]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    expect_frames(&d, &heard, announced, &said, "position, num-1, wait-time");
+    // The minutes follow; then the music starts over.
+    let Some(resumed) = music_again(&heard) else {
+        d.fail("the music after the announcement vanished");
+    };
+    let rest = Duration::from_millis(20 * resumed.saturating_sub(announced + said.len()) as u64);
+    d.check(rest <= Duration::from_secs(3), || {
+        format!("{rest:?} passed between wait-time and the music: want only a number and `minutes`")
+    });
+    let tail = heard.len() - resumed;
+    expect_frames(
+        &d,
+        &heard,
+        resumed,
+        &moh[..tail.min(moh.len())],
+        "the music after the announcement",
+    );
+    expect_one_stream(&d, &heard, "greeting, music, announcement, music");
+
+    let q = queue(&d, "kassel/115");
+    d.check(q["waiting"] == 1, || {
+        format!("after the announcement kassel/115 is {q}")
+    });
+    caller.hang_up(&d);
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_calls_abandoned_total{tenant=\"kassel\",queue=\"115\"}",
+        1.0,
+        SIP_WAIT,
+    );
+    wait_no_calls(&d, "after the announced caller hung up");
+}
+
+/// Kassel's 115 queue with `max_waiting: 1` and nobody logged in: the first
+/// caller waits; the second hears the greeting, then `call-later` (its
+/// `on_full` target) byte for byte, and gets zentrale's BYE when the prompt
+/// ends; the rejection is counted as `full`; the first caller still waits
+/// and, hanging up, is counted as abandoned.
+#[test]
+fn full_queue_sends_the_next_caller_to_call_later() {
+    let d = start(
+        &[],
+        &[("kassel.yaml", "# max_waiting: 50", "max_waiting: 1")],
+    );
+    let waiting = "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}";
+    let mut first = Caller::new(&d, "0561115");
+    first.call(&d, &[8, 0, 101]);
+    wait_metric_eq(&d, waiting, 1.0, GREETING_KASSEL + SIP_WAIT);
+
+    let mut second = Caller::new(&d, "0561115");
+    let ok = second.call(&d, &[8, 0, 101]);
+    let answered = Instant::now();
+    let (_, pts) = sdp_media(&d, &ok.body_str());
+    let pt = pts[0];
+    let greeting = prompt_frames(&d, "greeting-kassel", pt);
+    let call_later = prompt_frames(&d, "call-later", pt);
+    let played = frames_duration(&greeting) + frames_duration(&call_later);
+    second.expect_bye(&d, played + Duration::from_secs(3));
+    let after = answered.elapsed();
+    d.check(after >= played - Duration::from_millis(500), || {
+        format!("the rejected caller got the BYE {after:?} after the answer, before greeting and call-later ({played:?}) were over")
+    });
+    // The last packets may still be on their way when the BYE arrives.
+    std::thread::sleep(Duration::from_millis(200));
+    let heard = second.rtp.heard();
+    let said: Vec<Vec<u8>> = greeting.iter().chain(&call_later).cloned().collect();
+    expect_frames(&d, &heard, 0, &said, "greeting-kassel, call-later");
+    expect_one_stream(&d, &heard, "greeting, call-later");
+
+    let m = d.metrics();
+    for (sample, want) in [
+        (
+            "zentrale_queue_calls_rejected_total{tenant=\"kassel\",queue=\"115\",reason=\"full\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_calls_entered_total{tenant=\"kassel\",queue=\"115\"}",
+            1.0,
+        ),
+        (waiting, 1.0),
+    ] {
+        let v = metric_value(&m, sample);
+        d.check(v == Some(want), || {
+            format!("with the second caller turned away {sample} is {v:?}, want {want}")
+        });
+    }
+    first.hang_up(&d);
+    wait_metric_eq(
+        &d,
+        "zentrale_queue_calls_abandoned_total{tenant=\"kassel\",queue=\"115\"}",
+        1.0,
+        SIP_WAIT,
+    );
+    wait_metric_eq(&d, waiting, 0.0, SIP_WAIT);
+    wait_no_calls(&d, "after both callers");
 }

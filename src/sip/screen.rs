@@ -330,9 +330,10 @@ impl Key {
                 _ => Key::Other,
             };
         }
+        // Only the names of the same length are compared.
         LONG_NAMES
             .iter()
-            .find(|(long, _)| long.eq_ignore_ascii_case(name))
+            .find(|(long, _)| long.len() == name.len() && long.eq_ignore_ascii_case(name))
             .map_or(Key::Other, |&(_, key)| key)
     }
 
@@ -362,34 +363,11 @@ struct Hdr<'a> {
     utf8: bool,
 }
 
-/// A header line during lexing, before its value is decoded.
-struct RawHdr<'a> {
-    name: &'a str,
-    key: Key,
-    raw: Cow<'a, [u8]>,
-}
-
-impl<'a> RawHdr<'a> {
-    fn decode(self) -> Hdr<'a> {
-        let (value, utf8) = match self.raw {
-            Cow::Borrowed(b) => match std::str::from_utf8(b) {
-                Ok(s) => (Cow::Borrowed(s), true),
-                Err(_) => (String::from_utf8_lossy(b), false),
-            },
-            Cow::Owned(v) => match String::from_utf8(v) {
-                Ok(s) => (Cow::Owned(s), true),
-                Err(e) => (
-                    Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
-                    false,
-                ),
-            },
-        };
-        Hdr {
-            name: self.name,
-            key: self.key,
-            value,
-            utf8,
-        }
+/// Decodes octets of a header value: borrowed when they are UTF-8.
+fn decode(raw: &[u8]) -> (Cow<'_, str>, bool) {
+    match std::str::from_utf8(raw) {
+        Ok(s) => (Cow::Borrowed(s), true),
+        Err(_) => (String::from_utf8_lossy(raw), false),
     }
 }
 
@@ -428,7 +406,7 @@ fn lex(data: &[u8]) -> Lexed<'_> {
         pos += 1;
     }
     let mut start: Option<&[u8]> = None;
-    let mut headers: Vec<RawHdr> = Vec::with_capacity(16);
+    let mut headers: Vec<Hdr> = Vec::with_capacity(16);
     let mut body: &[u8] = &[];
     let mut terminated = false;
     let mut bad_line = None;
@@ -453,11 +431,15 @@ fn lex(data: &[u8]) -> Lexed<'_> {
                 Some(h) => {
                     let more = line.trim_ascii();
                     if !more.is_empty() {
-                        let raw = h.raw.to_mut();
-                        if !raw.is_empty() {
-                            raw.push(b' ');
+                        // Decoding the pieces one by one equals decoding
+                        // them joined: the space ends any broken sequence.
+                        let (more, utf8) = decode(more);
+                        let value = h.value.to_mut();
+                        if !value.is_empty() {
+                            value.push(' ');
                         }
-                        raw.extend_from_slice(more);
+                        value.push_str(&more);
+                        h.utf8 &= utf8;
                     }
                 }
                 None => {
@@ -478,15 +460,17 @@ fn lex(data: &[u8]) -> Lexed<'_> {
                 continue;
             }
         };
-        headers.push(RawHdr {
+        let (value, utf8) = decode(line[colon + 1..].trim_ascii());
+        headers.push(Hdr {
             name,
             key: Key::of(name),
-            raw: Cow::Borrowed(line[colon + 1..].trim_ascii()),
+            value,
+            utf8,
         });
     }
     Lexed {
         start: start.unwrap_or(&[]),
-        headers: headers.into_iter().map(RawHdr::decode).collect(),
+        headers,
         body,
         terminated,
         bad_line,
@@ -705,7 +689,7 @@ impl<'a> Iterator for List<'a> {
 
 /// `scheme ":" rest` with a syntactically valid scheme.
 fn uri_scheme(uri: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = uri.split_once(':')?;
+    let (scheme, rest) = text::split_once(uri, b':')?;
     let b = scheme.as_bytes();
     let ok = !b.is_empty()
         && b[0].is_ascii_alphabetic()
@@ -716,10 +700,10 @@ fn uri_scheme(uri: &str) -> Option<(&str, &str)> {
 
 /// `number method` of a CSeq value (the number as digits, any length).
 fn split_cseq(v: &str) -> Option<(&str, &str)> {
-    let v = v.trim();
-    let end = v.find(|c: char| !c.is_ascii_digit())?;
+    let v = text::trim(v);
+    let end = v.bytes().position(|b| !b.is_ascii_digit())?;
     let (n, rest) = v.split_at(end);
-    let m = rest.trim_start();
+    let m = text::trim_start(rest);
     if n.is_empty() || m.len() == rest.len() || !is_token(m.as_bytes()) {
         return None;
     }
@@ -766,17 +750,19 @@ fn via_parm_inner(
     strict: bool,
     mut out: Option<&mut String>,
 ) -> Result<(), &'static str> {
-    let s = parm.trim();
+    let s = text::trim(parm);
     if s.is_empty() {
         return Err("empty Via value");
     }
-    let mut parts = s.splitn(3, '/');
-    let proto = parts.next().unwrap_or("").trim();
-    let version = parts.next().unwrap_or("").trim();
-    let rest = parts
-        .next()
-        .ok_or("malformed Via sent-protocol")?
-        .trim_start();
+    // sent-protocol = "SIP" / version / transport: the rest follows the
+    // second slash.
+    let (proto, rest) = text::split_once(s, b'/').ok_or("malformed Via sent-protocol")?;
+    let (version, rest) = text::split_once(rest, b'/').ok_or("malformed Via sent-protocol")?;
+    let (proto, version, rest) = (
+        text::trim(proto),
+        text::trim(version),
+        text::trim_start(rest),
+    );
     if !proto.eq_ignore_ascii_case("SIP") || !is_token(version.as_bytes()) {
         return Err("malformed Via sent-protocol");
     }
@@ -791,14 +777,14 @@ fn via_parm_inner(
     if transport.is_empty() {
         return Err("malformed Via transport");
     }
-    let (sent_by, params) = match rest.split_once(';') {
+    let (sent_by, params) = match text::split_once(rest, b';') {
         Some((a, p)) => (a, Some(p)),
         None => (rest, None),
     };
     // sent-by = host [ SWS ":" SWS port ]: whitespace is allowed around the
     // colon only.
-    let sent_by = sent_by.trim();
-    let sent_by: Cow<str> = if sent_by.contains(char::is_whitespace) {
+    let sent_by = text::trim(sent_by);
+    let sent_by: Cow<str> = if text::has_whitespace(sent_by) {
         let words: Vec<&str> = sent_by.split_whitespace().collect();
         Cow::Owned(words.join(" ").replace(" :", ":").replace(": ", ":"))
     } else {
@@ -823,16 +809,16 @@ fn via_parm_inner(
     let Some(params) = params else {
         return Ok(());
     };
-    for p in params.split(';') {
-        let p = p.trim();
+    for p in text::split(params, b';') {
+        let p = text::trim(p);
         if p.is_empty() {
             if strict {
                 return Err("empty Via parameter");
             }
             continue;
         }
-        let (name, value) = match p.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim())),
+        let (name, value) = match text::split_once(p, b'=') {
+            Some((n, v)) => (text::trim(n), Some(text::trim(v))),
             None => (p, None),
         };
         let value_ok = value.is_none_or(|v| {
@@ -879,13 +865,15 @@ fn normalise_via(value: &str) -> String {
 /// The end of a quoted string that starts at `s[0] == '"'`: the index of
 /// the closing quote.
 fn quoted_end(s: &str) -> Option<usize> {
+    // Octets: an escaped multi-octet character leaves continuation octets,
+    // which never match '\\' or '"'.
     let mut escaped = false;
-    for (i, c) in s.char_indices().skip(1) {
+    for (i, &c) in s.as_bytes().iter().enumerate().skip(1) {
         if escaped {
             escaped = false;
-        } else if c == '\\' {
+        } else if c == b'\\' {
             escaped = true;
-        } else if c == '"' {
+        } else if c == b'"' {
             return Some(i);
         }
     }
@@ -894,7 +882,7 @@ fn quoted_end(s: &str) -> Option<usize> {
 
 /// Header parameters: `*( SEMI name [ EQUAL value ] )`.
 fn check_params(s: &str) -> Result<(), &'static str> {
-    let s = s.trim();
+    let s = text::trim(s);
     if s.is_empty() {
         return Ok(());
     }
@@ -902,31 +890,30 @@ fn check_params(s: &str) -> Result<(), &'static str> {
         return Err("garbage after address");
     };
     loop {
-        rest = rest.trim_start();
+        rest = text::trim_start(rest);
         // name
         let n_end = rest
-            .find(|c: char| !c.is_ascii() || !is_token_char(c as u8))
+            .bytes()
+            .position(|b| !is_token_char(b))
             .unwrap_or(rest.len());
         if n_end == 0 {
             return Err("empty or malformed header parameter");
         }
-        rest = rest[n_end..].trim_start();
+        rest = text::trim_start(&rest[n_end..]);
         if let Some(r) = rest.strip_prefix('=') {
-            let r = r.trim_start();
+            let r = text::trim_start(r);
             if r.starts_with('"') {
                 let end = quoted_end(r).ok_or("unterminated quoted string")?;
                 rest = &r[end + 1..];
             } else {
-                let v_end = r
-                    .find(|c: char| c == ';' || c.is_whitespace())
-                    .unwrap_or(r.len());
+                let v_end = text::find_space_or(r, b';').unwrap_or(r.len());
                 let v = &r[..v_end];
-                if v.is_empty() || v.contains(['<', '>', '"', ',']) {
+                if v.is_empty() || v.bytes().any(|b| matches!(b, b'<' | b'>' | b'"' | b',')) {
                     return Err("malformed header parameter value");
                 }
                 rest = &r[v_end..];
             }
-            rest = rest.trim_start();
+            rest = text::trim_start(rest);
         }
         if rest.is_empty() {
             return Ok(());
@@ -937,7 +924,7 @@ fn check_params(s: &str) -> Result<(), &'static str> {
 
 /// An addr-spec: `scheme:...` without whitespace.
 fn check_addr_spec(s: &str) -> Result<(), &'static str> {
-    if s.chars().any(|c| c.is_whitespace()) {
+    if text::has_whitespace(s) {
         return Err("whitespace inside addr-spec");
     }
     uri_scheme(s).ok_or("malformed URI")?;
@@ -947,19 +934,19 @@ fn check_addr_spec(s: &str) -> Result<(), &'static str> {
 /// `( name-addr / addr-spec ) *( SEMI param )`; `addr_spec_ok` is false
 /// for Route/Record-Route, which need `<>`.
 fn check_addr(v: &str, addr_spec_ok: bool) -> Result<(), &'static str> {
-    let v = v.trim();
+    let v = text::trim(v);
     if v.is_empty() {
         return Err("empty address");
     }
     let after_display = if v.starts_with('"') {
         let end = quoted_end(v).ok_or("unterminated quoted string")?;
-        let rest = v[end + 1..].trim_start();
+        let rest = text::trim_start(&v[end + 1..]);
         if !rest.starts_with('<') {
             return Err("display name without <addr-spec>");
         }
         rest
-    } else if let Some(lt) = v.find('<') {
-        let display = v[..lt].trim();
+    } else if let Some(lt) = text::find(v, b'<') {
+        let display = text::trim(&v[..lt]);
         if !display.split_whitespace().all(|w| is_token(w.as_bytes())) {
             return Err("display name with non-token characters must be quoted");
         }
@@ -968,19 +955,19 @@ fn check_addr(v: &str, addr_spec_ok: bool) -> Result<(), &'static str> {
         if !addr_spec_ok {
             return Err("address must be enclosed in <>");
         }
-        let (spec, params) = match v.find(';') {
+        let (spec, params) = match text::find(v, b';') {
             Some(i) => (&v[..i], &v[i..]),
             None => (v, ""),
         };
-        let spec = spec.trim();
+        let spec = text::trim(spec);
         check_addr_spec(spec)?;
-        if spec.contains(['?', ',', '"', '>']) {
+        if spec.bytes().any(|b| matches!(b, b'?' | b',' | b'"' | b'>')) {
             return Err("URI with '?' or ',' must be enclosed in <>");
         }
         return check_params(params);
     };
     // after_display starts with '<'
-    let gt = after_display.find('>').ok_or("unterminated <addr-spec>")?;
+    let gt = text::find(after_display, b'>').ok_or("unterminated <addr-spec>")?;
     check_addr_spec(&after_display[1..gt])?;
     check_params(&after_display[gt + 1..])
 }
@@ -994,9 +981,9 @@ fn check_addr_list(v: &str, addr_spec_ok: bool, star_ok: bool) -> Result<(), &'s
 
 /// The media type (`type`, `subtype`) of a Content-Type or Accept element.
 fn media_type(v: &str) -> Option<(&str, &str)> {
-    let t = v.split(';').next()?.trim();
-    let (a, b) = t.split_once('/')?;
-    let (a, b) = (a.trim(), b.trim());
+    let t = text::trim(text::split(v, b';').next()?);
+    let (a, b) = text::split_once(t, b'/')?;
+    let (a, b) = (text::trim(a), text::trim(b));
     (is_token(a.as_bytes()) && is_token(b.as_bytes())).then_some((a, b))
 }
 
@@ -1064,7 +1051,7 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
             Key::Contact => check_addr_list(v, true, true),
             Key::Route | Key::RecordRoute => check_addr_list(v, false, false),
             Key::CallId => {
-                if v.is_empty() || v.contains(',') || v.chars().any(|c| c.is_whitespace()) {
+                if v.is_empty() || text::contains(v, b',') || text::has_whitespace(v) {
                     Err("malformed Call-ID")
                 } else {
                     Ok(())
@@ -1084,7 +1071,10 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
                 .map_err(|_| "not a number up to 2^32-1"),
             // delta-seconds [ comment ] *( SEMI retry-param )
             Key::RetryAfter => {
-                let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+                let end = v
+                    .bytes()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(v.len());
                 number(&v[..end], u32::MAX as u64)
                     .map(|_| ())
                     .map_err(|_| "not a number up to 2^32-1")
@@ -1137,7 +1127,7 @@ fn handed_on_headers(l: &Lexed<'_>, body: &[u8]) -> Headers {
     let mut out: Vec<Header> = Vec::with_capacity(l.headers.len() + 1);
     for h in &l.headers {
         // rsipstack trims with the Unicode notion of whitespace.
-        let value = h.value.trim();
+        let value = text::trim(&h.value);
         out.push(match h.key {
             Key::ContentLength => continue,
             Key::Via => Header::Via(normalise_via(&h.value).into()),
@@ -1163,7 +1153,7 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
     // Start line.
     let start =
         std::str::from_utf8(l.start).map_err(|_| Fail::bad("invalid UTF-8 in start line"))?;
-    let mut parts = start.split(' ');
+    let mut parts = text::split(start, b' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -1179,9 +1169,13 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
     if !is_token(method.as_bytes()) {
         return Err(Fail::bad("malformed method"));
     }
+    // Octets first; characters only where a non-ASCII one could be a
+    // control character.
+    let bad_uri_char = |c: char| c.is_control() || c == '<' || c == '>' || c == '"';
     if uri
-        .chars()
-        .any(|c| c.is_control() || c == '<' || c == '>' || c == '"')
+        .bytes()
+        .any(|b| b >= 0x80 || bad_uri_char(char::from(b)))
+        && uri.chars().any(bad_uri_char)
     {
         return Err(Fail::bad("malformed Request-URI"));
     }
@@ -1218,11 +1212,11 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
         return Err(Fail::new(416, format!("URI scheme {scheme} not supported")));
     }
     if !tel {
-        let host_part = match uri_rest.find('@') {
+        let host_part = match text::find(uri_rest, b'@') {
             Some(at) => &uri_rest[at + 1..],
             None => uri_rest,
         };
-        if host_part.contains('?') {
+        if text::contains(host_part, b'?') {
             return Err(Fail::bad("escaped headers in Request-URI"));
         }
     }
@@ -1362,4 +1356,5 @@ fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'st
 
 #[cfg(test)]
 mod tests;
+mod text;
 mod typed;

@@ -11,11 +11,13 @@
 //! the proofs do not cover (IPv6 literals, addr-specs without `<>`, lists)
 //! goes through the real parser, so the outcome is the parser's in every
 //! case; a test holds the proofs to that over the RFC 4475 corpus and
-//! thousands of mutations of it.
+//! thousands of mutations of it. The proofs only look at ASCII values, so
+//! octet-wise trimming and splitting are the parsers' `str` operations.
 
 use rsipstack::sip::typed;
 
 use super::super::message::{HeadersExt, Method};
+use super::text;
 
 /// The typed headers everybody reads must parse. `Err` names the header
 /// and carries the parser's complaint.
@@ -42,61 +44,67 @@ pub(super) fn typed_ok<M: HeadersExt>(m: &M) -> Result<(), String> {
 
 /// True only if `typed::Via::parse` accepts the value.
 pub(super) fn via_parses(value: &str) -> bool {
-    let s = value.trim();
-    // A list puts the later via-parms into the first one's parameters;
-    // leave that to the parser.
-    if s.contains(',') {
+    if !value.is_ascii() {
         return false;
     }
-    let mut slashes = s.splitn(3, '/');
-    let (Some(_), Some(_), Some(rest)) = (slashes.next(), slashes.next(), slashes.next()) else {
+    let s = text::trim(value);
+    // A list puts the later via-parms into the first one's parameters;
+    // leave that to the parser.
+    if text::contains(s, b',') {
+        return false;
+    }
+    let Some((_proto, rest)) = text::split_once(s, b'/') else {
         return false;
     };
-    let Some((transport, addr_and_params)) = rest.trim().split_once(char::is_whitespace) else {
+    let Some((_version, rest)) = text::split_once(rest, b'/') else {
         return false;
     };
+    let rest = text::trim(rest);
+    let Some(space) = rest.bytes().position(text::is_space) else {
+        return false;
+    };
+    let (transport, addr_and_params) = (&rest[..space], &rest[space + 1..]);
     if transport.parse::<rsipstack::sip::Transport>().is_err() {
         return false;
     }
-    let addr_and_params = addr_and_params.trim();
-    let (addr, params) = match addr_and_params.split_once(';') {
-        Some((a, p)) => (a.trim(), p),
+    let addr_and_params = text::trim(addr_and_params);
+    let (addr, params) = match text::split_once(addr_and_params, b';') {
+        Some((a, p)) => (text::trim(a), p),
         None => (addr_and_params, ""),
     };
-    host_port_parses(addr.trim()) && params_parse(params)
+    host_port_parses(text::trim(addr)) && params_parse(params)
 }
 
 /// True only if `typed::From::parse` / `typed::To::parse` accept the value.
 /// Proves the `name-addr` form only (`[display] <URI> *(;param)`).
 pub(super) fn addr_parses(value: &str) -> bool {
-    let s = value.trim();
-    let Some(lt) = s.find('<') else {
+    if !value.is_ascii() {
+        return false;
+    }
+    let s = text::trim(value);
+    let Some(lt) = text::find(s, b'<') else {
         return false;
     };
     let rest = &s[lt + 1..];
-    let Some(gt) = rest.find('>') else {
+    let Some(gt) = text::find(rest, b'>') else {
         return false;
     };
-    let params = rest[gt + 1..].trim().trim_start_matches(';');
+    let params = text::trim(&rest[gt + 1..]).trim_start_matches(';');
     uri_parses(&rest[..gt]) && params_parse(params)
 }
 
-/// True only if `rsipstack::sip::parse_uri` accepts `s`.
+/// True only if `rsipstack::sip::parse_uri` accepts `s` (ASCII).
 fn uri_parses(s: &str) -> bool {
-    let s = s
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .trim();
+    let s = text::trim(text::trim(s).trim_start_matches('<').trim_end_matches('>'));
     // URI headers after '?' never fail.
-    let main = s.split('?').next().unwrap_or("");
-    let (host_part, params) = main.split_once(';').unwrap_or((main, ""));
+    let main = text::split(s, b'?').next().unwrap_or("");
+    let (host_part, params) = text::split_once(main, b';').unwrap_or((main, ""));
     // Any all-letters scheme is accepted (unknown ones as `Other`).
-    let user_host = match host_part.find(':') {
+    let user_host = match text::find(host_part, b':') {
         Some(c) if host_part[..c].bytes().all(|b| b.is_ascii_alphabetic()) => &host_part[c + 1..],
         _ => host_part,
     };
-    let host = match user_host.rfind('@') {
+    let host = match text::rfind(user_host, b'@') {
         Some(at) => &user_host[at + 1..],
         None => user_host,
     };
@@ -106,24 +114,23 @@ fn uri_parses(s: &str) -> bool {
 /// True only if rsipstack's `parse_host_with_port` accepts `s`. IPv6
 /// literals are left to the parser.
 fn host_port_parses(s: &str) -> bool {
-    if s.trim_start().starts_with('[') {
+    if text::trim_start(s).starts_with('[') {
         return false;
     }
-    if let Some(colon) = s.rfind(':') {
+    if let Some(colon) = text::rfind(s, b':') {
         let port = &s[colon + 1..];
         if port.bytes().all(|b| b.is_ascii_digit()) {
-            return port.parse::<u16>().is_ok() && !s[..colon].trim().is_empty();
+            return port.parse::<u16>().is_ok() && !text::trim(&s[..colon]).is_empty();
         }
     }
-    !s.trim().is_empty()
+    !text::trim(s).is_empty()
 }
 
 /// Exactly whether rsipstack's `parse_params` accepts `s`: only
 /// `transport=`, `method=` and `rport=` values can be refused.
 fn params_parse(s: &str) -> bool {
-    s.split(';').all(|part| {
-        let part = part.trim().trim_start_matches(';').trim();
-        let Some((name, value)) = part.split_once('=') else {
+    text::split(s, b';').all(|part| {
+        let Some((name, value)) = text::split_once(text::trim(part), b'=') else {
             return true;
         };
         if name.eq_ignore_ascii_case("transport") {

@@ -7,13 +7,16 @@
 #
 # Prints failed calls, zentrale's CPU time (user+sys from /proc/PID/stat) per
 # call and per RTP packet, and its peak RSS (VmHWM). Every run is bounded in
-# calls and time. Knobs: RATE, SECONDS_, CALLS, HOLD_MS (see below).
+# calls and time. Knobs: RATE, SECONDS_, CALLS, HOLD_MS (see below); BIN runs
+# another build (A/B comparisons) instead of building this one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v sipp >/dev/null || { echo "sipp missing: apt-get install -y sip-tester" >&2; exit 1; }
-cargo build --release --quiet
-BIN=target/release/zentrale
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/zentrale
+fi
 WORK=$(mktemp -d)
 trap 'kill "${ZPID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 TICK=$(getconf CLK_TCK)
@@ -35,6 +38,7 @@ start_daemon() {
 stop_daemon() { kill "$ZPID"; wait "$ZPID" 2>/dev/null || true; ZPID=; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$ZPID/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$ZPID/stat"; }
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$ZPID/status"; }
 metric() { # metric NAME -> sum of all samples of that family
   curl -s "127.0.0.1:$HTTP_PORT/metrics" 2>/dev/null | awk -v n="$1" '$1 ~ "^"n"({|$)" {s += $2} END {print s+0}'
@@ -59,17 +63,20 @@ signalling() {
   local rate=${RATE:-200} secs=${SECONDS_:-30}
   local calls=$((rate * secs))
   start_daemon 30000-39999
-  local t0; t0=$(cpu_ticks)
+  local t0 s0; t0=$(cpu_ticks); s0=$(sys_ticks)
   read -r ok failed < <(run_sipp bench_signalling.xml -r "$rate" -m "$calls" -l 2000)
-  local t1; t1=$(cpu_ticks)
+  local t1 s1; t1=$(cpu_ticks); s1=$(sys_ticks)
   local rss; rss=$(peak_rss_kib)
   stop_daemon
-  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rss" "$rate" "$secs" <<'EOF'
+  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rss" "$rate" "$secs" "$s0" "$s1" <<'EOF'
 import sys
-ok, failed, t0, t1, tick, rss, rate, secs = map(int, sys.argv[1:])
+ok, failed, t0, t1, tick, rss, rate, secs, s0, s1 = map(int, sys.argv[1:])
 cpu_us = (t1 - t0) * 1e6 / tick
+sys_us = (s1 - s0) * 1e6 / tick
+n = max(ok, 1)
 print(f"signalling: {rate} calls/s for {secs} s: {ok} answered calls, {failed} failed")
-print(f"  zentrale CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/max(ok,1):.0f} us per answered call")
+print(f"  zentrale CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/n:.0f} us per answered call"
+      f" (user {(cpu_us - sys_us)/n:.0f}, sys {sys_us/n:.0f})")
 print(f"  peak RSS: {rss/1024:.1f} MiB")
 EOF
 }

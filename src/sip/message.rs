@@ -36,7 +36,9 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDA
 /// assert!(resp.to_string().starts_with("SIP/2.0 200 OK\r\n"));
 /// ```
 pub fn response(req: &Request, status: StatusCode) -> Response {
-    let mut headers = Headers::default();
+    // The copied headers, Server, Content-Length and room for what callers
+    // usually add (Contact, Allow, ...) without growing.
+    let mut headers = Vec::with_capacity(12);
     for h in req.headers.iter() {
         match h {
             Header::Via(_)
@@ -49,13 +51,13 @@ pub fn response(req: &Request, status: StatusCode) -> Response {
             _ => {}
         }
     }
-    headers.push(Header::Other("Server".into(), PRODUCT.into()));
-    headers.push(Header::ContentLength(0u32.into()));
+    headers.push(Header::Server(PRODUCT.into()));
+    headers.push(Header::ContentLength("0".into()));
     Response {
         status_code: status,
         wire_reason: None,
         version: Version::V2,
-        headers,
+        headers: headers.into(),
         body: Vec::new(),
     }
 }
@@ -65,12 +67,74 @@ pub fn with_to_tag(mut resp: Response, tag: &str) -> Response {
     for h in resp.headers.iter_mut() {
         if let Header::To(to) = h {
             if !has_tag_param(to.value()) {
-                *to = rsipstack::sip::To::new(format!("{};tag={}", to.value(), tag));
+                let mut value = String::with_capacity(to.value().len() + 5 + tag.len());
+                value.push_str(to.value());
+                value.push_str(";tag=");
+                value.push_str(tag);
+                *to = rsipstack::sip::To::new(value);
             }
             break;
         }
     }
     resp
+}
+
+/// The wire form of a response: the same octets as rsipstack's
+/// `Response::to_bytes`, written in one pass into one buffer of the right
+/// size instead of through `Display` and a string per header.
+///
+/// ```
+/// use zentrale::sip::message::{encode_response, response, Request, StatusCode};
+/// let req = Request::try_from(
+///     "BYE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK2\r\n\
+///      From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>;tag=2\r\n\
+///      Call-ID: c2\r\nCSeq: 2 BYE\r\n\r\n",
+/// )
+/// .unwrap();
+/// let resp = response(&req, StatusCode::OK);
+/// assert_eq!(encode_response(&resp), resp.to_bytes());
+/// ```
+pub fn encode_response(resp: &Response) -> Vec<u8> {
+    let code = resp.status_code.code();
+    let reason = resp.status_code.text();
+    let mut len = "SIP/2.0 200 \r\n\r\n".len() + reason.len() + resp.body.len();
+    for h in resp.headers.iter() {
+        len += h.name().len() + 2 + h.value().len() + 2;
+    }
+    let mut out = Vec::with_capacity(len);
+    match resp.version {
+        Version::V2 => out.extend_from_slice(b"SIP/2.0"),
+        v => out.extend_from_slice(v.to_string().as_bytes()),
+    }
+    out.push(b' ');
+    push_decimal(&mut out, code.into());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in resp.headers.iter() {
+        out.extend_from_slice(h.name().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&resp.body);
+    out
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Replaces the body and its Content-Type and Content-Length headers.

@@ -3,8 +3,8 @@
 //! rsipstack's parser is lax and, where it fails, silent (see DESIGN.md,
 //! "rsipstack 0.7.14: what a probe found"). [`screen`] therefore looks at
 //! the raw octets of one datagram or one framed stream message first, answers
-//! what is broken itself, and only hands well-formed messages on, parsed by
-//! rsipstack from a normalised copy.
+//! what is broken itself, and only hands well-formed messages on, as
+//! rsipstack's message types built from the same single lexing pass.
 //!
 //! # Outcomes
 //!
@@ -91,8 +91,10 @@
 //!     carries no SDP at all; the consumer picks the SDP part if any.
 //! 11. An `Accept` on INVITE or OPTIONS that names neither application/sdp
 //!     nor application/* nor */* is 406 (sdp01). An empty Accept passes.
-//! 12. The normalised message is parsed by rsipstack and the typed top Via,
-//!     From, To and CSeq are read once; a failure here is 400.
+//! 12. The Request-URI must parse with rsipstack's URI parser, and the top
+//!     Via, From, To and CSeq with its typed-header parsers; a failure here
+//!     is 400. (For the ordinary shapes the private `typed` module proves that without
+//!     running them.)
 //!
 //! **Choice:** the Date header is not checked (baddate is processed; the
 //! RFC allows ignoring it). **Choice:** escaped headers inside a
@@ -111,16 +113,28 @@
 //!
 //! # What the handed-on message looks like
 //!
-//! The start line as received, each header on one line (folding undone) with
-//! its name as written, Via values normalised (LWS removed), a
-//! Content-Length equal to the body actually handed on, CRLF line ends, then
-//! the body.
+//! What rsipstack's parser makes of this text: the start line as received,
+//! each header on one line (folding undone) with its name as written, Via
+//! values normalised (LWS removed), a Content-Length equal to the body
+//! actually handed on, CRLF line ends, then the body. The text itself is
+//! never written: the headers are built straight from the lexed lines (a
+//! test holds the two to be equal), so every message is scanned once.
+//!
+//! # Cost
+//!
+//! Screening runs for every datagram, so the valid path avoids copies:
+//! header values borrow the input unless folded or not UTF-8, lists are
+//! split by iterators, and the only allocations are the message handed on.
 
 use std::borrow::Cow;
 
+use rsipstack::sip::headers::make_header;
+use rsipstack::sip::parse_uri;
+
 use super::Transport;
 use super::message::{
-    ALLOW, HeadersExt, PRODUCT, Request, Response, SipMessage, ToTypedHeader, random_token, tag_of,
+    ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, random_token,
+    tag_of,
 };
 
 /// The outcome of screening one message.
@@ -157,50 +171,6 @@ const KNOWN_METHODS: &[&str] = &[
     "REFER",
     "MESSAGE",
     "PUBLISH",
-];
-
-/// Headers that may appear once only.
-const SINGLE: &[&str] = &[
-    "from",
-    "to",
-    "call-id",
-    "cseq",
-    "max-forwards",
-    "content-length",
-    "content-type",
-];
-
-/// Headers whose values we read or copy: a non-UTF-8 octet in them is 400.
-const NEEDED: &[&str] = &[
-    "via",
-    "from",
-    "to",
-    "call-id",
-    "cseq",
-    "max-forwards",
-    "contact",
-    "route",
-    "record-route",
-    "content-length",
-    "content-type",
-    "content-encoding",
-    "require",
-    "proxy-require",
-    "supported",
-    "accept",
-    "expires",
-    "authorization",
-    "proxy-authorization",
-    "event",
-    "refer-to",
-    "referred-by",
-    "replaces",
-    "session-expires",
-    "min-se",
-    "rack",
-    "rseq",
-    "subscription-state",
-    "timestamp",
 ];
 
 /// Screens one datagram (`Transport::Udp`) or one framed stream message
@@ -252,26 +222,159 @@ pub fn answer_framing_error(err: &super::framing::FramingError) -> Option<Vec<u8
 // ---------------------------------------------------------------------------
 // Lexing
 
-#[derive(Debug)]
-struct Hdr {
-    /// The name as written (trimmed).
-    name: String,
-    /// Lower-case long form of the name (`v` becomes `via`).
-    key: String,
-    /// The value with folding undone, trimmed.
-    raw: Vec<u8>,
+/// The headers screening reads, by meaning; every other name is `Other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Key {
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    MaxForwards,
+    Contact,
+    Route,
+    RecordRoute,
+    ContentLength,
+    ContentType,
+    ContentEncoding,
+    Require,
+    ProxyRequire,
+    Supported,
+    Accept,
+    Expires,
+    MinExpires,
+    RetryAfter,
+    Authorization,
+    ProxyAuthorization,
+    Event,
+    ReferTo,
+    ReferredBy,
+    Replaces,
+    SessionExpires,
+    MinSe,
+    RAck,
+    RSeq,
+    SubscriptionState,
+    Timestamp,
+    Other,
 }
 
-impl Hdr {
-    fn text(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.raw)
+/// Number of [`Key`] variants, for per-key counters.
+const KEYS: usize = Key::Other as usize + 1;
+
+/// The long names (lower case) of every key but `Other`, the frequent first.
+const LONG_NAMES: [(&str, Key); KEYS - 1] = [
+    ("via", Key::Via),
+    ("from", Key::From),
+    ("to", Key::To),
+    ("call-id", Key::CallId),
+    ("cseq", Key::CSeq),
+    ("max-forwards", Key::MaxForwards),
+    ("contact", Key::Contact),
+    ("content-length", Key::ContentLength),
+    ("content-type", Key::ContentType),
+    ("route", Key::Route),
+    ("record-route", Key::RecordRoute),
+    ("content-encoding", Key::ContentEncoding),
+    ("require", Key::Require),
+    ("proxy-require", Key::ProxyRequire),
+    ("supported", Key::Supported),
+    ("accept", Key::Accept),
+    ("expires", Key::Expires),
+    ("min-expires", Key::MinExpires),
+    ("retry-after", Key::RetryAfter),
+    ("authorization", Key::Authorization),
+    ("proxy-authorization", Key::ProxyAuthorization),
+    ("event", Key::Event),
+    ("refer-to", Key::ReferTo),
+    ("referred-by", Key::ReferredBy),
+    ("replaces", Key::Replaces),
+    ("session-expires", Key::SessionExpires),
+    ("min-se", Key::MinSe),
+    ("rack", Key::RAck),
+    ("rseq", Key::RSeq),
+    ("subscription-state", Key::SubscriptionState),
+    ("timestamp", Key::Timestamp),
+];
+
+/// Headers that may appear once only, in the order their duplicates are
+/// reported.
+const SINGLE: [Key; 7] = [
+    Key::From,
+    Key::To,
+    Key::CallId,
+    Key::CSeq,
+    Key::MaxForwards,
+    Key::ContentLength,
+    Key::ContentType,
+];
+
+impl Key {
+    /// The key of a header name as written (long or compact form, any case).
+    fn of(name: &str) -> Key {
+        if let [c] = name.as_bytes() {
+            return match c.to_ascii_lowercase() {
+                b'i' => Key::CallId,
+                b'm' => Key::Contact,
+                b'e' => Key::ContentEncoding,
+                b'l' => Key::ContentLength,
+                b'c' => Key::ContentType,
+                b'f' => Key::From,
+                b'k' => Key::Supported,
+                b't' => Key::To,
+                b'v' => Key::Via,
+                b'o' => Key::Event,
+                b'r' => Key::ReferTo,
+                b'b' => Key::ReferredBy,
+                b'x' => Key::SessionExpires,
+                _ => Key::Other,
+            };
+        }
+        // Only the names of the same length are compared.
+        LONG_NAMES
+            .iter()
+            .find(|(long, _)| long.len() == name.len() && long.eq_ignore_ascii_case(name))
+            .map_or(Key::Other, |&(_, key)| key)
+    }
+
+    /// The long name in lower case (for warnings).
+    fn long_name(self) -> &'static str {
+        LONG_NAMES
+            .iter()
+            .find(|(_, key)| *key == self)
+            .map_or("extension", |(long, _)| long)
+    }
+
+    /// Headers whose values we read or copy: a non-UTF-8 octet in them is 400.
+    fn needed(self) -> bool {
+        !matches!(self, Key::MinExpires | Key::RetryAfter | Key::Other)
+    }
+}
+
+#[derive(Debug)]
+struct Hdr<'a> {
+    /// The name as written (trimmed; a token, so ASCII).
+    name: &'a str,
+    key: Key,
+    /// The value with folding undone, trimmed; octets that are not UTF-8
+    /// replaced by U+FFFD. Borrowed from the input unless folded or replaced.
+    value: Cow<'a, str>,
+    /// The value was valid UTF-8 as received.
+    utf8: bool,
+}
+
+/// Decodes octets of a header value: borrowed when they are UTF-8.
+fn decode(raw: &[u8]) -> (Cow<'_, str>, bool) {
+    match std::str::from_utf8(raw) {
+        Ok(s) => (Cow::Borrowed(s), true),
+        Err(_) => (String::from_utf8_lossy(raw), false),
     }
 }
 
 #[derive(Debug)]
 struct Lexed<'a> {
     start: &'a [u8],
-    headers: Vec<Hdr>,
+    headers: Vec<Hdr<'a>>,
     /// Everything after the empty line.
     body: &'a [u8],
     /// The empty line after the headers was seen.
@@ -280,41 +383,13 @@ struct Lexed<'a> {
     bad_line: Option<&'static str>,
 }
 
-impl Lexed<'_> {
-    fn all<'s>(&'s self, key: &'s str) -> impl Iterator<Item = &'s Hdr> + 's {
+impl<'a> Lexed<'a> {
+    fn all(&self, key: Key) -> impl Iterator<Item = &Hdr<'a>> + '_ {
         self.headers.iter().filter(move |h| h.key == key)
     }
-    fn first(&self, key: &str) -> Option<&Hdr> {
+    fn first(&self, key: Key) -> Option<&Hdr<'a>> {
         self.headers.iter().find(|h| h.key == key)
     }
-}
-
-fn long_name(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    let long = match lower.as_str() {
-        "i" => "call-id",
-        "m" => "contact",
-        "e" => "content-encoding",
-        "l" => "content-length",
-        "c" => "content-type",
-        "f" => "from",
-        "s" => "subject",
-        "k" => "supported",
-        "t" => "to",
-        "v" => "via",
-        "o" => "event",
-        "r" => "refer-to",
-        "b" => "referred-by",
-        "x" => "session-expires",
-        "u" => "allow-events",
-        "a" => "accept-contact",
-        "j" => "reject-contact",
-        "d" => "request-disposition",
-        "y" => "identity",
-        "n" => "identity-info",
-        _ => return lower,
-    };
-    long.to_string()
 }
 
 fn is_token_char(b: u8) -> bool {
@@ -330,9 +405,11 @@ fn lex(data: &[u8]) -> Lexed<'_> {
     while pos < data.len() && matches!(data[pos], b'\r' | b'\n') {
         pos += 1;
     }
-    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut start: Option<&[u8]> = None;
+    let mut headers: Vec<Hdr> = Vec::with_capacity(16);
     let mut body: &[u8] = &[];
     let mut terminated = false;
+    let mut bad_line = None;
     while pos < data.len() {
         let (line, next) = match data[pos..].iter().position(|&b| b == b'\n') {
             Some(i) => (&data[pos..pos + i], pos + i + 1),
@@ -345,21 +422,24 @@ fn lex(data: &[u8]) -> Lexed<'_> {
             body = &data[pos..];
             break;
         }
-        lines.push(line);
-    }
-    let start = lines.first().copied().unwrap_or(&[]);
-    let mut headers: Vec<Hdr> = Vec::new();
-    let mut bad_line = None;
-    for line in lines.iter().skip(1) {
+        if start.is_none() {
+            start = Some(line);
+            continue;
+        }
         if matches!(line[0], b' ' | b'\t') {
             match headers.last_mut() {
                 Some(h) => {
                     let more = line.trim_ascii();
                     if !more.is_empty() {
-                        if !h.raw.is_empty() {
-                            h.raw.push(b' ');
+                        // Decoding the pieces one by one equals decoding
+                        // them joined: the space ends any broken sequence.
+                        let (more, utf8) = decode(more);
+                        let value = h.value.to_mut();
+                        if !value.is_empty() {
+                            value.push(' ');
                         }
-                        h.raw.extend_from_slice(more);
+                        value.push_str(&more);
+                        h.utf8 &= utf8;
                     }
                 }
                 None => {
@@ -373,19 +453,23 @@ fn lex(data: &[u8]) -> Lexed<'_> {
             continue;
         };
         let name = line[..colon].trim_ascii_end();
-        if !is_token(name) {
-            bad_line.get_or_insert("malformed header name");
-            continue;
-        }
-        let name = String::from_utf8_lossy(name).into_owned();
+        let name = match std::str::from_utf8(name) {
+            Ok(n) if is_token(name) => n,
+            _ => {
+                bad_line.get_or_insert("malformed header name");
+                continue;
+            }
+        };
+        let (value, utf8) = decode(line[colon + 1..].trim_ascii());
         headers.push(Hdr {
-            key: long_name(&name),
             name,
-            raw: line[colon + 1..].trim_ascii().to_vec(),
+            key: Key::of(name),
+            value,
+            utf8,
         });
     }
     Lexed {
-        start,
+        start: start.unwrap_or(&[]),
         headers,
         body,
         terminated,
@@ -449,30 +533,30 @@ struct Answer {
 impl Answer {
     fn extract(l: &Lexed<'_>) -> Answer {
         let mut a = Answer::default();
-        for h in l.all("via") {
-            for parm in split_list(&h.text()) {
-                if let Ok(v) = parse_via(parm, false) {
+        for h in l.all(Key::Via) {
+            for parm in list(&h.value) {
+                let mut v = String::new();
+                if via_parm(parm, false, Some(&mut v)).is_ok() {
                     a.vias.push(v);
                 }
             }
         }
-        a.from = l.first("from").and_then(|h| sanitize_addr(&h.text()));
-        a.to = l.first("to").and_then(|h| sanitize_addr(&h.text()));
-        a.call_id = l.first("call-id").and_then(|h| {
-            let v = h.text();
-            (!v.is_empty() && v.chars().all(|c| c.is_ascii_graphic())).then(|| v.into_owned())
+        a.from = l.first(Key::From).and_then(|h| sanitize_addr(&h.value));
+        a.to = l.first(Key::To).and_then(|h| sanitize_addr(&h.value));
+        a.call_id = l.first(Key::CallId).and_then(|h| {
+            let v = &h.value;
+            (!v.is_empty() && v.chars().all(|c| c.is_ascii_graphic())).then(|| v.to_string())
         });
-        let cseq_method = l.first("cseq").and_then(|h| {
-            let v = h.text();
-            let (n, m) = split_cseq(&v)?;
+        let cseq_method = l.first(Key::CSeq).and_then(|h| {
+            let (n, m) = split_cseq(&h.value)?;
             // An overflowing number is left out: the answer stays parseable.
             if number(n, u32::MAX as u64).is_ok() {
                 a.cseq = Some(format!("{n} {m}"));
             }
-            Some(m.to_string())
+            Some(m)
         });
         let start_method = l.start.split(|&b| b == b' ').next().unwrap_or(&[]);
-        a.is_ack = start_method == b"ACK" || cseq_method.as_deref() == Some("ACK");
+        a.is_ack = start_method == b"ACK" || cseq_method == Some("ACK");
         a
     }
 
@@ -561,37 +645,51 @@ fn sanitize_addr(v: &str) -> Option<String> {
 // ---------------------------------------------------------------------------
 // Small parsers
 
-/// Splits a header value at commas outside quoted strings and `<>`.
-fn split_list(v: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut in_quote = false;
-    let mut in_angle = false;
-    let mut escaped = false;
-    let mut start = 0;
-    for (i, c) in v.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quote => escaped = true,
-            '"' => in_quote = !in_quote,
-            '<' if !in_quote => in_angle = true,
-            '>' if !in_quote => in_angle = false,
-            ',' if !in_quote && !in_angle => {
-                out.push(&v[start..i]);
-                start = i + 1;
+/// The elements of a header value split at commas outside quoted strings
+/// and `<>`. Always yields at least one (possibly empty) element.
+fn list(v: &str) -> List<'_> {
+    List { rest: Some(v) }
+}
+
+struct List<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for List<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let v = self.rest?;
+        // Every delimiter is ASCII, so scanning octets is safe: UTF-8
+        // continuation octets never match one.
+        let mut in_quote = false;
+        let mut in_angle = false;
+        let mut escaped = false;
+        for (i, &c) in v.as_bytes().iter().enumerate() {
+            if escaped {
+                escaped = false;
+                continue;
             }
-            _ => {}
+            match c {
+                b'\\' if in_quote => escaped = true,
+                b'"' => in_quote = !in_quote,
+                b'<' if !in_quote => in_angle = true,
+                b'>' if !in_quote => in_angle = false,
+                b',' if !in_quote && !in_angle => {
+                    self.rest = Some(&v[i + 1..]);
+                    return Some(&v[..i]);
+                }
+                _ => {}
+            }
         }
+        self.rest = None;
+        Some(v)
     }
-    out.push(&v[start..]);
-    out
 }
 
 /// `scheme ":" rest` with a syntactically valid scheme.
 fn uri_scheme(uri: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = uri.split_once(':')?;
+    let (scheme, rest) = text::split_once(uri, b':')?;
     let b = scheme.as_bytes();
     let ok = !b.is_empty()
         && b[0].is_ascii_alphabetic()
@@ -602,10 +700,10 @@ fn uri_scheme(uri: &str) -> Option<(&str, &str)> {
 
 /// `number method` of a CSeq value (the number as digits, any length).
 fn split_cseq(v: &str) -> Option<(&str, &str)> {
-    let v = v.trim();
-    let end = v.find(|c: char| !c.is_ascii_digit())?;
+    let v = text::trim(v);
+    let end = v.bytes().position(|b| !b.is_ascii_digit())?;
     let (n, rest) = v.split_at(end);
-    let m = rest.trim_start();
+    let m = text::trim_start(rest);
     if n.is_empty() || m.len() == rest.len() || !is_token(m.as_bytes()) {
         return None;
     }
@@ -632,19 +730,39 @@ fn number(v: &str, max: u64) -> Result<u64, &'static str> {
     Ok(n)
 }
 
-/// One via-parm, normalised. Strict: SIP/2.0 and no empty parameters.
-fn parse_via(parm: &str, strict: bool) -> Result<String, &'static str> {
-    let s = parm.trim();
+/// Checks one via-parm and, with `out`, appends it normalised: LWS
+/// removed, `SIP` upper case, and (when not `strict`) empty or malformed
+/// parameters dropped. Strict: SIP/2.0 and no empty or malformed parameters.
+/// On `Err` whatever was appended to `out` is removed again.
+fn via_parm(parm: &str, strict: bool, mut out: Option<&mut String>) -> Result<(), &'static str> {
+    let mark = out.as_deref().map_or(0, String::len);
+    let res = via_parm_inner(parm, strict, out.as_deref_mut());
+    if res.is_err()
+        && let Some(o) = out
+    {
+        o.truncate(mark);
+    }
+    res
+}
+
+fn via_parm_inner(
+    parm: &str,
+    strict: bool,
+    mut out: Option<&mut String>,
+) -> Result<(), &'static str> {
+    let s = text::trim(parm);
     if s.is_empty() {
         return Err("empty Via value");
     }
-    let mut parts = s.splitn(3, '/');
-    let proto = parts.next().unwrap_or("").trim();
-    let version = parts.next().unwrap_or("").trim();
-    let rest = parts
-        .next()
-        .ok_or("malformed Via sent-protocol")?
-        .trim_start();
+    // sent-protocol = "SIP" / version / transport: the rest follows the
+    // second slash.
+    let (proto, rest) = text::split_once(s, b'/').ok_or("malformed Via sent-protocol")?;
+    let (version, rest) = text::split_once(rest, b'/').ok_or("malformed Via sent-protocol")?;
+    let (proto, version, rest) = (
+        text::trim(proto),
+        text::trim(version),
+        text::trim_start(rest),
+    );
     if !proto.eq_ignore_ascii_case("SIP") || !is_token(version.as_bytes()) {
         return Err("malformed Via sent-protocol");
     }
@@ -652,19 +770,26 @@ fn parse_via(parm: &str, strict: bool) -> Result<String, &'static str> {
         return Err("Via version is not 2.0");
     }
     let t_end = rest
-        .find(|c: char| !is_token_char(c as u8) || !c.is_ascii())
+        .bytes()
+        .position(|b| !is_token_char(b))
         .unwrap_or(rest.len());
     let (transport, rest) = rest.split_at(t_end);
     if transport.is_empty() {
         return Err("malformed Via transport");
     }
-    let (sent_by, params) = match rest.split_once(';') {
+    let (sent_by, params) = match text::split_once(rest, b';') {
         Some((a, p)) => (a, Some(p)),
         None => (rest, None),
     };
-    // sent-by = host [ SWS ":" SWS port ]
-    let words: Vec<&str> = sent_by.split_whitespace().collect();
-    let sent_by = words.join(" ").replace(" :", ":").replace(": ", ":");
+    // sent-by = host [ SWS ":" SWS port ]: whitespace is allowed around the
+    // colon only.
+    let sent_by = text::trim(sent_by);
+    let sent_by: Cow<str> = if text::has_whitespace(sent_by) {
+        let words: Vec<&str> = sent_by.split_whitespace().collect();
+        Cow::Owned(words.join(" ").replace(" :", ":").replace(": ", ":"))
+    } else {
+        Cow::Borrowed(sent_by)
+    };
     if sent_by.is_empty()
         || sent_by.contains(' ')
         || !sent_by
@@ -673,52 +798,82 @@ fn parse_via(parm: &str, strict: bool) -> Result<String, &'static str> {
     {
         return Err("malformed Via sent-by");
     }
-    let mut out = format!("SIP/{version}/{transport} {sent_by}");
-    if let Some(params) = params {
-        for p in params.split(';') {
-            let p = p.trim();
-            if p.is_empty() {
-                if strict {
-                    return Err("empty Via parameter");
-                }
-                continue;
+    if let Some(o) = out.as_deref_mut() {
+        o.push_str("SIP/");
+        o.push_str(version);
+        o.push('/');
+        o.push_str(transport);
+        o.push(' ');
+        o.push_str(&sent_by);
+    }
+    let Some(params) = params else {
+        return Ok(());
+    };
+    for p in text::split(params, b';') {
+        let p = text::trim(p);
+        if p.is_empty() {
+            if strict {
+                return Err("empty Via parameter");
             }
-            let (name, value) = match p.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim())),
-                None => (p, None),
-            };
-            let value_ok = value.is_none_or(|v| {
-                !v.is_empty()
-                    && (is_token(v.as_bytes())
-                        || v.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b".:[]-".contains(&b))
-                        || (v.len() >= 2 && v.starts_with('"') && v.ends_with('"')))
-            });
-            if !is_token(name.as_bytes()) || !value_ok {
-                if strict {
-                    return Err("malformed Via parameter");
-                }
-                continue;
+            continue;
+        }
+        let (name, value) = match text::split_once(p, b'=') {
+            Some((n, v)) => (text::trim(n), Some(text::trim(v))),
+            None => (p, None),
+        };
+        let value_ok = value.is_none_or(|v| {
+            !v.is_empty()
+                && (is_token(v.as_bytes())
+                    || v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".:[]-".contains(&b))
+                    || (v.len() >= 2 && v.starts_with('"') && v.ends_with('"')))
+        });
+        if !is_token(name.as_bytes()) || !value_ok {
+            if strict {
+                return Err("malformed Via parameter");
             }
-            match value {
-                Some(v) => out.push_str(&format!(";{name}={v}")),
-                None => out.push_str(&format!(";{name}")),
+            continue;
+        }
+        if let Some(o) = out.as_deref_mut() {
+            o.push(';');
+            o.push_str(name);
+            if let Some(v) = value {
+                o.push('=');
+                o.push_str(v);
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// A Via header value as handed on: every via-parm that can be read,
+/// normalised, joined by `", "`.
+fn normalise_via(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for parm in list(value) {
+        let mark = out.len();
+        if mark > 0 {
+            out.push_str(", ");
+        }
+        if via_parm(parm, false, Some(&mut out)).is_err() {
+            out.truncate(mark);
+        }
+    }
+    out
 }
 
 /// The end of a quoted string that starts at `s[0] == '"'`: the index of
 /// the closing quote.
 fn quoted_end(s: &str) -> Option<usize> {
+    // Octets: an escaped multi-octet character leaves continuation octets,
+    // which never match '\\' or '"'.
     let mut escaped = false;
-    for (i, c) in s.char_indices().skip(1) {
+    for (i, &c) in s.as_bytes().iter().enumerate().skip(1) {
         if escaped {
             escaped = false;
-        } else if c == '\\' {
+        } else if c == b'\\' {
             escaped = true;
-        } else if c == '"' {
+        } else if c == b'"' {
             return Some(i);
         }
     }
@@ -727,7 +882,7 @@ fn quoted_end(s: &str) -> Option<usize> {
 
 /// Header parameters: `*( SEMI name [ EQUAL value ] )`.
 fn check_params(s: &str) -> Result<(), &'static str> {
-    let s = s.trim();
+    let s = text::trim(s);
     if s.is_empty() {
         return Ok(());
     }
@@ -735,31 +890,30 @@ fn check_params(s: &str) -> Result<(), &'static str> {
         return Err("garbage after address");
     };
     loop {
-        rest = rest.trim_start();
+        rest = text::trim_start(rest);
         // name
         let n_end = rest
-            .find(|c: char| !c.is_ascii() || !is_token_char(c as u8))
+            .bytes()
+            .position(|b| !is_token_char(b))
             .unwrap_or(rest.len());
         if n_end == 0 {
             return Err("empty or malformed header parameter");
         }
-        rest = rest[n_end..].trim_start();
+        rest = text::trim_start(&rest[n_end..]);
         if let Some(r) = rest.strip_prefix('=') {
-            let r = r.trim_start();
+            let r = text::trim_start(r);
             if r.starts_with('"') {
                 let end = quoted_end(r).ok_or("unterminated quoted string")?;
                 rest = &r[end + 1..];
             } else {
-                let v_end = r
-                    .find(|c: char| c == ';' || c.is_whitespace())
-                    .unwrap_or(r.len());
+                let v_end = text::find_space_or(r, b';').unwrap_or(r.len());
                 let v = &r[..v_end];
-                if v.is_empty() || v.contains(['<', '>', '"', ',']) {
+                if v.is_empty() || v.bytes().any(|b| matches!(b, b'<' | b'>' | b'"' | b',')) {
                     return Err("malformed header parameter value");
                 }
                 rest = &r[v_end..];
             }
-            rest = rest.trim_start();
+            rest = text::trim_start(rest);
         }
         if rest.is_empty() {
             return Ok(());
@@ -770,7 +924,7 @@ fn check_params(s: &str) -> Result<(), &'static str> {
 
 /// An addr-spec: `scheme:...` without whitespace.
 fn check_addr_spec(s: &str) -> Result<(), &'static str> {
-    if s.chars().any(|c| c.is_whitespace()) {
+    if text::has_whitespace(s) {
         return Err("whitespace inside addr-spec");
     }
     uri_scheme(s).ok_or("malformed URI")?;
@@ -780,19 +934,19 @@ fn check_addr_spec(s: &str) -> Result<(), &'static str> {
 /// `( name-addr / addr-spec ) *( SEMI param )`; `addr_spec_ok` is false
 /// for Route/Record-Route, which need `<>`.
 fn check_addr(v: &str, addr_spec_ok: bool) -> Result<(), &'static str> {
-    let v = v.trim();
+    let v = text::trim(v);
     if v.is_empty() {
         return Err("empty address");
     }
     let after_display = if v.starts_with('"') {
         let end = quoted_end(v).ok_or("unterminated quoted string")?;
-        let rest = v[end + 1..].trim_start();
+        let rest = text::trim_start(&v[end + 1..]);
         if !rest.starts_with('<') {
             return Err("display name without <addr-spec>");
         }
         rest
-    } else if let Some(lt) = v.find('<') {
-        let display = v[..lt].trim();
+    } else if let Some(lt) = text::find(v, b'<') {
+        let display = text::trim(&v[..lt]);
         if !display.split_whitespace().all(|w| is_token(w.as_bytes())) {
             return Err("display name with non-token characters must be quoted");
         }
@@ -801,19 +955,19 @@ fn check_addr(v: &str, addr_spec_ok: bool) -> Result<(), &'static str> {
         if !addr_spec_ok {
             return Err("address must be enclosed in <>");
         }
-        let (spec, params) = match v.find(';') {
+        let (spec, params) = match text::find(v, b';') {
             Some(i) => (&v[..i], &v[i..]),
             None => (v, ""),
         };
-        let spec = spec.trim();
+        let spec = text::trim(spec);
         check_addr_spec(spec)?;
-        if spec.contains(['?', ',', '"', '>']) {
+        if spec.bytes().any(|b| matches!(b, b'?' | b',' | b'"' | b'>')) {
             return Err("URI with '?' or ',' must be enclosed in <>");
         }
         return check_params(params);
     };
     // after_display starts with '<'
-    let gt = after_display.find('>').ok_or("unterminated <addr-spec>")?;
+    let gt = text::find(after_display, b'>').ok_or("unterminated <addr-spec>")?;
     check_addr_spec(&after_display[1..gt])?;
     check_params(&after_display[gt + 1..])
 }
@@ -822,20 +976,20 @@ fn check_addr_list(v: &str, addr_spec_ok: bool, star_ok: bool) -> Result<(), &'s
     if star_ok && v.trim() == "*" {
         return Ok(());
     }
-    for item in split_list(v) {
-        check_addr(item, addr_spec_ok)?;
-    }
-    Ok(())
+    list(v).try_for_each(|item| check_addr(item, addr_spec_ok))
 }
 
-/// The media type (`type/subtype`, lower case) of a Content-Type or Accept
-/// element.
-fn media_type(v: &str) -> Option<String> {
-    let t = v.split(';').next()?.trim();
-    let (a, b) = t.split_once('/')?;
-    let (a, b) = (a.trim(), b.trim());
-    (is_token(a.as_bytes()) && is_token(b.as_bytes()))
-        .then(|| format!("{a}/{b}").to_ascii_lowercase())
+/// The media type (`type`, `subtype`) of a Content-Type or Accept element.
+fn media_type(v: &str) -> Option<(&str, &str)> {
+    let t = text::trim(text::split(v, b';').next()?);
+    let (a, b) = text::split_once(t, b'/')?;
+    let (a, b) = (text::trim(a), text::trim(b));
+    (is_token(a.as_bytes()) && is_token(b.as_bytes())).then_some((a, b))
+}
+
+/// `type/subtype` (case-insensitive; `*` matches only `*`).
+fn is_media(mt: (&str, &str), type_: &str, subtype: &str) -> bool {
+    mt.0.eq_ignore_ascii_case(type_) && mt.1.eq_ignore_ascii_case(subtype)
 }
 
 fn has_unescaped_nul(b: &[u8]) -> bool {
@@ -856,70 +1010,82 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
     if let Some(why) = l.bad_line {
         return Err(Fail::bad(why));
     }
+    let mut count = [0u8; KEYS];
     for h in &l.headers {
-        if has_unescaped_nul(&h.raw) {
+        // The replacement character never hides a NUL or a backslash, so
+        // the decoded value answers for the octets received.
+        if has_unescaped_nul(h.value.as_bytes()) {
             return Err(Fail::bad(format!("NUL octet in {}", h.name)));
         }
-        if NEEDED.contains(&h.key.as_str()) && std::str::from_utf8(&h.raw).is_err() {
+        if h.key.needed() && !h.utf8 {
             return Err(Fail::bad(format!("invalid UTF-8 in {}", h.name)));
         }
+        count[h.key as usize] = count[h.key as usize].saturating_add(1);
     }
-    for key in ["via", "from", "to", "call-id", "cseq"] {
-        if l.first(key).is_none() {
-            let missing: Vec<&str> = ["Via", "From", "To", "Call-ID", "CSeq"]
-                .into_iter()
-                .filter(|k| l.first(&k.to_ascii_lowercase()).is_none())
-                .collect();
-            return Err(Fail::bad(format!("missing {}", missing.join(", "))));
-        }
+    const MANDATORY: [(Key, &str); 5] = [
+        (Key::Via, "Via"),
+        (Key::From, "From"),
+        (Key::To, "To"),
+        (Key::CallId, "Call-ID"),
+        (Key::CSeq, "CSeq"),
+    ];
+    if MANDATORY.iter().any(|&(k, _)| count[k as usize] == 0) {
+        let missing: Vec<&str> = MANDATORY
+            .iter()
+            .filter(|&&(k, _)| count[k as usize] == 0)
+            .map(|&(_, name)| name)
+            .collect();
+        return Err(Fail::bad(format!("missing {}", missing.join(", "))));
     }
-    for key in SINGLE {
-        if l.all(key).count() > 1 {
-            return Err(Fail::bad(format!("more than one {key} header")));
-        }
+    if let Some(key) = SINGLE.iter().find(|&&k| count[k as usize] > 1) {
+        return Err(Fail::bad(format!(
+            "more than one {} header",
+            key.long_name()
+        )));
     }
     for h in &l.headers {
-        let v = h.text();
-        let res = match h.key.as_str() {
-            "via" => split_list(&v)
-                .into_iter()
-                .try_for_each(|p| parse_via(p, true).map(|_| ())),
-            "from" | "to" => check_addr(&v, true),
-            "contact" => check_addr_list(&v, true, true),
-            "route" | "record-route" => check_addr_list(&v, false, false),
-            "call-id" => {
-                if v.is_empty() || v.contains(',') || v.chars().any(|c| c.is_whitespace()) {
+        let v: &str = &h.value;
+        let res = match h.key {
+            Key::Via => list(v).try_for_each(|p| via_parm(p, true, None)),
+            Key::From | Key::To => check_addr(v, true),
+            Key::Contact => check_addr_list(v, true, true),
+            Key::Route | Key::RecordRoute => check_addr_list(v, false, false),
+            Key::CallId => {
+                if v.is_empty() || text::contains(v, b',') || text::has_whitespace(v) {
                     Err("malformed Call-ID")
                 } else {
                     Ok(())
                 }
             }
-            "cseq" => match split_cseq(&v) {
+            Key::CSeq => match split_cseq(v) {
                 None => Err("malformed CSeq"),
                 Some((n, _)) => number(n, (1 << 31) - 1)
                     .map(|_| ())
                     .map_err(|_| "CSeq number too large"),
             },
-            "max-forwards" => number(&v, 255)
+            Key::MaxForwards => number(v, 255)
                 .map(|_| ())
                 .map_err(|_| "Max-Forwards not a number up to 255"),
-            "expires" | "min-expires" => number(&v, u32::MAX as u64)
+            Key::Expires | Key::MinExpires => number(v, u32::MAX as u64)
                 .map(|_| ())
                 .map_err(|_| "not a number up to 2^32-1"),
             // delta-seconds [ comment ] *( SEMI retry-param )
-            "retry-after" => {
-                let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+            Key::RetryAfter => {
+                let end = v
+                    .bytes()
+                    .position(|b| !b.is_ascii_digit())
+                    .unwrap_or(v.len());
                 number(&v[..end], u32::MAX as u64)
                     .map(|_| ())
                     .map_err(|_| "not a number up to 2^32-1")
             }
-            "content-length" => number(&v, u32::MAX as u64)
+            Key::ContentLength => number(v, u32::MAX as u64)
                 .map(|_| ())
                 .map_err(|_| "Content-Length not a number up to 2^32-1"),
-            "content-type" => {
-                if split_list(&v).len() > 1 {
+            Key::ContentType => {
+                if list(v).nth(1).is_some() {
                     Err("more than one content-type value")
-                } else if media_type(&v).is_none() {
+                } else if media_type(v).is_none() {
                     Err("malformed Content-Type")
                 } else {
                     Ok(())
@@ -928,7 +1094,7 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
             _ => Ok(()),
         };
         res.map_err(|why| {
-            if why.contains(&*h.name) || why.starts_with("more than") {
+            if why.contains(h.name) || why.starts_with("more than") {
                 Fail::bad(why)
             } else {
                 Fail::bad(format!("{}: {why}", h.name))
@@ -937,8 +1103,8 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
     }
     // Body.
     let cl = l
-        .first("content-length")
-        .and_then(|h| number(&h.text(), u32::MAX as u64).ok())
+        .first(Key::ContentLength)
+        .and_then(|h| number(&h.value, u32::MAX as u64).ok())
         .map(|n| n as usize);
     match (cl, transport) {
         (Some(n), _) if n > l.body.len() => {
@@ -952,32 +1118,32 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
     }
 }
 
-/// The normalised message handed to rsipstack.
-fn normalise(l: &Lexed<'_>, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(l.start.len() + 64 * l.headers.len() + body.len());
-    out.extend_from_slice(l.start);
-    out.extend_from_slice(b"\r\n");
+/// The headers handed on, in order: each header line once, its value as
+/// lexed (Via normalised), Content-Length replaced by the length of `body`
+/// at the end. This is exactly what rsipstack's parser makes of the text
+/// described in "What the handed-on message looks like" (a test holds it
+/// to that), without writing that text and lexing it a second time.
+fn handed_on_headers(l: &Lexed<'_>, body: &[u8]) -> Headers {
+    let mut out: Vec<Header> = Vec::with_capacity(l.headers.len() + 1);
     for h in &l.headers {
-        if h.key == "content-length" {
-            continue;
-        }
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        if h.key == "via" {
-            let v = h.text();
-            let parms: Vec<String> = split_list(&v)
-                .into_iter()
-                .filter_map(|p| parse_via(p, false).ok())
-                .collect();
-            out.extend_from_slice(parms.join(", ").as_bytes());
-        } else {
-            out.extend_from_slice(h.text().as_bytes());
-        }
-        out.extend_from_slice(b"\r\n");
+        // rsipstack trims with the Unicode notion of whitespace.
+        let value = text::trim(&h.value);
+        out.push(match h.key {
+            Key::ContentLength => continue,
+            Key::Via => Header::Via(normalise_via(&h.value).into()),
+            // The frequent ones directly; make_header maps the same names.
+            Key::From => Header::From(value.into()),
+            Key::To => Header::To(value.into()),
+            Key::CallId => Header::CallId(value.into()),
+            Key::CSeq => Header::CSeq(value.into()),
+            Key::Contact => Header::Contact(value.into()),
+            Key::MaxForwards => Header::MaxForwards(value.into()),
+            Key::ContentType => Header::ContentType(value.into()),
+            _ => make_header(h.name, value.to_owned()),
+        });
     }
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-    out.extend_from_slice(body);
-    out
+    out.push(Header::ContentLength(body.len().to_string().into()));
+    Headers::from(out)
 }
 
 // ---------------------------------------------------------------------------
@@ -987,19 +1153,29 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
     // Start line.
     let start =
         std::str::from_utf8(l.start).map_err(|_| Fail::bad("invalid UTF-8 in start line"))?;
-    let parts: Vec<&str> = start.split(' ').collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+    let mut parts = text::split(start, b' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Fail::bad(
+            "Request-Line must be Method SP Request-URI SP SIP-Version",
+        ));
+    };
+    if method.is_empty() || uri.is_empty() || version.is_empty() {
         return Err(Fail::bad(
             "Request-Line must be Method SP Request-URI SP SIP-Version",
         ));
     }
-    let (method, uri, version) = (parts[0], parts[1], parts[2]);
     if !is_token(method.as_bytes()) {
         return Err(Fail::bad("malformed method"));
     }
+    // Octets first; characters only where a non-ASCII one could be a
+    // control character.
+    let bad_uri_char = |c: char| c.is_control() || c == '<' || c == '>' || c == '"';
     if uri
-        .chars()
-        .any(|c| c.is_control() || c == '<' || c == '>' || c == '"')
+        .bytes()
+        .any(|b| b >= 0x80 || bad_uri_char(char::from(b)))
+        && uri.chars().any(bad_uri_char)
     {
         return Err(Fail::bad("malformed Request-URI"));
     }
@@ -1025,29 +1201,29 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
     if !KNOWN_METHODS.contains(&method) {
         return Err(Fail::new(501, format!("method {method} not implemented")).with("Allow", ALLOW));
     }
-    let cseq = l.first("cseq").map(|h| h.text()).unwrap_or_default();
-    if split_cseq(&cseq).map(|(_, m)| m) != Some(method) {
+    let cseq = l.first(Key::CSeq).map_or("", |h| &h.value);
+    if split_cseq(cseq).map(|(_, m)| m) != Some(method) {
         return Err(Fail::bad("CSeq method does not match the request method"));
     }
 
     // Request-URI.
-    let scheme_l = scheme.to_ascii_lowercase();
-    if !matches!(scheme_l.as_str(), "sip" | "sips" | "tel") {
+    let tel = scheme.eq_ignore_ascii_case("tel");
+    if !(tel || scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
         return Err(Fail::new(416, format!("URI scheme {scheme} not supported")));
     }
-    if scheme_l != "tel" {
-        let host_part = match uri_rest.find('@') {
+    if !tel {
+        let host_part = match text::find(uri_rest, b'@') {
             Some(at) => &uri_rest[at + 1..],
             None => uri_rest,
         };
-        if host_part.contains('?') {
+        if text::contains(host_part, b'?') {
             return Err(Fail::bad("escaped headers in Request-URI"));
         }
     }
 
     // Max-Forwards.
-    if let Some(mf) = l.first("max-forwards")
-        && number(&mf.text(), 255) == Ok(0)
+    if let Some(mf) = l.first(Key::MaxForwards)
+        && number(&mf.value, 255) == Ok(0)
         && method != "OPTIONS"
         && method != "ACK"
     {
@@ -1056,15 +1232,15 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
 
     // Require / Proxy-Require.
     if method != "ACK" && method != "CANCEL" {
-        let mut unsupported: Vec<String> = Vec::new();
-        for h in l.all("require").chain(l.all("proxy-require")) {
-            for tag in h.text().split(',') {
+        let mut unsupported: Vec<&str> = Vec::new();
+        for h in l.all(Key::Require).chain(l.all(Key::ProxyRequire)) {
+            for tag in h.value.split(',') {
                 let tag = tag.trim();
                 if !tag.is_empty()
                     && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(tag))
-                    && !unsupported.iter().any(|u| u == tag)
+                    && !unsupported.contains(&tag)
                 {
-                    unsupported.push(tag.to_string());
+                    unsupported.push(tag);
                 }
             }
         }
@@ -1079,16 +1255,17 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
     // Body type.
     if !body.is_empty() {
         let ct = l
-            .first("content-type")
-            .and_then(|h| media_type(&h.text()))
+            .first(Key::ContentType)
+            .and_then(|h| media_type(&h.value))
             .ok_or_else(|| Fail::bad("body without Content-Type"))?;
-        let ok = match ct.as_str() {
-            "application/sdp" | "multipart/mixed" => true,
-            "application/dtmf-relay" | "application/dtmf" => method == "INFO",
-            "message/sipfrag" => method == "NOTIFY",
-            _ => false,
-        };
+        let ok = is_media(ct, "application", "sdp")
+            || is_media(ct, "multipart", "mixed")
+            || (method == "INFO"
+                && (is_media(ct, "application", "dtmf-relay")
+                    || is_media(ct, "application", "dtmf")))
+            || (method == "NOTIFY" && is_media(ct, "message", "sipfrag"));
         if !ok {
+            let ct = format!("{}/{}", ct.0, ct.1).to_ascii_lowercase();
             return Err(Fail::new(415, format!("Content-Type {ct} not supported"))
                 .with("Accept", "application/sdp"));
         }
@@ -1096,52 +1273,39 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
 
     // Accept.
     if method == "INVITE" || method == "OPTIONS" {
-        let ranges: Vec<String> = l
-            .all("accept")
-            .flat_map(|h| {
-                split_list(&h.text())
-                    .into_iter()
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| media_type(s).unwrap_or_default())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        if !ranges.is_empty()
-            && !ranges
-                .iter()
-                .any(|r| matches!(r.as_str(), "application/sdp" | "application/*" | "*/*"))
-        {
+        let mut ranges = false;
+        let mut sdp = false;
+        for h in l.all(Key::Accept) {
+            for range in list(&h.value).filter(|s| !s.trim().is_empty()) {
+                ranges = true;
+                sdp |= media_type(range).is_some_and(|mt| {
+                    is_media(mt, "application", "sdp")
+                        || is_media(mt, "application", "*")
+                        || is_media(mt, "*", "*")
+                });
+            }
+        }
+        if ranges && !sdp {
             return Err(Fail::new(406, "we can only send application/sdp")
                 .with("Accept", "application/sdp"));
         }
     }
 
-    // rsipstack.
-    let norm = normalise(l, body);
-    let req = match SipMessage::try_from(norm.as_slice()) {
-        Ok(SipMessage::Request(r)) => r,
-        Ok(SipMessage::Response(_)) => return Err(Fail::bad("not a request")),
-        Err(e) => return Err(Fail::bad(format!("unparseable request: {e}"))),
+    // The message as handed on; the start line was checked above, so only
+    // rsipstack's Request-URI parser can still refuse it.
+    let req = Request {
+        method: method
+            .parse::<Method>()
+            .map_err(|e| Fail::bad(format!("unparseable request: {e}")))?,
+        uri: parse_uri(uri).map_err(|e| Fail::bad(format!("unparseable request: {e}")))?,
+        version: version
+            .parse::<Version>()
+            .map_err(|e| Fail::bad(format!("unparseable request: {e}")))?,
+        headers: handed_on_headers(l, body),
+        body: body.to_vec(),
     };
-    typed_ok(&req).map_err(|e| Fail::bad(format!("unparseable {e}")))?;
+    typed::typed_ok(&req).map_err(|e| Fail::bad(format!("unparseable {e}")))?;
     Ok(req)
-}
-
-/// The typed headers everybody reads must parse.
-fn typed_ok<M: HeadersExt>(m: &M) -> Result<(), String> {
-    let via = m.via_header().map_err(|e| format!("Via: {e}"))?;
-    via.typed().map_err(|e| format!("Via: {e}"))?;
-    m.from_header()
-        .and_then(|h| h.typed())
-        .map_err(|e| format!("From: {e}"))?;
-    m.to_header()
-        .and_then(|h| h.typed())
-        .map_err(|e| format!("To: {e}"))?;
-    m.cseq_header()
-        .and_then(|h| h.typed())
-        .map_err(|e| format!("CSeq: {e}"))?;
-    m.call_id_header().map_err(|e| format!("Call-ID: {e}"))?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -1152,31 +1316,45 @@ fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'st
     let mut parts = start.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     let code = parts.next().unwrap_or("");
-    if parts.next().is_none() {
+    let Some(reason) = parts.next() else {
         return Err("malformed status line");
-    }
+    };
     if version != "SIP/2.0" {
         return Err("response version is not SIP/2.0");
     }
-    if code.len() != 3 || !matches!(number(code, 699), Ok(100..=699)) {
-        return Err("status code outside 100..=699");
-    }
+    let code = match number(code, 699) {
+        Ok(n @ 100..=699) if code.len() == 3 => n as u16,
+        _ => return Err("status code outside 100..=699"),
+    };
     if !l.terminated && transport == Transport::Tcp {
         return Err("header section not terminated");
     }
     let body = check_common(l, transport).map_err(|_| "malformed response")?;
-    let vias: usize = l.all("via").map(|h| split_list(&h.text()).len()).sum();
+    let vias: usize = l.all(Key::Via).map(|h| list(&h.value).count()).sum();
     if vias != 1 {
         return Err("response with more than one Via");
     }
-    let norm = normalise(l, body);
-    let resp = match SipMessage::try_from(norm.as_slice()) {
-        Ok(SipMessage::Response(r)) => r,
-        _ => return Err("unparseable response"),
+    // As rsipstack's parser reads a Status-Line: the reason trimmed, kept
+    // only when it is not the standard text of the code.
+    let reason = reason.trim();
+    let status_code =
+        StatusCode::try_from((code, reason)).map_err(|_| "unparseable status line")?;
+    let wire_reason = (!reason.is_empty()
+        && !matches!(status_code, StatusCode::Other(..))
+        && !reason.eq_ignore_ascii_case(status_code.text()))
+    .then(|| reason.to_owned());
+    let resp = Response {
+        status_code,
+        wire_reason,
+        version: Version::V2,
+        headers: handed_on_headers(l, body),
+        body: body.to_vec(),
     };
-    typed_ok(&resp).map_err(|_| "unparseable response header")?;
+    typed::typed_ok(&resp).map_err(|_| "unparseable response header")?;
     Ok(resp)
 }
 
 #[cfg(test)]
 mod tests;
+mod text;
+mod typed;

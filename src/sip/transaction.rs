@@ -294,7 +294,7 @@ impl Transactions {
         if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
             return None;
         }
-        let bytes = Bytes::from(response.to_bytes());
+        let bytes = Bytes::from(super::message::encode_response(response));
         tx.last_response = Some(bytes.clone());
         let peer = tx.peer;
         let unreliable = peer.transport == Transport::Udp;

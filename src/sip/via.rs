@@ -33,36 +33,13 @@ impl TopVia {
     /// assert!(v.rport);
     /// ```
     pub fn parse(value: &str) -> Option<TopVia> {
-        let first = value.split(',').next()?.trim();
-        let (_proto, rest) = first.split_once(|c: char| c.is_ascii_whitespace())?;
-        let rest = rest.trim_start();
-        let (sent_by, params) = match rest.find(';') {
-            Some(i) => (rest[..i].trim(), &rest[i + 1..]),
-            None => (rest.trim(), ""),
-        };
-        if sent_by.is_empty() {
-            return None;
-        }
-        let (host, port) = split_host_port(sent_by)?;
-        let mut branch = None;
-        let mut rport = false;
-        for p in params.split(';') {
-            let (k, v) = match p.split_once('=') {
-                Some((k, v)) => (k.trim(), Some(v.trim())),
-                None => (p.trim(), None),
-            };
-            if k.eq_ignore_ascii_case("branch") {
-                branch = v.map(str::to_owned);
-            } else if k.eq_ignore_ascii_case("rport") {
-                rport = true;
-            }
-        }
+        let top = Parts::parse(value)?;
         Some(TopVia {
-            sent_by: sent_by.to_ascii_lowercase(),
-            host: host.to_owned(),
-            port,
-            branch,
-            rport,
+            sent_by: top.sent_by.to_ascii_lowercase(),
+            host: top.host.to_owned(),
+            port: top.port,
+            branch: top.branch.map(str::to_owned),
+            rport: top.rport,
         })
     }
 
@@ -91,9 +68,55 @@ impl TopVia {
     }
 }
 
+/// The fields of the first via-parm of a Via value, borrowed from it.
+struct Parts<'a> {
+    sent_by: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+    branch: Option<&'a str>,
+    rport: bool,
+}
+
+impl<'a> Parts<'a> {
+    fn parse(value: &'a str) -> Option<Parts<'a>> {
+        let first = value.split(',').next()?.trim();
+        let (_proto, rest) = first.split_once(|c: char| c.is_ascii_whitespace())?;
+        let rest = rest.trim_start();
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (rest[..i].trim(), &rest[i + 1..]),
+            None => (rest.trim(), ""),
+        };
+        if sent_by.is_empty() {
+            return None;
+        }
+        let (host, port) = split_host_port(sent_by)?;
+        let mut branch = None;
+        let mut rport = false;
+        for p in params.split(';') {
+            let (k, v) = match p.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (p.trim(), None),
+            };
+            if k.eq_ignore_ascii_case("branch") {
+                branch = v;
+            } else if k.eq_ignore_ascii_case("rport") {
+                rport = true;
+            }
+        }
+        Some(Parts {
+            sent_by,
+            host,
+            port,
+            branch,
+            rport,
+        })
+    }
+}
+
 /// Adds `received` and `rport=` to the top Via value (RFC 3261 §18.2.1,
 /// RFC 3581 §4) so the response finds its way back through NAT.
 pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
+    use std::fmt::Write as _;
     for h in headers.iter_mut() {
         if let Header::Via(via) = h {
             let value = via.value();
@@ -101,10 +124,11 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
                 Some(i) => (&value[..i], &value[i..]),
                 None => (value, ""),
             };
-            let Some(top) = TopVia::parse(first) else {
+            let Some(top) = Parts::parse(first) else {
                 return;
             };
-            let mut out = String::with_capacity(value.len() + 40);
+            // received=<IPv6> and rport=65535 fit in the 48 extra octets.
+            let mut out = String::with_capacity(value.len() + 48);
             for (i, p) in first.split(';').enumerate() {
                 let key = p.split('=').next().unwrap_or("").trim();
                 if i > 0
@@ -119,12 +143,10 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
             }
             let host_ip: Option<IpAddr> = top.host.trim_matches(['[', ']']).parse().ok();
             if host_ip != Some(source.ip()) || top.rport {
-                out.push_str(";received=");
-                out.push_str(&source.ip().to_string());
+                let _ = write!(out, ";received={}", source.ip());
             }
             if top.rport {
-                out.push_str(";rport=");
-                out.push_str(&source.port().to_string());
+                let _ = write!(out, ";rport={}", source.port());
             }
             out.push_str(rest);
             *via = rsipstack::sip::Via::new(out);

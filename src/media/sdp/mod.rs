@@ -1,8 +1,10 @@
 //! SDP offer/answer (RFC 3264) for one G.711 audio stream with optional
 //! RFC 4733 telephone-events.
 //!
-//! Parsing uses `rtc-sdp`; what we send is written by hand because it is
-//! always the same short shape.
+//! The usual bodies are read in place by a reader that follows `rtc-sdp`'s
+//! grammar (no copies, see `read`); anything else, and every error
+//! message, comes from `rtc-sdp` itself. What we send is written by hand
+//! because it is always the same short shape.
 //!
 //! ```
 //! use zentrale::media::sdp::{self, Codec, Direction, SdpSession};
@@ -19,6 +21,7 @@
 
 mod negotiate;
 mod parse;
+mod read;
 mod write;
 
 #[cfg(test)]

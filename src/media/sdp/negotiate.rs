@@ -3,10 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use rtc_sdp::description::media::MediaDescription;
-use rtc_sdp::description::session::SessionDescription;
-
-use super::parse::{self, EventSet, SUPPORTED_EVENTS};
+use super::parse::{self, EventSet, Media, SUPPORTED_EVENTS, Sdp};
 use super::write::{self, AudioLine};
 use super::{Answer, Codec, Direction, Negotiated, SdpError, SdpSession};
 
@@ -21,7 +18,7 @@ struct Peer {
     ptime: Option<u32>,
 }
 
-fn read_peer(sd: &SessionDescription, md: &MediaDescription) -> Result<Peer, SdpError> {
+fn read_peer(sd: &Sdp, md: &Media) -> Result<Peer, SdpError> {
     let (codec, payload_type) = parse::first_g711(md).ok_or(SdpError::NoCommonCodec)?;
     let dtmf = parse::telephone_event(md)
         .map(|(pt, events)| (pt, events.intersect(SUPPORTED_EVENTS)))
@@ -57,24 +54,28 @@ pub(super) fn answer(
     local_port: u16,
     session: &mut SdpSession,
 ) -> Result<Answer, SdpError> {
-    let sd = parse::parse(offer)?;
-    let mds = &sd.media_descriptions;
-    if !mds
-        .iter()
-        .any(|md| md.media_name.media.eq_ignore_ascii_case("audio"))
-    {
+    parse::with_parsed(offer, |sd| answer_parsed(sd, local_ip, local_port, session))
+}
+
+fn answer_parsed(
+    sd: &Sdp,
+    local_ip: IpAddr,
+    local_port: u16,
+    session: &mut SdpSession,
+) -> Result<Answer, SdpError> {
+    let mds = &sd.media;
+    if !mds.iter().any(|md| md.media.eq_ignore_ascii_case("audio")) {
         return Err(SdpError::NoAudio);
     }
     // The first plain-RTP audio line we can serve; prefer enabled ones so a
     // disabled leftover line in a re-offer does not win.
-    let usable =
-        |md: &&MediaDescription| parse::is_plain_rtp_audio(md) && parse::first_g711(md).is_some();
+    let usable = |md: &&Media| parse::is_plain_rtp_audio(md) && parse::first_g711(md).is_some();
     let chosen = mds
         .iter()
         .position(|md| usable(&md) && parse::port(md) != 0)
         .or_else(|| mds.iter().position(|md| usable(&md)))
         .ok_or(SdpError::NoCommonCodec)?;
-    let peer = read_peer(&sd, &mds[chosen])?;
+    let peer = read_peer(sd, &mds[chosen])?;
     let direction = peer.direction.reverse();
     let audio = AudioLine {
         // RFC 3264 §6: a stream offered with port 0 is answered with port 0.
@@ -83,8 +84,8 @@ pub(super) fn answer(
         } else {
             local_port
         },
-        proto: mds[chosen].media_name.protos.join("/"),
-        formats: vec![(peer.codec, peer.payload_type)],
+        proto: &mds[chosen].proto,
+        formats: &[(peer.codec, peer.payload_type)],
         dtmf: peer.dtmf,
         direction,
     };
@@ -96,9 +97,9 @@ pub(super) fn answer(
                 write::MLine::Audio(&audio)
             } else {
                 write::MLine::Rejected {
-                    media: &md.media_name.media,
-                    protos: &md.media_name.protos,
-                    formats: &md.media_name.formats,
+                    media: md.media,
+                    proto: &md.proto,
+                    formats: &md.formats,
                 }
             }
         })
@@ -116,23 +117,24 @@ pub(super) fn answer(
 }
 
 pub(super) fn parse_answer(body: &[u8]) -> Result<Negotiated, SdpError> {
-    let sd = parse::parse(body)?;
-    let md = sd
-        .media_descriptions
-        .iter()
-        .find(|md| md.media_name.media.eq_ignore_ascii_case("audio"))
-        .ok_or(SdpError::NoAudio)?;
-    // Port 0 in an answer rejects the stream we offered.
-    if !parse::is_plain_rtp_audio(md) || parse::port(md) == 0 {
-        return Err(SdpError::NoCommonCodec);
-    }
-    let peer = read_peer(&sd, md)?;
-    Ok(Negotiated {
-        codec: peer.codec,
-        payload_type: peer.payload_type,
-        dtmf_payload_type: peer.dtmf.map(|(pt, _)| pt),
-        remote: peer.remote,
-        direction: peer.direction.reverse(),
-        remote_ptime: peer.ptime,
+    parse::with_parsed(body, |sd| {
+        let md = sd
+            .media
+            .iter()
+            .find(|md| md.media.eq_ignore_ascii_case("audio"))
+            .ok_or(SdpError::NoAudio)?;
+        // Port 0 in an answer rejects the stream we offered.
+        if !parse::is_plain_rtp_audio(md) || parse::port(md) == 0 {
+            return Err(SdpError::NoCommonCodec);
+        }
+        let peer = read_peer(sd, md)?;
+        Ok(Negotiated {
+            codec: peer.codec,
+            payload_type: peer.payload_type,
+            dtmf_payload_type: peer.dtmf.map(|(pt, _)| pt),
+            remote: peer.remote,
+            direction: peer.direction.reverse(),
+            remote_ptime: peer.ptime,
+        })
     })
 }

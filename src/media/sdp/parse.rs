@@ -1,10 +1,13 @@
-//! Reading the parts of an SDP body we care about from `rtc-sdp`'s model.
+//! Reading the parts of an SDP body we care about.
+//!
+//! [`with_parsed`] hands negotiation a borrowed view ([`Sdp`]) of the body:
+//! read in place by [`super::read`] for the usual bodies, or taken from
+//! `rtc-sdp`'s model for the rest (and for every error message).
 
+use std::borrow::Cow;
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use rtc_sdp::description::common::{Attribute, ConnectionInformation};
-use rtc_sdp::description::media::MediaDescription;
 use rtc_sdp::description::session::SessionDescription;
 
 use super::{Codec, Direction, SdpError};
@@ -12,7 +15,82 @@ use super::{Codec, Direction, SdpError};
 /// The RFC 4733 events we understand: 0-15 (DTMF) and 16 (flash).
 pub(super) const SUPPORTED_EVENTS: EventSet = EventSet(0x1_FFFF);
 
-/// Parses a body; every parser complaint becomes `Malformed` (SIP 400).
+/// What negotiation reads of an SDP body, borrowed from it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Sdp<'a> {
+    /// The session-level `c=`.
+    pub connection: Option<Connection<'a>>,
+    /// The session-level `a=` lines, in order.
+    pub attributes: Vec<Attribute<'a>>,
+    /// The `m=` sections, in order.
+    pub media: Vec<Media<'a>>,
+}
+
+/// A `c=` line.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(super) struct Connection<'a> {
+    /// `IP4` or `IP6`.
+    pub address_type: &'a str,
+    pub address: Option<&'a str>,
+}
+
+/// An `a=key[:value]` line.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(super) struct Attribute<'a> {
+    pub key: &'a str,
+    pub value: Option<&'a str>,
+}
+
+/// An `m=` section.
+#[derive(Debug)]
+pub(super) struct Media<'a> {
+    /// `audio`, `video`, ...
+    pub media: &'a str,
+    pub port: u16,
+    /// The transport, e.g. `RTP/AVP`.
+    pub proto: Cow<'a, str>,
+    /// The formats, separated by whitespace.
+    pub formats: Cow<'a, str>,
+    /// The media-level `c=`.
+    pub connection: Option<Connection<'a>>,
+    pub attributes: Vec<Attribute<'a>>,
+}
+
+impl Media<'_> {
+    /// The formats (payload types, for RTP) in the writer's order.
+    pub(super) fn formats(&self) -> impl Iterator<Item = &str> {
+        self.formats.split_whitespace()
+    }
+}
+
+impl Eq for Media<'_> {}
+
+/// Equal when everything read is equal; the formats as a list, not as text.
+impl PartialEq for Media<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.media == other.media
+            && self.port == other.port
+            && self.proto == other.proto
+            && self.formats().eq(other.formats())
+            && self.connection == other.connection
+            && self.attributes == other.attributes
+    }
+}
+
+/// Parses `body` and runs `f` on it; every parser complaint becomes
+/// `Malformed` (SIP 400).
+pub(super) fn with_parsed<T>(
+    body: &[u8],
+    f: impl FnOnce(&Sdp<'_>) -> Result<T, SdpError>,
+) -> Result<T, SdpError> {
+    if let Some(sdp) = super::read::read(body) {
+        return f(&sdp);
+    }
+    let sd = parse(body)?;
+    f(&Sdp::from_rtc(&sd))
+}
+
+/// Parses a body with `rtc-sdp`.
 pub(super) fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(SdpError::Malformed("empty body".into()));
@@ -24,21 +102,60 @@ pub(super) fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
         .map_err(|e| SdpError::Malformed(e.to_string()))
 }
 
+impl<'a> Sdp<'a> {
+    /// The view of what `rtc-sdp` parsed.
+    pub(super) fn from_rtc(sd: &'a SessionDescription) -> Sdp<'a> {
+        use rtc_sdp::description::common::{Attribute as A, ConnectionInformation as C};
+        let connection = |c: &'a Option<C>| {
+            c.as_ref().map(|c| Connection {
+                address_type: &c.address_type,
+                address: c.address.as_ref().map(|a| a.address.as_str()),
+            })
+        };
+        let attributes = |attrs: &'a [A]| {
+            attrs
+                .iter()
+                .map(|a| Attribute {
+                    key: &a.key,
+                    value: a.value.as_deref(),
+                })
+                .collect()
+        };
+        Sdp {
+            connection: connection(&sd.connection_information),
+            attributes: attributes(&sd.attributes),
+            media: sd
+                .media_descriptions
+                .iter()
+                .map(|md| Media {
+                    media: &md.media_name.media,
+                    port: u16::try_from(md.media_name.port.value).unwrap_or(0),
+                    proto: Cow::Owned(md.media_name.protos.join("/")),
+                    formats: Cow::Owned(md.media_name.formats.join(" ")),
+                    connection: connection(&md.connection_information),
+                    attributes: attributes(&md.attributes),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// True for `m=audio ... RTP/AVP ...`, the only transport we speak.
-pub(super) fn is_plain_rtp_audio(md: &MediaDescription) -> bool {
-    md.media_name.media.eq_ignore_ascii_case("audio")
-        && md.media_name.protos.len() == 2
-        && md.media_name.protos[0].eq_ignore_ascii_case("RTP")
-        && md.media_name.protos[1].eq_ignore_ascii_case("AVP")
+pub(super) fn is_plain_rtp_audio(md: &Media) -> bool {
+    md.media.eq_ignore_ascii_case("audio")
+        && md
+            .proto
+            .split_once('/')
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case("RTP") && b.eq_ignore_ascii_case("AVP"))
 }
 
 /// The m-line's port (0 means the stream is disabled).
-pub(super) fn port(md: &MediaDescription) -> u16 {
-    u16::try_from(md.media_name.port.value).unwrap_or(0)
+pub(super) fn port(md: &Media) -> u16 {
+    md.port
 }
 
 /// Media-level direction, else session-level, else sendrecv.
-pub(super) fn direction(sd: &SessionDescription, md: &MediaDescription) -> Direction {
+pub(super) fn direction(sd: &Sdp, md: &Media) -> Direction {
     find_direction(&md.attributes)
         .or_else(|| find_direction(&sd.attributes))
         .unwrap_or_default()
@@ -53,24 +170,19 @@ fn find_direction(attrs: &[Attribute]) -> Option<Direction> {
 
 /// The connection address of a stream: media-level `c=`, else session-level.
 /// `Ok(None)` means "do not send to me" (`0.0.0.0` or `::`).
-pub(super) fn connection_address(
-    sd: &SessionDescription,
-    md: &MediaDescription,
-) -> Result<Option<IpAddr>, SdpError> {
+pub(super) fn connection_address(sd: &Sdp, md: &Media) -> Result<Option<IpAddr>, SdpError> {
     let ci = md
-        .connection_information
+        .connection
         .as_ref()
-        .or(sd.connection_information.as_ref())
+        .or(sd.connection.as_ref())
         .ok_or_else(|| SdpError::Malformed("no c= line for the audio stream".into()))?;
     let ip = parse_address(ci)?;
     Ok((!ip.is_unspecified()).then_some(ip))
 }
 
-fn parse_address(ci: &ConnectionInformation) -> Result<IpAddr, SdpError> {
+fn parse_address(ci: &Connection) -> Result<IpAddr, SdpError> {
     let raw = ci
         .address
-        .as_ref()
-        .map(|a| a.address.as_str())
         .ok_or_else(|| SdpError::Malformed("c= line without an address".into()))?;
     // Multicast addresses may carry "/ttl/count"; we only need the address.
     let addr = raw.split('/').next().unwrap_or(raw);
@@ -88,21 +200,19 @@ fn parse_address(ci: &ConnectionInformation) -> Result<IpAddr, SdpError> {
 }
 
 /// The payload types listed on the m-line, in the writer's preference order.
-fn payload_types(md: &MediaDescription) -> impl Iterator<Item = u8> + '_ {
-    md.media_name
-        .formats
-        .iter()
+fn payload_types<'m>(md: &'m Media) -> impl Iterator<Item = u8> + 'm {
+    md.formats()
         .filter_map(|f| f.parse::<u8>().ok())
         .filter(|&pt| pt < 128)
 }
 
 /// `a=rtpmap:<pt> <name>/<rate>[/<channels>]` for a payload type, as
 /// (name, rate, channels).
-fn rtpmap(md: &MediaDescription, pt: u8) -> Option<(&str, u32, u32)> {
+fn rtpmap<'m>(md: &Media<'m>, pt: u8) -> Option<(&'m str, u32, u32)> {
     md.attributes
         .iter()
         .filter(|a| a.key.eq_ignore_ascii_case("rtpmap"))
-        .filter_map(|a| a.value.as_deref())
+        .filter_map(|a| a.value)
         .find_map(|v| {
             let (num, rest) = v.trim().split_once(char::is_whitespace)?;
             if num.parse::<u8>().ok()? != pt {
@@ -117,11 +227,11 @@ fn rtpmap(md: &MediaDescription, pt: u8) -> Option<(&str, u32, u32)> {
 }
 
 /// `a=fmtp:<pt> <params>` for a payload type.
-fn fmtp(md: &MediaDescription, pt: u8) -> Option<&str> {
+fn fmtp<'m>(md: &Media<'m>, pt: u8) -> Option<&'m str> {
     md.attributes
         .iter()
         .filter(|a| a.key.eq_ignore_ascii_case("fmtp"))
-        .filter_map(|a| a.value.as_deref())
+        .filter_map(|a| a.value)
         .find_map(|v| {
             let (num, params) = v.trim().split_once(char::is_whitespace)?;
             (num.parse::<u8>().ok()? == pt).then_some(params.trim())
@@ -130,7 +240,7 @@ fn fmtp(md: &MediaDescription, pt: u8) -> Option<&str> {
 
 /// The first format that is PCMU or PCMA at 8000 Hz mono, in the writer's
 /// order. An rtpmap wins over the static meaning of a number.
-pub(super) fn first_g711(md: &MediaDescription) -> Option<(Codec, u8)> {
+pub(super) fn first_g711(md: &Media) -> Option<(Codec, u8)> {
     payload_types(md).find_map(|pt| {
         let codec = match rtpmap(md, pt) {
             Some((name, 8000, 1)) => Codec::from_encoding_name(name),
@@ -143,7 +253,7 @@ pub(super) fn first_g711(md: &MediaDescription) -> Option<(Codec, u8)> {
 
 /// The telephone-event/8000 payload type and the events it carries
 /// (RFC 4733 §2.4.1: no fmtp means 0-15).
-pub(super) fn telephone_event(md: &MediaDescription) -> Option<(u8, EventSet)> {
+pub(super) fn telephone_event(md: &Media) -> Option<(u8, EventSet)> {
     payload_types(md).find_map(|pt| {
         let (name, rate, _) = rtpmap(md, pt)?;
         if !name.eq_ignore_ascii_case("telephone-event") || rate != 8000 {
@@ -157,12 +267,12 @@ pub(super) fn telephone_event(md: &MediaDescription) -> Option<(u8, EventSet)> {
 }
 
 /// `a=ptime` of the stream, else of the session.
-pub(super) fn ptime(sd: &SessionDescription, md: &MediaDescription) -> Option<u32> {
+pub(super) fn ptime(sd: &Sdp, md: &Media) -> Option<u32> {
     md.attributes
         .iter()
         .chain(&sd.attributes)
         .filter(|a| a.key.eq_ignore_ascii_case("ptime"))
-        .find_map(|a| a.value.as_deref()?.trim().parse().ok())
+        .find_map(|a| a.value?.trim().parse().ok())
 }
 
 /// A set of RFC 4733 event codes 0..=31, as in `a=fmtp:101 0-15,16`.

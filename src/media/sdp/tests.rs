@@ -346,3 +346,66 @@ fn mutated_offers_never_panic() {
         let _ = parse_answer(&b);
     }
 }
+
+/// The zero-copy reader accepts nothing `rtc-sdp` refuses and reads what
+/// `rtc-sdp` reads, over mutations of bodies that use every line type.
+#[test]
+fn reader_agrees_with_rtc_sdp() {
+    let bases: [&[u8]; 4] = [
+        b"v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+          m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+          a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n",
+        b"v=0\no=- 12 34 IN IP6 ::1\ns=x\ni=info\ne=a@b\np=+49\nc=IN IP6 ::1\nb=AS:64\n\
+          t=0 0\nk=clear:x\na=sendonly\nm=video 0 RTP/AVP 96\ni=t\nc=IN IP6 ::2\nb=TIAS:1\n\
+          k=prompt\na=rtpmap:96 H264/90000\nm=audio 4000/2 RTP/AVP 0\na=recvonly\n",
+        b"v=0\r\no=a 1 2 IN IP4 h\r\ns= \r\np=1\r\nb=X-YZ:5\r\nt=1 2\r\nt=3 4\r\na=x:y:z\r\n\
+          m=audio 9 UDP/TLS/RTP/SAVP 0 8\r\nc=IN IP4 224.2.1.1/127/3\r\nc=IN IP4 1.2.3.4\r\n\
+          m=message 5 TCP/MSRP *\r\n",
+        b"v=0\r\no=u 1 1 IN IP4 1.1.1.1\r\ns=s\r\nu=http://x\r\nt=0 0\r\nr=7d 1h 0 25h\r\n\
+          z=2882844526 -1h\r\nm=audio 1 RTP/AVP 0\r\n",
+    ];
+    let mut x: u64 = 0x5d9_4a11;
+    let mut rnd = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n.max(1) as u64) as usize
+    };
+    let interesting = b"\r\n =:/0aIPmv\xff\t";
+    let (mut read, mut total) = (0, 0);
+    for i in 0..20_000 {
+        let mut b = bases[i % bases.len()].to_vec();
+        for _ in 0..rnd(4) {
+            if b.is_empty() {
+                break;
+            }
+            let at = rnd(b.len());
+            match rnd(4) {
+                0 => b[at] = interesting[rnd(interesting.len())],
+                1 => {
+                    b.remove(at);
+                }
+                2 => b.insert(at, interesting[rnd(interesting.len())]),
+                _ => b.truncate(at),
+            }
+        }
+        total += 1;
+        let Some(view) = read::read(&b) else {
+            continue;
+        };
+        read += 1;
+        let sd = parse::parse(&b).unwrap_or_else(|e| {
+            panic!(
+                "{:?}: read, but rtc-sdp says {e}",
+                String::from_utf8_lossy(&b)
+            )
+        });
+        assert_eq!(
+            view,
+            parse::Sdp::from_rtc(&sd),
+            "{:?}",
+            String::from_utf8_lossy(&b)
+        );
+    }
+    assert!(read * 4 > total, "only {read} of {total} read");
+}

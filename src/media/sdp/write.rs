@@ -12,22 +12,24 @@ use super::{Codec, Direction, SdpSession};
 pub(super) const OFFER_DTMF_PT: u8 = 101;
 
 /// Our audio stream.
-pub(super) struct AudioLine {
+pub(super) struct AudioLine<'a> {
     pub port: u16,
-    pub proto: String,
-    pub formats: Vec<(Codec, u8)>,
+    /// The transport, e.g. `RTP/AVP`.
+    pub proto: &'a str,
+    pub formats: &'a [(Codec, u8)],
     pub dtmf: Option<(u8, EventSet)>,
     pub direction: Direction,
 }
 
 /// One m-line of a body we write.
 pub(super) enum MLine<'a> {
-    Audio(&'a AudioLine),
+    Audio(&'a AudioLine<'a>),
     /// A stream we refuse (RFC 3264 §6: port 0, formats copied).
     Rejected {
         media: &'a str,
-        protos: &'a [String],
-        formats: &'a [String],
+        proto: &'a str,
+        /// Whitespace-separated, as offered.
+        formats: &'a str,
     },
 }
 
@@ -35,59 +37,111 @@ fn ip_type(ip: IpAddr) -> &'static str {
     if ip.is_ipv4() { "IP4" } else { "IP6" }
 }
 
+/// Appends `n` in decimal (the body is written often enough that the
+/// formatting machinery shows in profiles).
+fn push_num(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
 pub(super) fn body(local_ip: IpAddr, session: &mut SdpSession, lines: &[MLine]) -> Vec<u8> {
     // Everything after o= first: the version only moves when this changes.
     let mut rest = String::with_capacity(256);
     let t = ip_type(local_ip);
-    let _ = write!(rest, "s=zentrale\r\nc=IN {t} {local_ip}\r\nt=0 0\r\n");
+    let ip = local_ip.to_string();
+    rest.push_str("s=zentrale\r\nc=IN ");
+    rest.push_str(t);
+    rest.push(' ');
+    rest.push_str(&ip);
+    rest.push_str("\r\nt=0 0\r\n");
     for line in lines {
         match line {
             MLine::Audio(a) => audio(&mut rest, a),
             MLine::Rejected {
                 media,
-                protos,
+                proto,
                 formats,
             } => {
-                let formats = if formats.is_empty() {
-                    "0".to_string()
-                } else {
-                    formats.join(" ")
-                };
-                let _ = write!(rest, "m={media} 0 {} {formats}\r\n", protos.join("/"));
+                rest.push_str("m=");
+                rest.push_str(media);
+                rest.push_str(" 0 ");
+                rest.push_str(proto);
+                let mut any = false;
+                for f in formats.split_whitespace() {
+                    rest.push(' ');
+                    rest.push_str(f);
+                    any = true;
+                }
+                if !any {
+                    rest.push_str(" 0");
+                }
+                rest.push_str("\r\n");
             }
         }
     }
     let version = session.stamp(&rest);
-    let mut out = format!(
-        "v=0\r\no=zentrale {} {version} IN {t} {local_ip}\r\n",
-        session.id()
-    );
+    let mut out = String::with_capacity(rest.len() + 64);
+    out.push_str("v=0\r\no=zentrale ");
+    push_num(&mut out, session.id());
+    out.push(' ');
+    push_num(&mut out, version);
+    out.push_str(" IN ");
+    out.push_str(t);
+    out.push(' ');
+    out.push_str(&ip);
+    out.push_str("\r\n");
     out.push_str(&rest);
     out.into_bytes()
 }
 
 fn audio(out: &mut String, a: &AudioLine) {
-    let _ = write!(out, "m=audio {} {}", a.port, a.proto);
-    for (_, pt) in &a.formats {
-        let _ = write!(out, " {pt}");
+    out.push_str("m=audio ");
+    push_num(out, a.port.into());
+    out.push(' ');
+    out.push_str(a.proto);
+    for (_, pt) in a.formats {
+        out.push(' ');
+        push_num(out, (*pt).into());
     }
     if let Some((pt, _)) = a.dtmf {
-        let _ = write!(out, " {pt}");
+        out.push(' ');
+        push_num(out, pt.into());
     }
     out.push_str("\r\n");
     if a.port == 0 {
         return;
     }
-    for (codec, pt) in &a.formats {
-        let _ = write!(out, "a=rtpmap:{pt} {}/8000\r\n", codec.encoding_name());
+    for (codec, pt) in a.formats {
+        out.push_str("a=rtpmap:");
+        push_num(out, (*pt).into());
+        out.push(' ');
+        out.push_str(codec.encoding_name());
+        out.push_str("/8000\r\n");
     }
     if let Some((pt, events)) = a.dtmf {
-        let _ = write!(
-            out,
-            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} {events}\r\n"
-        );
+        out.push_str("a=rtpmap:");
+        push_num(out, pt.into());
+        out.push_str(" telephone-event/8000\r\na=fmtp:");
+        push_num(out, pt.into());
+        out.push(' ');
+        let _ = write!(out, "{events}");
+        out.push_str("\r\n");
     }
-    let _ = write!(out, "a=ptime:20\r\na={}\r\n", a.direction);
+    out.push_str("a=ptime:20\r\na=");
+    out.push_str(a.direction.as_str());
+    out.push_str("\r\n");
 }
 
 pub(super) fn offer(
@@ -109,8 +163,8 @@ pub(super) fn offer(
     }
     let line = AudioLine {
         port: local_port,
-        proto: "RTP/AVP".into(),
-        formats,
+        proto: "RTP/AVP",
+        formats: &formats,
         dtmf: dtmf.then_some((OFFER_DTMF_PT, SUPPORTED_EVENTS)),
         direction,
     };

@@ -107,7 +107,7 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         v => out.extend_from_slice(v.to_string().as_bytes()),
     }
     out.push(b' ');
-    push_decimal(&mut out, code.into());
+    out.extend_from_slice(super::text::Decimal::new(code.into()).as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -120,21 +120,6 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&resp.body);
     out
-}
-
-/// Appends `n` in decimal.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Replaces the body and its Content-Type and Content-Length headers.

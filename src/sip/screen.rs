@@ -136,6 +136,7 @@ use super::message::{
     ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, random_token,
     tag_of,
 };
+use super::text;
 
 /// The outcome of screening one message.
 #[derive(Debug)]
@@ -1356,5 +1357,4 @@ fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'st
 
 #[cfg(test)]
 mod tests;
-mod text;
 mod typed;

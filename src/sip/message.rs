@@ -107,7 +107,7 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         v => out.extend_from_slice(v.to_string().as_bytes()),
     }
     out.push(b' ');
-    push_decimal(&mut out, code.into());
+    out.extend_from_slice(super::text::Decimal::new(code.into()).as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -120,21 +120,6 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&resp.body);
     out
-}
-
-/// Appends `n` in decimal.
-pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Replaces the body and its Content-Type and Content-Length headers.
@@ -173,6 +158,42 @@ pub fn random_token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_equals_rsipstack_to_bytes() {
+        let req = Request::try_from(
+            "INVITE sip:115@127.0.0.1 SIP/2.0\r\n\
+             v: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n\
+             f: \"Anna\" <sip:anna@127.0.0.1>;tag=a\r\nTo: <sip:115@127.0.0.1>\r\n\
+             i: c1\r\nCSeq: 1 INVITE\r\nTimestamp: 54\r\n\r\n",
+        )
+        .unwrap();
+        for status in [
+            StatusCode::Trying,
+            StatusCode::OK,
+            StatusCode::Other(799, "X".into()),
+        ] {
+            let mut resp = with_to_tag(response(&req, status), "t1");
+            resp.headers
+                .push(Header::Contact("<sip:z@127.0.0.1>".into()));
+            resp.headers
+                .push(Header::Other("X-Extension".into(), "v".into()));
+            assert_eq!(encode_response(&resp), resp.to_bytes());
+            // A body is copied as octets, UTF-8 or not.
+            let body = set_body(&mut resp, "application/octet-stream", vec![0xff, 0, b'a']);
+            resp.body = body;
+            assert_eq!(encode_response(&resp), resp.to_bytes());
+        }
+        let empty = Response {
+            status_code: StatusCode::OK,
+            wire_reason: None,
+            version: Version::V2,
+            headers: Headers::default(),
+            body: Vec::new(),
+        };
+        assert_eq!(encode_response(&empty), empty.to_bytes());
+    }
 
     #[test]
     fn tag_is_found_after_name_addr_only() {

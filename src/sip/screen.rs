@@ -93,8 +93,8 @@
 //!     nor application/* nor */* is 406 (sdp01). An empty Accept passes.
 //! 12. The Request-URI must parse with rsipstack's URI parser, and the top
 //!     Via, From, To and CSeq with its typed-header parsers; a failure here
-//!     is 400. (For the ordinary shapes the private `typed` module proves that without
-//!     running them.)
+//!     is 400. (For the ordinary shapes the private `typed` module proves
+//!     that without running them.)
 //!
 //! **Choice:** the Date header is not checked (baddate is processed; the
 //! RFC allows ignoring it). **Choice:** escaped headers inside a
@@ -136,6 +136,7 @@ use super::message::{
     ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, random_token,
     tag_of,
 };
+use super::text;
 
 /// The outcome of screening one message.
 #[derive(Debug)]
@@ -1356,5 +1357,4 @@ fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'st
 
 #[cfg(test)]
 mod tests;
-mod text;
 mod typed;

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::message::{Header, Headers};
+use super::text::{self, Decimal};
 
 /// The RFC 3261 magic cookie that marks a branch as globally unique.
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -79,12 +80,12 @@ struct Parts<'a> {
 
 impl<'a> Parts<'a> {
     fn parse(value: &'a str) -> Option<Parts<'a>> {
-        let first = value.split(',').next()?.trim();
-        let (_proto, rest) = first.split_once(|c: char| c.is_ascii_whitespace())?;
-        let rest = rest.trim_start();
-        let (sent_by, params) = match rest.find(';') {
-            Some(i) => (rest[..i].trim(), &rest[i + 1..]),
-            None => (rest.trim(), ""),
+        let first = text::trim(text::split(value, b',').next()?);
+        let space = first.bytes().position(|b| b.is_ascii_whitespace())?;
+        let rest = text::trim_start(&first[space + 1..]);
+        let (sent_by, params) = match text::split_once(rest, b';') {
+            Some((s, p)) => (text::trim(s), p),
+            None => (text::trim(rest), ""),
         };
         if sent_by.is_empty() {
             return None;
@@ -92,10 +93,10 @@ impl<'a> Parts<'a> {
         let (host, port) = split_host_port(sent_by)?;
         let mut branch = None;
         let mut rport = false;
-        for p in params.split(';') {
-            let (k, v) = match p.split_once('=') {
-                Some((k, v)) => (k.trim(), Some(v.trim())),
-                None => (p.trim(), None),
+        for p in text::split(params, b';') {
+            let (k, v) = match text::split_once(p, b'=') {
+                Some((k, v)) => (text::trim(k), Some(text::trim(v))),
+                None => (text::trim(p), None),
             };
             if k.eq_ignore_ascii_case("branch") {
                 branch = v;
@@ -116,11 +117,10 @@ impl<'a> Parts<'a> {
 /// Adds `received` and `rport=` to the top Via value (RFC 3261 §18.2.1,
 /// RFC 3581 §4) so the response finds its way back through NAT.
 pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
-    use std::fmt::Write as _;
     for h in headers.iter_mut() {
         if let Header::Via(via) = h {
             let value = via.value();
-            let (first, rest) = match value.find(',') {
+            let (first, rest) = match text::find(value, b',') {
                 Some(i) => (&value[..i], &value[i..]),
                 None => (value, ""),
             };
@@ -129,8 +129,8 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
             };
             // received=<IPv6> and rport=65535 fit in the 48 extra octets.
             let mut out = String::with_capacity(value.len() + 48);
-            for (i, p) in first.split(';').enumerate() {
-                let key = p.split('=').next().unwrap_or("").trim();
+            for (i, p) in text::split(first, b';').enumerate() {
+                let key = text::trim(text::split(p, b'=').next().unwrap_or(""));
                 if i > 0
                     && (key.eq_ignore_ascii_case("rport") || key.eq_ignore_ascii_case("received"))
                 {
@@ -142,16 +142,34 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
                 out.push_str(p);
             }
             let host_ip: Option<IpAddr> = top.host.trim_matches(['[', ']']).parse().ok();
+            // No `write!`: this runs for every request.
             if host_ip != Some(source.ip()) || top.rport {
-                let _ = write!(out, ";received={}", source.ip());
+                out.push_str(";received=");
+                push_ip(&mut out, source.ip());
             }
             if top.rport {
-                let _ = write!(out, ";rport={}", source.port());
+                out.push_str(";rport=");
+                out.push_str(Decimal::new(source.port().into()).as_str());
             }
             out.push_str(rest);
             *via = rsipstack::sip::Via::new(out);
             return;
         }
+    }
+}
+
+/// Appends an address as `Display` writes it.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(Decimal::new(octet.into()).as_str());
+            }
+        }
+        IpAddr::V6(v6) => out.push_str(&v6.to_string()),
     }
 }
 
@@ -198,6 +216,32 @@ mod tests {
         assert!(
             v.ends_with("SIP/2.0/UDP 10.1.1.1:5060;branch=z9hG4bK1;received=127.0.0.1;rport=40000, SIP/2.0/UDP x"),
             "{v}"
+        );
+    }
+
+    #[test]
+    fn stamped_addresses_read_as_display_writes_them() {
+        let stamp = |via: &str, source: &str| {
+            let mut h = Headers::default();
+            h.push(Header::Via(rsipstack::sip::Via::new(via)));
+            let source: SocketAddr = source.parse().unwrap();
+            stamp_received(&mut h, source);
+            h.iter().next().unwrap().value().to_owned()
+        };
+        assert_eq!(
+            stamp("SIP/2.0/UDP h;branch=z9hG4bK1", "[2001:db8::7]:5070"),
+            "SIP/2.0/UDP h;branch=z9hG4bK1;received=2001:db8::7"
+        );
+        assert_eq!(
+            stamp(
+                "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1;received=x",
+                "10.0.0.1:5060"
+            ),
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1"
+        );
+        assert_eq!(
+            stamp("SIP/2.0/UDP h;rport", "192.168.100.254:65535"),
+            "SIP/2.0/UDP h;received=192.168.100.254;rport=65535"
         );
     }
 

@@ -17,7 +17,7 @@
 use rsipstack::sip::typed;
 
 use super::super::message::{HeadersExt, Method};
-use super::text;
+use super::super::text;
 
 /// The typed headers everybody reads must parse. `Err` names the header
 /// and carries the parser's complaint.

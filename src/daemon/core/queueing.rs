@@ -816,17 +816,7 @@ impl Core {
             return;
         };
         let actions = entry.leg.on_bye();
-        let (caller, call) = (entry.caller.clone(), entry.call);
-        let from_acd = matches!(entry.purpose, LegFor::Offer { .. });
-        self.execute_leg(leg_id, actions, now, out);
-        if from_acd {
-            self.conversation_over(call, now, out);
-        }
-        if let Some(e) = self.calls.get_mut(&caller) {
-            e.phase = Phase::Closing;
-            self.media.unbridge(e.media.stream);
-        }
-        self.hang_up_caller(&caller, EndReason::AgentHangup, now, out);
+        self.end_from_leg(leg_id, actions, EndReason::AgentHangup, now, out);
     }
 
     /// zentrale ends a conversation from the agent's side (no RTP from the
@@ -836,6 +826,22 @@ impl Core {
             return;
         };
         let actions = entry.leg.cancel_or_hang_up();
+        self.end_from_leg(leg_id, actions, EndReason::RtpTimeout, now, out);
+    }
+
+    /// Ends a conversation from its outbound leg: runs the leg's `actions`,
+    /// starts the agent's wrap-up, and hangs up the caller for `reason`.
+    fn end_from_leg(
+        &mut self,
+        leg_id: &str,
+        actions: Vec<LegAction>,
+        reason: EndReason,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let Some(entry) = self.legs.get(leg_id) else {
+            return;
+        };
         let (caller, call) = (entry.caller.clone(), entry.call);
         let from_acd = matches!(entry.purpose, LegFor::Offer { .. });
         self.execute_leg(leg_id, actions, now, out);
@@ -846,7 +852,7 @@ impl Core {
             e.phase = Phase::Closing;
             self.media.unbridge(e.media.stream);
         }
-        self.hang_up_caller(&caller, EndReason::RtpTimeout, now, out);
+        self.hang_up_caller(&caller, reason, now, out);
     }
 
     /// re-INVITE, UPDATE or INFO from an agent inside its leg.

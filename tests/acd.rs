@@ -1886,6 +1886,14 @@ fn feature_codes_change_the_agent_state() {
     d.check(a["state"] == "available", || {
         format!("after a refused *43 1001 is {a}")
     });
+    // A code zentrale does not know: the error prompt too, not a 404.
+    let call = dial_feature(&d, &phone, "*99");
+    d.check(call.lasted >= Duration::from_millis(1900), || {
+        format!(
+            "*99 ended after {:?}: want the 2 s agent-error prompt",
+            call.lasted
+        )
+    });
     let offered = d.metric_sum("zentrale_calls_offered_total");
     d.check(offered == 0.0, || {
         format!("feature-code calls counted as {offered} hotline calls")

@@ -403,13 +403,23 @@ impl Core {
         };
         let called = called_number(&req);
         let input = routing::call_input(&req);
+        // Feature codes start with * or # (config validation makes sure);
+        // an agent who dials an unknown one hears the error prompt, not a 404.
         let feature = match &origin {
-            Origin::Agent(ext) => self.config.acd.feature(&called).map(|f| (ext.clone(), f)),
-            Origin::Trunk(_) => None,
+            Origin::Agent(ext) if called.starts_with(['*', '#']) => {
+                Some((ext.clone(), self.config.acd.feature(&called)))
+            }
+            _ => None,
         };
         let (route, plan, next) = match &feature {
             Some((ext, f)) => {
-                let prompt = self.feature_prompt(ext, f, now);
+                let prompt = match f {
+                    Some(f) => self.feature_prompt(ext, f, now),
+                    None => {
+                        info!(agent = %ext, code = %called, "unknown feature code");
+                        "agent-error"
+                    }
+                };
                 let route = Arc::new(Route {
                     tenant: self.agent_tenant(ext),
                     tenant_name: String::new(),

@@ -41,6 +41,35 @@ pub enum PauseReason {
 }
 
 impl PauseReason {
+    /// The reason as the config, the feature codes and the API spell it
+    /// (`break`, `back-office`, `training`, `no-answer`, or any other text).
+    ///
+    /// ```
+    /// use zentrale::acd::PauseReason;
+    /// assert_eq!(PauseReason::from_name("back-office"), PauseReason::BackOffice);
+    /// assert_eq!(PauseReason::from_name("lunch").name(), "lunch");
+    /// ```
+    pub fn from_name(name: &str) -> PauseReason {
+        match name {
+            "break" => PauseReason::Break,
+            "back-office" => PauseReason::BackOffice,
+            "training" => PauseReason::Training,
+            "no-answer" => PauseReason::NoAnswer,
+            other => PauseReason::Other(other.to_owned()),
+        }
+    }
+
+    /// The name [`PauseReason::from_name`] reads.
+    pub fn name(&self) -> &str {
+        match self {
+            PauseReason::Break => "break",
+            PauseReason::BackOffice => "back-office",
+            PauseReason::Training => "training",
+            PauseReason::NoAnswer => "no-answer",
+            PauseReason::Other(s) => s,
+        }
+    }
+
     fn code(&self) -> u64 {
         match self {
             PauseReason::Break => 0,

@@ -160,16 +160,6 @@ pub struct AgentView {
     pub missed_in_row: u32,
 }
 
-fn reason_name(r: &PauseReason) -> String {
-    match r {
-        PauseReason::Break => "break".into(),
-        PauseReason::BackOffice => "back-office".into(),
-        PauseReason::Training => "training".into(),
-        PauseReason::NoAnswer => "no-answer".into(),
-        PauseReason::Other(s) => s.clone(),
-    }
-}
-
 /// The strategy as the config spells it (`ring-all`), not as Rust does.
 fn strategy_name(s: Strategy) -> &'static str {
     match s {
@@ -190,7 +180,7 @@ fn state_name(s: &AgentState) -> (&'static str, Option<String>) {
         AgentState::Ringing => ("ringing", None),
         AgentState::Talking => ("talking", None),
         AgentState::WrapUp => ("wrap_up", None),
-        AgentState::Paused(r) => ("paused", Some(reason_name(r))),
+        AgentState::Paused(r) => ("paused", Some(r.name().to_owned())),
     }
 }
 
@@ -243,7 +233,7 @@ fn agent_view(a: AgentSnapshot, now: Instant) -> AgentView {
         registered: a.registered,
         since_secs: now.saturating_duration_since(a.since).as_secs(),
         pending: a.pending.map(|p| match p {
-            PendingChange::Pause(r) => format!("pause:{}", reason_name(&r)),
+            PendingChange::Pause(r) => format!("pause:{}", r.name()),
             PendingChange::Logout => "logout".into(),
         }),
         queue: a.queue.map(|q| q.to_string()),
@@ -281,13 +271,10 @@ async fn agent_action(
             let reason = body
                 .and_then(|Json(b)| b.reason)
                 .unwrap_or_else(|| "break".into());
-            let reason = match reason.as_str() {
-                "break" => PauseReason::Break,
-                "back-office" => PauseReason::BackOffice,
-                "training" => PauseReason::Training,
-                other => PauseReason::Other(other.to_owned()),
-            };
-            state.acd.agent_pause(&id, reason, now).map(|_| ())
+            state
+                .acd
+                .agent_pause(&id, PauseReason::from_name(&reason), now)
+                .map(|_| ())
         }
         "unpause" => state.acd.agent_unpause(&id, now).map(|_| ()),
         other => {

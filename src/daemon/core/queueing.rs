@@ -177,16 +177,6 @@ fn strategy(s: config::Strategy) -> Strategy {
     }
 }
 
-fn pause_reason(name: &str) -> PauseReason {
-    match name {
-        "break" => PauseReason::Break,
-        "back-office" => PauseReason::BackOffice,
-        "training" => PauseReason::Training,
-        config::NO_ANSWER_REASON => PauseReason::NoAnswer,
-        other => PauseReason::Other(other.to_owned()),
-    }
-}
-
 fn offer_failure(f: LegFailure) -> OfferFailure {
     match f {
         LegFailure::Busy => OfferFailure::Busy,
@@ -1097,7 +1087,7 @@ impl Core {
                 .map(|_| "agent-logged-out"),
             Feature::Pause { reason } => self
                 .acd
-                .agent_pause(agent, pause_reason(reason), now)
+                .agent_pause(agent, PauseReason::from_name(reason), now)
                 .map(|_| "agent-paused"),
             Feature::Unpause => self.acd.agent_unpause(agent, now).map(|_| "agent-unpaused"),
         };

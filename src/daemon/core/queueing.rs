@@ -221,9 +221,7 @@ impl Core {
         match result {
             Ok(Admission::Queued { position, .. }) => {
                 info!(%call_id, queue, position, "caller queued");
-                let music = conf
-                    .map(|q| q.music.clone())
-                    .unwrap_or_else(|| "moh".into());
+                let music = self.queue_music(queue);
                 let Some(e) = self.calls.get_mut(call_id) else {
                     return;
                 };
@@ -235,7 +233,7 @@ impl Core {
                 if arrival.is_some() {
                     let playlist = Playlist {
                         items: Vec::new(),
-                        then_loop: self.prompts.get(&music),
+                        then_loop: music,
                     };
                     self.media.play(e.media.stream, playlist);
                 }
@@ -375,11 +373,7 @@ impl Core {
             debug!(%agent, "offer to an agent without a binding");
             return Err(OfferFailure::Unreachable);
         };
-        let local = match binding.transport {
-            Transport::Udp => self.config.sip.udp.first().copied(),
-            Transport::Tcp => self.config.sip.tcp.first().copied(),
-        };
-        let Some(local) = local else {
+        let Some(local) = self.listener(binding.transport) else {
             return Err(OfferFailure::Unreachable);
         };
         let peer = Peer {
@@ -424,11 +418,7 @@ impl Core {
         } else {
             Transport::Udp
         };
-        let local = match transport {
-            Transport::Udp => self.config.sip.udp.first().copied(),
-            Transport::Tcp => self.config.sip.tcp.first().copied(),
-        };
-        let (Some(local), Some(e)) = (local, self.calls.get(call_id)) else {
+        let (Some(local), Some(e)) = (self.listener(transport), self.calls.get(call_id)) else {
             return self.close_with_prompt(call_id, "call-later", now, out);
         };
         let peer = Peer {
@@ -699,15 +689,12 @@ impl Core {
         let Phase::Queued { queue } = &e.phase else {
             return;
         };
-        let music = self
-            .queue_conf(queue)
-            .map(|q| q.music.clone())
-            .unwrap_or_else(|| "moh".into());
+        let music = self.queue_music(queue);
         self.media.play(
             e.media.stream,
             Playlist {
                 items: self.prompts.get("connecting").into_iter().collect(),
-                then_loop: self.prompts.get(&music),
+                then_loop: music,
             },
         );
     }
@@ -1061,13 +1048,10 @@ impl Core {
         if words.is_empty() {
             return;
         }
-        let music = self
-            .queue_conf(queue)
-            .map(|q| q.music.clone())
-            .unwrap_or_else(|| "moh".into());
+        let music = self.queue_music(queue);
         let playlist = Playlist {
             items: words.iter().filter_map(|w| self.prompts.get(w)).collect(),
-            then_loop: self.prompts.get(&music),
+            then_loop: music,
         };
         self.media.play(e.media.stream, playlist);
     }
@@ -1125,6 +1109,20 @@ impl Core {
             .find(|a| a.extension == extension)
             .map(|a| a.tenant.clone())
             .unwrap_or_default()
+    }
+
+    /// The music a queue loops while callers wait (`moh` if the queue is unknown).
+    fn queue_music(&self, queue: &str) -> Option<crate::media::Prompt> {
+        let name = self.queue_conf(queue).map_or("moh", |q| q.music.as_str());
+        self.prompts.get(name)
+    }
+
+    /// The listener zentrale sends from over `transport` (the first configured).
+    fn listener(&self, transport: Transport) -> Option<std::net::SocketAddr> {
+        match transport {
+            Transport::Udp => self.config.sip.udp.first().copied(),
+            Transport::Tcp => self.config.sip.tcp.first().copied(),
+        }
     }
 
     pub(super) fn queue_conf(&self, name: &str) -> Option<&config::Queue> {

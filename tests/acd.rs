@@ -411,21 +411,6 @@ fn sdp_direction(sdp: &str) -> String {
 // Digest
 // ---------------------------------------------------------------------------
 
-fn md5_hex(s: &str) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(s.as_bytes()))
-}
-
-fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
-    let i = challenge.find(&format!("{name}="))? + name.len() + 1;
-    let rest = &challenge[i..];
-    if let Some(q) = rest.strip_prefix('"') {
-        q.split('"').next()
-    } else {
-        rest.split([',', ' ']).next()
-    }
-}
-
 /// MD5 credentials answering the MD5 challenge among `challenges`.
 fn digest_md5(challenges: &[&str], user: &str, method: &str, uri: &str) -> Option<String> {
     let c = challenges.iter().find(|c| c.contains("algorithm=MD5"))?;

@@ -338,21 +338,6 @@ impl Caller {
 // An agent's phone: registers and takes offers
 // ---------------------------------------------------------------------------
 
-fn md5_hex(s: &str) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(s.as_bytes()))
-}
-
-fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
-    let i = challenge.find(&format!("{name}="))? + name.len() + 1;
-    let rest = &challenge[i..];
-    if let Some(q) = rest.strip_prefix('"') {
-        q.split('"').next()
-    } else {
-        rest.split([',', ' ']).next()
-    }
-}
-
 /// A softphone of an agent (password `demo`), registered with digest MD5.
 struct Phone {
     sip: SipUdp,

@@ -263,11 +263,6 @@ fn sipp_call_over_tcp() {
 
 // --- (b) registration -------------------------------------------------------
 
-fn md5_hex(s: &str) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(s.as_bytes()))
-}
-
 fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))

@@ -369,16 +369,6 @@ fn hash(algorithm: &str, s: &str) -> String {
     }
 }
 
-fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
-    let i = challenge.find(&format!("{name}="))? + name.len() + 1;
-    let rest = &challenge[i..];
-    if let Some(q) = rest.strip_prefix('"') {
-        q.split('"').next()
-    } else {
-        rest.split([',', ' ']).next()
-    }
-}
-
 /// The credentials (header value) answering the `algorithm` challenge among
 /// `challenges` for `method uri` as `user` with `password`.
 fn digest_answer(

@@ -1249,3 +1249,25 @@ impl SipTcp {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Digest helpers (the tests compute their own answers to zentrale's challenges)
+// ---------------------------------------------------------------------------
+
+/// Lower-case hex MD5 of `s`, as RFC 2617 digests use it.
+pub fn md5_hex(s: &str) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(s.as_bytes()))
+}
+
+/// The value of parameter `name` in a `WWW-`/`Proxy-Authenticate` challenge,
+/// quoted or not.
+pub fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
+    let i = challenge.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &challenge[i..];
+    if let Some(q) = rest.strip_prefix('"') {
+        q.split('"').next()
+    } else {
+        rest.split([',', ' ']).next()
+    }
+}

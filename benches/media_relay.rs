@@ -261,6 +261,7 @@ fn engine_figures() {
     let config = EngineConfig {
         rtp_timeout: None,
         tick: Duration::from_millis(20),
+        recycle: None,
     };
     for (name, caller, agent) in [("same codec", PCMA, PCMA), ("PCMU<->PCMA", PCMU, PCMA)] {
         let (media, _events) = engine::start(config.clone());

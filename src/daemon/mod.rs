@@ -57,12 +57,13 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("opening the HTTP listener on {}", config.http.listen))?;
+    let ports =
+        PortPool::new(config.rtp.first_port, config.rtp.last_port).context("the RTP port range")?;
     let (media, mut media_events) = engine::start(EngineConfig {
         rtp_timeout: config.rtp.timeout,
         tick: Duration::from_millis(20),
+        recycle: Some(ports.recycler()),
     });
-    let ports =
-        PortPool::new(config.rtp.first_port, config.rtp.last_port).context("the RTP port range")?;
     let started = Instant::now();
     let acd = Arc::new(Acd::new(acd_spec(&config), started).context("the ACD configuration")?);
     metrics.watch_media(media.counters());

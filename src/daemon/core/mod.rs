@@ -518,7 +518,7 @@ impl Core {
             }
         }
         let local_ip = media_ip(peer.local.ip());
-        let (port, socket) = match self.ports.allocate(local_ip) {
+        let (port, socket) = match self.ports.allocate(local_ip, now) {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "no RTP port free");

@@ -475,7 +475,7 @@ impl Core {
     ) -> Option<String> {
         let e = self.calls.get(caller)?;
         let local_ip = super::media_ip(peer.local.ip());
-        let (port, socket) = match self.ports.allocate(local_ip) {
+        let (port, socket) = match self.ports.allocate(local_ip, now) {
             Ok(p) => p,
             Err(err) => {
                 warn!(error = %err, "no RTP port for an outbound leg");

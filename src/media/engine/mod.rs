@@ -24,7 +24,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let (media, mut events) = engine::start(EngineConfig::default());
 //! let mut pool = PortPool::new(10000, 20000)?;
-//! let (port, socket) = pool.allocate("192.0.2.7".parse()?)?;
+//! let (port, socket) = pool.allocate("192.0.2.7".parse()?, std::time::Instant::now())?;
 //! let id = StreamId(1);
 //! media.add_stream(id, socket, Some("192.0.2.1:4000".parse()?), Codec::Pcma, 8);
 //! media.set_dtmf_payload_type(id, Some(101));
@@ -32,7 +32,7 @@
 //! let music = Prompt::from_samples("musik", &[0; 8000]);
 //! media.play(id, Playlist::once(greeting).then_loop(music));
 //! // An agent answers: connect the two legs, later put the caller on hold.
-//! let (_, agent_socket) = pool.allocate("192.0.2.7".parse()?)?;
+//! let (_, agent_socket) = pool.allocate("192.0.2.7".parse()?, std::time::Instant::now())?;
 //! let agent = StreamId(2);
 //! media.add_stream(agent, agent_socket, Some("192.0.2.50:5000".parse()?), Codec::Pcmu, 0);
 //! media.bridge(id, agent);
@@ -79,6 +79,10 @@ pub struct EngineConfig {
     /// Packet interval: 10 to 60 ms in whole milliseconds (anything else
     /// falls back to 20 ms with a warning). Our SDP says `a=ptime:20`.
     pub tick: Duration,
+    /// Where a stream's socket goes when the stream is removed, to be used
+    /// again ([`PortPool::recycler`](crate::media::PortPool::recycler));
+    /// `None` closes it.
+    pub recycle: Option<crate::media::ports::Recycler>,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +90,7 @@ impl Default for EngineConfig {
         EngineConfig {
             rtp_timeout: Some(Duration::from_secs(60)),
             tick: Duration::from_millis(20),
+            recycle: None,
         }
     }
 }

@@ -90,6 +90,11 @@ impl Stream {
         &mut self.socket
     }
 
+    /// The socket back as a standard one, for its pool.
+    pub(super) fn into_socket(self) -> std::net::UdpSocket {
+        std::net::UdpSocket::from(std::os::fd::OwnedFd::from(self.socket))
+    }
+
     pub(super) fn format(&self) -> LegFormat {
         self.format
     }

@@ -13,6 +13,7 @@ fn config(timeout: Option<Duration>) -> EngineConfig {
     EngineConfig {
         rtp_timeout: timeout,
         tick: Duration::from_millis(20),
+        recycle: None,
     }
 }
 
@@ -718,4 +719,33 @@ async fn rtp_timeout_is_watched_only_in_sendrecv() {
         next_event(&mut events, Duration::from_millis(300)).await,
         None
     );
+}
+
+#[tokio::test]
+async fn a_removed_stream_gives_its_socket_back_to_the_pool() {
+    let mut pool = crate::media::PortPool::new(41000, 41999).unwrap();
+    let (media, _events) = start(EngineConfig {
+        recycle: Some(pool.recycler()),
+        ..config(None)
+    });
+    let ip = "127.0.0.1".parse().unwrap();
+    let t0 = std::time::Instant::now();
+    let (port, socket) = pool.allocate(ip, t0).unwrap();
+    let (_peer, peer_addr) = peer();
+    media.add_stream(StreamId(1), socket, Some(peer_addr), Codec::Pcma, 8);
+    media.remove_stream(StreamId(1));
+    pool.release(port);
+    // The worker applies commands at its next tick; the pool takes the
+    // socket in at an allocation, and hands it out once it has rested.
+    for i in 1..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let later = t0 + crate::media::ports::QUARANTINE * i;
+        let (p, s) = pool.allocate(ip, later).unwrap();
+        if p == port {
+            return;
+        }
+        drop(s);
+        pool.release(p);
+    }
+    panic!("port {port} never came back from the media worker");
 }

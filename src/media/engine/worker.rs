@@ -18,6 +18,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::player::Player;
 use super::stream::{Read, Stream};
 use super::{Command, EngineConfig, MediaCounters, MediaEvent, StreamId};
+use crate::media::ports::Recycler;
 use crate::media::relay::LegFormat;
 use crate::media::rtp::HEADER_LEN;
 
@@ -235,14 +236,14 @@ pub(super) fn run(
             if read_any {
                 next_round = now + READ_ROUND;
             }
-            if woken && !apply_all(&commands, &mut streams, &poll, now) {
+            if woken && !apply_all(&commands, &mut streams, &poll, now, config.recycle.as_ref()) {
                 return;
             }
             continue;
         }
 
         // Commands also come in here, so a lost wake-up costs a tick at most.
-        if !apply_all(&commands, &mut streams, &poll, now) {
+        if !apply_all(&commands, &mut streams, &poll, now, config.recycle.as_ref()) {
             return;
         }
         let due = (now.duration_since(start).as_nanos() as u64 / tick_ns)
@@ -321,10 +322,11 @@ fn apply_all(
     streams: &mut Streams,
     poll: &Poll,
     now: Instant,
+    recycle: Option<&Recycler>,
 ) -> bool {
     loop {
         match commands.try_recv() {
-            Ok(command) => apply(streams, poll, command, now),
+            Ok(command) => apply(streams, poll, command, now, recycle),
             Err(TryRecvError::Empty) => return true,
             Err(TryRecvError::Disconnected) => {
                 tracing::debug!(streams = streams.len(), "media worker stopping");
@@ -334,7 +336,13 @@ fn apply_all(
     }
 }
 
-fn apply(streams: &mut Streams, poll: &Poll, command: Command, now: Instant) {
+fn apply(
+    streams: &mut Streams,
+    poll: &Poll,
+    command: Command,
+    now: Instant,
+    recycle: Option<&Recycler>,
+) {
     match command {
         Command::Add {
             id,
@@ -345,7 +353,7 @@ fn apply(streams: &mut Streams, poll: &Poll, command: Command, now: Instant) {
         } => {
             if let Some(slot) = streams.by_id.get(&id).copied() {
                 tracing::warn!(stream = id.0, "media stream added twice; replaced");
-                remove(streams, poll, slot);
+                remove(streams, poll, slot, recycle);
             }
             // mio needs a non-blocking socket; the pool's already are.
             if let Err(e) = socket.set_nonblocking(true) {
@@ -416,13 +424,13 @@ fn apply(streams: &mut Streams, poll: &Poll, command: Command, now: Instant) {
         }
         Command::Remove(id) => {
             if let Some(slot) = streams.slot_of(id) {
-                remove(streams, poll, slot);
+                remove(streams, poll, slot, recycle);
             }
         }
     }
 }
 
-fn remove(streams: &mut Streams, poll: &Poll, slot: usize) {
+fn remove(streams: &mut Streams, poll: &Poll, slot: usize, recycle: Option<&Recycler>) {
     // The partner goes back to its player (the daemon plays it something).
     streams.unbridge(slot);
     if let Some(mut s) = streams.remove(slot) {
@@ -435,5 +443,8 @@ fn remove(streams: &mut Streams, poll: &Poll, slot: usize) {
             received = s.packets_received,
             "media stream removed"
         );
+        if let Some(recycle) = recycle {
+            recycle.give_back(s.into_socket());
+        }
     }
 }

@@ -30,8 +30,7 @@ use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::media::sdp::{self, SdpSession};
 use crate::metrics::{
-    ClosedLabels, HotlineLabels, MethodLabel, Metrics, OverflowLabels, ReasonLabel, SurgeLabels,
-    TrunkLabel,
+    ClosedLabels, HotlineLabels, Metrics, OverflowLabels, ReasonLabel, SurgeLabels, TrunkLabel,
 };
 use crate::sip::Transport;
 use crate::sip::digest::{AuthFailure, DigestServer};
@@ -300,12 +299,7 @@ impl Core {
     }
 
     fn on_request(&mut self, mut req: Request, peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
-        self.metrics
-            .sip_requests
-            .get_or_create(&MethodLabel {
-                method: req.method.to_string(),
-            })
-            .inc();
+        self.metrics.request_received(&req.method);
         stamp_received(&mut req.headers, peer.addr);
         let reply_to = response_peer(&req, peer);
         let (incoming, resend) = self.transactions.on_request(req, reply_to, now);

@@ -120,8 +120,11 @@ pub enum ShortAbandons {
 pub struct QueueSpec {
     /// Unique across the engine; used in the API and in events.
     pub name: String,
-    /// Only agents of this tenant serve the queue.
+    /// The tenant the queue belongs to (metrics, snapshots).
     pub tenant: String,
+    /// The tenants whose agents serve the queue; empty means `tenant` alone.
+    /// A district queue that town-hall agents help with lists both.
+    pub agents_from: Vec<String>,
     /// The skill an agent needs ...
     pub skill: String,
     /// ... at least at this level (1-10).
@@ -160,6 +163,7 @@ impl QueueSpec {
         QueueSpec {
             name: name.to_owned(),
             tenant: tenant.to_owned(),
+            agents_from: Vec::new(),
             skill: skill.to_owned(),
             min_level: 1,
             strategy: Strategy::default(),
@@ -197,7 +201,8 @@ pub struct WidenStep {
 pub struct AgentSpec {
     /// Unique across the engine (usually the SIP user).
     pub id: String,
-    /// The tenant whose queues the agent serves.
+    /// The tenant whose queues the agent serves (and any queue that lists
+    /// it in [`QueueSpec::agents_from`]).
     pub tenant: String,
     /// Skill name -> level 1-10.
     pub skills: BTreeMap<String, u8>,

@@ -145,6 +145,31 @@ fn only_agents_of_the_tenant_with_the_skill_level_are_offered() {
 }
 
 #[test]
+fn agents_from_lets_other_tenants_agents_serve_and_only_those_listed() {
+    // The district queue `q` of tenant `t` is served by its own agents and
+    // by the town hall `u`'s; tenant `v` is not listed.
+    let mut s = spec(Strategy::LongestIdle, &[]);
+    s.queues[0].agents_from = vec!["t".into(), "u".into()];
+    for (id, tenant) in [("town-hall", "u"), ("elsewhere", "v"), ("district", "t")] {
+        s.agents.push(AgentSpec::new(id, tenant).with_skill("s", 5));
+    }
+    let f = Fixture::new(s);
+    f.ready("elsewhere", 0);
+    f.enqueue(1, "q", 0, 1);
+    assert!(f.dispatch(1).is_empty(), "tenant v is not in agents_from");
+    f.ready("town-hall", 2);
+    let offers = f.dispatch(2);
+    assert_eq!(agents_of(&offers[0]), ["town-hall"]);
+    f.serve(&offers[0], 3, 4);
+    // Its own tenant serves because `t` is listed too.
+    f.acd.agent_logout("town-hall", f.t(5)).unwrap();
+    f.ready("district", 5);
+    f.enqueue(2, "q", 0, 6);
+    let offers = f.dispatch(6);
+    assert_eq!(agents_of(&offers[0]), ["district"]);
+}
+
+#[test]
 fn higher_priority_first_then_arrival_and_base_priority_adds() {
     let mut s = spec(Strategy::LongestIdle, &[("a", 5)]);
     let mut vip = QueueSpec::new("vip", "t", "s");

@@ -6,7 +6,8 @@
 //! waiting callers keep their places and agents their states.
 //!
 //! **Agent index.** Agents are indexed per (tenant, skill) in groups sorted
-//! by level (best first). A queue's tier `k` lists the groups and minimum
+//! by level (best first). A queue's tier `k` lists the groups (of every
+//! tenant in its `agents_from`) and minimum
 //! levels a caller accepts after `k` widening steps. Finding the agent for a
 //! caller scans only the members of those groups, stopping in each group at
 //! the first member below the minimum level: O(eligible agents), never all
@@ -182,11 +183,18 @@ impl Topology {
 }
 
 fn resolve_queue(q: &QueueSpec, d: &Defaults, groups: &HashMap<(&str, &str), Group>) -> QueueConf {
-    let group = |skill: &str| -> Group {
-        groups
-            .get(&(q.tenant.as_str(), skill))
-            .cloned()
-            .unwrap_or_else(|| Group::from(Vec::new()))
+    let serving: Vec<&str> = if q.agents_from.is_empty() {
+        vec![q.tenant.as_str()]
+    } else {
+        q.agents_from.iter().map(String::as_str).collect()
+    };
+    // One group per serving tenant: the skill index is per (tenant, skill).
+    let groups_of = |skill: &str, min: u8| {
+        serving
+            .iter()
+            .filter_map(|tenant| groups.get(&(*tenant, skill)))
+            .map(|g| (g.clone(), min))
+            .collect::<Vec<_>>()
     };
     // Skill -> lowest accepted level, growing step by step.
     let mut accepted: BTreeMap<&str, u8> = BTreeMap::new();
@@ -194,7 +202,7 @@ fn resolve_queue(q: &QueueSpec, d: &Defaults, groups: &HashMap<(&str, &str), Gro
     let tier_of = |accepted: &BTreeMap<&str, u8>| Tier {
         groups: accepted
             .iter()
-            .map(|(skill, &min)| (group(skill), min))
+            .flat_map(|(skill, &min)| groups_of(skill, min))
             .collect(),
     };
     let mut tiers = vec![tier_of(&accepted)];

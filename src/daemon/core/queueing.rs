@@ -92,40 +92,36 @@ pub fn acd_spec(config: &Config) -> AcdSpec {
     };
     let queues = config
         .queues()
-        .map(|q| {
-            if q.agents_from.iter().any(|t| *t != q.tenant) {
-                warn!(queue = %q.reference(), "agents_from other tenants is not supported by the ACD yet; only the queue's own tenant serves it");
-            }
-            QueueSpec {
-                name: queue_name(q),
-                tenant: q.tenant.clone(),
-                skill: q.skill.clone(),
-                min_level: q.min_level,
-                strategy: strategy(q.strategy),
-                base_priority: q.priority,
-                max_waiting: q.max_waiting.map(|n| n as usize),
-                max_expected_wait: q.max_expected_wait,
-                join_empty: q.join_empty,
-                max_wait: q.max_wait,
-                announce_every: q.announce_every.unwrap_or(Duration::ZERO),
-                ring_timeout: Some(q.ring_timeout),
-                wrap_up: Some(q.wrap_up),
-                widen: q
-                    .widen
-                    .iter()
-                    .map(|w| WidenStep {
-                        after: w.after,
-                        min_level: w.min_level,
-                        skill: (w.skill != q.skill).then(|| w.skill.clone()),
-                    })
-                    .collect(),
-                service_level: Some(ServiceLevelSpec {
-                    threshold: q.service_level.threshold,
-                    target_percent: q.service_level.target_percent,
-                    window: q.service_level.window,
-                    ..ServiceLevelSpec::default()
-                }),
-            }
+        .map(|q| QueueSpec {
+            name: queue_name(q),
+            tenant: q.tenant.clone(),
+            agents_from: q.agents_from.clone(),
+            skill: q.skill.clone(),
+            min_level: q.min_level,
+            strategy: strategy(q.strategy),
+            base_priority: q.priority,
+            max_waiting: q.max_waiting.map(|n| n as usize),
+            max_expected_wait: q.max_expected_wait,
+            join_empty: q.join_empty,
+            max_wait: q.max_wait,
+            announce_every: q.announce_every.unwrap_or(Duration::ZERO),
+            ring_timeout: Some(q.ring_timeout),
+            wrap_up: Some(q.wrap_up),
+            widen: q
+                .widen
+                .iter()
+                .map(|w| WidenStep {
+                    after: w.after,
+                    min_level: w.min_level,
+                    skill: (w.skill != q.skill).then(|| w.skill.clone()),
+                })
+                .collect(),
+            service_level: Some(ServiceLevelSpec {
+                threshold: q.service_level.threshold,
+                target_percent: q.service_level.target_percent,
+                window: q.service_level.window,
+                ..ServiceLevelSpec::default()
+            }),
         })
         .collect();
     let agents = config

@@ -1971,6 +1971,20 @@ fn supervisor_api() {
     post(&d, "/api/v1/agents/1001/unpause", None);
     let (code, body) = post(
         &d,
+        "/api/v1/agents/1001/pause",
+        Some(r#"{"reason":"coffee"}"#),
+    );
+    let msg = body["error"].as_str().unwrap_or_default();
+    d.check(
+        code == 422 && msg.contains("`coffee`") && msg.contains("back-office"),
+        || format!("POST pause with an unconfigured reason answered {code}: {body}, want 422 listing the reasons"),
+    );
+    let a = agent(&d, "1001");
+    d.check(a["state"] == "available", || {
+        format!("after a refused pause: {a}")
+    });
+    let (code, body) = post(
+        &d,
         "/api/v1/agents/9999/pause",
         Some(r#"{"reason":"break"}"#),
     );

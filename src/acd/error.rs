@@ -19,6 +19,10 @@ pub enum AgentError {
     NotPaused(String),
     #[error("agent `{0}` is not in wrap-up")]
     NotInWrapUp(String),
+    #[error(
+        "unknown pause reason `{reason}`: use one of {known} (acd.pause_reasons in the config)"
+    )]
+    UnknownPauseReason { reason: String, known: String },
 }
 
 impl AgentError {

@@ -39,6 +39,16 @@ impl Acd {
         reason: PauseReason,
         now: Instant,
     ) -> Result<Applied, AgentError> {
+        let allowed = &self.topology.load().pause_reasons;
+        if !allowed.is_empty()
+            && reason != PauseReason::NoAnswer
+            && !allowed.iter().any(|r| r == reason.name())
+        {
+            return Err(AgentError::UnknownPauseReason {
+                reason: reason.name().to_owned(),
+                known: allowed.join(", "),
+            });
+        }
         let a = self.agent(agent)?;
         a.note_reason(&reason);
         let (_, _, applied) = self.change(&a, |w| w.pause(&reason))?;
@@ -47,6 +57,16 @@ impl Acd {
             a.since.store(self.clock.tick(now), Ordering::Release);
         }
         Ok(applied)
+    }
+
+    /// The pause reason a pause without one gets: the first configured,
+    /// else `break`.
+    pub fn default_pause_reason(&self) -> PauseReason {
+        self.topology
+            .load()
+            .pause_reasons
+            .first()
+            .map_or(PauseReason::Break, |r| PauseReason::from_name(r))
     }
 
     /// Ends a pause (or cancels one that waits for the current call).

@@ -41,6 +41,10 @@ pub struct AcdSpec {
     pub queues: Vec<QueueSpec>,
     /// Agent ids are unique across all tenants.
     pub agents: Vec<AgentSpec>,
+    /// The pause reasons an agent may be paused with, by name
+    /// ([`PauseReason::name`](super::PauseReason::name)); empty allows any.
+    /// The engine's own `no-answer` pause is always allowed.
+    pub pause_reasons: Vec<String>,
 }
 
 /// Engine-wide defaults.

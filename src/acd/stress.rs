@@ -96,6 +96,7 @@ fn stress_spec(agents: usize) -> AcdSpec {
                 a
             })
             .collect(),
+        pause_reasons: Vec::new(),
     }
 }
 

@@ -267,6 +267,35 @@ fn agent_errors_name_the_problem() {
 }
 
 #[test]
+fn only_configured_pause_reasons_are_accepted() {
+    let mut s = spec(Strategy::LongestIdle, &[("a", 5)]);
+    s.pause_reasons = vec!["lunch".into(), "meeting".into()];
+    let f = Fixture::new(s);
+    f.ready("a", 0);
+    let err = f
+        .acd
+        .agent_pause("a", PauseReason::from_name("coffee"), f.t(1))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown pause reason `coffee`: use one of lunch, meeting (acd.pause_reasons in the config)"
+    );
+    assert!(matches!(f.agent("a").state, AgentState::Available));
+    assert_eq!(
+        f.acd.default_pause_reason(),
+        PauseReason::from_name("lunch")
+    );
+    f.acd
+        .agent_pause("a", PauseReason::from_name("meeting"), f.t(2))
+        .unwrap();
+    // The engine's own pause after missed offers is always allowed.
+    f.acd.agent_unpause("a", f.t(3)).unwrap();
+    f.acd
+        .agent_pause("a", PauseReason::NoAnswer, f.t(4))
+        .unwrap();
+}
+
+#[test]
 fn wrap_up_uses_agent_then_queue_then_default_and_can_end_early() {
     let mut s = spec(Strategy::LongestIdle, &[("a", 5), ("b", 5), ("c", 5)]);
     s.defaults.wrap_up = secs(30);

@@ -87,6 +87,7 @@ pub(crate) struct Topology {
     /// Sorted, for snapshots.
     pub tenants: Vec<Arc<str>>,
     pub login_on_register: bool,
+    pub pause_reasons: Vec<String>,
     pub defaults: Defaults,
 }
 
@@ -177,6 +178,7 @@ impl Topology {
             agent_index,
             tenants,
             login_on_register: spec.login_on_register,
+            pause_reasons: spec.pause_reasons.clone(),
             defaults: spec.defaults.clone(),
         }
     }

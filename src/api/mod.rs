@@ -8,7 +8,7 @@
 //! | GET | `/api/v1/agents` | every agent with state and since when |
 //! | POST | `/api/v1/agents/{id}/login` | log in |
 //! | POST | `/api/v1/agents/{id}/logout` | log out (after the current call) |
-//! | POST | `/api/v1/agents/{id}/pause` | pause; body `{"reason": "break"}` (optional) |
+//! | POST | `/api/v1/agents/{id}/pause` | pause; body `{"reason": "break"}` (optional: the first of `acd.pause_reasons`); 422 for a reason not in `acd.pause_reasons` |
 //! | POST | `/api/v1/agents/{id}/unpause` | available again |
 //! | POST | `/api/v1/reload` | re-read the config (like `SIGHUP`): 200 `{"status": "reloaded", "restart_needed": [...]}`, or 422 `{"error": "file:line:col ..."}` and the old config stays |
 //!
@@ -268,13 +268,11 @@ async fn agent_action(
         "login" => state.acd.agent_login(&id, now).map(|_| ()),
         "logout" => state.acd.agent_logout(&id, now).map(|_| ()),
         "pause" => {
-            let reason = body
-                .and_then(|Json(b)| b.reason)
-                .unwrap_or_else(|| "break".into());
-            state
-                .acd
-                .agent_pause(&id, PauseReason::from_name(&reason), now)
-                .map(|_| ())
+            let reason = match body.and_then(|Json(b)| b.reason) {
+                Some(name) => PauseReason::from_name(&name),
+                None => state.acd.default_pause_reason(),
+            };
+            state.acd.agent_pause(&id, reason, now).map(|_| ())
         }
         "unpause" => state.acd.agent_unpause(&id, now).map(|_| ()),
         other => {
@@ -296,6 +294,9 @@ async fn agent_action(
             }
         }
         Err(e @ AgentError::Unknown(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ AgentError::UnknownPauseReason { .. }) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
         Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
 }

@@ -140,6 +140,7 @@ pub fn acd_spec(config: &Config) -> AcdSpec {
         defaults,
         queues,
         agents,
+        pause_reasons: config.acd.pause_reasons.clone(),
     }
 }
 

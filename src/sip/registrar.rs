@@ -437,6 +437,22 @@ impl Registrar {
         gone
     }
 
+    /// Drops every binding of the extensions `keep` says no to (accounts a
+    /// reload removed); returns them, sorted.
+    pub fn retain_extensions(&mut self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut gone: Vec<String> = self
+            .bindings
+            .keys()
+            .filter(|ext| !keep(ext))
+            .cloned()
+            .collect();
+        for ext in &gone {
+            self.bindings.remove(ext);
+        }
+        gone.sort();
+        gone
+    }
+
     /// When [`Registrar::expire`] next has something to do.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.bindings.values().flatten().map(|b| b.expires_at).min()
@@ -1197,6 +1213,25 @@ mod tests {
         assert_eq!(f.reg.registered_count(), 0);
         assert_eq!(f.reg.next_expiry(), None);
         assert!(f.reg.expire(t2).is_empty());
+    }
+
+    #[test]
+    fn bindings_of_removed_accounts_are_dropped() {
+        let mut f = Fixture::new();
+        f.send_auth(
+            "c1",
+            2,
+            &[contact("<sip:2001@127.0.0.1:5062>;expires=600")],
+            f.t0,
+        );
+        assert_eq!(
+            f.reg.retain_extensions(|ext| ext == "2001"),
+            Vec::<String>::new()
+        );
+        assert!(f.reg.is_registered("2001", f.t0));
+        assert_eq!(f.reg.retain_extensions(|_| false), vec!["2001".to_string()]);
+        assert!(!f.reg.is_registered("2001", f.t0));
+        assert_eq!((f.reg.registered_count(), f.reg.next_expiry()), (0, None));
     }
 
     #[test]

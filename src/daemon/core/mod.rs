@@ -259,6 +259,18 @@ impl Core {
             .iter()
             .map(|a| (a.extension.clone(), a.password.clone()))
             .collect();
+        // A removed account's phone must not stay reachable until its
+        // registration lapses.
+        let agents = &self.accounts.agents;
+        let gone = self
+            .registrar
+            .retain_extensions(|ext| agents.contains_key(ext));
+        if !gone.is_empty() {
+            info!(extensions = %gone.join(", "), "registrations of removed agents dropped");
+            self.metrics
+                .registrations
+                .set(self.registrar.registered_count() as i64);
+        }
         self.prompts = prompts;
         self.config = Arc::new(config);
         self.acd_dirty = true;

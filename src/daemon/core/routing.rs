@@ -239,11 +239,19 @@ impl Core {
     pub(super) fn surge_check(&self, plan: &CallRoute) -> Result<(), BusyReason> {
         let tenant = plan.route.tenant.as_str();
         let calls = self.tenant_calls.get(tenant).copied().unwrap_or(0);
-        // Only counted when limited: a walk over the calls.
+        // Only counted when limited: a walk over the calls. Callers count
+        // where they wait: one that overflowed from a town hall into the
+        // district's queue loads the district.
         let waiting = if plan.limits.max_waiting.is_some() {
             self.calls
                 .values()
-                .filter(|e| e.route.tenant == tenant && matches!(e.phase, Phase::Queued { .. }))
+                .filter(|e| match &e.phase {
+                    Phase::Queued { queue } => self
+                        .queues
+                        .get(&**queue)
+                        .is_some_and(|q| q.tenant == tenant),
+                    _ => false,
+                })
                 .count() as u32
         } else {
             0

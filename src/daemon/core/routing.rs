@@ -28,45 +28,30 @@ pub(super) enum Next {
     Done,
 }
 
-/// The header values the dialplan reads, from an INVITE.
+/// The header values the dialplan reads, from an INVITE (borrowed: this
+/// runs for every call).
 pub(super) fn call_input(req: &Request) -> CallInput {
     let uri = req.uri.to_string();
-    let mut to = String::new();
-    let mut from = String::new();
+    let (mut to, mut from) = ("", "");
     let mut diversion = Vec::new();
     let mut history = Vec::new();
     let mut privacy = Vec::new();
     let mut pai = Vec::new();
     for h in req.headers.iter() {
         match h {
-            Header::To(v) => to = v.value().to_owned(),
-            Header::From(v) => from = v.value().to_owned(),
-            _ => {
-                // The rest are not typed by the parser: match them by name.
-                let line = h.to_string();
-                let Some((name, value)) = line.split_once(':') else {
-                    continue;
-                };
-                let value = value.trim().to_owned();
-                match name.trim().to_ascii_lowercase().as_str() {
-                    "diversion" => diversion.push(value),
-                    "history-info" => history.push(value),
-                    "privacy" => privacy.push(value),
-                    "p-asserted-identity" => pai.push(value),
-                    _ => {}
-                }
-            }
+            Header::To(v) => to = v.value(),
+            Header::From(v) => from = v.value(),
+            Header::Diversion(v) => diversion.push(v.value().trim()),
+            Header::HistoryInfo(v) => history.push(v.value().trim()),
+            Header::Privacy(v) => privacy.push(v.value().trim()),
+            Header::PAssertedIdentity(v) => pai.push(v.value().trim()),
+            _ => {}
         }
-    }
-    let (diversion, history, privacy, pai) =
-        (refs(&diversion), refs(&history), refs(&privacy), refs(&pai));
-    fn refs(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
     }
     CallInput::from_sip(&SipHeaders {
         request_uri: &uri,
-        to: &to,
-        from: &from,
+        to,
+        from,
         diversion: &diversion,
         history_info: &history,
         privacy: &privacy,
@@ -331,5 +316,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(call_input(&open).caller.as_deref(), Some("05617870123"));
+        // Header names in any case; P-Asserted-Identity wins over From.
+        let lower = Request::try_from(
+            "INVITE sip:04101115@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:trunk@h>;tag=1\r\nTo: <sip:04101115@h>\r\nCall-ID: x\r\n\
+             CSeq: 1 INVITE\r\nhistory-info: <sip:041066110@pbx>;index=1\r\n\
+             history-info: <sip:04101115@h>;index=1.1\r\n\
+             p-asserted-identity: <sip:+494106123456@carrier>\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let input = call_input(&lower);
+        assert_eq!(input.history_info, ["041066110", "04101115"]);
+        assert_eq!(input.caller.as_deref(), Some("+494106123456"));
+        assert!(!input.anonymous);
     }
 }

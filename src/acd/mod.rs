@@ -117,8 +117,10 @@ use dashmap::DashMap;
 pub use agent::{AgentState, Applied, PauseReason, PendingChange};
 pub use error::{AgentError, CallError, OfferError};
 pub use offer::{Offer, OfferFailure, OfferId};
-pub use service_level::{QueueCounters, ServiceLevel};
-pub use snapshot::{AcdSnapshot, AgentCounts, AgentSnapshot, QueueSnapshot, TenantSnapshot};
+pub use service_level::{QueueCounters, Segment, ServiceLevel};
+pub use snapshot::{
+    AcdSnapshot, AgentCounts, AgentSnapshot, QueueSnapshot, SegmentSnapshot, TenantSnapshot,
+};
 pub use spec::{
     AcdSpec, AgentSpec, Defaults, MAX_WIDEN_STEPS, QueueSpec, SKILL_LEVELS, ServiceLevelSpec,
     ShortAbandons, SpecError, WidenStep,
@@ -418,6 +420,11 @@ impl Acd {
         if let Some(outcome) = outcome {
             let conf = queue.conf.load();
             queue.stats.record(tick, outcome, &conf.service_level);
+            if let Some(segment) = &caller.segment {
+                queue
+                    .segment(segment)
+                    .record(tick, outcome, &conf.service_level);
+            }
         }
     }
 }

@@ -31,10 +31,11 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use crossbeam_skiplist::SkipMap;
+use dashmap::DashMap;
 
 use super::CallKey;
 use super::offer::OfferRec;
-use super::service_level::QueueStats;
+use super::service_level::{QueueStats, Segment};
 use super::topology::QueueConf;
 
 /// Service order: higher priority first, then earlier arrival, then seq.
@@ -146,6 +147,8 @@ pub(crate) struct Caller {
     /// This caller's entries in the timer map, removed when it leaves (a
     /// short per-caller lock, never held while taking another).
     pub timers: Mutex<Vec<TimerKey>>,
+    /// Where the caller comes from; its queues count it in this segment too.
+    pub segment: Option<Segment>,
 }
 
 impl Caller {
@@ -157,6 +160,7 @@ impl Caller {
         (own_priority, priority): (i32, i64),
         entered: u64,
         queue: Arc<QueueRt>,
+        segment: Option<Segment>,
     ) -> Caller {
         Caller {
             call,
@@ -173,6 +177,7 @@ impl Caller {
             last_failed: AtomicU32::new(u32::MAX),
             offer: ArcSwapOption::empty(),
             timers: Mutex::new(Vec::new()),
+            segment,
         }
     }
 
@@ -245,6 +250,9 @@ pub(crate) struct QueueRt {
     pub callers: SkipMap<Key, Arc<Caller>>,
     lane_len: [AtomicUsize; LANES],
     pub stats: QueueStats,
+    /// The same figures per caller segment. Segments come from the config
+    /// (municipalities, 115 or not), so the map stays small.
+    segments: DashMap<Segment, Arc<QueueStats>>,
     /// Ordinal of the agent offered last (round robin); `u32::MAX`: none yet.
     pub rr_last: AtomicU32,
     /// Set while a reload removes the queue, so a racing enqueue backs out.
@@ -259,6 +267,7 @@ impl QueueRt {
             callers: SkipMap::new(),
             lane_len: Default::default(),
             stats: QueueStats::default(),
+            segments: DashMap::new(),
             rr_last: AtomicU32::new(u32::MAX),
             retired: AtomicBool::new(false),
         }
@@ -321,6 +330,26 @@ impl QueueRt {
             .into_iter()
             .map(|a| u32::try_from(a).unwrap_or(u32::MAX - 1) + 1)
             .collect()
+    }
+
+    /// The figures of `segment` in this queue, created on first use. The
+    /// map's guard is dropped before the caller touches the figures.
+    pub fn segment(&self, segment: &Segment) -> Arc<QueueStats> {
+        if let Some(stats) = self.segments.get(segment) {
+            return stats.clone();
+        }
+        self.segments.entry(segment.clone()).or_default().clone()
+    }
+
+    /// Every segment's figures, sorted by segment.
+    pub fn segments(&self) -> Vec<(Segment, Arc<QueueStats>)> {
+        let mut all: Vec<(Segment, Arc<QueueStats>)> = self
+            .segments
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     pub fn rr_last(&self) -> Option<u32> {

@@ -6,8 +6,8 @@
 //! while another lock is held, so it does not serialise dispatch.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::spec::{ServiceLevelSpec, ShortAbandons};
@@ -70,6 +70,38 @@ impl AtomicCounters {
             rejected_no_agents: r(&self.rejected_no_agents),
         }
     }
+}
+
+/// Where a caller comes from, as far as a queue's figures are split: the
+/// municipality the caller meant and whether it dialled 115 or a local
+/// number. A queue that serves several towns (a district's 115 taking a
+/// town hall's overflow) keeps its counters and its service level per
+/// segment too, with the queue's threshold and window, so each town's
+/// promise can be checked on its own.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Instant;
+/// use zentrale::acd::*;
+///
+/// let spec = AcdSpec {
+///     queues: vec![QueueSpec::new("kreis-pinneberg/115", "kreis-pinneberg", "general")],
+///     ..AcdSpec::default()
+/// };
+/// let t0 = Instant::now();
+/// let acd = Acd::new(spec, t0)?;
+/// let quickborn = Segment { municipality: Arc::from("Quickborn"), via_115: false };
+/// acd.enqueue_segment(CallKey(1), "kreis-pinneberg/115", 0, t0, Some(quickborn.clone()), t0)?;
+/// acd.abandon(CallKey(1), t0)?;
+/// let queue = &acd.snapshot(t0).queues[0];
+/// assert_eq!(queue.segments[0].segment, quickborn);
+/// assert_eq!(queue.segments[0].counters.abandoned, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Segment {
+    pub municipality: Arc<str>,
+    pub via_115: bool,
 }
 
 /// How a caller left a queue, as far as the service level cares.

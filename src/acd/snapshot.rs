@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::agent::{AgentRt, AgentState, Kind, PendingChange};
-use super::service_level::{QueueCounters, ServiceLevel};
+use super::service_level::{QueueCounters, Segment, ServiceLevel};
 use super::strategy::Strategy;
 use super::{Acd, CallKey, OfferFailure, OfferId};
 
@@ -44,8 +44,20 @@ pub struct QueueSnapshot {
     pub handle_time: Duration,
     pub counters: QueueCounters,
     pub service_level: ServiceLevel,
+    /// The same figures per caller segment that has used the queue, sorted
+    /// by segment (see [`Segment`]).
+    pub segments: Vec<SegmentSnapshot>,
     /// The queue's eligible agents (any widening step) by state.
     pub agents: AgentCounts,
+}
+
+/// A queue's figures for the callers of one [`Segment`]: the queue's
+/// counters and service level (same threshold and window) restricted to them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentSnapshot {
+    pub segment: Segment,
+    pub counters: QueueCounters,
+    pub service_level: ServiceLevel,
 }
 
 /// Agents by state.
@@ -147,6 +159,15 @@ impl Acd {
                     handle_time: q.stats.handle_time(conf.handle_time),
                     counters: q.stats.counters.read(),
                     service_level: q.stats.service_level(tick, &conf.service_level),
+                    segments: q
+                        .segments()
+                        .into_iter()
+                        .map(|(segment, stats)| SegmentSnapshot {
+                            segment,
+                            counters: stats.counters.read(),
+                            service_level: stats.service_level(tick, &conf.service_level),
+                        })
+                        .collect(),
                     agents,
                 }
             })

@@ -1,5 +1,6 @@
 //! Behaviour of the engine through its public API, with a virtual clock.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -1095,6 +1096,107 @@ fn service_level_counters_gauges_and_samples() {
     );
     // An hour later the window is empty again.
     assert_eq!(f.queue("q", 4000).service_level.percent, None);
+}
+
+/// A queue serving two towns: each segment gets the queue's counters and
+/// service level over its own callers, with the queue's threshold and
+/// window; the segments add up to the queue, callers without a segment
+/// count only for the queue, and a moved caller takes its segment along.
+#[test]
+fn segments_split_counters_and_service_level_with_the_queues_rules() {
+    let mut s = spec(Strategy::LongestIdle, &[("a", 5)]);
+    s.queues[0].service_level = Some(ServiceLevelSpec {
+        threshold: secs(20),
+        window: secs(600),
+        ..ServiceLevelSpec::default()
+    });
+    s.queues.push(QueueSpec::new("town", "t", "s"));
+    let f = Fixture::new(s);
+    let seg = |m: &str, via_115: bool| Segment {
+        municipality: Arc::from(m),
+        via_115,
+    };
+    let (quickborn, pinneberg) = (seg("Quickborn", false), seg("Kreis Pinneberg", true));
+    let join = |call: u64, queue: &str, segment: &Segment, at: u64| {
+        f.acd
+            .enqueue_segment(
+                CallKey(call),
+                queue,
+                0,
+                f.t(at),
+                Some(segment.clone()),
+                f.t(at),
+            )
+            .unwrap()
+    };
+    join(1, "q", &quickborn, 0);
+    join(2, "q", &pinneberg, 0);
+    join(3, "town", &quickborn, 0);
+    f.enqueue(4, "q", 0, 0);
+    // Quickborn's caller 3 overflows from the town's queue after 5 s.
+    f.acd.move_caller(CallKey(3), "q", None, f.t(5)).unwrap();
+    f.ready("a", 10);
+    let first = f.dispatch(10).pop().unwrap();
+    assert_eq!(first.call, CallKey(1));
+    f.serve(&first, 12, 20); // Quickborn, 12 s: in time
+    f.acd.abandon(CallKey(2), f.t(50)).unwrap(); // Kreis Pinneberg, 50 s: missed
+    let next = f.dispatch(60).pop().unwrap();
+    assert_eq!(next.call, CallKey(3));
+    f.serve(&next, 61, 70); // Quickborn, 56 s since the move: late
+    f.acd.abandon(CallKey(4), f.t(71)).unwrap(); // no segment, 71 s: missed
+
+    let q = f.queue("q", 80);
+    let by = |s: &Segment| {
+        q.segments
+            .iter()
+            .find(|x| x.segment == *s)
+            .unwrap_or_else(|| panic!("no segment {s:?} in {:?}", q.segments))
+    };
+    assert_eq!(
+        q.segments
+            .iter()
+            .map(|x| x.segment.clone())
+            .collect::<Vec<_>>(),
+        [pinneberg.clone(), quickborn.clone()],
+        "sorted by segment"
+    );
+    let qb = by(&quickborn);
+    assert_eq!(
+        (
+            qb.counters.entered,
+            qb.counters.answered,
+            qb.counters.answered_in_threshold
+        ),
+        (2, 2, 1)
+    );
+    assert_eq!(
+        (qb.service_level.in_threshold, qb.service_level.judged),
+        (1, 2)
+    );
+    assert_eq!(qb.service_level.percent, Some(50.0));
+    assert_eq!(qb.service_level.threshold, secs(20));
+    let pb = by(&pinneberg);
+    assert_eq!((pb.counters.entered, pb.counters.abandoned), (1, 1));
+    assert_eq!(pb.service_level.percent, Some(0.0));
+    // The queue: all four; the segments only their own.
+    assert_eq!((q.counters.entered, q.counters.answered), (4, 2));
+    assert_eq!(q.counters.abandoned, 2);
+    assert_eq!(
+        (q.service_level.in_threshold, q.service_level.judged),
+        (1, 4)
+    );
+    let town = f.queue("town", 80);
+    assert_eq!(town.segments.len(), 1);
+    assert_eq!(
+        (
+            town.segments[0].counters.entered,
+            town.segments[0].counters.moved_out
+        ),
+        (1, 1)
+    );
+    // The window slides for segments as for the queue.
+    let later = f.queue("q", 20 + 600 + 60);
+    assert_eq!(later.segments[1].service_level.percent, None);
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use dashmap::mapref::entry::Entry;
 
 use super::queue::{Caller, CallerKind, CallerWord, Key, LANES, QueueRt};
-use super::service_level::{Outcome, bump, expected_wait};
+use super::service_level::{Outcome, Segment, bump, expected_wait};
 use super::timers::Timer;
 use super::topology::QueueConf;
 use super::{Acd, Admission, CallError, CallKey, Cancel, Event, OfferId, RejectReason, nanos};
@@ -39,6 +39,20 @@ impl Acd {
         arrival: Instant,
         now: Instant,
     ) -> Result<Admission, CallError> {
+        self.enqueue_segment(call, queue, priority, arrival, None, now)
+    }
+
+    /// Like [`enqueue_since`](Acd::enqueue_since) for a caller that every
+    /// queue it passes through also counts in `segment` (see [`Segment`]).
+    pub fn enqueue_segment(
+        &self,
+        call: CallKey,
+        queue: &str,
+        priority: i32,
+        arrival: Instant,
+        segment: Option<Segment>,
+        now: Instant,
+    ) -> Result<Admission, CallError> {
         let topology = self.topology.load();
         let queue = topology
             .queue(queue)
@@ -64,6 +78,7 @@ impl Acd {
             (priority, effective),
             tick,
             queue.clone(),
+            segment,
         ));
         match self.calls.entry(call) {
             Entry::Occupied(_) => return Err(CallError::AlreadyQueued(call)),
@@ -79,6 +94,9 @@ impl Acd {
             return Err(CallError::UnknownQueue(queue.name.to_string()));
         }
         bump(&queue.stats.counters.entered);
+        if let Some(segment) = &caller.segment {
+            bump(&queue.segment(segment).counters.entered);
+        }
         self.release_claim(&caller, tick);
         Ok(Admission::Queued {
             position,
@@ -157,6 +175,10 @@ impl Acd {
         source.remove(&old_key);
         bump(&source.stats.counters.moved_out);
         bump(&target.stats.counters.entered);
+        if let Some(segment) = &caller.segment {
+            bump(&source.segment(segment).counters.moved_out);
+            bump(&target.segment(segment).counters.entered);
+        }
         self.schedule_caller(&caller, &conf, tick);
         self.release_claim(&caller, tick);
         Ok(Admission::Queued {

@@ -85,6 +85,40 @@ pub struct MenuLabels {
     pub choice: String,
 }
 
+/// Where a call comes from (see [`crate::dialplan::Origin`]): the tenant
+/// and hotline of the number the caller dialled, its municipality, and
+/// `via` = `115` or `local`. Every value comes from the config, never from
+/// the caller, so the label sets stay as few as the configured hotlines.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginLabels {
+    pub tenant: String,
+    pub hotline: String,
+    pub municipality: String,
+    pub via: String,
+}
+
+impl OriginLabels {
+    pub fn of(origin: &crate::dialplan::Origin) -> OriginLabels {
+        OriginLabels {
+            tenant: origin.tenant.to_string(),
+            hotline: origin.hotline.to_string(),
+            municipality: origin.municipality.to_string(),
+            via: origin.via_label().into(),
+        }
+    }
+}
+
+/// How a call of an origin ended: the call record's disposition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginEndLabels {
+    pub tenant: String,
+    pub hotline: String,
+    pub municipality: String,
+    pub via: String,
+    /// `answered`, `abandoned`, `closed`, ... (see [`crate::cdr::Disposition`]).
+    pub disposition: String,
+}
+
 /// Every metric zentrale exports.
 pub struct Metrics {
     registry: Registry,
@@ -106,6 +140,12 @@ pub struct Metrics {
     pub overflow: Family<OverflowLabels, Counter>,
     pub menu_choices: Family<MenuLabels, Counter>,
     pub config_reloads: Family<ResultLabel, Counter>,
+    pub origin_offered: Family<OriginLabels, Counter>,
+    pub origin_overflowed: Family<OriginLabels, Counter>,
+    pub origin_ended: Family<OriginEndLabels, Counter>,
+    /// Call records by `written`, `dropped` (the writer fell behind) and
+    /// `failed` (the file could not be written).
+    pub cdr_records: Family<ResultLabel, Counter>,
     per_message: PerMessage,
 }
 
@@ -126,7 +166,8 @@ struct PerMessage {
     responses: [Counter; 6],
 }
 
-/// `ok` or `rejected`.
+/// How something went: `ok` or `rejected` for reloads; `written`,
+/// `dropped` or `failed` for call records.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
@@ -171,6 +212,10 @@ impl Metrics {
             overflow: Family::default(),
             menu_choices: Family::default(),
             config_reloads: Family::default(),
+            origin_offered: Family::default(),
+            origin_overflowed: Family::default(),
+            origin_ended: Family::default(),
+            cdr_records: Family::default(),
             registry: Registry::default(),
             per_message: PerMessage::default(),
         };
@@ -220,6 +265,26 @@ impl Metrics {
             "config_reloads",
             "Config reloads (SIGHUP, POST /api/v1/reload), by result",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "origin_calls_offered",
+            "Calls accepted, by origin: tenant and hotline of the number dialled, municipality, via 115 or local",
+            m.origin_offered.clone(),
+        );
+        registry.register(
+            "origin_calls_overflowed",
+            "Calls handed to their hotline's overflow target, by origin",
+            m.origin_overflowed.clone(),
+        );
+        registry.register(
+            "origin_calls_ended",
+            "Calls ended, by origin and disposition (answered, abandoned, closed, ...; as in the call records)",
+            m.origin_ended.clone(),
+        );
+        registry.register(
+            "cdr_records",
+            "Call records, by result: written, dropped (the writer fell behind), failed (file error)",
+            m.cdr_records.clone(),
         );
         registry.register(
             "sip_requests",
@@ -463,6 +528,65 @@ mod tests {
         assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// The per-origin figures of a queue come out with the origin's labels,
+    /// before any judged call as NaN, then as the segment's own ratio.
+    #[test]
+    fn queue_origin_families_carry_municipality_and_via() {
+        use crate::acd::{Acd, AcdSpec, CallKey, QueueSpec, Segment};
+        use std::time::Instant;
+        let t0 = Instant::now();
+        let spec = AcdSpec {
+            queues: vec![QueueSpec::new(
+                "kreis-pinneberg/115",
+                "kreis-pinneberg",
+                "general",
+            )],
+            ..AcdSpec::default()
+        };
+        let acd = Arc::new(Acd::new(spec, t0).unwrap());
+        let quickborn = Segment {
+            municipality: Arc::from("Quickborn"),
+            via_115: false,
+        };
+        let labels =
+            "{tenant=\"kreis-pinneberg\",queue=\"115\",municipality=\"Quickborn\",via=\"local\"}";
+        acd.enqueue_segment(
+            CallKey(1),
+            "kreis-pinneberg/115",
+            0,
+            t0,
+            Some(quickborn),
+            t0,
+        )
+        .unwrap();
+        let mut m = Metrics::new();
+        m.watch_acd(acd.clone());
+        let text = m.encode_prometheus_text();
+        assert!(
+            text.contains(&format!(
+                "zentrale_queue_origin_calls_entered_total{labels} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "zentrale_queue_origin_service_level_ratio{labels} NaN\n"
+        )));
+        acd.abandon(CallKey(1), t0 + Duration::from_secs(40))
+            .unwrap();
+        let text = m.encode_prometheus_text();
+        assert!(text.contains(&format!(
+            "zentrale_queue_origin_calls_abandoned_total{labels} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "zentrale_queue_origin_service_level_ratio{labels} 0.0\n"
+        )));
+        assert!(
+            text.contains(
+                "# TYPE zentrale_queue_origin_calls_answered_in_threshold_total counter\n"
+            )
+        );
     }
 
     #[test]

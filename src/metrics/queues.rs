@@ -11,7 +11,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use crate::acd::{Acd, AgentCounts, QueueSnapshot};
+use crate::acd::{Acd, AgentCounts, QueueCounters, QueueSnapshot, Segment, ServiceLevel};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -49,6 +49,29 @@ struct QueueStateLabels {
     state: String,
 }
 
+/// A queue's figures for the callers of one origin segment.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueOriginLabels {
+    tenant: String,
+    queue: String,
+    /// The municipality the callers meant.
+    municipality: String,
+    /// `115` or `local`.
+    via: String,
+}
+
+impl QueueOriginLabels {
+    fn of(queue: &str, segment: &Segment) -> QueueOriginLabels {
+        let QueueLabels { tenant, queue } = QueueLabels::of(queue);
+        QueueOriginLabels {
+            tenant,
+            queue,
+            municipality: segment.municipality.to_string(),
+            via: if segment.via_115 { "115" } else { "local" }.into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantStateLabels {
     tenant: String,
@@ -61,6 +84,13 @@ pub struct AcdCollector(pub Arc<Acd>);
 
 type Pick = fn(&QueueSnapshot) -> f64;
 type Count = fn(&QueueSnapshot) -> u64;
+type SegmentCount = fn(&QueueCounters) -> u64;
+
+/// The service level as a ratio; NaN before any judged call (a gauge
+/// cannot be absent for one label set and present for another).
+fn ratio(sl: &ServiceLevel) -> f64 {
+    sl.percent.map_or(f64::NAN, |p| p / 100.0)
+}
 
 fn states(c: &AgentCounts) -> [(&'static str, usize); 7] {
     [
@@ -96,7 +126,7 @@ impl Collector for AcdCollector {
             (
                 "queue_service_level_ratio",
                 "Share of judged calls answered within the threshold, over the sliding window (NaN before any)",
-                |q| q.service_level.percent.map_or(f64::NAN, |p| p / 100.0),
+                |q| ratio(&q.service_level),
             ),
             (
                 "queue_service_level_target_ratio",
@@ -183,6 +213,58 @@ impl Collector for AcdCollector {
                 metric
                     .encode_family(&labels)?
                     .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            "queue_origin_service_level_ratio",
+            "Share of judged calls of one origin (municipality, via 115 or local) answered within the queue's threshold, over the queue's window (NaN before any)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for q in &snap.queues {
+            for s in &q.segments {
+                let labels = QueueOriginLabels::of(&q.name, &s.segment);
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&ratio(&s.service_level))?;
+            }
+        }
+        let segment_counters: [(&str, &str, SegmentCount); 5] = [
+            (
+                "queue_origin_calls_entered",
+                "Callers of one origin that entered the queue",
+                |c| c.entered,
+            ),
+            (
+                "queue_origin_calls_answered",
+                "Callers of one origin answered by an agent",
+                |c| c.answered,
+            ),
+            (
+                "queue_origin_calls_answered_in_threshold",
+                "Callers of one origin answered within the queue's service-level threshold",
+                |c| c.answered_in_threshold,
+            ),
+            (
+                "queue_origin_calls_abandoned",
+                "Callers of one origin who hung up while waiting",
+                |c| c.abandoned,
+            ),
+            (
+                "queue_origin_calls_timed_out",
+                "Callers of one origin who reached the queue's maximum wait",
+                |c| c.timed_out,
+            ),
+        ];
+        for (name, help, pick) in segment_counters {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for q in &snap.queues {
+                for s in &q.segments {
+                    let labels = QueueOriginLabels::of(&q.name, &s.segment);
+                    metric
+                        .encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&pick(&s.counters), None)?;
+                }
             }
         }
         let mut metric = encoder.encode_descriptor(

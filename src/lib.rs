@@ -9,6 +9,7 @@
 pub mod acd;
 pub mod api;
 pub mod call;
+pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod dialplan;

@@ -120,6 +120,8 @@ pub struct Origin {
     /// The number the caller dialled, national form: the original called
     /// number of a forwarded call, else the one that matched.
     pub called: String,
+    /// The header `called` came from.
+    pub called_from: NumberSource,
     /// The call was forwarded to us (it had Diversion or History-Info).
     pub forwarded: bool,
 }
@@ -369,6 +371,7 @@ impl Dialplan {
             },
             None => (&line.plan, number.clone(), number.clone()),
         };
+        let called_from = original.map_or(source, |(_, s)| s);
         let plan = &line.plan;
         let route = CallRoute {
             route: line.route.clone(),
@@ -378,6 +381,7 @@ impl Dialplan {
                 municipality: origin_plan.municipality.clone(),
                 via_115: origin_plan.via_115.unwrap_or_else(|| is_115(&via_number)),
                 called,
+                called_from,
                 forwarded,
             },
             matched: Matched {

@@ -24,12 +24,13 @@ use self::numbers::Numbers;
 use self::refs::Refs;
 use super::error::{Diag, Pos, closest};
 use super::raw::{
-    self, RawAcd, RawAgent, RawHotline, RawHours, RawHttp, RawLimits, RawQueue, RawRegister,
-    RawRtp, RawSip, RawTenant, RawTrunk,
+    self, RawAcd, RawAgent, RawCdr, RawHotline, RawHours, RawHttp, RawLimits, RawQueue,
+    RawRegister, RawRtp, RawSip, RawTenant, RawTrunk,
 };
 use super::{
-    AcdConfig, Agent, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan, Hotline,
-    HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Target, Tenant, Trunk,
+    AcdConfig, Agent, CdrConfig, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan,
+    Hotline, HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Target, Tenant,
+    Trunk,
 };
 use crate::dialplan::SurgeLimits;
 
@@ -129,6 +130,9 @@ impl Loader<'_> {
                 None => self.base.join("sounds"),
             });
         let sounds = sounds_dir.as_deref().map(Sounds::scan);
+        let cdr = self
+            .section::<Spanned<RawCdr>>(self.path, &text, "cdr", key_pos("cdr"))
+            .map(|c| c.and_then(|c| self.cdr(c, key_pos("cdr"))));
         let acd = self
             .section::<Spanned<RawAcd>>(self.path, &text, "acd", key_pos("acd"))
             .map(|s| s.unwrap_or_else(|| dflt(RawAcd::default())))
@@ -173,6 +177,7 @@ impl Loader<'_> {
             http: http?,
             acd: acd?,
             sounds_dir: sounds_dir?,
+            cdr: cdr?,
             trunks: trunks.into_iter().map(|(t, _)| t).collect(),
             agents: agents.into_iter().map(|(a, _)| a).collect(),
             tenants,
@@ -546,6 +551,66 @@ impl Loader<'_> {
             }
         };
         HttpConfig { listen }
+    }
+
+    /// `cdr:`; `None` after an error (recorded) too. Opens the file once,
+    /// as the daemon will, so `check` finds what would stop it.
+    fn cdr(&mut self, raw: Spanned<RawCdr>, key: Pos) -> Option<CdrConfig> {
+        let file = self.path;
+        let pos = Pos::or(&raw, key);
+        let raw = raw.value;
+        let ppos = Pos::or(&raw.path, pos);
+        let caller_number = match raw.caller_number {
+            None => crate::cdr::CallerNumbers::Masked,
+            Some(c) => match c.value.as_str() {
+                "masked" => crate::cdr::CallerNumbers::Masked,
+                "full" => crate::cdr::CallerNumbers::Full,
+                other => {
+                    self.d.at(
+                        file,
+                        Pos::or(&c, pos),
+                        format!("unknown caller_number `{other}`"),
+                        "write `masked` (the last three digits hidden, the default) or `full`",
+                    );
+                    return None;
+                }
+            },
+        };
+        if raw.path.value.trim().is_empty() {
+            self.d.at(
+                file,
+                ppos,
+                "the call record path is empty",
+                "name a file, e.g. `/var/log/zentrale/cdr.jsonl`, or remove the `cdr:` section",
+            );
+            return None;
+        }
+        let path = self.base.join(&raw.path.value);
+        if let Err(e) = crate::cdr::open_append(&path) {
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "create the directory first, or change `cdr.path`".to_string()
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "give zentrale's user write access to the file and its directory, or change `cdr.path`".to_string()
+                }
+                _ => "name a regular file zentrale can append to".to_string(),
+            };
+            self.d.at(
+                file,
+                ppos,
+                format!(
+                    "cannot open the call record file `{}` for appending: {e}",
+                    path.display()
+                ),
+                hint,
+            );
+            return None;
+        }
+        Some(CdrConfig {
+            path,
+            caller_number,
+        })
     }
 
     fn trunks(&mut self, raw: Vec<Spanned<RawTrunk>>) -> Vec<(Trunk, Option<Pos>)> {

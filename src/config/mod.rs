@@ -57,6 +57,8 @@ pub struct Config {
     /// Directory of the prompts, `<sounds_dir>/<name>.wav` (`sounds:`, default
     /// `sounds`; a relative path is resolved against the config file's directory).
     pub sounds_dir: PathBuf,
+    /// Call detail records (`cdr:`); `None`: none are written.
+    pub cdr: Option<CdrConfig>,
     /// Carrier trunks allowed to send calls (`trunks:`).
     pub trunks: Vec<Trunk>,
     /// Agents (softphones that register) (`agents:`).
@@ -131,6 +133,26 @@ pub struct RtpConfig {
 pub struct HttpConfig {
     /// Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+}
+
+/// Call detail records: one JSON line per hotline call when it ends (see
+/// [`crate::cdr`] and the README for the keys of a record).
+///
+/// ```yaml
+/// cdr:
+///   path: /var/log/zentrale/cdr.jsonl   # appended to, created if missing
+///   caller_number: masked               # or full; withheld numbers never
+/// ```
+///
+/// The loader opens the file for appending (creating it, empty, when it
+/// is missing), so a path that `zentrale check` accepts is one the daemon
+/// can write; a relative path is resolved against the config file's
+/// directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrConfig {
+    pub path: PathBuf,
+    /// How caller numbers are written (default masked).
+    pub caller_number: crate::cdr::CallerNumbers,
 }
 
 /// A carrier trunk. Calls are accepted from a trunk when the source address is

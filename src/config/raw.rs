@@ -26,7 +26,7 @@ fn dflt<T>(value: T) -> Spanned<T> {
 
 /// Keys of the main file, for the unknown-key check.
 pub(crate) const MAIN_KEYS: &[&str] = &[
-    "sip", "rtp", "http", "sounds", "acd", "trunks", "agents", "tenants",
+    "sip", "rtp", "http", "sounds", "cdr", "acd", "trunks", "agents", "tenants",
 ];
 /// Keys of a dialplan file.
 pub(crate) const DIALPLAN_KEYS: &[&str] =
@@ -160,6 +160,14 @@ impl Default for RawHttp {
 
 fn default_http_listen() -> Spanned<String> {
     dflt("127.0.0.1:8080".to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCdr {
+    pub path: Spanned<String>,
+    #[serde(default)]
+    pub caller_number: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -737,6 +737,54 @@ fn missing_sounds_dir_is_named() {
 }
 
 #[test]
+fn cdr_is_off_by_default_and_a_relative_path_is_created_next_to_the_config() {
+    let f = small(MAIN, DIALPLAN_A);
+    assert_eq!(f.load(&Overrides::default()).unwrap().cdr, None);
+    let f = small(
+        &format!("{MAIN}cdr: {{ path: records/cdr.jsonl, caller_number: full }}\n"),
+        DIALPLAN_A,
+    );
+    std::fs::create_dir_all(f.dir.join("records")).unwrap();
+    let cfg = f.load(&Overrides::default()).unwrap();
+    let cdr = cfg.cdr.expect("cdr configured");
+    assert_eq!(cdr.path, f.dir.join("records/cdr.jsonl"));
+    assert_eq!(cdr.caller_number, crate::cdr::CallerNumbers::Full);
+    assert_eq!(std::fs::read(&cdr.path).unwrap(), b"", "created, empty");
+    // An existing file is appended to, never truncated by the check.
+    std::fs::write(&cdr.path, "{}\n").unwrap();
+    f.load(&Overrides::default()).unwrap();
+    assert_eq!(std::fs::read(&cdr.path).unwrap(), b"{}\n");
+}
+
+#[test]
+fn cdr_errors_point_at_the_path_and_say_what_to_do() {
+    let main = format!("{MAIN}cdr:\n  path: missing-dir/cdr.jsonl\n");
+    let line = main.lines().count();
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    let e = find(&errs, "cannot open the call record file");
+    at(e, &f.main(), line, 9);
+    assert!(e.message.contains("missing-dir/cdr.jsonl"), "{e}");
+    assert!(e.hint.contains("create the directory"), "{e}");
+
+    let f2 = small(&format!("{MAIN}cdr: {{ path: \"\" }}\n"), DIALPLAN_A);
+    find(&f2.errors(), "the call record path is empty");
+    let f3 = small(
+        &format!("{MAIN}cdr:\n  path: cdr.jsonl\n  caller_number: plain\n"),
+        DIALPLAN_A,
+    );
+    let errs = f3.errors();
+    let e = find(&errs, "unknown caller_number `plain`");
+    at(e, &f3.main(), line + 1, 18);
+    assert!(e.hint.contains("`masked`"), "{e}");
+    let f4 = small(&format!("{MAIN}cdr:\n  file: cdr.jsonl\n"), DIALPLAN_A);
+    assert!(
+        f4.errors().iter().any(|e| e.message.contains("file")),
+        "an unknown key under cdr: is an error"
+    );
+}
+
+#[test]
 fn bad_cidr() {
     let main = format!(
         "{MAIN}trunks:\n  - name: c\n    sources: [10.0.0.0/33, 10.1.2.3/8, carrier.example]\n"

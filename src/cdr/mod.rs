@@ -287,6 +287,11 @@ impl CallFacts {
         self.stage(Stage::Forwarded, at);
     }
 
+    /// How the call ends if it ends now.
+    pub fn disposition(&self) -> Disposition {
+        Disposition::of(self.stage)
+    }
+
     /// Seconds in queues (and waiting for a forward target) until `end`;
     /// `None` if the call never waited.
     fn wait_until(&self, end: Timestamp) -> Option<jiff::SignedDuration> {
@@ -381,7 +386,7 @@ impl CallRecord {
         numbers: CallerNumbers,
     ) -> CallRecord {
         let origin = &route.origin;
-        let disposition = Disposition::of(facts.stage);
+        let disposition = facts.disposition();
         let hangup = match reason {
             EndReason::CallerHangup | EndReason::Cancelled => HangupSide::Caller,
             EndReason::AgentHangup if facts.stage == Stage::Forwarded => HangupSide::Remote,

@@ -68,6 +68,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let acd = Arc::new(Acd::new(acd_spec(&config), started).context("the ACD configuration")?);
     metrics.watch_media(media.counters());
     metrics.watch_acd(acd.clone());
+    let cdr = reload::start_cdr(&config, &metrics.cdr_records)?;
     let metrics = Arc::new(metrics);
     let acd_changed = Arc::new(Notify::new());
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -94,6 +95,10 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         wall,
         started,
     );
+    if let Some(c) = &config.cdr {
+        info!(path = %c.path.display(), "call records are appended to this file");
+    }
+    core.set_cdr(cdr);
     info!(
         udp = ?config.sip.udp, tcp = ?config.sip.tcp, http = %config.http.listen,
         rtp = %format!("{}-{}", config.rtp.first_port, config.rtp.last_port),
@@ -147,8 +152,8 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
                 // The timer has fired; make sure the next turn re-arms it.
                 armed = None;
             }
-            _ = sighup.recv() => spawn_load(&startup, &loaded_tx, None),
-            Some(reply) = reload_rx.recv() => spawn_load(&startup, &loaded_tx, Some(reply)),
+            _ = sighup.recv() => spawn_load(&startup, &core, &loaded_tx, None),
+            Some(reply) = reload_rx.recv() => spawn_load(&startup, &core, &loaded_tx, Some(reply)),
             Some((loaded, reply)) = loaded_rx.recv() => {
                 let trigger = if reply.is_some() { "api" } else { "SIGHUP" };
                 let result = reload::apply(loaded, &mut core, trigger);
@@ -197,12 +202,14 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
 /// back to the core loop through `done`.
 fn spawn_load(
     startup: &Startup,
+    core: &core::Core,
     done: &mpsc::Sender<(reload::Loaded, Option<ReloadRequest>)>,
     reply: Option<ReloadRequest>,
 ) {
     let (startup, done) = (startup.clone(), done.clone());
+    let records = core.metrics.cdr_records.clone();
     tokio::task::spawn_blocking(move || {
-        let loaded = reload::load(&startup);
+        let loaded = reload::load(&startup, &records);
         let _ = done.blocking_send((loaded, reply));
     });
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod queueing;
+mod records;
 mod routing;
 
 pub use queueing::acd_spec;
@@ -96,6 +97,8 @@ struct CallEntry {
     next: Next,
     /// The IVR menu, while it runs.
     menu: Option<Menu>,
+    /// What the call record will say (`None` for feature codes).
+    facts: Option<crate::cdr::CallFacts>,
 }
 
 struct MediaLeg {
@@ -155,6 +158,8 @@ pub struct Core {
     clock: WallClock,
     /// Calls alive per tenant (surge limits).
     tenant_calls: HashMap<String, u32>,
+    /// Where call records go, if anywhere (`cdr:`).
+    cdr: Option<crate::cdr::CdrWriter>,
 }
 
 impl Core {
@@ -214,6 +219,7 @@ impl Core {
             queues: Core::queue_table(&config),
             clock,
             tenant_calls: HashMap::new(),
+            cdr: None,
             config,
         }
     }
@@ -417,6 +423,7 @@ impl Core {
             }
             _ => None,
         };
+        let mut admitted = records::Admitted::default();
         let (route, plan, next) = match &feature {
             Some((ext, f)) => {
                 let prompt = match f {
@@ -468,6 +475,7 @@ impl Core {
                             reason: reason.into(),
                         })
                         .inc();
+                    admitted.closed = Some(reason);
                     (plan.route.clone(), Some(plan), Next::Greeting(target))
                 }
                 Decision::Overflow {
@@ -484,9 +492,10 @@ impl Core {
                         .overflow
                         .get_or_create(&OverflowLabels {
                             from_municipality: plan.origin.municipality.to_string(),
-                            target: label,
+                            target: label.clone(),
                         })
                         .inc();
+                    admitted.overflow = Some((cause, label));
                     (plan.route.clone(), Some(plan), Next::Greeting(target))
                 }
             },
@@ -613,6 +622,9 @@ impl Core {
         } else {
             Phase::Announcing
         };
+        let facts = plan
+            .as_ref()
+            .map(|p| self.call_began(&call_id, p, input.caller.clone(), &origin, admitted, now));
         // Only a number the caller did not withhold is kept.
         let caller_number = input.caller.unwrap_or_else(|| "anonymous".into());
         if plan.is_some() {
@@ -641,6 +653,7 @@ impl Core {
                 plan,
                 next,
                 menu: None,
+                facts,
             },
         );
         self.metrics.calls_active.set(self.calls.len() as i64);
@@ -1255,6 +1268,9 @@ impl Core {
         let Some(e) = self.calls.get_mut(call_id) else {
             return;
         };
+        if let Some(f) = &mut e.facts {
+            f.answered(self.clock.at(now));
+        }
         let mut resp = with_to_tag(
             response(&e.invite, StatusCode::OK),
             &e.call.dialog.local_tag,
@@ -1308,6 +1324,7 @@ impl Core {
             return;
         };
         self.caller_gone(e.key, &e.phase, now, out);
+        self.call_over(&e, reason, now);
         if let Some(at) = e.scheduled {
             self.call_timers.remove(&(at, call_id.to_owned()));
         }

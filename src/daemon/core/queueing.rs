@@ -17,6 +17,7 @@ use crate::acd::{
 };
 use crate::call::EndReason;
 use crate::call::agent_leg::{AgentLeg, LegAction, LegFailure, LegRequest};
+use crate::cdr::{Stage, Why};
 use crate::config::{self, Config, Feature, Target};
 use crate::dialplan::QueueExit;
 use crate::media::engine::{Playlist, StreamId};
@@ -189,7 +190,8 @@ impl Core {
             return;
         };
         let Some(queue) = e.route.queue.clone() else {
-            return;
+            // A hotline without a queue: its waiting prompt loops.
+            return self.note(call_id, now, |f, at| f.stage(Stage::Waiting, at));
         };
         let priority = e.route.priority;
         self.admit(call_id, &queue, priority, None, now, out);
@@ -210,14 +212,15 @@ impl Core {
             return;
         };
         let key = e.key;
-        let result = match arrival {
-            Some(a) => self.acd.enqueue_since(key, queue, priority, a, now),
-            None => self.acd.enqueue(key, queue, priority, now),
-        };
+        let segment = Core::segment(e);
+        let result =
+            self.acd
+                .enqueue_segment(key, queue, priority, arrival.unwrap_or(now), segment, now);
         let conf = self.queue_conf(queue);
         match result {
             Ok(Admission::Queued { position, .. }) => {
                 info!(%call_id, queue, position, "caller queued");
+                self.note(call_id, now, |f, at| f.queued(queue, at));
                 let music = self.queue_music(queue);
                 let Some(e) = self.calls.get_mut(call_id) else {
                     return;
@@ -248,7 +251,12 @@ impl Core {
                         RejectReason::QueueFull | RejectReason::WaitTooLong => q.on_full.clone(),
                     })
                     .unwrap_or_else(Target::call_later);
-                self.count_overflow(call_id, &target, exit);
+                let why = match reason {
+                    RejectReason::NoAgents => Why::NoAgents,
+                    RejectReason::QueueFull | RejectReason::WaitTooLong => Why::QueueFull,
+                };
+                self.note_ending(call_id, why, now);
+                self.count_overflow(call_id, &target, exit, now);
                 self.go_to(call_id, target, priority, arrival, now, out);
             }
             Err(err) => {
@@ -282,7 +290,10 @@ impl Core {
             }
             Target::Prompt(p) => self.close_with_prompt(call_id, &p, now, out),
             Target::Uri(uri) => self.forward(call_id, &uri, now, out),
-            Target::Hangup => self.hang_up_caller(call_id, EndReason::Completed, now, out),
+            Target::Hangup => {
+                self.note_planned_end(call_id, now);
+                self.hang_up_caller(call_id, EndReason::Completed, now, out)
+            }
         }
     }
 
@@ -294,6 +305,7 @@ impl Core {
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
+        self.note_planned_end(call_id, now);
         let Some(e) = self.calls.get_mut(call_id) else {
             return;
         };
@@ -406,6 +418,8 @@ impl Core {
     /// `Diversion` and relays the call. The URI must name an IP address
     /// (zentrale does no DNS on the call path).
     fn forward(&mut self, call_id: &str, uri: &str, now: Instant, out: &mut Vec<Transmit>) {
+        // Every way out of here but a placed leg ends with call-later.
+        self.note_ending(call_id, Why::ForwardFailed, now);
         let Some(addr) = crate::call::dialog::host_port_of(uri) else {
             warn!(%call_id, %uri, "forward target is not an IP address; playing call-later");
             return self.close_with_prompt(call_id, "call-later", now, out);
@@ -447,6 +461,7 @@ impl Core {
         ) {
             Some(leg) => {
                 info!(%call_id, %uri, "forwarding the caller");
+                self.note(call_id, now, |f, at| f.stage(Stage::Forwarding, at));
                 if let Some(e) = self.calls.get_mut(call_id) {
                     e.phase = Phase::Forwarding { leg };
                 }
@@ -668,6 +683,7 @@ impl Core {
                         }
                         LegFor::Forward { uri } => {
                             info!(%uri, ?failure, "forward target did not take the call");
+                            self.note_ending(&caller, Why::ForwardFailed, now);
                             self.close_with_prompt(&caller, "call-later", now, out);
                         }
                     }
@@ -713,6 +729,7 @@ impl Core {
                         self.report_failure(offer, &agent, OfferFailure::Declined, now, out)
                     }
                     LegFor::Forward { .. } => {
+                        self.note_ending(&caller, Why::ForwardFailed, now);
                         self.close_with_prompt(&caller, "call-later", now, out)
                     }
                 }
@@ -736,6 +753,7 @@ impl Core {
             LegFor::Offer { offer, agent } => (offer, agent),
             LegFor::Forward { uri } => {
                 entry.settled = true;
+                self.note(&caller, now, |f, at| f.forward_answered(at));
                 if let Some(e) = self.calls.get_mut(&caller) {
                     info!(caller_call_id = %caller, %uri, "forward target answered; bridging");
                     e.phase = Phase::Connected {
@@ -749,6 +767,7 @@ impl Core {
         match self.acd.offer_answered(offer, &agent, now) {
             Ok(events) => {
                 entry.settled = true;
+                self.note(&caller, now, |f, at| f.connected(&agent, at));
                 if let Some(e) = self.calls.get_mut(&caller) {
                     info!(caller_call_id = %caller, %agent, "agent answered; bridging");
                     e.phase = Phase::Connected {
@@ -992,7 +1011,8 @@ impl Core {
                         .queue_conf(&queue)
                         .map(|q| q.on_timeout.clone())
                         .unwrap_or_else(Target::call_later);
-                    self.count_overflow(&caller, &target, QueueExit::Timeout);
+                    self.count_overflow(&caller, &target, QueueExit::Timeout, now);
+                    self.note_ending(&caller, Why::TimedOut, now);
                     // The caller left `queue`; go_to must not see it there.
                     if let Some(e) = self.calls.get_mut(&caller) {
                         e.phase = Phase::Announcing;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::info;
 
 use super::{Core, Phase};
+use crate::cdr::{Stage, Why};
 use crate::config::Target;
 use crate::dialplan::{BusyReason, CallInput, CallRoute, Menu, MenuAction, QueueExit, SipHeaders};
 use crate::media::engine::Playlist;
@@ -133,11 +134,18 @@ impl Core {
                     let actions = menu.start(now);
                     e.menu = Some(menu);
                     e.phase = Phase::Menu;
+                    self.note(call_id, now, |f, at| f.stage(Stage::Menu, at));
                     self.apply_menu(call_id, actions, now, out);
                 }
                 None => self.join_queue(call_id, now, out),
             },
-            Next::Greeting(target) | Next::Direct(target) => {
+            Next::Greeting(target) => {
+                // Closed, or overflowing at once because closed.
+                self.note_ending(call_id, Why::Closed, now);
+                self.go_to(call_id, target, priority, None, now, out)
+            }
+            Next::Direct(target) => {
+                self.note_ending(call_id, Why::Surge, now);
                 self.go_to(call_id, target, priority, None, now, out)
             }
             Next::Done => {}
@@ -179,6 +187,10 @@ impl Core {
                             choice: choice.label(),
                         })
                         .inc();
+                    self.note(call_id, now, |f, at| {
+                        f.menu = Some(choice);
+                        f.stage(Stage::Ending(Why::Planned), at);
+                    });
                     self.go_to(call_id, target, priority, None, now, out);
                 }
             }
@@ -246,7 +258,13 @@ impl Core {
 
     /// A caller leaves (or is kept out of) a queue for `target`: if that is
     /// its hotline's overflow, count it for the municipality.
-    pub(super) fn count_overflow(&self, call_id: &str, target: &Target, exit: QueueExit) {
+    pub(super) fn count_overflow(
+        &mut self,
+        call_id: &str,
+        target: &Target,
+        exit: QueueExit,
+        now: Instant,
+    ) {
         let Some(plan) = self.calls.get(call_id).and_then(|e| e.plan.as_ref()) else {
             return;
         };
@@ -255,13 +273,15 @@ impl Core {
         };
         if let Some(cause) = overflow.cause_for(target, exit) {
             info!(%call_id, municipality = %plan.origin.municipality, cause = cause.as_str(), "overflow");
+            let label = overflow.target_label();
             self.metrics
                 .overflow
                 .get_or_create(&OverflowLabels {
                     from_municipality: plan.origin.municipality.to_string(),
-                    target: overflow.target_label(),
+                    target: label.clone(),
                 })
                 .inc();
+            self.note_overflow(call_id, cause, label, now);
         }
     }
 }

@@ -16,7 +16,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const LOCALHOST: &str = "127.0.0.1";
@@ -1270,4 +1272,301 @@ pub fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
     } else {
         rest.split([',', ' ']).next()
     }
+}
+
+// ---------------------------------------------------------------------------
+// RTP: a peer that talks every 20 ms and records what it hears
+// ---------------------------------------------------------------------------
+
+/// One RTP packet as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Pkt {
+    pub at: Instant,
+    pub marker: bool,
+    pub pt: u8,
+    pub seq: u16,
+    pub ssrc: u32,
+    /// The payload byte when every payload byte is the same (our test
+    /// peers fill theirs with one byte; prompts never are).
+    pub fill: Option<u8>,
+}
+
+#[derive(Default)]
+struct RtpShared {
+    target: Option<SocketAddr>,
+    pt: u8,
+    fill: u8,
+    got: Vec<Pkt>,
+    /// The payload of `got[i]` at index i (kept apart so `Pkt` stays `Copy`).
+    payloads: Vec<Vec<u8>>,
+}
+
+/// An RTP endpoint on its own thread: sends a packet of 160 `fill` bytes
+/// every 20 ms to the target (if any) and records every packet it gets.
+pub struct RtpPeer {
+    pub addr: SocketAddr,
+    /// The same socket, for packets a test sends itself (DTMF events).
+    out: UdpSocket,
+    shared: Arc<Mutex<RtpShared>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RtpPeer {
+    pub fn new(ssrc: u32) -> RtpPeer {
+        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("binding an RTP test socket");
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .expect("rtp read timeout");
+        let addr = sock.local_addr().expect("rtp addr");
+        let out = sock.try_clone().expect("cloning the RTP socket");
+        let shared = Arc::new(Mutex::new(RtpShared::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seq: u16 = 100;
+                let mut ts: u32 = 8000;
+                let mut next = Instant::now();
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if Instant::now() >= next {
+                        next += Duration::from_millis(20);
+                        let (target, pt, fill) = {
+                            let s = shared.lock().unwrap();
+                            (s.target, s.pt, s.fill)
+                        };
+                        if let Some(to) = target {
+                            let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0];
+                            p[2..4].copy_from_slice(&seq.to_be_bytes());
+                            p[4..8].copy_from_slice(&ts.to_be_bytes());
+                            p.extend_from_slice(&ssrc.to_be_bytes());
+                            p.extend(std::iter::repeat_n(fill, 160));
+                            let _ = sock.send_to(&p, to);
+                            seq = seq.wrapping_add(1);
+                            ts = ts.wrapping_add(160);
+                        }
+                    }
+                    if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                        let p = &buf[..n];
+                        if n > 12 && p[0] >> 6 == 2 {
+                            let payload = &p[12..];
+                            let pkt = Pkt {
+                                at: Instant::now(),
+                                marker: p[1] & 0x80 != 0,
+                                pt: p[1] & 0x7f,
+                                seq: u16::from_be_bytes([p[2], p[3]]),
+                                ssrc: u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+                                fill: payload
+                                    .iter()
+                                    .all(|b| *b == payload[0])
+                                    .then_some(payload[0]),
+                            };
+                            let mut s = shared.lock().unwrap();
+                            s.got.push(pkt);
+                            s.payloads.push(payload.to_vec());
+                        }
+                    }
+                }
+            })
+        };
+        RtpPeer {
+            addr,
+            out,
+            shared,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Starts (or redirects, or with None stops) sending `fill` packets.
+    pub fn talk(&self, to: Option<SocketAddr>, pt: u8, fill: u8) {
+        let mut s = self.shared.lock().unwrap();
+        s.target = to;
+        s.pt = pt;
+        s.fill = fill;
+    }
+
+    /// Sends one packet as it is, from the peer's port.
+    pub fn send_raw(&self, packet: &[u8], to: SocketAddr) {
+        let _ = self.out.send_to(packet, to);
+    }
+
+    /// Every packet received so far.
+    pub fn got(&self) -> Vec<Pkt> {
+        self.shared.lock().unwrap().got.clone()
+    }
+
+    /// Packets received after `t`.
+    pub fn got_since(&self, t: Instant) -> Vec<Pkt> {
+        self.got().into_iter().filter(|p| p.at > t).collect()
+    }
+
+    /// Every packet received so far, with its payload.
+    pub fn heard(&self) -> Vec<(Pkt, Vec<u8>)> {
+        let s = self.shared.lock().unwrap();
+        s.got
+            .iter()
+            .copied()
+            .zip(s.payloads.iter().cloned())
+            .collect()
+    }
+}
+
+impl Drop for RtpPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Prompts as the caller hears them: G.711 frames of sounds/*.wav
+// ---------------------------------------------------------------------------
+
+/// RTP frame size of every prompt zentrale plays: 20 ms of 8 kHz G.711.
+pub const FRAME: usize = 160;
+
+/// The samples of `sounds/NAME.wav`, found by walking its RIFF chunks (so a
+/// `LIST` or `fact` chunk before `data` would not shift the audio); fails
+/// unless the format is 8 kHz mono 16-bit PCM, what zentrale loads.
+pub fn wav_samples(name: &str) -> Vec<i16> {
+    let path = repo().join("sounds").join(format!("{name}.wav"));
+    let bytes = fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let bad = |why: String| -> ! { panic!("{}: {why}", path.display()) };
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        bad("not a RIFF/WAVE file".to_owned());
+    }
+    let le16 = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let le32 = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    // (format tag, channels, sample rate, bits per sample)
+    let mut format = None;
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = le32(&bytes, at + 4) as usize;
+        let Some(body) = bytes.get(at + 8..at + 8 + size) else {
+            bad(format!(
+                "chunk {:?} of {size} bytes runs past the end of the file",
+                String::from_utf8_lossy(id)
+            ));
+        };
+        match id {
+            b"fmt " if size >= 16 => {
+                format = Some((le16(body, 0), le16(body, 2), le32(body, 4), le16(body, 14)));
+            }
+            b"fmt " => bad(format!("fmt chunk of {size} bytes, want at least 16")),
+            b"data" => {
+                if format != Some((1, 1, 8000, 16)) {
+                    bad(format!(
+                        "format (tag, channels, rate, bits) {format:?} before the data chunk, \
+                         want (1, 1, 8000, 16)"
+                    ));
+                }
+                return body
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect();
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        at += 8 + size + (size & 1);
+    }
+    bad("no data chunk".to_owned())
+}
+
+/// `sounds/NAME.wav` as zentrale sends it with payload type `pt`: G.711 in
+/// 160-byte frames, the last one padded with the codec's silence (the next
+/// prompt starts on a fresh frame).
+pub fn prompt_frames(d: &Daemon, name: &str, pt: u8) -> Vec<Vec<u8>> {
+    use zentrale::media::g711;
+    type Encoder = fn(i16) -> u8;
+    let (ours, theirs, silence): (Encoder, Encoder, u8) = match pt {
+        0 => (linear_to_ulaw, g711::linear_to_ulaw, 0xFF),
+        8 => (linear_to_alaw, g711::linear_to_alaw, 0xD5),
+        _ => d.fail(format!("no G.711 encoder for payload type {pt}")),
+    };
+    let samples = wav_samples(name);
+    // The harness encodes on its own, so a wrong daemon encoder cannot hide
+    // behind it; where the two round differently the byte comparison would
+    // blame the daemon for the harness, so say so here instead.
+    let differ: Vec<i16> = samples
+        .iter()
+        .copied()
+        .filter(|&s| ours(s) != theirs(s))
+        .collect();
+    d.check(differ.is_empty(), || {
+        format!(
+            "the harness's G.711 encoder for PT {pt} disagrees with src/media/g711.rs on {} \
+             samples of {name}.wav (e.g. {:?}): fix tests/common/mod.rs or use the other law",
+            differ.len(),
+            &differ[..differ.len().min(5)]
+        )
+    });
+    let mut bytes: Vec<u8> = samples.iter().map(|&s| ours(s)).collect();
+    bytes.resize(bytes.len().div_ceil(FRAME) * FRAME, silence);
+    bytes.chunks(FRAME).map(<[u8]>::to_vec).collect()
+}
+
+/// Index of the first payload in `heard[from..]` equal to `frame`.
+pub fn find_frame(heard: &[(Pkt, Vec<u8>)], frame: &[u8], from: usize) -> Option<usize> {
+    heard
+        .get(from..)?
+        .iter()
+        .position(|(_, p)| p == frame)
+        .map(|i| from + i)
+}
+
+/// Fails unless `heard[at..]` starts with `frames`, naming the first frame
+/// that differs.
+pub fn expect_frames(
+    d: &Daemon,
+    heard: &[(Pkt, Vec<u8>)],
+    at: usize,
+    frames: &[Vec<u8>],
+    what: &str,
+) {
+    for (i, want) in frames.iter().enumerate() {
+        match heard.get(at + i) {
+            Some((_, got)) if got == want => {}
+            Some((p, got)) => d.fail(format!(
+                "{what}: frame {i} of {} (packet {}, seq {}) differs: got {:02x?}.., want {:02x?}..",
+                frames.len(),
+                at + i,
+                p.seq,
+                &got[..got.len().min(8)],
+                &want[..8]
+            )),
+            None => d.fail(format!(
+                "{what}: the caller heard only {} of its {} frames",
+                i,
+                frames.len()
+            )),
+        }
+    }
+}
+
+/// Fails unless the packets form one stream: one SSRC, sequence +1 each.
+pub fn expect_one_stream(d: &Daemon, heard: &[(Pkt, Vec<u8>)], what: &str) {
+    let breaks: Vec<(usize, u16, u16)> = heard
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1].0.ssrc != w[0].0.ssrc || w[1].0.seq != w[0].0.seq.wrapping_add(1))
+        .map(|(i, w)| (i + 1, w[0].0.seq, w[1].0.seq))
+        .collect();
+    d.check(breaks.is_empty(), || {
+        format!(
+            "{what}: the caller's stream ({} packets) breaks its SSRC or sequence at \
+             (packet, seq before, seq after) {breaks:?}",
+            heard.len()
+        )
+    });
+}
+
+/// Playing time of `frames`.
+pub fn frames_duration(frames: &[Vec<u8>]) -> Duration {
+    Duration::from_millis(20 * frames.len() as u64)
 }

@@ -2057,6 +2057,36 @@ fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
             "zentrale_queue_talk_seconds_count{tenant=\"kassel\",queue=\"115\"}",
             1.0,
         ),
+        // The same calls by origin: both dialled Kassel's 115.
+        (
+            "zentrale_origin_calls_offered_total{tenant=\"kassel\",hotline=\"115\",municipality=\"Kassel\",via=\"115\"}",
+            2.0,
+        ),
+        (
+            "zentrale_origin_calls_ended_total{tenant=\"kassel\",hotline=\"115\",municipality=\"Kassel\",via=\"115\",disposition=\"answered\"}",
+            1.0,
+        ),
+        (
+            "zentrale_origin_calls_ended_total{tenant=\"kassel\",hotline=\"115\",municipality=\"Kassel\",via=\"115\",disposition=\"abandoned\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_origin_calls_entered_total{tenant=\"kassel\",queue=\"115\",municipality=\"Kassel\",via=\"115\"}",
+            2.0,
+        ),
+        (
+            "zentrale_queue_origin_calls_answered_in_threshold_total{tenant=\"kassel\",queue=\"115\",municipality=\"Kassel\",via=\"115\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_origin_calls_abandoned_total{tenant=\"kassel\",queue=\"115\",municipality=\"Kassel\",via=\"115\"}",
+            1.0,
+        ),
+        // The short abandon does not count (as for the queue): 1 of 1.
+        (
+            "zentrale_queue_origin_service_level_ratio{tenant=\"kassel\",queue=\"115\",municipality=\"Kassel\",via=\"115\"}",
+            1.0,
+        ),
     ] {
         let v = metric_value(&text, sample);
         d.check(v == Some(want), || {
@@ -2396,4 +2426,140 @@ fn full_queue_sends_the_next_caller_to_call_later() {
     );
     wait_metric_eq(&d, waiting, 0.0, SIP_WAIT);
     wait_no_calls(&d, "after both callers");
+}
+
+// ---------------------------------------------------------------------------
+// 12. Call records and the figures by origin
+// ---------------------------------------------------------------------------
+
+/// A wall-clock time of a call record.
+fn record_time(d: &Daemon, r: &Value, key: &str) -> jiff::Timestamp {
+    r[key]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| d.fail(format!("record key {key} is no timestamp: {r}")))
+}
+
+/// Seconds between two record times.
+fn between(a: jiff::Timestamp, b: jiff::Timestamp) -> f64 {
+    b.duration_since(a).as_secs_f64()
+}
+
+/// A Kassel 115 call that rings 1001 for a second and talks for two
+/// leaves exactly one call record when the agent hangs up: the origin, the
+/// number dialled and its header, the masked caller, trunk, queue, agent,
+/// times on the `--clock` wall clock that fit the call, wait and talk
+/// seconds, `answered`, hung up by the agent. The origin families count it.
+#[test]
+fn an_answered_call_leaves_one_correct_call_record() {
+    let d = start(&[CDR_ON, WRAP_UP_2S], &[]);
+    let mut phone = Phone::registered(&d, "1001");
+    wait_agent(&d, "1001", "available", SIP_WAIT);
+    let mut caller = Caller::new(&d, "0561115");
+    let sent = Instant::now();
+    caller.call(&d, &[8, 0, 101]);
+    let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
+    phone.ring(&invite);
+    std::thread::sleep(Duration::from_secs(1));
+    phone.answer(&d, &invite);
+    std::thread::sleep(Duration::from_secs(2));
+    phone.hang_up(&d);
+    caller.expect_bye(&d, SIP_WAIT);
+    let took = sent.elapsed().as_secs_f64();
+
+    let records = d.cdr_records(1, SIP_WAIT);
+    // A second record (say, of the agent leg) would have come with the first.
+    std::thread::sleep(Duration::from_millis(300));
+    let records_later = d.cdr_records(1, Duration::ZERO);
+    d.check(records.len() == 1 && records_later.len() == 1, || {
+        format!("want exactly one call record, got {records_later:?}")
+    });
+    let r = &records[0];
+    for (key, want) in [
+        ("call_id", Value::from(caller.call_id.as_str())),
+        ("tenant", "kassel".into()),
+        ("hotline", "115".into()),
+        ("municipality", "Kassel".into()),
+        ("via", "115".into()),
+        ("forwarded", false.into()),
+        ("called", "0561115".into()),
+        ("called_from", "request-uri".into()),
+        ("handled_by", "kassel/115".into()),
+        ("caller", "0301234xxx".into()),
+        ("anonymous", false.into()),
+        ("trunk", "demo-carrier".into()),
+        ("queue", "kassel/115".into()),
+        ("agent", "1001".into()),
+        ("disposition", "answered".into()),
+        ("hangup", "agent".into()),
+        ("end_reason", "agent_hangup".into()),
+    ] {
+        d.check(r[key] == want, || {
+            format!("call record {key} is {}, want {want}: {r}", r[key])
+        });
+    }
+    for absent in ["menu", "closed", "overflow_cause", "overflow_target"] {
+        d.check(r.get(absent).is_none(), || {
+            format!("call record has {absent} for a plain call: {r}")
+        });
+    }
+    // --clock: Monday 10:00 in Germany is 09:00 UTC, and the call is young.
+    let start_at = record_time(&d, r, "start");
+    let (answer, connect, end) = (
+        record_time(&d, r, "answer"),
+        record_time(&d, r, "connect"),
+        record_time(&d, r, "end"),
+    );
+    d.check(
+        r["start"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2026-11-23T09:00:")),
+        || format!("call record start {} is not on the --clock", r["start"]),
+    );
+    let rang = between(start_at, answer);
+    d.check((0.25..1.0).contains(&rang), || {
+        format!("zentrale answered {rang} s after the INVITE, want its 0.3 s of ringing: {r}")
+    });
+    let to_agent = between(answer, connect);
+    d.check((5.4..7.5).contains(&to_agent), || {
+        format!("the agent answered {to_agent} s after zentrale: want greeting (4.5 s) and 1 s of ringing: {r}")
+    });
+    let talk = r["talk_secs"].as_f64().unwrap_or(-1.0);
+    d.check(
+        (1.9..3.5).contains(&talk) && (talk - between(connect, end)).abs() < 0.002,
+        || {
+            format!(
+                "talk_secs {talk} for 2 s of talking (connect..end {}): {r}",
+                between(connect, end)
+            )
+        },
+    );
+    let wait = r["wait_secs"].as_f64().unwrap_or(-1.0);
+    d.check((0.9..3.0).contains(&wait), || {
+        format!("wait_secs {wait}: the caller queued after the greeting and rang 1 s: {r}")
+    });
+    let duration = r["duration_secs"].as_f64().unwrap_or(-1.0);
+    d.check(
+        (duration - between(start_at, end)).abs() < 0.002 && duration <= took + 0.5,
+        || format!("duration_secs {duration} for a call the caller saw take {took} s: {r}"),
+    );
+
+    let m = d.metrics();
+    let origin = "tenant=\"kassel\",hotline=\"115\",municipality=\"Kassel\",via=\"115\"";
+    for (sample, want) in [
+        (format!("zentrale_origin_calls_offered_total{{{origin}}}"), 1.0),
+        (
+            format!("zentrale_origin_calls_ended_total{{{origin},disposition=\"answered\"}}"),
+            1.0,
+        ),
+        (
+            "zentrale_queue_origin_calls_answered_total{tenant=\"kassel\",queue=\"115\",municipality=\"Kassel\",via=\"115\"}".to_owned(),
+            1.0,
+        ),
+        ("zentrale_cdr_records_total{result=\"written\"}".to_owned(), 1.0),
+    ] {
+        let v = metric_value(&m, &sample);
+        d.check(v == Some(want), || format!("{sample} is {v:?}, want {want}"));
+    }
+    wait_no_calls(&d, "after the recorded call");
 }

@@ -11,7 +11,7 @@ mod common;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -64,8 +64,20 @@ impl PlanDaemon {
 /// Starts the daemon at `clock` with copies of `files` from dialplans/,
 /// each with its `(from, to)` edits.
 fn start(clock: &str, files: &[(&str, &[(&str, &str)])]) -> PlanDaemon {
+    start_edited(clock, files, &[])
+}
+
+/// Like [`start`], with `(from, to)` edits to zentrale.yaml too.
+fn start_edited(
+    clock: &str,
+    files: &[(&str, &[(&str, &str)])],
+    main: &[(&str, &str)],
+) -> PlanDaemon {
     let dialplans = TempDir::new("dialplans");
-    let mut edits = Vec::new();
+    let mut edits: Vec<(String, String)> = main
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
     for (file, changes) in files {
         let src = repo().join("dialplans").join(file);
         let mut text =
@@ -139,11 +151,14 @@ fn sighup(d: &Daemon) {
 // A raw caller that can press keys
 // ---------------------------------------------------------------------------
 
-/// A trunk caller: INVITE with SDP (PCMU and telephone-event/101), ACK,
-/// keys by RFC 4733 or SIP INFO, BYE.
+/// A trunk caller: INVITE with SDP (PCMU, or the codecs in `pts`, and
+/// telephone-event/101), ACK, keys by RFC 4733 or SIP INFO, BYE; records
+/// every RTP packet zentrale sends it.
 struct Caller {
     sip: SipUdp,
-    rtp: UdpSocket,
+    rtp: RtpPeer,
+    /// Offered payload types, in order (101 is always added).
+    pts: Vec<u8>,
     call_id: String,
     from_tag: String,
     number: String,
@@ -159,10 +174,10 @@ struct Caller {
 
 impl Caller {
     fn new(d: &Daemon, number: &str) -> Caller {
-        let rtp = UdpSocket::bind((LOCALHOST, 0)).expect("binding the caller's RTP socket");
         Caller {
             sip: SipUdp::new(d.sip),
-            rtp,
+            rtp: RtpPeer::new(0xca11_e501),
+            pts: vec![0],
             call_id: format!("{}@zentrale-test", SipUdp::token()),
             from_tag: SipUdp::token(),
             number: number.to_owned(),
@@ -219,13 +234,23 @@ impl Caller {
 
     /// Calls and waits for the final response; on 200 ACKs it.
     fn call(&mut self, d: &Daemon) -> SipMsg {
-        let rtp = self.rtp.local_addr().expect("rtp addr");
+        let rtp = self.rtp.addr;
+        let list: Vec<String> = self.pts.iter().map(u8::to_string).collect();
+        let maps: String = self
+            .pts
+            .iter()
+            .map(|pt| match pt {
+                8 => "a=rtpmap:8 PCMA/8000\r\n",
+                _ => "a=rtpmap:0 PCMU/8000\r\n",
+            })
+            .collect();
         let sdp = format!(
             "v=0\r\no=caller 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n\
+             m=audio {port} RTP/AVP {list} 101\r\n{maps}\
              a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n",
             ip = rtp.ip(),
             port = rtp.port(),
+            list = list.join(" "),
         );
         self.cseq += 1;
         self.sip
@@ -267,7 +292,7 @@ impl Caller {
             p.extend_from_slice(&0x00ca_11e5u32.to_be_bytes());
             p.extend_from_slice(&[digit, if end { 0x8a } else { 0x0a }]);
             p.extend_from_slice(&duration.to_be_bytes());
-            let _ = self.rtp.send_to(&p, to);
+            self.rtp.send_raw(&p, to);
             self.seq = self.seq.wrapping_add(1);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -320,17 +345,9 @@ impl Caller {
         }
     }
 
-    /// RTP packets zentrale sent to the caller so far (drains the socket).
+    /// RTP packets zentrale sent to the caller so far.
     fn rtp_received(&self) -> usize {
-        self.rtp
-            .set_nonblocking(true)
-            .expect("non-blocking RTP socket");
-        let mut buf = [0u8; 2048];
-        let mut n = 0;
-        while self.rtp.recv_from(&mut buf).is_ok() {
-            n += 1;
-        }
-        n
+        self.rtp.got().len()
     }
 }
 
@@ -440,7 +457,6 @@ fn out_of_hours_caller_hears_the_closed_prompt_and_gets_a_bye() {
         after + Duration::from_millis(800) >= prompts,
         || format!("BYE {after:?} after the answer: before greeting and closed prompt ({prompts:?}) were over"),
     );
-    // Read only now, so the socket buffer caps the count (~250 packets).
     let heard = caller.rtp_received();
     d.check(heard >= 100, || {
         format!("the caller got only {heard} RTP packets in {after:?}: no prompt played")
@@ -574,6 +590,89 @@ fn forwarded_withheld_caller_keeps_origin_and_privacy() {
     );
 }
 
+/// The caller's number and the parts of it a leak would show.
+const WITHHELD: [&str; 4] = ["0301234567", "301234567", "4930555123", "30555123"];
+
+/// The digits of `text` that give away a withheld number, if any.
+fn leaked(text: &str) -> Option<&'static str> {
+    WITHHELD.into_iter().find(|n| text.contains(n))
+}
+
+/// A caller who withholds the number (`Privacy: id`; its From and the
+/// carrier's P-Asserted-Identity still carry numbers): the agent's INVITE
+/// has it in no header and not in the body, and its call record has no
+/// `caller` key, even with `caller_number: full`, while the record of the
+/// next caller, who does not withhold it, has the whole number. Neither the
+/// log nor `/metrics` shows the withheld one.
+#[test]
+fn a_withheld_number_reaches_neither_the_agent_leg_nor_the_call_record() {
+    let d = start_edited(WEEKDAY_MORNING, &[], &[CDR_ON, CDR_FULL_NUMBERS]);
+    let agent = Phone::registered(&d, "1001");
+    let mut withheld = Caller::new(&d, "0561115");
+    withheld.extra =
+        "Privacy: id\r\nP-Asserted-Identity: <sip:+4930555123@192.0.2.20>\r\n".to_owned();
+    withheld.call(&d);
+    let Some(invite) = agent.offer(GREETING_KASSEL + SIP_WAIT) else {
+        d.fail("agent 1001 got no offer for the withheld caller");
+    };
+    let mut leg = invite.start.clone();
+    for (name, value) in &invite.headers {
+        let _ = write!(leg, "\n{name}: {value}");
+    }
+    leg.push_str(&invite.body_str());
+    d.check(leaked(&leg).is_none(), || {
+        format!("the agent leg carries the withheld number:\n{leg}")
+    });
+    let from = invite.header("from").unwrap_or_default();
+    d.check(from.starts_with("\"Kassel 115\" <sip:anonymous@"), || {
+        format!("the agent sees From {from:?}, want Kassel 115 and anonymous")
+    });
+    withheld.hang_up(&d);
+
+    let mut open = Caller::new(&d, "0561115");
+    open.call(&d);
+    std::thread::sleep(Duration::from_millis(500));
+    open.hang_up(&d);
+
+    let records = d.cdr_records(2, SIP_WAIT);
+    d.check(records.len() == 2, || {
+        format!("want two call records, got {records:?}")
+    });
+    let by_call = |id: &str| {
+        records
+            .iter()
+            .find(|r| r["call_id"] == id)
+            .unwrap_or_else(|| d.fail(format!("no record of call {id}: {records:?}")))
+    };
+    let r = by_call(&withheld.call_id);
+    let line = r.to_string();
+    d.check(
+        r.get("caller").is_none() && r["anonymous"] == true && leaked(&line).is_none(),
+        || format!("the withheld caller's record: {line}"),
+    );
+    d.check(r["disposition"] == "abandoned", || {
+        format!("the withheld caller hung up while 1001 rang: {line}")
+    });
+    let r = by_call(&open.call_id);
+    d.check(
+        r["caller"] == "0301234567" && r["anonymous"] == false,
+        || format!("with caller_number: full the open caller's record has its number: {r}"),
+    );
+    d.check(r["disposition"] == "left_in_greeting", || {
+        format!("the open caller hung up during the greeting: {r}")
+    });
+
+    let log = d.log_tail(100_000);
+    d.check(
+        !log.contains("4930555123") && !log.contains("30555123"),
+        || "the number of the withheld caller's P-Asserted-Identity is in the log".to_owned(),
+    );
+    let metrics = d.metrics();
+    d.check(leaked(&metrics).is_none(), || {
+        "a caller number is in /metrics".to_owned()
+    });
+}
+
 // ---------------------------------------------------------------------------
 // The Krefeld menu
 // ---------------------------------------------------------------------------
@@ -634,6 +733,317 @@ fn krefeld_menu_takes_sip_info_keys() {
     });
     d.check(kfz.offer(Duration::from_millis(500)).is_none(), || {
         "the kfz agent 2001 was offered a meldewesen call".to_owned()
+    });
+    caller.hang_up(&d);
+}
+
+/// The caller offers PCMA (the harness's A-law encoder matches zentrale's
+/// byte for byte, see `prompt_frames`) and keys; the frames of the Krefeld
+/// prompts as it hears them.
+struct KrefeldPrompts {
+    greeting: Vec<Vec<u8>>,
+    menu: Vec<Vec<u8>>,
+    invalid: Vec<Vec<u8>>,
+    moh: Vec<Vec<u8>>,
+}
+
+impl KrefeldPrompts {
+    fn new(d: &Daemon) -> KrefeldPrompts {
+        KrefeldPrompts {
+            greeting: prompt_frames(d, "greeting-krefeld", 8),
+            menu: prompt_frames(d, "menu-krefeld", 8),
+            invalid: prompt_frames(d, "invalid-input", 8),
+            moh: prompt_frames(d, "moh", 8),
+        }
+    }
+}
+
+/// A PCMA caller of Krefeld's Serviceportal, answered.
+fn krefeld_caller(d: &Daemon) -> Caller {
+    let mut caller = Caller::new(d, "02151860");
+    caller.pts = vec![8];
+    let ok = caller.call(d);
+    let pts = sdp_audio(&ok.body_str()).map(|(_, _, pts)| pts);
+    d.check(pts.as_deref().and_then(|p| p.first()) == Some(&8), || {
+        format!("Krefeld answered the PCMA caller with payload types {pts:?}")
+    });
+    caller
+}
+
+/// Where the menu prompt starts after the greeting; fails unless the
+/// caller heard the whole greeting first and the menu right after it (a
+/// few frames of silence between are the media worker's tick).
+fn menu_after_greeting(d: &Daemon, heard: &[(Pkt, Vec<u8>)], p: &KrefeldPrompts) -> usize {
+    expect_frames(d, heard, 0, &p.greeting, "greeting-krefeld");
+    let Some(at) = find_frame(heard, &p.menu[0], p.greeting.len()) else {
+        d.fail(format!(
+            "the caller never heard menu-krefeld after the greeting ({} packets)",
+            heard.len()
+        ));
+    };
+    d.check(at - p.greeting.len() <= 5, || {
+        format!(
+            "menu-krefeld started {} frames after the greeting",
+            at - p.greeting.len()
+        )
+    });
+    at
+}
+
+/// Playing time of `n` packets of 20 ms.
+fn packets(n: usize) -> Duration {
+    Duration::from_millis(20 * n as u64)
+}
+
+/// Fails unless every packet in `heard[from..to]` is PCMA silence.
+fn expect_silence(d: &Daemon, heard: &[(Pkt, Vec<u8>)], from: usize, to: usize, what: &str) {
+    let noisy = heard[from..to]
+        .iter()
+        .position(|(p, _)| p.fill != Some(0xD5))
+        .map(|i| from + i);
+    d.check(noisy.is_none(), || {
+        format!("{what}: packet {noisy:?} of {from}..{to} is not silence")
+    });
+}
+
+/// The caller presses nothing: after the menu prompt zentrale waits the
+/// demo's 5 s (silence), then sends the call to the menu's default, the
+/// Serviceportal queue without a special skill, whose music starts; the
+/// menu is not repeated (`repeat_on_timeout: false`), the invalid prompt
+/// never plays, the choice counts as `timeout`, and the call record says so.
+#[test]
+fn krefeld_caller_pressing_nothing_reaches_the_default_queue_after_the_timeout() {
+    let d = start_edited(WEEKDAY_MORNING, &[], &[CDR_ON]);
+    let agent = Phone::registered(&d, "2004");
+    let p = KrefeldPrompts::new(&d);
+    let mut caller = krefeld_caller(&d);
+    let answered = Instant::now();
+    let timeout = Duration::from_secs(5);
+    let due = frames_duration(&p.greeting) + frames_duration(&p.menu) + timeout;
+    let Some(invite) = agent.offer(due + SIP_WAIT) else {
+        d.fail(format!(
+            "no offer within {:?} of the answer",
+            due + SIP_WAIT
+        ));
+    };
+    let offered = answered.elapsed();
+    d.check(
+        offered + Duration::from_millis(500) >= due && offered < due + Duration::from_secs(3),
+        || format!("the default queue offered the call {offered:?} after the answer, want greeting + menu + 5 s = {due:?}"),
+    );
+    let queue = invite.header("x-zentrale-queue").unwrap_or_default();
+    d.check(queue == "krefeld/serviceportal", || {
+        format!(
+            "after the timeout the offer is for {queue:?}, want the default krefeld/serviceportal"
+        )
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let heard = caller.rtp.heard();
+    let menu_at = menu_after_greeting(&d, &heard, &p);
+    expect_frames(&d, &heard, menu_at, &p.menu, "menu-krefeld");
+    let after = menu_at + p.menu.len();
+    let Some(music) = find_frame(&heard, &p.moh[0], after) else {
+        d.fail("the caller heard no queue music after the menu");
+    };
+    let waited = packets(music - after);
+    d.check(
+        waited >= timeout - Duration::from_millis(200)
+            && waited <= timeout + Duration::from_secs(1),
+        || format!("between the menu and the queue music {waited:?} passed, want the 5 s timeout"),
+    );
+    expect_silence(&d, &heard, after, music, "waiting for a key");
+    d.check(find_frame(&heard, &p.menu[0], after).is_none(), || {
+        "the menu played again after a timeout without repeat_on_timeout".to_owned()
+    });
+    d.check(find_frame(&heard, &p.invalid[0], 0).is_none(), || {
+        "the caller heard invalid-input without pressing a key".to_owned()
+    });
+    let chose = metric(
+        &d,
+        "zentrale_menu_choices_total{tenant=\"krefeld\",hotline=\"serviceportal\",choice=\"timeout\"}",
+    );
+    d.check(chose == 1.0, || {
+        format!("menu timeout counted {chose} times")
+    });
+    caller.hang_up(&d);
+    let records = d.cdr_records(1, SIP_WAIT);
+    let r = records.first().unwrap_or_else(|| d.fail("no call record"));
+    d.check(
+        r["menu"] == "timeout"
+            && r["queue"] == "krefeld/serviceportal"
+            && r["disposition"] == "abandoned"
+            && r["municipality"] == "Krefeld"
+            && r["via"] == "local",
+        || format!("the call record of the timed-out menu: {r}"),
+    );
+    wait_no_calls(&d, "after the menu timeout call");
+}
+
+/// With `repeat_on_timeout: true` (and a 1 s timeout to keep the test
+/// short) a caller who presses nothing hears the menu again after the
+/// timeout, as often as `retries` allows (once), then goes to the default.
+#[test]
+fn krefeld_menu_repeats_on_timeout_up_to_its_retries_then_the_default() {
+    let d = start(
+        WEEKDAY_MORNING,
+        &[(
+            "krefeld.yaml",
+            &[(
+                "      timeout_secs: 5            # after the prompt (default 5)",
+                "      timeout_secs: 1\n      repeat_on_timeout: true",
+            )],
+        )],
+    );
+    let agent = Phone::registered(&d, "2004");
+    let p = KrefeldPrompts::new(&d);
+    let caller = krefeld_caller(&d);
+    let answered = Instant::now();
+    let timeout = Duration::from_secs(1);
+    let due = frames_duration(&p.greeting) + 2 * (frames_duration(&p.menu) + timeout);
+    let Some(invite) = agent.offer(due + SIP_WAIT) else {
+        d.fail(format!(
+            "no offer within {:?} of the answer",
+            due + SIP_WAIT
+        ));
+    };
+    let offered = answered.elapsed();
+    d.check(
+        offered + Duration::from_millis(500) >= due && offered < due + Duration::from_secs(3),
+        || format!("the offer came {offered:?} after the answer, want greeting + 2 x (menu + 1 s) = {due:?}"),
+    );
+    let queue = invite.header("x-zentrale-queue").unwrap_or_default();
+    d.check(queue == "krefeld/serviceportal", || {
+        format!("after the retries the offer is for {queue:?}, want krefeld/serviceportal")
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let heard = caller.rtp.heard();
+    let first = menu_after_greeting(&d, &heard, &p);
+    expect_frames(&d, &heard, first, &p.menu, "menu-krefeld");
+    let after_first = first + p.menu.len();
+    let Some(second) = find_frame(&heard, &p.menu[0], after_first) else {
+        d.fail("the menu was not played again after the first timeout");
+    };
+    expect_frames(&d, &heard, second, &p.menu, "menu-krefeld, the retry");
+    let gap = packets(second - after_first);
+    d.check(
+        gap >= timeout - Duration::from_millis(200) && gap <= timeout + Duration::from_millis(700),
+        || format!("the retry came {gap:?} after the menu, want the 1 s timeout"),
+    );
+    expect_silence(&d, &heard, after_first, second, "the first wait for a key");
+    let after_second = second + p.menu.len();
+    d.check(
+        find_frame(&heard, &p.menu[0], after_second).is_none(),
+        || "the menu played a third time with retries: 1".to_owned(),
+    );
+    d.check(find_frame(&heard, &p.invalid[0], 0).is_none(), || {
+        "a timeout played invalid-input".to_owned()
+    });
+    d.check(
+        find_frame(&heard, &p.moh[0], after_second).is_some(),
+        || "no queue music after the second menu".to_owned(),
+    );
+    let chose = metric(
+        &d,
+        "zentrale_menu_choices_total{tenant=\"krefeld\",hotline=\"serviceportal\",choice=\"timeout\"}",
+    );
+    d.check(chose == 1.0, || {
+        format!("menu timeout counted {chose} times")
+    });
+}
+
+/// The caller presses 9, which the menu does not know, while the prompt
+/// plays (RFC 4733): the prompt stops, `invalid-input` plays, then the menu
+/// from its start; no offer yet (`retries: 1`). A second 9 (SIP INFO)
+/// is past the retry limit: the call goes to the default queue at once,
+/// without another invalid prompt, and counts as `invalid`.
+#[test]
+fn krefeld_invalid_keys_hear_the_invalid_prompt_then_reach_the_default() {
+    let d = start(WEEKDAY_MORNING, &[]);
+    let agent = Phone::registered(&d, "2004");
+    let p = KrefeldPrompts::new(&d);
+    let mut caller = krefeld_caller(&d);
+    // The menu has started: press 9 a second into it.
+    let limit = frames_duration(&p.greeting) + SIP_WAIT;
+    let until = Instant::now() + limit;
+    while find_frame(&caller.rtp.heard(), &p.menu[0], 0).is_none() {
+        if Instant::now() >= until {
+            d.fail(format!("menu-krefeld did not start within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    caller.press_rtp(9);
+    // invalid-input, then the menu again from its start.
+    let replay = |heard: &[(Pkt, Vec<u8>)]| {
+        let i = find_frame(heard, &p.invalid[0], 0)?;
+        let m = find_frame(heard, &p.menu[0], i)?;
+        // A few frames into the replay, so it is known to run.
+        (heard.len() > m + 10).then_some((i, m))
+    };
+    let limit = frames_duration(&p.invalid) + SIP_WAIT;
+    let until = Instant::now() + limit;
+    let (invalid_at, replay_at) = loop {
+        if let Some(found) = replay(&caller.rtp.heard()) {
+            break found;
+        }
+        if Instant::now() >= until {
+            d.fail(format!(
+                "within {limit:?} of the key 9 the caller did not hear invalid-input and the menu again"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let heard = caller.rtp.heard();
+    let first = menu_after_greeting(&d, &heard, &p);
+    let played = invalid_at - first;
+    d.check(played < p.menu.len() && packets(invalid_at - first) < Duration::from_secs(3), || {
+        format!("the key 9 a second into the menu did not cut it short: {played} of {} frames played", p.menu.len())
+    });
+    expect_frames(
+        &d,
+        &heard,
+        first,
+        &p.menu[..played.min(40)],
+        "the start of menu-krefeld",
+    );
+    expect_frames(&d, &heard, invalid_at, &p.invalid, "invalid-input");
+    d.check(replay_at == invalid_at + p.invalid.len(), || {
+        format!(
+            "the menu's replay starts {} frames after invalid-input ends, want right after it",
+            replay_at as i64 - (invalid_at + p.invalid.len()) as i64
+        )
+    });
+    d.check(agent.offer(Duration::from_millis(300)).is_none(), || {
+        "the first invalid key already sent the call on; retries: 1 allows one more try".to_owned()
+    });
+
+    caller.press_info(&d, '9');
+    let pressed = Instant::now();
+    let Some(invite) = agent.offer(SIP_WAIT) else {
+        d.fail("no offer after the second invalid key");
+    };
+    let after = pressed.elapsed();
+    d.check(after < Duration::from_secs(2), || {
+        format!("the offer came {after:?} after the second key: it should not wait for a timeout")
+    });
+    let queue = invite.header("x-zentrale-queue").unwrap_or_default();
+    d.check(queue == "krefeld/serviceportal", || {
+        format!(
+            "after too many invalid keys the offer is for {queue:?}, want krefeld/serviceportal"
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let heard = caller.rtp.heard();
+    d.check(
+        find_frame(&heard, &p.invalid[0], invalid_at + p.invalid.len()).is_none(),
+        || "the key past the retry limit played invalid-input again".to_owned(),
+    );
+    let chose = metric(
+        &d,
+        "zentrale_menu_choices_total{tenant=\"krefeld\",hotline=\"serviceportal\",choice=\"invalid\"}",
+    );
+    d.check(chose == 1.0, || {
+        format!("menu choice invalid counted {chose} times")
     });
     caller.hang_up(&d);
 }

@@ -332,7 +332,43 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// The call records the daemon wrote (with [`CDR_ON`]), one JSON object
+    /// per line; waits up to `limit` until there are at least `n`.
+    pub fn cdr_records(&self, n: usize, limit: Duration) -> Vec<serde_json::Value> {
+        let path = self.dir.path().join("cdr.jsonl");
+        let until = Instant::now() + limit;
+        loop {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            // Only whole lines: the writer may be between two writes.
+            let lines: Vec<&str> = text
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .collect();
+            if lines.len() >= n || Instant::now() >= until {
+                return lines
+                    .iter()
+                    .map(|l| {
+                        serde_json::from_str(l).unwrap_or_else(|e| {
+                            self.fail(format!("a call record is not JSON ({e}): {l}"))
+                        })
+                    })
+                    .collect();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
+
+/// The edit to zentrale.yaml that turns call records on: `cdr.jsonl` next
+/// to the daemon's copy of the config (see [`Daemon::cdr_records`]).
+pub const CDR_ON: (&str, &str) = (
+    "# cdr:\n#   path: /var/log/zentrale/cdr.jsonl\n",
+    "cdr:\n  path: cdr.jsonl\n",
+);
+
+/// With [`CDR_ON`]: whole caller numbers in the records.
+pub const CDR_FULL_NUMBERS: (&str, &str) = ("#   caller_number: masked", "  caller_number: full");
 
 /// Polls `GET /healthz` until it answers `ok`, the child exits, or `limit`.
 fn wait_healthy(child: &mut Child, http: SocketAddr, limit: Duration) -> Result<(), String> {

@@ -673,6 +673,43 @@ fn a_withheld_number_reaches_neither_the_agent_leg_nor_the_call_record() {
     });
 }
 
+/// Log rotation: the record file is renamed and zentrale gets a SIGHUP;
+/// the next call's record goes to a new file at the configured path, the
+/// earlier one stays in the renamed file.
+#[test]
+fn sighup_reopens_the_call_record_file() {
+    let d = start_edited(WEEKDAY_MORNING, &[], &[CDR_ON]);
+    let mut first = Caller::new(&d, "0561115");
+    first.call(&d);
+    first.hang_up(&d);
+    d.cdr_records(1, SIP_WAIT);
+    let path = d.dir.path().join("cdr.jsonl");
+    let rotated = d.dir.path().join("cdr.jsonl.1");
+    fs::rename(&path, &rotated).expect("rotating the call record file");
+    sighup(&d);
+    let reloaded = d.wait_metric(
+        "zentrale_config_reloads_total{result=\"ok\"}",
+        Duration::from_secs(5),
+        |v| v >= 1.0,
+    );
+    d.check(reloaded == 1.0, || {
+        format!("the SIGHUP reload counted {reloaded}")
+    });
+    let mut second = Caller::new(&d, "0561115");
+    second.call(&d);
+    second.hang_up(&d);
+    let now = d.cdr_records(1, SIP_WAIT);
+    let old = fs::read_to_string(&rotated).unwrap_or_default();
+    d.check(
+        now.len() == 1 && now[0]["call_id"] == second.call_id.as_str(),
+        || format!("after the SIGHUP the new file holds {now:?}, want the second call only"),
+    );
+    d.check(
+        old.lines().count() == 1 && old.contains(&first.call_id),
+        || format!("the rotated file holds {old:?}, want the first call only"),
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The Krefeld menu
 // ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 //!
 //! | method | path | what |
 //! |---|---|---|
-//! | GET | `/api/v1/queues` | every queue with live figures |
+//! | GET | `/api/v1/queues` | every queue with live figures (also `by_origin`: per municipality and via 115 or local) |
 //! | GET | `/api/v1/agents` | every agent with state and since when |
 //! | POST | `/api/v1/agents/{id}/login` | log in |
 //! | POST | `/api/v1/agents/{id}/logout` | log out (after the current call) |
@@ -113,7 +113,24 @@ pub struct QueueView {
     pub service_level_percent: Option<f64>,
     pub service_level_target_percent: u8,
     pub service_level_threshold_secs: u64,
+    /// The same figures per origin of the callers (the queue's threshold
+    /// and window), e.g. a town's overflow in a district queue.
+    pub by_origin: Vec<OriginView>,
     pub agents: AgentCountsView,
+}
+
+/// A queue's figures for the callers of one origin.
+#[derive(Debug, Serialize)]
+pub struct OriginView {
+    pub municipality: String,
+    /// `115` or `local`.
+    pub via: &'static str,
+    pub entered: u64,
+    pub answered: u64,
+    pub answered_in_threshold: u64,
+    pub abandoned: u64,
+    pub timed_out: u64,
+    pub service_level_percent: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -206,6 +223,20 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
                 service_level_percent: q.service_level.percent,
                 service_level_target_percent: q.service_level.target_percent,
                 service_level_threshold_secs: q.service_level.threshold.as_secs(),
+                by_origin: q
+                    .segments
+                    .iter()
+                    .map(|s| OriginView {
+                        municipality: s.segment.municipality.to_string(),
+                        via: if s.segment.via_115 { "115" } else { "local" },
+                        entered: s.counters.entered,
+                        answered: s.counters.answered,
+                        answered_in_threshold: s.counters.answered_in_threshold,
+                        abandoned: s.counters.abandoned,
+                        timed_out: s.counters.timed_out,
+                        service_level_percent: s.service_level.percent,
+                    })
+                    .collect(),
                 agents: q.agents.into(),
             })
             .collect(),

@@ -1503,7 +1503,7 @@ fn forward_to_a_sip_uri_target() {
 /// of the same length), then goes to kreis-pinneberg/115, where 3001 gets it.
 #[test]
 fn overflow_after_max_wait() {
-    let d = start(&[], &[]);
+    let d = start(&[CDR_ON], &[]);
     let town = Phone::registered(&d, "4001");
     let mut district = Phone::registered(&d, "3001");
     wait_agent(&d, "4001", "available", SIP_WAIT);
@@ -1559,12 +1559,67 @@ fn overflow_after_max_wait() {
             "zentrale_queue_calls_answered_total{tenant=\"kreis-pinneberg\",queue=\"115\"}",
             1.0,
         ),
+        // By origin: a Quickborn call, missed by the town hall, answered
+        // in time by the district.
+        (
+            "zentrale_origin_calls_overflowed_total{tenant=\"quickborn\",hotline=\"rathaus\",municipality=\"Quickborn\",via=\"local\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_origin_calls_timed_out_total{tenant=\"quickborn\",queue=\"rathaus\",municipality=\"Quickborn\",via=\"local\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_origin_service_level_ratio{tenant=\"quickborn\",queue=\"rathaus\",municipality=\"Quickborn\",via=\"local\"}",
+            0.0,
+        ),
+        (
+            "zentrale_queue_origin_calls_answered_in_threshold_total{tenant=\"kreis-pinneberg\",queue=\"115\",municipality=\"Quickborn\",via=\"local\"}",
+            1.0,
+        ),
+        (
+            "zentrale_queue_origin_service_level_ratio{tenant=\"kreis-pinneberg\",queue=\"115\",municipality=\"Quickborn\",via=\"local\"}",
+            1.0,
+        ),
     ] {
         let v = metric_value(&m, sample);
         d.check(v == Some(want), || {
             format!("{sample} is {v:?}, want {want}")
         });
     }
+    let ended = metric(
+        &d,
+        "zentrale_origin_calls_ended_total{tenant=\"quickborn\",hotline=\"rathaus\",municipality=\"Quickborn\",via=\"local\",disposition=\"answered\"}",
+    );
+    d.check(ended == 1.0, || {
+        format!("Quickborn's answered calls by origin: {ended}, want 1")
+    });
+    let district_queue = queue(&d, "kreis-pinneberg/115");
+    let by_origin = &district_queue["by_origin"];
+    d.check(
+        by_origin.as_array().is_some_and(|a| a.len() == 1)
+            && by_origin[0]["municipality"] == "Quickborn"
+            && by_origin[0]["via"] == "local"
+            && by_origin[0]["answered"] == 1
+            && by_origin[0]["service_level_percent"] == 100.0,
+        || format!("kreis-pinneberg/115 by origin in the API: {by_origin}"),
+    );
+    let records = d.cdr_records(1, SIP_WAIT);
+    let r = records.first().unwrap_or_else(|| d.fail("no call record"));
+    let wait = r["wait_secs"].as_f64().unwrap_or(0.0);
+    d.check(
+        r["tenant"] == "quickborn"
+            && r["hotline"] == "rathaus"
+            && r["handled_by"] == "quickborn/rathaus"
+            && r["queue"] == "kreis-pinneberg/115"
+            && r["agent"] == "3001"
+            && r["overflow_cause"] == "no_answer"
+            && r["overflow_target"] == "kreis-pinneberg/115"
+            && r["disposition"] == "answered"
+            && r["hangup"] == "caller"
+            && (19.0..24.0).contains(&wait),
+        || format!("the overflowed call's record (its wait spans both queues): {r}"),
+    );
     wait_no_calls(&d, "after the overflow call");
 }
 

@@ -1305,6 +1305,52 @@ fn shutdown_sends_bye_to_every_call() {
     });
 }
 
+/// SIGTERM with call records on: the call whose BYE is answered and the
+/// one whose BYE is not both leave a record (`shutdown`, ended by zentrale)
+/// before the process exits.
+#[test]
+fn shutdown_writes_the_record_of_every_call() {
+    let mut d = Daemon::start_with(Options {
+        edits: vec![(CDR_ON.0.to_owned(), CDR_ON.1.to_owned())],
+        ..Options::default()
+    });
+    let mut answering = Caller::new(&d, LOCALHOST, "0301234567", "115");
+    let mut silent = Caller::new(&d, LOCALHOST, "0301234567", "02151860");
+    answering.call(&d, "");
+    silent.call(&d, "");
+    d.terminate();
+    let until = Instant::now() + SIP_WAIT;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let Some(m) = answering.sip.recv(left) else {
+            d.fail("no BYE within 5 s of SIGTERM");
+        };
+        if m.method() == Some("BYE") {
+            answering.sip.send(&response_to(&m, 200, "OK"));
+            break;
+        }
+    }
+    let Some(status) = d.wait_exit(Duration::from_secs(5)) else {
+        d.fail("zentrale did not exit within 5 s of SIGTERM");
+    };
+    d.check(status.success(), || {
+        format!("zentrale exited with {status}")
+    });
+    let records = d.cdr_records(2, Duration::ZERO);
+    for c in [&answering, &silent] {
+        let r = records.iter().find(|r| r["call_id"] == c.call_id.as_str());
+        d.check(
+            r.is_some_and(|r| r["end_reason"] == "shutdown" && r["hangup"] == "zentrale"),
+            || {
+                format!(
+                    "the record of {} at shutdown: {r:?} (all: {records:?})",
+                    c.number
+                )
+            },
+        );
+    }
+}
+
 /// The same hold, inactive and resume with SIPp as the caller (a real peer's
 /// re-INVITEs, over UDP and TCP); SIPp fails the call on a wrong direction.
 /// (SIPp quietly absorbs a 200 retransmitted after its ACK; the raw-client

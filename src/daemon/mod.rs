@@ -194,6 +194,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     }
     if core.active_calls() > 0 {
         warn!(calls = core.active_calls(), "calls still up at exit");
+        core.record_remaining(Instant::now());
     }
     Ok(())
 }

@@ -35,6 +35,17 @@ impl Core {
         }
     }
 
+    /// At exit: the records of calls still up (their BYE went unanswered),
+    /// so none is lost. The calls are forgotten; the process ends anyway.
+    pub fn record_remaining(&mut self, now: Instant) {
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in ids {
+            if let Some(e) = self.calls.remove(&id) {
+                self.call_over(&e, EndReason::Shutdown, now);
+            }
+        }
+    }
+
     /// The facts of a hotline call just accepted, counted as offered for
     /// its origin (and as overflowed, if it overflowed at once).
     pub(super) fn call_began(

@@ -4,8 +4,8 @@
 //! the writer has fallen [`QUEUE`] records behind (a stuck disk, an NFS
 //! mount gone away), the record is dropped, counted
 //! (`zentrale_cdr_records_total{result="dropped"}`) and logged, and calls
-//! go on. The thread serialises the records, appends everything that is
-//! waiting with one `write` and counts `written` or, on an I/O error,
+//! go on. The thread serialises the records, appends what is waiting (up
+//! to [`BATCH`]) with one `write` and counts `written` or, on an I/O error,
 //! `failed`. The file is opened with `O_APPEND`, so lines of one batch land
 //! whole even when another process appends too.
 //!
@@ -52,6 +52,10 @@ use crate::metrics::ResultLabel;
 /// few hundred bytes each, about a megabyte, and minutes of calls at the
 /// call rates of a service center.
 pub const QUEUE: usize = 4096;
+
+/// Records appended with one write at most: what the writer holds beyond
+/// the queue stays bounded too, and a batch stays a few hundred KiB.
+pub const BATCH: usize = 256;
 
 /// At most one warning per this interval for dropped or failed records.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -186,7 +190,7 @@ fn run(
     let mut warned: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
         let mut n = 0u64;
-        for msg in std::iter::once(first).chain(rx.try_iter()) {
+        for msg in std::iter::once(first).chain(rx.try_iter().take(BATCH - 1)) {
             if let Msg::Record(record) = msg {
                 // Serialising plain data into a Vec cannot fail.
                 if serde_json::to_writer(&mut batch, &record).is_ok() {

@@ -120,12 +120,15 @@ impl PortPool {
     }
 
     /// A socket on the next free even port on `ip`, non-blocking: a parked
-    /// one that has rested, else a fresh bind. Ports another process holds
-    /// are skipped; the error comes only when a full round found nothing.
+    /// one that has rested, else a fresh bind, else a parked one still
+    /// resting. Ports another process holds are skipped; the error comes
+    /// only when a full round found nothing.
     pub fn allocate(&mut self, ip: IpAddr, now: Instant) -> Result<(u16, UdpSocket), MediaError> {
         self.take_returns(now);
-        if let Some((port, socket)) = self.unpark(ip, now) {
-            return Ok((port, socket));
+        if let Some(found) = self.unpark(ip, |since| {
+            now.saturating_duration_since(since) >= QUARANTINE
+        }) {
+            return Ok(found);
         }
         let mut last_error = None;
         let mut port = self.next;
@@ -149,6 +152,11 @@ impl PortPool {
                 }
                 Err(e) => last_error = Some(e),
             }
+        }
+        // Every port is taken or resting: a short rest beats refusing the
+        // call (the old call's late packets are still dropped first).
+        if let Some(found) = self.unpark(ip, |_| true) {
+            return Ok(found);
         }
         Err(MediaError::PortsExhausted {
             ip,
@@ -185,11 +193,12 @@ impl PortPool {
         }
     }
 
-    fn unpark(&mut self, ip: IpAddr, now: Instant) -> Option<(u16, UdpSocket)> {
+    /// The oldest parked socket on `ip` whose rest `rested` accepts.
+    fn unpark(&mut self, ip: IpAddr, rested: impl Fn(Instant) -> bool) -> Option<(u16, UdpSocket)> {
         let i = self
             .parked
             .iter()
-            .take_while(|p| now.saturating_duration_since(p.since) >= QUARANTINE)
+            .take_while(|p| rested(p.since))
             .position(|p| p.addr.ip() == ip)?;
         let Parked { addr, socket, .. } = self.parked.remove(i)?;
         // What the old call's peer sent after the end must not reach the
@@ -373,5 +382,21 @@ mod tests {
         let (port, _s) = pool.allocate(LO.parse().unwrap(), t).unwrap();
         assert!((first..=last).contains(&port));
         assert!(pool.parked.is_empty());
+    }
+
+    #[test]
+    fn a_resting_socket_serves_when_the_range_is_full_rather_than_refusing() {
+        let (first, last) = free_range(2);
+        let mut pool = PortPool::new(first, last).unwrap();
+        let ip = LO.parse().unwrap();
+        let t0 = now();
+        let (a, sa) = pool.allocate(ip, t0).unwrap();
+        let (_b, _sb) = pool.allocate(ip, t0).unwrap();
+        pool.recycler().give_back(sa);
+        pool.release(a);
+        // Both ports are bound (one in a call, one resting): the resting
+        // one serves at once.
+        assert_eq!(pool.allocate(ip, t0).unwrap().0, a);
+        assert!(pool.allocate(ip, t0).is_err());
     }
 }

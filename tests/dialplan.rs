@@ -557,6 +557,61 @@ fn closed_town_hall_overflows_to_the_district_in_its_name() {
     caller.hang_up(&d);
 }
 
+#[test]
+fn town_hall_caller_facing_a_long_expected_wait_overflows_at_once() {
+    // The town hall's only agent is busy with a ringing call: with the
+    // default handle time (3 min) the next caller would wait longer than
+    // the 60 s this copy allows, so it goes to the district straight after
+    // its greeting instead of ringing the town hall for 20 s.
+    let d = start(
+        WEEKDAY_MORNING,
+        &[(
+            "quickborn.yaml",
+            &[(
+                "when_no_agents: true       # nobody of the town hall logged in",
+                "when_no_agents: true\n      when_expected_wait_over_secs: 60",
+            )],
+        )],
+    );
+    let town_hall = Phone::registered(&d, "4001");
+    let district = Phone::registered(&d, "3001");
+    let mut first = Caller::new(&d, "041066110");
+    first.call(&d);
+    if town_hall.offer(GREETING_QUICKBORN + SIP_WAIT).is_none() {
+        d.fail("the town-hall agent 4001 got no offer for the first caller");
+    }
+    let rings_since = Instant::now();
+    let mut second = Caller::new(&d, "041066110");
+    second.call(&d);
+    let Some(invite) = district.offer(GREETING_QUICKBORN + SIP_WAIT) else {
+        d.fail("the district agent 3001 got no offer for the caller facing a long wait");
+    };
+    d.check(rings_since.elapsed() < Duration::from_secs(15), || {
+        format!(
+            "the district's offer came {:?} after the first caller's: that is the 20 s overflow, not the expected wait",
+            rings_since.elapsed()
+        )
+    });
+    let (queue, origin) = (
+        invite.header("x-zentrale-queue").unwrap_or_default(),
+        invite.header("x-zentrale-origin").unwrap_or_default(),
+    );
+    d.check(
+        queue == "kreis-pinneberg/115"
+            && origin.starts_with("quickborn/rathaus;municipality=\"Quickborn\""),
+        || format!("the offer has X-Zentrale-Queue {queue:?}, X-Zentrale-Origin {origin:?}"),
+    );
+    let overflow = metric(
+        &d,
+        "zentrale_overflow_total{from_municipality=\"Quickborn\",target=\"kreis-pinneberg/115\"}",
+    );
+    d.check(overflow == 1.0, || {
+        format!("Quickborn's overflow counted {overflow} times, want 1 (the second caller only)")
+    });
+    second.hang_up(&d);
+    first.hang_up(&d);
+}
+
 /// The town hall's PBX forwards a caller who withholds the number to the
 /// district's 115 (`Diversion` names the town hall): the agent sees
 /// Quickborn and `anonymous`, the origin says forwarded, and the number is

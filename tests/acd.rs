@@ -22,8 +22,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-const SIP_WAIT: Duration = Duration::from_secs(5);
-
 /// Length of sounds/greeting-kassel.wav: callers of kassel/115 hear it
 /// before they join the queue.
 const GREETING_KASSEL: Duration = Duration::from_millis(4500);
@@ -245,17 +243,6 @@ fn wait_no_calls(d: &Daemon, what: &str) {
     });
 }
 
-/// The media address of an SDP body.
-fn sdp_media(d: &Daemon, sdp: &str) -> (SocketAddr, Vec<u8>) {
-    let Some((ip, port, pts)) = sdp_audio(sdp) else {
-        d.fail(format!("no audio c=/m= line in the SDP:\n{sdp}"));
-    };
-    let addr = format!("{ip}:{port}")
-        .parse()
-        .unwrap_or_else(|_| d.fail(format!("bad media address {ip}:{port}")));
-    (addr, pts)
-}
-
 /// The `a=` direction of an SDP body (sendrecv when none is written).
 fn sdp_direction(sdp: &str) -> String {
     sdp.lines()
@@ -263,516 +250,6 @@ fn sdp_direction(sdp: &str) -> String {
         .find(|a| matches!(*a, "sendrecv" | "sendonly" | "recvonly" | "inactive"))
         .unwrap_or("sendrecv")
         .to_owned()
-}
-
-// ---------------------------------------------------------------------------
-// Digest
-// ---------------------------------------------------------------------------
-
-/// MD5 credentials answering the MD5 challenge among `challenges`.
-fn digest_md5(challenges: &[&str], user: &str, method: &str, uri: &str) -> Option<String> {
-    let c = challenges.iter().find(|c| c.contains("algorithm=MD5"))?;
-    let realm = auth_param(c, "realm")?;
-    let nonce = auth_param(c, "nonce")?;
-    let cnonce = SipUdp::token();
-    let nc = "00000001";
-    let ha1 = md5_hex(&format!("{user}:{realm}:demo"));
-    let ha2 = md5_hex(&format!("{method}:{uri}"));
-    let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
-    let mut v = format!(
-        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-         response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
-    );
-    if let Some(o) = auth_param(c, "opaque") {
-        let _ = write!(v, ", opaque=\"{o}\"");
-    }
-    Some(v)
-}
-
-// ---------------------------------------------------------------------------
-// The agent's phone
-// ---------------------------------------------------------------------------
-
-/// The phone's side of an answered agent leg.
-struct Leg {
-    call_id: String,
-    /// Our To (with our tag): the From of our requests.
-    local: String,
-    /// zentrale's From (with its tag): the To of our requests.
-    remote: String,
-    /// zentrale's Contact URI: the Request-URI of our requests.
-    target: String,
-    cseq: u32,
-    sdp_version: u32,
-}
-
-/// A softphone of agent `ext`: registers with digest MD5, gets offers,
-/// rings, answers, talks RTP, holds and hangs up, one leg at a time.
-struct Phone {
-    ext: String,
-    sip: SipUdp,
-    rtp: RtpPeer,
-    tag: String,
-    leg: Option<Leg>,
-}
-
-/// Payload byte of the agent's RTP (and the caller's below): PCMU/PCMA
-/// values no prompt is made of for 20 ms.
-const AGENT_FILL: u8 = 0x2a;
-const CALLER_FILL: u8 = 0x3c;
-
-impl Phone {
-    fn new(d: &Daemon, ext: &str) -> Phone {
-        Phone {
-            ext: ext.to_owned(),
-            sip: SipUdp::new(d.sip),
-            rtp: RtpPeer::new(0xa6e0_0000 | ext.parse::<u32>().unwrap_or(0)),
-            tag: SipUdp::token(),
-            leg: None,
-        }
-    }
-
-    /// A phone that registers at once.
-    fn registered(d: &Daemon, ext: &str) -> Phone {
-        let p = Phone::new(d, ext);
-        p.register(d);
-        p
-    }
-
-    fn port(&self) -> u16 {
-        self.sip.local.port()
-    }
-
-    /// REGISTER, 401, REGISTER with MD5 credentials, 200.
-    fn register(&self, d: &Daemon) {
-        let call_id = format!("{}@zentrale-test", SipUdp::token());
-        let tag = SipUdp::token();
-        let uri = format!("sip:{}", d.sip);
-        let user = &self.ext;
-        let req = |cseq: u32, auth: &str| {
-            format!(
-                "REGISTER {uri} SIP/2.0\r\n\
-                 Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
-                 Max-Forwards: 70\r\n\
-                 From: <sip:{user}@{r}>;tag={tag}\r\n\
-                 To: <sip:{user}@{r}>\r\n\
-                 Call-ID: {call_id}\r\n\
-                 CSeq: {cseq} REGISTER\r\n\
-                 Contact: <sip:{user}@{l}>\r\n\
-                 Expires: 300\r\n{auth}\
-                 Content-Length: 0\r\n\r\n",
-                l = self.sip.local,
-                r = d.sip,
-                b = SipUdp::token()
-            )
-        };
-        self.sip.send(&req(1, ""));
-        let chal = self
-            .sip
-            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d.fail(format!("REGISTER {user}: {e}")));
-        let challenges = chal.headers_named("www-authenticate");
-        let Some(auth) = digest_md5(&challenges, user, "REGISTER", &uri) else {
-            d.fail(format!(
-                "REGISTER {user}: no MD5 challenge in {}: {challenges:?}",
-                chal.start
-            ));
-        };
-        self.sip
-            .send(&req(2, &format!("Authorization: {auth}\r\n")));
-        let ok = self
-            .sip
-            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d.fail(format!("authenticated REGISTER {user}: {e}")));
-        d.check(ok.status() == Some(200), || {
-            format!("REGISTER {user} answered {}, want 200", ok.start)
-        });
-    }
-
-    /// The next request `method` from zentrale within `limit`, skipping
-    /// responses and retransmissions of other requests; None on timeout.
-    fn next_request(&self, method: &str, limit: Duration) -> Option<SipMsg> {
-        let until = Instant::now() + limit;
-        loop {
-            let left = until.checked_duration_since(Instant::now())?;
-            let m = self.sip.recv(left)?;
-            if m.method() == Some(method) {
-                return Some(m);
-            }
-        }
-    }
-
-    /// Like [`Phone::next_request`], failing the test on timeout.
-    fn expect_request(&self, d: &Daemon, method: &str, limit: Duration) -> SipMsg {
-        self.next_request(method, limit).unwrap_or_else(|| {
-            d.fail(format!(
-                "agent {}: no {method} from zentrale within {limit:?}",
-                self.ext
-            ))
-        })
-    }
-
-    /// An offer: the INVITE of an agent leg.
-    fn expect_offer(&self, d: &Daemon, limit: Duration) -> SipMsg {
-        self.expect_request(d, "INVITE", limit)
-    }
-
-    /// A response to `req` from zentrale, with our To tag.
-    fn reply(&self, req: &SipMsg, code: u16, reason: &str, sdp: Option<&str>) {
-        let mut s = format!("SIP/2.0 {code} {reason}\r\n");
-        for v in req.headers_named("via") {
-            let _ = write!(s, "Via: {v}\r\n");
-        }
-        let to = req.header("to").unwrap_or_default();
-        let to = if to.contains(";tag=") {
-            to.to_owned()
-        } else {
-            format!("{to};tag={}", self.tag)
-        };
-        let _ = write!(
-            s,
-            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:{}@{}>\r\n",
-            req.header("from").unwrap_or_default(),
-            req.header("call-id").unwrap_or_default(),
-            req.header("cseq").unwrap_or_default(),
-            self.ext,
-            self.sip.local,
-        );
-        match sdp {
-            Some(b) => {
-                let _ = write!(
-                    s,
-                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
-                    b.len()
-                );
-            }
-            None => s.push_str("Content-Length: 0\r\n\r\n"),
-        }
-        self.sip.send(&s);
-    }
-
-    fn ring(&self, invite: &SipMsg) {
-        self.reply(invite, 180, "Ringing", None);
-    }
-
-    /// Our SDP with payload type `pt` and direction `dir`.
-    fn sdp(&self, version: u32, pt: u8, dir: &str) -> String {
-        let name = if pt == 8 { "PCMA" } else { "PCMU" };
-        format!(
-            "v=0\r\no=agent 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\na=ptime:20\r\na={dir}\r\n",
-            port = self.rtp.addr.port()
-        )
-    }
-
-    /// Answers `invite` (200 with the offer's first codec), waits for the
-    /// ACK and starts talking RTP to zentrale. Returns the codec's PT.
-    fn answer(&mut self, d: &Daemon, invite: &SipMsg) -> u8 {
-        let offer = invite.body_str();
-        let (media, pts) = sdp_media(d, &offer);
-        let pt = pts[0];
-        let sdp = self.sdp(1, pt, "sendrecv");
-        self.reply(invite, 200, "OK", Some(&sdp));
-        let ack = self.expect_request(d, "ACK", SIP_WAIT);
-        d.check(ack.header("call-id") == invite.header("call-id"), || {
-            format!("agent {}: ACK for another call: {ack:?}", self.ext)
-        });
-        let target = invite
-            .header("contact")
-            .and_then(|c| Some(c.split_once('<')?.1.split_once('>')?.0.to_owned()))
-            .unwrap_or_else(|| d.fail(format!("the agent INVITE has no Contact: {invite:?}")));
-        self.leg = Some(Leg {
-            call_id: invite.header("call-id").unwrap_or_default().to_owned(),
-            local: format!(
-                "{};tag={}",
-                invite.header("to").unwrap_or_default(),
-                self.tag
-            ),
-            remote: invite.header("from").unwrap_or_default().to_owned(),
-            target,
-            cseq: 0,
-            sdp_version: 1,
-        });
-        self.rtp.talk(Some(media), pt, AGENT_FILL);
-        pt
-    }
-
-    /// Rings, then waits for zentrale's CANCEL and answers it (200, then
-    /// 487 to the INVITE) and checks that zentrale ACKs the 487.
-    fn ring_until_cancel(&self, d: &Daemon, invite: &SipMsg, limit: Duration) -> Instant {
-        let cancel = self.expect_request(d, "CANCEL", limit);
-        let at = Instant::now();
-        d.check(cancel.header("call-id") == invite.header("call-id"), || {
-            format!("agent {}: CANCEL for another call: {cancel:?}", self.ext)
-        });
-        let branch = |m: &SipMsg| m.header("via").unwrap_or_default().to_owned();
-        d.check(branch(&cancel) == branch(invite), || {
-            format!(
-                "agent {}: the CANCEL's Via {:?} is not the INVITE's {:?}",
-                self.ext,
-                branch(&cancel),
-                branch(invite)
-            )
-        });
-        self.reply(&cancel, 200, "OK", None);
-        self.reply(invite, 487, "Request Terminated", None);
-        let ack = self.expect_request(d, "ACK", SIP_WAIT);
-        d.check(
-            ack.header("cseq")
-                .is_some_and(|c| c.split_whitespace().next() == Some("1"))
-                && branch(&ack) == branch(invite),
-            || {
-                format!(
-                    "agent {}: the ACK of the 487 is not in the INVITE's transaction: {ack:?}",
-                    self.ext
-                )
-            },
-        );
-        at
-    }
-
-    /// A request in our answered leg (BYE, re-INVITE).
-    fn in_leg(&mut self, method: &str, extra: &str, sdp: Option<&str>) -> (u32, String) {
-        let leg = self.leg.as_mut().expect("an answered leg");
-        leg.cseq += 1;
-        let (ctype, body) = match sdp {
-            Some(b) => ("Content-Type: application/sdp\r\n", b),
-            None => ("", ""),
-        };
-        let text = format!(
-            "{method} {target} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: {from}\r\n\
-             To: {to}\r\n\
-             Call-ID: {cid}\r\n\
-             CSeq: {cseq} {method}\r\n\
-             Contact: <sip:{ext}@{l}>\r\n\
-             {extra}{ctype}Content-Length: {len}\r\n\r\n{body}",
-            target = leg.target,
-            l = self.sip.local,
-            b = SipUdp::token(),
-            from = leg.local,
-            to = leg.remote,
-            cid = leg.call_id,
-            cseq = leg.cseq,
-            ext = self.ext,
-            len = body.len(),
-        );
-        self.sip.send(&text);
-        (leg.cseq, text)
-    }
-
-    /// The final response to our request `cseq method`.
-    fn final_response(&self, d: &Daemon, method: &str, cseq: u32) -> SipMsg {
-        let want = format!("{cseq} {method}");
-        let until = Instant::now() + SIP_WAIT;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let Some(m) = self.sip.recv(left) else {
-                d.fail(format!(
-                    "agent {}: no final response to {want} within {SIP_WAIT:?}",
-                    self.ext
-                ));
-            };
-            if m.status().is_some_and(|c| c >= 200) && m.header("cseq") == Some(want.as_str()) {
-                return m;
-            }
-        }
-    }
-
-    /// Hangs up the answered leg: BYE, 200.
-    fn hang_up(&mut self, d: &Daemon) {
-        self.rtp.talk(None, 0, 0);
-        let (cseq, _) = self.in_leg("BYE", "", None);
-        let r = self.final_response(d, "BYE", cseq);
-        d.check(r.status() == Some(200), || {
-            format!("agent {}: BYE answered {}, want 200", self.ext, r.start)
-        });
-        self.leg = None;
-    }
-
-    /// A re-INVITE with direction `dir`; returns zentrale's 200 (ACKed).
-    fn reinvite(&mut self, d: &Daemon, pt: u8, dir: &str) -> SipMsg {
-        let version = {
-            let leg = self.leg.as_mut().expect("an answered leg");
-            leg.sdp_version += 1;
-            leg.sdp_version
-        };
-        let sdp = self.sdp(version, pt, dir);
-        let (cseq, _) = self.in_leg("INVITE", "", Some(&sdp));
-        let r = self.final_response(d, "INVITE", cseq);
-        d.check(r.status() == Some(200), || {
-            format!("agent {}: re-INVITE {dir} answered {}", self.ext, r.start)
-        });
-        // The ACK: same CSeq number, a new branch.
-        let leg = self.leg.as_ref().expect("an answered leg");
-        let ack = format!(
-            "ACK {target} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} ACK\r\n\
-             Content-Length: 0\r\n\r\n",
-            target = leg.target,
-            l = self.sip.local,
-            b = SipUdp::token(),
-            from = leg.local,
-            to = leg.remote,
-            cid = leg.call_id,
-        );
-        self.sip.send(&ack);
-        r
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The trunk caller
-// ---------------------------------------------------------------------------
-
-/// A trunk caller: one dialog over UDP, RTP from its own thread.
-struct Caller {
-    sip: SipUdp,
-    rtp: RtpPeer,
-    call_id: String,
-    from_tag: String,
-    number: String,
-    cseq: u32,
-    to_tag: Option<String>,
-    target: Option<String>,
-    /// zentrale's media address for this call.
-    media: Option<SocketAddr>,
-}
-
-impl Caller {
-    fn new(d: &Daemon, number: &str) -> Caller {
-        Caller {
-            sip: SipUdp::new(d.sip),
-            rtp: RtpPeer::new(0xca11_e500),
-            call_id: format!("{}@zentrale-test", SipUdp::token()),
-            from_tag: SipUdp::token(),
-            number: number.to_owned(),
-            cseq: 0,
-            to_tag: None,
-            target: None,
-            media: None,
-        }
-    }
-
-    fn request(&self, method: &str, cseq: u32, body: Option<&str>) -> String {
-        let local = self.sip.local;
-        let uri = self
-            .target
-            .clone()
-            .unwrap_or_else(|| format!("sip:{}@{}", self.number, self.sip.remote));
-        let to_tag = self
-            .to_tag
-            .as_ref()
-            .map(|t| format!(";tag={t}"))
-            .unwrap_or_default();
-        let (ctype, body) = match body {
-            Some(b) => ("Content-Type: application/sdp\r\n", b),
-            None => ("", ""),
-        };
-        format!(
-            "{method} {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch=z9hG4bK{b};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: \"Testanrufer\" <sip:0301234567@{ip}>;tag={ftag}\r\n\
-             To: <sip:{number}@{remote}>{to_tag}\r\n\
-             Call-ID: {cid}\r\n\
-             CSeq: {cseq} {method}\r\n\
-             Contact: <sip:0301234567@{local}>\r\n\
-             {ctype}Content-Length: {len}\r\n\r\n{body}",
-            b = SipUdp::token(),
-            ip = local.ip(),
-            ftag = self.from_tag,
-            number = self.number,
-            remote = self.sip.remote,
-            cid = self.call_id,
-            len = body.len(),
-        )
-    }
-
-    /// Calls, waits for zentrale's 200 (after its ~300 ms of ringing), ACKs
-    /// it and starts talking RTP. `pts`: the offered payload types in order.
-    fn call(&mut self, d: &Daemon, pts: &[u8]) -> SipMsg {
-        let rtp = self.rtp.addr;
-        let mut sdp = format!(
-            "v=0\r\no=caller 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP {list}\r\n",
-            ip = rtp.ip(),
-            port = rtp.port(),
-            list = pts.iter().map(u8::to_string).collect::<Vec<_>>().join(" ")
-        );
-        for pt in pts {
-            let _ = match pt {
-                0 => write!(sdp, "a=rtpmap:0 PCMU/8000\r\n"),
-                8 => write!(sdp, "a=rtpmap:8 PCMA/8000\r\n"),
-                101 => write!(
-                    sdp,
-                    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
-                ),
-                _ => Ok(()),
-            };
-        }
-        sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
-        self.cseq += 1;
-        self.sip
-            .send(&self.request("INVITE", self.cseq, Some(&sdp)));
-        let ok = self
-            .sip
-            .expect("INVITE", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d.fail(format!("call to {}: {e}", self.number)));
-        d.check(ok.status() == Some(200), || {
-            format!("call to {} answered {}, want 200", self.number, ok.start)
-        });
-        self.to_tag = ok.tag("to");
-        self.target = ok
-            .header("contact")
-            .and_then(|c| Some(c.split_once('<')?.1.split_once('>')?.0.to_owned()));
-        let cseq = self.cseq;
-        self.sip.send(&self.request("ACK", cseq, None));
-        let (media, answer_pts) = sdp_media(d, &ok.body_str());
-        self.media = Some(media);
-        self.rtp.talk(Some(media), answer_pts[0], CALLER_FILL);
-        ok
-    }
-
-    /// Hangs up: BYE, 200.
-    fn hang_up(&mut self, d: &Daemon) {
-        self.rtp.talk(None, 0, 0);
-        self.cseq += 1;
-        let cseq = self.cseq;
-        self.sip.send(&self.request("BYE", cseq, None));
-        let want = format!("{cseq} BYE");
-        let r = self
-            .sip
-            .expect("BYE", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d.fail(format!("BYE of the caller: {e}")));
-        d.check(
-            r.status() == Some(200) && r.header("cseq") == Some(want.as_str()),
-            || format!("the caller's BYE answered {r:?}, want 200"),
-        );
-    }
-
-    /// Waits for zentrale's BYE and answers it 200.
-    fn expect_bye(&mut self, d: &Daemon, limit: Duration) -> SipMsg {
-        let until = Instant::now() + limit;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let Some(m) = self.sip.recv(left) else {
-                d.fail(format!("the caller got no BYE within {limit:?}"));
-            };
-            if m.method() == Some("BYE") {
-                self.rtp.talk(None, 0, 0);
-                self.sip.send(&response_to(&m, 200, "OK"));
-                d.check(m.header("call-id") == Some(self.call_id.as_str()), || {
-                    format!("BYE for another call: {m:?}")
-                });
-                return m;
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -923,9 +400,9 @@ fn basic_acd_call() {
         format!("1001 registered but the API says {a}")
     });
 
-    let mut caller = Caller::new(&d, "0561115");
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[8, 0, 101]);
     // PCMA first: the agent's offer must follow the caller's choice.
-    caller.call(&d, &[8, 0, 101]);
+    caller.connect(&d);
     let answered = Instant::now();
     let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
     let after = answered.elapsed();
@@ -1013,7 +490,7 @@ fn basic_acd_call() {
     });
 
     phone.hang_up(&d);
-    let bye = caller.expect_bye(&d, SIP_WAIT);
+    let (bye, _) = caller.expect_bye(&d, SIP_WAIT);
     d.check(
         bye.header("call-id") == Some(caller.call_id.as_str()),
         || format!("caller BYE {bye:?}"),
@@ -1066,8 +543,8 @@ fn caller_hangs_up_while_agent_rings() {
     let d = start(&[], &[]);
     let phone = Phone::registered(&d, "1001");
     wait_agent(&d, "1001", "available", SIP_WAIT);
-    let mut caller = Caller::new(&d, "0561115");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
     phone.ring(&invite);
     wait_agent(&d, "1001", "ringing", SIP_WAIT);
@@ -1116,8 +593,8 @@ fn caller_hangs_up_while_agent_rings() {
 
     // A second caller leaves before the phone said anything: the CANCEL
     // may only go once the phone rings (RFC 3261 section 9.1), then it does.
-    let mut caller = Caller::new(&d, "0561115");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
     caller.hang_up(&d);
     let early = phone.next_request("CANCEL", Duration::from_millis(500));
@@ -1146,8 +623,8 @@ fn answer_crossing_the_cancel_is_acked_and_hung_up() {
     let p2 = Phone::registered(&d, "4002");
     wait_agent(&d, "4001", "available", SIP_WAIT);
     wait_agent(&d, "4002", "available", SIP_WAIT);
-    let mut caller = Caller::new(&d, "041066110");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "041066110").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let i1 = p1.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
     let i2 = p2.expect_offer(&d, SIP_WAIT);
     p1.ring(&i1);
@@ -1226,8 +703,8 @@ fn ring_timeout_moves_the_offer_and_pauses_agents_who_miss() {
     let phones = [&p1, &p2];
     let names = ["1001", "1002"];
 
-    let mut caller = Caller::new(&d, "0561115");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let mut last_cancel: Option<Instant> = None;
     let mut order = Vec::new();
     for round in 0..4 {
@@ -1325,8 +802,8 @@ fn busy_agent_passes_the_offer_on_at_once() {
     let mut p2 = Phone::registered(&d, "1002");
     wait_agent(&d, "1002", "available", SIP_WAIT);
 
-    let mut caller = Caller::new(&d, "0561115");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let answered = Instant::now();
     let invite = p2.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
     let after = answered.elapsed();
@@ -1372,8 +849,8 @@ fn ring_all_cancels_the_other_phones() {
     wait_agent(&d, "4001", "available", SIP_WAIT);
     wait_agent(&d, "4002", "available", SIP_WAIT);
 
-    let mut caller = Caller::new(&d, "041066110");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "041066110").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let invite = p1.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
     let q = invite.header("x-zentrale-queue").unwrap_or_default();
     d.check(q == "quickborn/rathaus", || {
@@ -1427,8 +904,8 @@ fn overflow_when_nobody_is_logged_in() {
         format!("4001 never registered, yet the API says {a}")
     });
 
-    let mut caller = Caller::new(&d, "041066110");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "041066110").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let answered = Instant::now();
     wait_agent(&d, "3001", "talking", GREETING_QUICKBORN + SIP_WAIT);
     let after = answered.elapsed();
@@ -1486,8 +963,8 @@ fn forward_to_a_sip_uri_target() {
         )],
     );
     let remote = SippPhone::start(&d, "uas_forward_target", port, Duration::from_secs(30));
-    let mut caller = Caller::new(&d, "041066110");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "041066110").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     caller.expect_bye(&d, GREETING_QUICKBORN + SIP_WAIT);
     remote.finish(&d, SIP_WAIT);
     let m = d.metrics();
@@ -1509,8 +986,8 @@ fn overflow_after_max_wait() {
     wait_agent(&d, "4001", "available", SIP_WAIT);
     wait_agent(&d, "3001", "available", SIP_WAIT);
 
-    let mut caller = Caller::new(&d, "041066110");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "041066110").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let first = town.expect_offer(&d, GREETING_QUICKBORN + SIP_WAIT);
     let queued = Instant::now();
     town.ring(&first);
@@ -1916,8 +1393,8 @@ fn supervisor_api() {
     d.check(code == 200 && body["state"] == "logged_out", || {
         format!("POST logout answered {code}: {body}")
     });
-    let mut caller = Caller::new(&d, "0561115");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     std::thread::sleep(GREETING_KASSEL + Duration::from_millis(700));
     let q = queue(&d, "kassel/115");
     d.check(q["waiting"] == 1 && q["ringing"] == 0, || {
@@ -2014,8 +1491,8 @@ fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
     let _p2 = Phone::registered(&d, "1002");
     wait_agent(&d, "1002", "available", SIP_WAIT);
 
-    let mut a = Caller::new(&d, "0561115");
-    a.call(&d, &[0, 8, 101]);
+    let mut a = Caller::new(&d, "0561115").with_pts(&[0, 8, 101]);
+    a.connect(&d);
     let invite = p1.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
     p1.ring(&invite);
     p1.answer(&d, &invite);
@@ -2046,8 +1523,8 @@ fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
     // 1002 pauses, so the next caller waits.
     let (code, body) = post(&d, "/api/v1/agents/1002/pause", None);
     d.check(code == 200, || format!("pausing 1002: {code} {body}"));
-    let mut b = Caller::new(&d, "0561115");
-    b.call(&d, &[0, 8, 101]);
+    let mut b = Caller::new(&d, "0561115").with_pts(&[0, 8, 101]);
+    b.connect(&d);
     std::thread::sleep(GREETING_KASSEL + Duration::from_millis(1500));
     let m = d.metrics();
     let waiting = metric_value(
@@ -2192,8 +1669,8 @@ fn agent_hold_plays_music_to_the_caller() {
     let d = start(&[], &[]);
     let mut phone = Phone::registered(&d, "1001");
     wait_agent(&d, "1001", "available", SIP_WAIT);
-    let mut caller = Caller::new(&d, "0561115");
-    caller.call(&d, &[0, 8, 101]);
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[0, 8, 101]);
+    caller.connect(&d);
     let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
     phone.ring(&invite);
     let pt = phone.answer(&d, &invite);
@@ -2308,10 +1785,10 @@ fn announcement_tells_the_waiting_caller_its_position() {
             "announce_every_secs: 15",
         )],
     );
-    let mut caller = Caller::new(&d, "0561115");
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[8, 0, 101]);
     // PCMA: the harness's A-law encoder rounds like zentrale's (its µ-law
     // one does not for some negative samples).
-    let ok = caller.call(&d, &[8, 0, 101]);
+    let ok = caller.connect(&d);
     let answered = Instant::now();
     let (_, pts) = sdp_media(&d, &ok.body_str());
     let pt = pts[0];
@@ -2431,12 +1908,12 @@ fn full_queue_sends_the_next_caller_to_call_later() {
         &[("kassel.yaml", "# max_waiting: 50", "max_waiting: 1")],
     );
     let waiting = "zentrale_queue_waiting{tenant=\"kassel\",queue=\"115\"}";
-    let mut first = Caller::new(&d, "0561115");
-    first.call(&d, &[8, 0, 101]);
+    let mut first = Caller::new(&d, "0561115").with_pts(&[8, 0, 101]);
+    first.connect(&d);
     wait_metric_eq(&d, waiting, 1.0, GREETING_KASSEL + SIP_WAIT);
 
-    let mut second = Caller::new(&d, "0561115");
-    let ok = second.call(&d, &[8, 0, 101]);
+    let mut second = Caller::new(&d, "0561115").with_pts(&[8, 0, 101]);
+    let ok = second.connect(&d);
     let answered = Instant::now();
     let (_, pts) = sdp_media(&d, &ok.body_str());
     let pt = pts[0];
@@ -2510,9 +1987,9 @@ fn an_answered_call_leaves_one_correct_call_record() {
     let d = start(&[CDR_ON, WRAP_UP_2S], &[]);
     let mut phone = Phone::registered(&d, "1001");
     wait_agent(&d, "1001", "available", SIP_WAIT);
-    let mut caller = Caller::new(&d, "0561115");
+    let mut caller = Caller::new(&d, "0561115").with_pts(&[8, 0, 101]);
     let sent = Instant::now();
-    caller.call(&d, &[8, 0, 101]);
+    caller.connect(&d);
     let invite = phone.expect_offer(&d, GREETING_KASSEL + SIP_WAIT);
     phone.ring(&invite);
     std::thread::sleep(Duration::from_secs(1));

@@ -21,7 +21,19 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod caller;
+mod phone;
+
+// Not every test binary uses them (see `dead_code` above).
+#[allow(unused_imports)]
+pub use caller::*;
+#[allow(unused_imports)]
+pub use phone::*;
+
 pub const LOCALHOST: &str = "127.0.0.1";
+
+/// How long a raw SIP peer waits for one response or request.
+pub const SIP_WAIT: Duration = Duration::from_secs(5);
 
 /// The repository root (where `zentrale.yaml`, `dialplans/`, `sounds/` live).
 pub fn repo() -> PathBuf {
@@ -1013,6 +1025,18 @@ pub fn sdp_audio(sdp: &str) -> Option<(String, u16, Vec<u8>)> {
     }
     let (port, pts) = media?;
     Some((addr?, port, pts))
+}
+
+/// The media address and payload types of an SDP body; fails the test
+/// when it has none.
+pub fn sdp_media(d: &Daemon, sdp: &str) -> (SocketAddr, Vec<u8>) {
+    let Some((ip, port, pts)) = sdp_audio(sdp) else {
+        d.fail(format!("no audio c=/m= line in the SDP:\n{sdp}"));
+    };
+    let addr = format!("{ip}:{port}")
+        .parse()
+        .unwrap_or_else(|_| d.fail(format!("bad media address {ip}:{port}")));
+    (addr, pts)
 }
 
 /// A tiny SIP UDP endpoint on 127.0.0.1.

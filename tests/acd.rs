@@ -243,15 +243,6 @@ fn wait_no_calls(d: &Daemon, what: &str) {
     });
 }
 
-/// The `a=` direction of an SDP body (sendrecv when none is written).
-fn sdp_direction(sdp: &str) -> String {
-    sdp.lines()
-        .filter_map(|l| l.trim().strip_prefix("a="))
-        .find(|a| matches!(*a, "sendrecv" | "sendonly" | "recvonly" | "inactive"))
-        .unwrap_or("sendrecv")
-        .to_owned()
-}
-
 // ---------------------------------------------------------------------------
 // SIPp as an agent's phone
 // ---------------------------------------------------------------------------

@@ -307,20 +307,6 @@ impl Rtp {
     }
 }
 
-/// The `a=` direction of an SDP body (sendrecv when none is written).
-fn sdp_direction(sdp: &str) -> String {
-    let dirs: Vec<&str> = sdp
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("a="))
-        .filter(|a| matches!(*a, "sendrecv" | "sendonly" | "recvonly" | "inactive"))
-        .collect();
-    match dirs.as_slice() {
-        [] => "sendrecv".to_owned(),
-        [one] => (*one).to_owned(),
-        more => format!("several: {more:?}"),
-    }
-}
-
 /// (session id, version) of the SDP's o= line.
 fn sdp_origin(sdp: &str) -> Option<(String, u64)> {
     let o = sdp.lines().find_map(|l| l.trim().strip_prefix("o="))?;

@@ -1630,3 +1630,18 @@ pub fn expect_one_stream(d: &Daemon, heard: &[(Pkt, Vec<u8>)], what: &str) {
 pub fn frames_duration(frames: &[Vec<u8>]) -> Duration {
     Duration::from_millis(20 * frames.len() as u64)
 }
+
+/// The media direction attribute of an SDP body (`sendrecv` when absent);
+/// `several: [...]` if it names more than one, which no test expects.
+pub fn sdp_direction(sdp: &str) -> String {
+    let dirs: Vec<&str> = sdp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a="))
+        .filter(|a| matches!(*a, "sendrecv" | "sendonly" | "recvonly" | "inactive"))
+        .collect();
+    match dirs.as_slice() {
+        [] => "sendrecv".to_owned(),
+        [one] => (*one).to_owned(),
+        more => format!("several: {more:?}"),
+    }
+}

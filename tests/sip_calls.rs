@@ -282,26 +282,8 @@ fn param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
 /// with `password`; returns the final response.
 fn register(d: &Daemon, user: &str, password: &str, algorithm: &str) -> SipMsg {
     let sip = SipUdp::new(d.sip);
-    let call_id = format!("{}@zentrale-test", SipUdp::token());
-    let tag = SipUdp::token();
     let uri = format!("sip:{}", d.sip);
-    let req = |cseq: u32, auth: &str| {
-        format!(
-            "REGISTER {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:{user}@{r}>;tag={tag}\r\n\
-             To: <sip:{user}@{r}>\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: {cseq} REGISTER\r\n\
-             Contact: <sip:{user}@{l}>\r\n\
-             Expires: 120\r\n{auth}\
-             Content-Length: 0\r\n\r\n",
-            l = sip.local,
-            r = d.sip,
-            b = SipUdp::token()
-        )
-    };
+    let req = register_requests(d, &sip, user, 120);
     sip.send(&req(1, ""));
     let chal = sip
         .expect("REGISTER", SIP_WAIT, |c| c >= 200)

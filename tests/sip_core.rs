@@ -412,26 +412,8 @@ fn challenges_of(d: &Daemon, resp: &SipMsg, what: &str) -> Vec<String> {
 
 /// REGISTERs `user` from `sip` (its source address becomes the binding's).
 fn register_from(d: &Daemon, sip: &SipUdp, user: &str) {
-    let call_id = format!("{}@zentrale-test", SipUdp::token());
-    let tag = SipUdp::token();
     let uri = format!("sip:{}", d.sip);
-    let req = |cseq: u32, auth: &str| {
-        format!(
-            "REGISTER {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:{user}@{r}>;tag={tag}\r\n\
-             To: <sip:{user}@{r}>\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: {cseq} REGISTER\r\n\
-             Contact: <sip:{user}@{l}>\r\n\
-             Expires: 300\r\n{auth}\
-             Content-Length: 0\r\n\r\n",
-            l = sip.local,
-            r = d.sip,
-            b = SipUdp::token()
-        )
-    };
+    let req = register_requests(d, sip, user, 300);
     sip.send(&req(1, ""));
     let chal = sip
         .expect("REGISTER", SIP_WAIT, |c| c >= 200)

@@ -1645,3 +1645,33 @@ pub fn sdp_direction(sdp: &str) -> String {
         more => format!("several: {more:?}"),
     }
 }
+
+/// The REGISTER requests of one registration of `user` from `sip` (one
+/// Call-ID and tag): `request(cseq, auth)` where `auth` is empty or whole
+/// header lines (`Authorization: ...\r\n`).
+pub fn register_requests<'a>(
+    d: &Daemon,
+    sip: &'a SipUdp,
+    user: &'a str,
+    expires: u32,
+) -> impl Fn(u32, &str) -> String + 'a {
+    let call_id = format!("{}@zentrale-test", SipUdp::token());
+    let tag = SipUdp::token();
+    let (uri, remote) = (format!("sip:{}", d.sip), d.sip);
+    move |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{user}@{remote}>;tag={tag}\r\n\
+             To: <sip:{user}@{remote}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{user}@{l}>\r\n\
+             Expires: {expires}\r\n{auth}\
+             Content-Length: 0\r\n\r\n",
+            l = sip.local,
+            b = SipUdp::token()
+        )
+    }
+}

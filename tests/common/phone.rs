@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::{Daemon, RtpPeer, SIP_WAIT, SipMsg, SipUdp, auth_param, md5_hex, sdp_media};
+use super::{
+    Daemon, RtpPeer, SIP_WAIT, SipMsg, SipUdp, auth_param, md5_hex, register_requests, sdp_media,
+};
 
 /// Payload byte of the agent's RTP: a PCMU/PCMA value no prompt is made of
 /// for 20 ms (the caller's is [`super::CALLER_FILL`]).
@@ -78,27 +80,9 @@ impl Phone {
 
     /// REGISTER, 401, REGISTER with MD5 credentials, 200.
     pub fn register(&self, d: &Daemon) {
-        let call_id = format!("{}@zentrale-test", SipUdp::token());
-        let tag = SipUdp::token();
         let uri = format!("sip:{}", d.sip);
         let user = &self.ext;
-        let req = |cseq: u32, auth: &str| {
-            format!(
-                "REGISTER {uri} SIP/2.0\r\n\
-                 Via: SIP/2.0/UDP {l};branch=z9hG4bK{b};rport\r\n\
-                 Max-Forwards: 70\r\n\
-                 From: <sip:{user}@{r}>;tag={tag}\r\n\
-                 To: <sip:{user}@{r}>\r\n\
-                 Call-ID: {call_id}\r\n\
-                 CSeq: {cseq} REGISTER\r\n\
-                 Contact: <sip:{user}@{l}>\r\n\
-                 Expires: 300\r\n{auth}\
-                 Content-Length: 0\r\n\r\n",
-                l = self.sip.local,
-                r = d.sip,
-                b = SipUdp::token()
-            )
-        };
+        let req = register_requests(d, &self.sip, user, 300);
         self.sip.send(&req(1, ""));
         let chal = self
             .sip

@@ -273,14 +273,19 @@ impl Core {
             .retain_extensions(|ext| agents.contains_key(ext));
         if !gone.is_empty() {
             info!(extensions = %gone.join(", "), "registrations of removed agents dropped");
-            self.metrics
-                .registrations
-                .set(self.registrar.registered_count() as i64);
+            self.count_registrations();
         }
         self.prompts = prompts;
         self.config = Arc::new(config);
         self.acd_dirty = true;
         Ok(restart)
+    }
+
+    /// Sets the registrations gauge after the registrar changed.
+    fn count_registrations(&self) {
+        self.metrics
+            .registrations
+            .set(self.registrar.registered_count() as i64);
     }
 
     /// Number of calls alive (ringing, up or ending).
@@ -357,9 +362,7 @@ impl Core {
                         change,
                         RegistrationChange::Registered | RegistrationChange::Unregistered
                     ) {
-                        self.metrics
-                            .registrations
-                            .set(self.registrar.registered_count() as i64);
+                        self.count_registrations();
                     }
                     let registered = !matches!(change, RegistrationChange::Unregistered);
                     let ext = ext.clone();
@@ -1150,9 +1153,7 @@ impl Core {
                 info!(extension = %ext, "registration expired");
                 self.agent_registered(&ext, false, now);
             }
-            self.metrics
-                .registrations
-                .set(self.registrar.registered_count() as i64);
+            self.count_registrations();
         }
         if self.acd.poll_timeout().is_some_and(|t| t <= now) {
             let events = self.acd.handle_timeout(now);

@@ -30,6 +30,7 @@ use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::sip::transaction::Transmit;
 use core::acd_spec;
+use transport::batch::Inbox;
 use transport::{Inbound, Transports};
 
 /// How the daemon was started, beyond the config itself: what a reload
@@ -106,7 +107,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     );
 
     let mut out: Vec<Transmit> = Vec::with_capacity(16);
-    let mut buf = vec![0u8; 65_535];
+    let mut inbox = Inbox::default();
     let primary = transports.primary_udp();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -118,7 +119,9 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
     loop {
-        let deadline = core.poll_timeout();
+        let deadline = core
+            .poll_timeout()
+            .map(|d| on_grid(d, started, Instant::now()));
         if deadline != armed {
             timer
                 .as_mut()
@@ -128,15 +131,8 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         tokio::select! {
             // Fixed order: signalling first, and no random number per turn.
             biased;
-            r = async { match &primary { Some(s) => s.recv_from(&mut buf).await, None => std::future::pending().await } } => {
-                match r {
-                    Ok((n, from)) => {
-                        let peer = transports.udp_peer(0, from);
-                        core.on_message(&buf[..n], peer, Instant::now(), &mut out);
-                    }
-                    // ICMP errors surface here on Linux; they are not fatal.
-                    Err(e) => tracing::debug!(error = %e, "UDP receive error"),
-                }
+            Ok(()) = readable(&primary) => {
+                read_primary(&primary, &mut inbox, &transports, &mut core, &mut out);
             }
             Some(msg) = inbound_rx.recv() => {
                 core.on_message(&msg.data, msg.peer, Instant::now(), &mut out);
@@ -165,32 +161,24 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        for t in out.drain(..) {
-            transports.send(t);
-        }
+        transports.send_all(&mut out);
     }
 
     let calls = core.hang_up_all(Instant::now(), &mut out);
     info!(calls, "shutting down: hanging up calls");
-    for t in out.drain(..) {
-        transports.send(t);
-    }
+    transports.send_all(&mut out);
     // Give the BYEs a moment to be answered, without waiting for stragglers.
     let until = Instant::now() + Duration::from_secs(2);
     while core.active_calls() > 0 && Instant::now() < until {
         let deadline = core.poll_timeout().map(|d| d.min(until)).or(Some(until));
         tokio::select! {
-            r = async { match &primary { Some(s) => s.recv_from(&mut buf).await, None => std::future::pending().await } } => {
-                if let Ok((n, from)) = r {
-                    core.on_message(&buf[..n], transports.udp_peer(0, from), Instant::now(), &mut out);
-                }
+            Ok(()) = readable(&primary) => {
+                read_primary(&primary, &mut inbox, &transports, &mut core, &mut out);
             }
             Some(msg) = inbound_rx.recv() => core.on_message(&msg.data, msg.peer, Instant::now(), &mut out),
             _ = sleep_until(deadline) => core.handle_timeout(Instant::now(), &mut out),
         }
-        for t in out.drain(..) {
-            transports.send(t);
-        }
+        transports.send_all(&mut out);
     }
     if core.active_calls() > 0 {
         warn!(calls = core.active_calls(), "calls still up at exit");
@@ -215,6 +203,52 @@ fn spawn_load(
     });
 }
 
+/// Waits until the core's own UDP socket has datagrams (forever without one).
+async fn readable(primary: &Option<Arc<tokio::net::UdpSocket>>) -> std::io::Result<()> {
+    match primary {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands everything queued on the core's own UDP socket to the core.
+fn read_primary(
+    primary: &Option<Arc<tokio::net::UdpSocket>>,
+    inbox: &mut Inbox,
+    transports: &Transports,
+    core: &mut core::Core,
+    out: &mut Vec<Transmit>,
+) {
+    let Some(socket) = primary else { return };
+    // ICMP errors surface here on Linux; they are not fatal.
+    if let Err(e) = inbox.read(socket) {
+        tracing::debug!(error = %e, "UDP receive error");
+    }
+    for (data, from) in inbox.datagrams() {
+        core.on_message(data, transports.udp_peer(0, from), Instant::now(), out);
+    }
+}
+
+/// Timers fire on this grid. At 200 calls/s the transaction and call
+/// timers of different calls lie a few milliseconds apart; rounding each
+/// deadline up to the grid lets one wake-up serve several of them. Nothing
+/// zentrale times needs better than 10 ms (the shortest are RFC 3261's
+/// T1 = 500 ms retransmissions and the 20 ms media ticks, which run on the
+/// media thread).
+const TIMER_GRID: Duration = Duration::from_millis(10);
+
+/// `deadline` rounded up to the next point of the [`TIMER_GRID`] counted
+/// from `origin`; a deadline already due stays as it is.
+fn on_grid(deadline: Instant, origin: Instant, now: Instant) -> Instant {
+    if deadline <= now {
+        return deadline;
+    }
+    let since = deadline.saturating_duration_since(origin).as_nanos();
+    let grid = TIMER_GRID.as_nanos();
+    let late = (grid - since % grid) % grid;
+    deadline + Duration::from_nanos(late as u64)
+}
+
 /// Stands in for "no deadline": far enough away never to fire.
 fn idle_deadline() -> Instant {
     Instant::now() + Duration::from_secs(24 * 3600)
@@ -224,5 +258,30 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_rounded_up_to_the_timer_grid() {
+        let origin = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(on_grid(origin + ms(301), origin, origin), origin + ms(310));
+        assert_eq!(on_grid(origin + ms(310), origin, origin), origin + ms(310));
+        assert_eq!(
+            on_grid(origin + ms(32_000) + Duration::from_micros(1), origin, origin),
+            origin + ms(32_010)
+        );
+    }
+
+    #[test]
+    fn a_deadline_already_due_is_not_delayed() {
+        let origin = Instant::now();
+        let ms = Duration::from_millis;
+        let now = origin + ms(505);
+        assert_eq!(on_grid(origin + ms(503), origin, now), origin + ms(503));
     }
 }

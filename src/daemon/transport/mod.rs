@@ -3,7 +3,10 @@
 //! Every TCP socket gets `TCP_NODELAY` (SIP messages are small and
 //! latency-bound). A connection is known by its remote address; responses
 //! and in-dialog requests for that address reuse it, and a request to an
-//! address with no connection opens one.
+//! address with no connection opens one. UDP goes through [`batch`]:
+//! several datagrams per system call in both directions.
+
+pub mod batch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,41 +97,51 @@ impl Transports {
         }
     }
 
-    /// Sends without waiting: UDP with `try_send_to`, TCP through the
-    /// connection's writer. Failures are logged and the message dropped;
-    /// the transaction layer retransmits over UDP.
-    pub fn send(&self, t: Transmit) {
-        match t.peer.transport {
-            Transport::Udp => {
-                let socket = self
-                    .udp
-                    .iter()
-                    .find(|(_, local)| *local == t.peer.local)
-                    .or_else(|| self.udp.first())
-                    .map(|(s, _)| s);
-                if let Some(s) = socket
-                    && let Err(e) = s.try_send_to(&t.bytes, t.peer.addr)
-                {
-                    debug!(error = %e, to = %t.peer.addr, "UDP send failed");
-                }
+    /// Sends a turn's messages without waiting: the UDP ones in batches
+    /// (one `sendmmsg` per run of datagrams from the same socket), TCP ones
+    /// through their connection's writer. Failures are logged and the
+    /// message dropped; the transaction layer retransmits over UDP.
+    pub fn send_all(&self, out: &mut Vec<Transmit>) {
+        let mut rest = &out[..];
+        while let Some(first) = rest.first() {
+            if first.peer.transport == Transport::Tcp {
+                self.send_tcp(first.clone());
+                rest = &rest[1..];
+                continue;
             }
-            Transport::Tcp => {
-                if let Some(w) = self.writers.get(&t.peer.addr) {
-                    if w.try_send(t.bytes).is_err() {
-                        warn!(to = %t.peer.addr, "TCP connection backlog full; message dropped");
-                    }
-                    return;
-                }
-                let local = self.tcp_local.first().copied();
-                tokio::spawn(connect(
-                    t.peer.addr,
-                    local,
-                    t.bytes,
-                    self.writers.clone(),
-                    self.inbound.clone(),
-                ));
+            let local = first.peer.local;
+            let len = rest
+                .iter()
+                .take_while(|t| t.peer.transport == Transport::Udp && t.peer.local == local)
+                .count();
+            let socket = self
+                .udp
+                .iter()
+                .find(|(_, l)| *l == local)
+                .or_else(|| self.udp.first());
+            if let Some((s, _)) = socket {
+                batch::send_all(s, &rest[..len]);
             }
+            rest = &rest[len..];
         }
+        out.clear();
+    }
+
+    fn send_tcp(&self, t: Transmit) {
+        if let Some(w) = self.writers.get(&t.peer.addr) {
+            if w.try_send(t.bytes).is_err() {
+                warn!(to = %t.peer.addr, "TCP connection backlog full; message dropped");
+            }
+            return;
+        }
+        let local = self.tcp_local.first().copied();
+        tokio::spawn(connect(
+            t.peer.addr,
+            local,
+            t.bytes,
+            self.writers.clone(),
+            self.inbound.clone(),
+        ));
     }
 }
 

@@ -30,7 +30,7 @@ use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::sip::transaction::Transmit;
 use core::acd_spec;
-use transport::batch::Inbox;
+use transport::batch::{Inbox, SipUdp};
 use transport::{Inbound, Transports};
 
 /// How the daemon was started, beyond the config itself: what a reload
@@ -131,8 +131,8 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         tokio::select! {
             // Fixed order: signalling first, and no random number per turn.
             biased;
-            Ok(()) = readable(&primary) => {
-                read_primary(&primary, &mut inbox, &transports, &mut core, &mut out);
+            r = read(&primary, &mut inbox) => {
+                deliver(r, &inbox, &transports, &mut core, &mut out);
             }
             Some(msg) = inbound_rx.recv() => {
                 core.on_message(&msg.data, msg.peer, Instant::now(), &mut out);
@@ -172,8 +172,8 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     while core.active_calls() > 0 && Instant::now() < until {
         let deadline = core.poll_timeout().map(|d| d.min(until)).or(Some(until));
         tokio::select! {
-            Ok(()) = readable(&primary) => {
-                read_primary(&primary, &mut inbox, &transports, &mut core, &mut out);
+            r = read(&primary, &mut inbox) => {
+                deliver(r, &inbox, &transports, &mut core, &mut out);
             }
             Some(msg) = inbound_rx.recv() => core.on_message(&msg.data, msg.peer, Instant::now(), &mut out),
             _ = sleep_until(deadline) => core.handle_timeout(Instant::now(), &mut out),
@@ -203,25 +203,25 @@ fn spawn_load(
     });
 }
 
-/// Waits until the core's own UDP socket has datagrams (forever without one).
-async fn readable(primary: &Option<Arc<tokio::net::UdpSocket>>) -> std::io::Result<()> {
+/// Reads the datagrams queued on the core's own UDP socket (waits forever
+/// without one).
+async fn read(primary: &Option<Arc<SipUdp>>, inbox: &mut Inbox) -> std::io::Result<()> {
     match primary {
-        Some(s) => s.readable().await,
+        Some(s) => inbox.read(s).await,
         None => std::future::pending().await,
     }
 }
 
-/// Hands everything queued on the core's own UDP socket to the core.
-fn read_primary(
-    primary: &Option<Arc<tokio::net::UdpSocket>>,
-    inbox: &mut Inbox,
+/// Hands the datagrams of the last read to the core.
+fn deliver(
+    read: std::io::Result<()>,
+    inbox: &Inbox,
     transports: &Transports,
     core: &mut core::Core,
     out: &mut Vec<Transmit>,
 ) {
-    let Some(socket) = primary else { return };
     // ICMP errors surface here on Linux; they are not fatal.
-    if let Err(e) = inbox.read(socket) {
+    if let Err(e) = read {
         tracing::debug!(error = %e, "UDP receive error");
     }
     for (data, from) in inbox.datagrams() {
@@ -272,7 +272,11 @@ mod tests {
         assert_eq!(on_grid(origin + ms(301), origin, origin), origin + ms(310));
         assert_eq!(on_grid(origin + ms(310), origin, origin), origin + ms(310));
         assert_eq!(
-            on_grid(origin + ms(32_000) + Duration::from_micros(1), origin, origin),
+            on_grid(
+                origin + ms(32_000) + Duration::from_micros(1),
+                origin,
+                origin
+            ),
             origin + ms(32_010)
         );
     }

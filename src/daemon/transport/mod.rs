@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::sip::Transport;
 use crate::sip::framing::{Frame, StreamFramer};
 use crate::sip::transaction::{Peer, Transmit};
+use batch::SipUdp;
 
 /// Largest SIP message accepted on a stream (the 64 KiB).
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
@@ -41,7 +42,7 @@ type Writers = Arc<DashMap<SocketAddr, mpsc::Sender<Bytes>>>;
 pub struct Transports {
     /// Each UDP socket with its bound address, kept so that choosing the
     /// socket of a reply costs no `getsockname` call.
-    udp: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    udp: Vec<(Arc<SipUdp>, SocketAddr)>,
     tcp_local: Vec<SocketAddr>,
     writers: Writers,
     inbound: mpsc::Sender<Inbound>,
@@ -56,10 +57,9 @@ impl Transports {
     ) -> anyhow::Result<Transports> {
         let mut udp = Vec::new();
         for addr in &config.sip.udp {
-            let s = UdpSocket::bind(addr)
-                .await
+            let s = batch::bind(*addr)
                 .map_err(|e| anyhow::anyhow!("cannot bind SIP UDP {addr}: {e}"))?;
-            let local = s.local_addr()?;
+            let local = s.get_ref().local_addr()?;
             udp.push((Arc::new(s), local));
         }
         let writers: Writers = Arc::new(DashMap::new());
@@ -84,7 +84,7 @@ impl Transports {
     }
 
     /// The UDP socket the core reads itself.
-    pub fn primary_udp(&self) -> Option<Arc<UdpSocket>> {
+    pub fn primary_udp(&self) -> Option<Arc<SipUdp>> {
         self.udp.first().map(|(s, _)| s.clone())
     }
 
@@ -120,7 +120,7 @@ impl Transports {
                 .find(|(_, l)| *l == local)
                 .or_else(|| self.udp.first());
             if let Some((s, _)) = socket {
-                batch::send_all(s, &rest[..len]);
+                batch::send_all(s.get_ref(), &rest[..len]);
             }
             rest = &rest[len..];
         }
@@ -145,11 +145,18 @@ impl Transports {
     }
 }
 
-async fn udp_reader(socket: Arc<UdpSocket>, local: SocketAddr, inbound: mpsc::Sender<Inbound>) {
+async fn udp_reader(socket: Arc<SipUdp>, local: SocketAddr, inbound: mpsc::Sender<Inbound>) {
     let mut buf = vec![0u8; 65_535];
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => {
+        let mut ready = match socket.readable().await {
+            Ok(ready) => ready,
+            Err(e) => {
+                warn!(error = %e, %local, "SIP UDP socket failed; no longer reading it");
+                return;
+            }
+        };
+        match ready.try_io(|s| s.get_ref().recv_from(&mut buf)) {
+            Ok(Ok((n, from))) => {
                 let msg = Inbound {
                     data: Bytes::copy_from_slice(&buf[..n]),
                     peer: Peer {
@@ -162,7 +169,8 @@ async fn udp_reader(socket: Arc<UdpSocket>, local: SocketAddr, inbound: mpsc::Se
                     debug!("core busy: UDP datagram dropped");
                 }
             }
-            Err(e) => debug!(error = %e, "UDP receive error"),
+            Ok(Err(e)) => debug!(error = %e, "UDP receive error"),
+            Err(_would_block) => {}
         }
     }
 }

@@ -158,6 +158,29 @@ const METHODS: [rsipstack::sip::Method; 14] = {
     ]
 };
 
+/// The position of `method` in [`METHODS`]. A `match` rather than a search,
+/// so that a method a newer rsipstack adds is a compile error here instead
+/// of a request counted under another method.
+fn method_index(method: &rsipstack::sip::Method) -> usize {
+    use rsipstack::sip::Method::*;
+    match method {
+        Ack => 0,
+        Bye => 1,
+        Cancel => 2,
+        Info => 3,
+        Invite => 4,
+        Message => 5,
+        Notify => 6,
+        Options => 7,
+        PRack => 8,
+        Publish => 9,
+        Refer => 10,
+        Register => 11,
+        Subscribe => 12,
+        Update => 13,
+    }
+}
+
 /// The series of `sip_requests` (in [`METHODS`] order) and `sip_responses`
 /// (1xx..6xx), resolved once.
 #[derive(Default)]
@@ -401,8 +424,7 @@ impl Metrics {
     /// Counts a request received (after screening, so `method` is one
     /// rsipstack knows: the label set is closed).
     pub fn request_received(&self, method: &rsipstack::sip::Method) {
-        let i = METHODS.iter().position(|m| m == method).unwrap_or(0);
-        self.per_message.requests[i].inc();
+        self.per_message.requests[method_index(method)].inc();
     }
 
     /// Counts a refused message.
@@ -528,6 +550,21 @@ mod tests {
         assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn every_method_is_counted_under_its_own_name() {
+        for (i, method) in METHODS.iter().enumerate() {
+            assert_eq!(method_index(method), i, "{method}");
+        }
+        let m = Metrics::new();
+        m.request_received(&rsipstack::sip::Method::Update);
+        let text = m.encode();
+        assert!(
+            text.contains("zentrale_sip_requests_total{method=\"UPDATE\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("zentrale_sip_requests_total{method=\"ACK\"} 0"));
     }
 
     /// The per-origin figures of a queue come out with the origin's labels,

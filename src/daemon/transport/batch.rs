@@ -12,8 +12,9 @@
 //!
 //! The sockets are watched for reading only ([`SipUdp`]). tokio's own
 //! `UdpSocket` also asks epoll for write readiness, and a UDP socket turns
-//! writable again each time the peer reads one of its datagrams: at
-//! 200 calls/s that woke the core nearly twice per call for nothing.
+//! writable again each time the peer reads one of its datagrams: in the
+//! signalling load that made `epoll_wait` return once more per call for
+//! nothing.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -22,6 +23,8 @@ use std::os::fd::AsRawFd;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use crate::sip::transaction::Transmit;
 
 /// A SIP UDP socket, registered with the runtime for read readiness only.
 /// Sends never wait: they go straight to the (non-blocking) socket.
@@ -36,8 +39,6 @@ pub fn bind(addr: SocketAddr) -> io::Result<SipUdp> {
     let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
     Ok(registered?)
 }
-
-use crate::sip::transaction::Transmit;
 
 /// Datagrams read or sent per system call.
 const BATCH: usize = 16;
@@ -73,6 +74,9 @@ impl Inbox {
     ///
     /// When the read leaves the socket empty, its readiness is cleared, so
     /// the next call sleeps instead of costing another, empty read.
+    ///
+    /// Cancel-safe (the core loop uses it in `select!`): nothing is read
+    /// before the last `.await`, so a dropped call loses no datagram.
     pub async fn read(&mut self, socket: &SipUdp) -> io::Result<()> {
         self.received.clear();
         let mut ready = socket.readable().await?;

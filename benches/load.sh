@@ -14,9 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v sipp >/dev/null || { echo "sipp missing: apt-get install -y sip-tester" >&2; exit 1; }
+# The build that is installed in production (Cargo.toml, profile dist).
 if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/zentrale
+  cargo build --profile dist --quiet
+  BIN=target/dist/zentrale
 fi
 WORK=$(mktemp -d)
 trap 'kill "${ZPID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT

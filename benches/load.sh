@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load runs against a release build of zentrale, driven by SIPp on loopback.
+# Load runs against the installed build of zentrale (profile dist), driven by
+# SIPp on loopback.
 #
 #   benches/load.sh signalling   # 200 calls/s for 30 s, BYE right after ACK:
 #                                # answered at once, then with the demo's ring

@@ -110,21 +110,21 @@ EOF
 }
 
 media() {
-  local calls=${CALLS:-1000} rate=${RATE:-100}
+  local calls=${CALLS:-1000} rate=${RATE:-100} hold=${HOLD_MS:-20000}
   start_daemon 20000-29999
   local t0; t0=$(cpu_ticks)
-  read -r ok failed < <(run_sipp bench_media.xml -r "$rate" -m "$calls" -l "$calls" -mp "$(free_port)")
+  read -r ok failed < <(run_sipp bench_media.xml -r "$rate" -m "$calls" -l "$calls" -d "$hold" -mp "$(free_port)")
   local t1; t1=$(cpu_ticks)
   local sent; sent=$(metric zentrale_rtp_packets_sent_total)
   local recv; recv=$(metric zentrale_rtp_packets_received_total)
   local rss; rss=$(peak_rss_kib)
   stop_daemon
-  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rss" "$sent" "$recv" "$calls" <<'EOF'
+  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rss" "$sent" "$recv" "$calls" "$hold" <<'EOF'
 import sys
-ok, failed, t0, t1, tick, rss, sent, recv, calls = map(int, map(float, sys.argv[1:]))
+ok, failed, t0, t1, tick, rss, sent, recv, calls, hold = map(int, map(float, sys.argv[1:]))
 cpu_us = (t1 - t0) * 1e6 / tick
 pkts = sent + recv
-print(f"media: {calls} calls held 20 s: {ok} answered calls, {failed} failed")
+print(f"media: {calls} calls held {hold / 1000:g} s: {ok} answered calls, {failed} failed")
 print(f"  RTP packets: {sent} sent, {recv} received by zentrale")
 print(f"  zentrale CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/max(pkts,1):.2f} us per RTP packet (signalling included)")
 print(f"  peak RSS: {rss/1024:.1f} MiB")

@@ -16,3 +16,4 @@ pub mod dialplan;
 pub mod media;
 pub mod metrics;
 pub mod sip;
+pub mod udp;

@@ -29,8 +29,9 @@ use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::sip::transaction::Transmit;
+use crate::udp::Inbox;
 use core::acd_spec;
-use transport::batch::{Inbox, SipUdp};
+use transport::batch::SipUdp;
 use transport::{Inbound, Transports};
 
 /// How the daemon was started, beyond the config itself: what a reload
@@ -107,7 +108,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     );
 
     let mut out: Vec<Transmit> = Vec::with_capacity(16);
-    let mut inbox = Inbox::default();
+    let mut inbox = transport::batch::inbox();
     let primary = transports.primary_udp();
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -207,7 +208,7 @@ fn spawn_load(
 /// without one).
 async fn read(primary: &Option<Arc<SipUdp>>, inbox: &mut Inbox) -> std::io::Result<()> {
     match primary {
-        Some(s) => inbox.read(s).await,
+        Some(s) => transport::batch::read(inbox, s).await,
         None => std::future::pending().await,
     }
 }

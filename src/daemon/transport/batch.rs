@@ -1,14 +1,14 @@
-//! Batched UDP: one `recvmmsg` empties a socket, one `sendmmsg` sends what
-//! a turn of the core produced.
+//! SIP over UDP in batches: reads through [`crate::udp::Inbox`] (one
+//! `recvmmsg` empties the socket), and one `sendmmsg` sends what a turn of
+//! the core produced.
 //!
 //! Why: at 200 calls/s each datagram used to cost a `recvfrom` that returned
 //! it and a second one that found the socket empty (tokio clears a socket's
-//! readiness only when a read says `WouldBlock`), and each response its own
-//! `sendto`. On loopback every `sendto` wakes the peer, which then preempts
-//! the sender before its next `sendto`; the 100 Trying and 180 Ringing of an
-//! INVITE cost two such round trips. `recvmmsg` reads everything queued,
-//! and when it returns fewer datagrams than it had room for, the socket is
-//! empty; `sendmmsg` hands a turn's datagrams to the kernel together.
+//! readiness only when a read says `WouldBlock`; here a short `recvmmsg`
+//! clears it), and each response its own `sendto`. On loopback every
+//! `sendto` wakes the peer, which then preempts the sender before its next
+//! `sendto`; the 100 Trying and 180 Ringing of an INVITE cost two such round
+//! trips. `sendmmsg` hands a turn's datagrams to the kernel together.
 //!
 //! The sockets are watched for reading only ([`SipUdp`]). tokio's own
 //! `UdpSocket` also asks epoll for write readiness, and a UDP socket turns
@@ -16,15 +16,16 @@
 //! signalling load that made `epoll_wait` return once more per call for
 //! nothing.
 
-use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::sip::transaction::Transmit;
+use crate::udp::Inbox;
 
 /// A SIP UDP socket, registered with the runtime for read readiness only.
 /// Sends never wait: they go straight to the (non-blocking) socket.
@@ -41,83 +42,37 @@ pub fn bind(addr: SocketAddr) -> io::Result<SipUdp> {
 }
 
 /// Datagrams read or sent per system call.
-const BATCH: usize = 16;
+const BATCH: usize = crate::udp::MAX_SLOTS;
 
 /// Room for the largest UDP payload, so no SIP datagram is ever truncated.
 const DATAGRAM: usize = 65_535;
 
-/// Receive buffers for one UDP socket, and what the last read put in them.
+/// An [`Inbox`] sized for SIP: a full batch of the largest datagrams.
+pub fn inbox() -> Inbox {
+    Inbox::new(BATCH, DATAGRAM)
+}
+
+/// Waits until `socket` has datagrams and reads every one queued (up to a
+/// batch); they are then in [`Inbox::datagrams`].
 ///
-/// One `Inbox` per socket: the kernel shortens each header's address length
-/// to the family it received, so headers are not shared between an IPv4 and
-/// an IPv6 socket.
-pub struct Inbox {
-    buffers: Vec<u8>,
-    headers: MultiHeaders<SockaddrStorage>,
-    /// Slot, length and source of each datagram read.
-    received: Vec<(usize, usize, SocketAddr)>,
-}
-
-impl Default for Inbox {
-    fn default() -> Self {
-        Inbox {
-            buffers: vec![0; BATCH * DATAGRAM],
-            headers: MultiHeaders::preallocate(BATCH, None),
-            received: Vec::with_capacity(BATCH),
-        }
-    }
-}
-
-impl Inbox {
-    /// Waits until `socket` has datagrams and reads every one queued (up
-    /// to a batch); they are then in [`Inbox::datagrams`].
-    ///
-    /// When the read leaves the socket empty, its readiness is cleared, so
-    /// the next call sleeps instead of costing another, empty read.
-    ///
-    /// Cancel-safe (the core loop uses it in `select!`): nothing is read
-    /// before the last `.await`, so a dropped call loses no datagram.
-    pub async fn read(&mut self, socket: &SipUdp) -> io::Result<()> {
-        self.received.clear();
-        let mut ready = socket.readable().await?;
-        let mut chunks = self.buffers.chunks_mut(DATAGRAM);
-        let mut slices: [[IoSliceMut; 1]; BATCH] =
-            std::array::from_fn(|_| [IoSliceMut::new(chunks.next().expect("BATCH chunks"))]);
-        let results = match recvmmsg(
-            socket.as_raw_fd(),
-            &mut self.headers,
-            slices.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        ) {
-            Ok(results) => results,
-            Err(nix::errno::Errno::EAGAIN) => {
-                ready.clear_ready();
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut slots = 0;
-        for msg in results {
-            // A datagram without a usable source cannot be answered.
-            if let Some(from) = msg.address.as_ref().and_then(std_addr) {
-                self.received.push((slots, msg.bytes, from));
-            }
-            slots += 1;
-        }
-        // Fewer than asked for: the kernel stopped at an empty socket.
-        if slots < BATCH {
+/// When the read leaves the socket empty, its readiness is cleared, so the
+/// next call sleeps instead of costing another, empty read.
+///
+/// Cancel-safe (the core loop uses it in `select!`): nothing is read before
+/// the last `.await`, so a dropped call loses no datagram.
+pub async fn read(inbox: &mut Inbox, socket: &SipUdp) -> io::Result<()> {
+    let mut ready = socket.readable().await?;
+    match inbox.read(socket) {
+        Ok(false) => Ok(()),
+        Ok(true) => {
             ready.clear_ready();
+            Ok(())
         }
-        Ok(())
-    }
-
-    /// The datagrams of the last [`Inbox::read`], oldest first, with their
-    /// sources.
-    pub fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> {
-        self.received
-            .iter()
-            .map(|&(slot, len, from)| (&self.buffers[slot * DATAGRAM..][..len], from))
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            ready.clear_ready();
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -165,14 +120,6 @@ pub fn send_all(socket: &std::net::UdpSocket, datagrams: &[Transmit]) {
     }
 }
 
-fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
-    }
-    addr.as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -214,8 +161,8 @@ mod tests {
     }
 
     /// One `Inbox::read`, which must not wait long: datagrams are queued.
-    async fn read(inbox: &mut Inbox, socket: &SipUdp) {
-        tokio::time::timeout(Duration::from_secs(5), inbox.read(socket))
+    async fn read_within(inbox: &mut Inbox, socket: &SipUdp) {
+        tokio::time::timeout(Duration::from_secs(5), read(inbox, socket))
             .await
             .expect("queued datagrams make the socket readable")
             .unwrap();
@@ -226,8 +173,8 @@ mod tests {
         let (a, b) = (socket(), socket());
         let sent = texts(3);
         send_all(a.get_ref(), &datagrams(&a, &b, &sent));
-        let mut inbox = Inbox::default();
-        read(&mut inbox, &b).await;
+        let mut inbox = inbox();
+        read_within(&mut inbox, &b).await;
         let from = a.get_ref().local_addr().unwrap();
         let want: Vec<_> = sent.into_iter().map(|t| (t, from)).collect();
         assert_eq!(read_all(&inbox), want);
@@ -237,8 +184,8 @@ mod tests {
     async fn a_read_that_empties_the_socket_clears_its_readiness() {
         let (a, b) = (socket(), socket());
         send_all(a.get_ref(), &datagrams(&a, &b, &texts(1)));
-        let mut inbox = Inbox::default();
-        read(&mut inbox, &b).await;
+        let mut inbox = inbox();
+        read_within(&mut inbox, &b).await;
         assert_eq!(read_all(&inbox).len(), 1);
         // Without the clearing, `readable` would return at once and the next
         // read would find nothing.
@@ -246,7 +193,7 @@ mod tests {
         assert!(idle.is_err(), "an empty socket still counted as readable");
         // The next datagram wakes the reader again.
         send_all(a.get_ref(), &datagrams(&a, &b, &texts(1)));
-        read(&mut inbox, &b).await;
+        read_within(&mut inbox, &b).await;
         assert_eq!(read_all(&inbox).len(), 1);
     }
 
@@ -255,11 +202,11 @@ mod tests {
         let (a, b) = (socket(), socket());
         let sent = texts(BATCH + 3);
         send_all(a.get_ref(), &datagrams(&a, &b, &sent));
-        let mut inbox = Inbox::default();
-        read(&mut inbox, &b).await;
+        let mut inbox = inbox();
+        read_within(&mut inbox, &b).await;
         assert_eq!(read_all(&inbox).len(), BATCH);
         let mut got: Vec<_> = read_all(&inbox).into_iter().map(|(t, _)| t).collect();
-        read(&mut inbox, &b).await;
+        read_within(&mut inbox, &b).await;
         got.extend(read_all(&inbox).into_iter().map(|(t, _)| t));
         assert_eq!(got, sent);
     }

@@ -16,11 +16,8 @@ use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 /// The most datagrams one read takes.
 pub const MAX_SLOTS: usize = 16;
 
-/// Receive buffers for one socket (or one socket at a time), and what the
-/// last read put in them.
-///
-/// Keep one `Inbox` per address family: the kernel shortens each header's
-/// address length to the family it received.
+/// Receive buffers, and what the last read put in them. One `Inbox` can
+/// serve many sockets in turn, IPv4 and IPv6 alike.
 ///
 /// ```
 /// use zentrale::udp::Inbox;
@@ -41,7 +38,6 @@ pub struct Inbox {
     buffers: Vec<u8>,
     slots: usize,
     slot_len: usize,
-    headers: MultiHeaders<SockaddrStorage>,
     /// Slot, length and source of each datagram read.
     received: Vec<(usize, usize, SocketAddr)>,
 }
@@ -55,7 +51,6 @@ impl Inbox {
             buffers: vec![0; slots * slot_len],
             slots,
             slot_len,
-            headers: MultiHeaders::preallocate(slots, None),
             received: Vec::with_capacity(slots),
         }
     }
@@ -70,9 +65,13 @@ impl Inbox {
         let mut chunks = self.buffers.chunks_mut(self.slot_len);
         let mut slices: [[IoSliceMut; 1]; MAX_SLOTS] =
             std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or(&mut []))]);
+        // Fresh headers each time: the kernel shortens a header's address
+        // length to what it received, and nix does not reset it, so a header
+        // used for IPv4 would cut the next IPv6 source short.
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(self.slots, None);
         let results = recvmmsg(
             socket.as_raw_fd(),
-            &mut self.headers,
+            &mut headers,
             slices[..self.slots].iter_mut(),
             MsgFlags::MSG_DONTWAIT,
             None,
@@ -163,6 +162,23 @@ mod tests {
         assert!(inbox.read(&b).unwrap());
         let kept: Vec<Vec<u8>> = inbox.datagrams().map(|(d, _)| d.to_vec()).collect();
         assert_eq!(kept, [vec![8; 10]]);
+    }
+
+    #[test]
+    fn one_inbox_reads_ipv4_and_ipv6_sockets_in_turn() {
+        let (a, b) = pair();
+        let Ok(c) = UdpSocket::bind("[::1]:0") else {
+            return; // no IPv6 loopback on this machine
+        };
+        let d = UdpSocket::bind("[::1]:0").unwrap();
+        d.set_nonblocking(true).unwrap();
+        let mut inbox = Inbox::new(2, 64);
+        a.send_to(b"v4", b.local_addr().unwrap()).unwrap();
+        inbox.read(&b).unwrap();
+        assert_eq!(inbox.datagrams().next().unwrap().1, a.local_addr().unwrap());
+        c.send_to(b"v6", d.local_addr().unwrap()).unwrap();
+        inbox.read(&d).unwrap();
+        assert_eq!(inbox.datagrams().next().unwrap().1, c.local_addr().unwrap());
     }
 
     #[test]

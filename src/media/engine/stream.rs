@@ -2,7 +2,6 @@
 //! state, its player and, while bridged, the relay that feeds it from the
 //! partner leg. Everything here runs on the worker thread.
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -24,19 +23,10 @@ struct Bridge {
     relay: Relay,
 }
 
-/// What one read from the socket gave.
-pub(super) enum Read {
-    /// Nothing more to read for now.
-    Drained,
-    /// A datagram that is not for us (not RTP, a stranger's) or an error
-    /// worth another read.
-    Skipped,
-    /// An RTP packet from our peer, `len` bytes at the start of the buffer.
-    Packet {
-        len: usize,
-        header: RtpHeader,
-        payload: Range<usize>,
-    },
+/// An RTP packet from a stream's peer: its header and where its payload is.
+pub(super) struct Accepted {
+    pub header: RtpHeader,
+    pub payload: Range<usize>,
 }
 
 pub(super) struct Stream {
@@ -84,6 +74,10 @@ impl Stream {
             packets_sent: 0,
             packets_received: 0,
         }
+    }
+
+    pub(super) fn socket(&self) -> &UdpSocket {
+        &self.socket
     }
 
     pub(super) fn socket_mut(&mut self) -> &mut UdpSocket {
@@ -241,38 +235,18 @@ impl Stream {
         }
     }
 
-    /// Reads one datagram, learns the peer address if we have none, and
-    /// reports DTMF. A packet from our peer is left at the start of `buf`
-    /// for the relay.
-    pub(super) fn read(
+    /// Takes one datagram read from this stream's socket: learns the peer
+    /// address if we have none, and reports DTMF. `None` for a datagram
+    /// that is not for us (not RTP, or a stranger's).
+    pub(super) fn accept(
         &mut self,
-        buf: &mut [u8],
+        buf: &[u8],
+        source: SocketAddr,
         now: Instant,
         emit: &mut impl FnMut(MediaEvent),
         tally: &mut Tally,
-    ) -> Read {
-        let (len, source) = match self.socket.recv_from(buf) {
-            Ok(r) => r,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Read::Drained,
-            // Queued ICMP errors of earlier sends; the next read may have data.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectionRefused
-                        | ErrorKind::ConnectionReset
-                        | ErrorKind::Interrupted
-                ) =>
-            {
-                return Read::Skipped;
-            }
-            Err(e) => {
-                tracing::warn!(stream = self.id.0, error = %e, "RTP receive failed");
-                return Read::Drained;
-            }
-        };
-        let Some((header, payload)) = rtp::parse_in_place(&buf[..len]) else {
-            return Read::Skipped;
-        };
+    ) -> Option<Accepted> {
+        let (header, payload) = rtp::parse_in_place(buf)?;
         match self.remote {
             // Symmetric RTP (RFC 4961): send back to where the peer sends from.
             None => {
@@ -281,7 +255,7 @@ impl Stream {
             }
             // Never follow another source mid-call: that is how media
             // gets hijacked. Re-INVITEs change the peer via set_remote.
-            Some(remote) if remote != source => return Read::Skipped,
+            Some(remote) if remote != source => return None,
             Some(_) => {}
         }
         self.packets_received += 1;
@@ -291,11 +265,7 @@ impl Stream {
         if Some(header.payload_type) == self.format.dtmf_payload_type {
             self.on_telephone_event(header.timestamp, &buf[payload.clone()], emit);
         }
-        Read::Packet {
-            len,
-            header,
-            payload,
-        }
+        Some(Accepted { header, payload })
     }
 
     /// RFC 4733: all packets of one event share its timestamp, and the end

@@ -16,11 +16,12 @@ use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::player::Player;
-use super::stream::{Read, Stream};
+use super::stream::{Accepted, Stream};
 use super::{Command, EngineConfig, MediaCounters, MediaEvent, StreamId};
 use crate::media::ports::Recycler;
 use crate::media::relay::LegFormat;
 use crate::media::rtp::HEADER_LEN;
+use crate::udp::Inbox;
 
 /// The token of the [`mio::Waker`] that announces commands. Stream sockets
 /// use their slot number, which never gets near this.
@@ -31,8 +32,13 @@ pub(super) const WAKE: Token = Token(usize::MAX);
 const MAX_CATCH_UP: u64 = 3;
 
 /// Large enough for any RTP packet a peer sends us over UDP without
-/// fragmentation games; longer datagrams are truncated and then ignored.
+/// fragmentation games; longer datagrams are dropped.
 const RECV_BUF: usize = 2048;
+
+/// Datagrams taken from one socket per read (`recvmmsg`). A stream brings
+/// one packet per 20 ms, so a read usually returns one, and returning
+/// fewer than this proves the socket empty without a second read.
+const READ_SLOTS: usize = 8;
 
 /// At most this many datagrams are read from one socket before the others
 /// get their turn, so one flooding peer cannot starve the rest; the socket
@@ -151,7 +157,7 @@ pub(super) fn run(
     let samples_per_tick = (tick.as_millis() * 8) as u32;
     let mut streams = Streams::default();
     let mut send_buf = vec![0u8; HEADER_LEN + samples_per_tick as usize];
-    let mut recv_buf = vec![0u8; RECV_BUF];
+    let mut inbox = Inbox::new(READ_SLOTS, RECV_BUF);
     let mut ready = Events::with_capacity(EVENTS_PER_WAIT);
     // Sockets that hit MAX_READS_PER_ROUND: edge-triggered readiness will
     // not tell us again, so we come back to them ourselves.
@@ -206,14 +212,7 @@ pub(super) fn run(
                     WAKE => woken = true,
                     Token(slot) => {
                         read_any = true;
-                        if drain(
-                            &mut streams,
-                            slot,
-                            &mut recv_buf,
-                            now,
-                            &mut emit,
-                            &mut tally,
-                        ) {
+                        if drain(&mut streams, slot, &mut inbox, now, &mut emit, &mut tally) {
                             more.push(slot);
                         }
                     }
@@ -221,14 +220,7 @@ pub(super) fn run(
             }
             for i in 0..again {
                 let slot = more[i];
-                if drain(
-                    &mut streams,
-                    slot,
-                    &mut recv_buf,
-                    now,
-                    &mut emit,
-                    &mut tally,
-                ) {
+                if drain(&mut streams, slot, &mut inbox, now, &mut emit, &mut tally) {
                     more.push(slot);
                 }
             }
@@ -286,31 +278,56 @@ pub(super) fn run(
 fn drain(
     streams: &mut Streams,
     slot: usize,
-    buf: &mut [u8],
+    inbox: &mut Inbox,
     now: Instant,
     emit: &mut impl FnMut(MediaEvent),
     tally: &mut Tally,
 ) -> bool {
-    for _ in 0..MAX_READS_PER_ROUND {
+    let mut taken = 0;
+    while taken < MAX_READS_PER_ROUND {
         // A stale event for a slot removed in this round finds nothing.
         let Some(stream) = streams.get_mut(slot) else {
             return false;
         };
-        match stream.read(buf, now, emit, tally) {
-            Read::Drained => return false,
-            Read::Skipped => {}
-            Read::Packet {
-                len,
-                header,
-                payload,
-            } => {
-                let (Some(partner), from) = (stream.partner(), stream.format()) else {
-                    continue;
-                };
-                if let Some(dest) = streams.get_mut(partner) {
-                    dest.relay(&mut buf[..len], header, payload, &from, now, tally);
-                }
+        taken += READ_SLOTS;
+        let empty = match inbox.read(stream.socket()) {
+            Ok(empty) => empty,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+            // Queued ICMP errors of earlier sends; the next read may have data.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
             }
+            Err(e) => {
+                tracing::warn!(stream = stream.id.0, error = %e, "RTP receive failed");
+                return false;
+            }
+        };
+        for i in 0..inbox.len() {
+            let Some(stream) = streams.get_mut(slot) else {
+                return false;
+            };
+            let (packet, source) = inbox.datagram_mut(i);
+            let Some(Accepted { header, payload }) =
+                stream.accept(packet, source, now, emit, tally)
+            else {
+                continue;
+            };
+            let (Some(partner), from) = (stream.partner(), stream.format()) else {
+                continue;
+            };
+            if let Some(dest) = streams.get_mut(partner) {
+                dest.relay(packet, header, payload, &from, now, tally);
+            }
+        }
+        if empty {
+            return false;
         }
     }
     true

@@ -145,32 +145,27 @@ impl Transports {
     }
 }
 
+/// Reads a UDP socket other than the core's own, the same way the core
+/// reads its own, and hands each datagram to the core through the channel.
 async fn udp_reader(socket: Arc<SipUdp>, local: SocketAddr, inbound: mpsc::Sender<Inbound>) {
-    let mut buf = vec![0u8; 65_535];
+    let mut inbox = batch::inbox();
     loop {
-        let mut ready = match socket.readable().await {
-            Ok(ready) => ready,
-            Err(e) => {
-                warn!(error = %e, %local, "SIP UDP socket failed; no longer reading it");
-                return;
+        // ICMP errors surface here on Linux; they are not fatal.
+        if let Err(e) = batch::read(&mut inbox, &socket).await {
+            debug!(error = %e, %local, "UDP receive error");
+        }
+        for (data, from) in inbox.datagrams() {
+            let msg = Inbound {
+                data: Bytes::copy_from_slice(data),
+                peer: Peer {
+                    transport: Transport::Udp,
+                    addr: from,
+                    local,
+                },
+            };
+            if inbound.try_send(msg).is_err() {
+                debug!("core busy: UDP datagram dropped");
             }
-        };
-        match ready.try_io(|s| s.get_ref().recv_from(&mut buf)) {
-            Ok(Ok((n, from))) => {
-                let msg = Inbound {
-                    data: Bytes::copy_from_slice(&buf[..n]),
-                    peer: Peer {
-                        transport: Transport::Udp,
-                        addr: from,
-                        local,
-                    },
-                };
-                if inbound.try_send(msg).is_err() {
-                    debug!("core busy: UDP datagram dropped");
-                }
-            }
-            Ok(Err(e)) => debug!(error = %e, "UDP receive error"),
-            Err(_would_block) => {}
         }
     }
 }

@@ -590,6 +590,38 @@ fn menu_after_greeting(d: &Daemon, heard: &[(Pkt, Vec<u8>)], p: &KrefeldPrompts)
     at
 }
 
+/// Fails unless `agent` is offered the call on the menu's default queue,
+/// Krefeld's Serviceportal, `due` after the caller was `answered` (`want`
+/// says what `due` is made of).
+fn expect_default_offer(d: &Daemon, agent: &Phone, answered: Instant, due: Duration, want: &str) {
+    let Some(invite) = agent.offer(due + SIP_WAIT) else {
+        d.fail(format!(
+            "no offer within {:?} of the answer",
+            due + SIP_WAIT
+        ));
+    };
+    let offered = answered.elapsed();
+    d.check(
+        offered + Duration::from_millis(500) >= due && offered < due + Duration::from_secs(3),
+        || format!("the default queue offered the call {offered:?} after the answer, want {want} = {due:?}"),
+    );
+    let queue = invite.header("x-zentrale-queue").unwrap_or_default();
+    d.check(queue == "krefeld/serviceportal", || {
+        format!("the offer is for {queue:?}, want the default krefeld/serviceportal")
+    });
+}
+
+/// Fails unless the Krefeld menu counted exactly one timeout.
+fn expect_one_menu_timeout(d: &Daemon) {
+    let chose = metric(
+        d,
+        "zentrale_menu_choices_total{tenant=\"krefeld\",hotline=\"serviceportal\",choice=\"timeout\"}",
+    );
+    d.check(chose == 1.0, || {
+        format!("menu timeout counted {chose} times")
+    });
+}
+
 /// Playing time of `n` packets of 20 ms.
 fn packets(n: usize) -> Duration {
     Duration::from_millis(20 * n as u64)
@@ -620,23 +652,7 @@ fn krefeld_caller_pressing_nothing_reaches_the_default_queue_after_the_timeout()
     let answered = Instant::now();
     let timeout = Duration::from_secs(5);
     let due = frames_duration(&p.greeting) + frames_duration(&p.menu) + timeout;
-    let Some(invite) = agent.offer(due + SIP_WAIT) else {
-        d.fail(format!(
-            "no offer within {:?} of the answer",
-            due + SIP_WAIT
-        ));
-    };
-    let offered = answered.elapsed();
-    d.check(
-        offered + Duration::from_millis(500) >= due && offered < due + Duration::from_secs(3),
-        || format!("the default queue offered the call {offered:?} after the answer, want greeting + menu + 5 s = {due:?}"),
-    );
-    let queue = invite.header("x-zentrale-queue").unwrap_or_default();
-    d.check(queue == "krefeld/serviceportal", || {
-        format!(
-            "after the timeout the offer is for {queue:?}, want the default krefeld/serviceportal"
-        )
-    });
+    expect_default_offer(&d, &agent, answered, due, "greeting + menu + 5 s");
     std::thread::sleep(Duration::from_millis(600));
     let heard = caller.rtp.heard();
     let menu_at = menu_after_greeting(&d, &heard, &p);
@@ -658,13 +674,7 @@ fn krefeld_caller_pressing_nothing_reaches_the_default_queue_after_the_timeout()
     d.check(find_frame(&heard, &p.invalid[0], 0).is_none(), || {
         "the caller heard invalid-input without pressing a key".to_owned()
     });
-    let chose = metric(
-        &d,
-        "zentrale_menu_choices_total{tenant=\"krefeld\",hotline=\"serviceportal\",choice=\"timeout\"}",
-    );
-    d.check(chose == 1.0, || {
-        format!("menu timeout counted {chose} times")
-    });
+    expect_one_menu_timeout(&d);
     caller.hang_up(&d);
     let records = d.cdr_records(1, SIP_WAIT);
     let r = records.first().unwrap_or_else(|| d.fail("no call record"));
@@ -700,21 +710,7 @@ fn krefeld_menu_repeats_on_timeout_up_to_its_retries_then_the_default() {
     let answered = Instant::now();
     let timeout = Duration::from_secs(1);
     let due = frames_duration(&p.greeting) + 2 * (frames_duration(&p.menu) + timeout);
-    let Some(invite) = agent.offer(due + SIP_WAIT) else {
-        d.fail(format!(
-            "no offer within {:?} of the answer",
-            due + SIP_WAIT
-        ));
-    };
-    let offered = answered.elapsed();
-    d.check(
-        offered + Duration::from_millis(500) >= due && offered < due + Duration::from_secs(3),
-        || format!("the offer came {offered:?} after the answer, want greeting + 2 x (menu + 1 s) = {due:?}"),
-    );
-    let queue = invite.header("x-zentrale-queue").unwrap_or_default();
-    d.check(queue == "krefeld/serviceportal", || {
-        format!("after the retries the offer is for {queue:?}, want krefeld/serviceportal")
-    });
+    expect_default_offer(&d, &agent, answered, due, "greeting + 2 x (menu + 1 s)");
     std::thread::sleep(Duration::from_millis(600));
     let heard = caller.rtp.heard();
     let first = menu_after_greeting(&d, &heard, &p);
@@ -742,13 +738,7 @@ fn krefeld_menu_repeats_on_timeout_up_to_its_retries_then_the_default() {
         find_frame(&heard, &p.moh[0], after_second).is_some(),
         || "no queue music after the second menu".to_owned(),
     );
-    let chose = metric(
-        &d,
-        "zentrale_menu_choices_total{tenant=\"krefeld\",hotline=\"serviceportal\",choice=\"timeout\"}",
-    );
-    d.check(chose == 1.0, || {
-        format!("menu timeout counted {chose} times")
-    });
+    expect_one_menu_timeout(&d);
 }
 
 /// The caller presses 9, which the menu does not know, while the prompt

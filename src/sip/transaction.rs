@@ -205,10 +205,24 @@ impl Transactions {
         peer: Peer,
         now: Instant,
     ) -> (Incoming, Option<Transmit>) {
-        let Some(key) = server_key(&request) else {
+        match TopVia::of(&request.headers) {
+            Some(via) => self.on_request_via(request, &via, peer, now),
             // The screen guarantees a Via; without one there is nothing to match.
-            return (Incoming::Absorbed, None);
-        };
+            None => (Incoming::Absorbed, None),
+        }
+    }
+
+    /// [`Transactions::on_request`] for a caller that has already parsed
+    /// the request's top Via (the core has, to stamp it and to find where
+    /// responses go).
+    pub fn on_request_via(
+        &mut self,
+        request: Request,
+        via: &TopVia,
+        peer: Peer,
+        now: Instant,
+    ) -> (Incoming, Option<Transmit>) {
+        let key = server_key_of(&request, via);
         if request.method == Method::Ack {
             let invite_key = ServerKey {
                 method: Method::Invite,
@@ -596,7 +610,11 @@ impl Transactions {
 /// The server transaction key of a request (RFC 3261 §17.2.3), with the
 /// RFC 2543 fallback for branches without the magic cookie.
 pub fn server_key(request: &Request) -> Option<ServerKey> {
-    let via = TopVia::of(&request.headers)?;
+    Some(server_key_of(request, &TopVia::of(&request.headers)?))
+}
+
+/// [`server_key`] with the top Via already parsed.
+fn server_key_of(request: &Request, via: &TopVia) -> ServerKey {
     let method = match request.method {
         Method::Ack => Method::Invite,
         m => m,
@@ -621,11 +639,11 @@ pub fn server_key(request: &Request) -> Option<ServerKey> {
             b
         }
     };
-    Some(ServerKey {
+    ServerKey {
         branch,
-        sent_by: via.sent_by,
+        sent_by: via.sent_by.clone(),
         method,
-    })
+    }
 }
 
 fn client_key(response: &Response) -> Option<ClientKey> {

@@ -34,14 +34,7 @@ impl TopVia {
     /// assert!(v.rport);
     /// ```
     pub fn parse(value: &str) -> Option<TopVia> {
-        let top = Parts::parse(value)?;
-        Some(TopVia {
-            sent_by: top.sent_by.to_ascii_lowercase(),
-            host: top.host.to_owned(),
-            port: top.port,
-            branch: top.branch.map(str::to_owned),
-            rport: top.rport,
-        })
+        Parts::parse(value).map(|top| top.to_owned())
     }
 
     /// Finds and parses the top Via of a message.
@@ -79,6 +72,16 @@ struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
+    fn to_owned(&self) -> TopVia {
+        TopVia {
+            sent_by: self.sent_by.to_ascii_lowercase(),
+            host: self.host.to_owned(),
+            port: self.port,
+            branch: self.branch.map(str::to_owned),
+            rport: self.rport,
+        }
+    }
+
     fn parse(value: &'a str) -> Option<Parts<'a>> {
         let first = text::trim(text::split(value, b',').next()?);
         let space = first.bytes().position(|b| b.is_ascii_whitespace())?;
@@ -115,8 +118,11 @@ impl<'a> Parts<'a> {
 }
 
 /// Adds `received` and `rport=` to the top Via value (RFC 3261 §18.2.1,
-/// RFC 3581 §4) so the response finds its way back through NAT.
-pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
+/// RFC 3581 §4) so the response finds its way back through NAT. Returns
+/// the top Via as [`TopVia::of`] reads it (stamping changes none of its
+/// fields), so a request's Via is parsed once; `None` without a readable
+/// Via, and then nothing is stamped.
+pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVia> {
     for h in headers.iter_mut() {
         if let Header::Via(via) = h {
             let value = via.value();
@@ -124,9 +130,7 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
                 Some(i) => (&value[..i], &value[i..]),
                 None => (value, ""),
             };
-            let Some(top) = Parts::parse(first) else {
-                return;
-            };
+            let top = Parts::parse(first)?;
             // received=<IPv6> and rport=65535 fit in the 48 extra octets.
             let mut out = String::with_capacity(value.len() + 48);
             for (i, p) in text::split(first, b';').enumerate() {
@@ -152,10 +156,12 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) {
                 out.push_str(Decimal::new(source.port().into()).as_str());
             }
             out.push_str(rest);
+            let parsed = top.to_owned();
             *via = rsipstack::sip::Via::new(out);
-            return;
+            return Some(parsed);
         }
     }
+    None
 }
 
 /// Appends an address as `Display` writes it.

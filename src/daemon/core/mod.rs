@@ -323,9 +323,12 @@ impl Core {
 
     fn on_request(&mut self, mut req: Request, peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
         self.metrics.request_received(&req.method);
-        stamp_received(&mut req.headers, peer.addr);
-        let reply_to = response_peer(&req, peer);
-        let (incoming, resend) = self.transactions.on_request(req, reply_to, now);
+        // The screen guarantees a Via; without one there is nothing to match.
+        let Some(via) = stamp_received(&mut req.headers, peer.addr) else {
+            return;
+        };
+        let reply_to = response_peer_via(&via, peer);
+        let (incoming, resend) = self.transactions.on_request_via(req, &via, reply_to, now);
         if let Some(t) = resend {
             self.metrics.sip_retransmissions.inc();
             out.push(t);
@@ -1373,12 +1376,20 @@ fn media_ip(sip_ip: IpAddr) -> IpAddr {
 /// Where responses to `req` go: the source over TCP; over UDP the Via's
 /// rport/sent-by rules.
 fn response_peer(req: &Request, peer: Peer) -> Peer {
-    match (peer.transport, crate::sip::via::TopVia::of(&req.headers)) {
-        (Transport::Udp, Some(via)) => Peer {
+    match crate::sip::via::TopVia::of(&req.headers) {
+        Some(via) => response_peer_via(&via, peer),
+        None => peer,
+    }
+}
+
+/// [`response_peer`] for a request whose top Via is `via`.
+fn response_peer_via(via: &crate::sip::via::TopVia, peer: Peer) -> Peer {
+    match peer.transport {
+        Transport::Udp => Peer {
             addr: via.response_target(peer.addr),
             ..peer
         },
-        _ => peer,
+        Transport::Tcp => peer,
     }
 }
 

@@ -129,6 +129,9 @@ struct ServerTx {
     retransmit_interval: Duration,
     /// Bumped whenever the timers are re-armed, so stale heap entries are ignored.
     generation: u64,
+    /// The pending retransmission (timer G, or the 2xx's), taken out of
+    /// the queue as soon as it has nothing left to send.
+    retransmit_timer: Option<TimerId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,8 +170,7 @@ pub struct Transactions {
     timers_cfg: Timers,
     server: HashMap<ServerKey, ServerTx>,
     client: HashMap<ClientKey, ClientTx>,
-    timers: BTreeMap<(Instant, u64), (TimerTarget, TimerKind, u64)>,
-    next_timer_id: u64,
+    timers: TimerQueue,
     /// Messages retransmitted (for the metrics).
     pub retransmissions: u64,
 }
@@ -179,8 +181,7 @@ impl Transactions {
             timers_cfg: timers,
             server: HashMap::new(),
             client: HashMap::new(),
-            timers: BTreeMap::new(),
-            next_timer_id: 0,
+            timers: TimerQueue::default(),
             retransmissions: 0,
         }
     }
@@ -233,6 +234,10 @@ impl Transactions {
                     tx.state = ServerState::Confirmed;
                     tx.generation += 1;
                     let gen_ = tx.generation;
+                    // Timer G stops (RFC 3261 §17.2.1).
+                    if let Some(id) = tx.retransmit_timer.take() {
+                        self.timers.cancel(id);
+                    }
                     let wait = match peer.transport {
                         Transport::Udp => self.timers_cfg.t4,
                         Transport::Tcp => Duration::ZERO,
@@ -276,6 +281,7 @@ impl Transactions {
                 final_is_2xx: false,
                 retransmit_interval: self.timers_cfg.t1,
                 generation: 0,
+                retransmit_timer: None,
             },
         );
         (Incoming::Request { key, request }, None)
@@ -330,7 +336,10 @@ impl Transactions {
             // 2xx retransmission is needed even on TCP (RFC 3261 §13.3.1.4);
             // non-2xx only on UDP (timer G).
             if unreliable || tx.final_is_2xx {
-                self.arm(now + t1, target.clone(), TimerKind::Retransmit, gen_);
+                let id = self
+                    .timers
+                    .arm(now + t1, target.clone(), TimerKind::Retransmit, gen_);
+                tx.retransmit_timer = Some(id);
             }
             self.arm(now + 64 * t1, target, TimerKind::Expire, gen_);
         } else {
@@ -350,8 +359,12 @@ impl Transactions {
         {
             tx.state = ServerState::Confirmed;
             tx.final_is_2xx = true;
-            // Keep the Expire timer (L) running; retransmit timers see
-            // Confirmed and stop.
+            // Keep the Expire timer (L) running; the retransmissions end
+            // here, and so does their timer, so that no wake-up is spent
+            // on it.
+            if let Some(id) = tx.retransmit_timer.take() {
+                self.timers.cancel(id);
+            }
         }
     }
 
@@ -481,7 +494,7 @@ impl Transactions {
 
     /// The next instant [`Transactions::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(at, _)| *at)
+        self.timers.first()
     }
 
     /// Runs every timer due at `now`. Returns retransmissions and events.
@@ -491,11 +504,7 @@ impl Transactions {
         out: &mut Vec<Transmit>,
         events: &mut Vec<TxEvent>,
     ) {
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let (target, kind, gen_) = entry.remove();
+        while let Some((target, kind, gen_)) = self.timers.pop_due(now) {
             match target {
                 TimerTarget::Server(key) => self.fire_server(key, kind, gen_, now, out, events),
                 TimerTarget::Client(key) => self.fire_client(key, kind, gen_, now, out, events),
@@ -533,10 +542,16 @@ impl Transactions {
                 }
                 tx.retransmit_interval = (tx.retransmit_interval * 2).min(t2);
                 let at = now + tx.retransmit_interval;
-                self.arm(at, TimerTarget::Server(key), TimerKind::Retransmit, gen_);
+                let id = self
+                    .timers
+                    .arm(at, TimerTarget::Server(key), TimerKind::Retransmit, gen_);
+                tx.retransmit_timer = Some(id);
             }
             TimerKind::Expire => {
                 let unacked_2xx = tx.state == ServerState::Accepted;
+                if let Some(id) = tx.retransmit_timer.take() {
+                    self.timers.cancel(id);
+                }
                 self.server.remove(&key);
                 if unacked_2xx {
                     events.push(TxEvent::NoAck(key));
@@ -601,9 +616,46 @@ impl Transactions {
     }
 
     fn arm(&mut self, at: Instant, target: TimerTarget, kind: TimerKind, gen_: u64) {
-        self.next_timer_id += 1;
-        self.timers
-            .insert((at, self.next_timer_id), (target, kind, gen_));
+        self.timers.arm(at, target, kind, gen_);
+    }
+}
+
+/// A timer in the [`TimerQueue`], for cancelling it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct TimerId(Instant, u64);
+
+/// Pending timers in deadline order. A timer that became pointless either
+/// stays and is ignored when it fires (its generation is stale) or, for
+/// the retransmissions that lie ahead of everything else, is cancelled:
+/// the earliest deadline is what the daemon wakes up for, and a 2xx
+/// retransmission timer left behind by every ACK'd call woke it every few
+/// milliseconds under load for nothing.
+#[derive(Default)]
+struct TimerQueue {
+    entries: BTreeMap<TimerId, (TimerTarget, TimerKind, u64)>,
+    next_id: u64,
+}
+
+impl TimerQueue {
+    fn arm(&mut self, at: Instant, target: TimerTarget, kind: TimerKind, gen_: u64) -> TimerId {
+        self.next_id += 1;
+        let id = TimerId(at, self.next_id);
+        self.entries.insert(id, (target, kind, gen_));
+        id
+    }
+
+    fn cancel(&mut self, id: TimerId) {
+        self.entries.remove(&id);
+    }
+
+    fn first(&self) -> Option<Instant> {
+        self.entries.keys().next().map(|id| id.0)
+    }
+
+    /// Removes and returns the earliest timer if it is due at `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<(TimerTarget, TimerKind, u64)> {
+        let entry = self.entries.first_entry()?;
+        (entry.key().0 <= now).then(|| entry.remove())
     }
 }
 
@@ -791,6 +843,9 @@ mod tests {
         let (inc, _) = t.on_request(req("ACK", "z9hG4bK4"), udp_peer(), now);
         assert!(matches!(inc, Incoming::Ack(_)));
         t.ack_received(&key);
+        // Nothing is due before timer L: the retransmission timer is gone,
+        // not merely ignored when it fires.
+        assert_eq!(t.poll_timeout(), Some(now + Duration::from_secs(32)));
         let (sent, events) = run(&mut t, now + Duration::from_secs(40));
         assert!(sent.is_empty());
         assert!(events.is_empty());
@@ -814,6 +869,11 @@ mod tests {
             now + Duration::from_millis(10),
         );
         assert!(matches!(inc, Incoming::Absorbed));
+        // Timer G is gone; timer I (T4) is next.
+        assert_eq!(
+            t.poll_timeout(),
+            Some(now + Duration::from_millis(10) + Duration::from_secs(5))
+        );
         let (sent, events) = run(&mut t, now + Duration::from_secs(10));
         assert!(sent.is_empty(), "no retransmission after ACK");
         assert!(events.is_empty());

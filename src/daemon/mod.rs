@@ -254,11 +254,10 @@ fn on_grid(deadline: Instant, origin: Instant, now: Instant) -> Instant {
 /// next `deadline`: only when the core needs to wake earlier. A deadline
 /// that moved later leaves the timer where it is; it fires early, the core
 /// finds nothing due and the next turn arms it anew. Under load that is
-/// the common case (an ACK cancels the 200's retransmissions, a new call's
-/// timers lie behind the armed one), and each reset costs tokio's timer
-/// wheel a removal and an insert, plus a write to its wake-up eventfd when
-/// the timer moves earlier: re-arming on every change cost two to three
-/// resets per call at 200 calls/s.
+/// the common case (a new call's timers lie behind the armed one), and
+/// each reset costs tokio's timer wheel a removal and an insert, plus a
+/// write to its wake-up eventfd and an extra `epoll_wait` when the timer
+/// had fired before (BENCHMARKS.md, session 5).
 fn needs_rearm(armed: Option<Instant>, deadline: Option<Instant>) -> bool {
     match (armed, deadline) {
         (Some(armed), Some(deadline)) => deadline < armed,

@@ -242,7 +242,7 @@ impl Transactions {
                         Transport::Udp => self.timers_cfg.t4,
                         Transport::Tcp => Duration::ZERO,
                     };
-                    self.arm(
+                    self.timers.arm(
                         now + wait,
                         TimerTarget::Server(invite_key),
                         TimerKind::Expire,
@@ -341,11 +341,12 @@ impl Transactions {
                     .arm(now + t1, target.clone(), TimerKind::Retransmit, gen_);
                 tx.retransmit_timer = Some(id);
             }
-            self.arm(now + 64 * t1, target, TimerKind::Expire, gen_);
+            self.timers
+                .arm(now + 64 * t1, target, TimerKind::Expire, gen_);
         } else {
             tx.state = ServerState::Completed;
             let wait = if unreliable { 64 * t1 } else { Duration::ZERO };
-            self.arm(now + wait, target, TimerKind::Expire, gen_);
+            self.timers.arm(now + wait, target, TimerKind::Expire, gen_);
         }
         Some(Transmit { peer, bytes })
     }
@@ -399,14 +400,14 @@ impl Transactions {
             },
         );
         if peer.transport == Transport::Udp {
-            self.arm(
+            self.timers.arm(
                 now + t1,
                 TimerTarget::Client(key.clone()),
                 TimerKind::Retransmit,
                 0,
             );
         }
-        self.arm(
+        self.timers.arm(
             now + 64 * t1,
             TimerTarget::Client(key.clone()),
             TimerKind::Expire,
@@ -478,7 +479,7 @@ impl Transactions {
         } else {
             Duration::ZERO
         };
-        self.arm(
+        self.timers.arm(
             now + wait,
             TimerTarget::Client(key.clone()),
             TimerKind::Expire,
@@ -597,7 +598,8 @@ impl Transactions {
                 };
                 let at = now + tx.retransmit_interval;
                 let g = tx.generation;
-                self.arm(at, TimerTarget::Client(key), TimerKind::Retransmit, g);
+                self.timers
+                    .arm(at, TimerTarget::Client(key), TimerKind::Retransmit, g);
             }
             TimerKind::Expire => {
                 if tx.state == ClientState::Completed {
@@ -613,10 +615,6 @@ impl Transactions {
                 events.push(TxEvent::Timeout(key));
             }
         }
-    }
-
-    fn arm(&mut self, at: Instant, target: TimerTarget, kind: TimerKind, gen_: u64) {
-        self.timers.arm(at, target, kind, gen_);
     }
 }
 

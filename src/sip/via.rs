@@ -34,7 +34,7 @@ impl TopVia {
     /// assert!(v.rport);
     /// ```
     pub fn parse(value: &str) -> Option<TopVia> {
-        Parts::parse(value).map(|top| top.to_owned())
+        Parts::parse(value).map(|top| top.to_top_via())
     }
 
     /// Finds and parses the top Via of a message.
@@ -72,7 +72,7 @@ struct Parts<'a> {
 }
 
 impl<'a> Parts<'a> {
-    fn to_owned(&self) -> TopVia {
+    fn to_top_via(&self) -> TopVia {
         TopVia {
             sent_by: self.sent_by.to_ascii_lowercase(),
             host: self.host.to_owned(),
@@ -156,7 +156,7 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
                 out.push_str(Decimal::new(source.port().into()).as_str());
             }
             out.push_str(rest);
-            let parsed = top.to_owned();
+            let parsed = top.to_top_via();
             *via = rsipstack::sip::Via::new(out);
             return Some(parsed);
         }

@@ -385,7 +385,7 @@ impl Dialog {
 
     fn from_answer_lenient(invite: &Request, flow: Peer) -> Dialog {
         let mut dialog = Dialog {
-            call_id: String::new(),
+            call_id: "".into(),
             local_tag: String::new(),
             remote_tag: String::new(),
             local_uri: String::new(),
@@ -399,7 +399,7 @@ impl Dialog {
         };
         for h in invite.headers.iter() {
             match h {
-                Header::CallId(v) => dialog.call_id = v.value().to_owned(),
+                Header::CallId(v) => dialog.call_id = v.value().into(),
                 Header::From(v) => {
                     dialog.local_tag = tag_of(v.value()).unwrap_or("").to_owned();
                     dialog.local_uri = super::dialog::strip_tag(v.value());

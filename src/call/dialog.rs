@@ -2,6 +2,7 @@
 //! tags, URIs, route set, CSeq counters, and the in-dialog requests we send.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::sip::Transport;
 use crate::sip::message::{Header, Method, PRODUCT, Request, random_token, tag_of};
@@ -11,7 +12,7 @@ use crate::sip::via::MAGIC_COOKIE;
 /// Dialog state of a leg zentrale answered.
 #[derive(Debug, Clone)]
 pub struct Dialog {
-    pub call_id: String,
+    pub call_id: Arc<str>,
     /// Our tag (the To tag of our responses).
     pub local_tag: String,
     /// The caller's From tag.
@@ -68,7 +69,7 @@ impl Dialog {
             .and_then(uri_of)
             .unwrap_or_else(|| invite.uri.to_string());
         Some(Dialog {
-            call_id: call_id?,
+            call_id: call_id?.into(),
             local_tag: random_token(),
             remote_tag,
             local_uri: strip_tag(&to?),

@@ -136,13 +136,15 @@ pub fn set_body<M: HasHeaders>(msg: &mut M, content_type: &str, body: Vec<u8>) -
 /// The `tag` parameter of a From or To header value, if any.
 pub fn tag_of(value: &str) -> Option<&str> {
     // Parameters follow the closing '>' of a name-addr, or the addr-spec.
-    let params = match value.rfind('>') {
+    let params = match super::text::rfind(value, b'>') {
         Some(i) => &value[i + 1..],
         None => value,
     };
-    params.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim().eq_ignore_ascii_case("tag").then(|| v.trim())
+    super::text::split(params, b';').skip(1).find_map(|p| {
+        let (k, v) = super::text::split_once(p, b'=')?;
+        super::text::trim(k)
+            .eq_ignore_ascii_case("tag")
+            .then(|| super::text::trim(v))
     })
 }
 

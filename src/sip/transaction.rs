@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -61,8 +62,10 @@ impl Default for Timers {
 /// Identifies a server transaction (RFC 3261 §17.2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ServerKey {
-    branch: String,
-    sent_by: String,
+    // Shared with the timers that name the transaction: cloning a key
+    // must not allocate.
+    branch: Arc<str>,
+    sent_by: Arc<str>,
     /// INVITE and the ACK of a non-2xx share one; CANCEL has its own.
     method: Method,
 }
@@ -81,7 +84,7 @@ impl ServerKey {
 /// reuses the INVITE's branch).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientKey {
-    branch: String,
+    branch: Arc<str>,
     method: Method,
 }
 
@@ -669,9 +672,9 @@ fn server_key_of(request: &Request, via: &TopVia) -> ServerKey {
         Method::Ack => Method::Invite,
         m => m,
     };
-    let branch = match via.rfc3261_branch() {
-        Some(b) => b.to_owned(),
-        None => {
+    let branch = match &via.branch {
+        Some(b) if b.starts_with(super::via::MAGIC_COOKIE) => b.clone(),
+        _ => {
             // RFC 3261 §17.2.3 falls back to matching on the dialog and CSeq;
             // From tag + Call-ID + CSeq number approximate it well.
             let mut b = String::from("2543:");
@@ -686,7 +689,7 @@ fn server_key_of(request: &Request, via: &TopVia) -> ServerKey {
                 }
                 b.push('|');
             }
-            b
+            b.into()
         }
     };
     ServerKey {

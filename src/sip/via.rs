@@ -4,6 +4,7 @@
 //! because it runs for every message and only needs four fields.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use super::message::{Header, Headers};
 use super::text::{self, Decimal};
@@ -14,11 +15,12 @@ pub const MAGIC_COOKIE: &str = "z9hG4bK";
 /// The fields of the topmost Via value that routing and matching need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopVia {
-    /// `host[:port]` exactly as sent, lower-cased for matching.
-    pub sent_by: String,
+    /// `host[:port]` exactly as sent, lower-cased for matching. Shared:
+    /// transaction keys and their timers hold it for the transaction's life.
+    pub sent_by: Arc<str>,
     pub host: String,
     pub port: Option<u16>,
-    pub branch: Option<String>,
+    pub branch: Option<Arc<str>>,
     /// The `rport` parameter was present (RFC 3581).
     pub rport: bool,
 }
@@ -74,10 +76,14 @@ struct Parts<'a> {
 impl<'a> Parts<'a> {
     fn to_top_via(&self) -> TopVia {
         TopVia {
-            sent_by: self.sent_by.to_ascii_lowercase(),
+            sent_by: if self.sent_by.bytes().any(|b| b.is_ascii_uppercase()) {
+                self.sent_by.to_ascii_lowercase().into()
+            } else {
+                self.sent_by.into()
+            },
             host: self.host.to_owned(),
             port: self.port,
-            branch: self.branch.map(str::to_owned),
+            branch: self.branch.map(Arc::from),
             rport: self.rport,
         }
     }

@@ -131,9 +131,9 @@ pub struct Core {
     digest: DigestServer,
     registrar: Registrar,
     accounts: AccountBook,
-    calls: HashMap<String, CallEntry>,
+    calls: HashMap<Arc<str>, CallEntry>,
     call_timers: BTreeSet<(Instant, String)>,
-    streams: HashMap<u64, String>,
+    streams: HashMap<u64, Arc<str>>,
     pending: HashMap<ClientKey, (String, Pending)>,
     trunk_calls: Vec<u32>,
     ports: PortPool,
@@ -145,7 +145,7 @@ pub struct Core {
     pub acd: Arc<Acd>,
     /// Something changed that may let a waiting caller meet a free agent.
     acd_dirty: bool,
-    call_keys: HashMap<CallKey, String>,
+    call_keys: HashMap<CallKey, Arc<str>>,
     next_call_key: u64,
     /// Agent legs by their Call-ID.
     legs: HashMap<String, LegEntry>,
@@ -419,13 +419,14 @@ impl Core {
             Ok(origin) => origin,
             Err(resp) => return self.respond(&key, &resp, now, out),
         };
-        let called = called_number(&req);
         let input = routing::call_input(&req);
+        // The Request-URI user, percent-decoded: what the dialplan looks up.
+        let called = &input.request_user;
         // Feature codes start with * or # (config validation makes sure);
         // an agent who dials an unknown one hears the error prompt, not a 404.
         let feature = match &origin {
             Origin::Agent(ext) if called.starts_with(['*', '#']) => {
-                Some((ext.clone(), self.config.acd.feature(&called)))
+                Some((ext.clone(), self.config.acd.feature(called)))
             }
             _ => None,
         };
@@ -634,7 +635,12 @@ impl Core {
         // Only a number the caller did not withhold is kept.
         let caller_number = input.caller.unwrap_or_else(|| "anonymous".into());
         if plan.is_some() {
-            *self.tenant_calls.entry(route.tenant.clone()).or_default() += 1;
+            match self.tenant_calls.get_mut(&route.tenant) {
+                Some(n) => *n += 1,
+                None => {
+                    self.tenant_calls.insert(route.tenant.clone(), 1);
+                }
+            }
         }
         self.calls.insert(
             call_id.clone(),
@@ -763,10 +769,11 @@ impl Core {
         let Some(entry) = self.calls.get_mut(call_id_of(&ack)) else {
             return;
         };
-        if !entry.call.dialog.matches(
-            header_tag(&ack, false).as_deref(),
-            header_tag(&ack, true).as_deref(),
-        ) {
+        if !entry
+            .call
+            .dialog
+            .matches(header_tag(&ack, false), header_tag(&ack, true))
+        {
             return;
         }
         match entry.reinvite.take() {
@@ -797,7 +804,7 @@ impl Core {
         let call_id = call_id_of(&req).to_owned();
         let matches = self
             .calls
-            .get(&call_id)
+            .get(&*call_id)
             .is_some_and(|e| e.call.invite_key == invite_key);
         if !matches {
             let status = if self.transactions.has_server(&invite_key) {
@@ -818,7 +825,7 @@ impl Core {
         );
         let actions = self
             .calls
-            .get_mut(&call_id)
+            .get_mut(&*call_id)
             .map(|e| e.call.on_cancel())
             .unwrap_or_default();
         self.execute(&call_id, actions, now, out);
@@ -827,10 +834,9 @@ impl Core {
     fn on_bye(&mut self, key: ServerKey, req: Request, now: Instant, out: &mut Vec<Transmit>) {
         let call_id = call_id_of(&req).to_owned();
         if let Some(leg) = self.legs.get(&call_id) {
-            let ours = leg.leg.matches(
-                header_tag(&req, false).as_deref(),
-                header_tag(&req, true).as_deref(),
-            );
+            let ours = leg
+                .leg
+                .matches(header_tag(&req, false), header_tag(&req, true));
             let status = if ours {
                 StatusCode::OK
             } else {
@@ -842,11 +848,10 @@ impl Core {
             }
             return;
         }
-        let found = self.calls.get(&call_id).is_some_and(|e| {
-            e.call.dialog.matches(
-                header_tag(&req, false).as_deref(),
-                header_tag(&req, true).as_deref(),
-            )
+        let found = self.calls.get(&*call_id).is_some_and(|e| {
+            e.call
+                .dialog
+                .matches(header_tag(&req, false), header_tag(&req, true))
         });
         if !found {
             return self.respond(
@@ -859,7 +864,7 @@ impl Core {
         self.respond(&key, &response(&req, StatusCode::OK), now, out);
         let actions = self
             .calls
-            .get_mut(&call_id)
+            .get_mut(&*call_id)
             .map(|e| e.call.on_bye())
             .unwrap_or_default();
         self.execute(&call_id, actions, now, out);
@@ -877,7 +882,7 @@ impl Core {
         if self.legs.contains_key(&call_id) {
             return self.on_leg_in_dialog(key, req, now, out);
         }
-        let Some(entry) = self.calls.get_mut(&call_id) else {
+        let Some(entry) = self.calls.get_mut(&*call_id) else {
             return self.respond(
                 &key,
                 &response(&req, StatusCode::CallTransactionDoesNotExist),
@@ -885,10 +890,11 @@ impl Core {
                 out,
             );
         };
-        if !entry.call.dialog.matches(
-            header_tag(&req, false).as_deref(),
-            header_tag(&req, true).as_deref(),
-        ) {
+        if !entry
+            .call
+            .dialog
+            .matches(header_tag(&req, false), header_tag(&req, true))
+        {
             return self.respond(
                 &key,
                 &response(&req, StatusCode::CallTransactionDoesNotExist),
@@ -1003,7 +1009,7 @@ impl Core {
         if code < 200 {
             return;
         }
-        let actions = match (what, self.calls.get_mut(&call_id)) {
+        let actions = match (what, self.calls.get_mut(&*call_id)) {
             (Pending::Bye, Some(e)) => e.call.on_bye_done(),
             (Pending::Refresh, Some(e)) => {
                 if response.status_code.code() < 300 {
@@ -1126,14 +1132,14 @@ impl Core {
                     } else if what == Pending::Bye {
                         let actions = self
                             .calls
-                            .get_mut(&call_id)
+                            .get_mut(&*call_id)
                             .map(|e| e.call.on_bye_done())
                             .unwrap_or_default();
                         self.execute(&call_id, actions, now, out);
                     } else if what == Pending::Refresh {
                         let actions = self
                             .calls
-                            .get_mut(&call_id)
+                            .get_mut(&*call_id)
                             .map(|e| e.call.hang_up(EndReason::SessionExpired))
                             .unwrap_or_default();
                         self.execute(&call_id, actions, now, out);
@@ -1146,7 +1152,7 @@ impl Core {
                 break;
             }
             self.call_timers.remove(&(at, call_id.clone()));
-            if let Some(e) = self.calls.get_mut(&call_id) {
+            if let Some(e) = self.calls.get_mut(&*call_id) {
                 e.scheduled = None;
             }
             self.run_call_timers(&call_id, now, out);
@@ -1169,7 +1175,7 @@ impl Core {
 
     /// Hangs up every call (shutdown). Returns how many were up.
     pub fn hang_up_all(&mut self, now: Instant, out: &mut Vec<Transmit>) -> usize {
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        let ids: Vec<Arc<str>> = self.calls.keys().cloned().collect();
         for call_id in &ids {
             let actions = self
                 .calls
@@ -1466,10 +1472,10 @@ fn cseq_number(req: &Request) -> Option<u32> {
 }
 
 /// The To tag (`to = true`) or From tag of a request.
-fn header_tag(req: &Request, to: bool) -> Option<String> {
+fn header_tag(req: &Request, to: bool) -> Option<&str> {
     req.headers.iter().find_map(|h| match (h, to) {
-        (Header::To(v), true) => tag_of(v.value()).map(str::to_owned),
-        (Header::From(v), false) => tag_of(v.value()).map(str::to_owned),
+        (Header::To(v), true) => tag_of(v.value()),
+        (Header::From(v), false) => tag_of(v.value()),
         _ => None,
     })
 }
@@ -1483,18 +1489,6 @@ fn has_sdp_body(req: &Request) -> bool {
                 .starts_with("application/sdp"),
             _ => false,
         })
-}
-
-/// The called number: the Request-URI user (tel: URIs: the number).
-fn called_number(req: &Request) -> String {
-    let uri = req.uri.to_string();
-    let rest = uri.split_once(':').map(|(_, r)| r).unwrap_or(&uri);
-    let user = match rest.split_once('@') {
-        Some((user, _)) => user,
-        None if uri.starts_with("tel:") => rest,
-        None => "",
-    };
-    user.split(';').next().unwrap_or("").to_owned()
 }
 
 fn from_user(req: &Request) -> Option<String> {
@@ -1513,20 +1507,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn called_number_from_sip_and_tel_uris() {
-        let r = |uri: &str| {
-            Request::try_from(format!(
-                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
-                 To: <sip:115@h>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n"
-            ))
-            .unwrap()
-        };
-        assert_eq!(called_number(&r("sip:115@127.0.0.1")), "115");
-        assert_eq!(
-            called_number(&r("sip:+49561115;npdi@127.0.0.1:5060")),
-            "+49561115"
-        );
-        assert_eq!(called_number(&r("sip:127.0.0.1")), "");
-        assert_eq!(from_user(&r("sip:115@h")).as_deref(), Some("a"));
+    fn from_user_is_the_user_of_the_from_uri() {
+        let r = Request::try_from(
+            "INVITE sip:115@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
+             To: <sip:115@h>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(from_user(&r).as_deref(), Some("a"));
     }
 }

@@ -754,7 +754,7 @@ impl Core {
             LegFor::Forward { uri } => {
                 entry.settled = true;
                 self.note(&caller, now, |f, at| f.forward_answered(at));
-                if let Some(e) = self.calls.get_mut(&caller) {
+                if let Some(e) = self.calls.get_mut(&*caller) {
                     info!(caller_call_id = %caller, %uri, "forward target answered; bridging");
                     e.phase = Phase::Connected {
                         leg: leg_id.to_owned(),
@@ -768,7 +768,7 @@ impl Core {
             Ok(events) => {
                 entry.settled = true;
                 self.note(&caller, now, |f, at| f.connected(&agent, at));
-                if let Some(e) = self.calls.get_mut(&caller) {
+                if let Some(e) = self.calls.get_mut(&*caller) {
                     info!(caller_call_id = %caller, %agent, "agent answered; bridging");
                     e.phase = Phase::Connected {
                         leg: leg_id.to_owned(),
@@ -841,7 +841,7 @@ impl Core {
         if from_acd {
             self.conversation_over(call, now, out);
         }
-        if let Some(e) = self.calls.get_mut(&caller) {
+        if let Some(e) = self.calls.get_mut(&*caller) {
             e.phase = Phase::Closing;
             self.media.unbridge(e.media.stream);
         }
@@ -866,7 +866,7 @@ impl Core {
             .leg
             .dialog
             .as_ref()
-            .filter(|_| entry.leg.matches(from_tag.as_deref(), to_tag.as_deref()))
+            .filter(|_| entry.leg.matches(from_tag, to_tag))
         else {
             let resp = response(&req, StatusCode::CallTransactionDoesNotExist);
             return self.respond(&key, &resp, now, out);
@@ -910,7 +910,7 @@ impl Core {
         }
         entry.held = held;
         let agent_stream = entry.stream;
-        let Some(e) = self.calls.get(&entry.caller) else {
+        let Some(e) = self.calls.get(&*entry.caller) else {
             return;
         };
         if held {

@@ -38,9 +38,9 @@ impl Core {
     /// At exit: the records of calls still up (their BYE went unanswered),
     /// so none is lost. The calls are forgotten; the process ends anyway.
     pub fn record_remaining(&mut self, now: Instant) {
-        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        let ids: Vec<std::sync::Arc<str>> = self.calls.keys().cloned().collect();
         for id in ids {
-            if let Some(e) = self.calls.remove(&id) {
+            if let Some(e) = self.calls.remove(&*id) {
                 self.call_over(&e, EndReason::Shutdown, now);
             }
         }

@@ -160,7 +160,13 @@ impl Dialog {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
         };
-        format!("<sip:zentrale@{}{transport}>", self.source.local)
+        // Written out: this runs for every answered call.
+        let mut contact = String::with_capacity(64);
+        contact.push_str("<sip:zentrale@");
+        crate::sip::text::push_socket_addr(&mut contact, self.source.local);
+        contact.push_str(transport);
+        contact.push('>');
+        contact
     }
 
     /// Whether an in-dialog request belongs to this dialog: its From tag is

@@ -248,8 +248,8 @@ fn uri_of(entry: &str) -> &str {
 /// ```
 pub fn uri_user(value: &str) -> Option<String> {
     let uri = uri_of(value);
-    let lower = uri.get(..4).map(str::to_ascii_lowercase);
-    let (user, sip) = if lower.as_deref() == Some("tel:") {
+    let tel = uri.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("tel:"));
+    let (user, sip) = if tel {
         (&uri[4..], false)
     } else {
         let rest = strip_scheme(uri)?;
@@ -269,11 +269,16 @@ pub fn uri_user(value: &str) -> Option<String> {
 }
 
 fn strip_scheme(uri: &str) -> Option<&str> {
-    let lower = uri.get(..5).map(str::to_ascii_lowercase);
-    match lower.as_deref() {
-        Some("sips:") => Some(&uri[5..]),
-        Some(l) if l.starts_with("sip:") => Some(&uri[4..]),
-        _ => None,
+    let starts = |scheme: &str| {
+        uri.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    };
+    if starts("sips:") {
+        Some(&uri[5..])
+    } else if starts("sip:") {
+        Some(&uri[4..])
+    } else {
+        None
     }
 }
 

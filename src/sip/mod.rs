@@ -6,7 +6,7 @@ pub mod framing;
 pub mod message;
 pub mod registrar;
 pub mod screen;
-mod text;
+pub(crate) mod text;
 pub mod transaction;
 pub mod via;
 

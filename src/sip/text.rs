@@ -11,6 +11,8 @@
 //! character boundary and the results equal those of the `str` methods
 //! with the same (ASCII) pattern.
 
+use std::net::{IpAddr, SocketAddr};
+
 /// `s.find(b as char)`.
 pub(super) fn find(s: &str, b: u8) -> Option<usize> {
     s.bytes().position(|c| c == b)
@@ -109,6 +111,35 @@ pub(super) fn trim_start(s: &str) -> &str {
     }
 }
 
+/// Appends an address as `Display` writes it.
+pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(Decimal::new(octet.into()).as_str());
+            }
+        }
+        IpAddr::V6(v6) => out.push_str(&v6.to_string()),
+    }
+}
+
+/// Appends a socket address as `Display` writes it (`[v6]:port` for IPv6).
+pub(crate) fn push_socket_addr(out: &mut String, addr: SocketAddr) {
+    let v6 = addr.is_ipv6();
+    if v6 {
+        out.push('[');
+    }
+    push_ip(out, addr.ip());
+    if v6 {
+        out.push(']');
+    }
+    out.push(':');
+    out.push_str(Decimal::new(addr.port().into()).as_str());
+}
+
 /// A number in decimal without allocating or formatting machinery:
 /// `Decimal::new(n).as_str()`.
 pub(super) struct Decimal {
@@ -145,6 +176,24 @@ mod tests {
     fn decimals() {
         for n in [0, 7, 10, 5060, 65535, u64::MAX] {
             assert_eq!(Decimal::new(n).as_str(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn addresses_as_display_writes_them() {
+        for a in [
+            "127.0.0.1:5060",
+            "10.200.0.9:0",
+            "[::1]:5060",
+            "[2001:db8::7]:65535",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let mut out = String::new();
+            push_socket_addr(&mut out, addr);
+            assert_eq!(out, addr.to_string());
+            out.clear();
+            push_ip(&mut out, addr.ip());
+            assert_eq!(out, addr.ip().to_string());
         }
     }
 

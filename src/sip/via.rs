@@ -155,7 +155,7 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
             // No `write!`: this runs for every request.
             if host_ip != Some(source.ip()) || top.rport {
                 out.push_str(";received=");
-                push_ip(&mut out, source.ip());
+                text::push_ip(&mut out, source.ip());
             }
             if top.rport {
                 out.push_str(";rport=");
@@ -168,21 +168,6 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
         }
     }
     None
-}
-
-/// Appends an address as `Display` writes it.
-fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                out.push_str(Decimal::new(octet.into()).as_str());
-            }
-        }
-        IpAddr::V6(v6) => out.push_str(&v6.to_string()),
-    }
 }
 
 fn split_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {

@@ -110,6 +110,7 @@ impl Driver {
             rtp_timeout: config.rtp.timeout,
             tick: Duration::from_millis(20),
             recycle: Some(ports.recycler()),
+            wake: None,
         });
         let now = Instant::now();
         let mut metrics = Metrics::new();

@@ -262,6 +262,7 @@ fn engine_figures() {
         rtp_timeout: None,
         tick: Duration::from_millis(20),
         recycle: None,
+        wake: None,
     };
     for (name, caller, agent) in [("same codec", PCMA, PCMA), ("PCMU<->PCMA", PCMU, PCMA)] {
         let (media, _events) = engine::start(config.clone());

@@ -13,6 +13,7 @@ pub mod cdr;
 pub mod config;
 pub mod daemon;
 pub mod dialplan;
+pub mod doorbell;
 pub mod media;
 pub mod metrics;
 pub mod sip;

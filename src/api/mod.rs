@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::acd::{
     Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange, Strategy,
@@ -36,9 +36,9 @@ use crate::metrics::Metrics;
 pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub acd: Arc<Acd>,
-    /// Woken after a change that may let the core offer a call.
-    pub acd_changed: Arc<Notify>,
-    /// Asks the core to reload the config; it answers on the one-shot.
+    /// Told after a change that may let the core offer a call.
+    pub core: crate::daemon::driver::CoreHandle,
+    /// Asks for a reload of the config; the answer comes on the one-shot.
     pub reload: mpsc::Sender<ReloadRequest>,
 }
 
@@ -315,7 +315,7 @@ async fn agent_action(
     };
     match result {
         Ok(()) => {
-            state.acd_changed.notify_one();
+            state.core.acd_changed();
             tracing::info!(agent = %id, %action, "agent changed by the API");
             // Answer with the agent as it is now.
             let snap = state.acd.snapshot(now);

@@ -10,35 +10,25 @@
 //! `sendto`; the 100 Trying and 180 Ringing of an INVITE cost two such round
 //! trips. `sendmmsg` hands a turn's datagrams to the kernel together.
 //!
-//! The sockets are watched for reading only ([`SipUdp`]). tokio's own
-//! `UdpSocket` also asks epoll for write readiness, and a UDP socket turns
-//! writable again each time the peer reads one of its datagrams: in the
-//! signalling load that made `epoll_wait` return once more per call for
-//! nothing.
+//! The core thread ([`super::super::driver`]) waits for the sockets in
+//! its own epoll, for reading only: a UDP socket also turns writable each
+//! time the peer reads one of its datagrams, and watching that made
+//! `epoll_wait` return once more per call for nothing.
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 
 use crate::sip::transaction::Transmit;
 use crate::udp::Inbox;
 
-/// A SIP UDP socket, registered with the runtime for read readiness only.
-/// Sends never wait: they go straight to the (non-blocking) socket.
-pub type SipUdp = AsyncFd<std::net::UdpSocket>;
-
-/// Binds a SIP UDP socket on `addr`.
-pub fn bind(addr: SocketAddr) -> io::Result<SipUdp> {
+/// Binds a non-blocking SIP UDP socket on `addr`.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
-    // SAFETY: the `UdpSocket` owns its descriptor, keeps it open until the
-    // `AsyncFd` drops it, and always returns that same descriptor.
-    let registered = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
-    Ok(registered?)
+    Ok(socket)
 }
 
 /// Datagrams read or sent per system call.
@@ -50,30 +40,6 @@ const DATAGRAM: usize = 65_535;
 /// An [`Inbox`] sized for SIP: a full batch of the largest datagrams.
 pub fn inbox() -> Inbox {
     Inbox::new(BATCH, DATAGRAM)
-}
-
-/// Waits until `socket` has datagrams and reads every one queued (up to a
-/// batch); they are then in [`Inbox::datagrams`].
-///
-/// When the read leaves the socket empty, its readiness is cleared, so the
-/// next call sleeps instead of costing another, empty read.
-///
-/// Cancel-safe (the core loop uses it in `select!`): nothing is read before
-/// the last `.await`, so a dropped call loses no datagram.
-pub async fn read(inbox: &mut Inbox, socket: &SipUdp) -> io::Result<()> {
-    let mut ready = socket.readable().await?;
-    match inbox.read(socket) {
-        Ok(false) => Ok(()),
-        Ok(true) => {
-            ready.clear_ready();
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            ready.clear_ready();
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Sends `datagrams` from `socket`, up to `BATCH` to a system call,
@@ -122,7 +88,8 @@ pub fn send_all(socket: &std::net::UdpSocket, datagrams: &[Transmit]) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::net::UdpSocket;
+    use std::time::{Duration, Instant};
 
     use bytes::Bytes;
 
@@ -130,15 +97,15 @@ mod tests {
     use crate::sip::Transport;
     use crate::sip::transaction::Peer;
 
-    fn socket() -> SipUdp {
+    fn socket() -> UdpSocket {
         bind("127.0.0.1:0".parse().unwrap()).unwrap()
     }
 
-    fn datagrams(from: &SipUdp, to: &SipUdp, texts: &[String]) -> Vec<Transmit> {
+    fn datagrams(from: &UdpSocket, to: &UdpSocket, texts: &[String]) -> Vec<Transmit> {
         let peer = Peer {
             transport: Transport::Udp,
-            addr: to.get_ref().local_addr().unwrap(),
-            local: from.get_ref().local_addr().unwrap(),
+            addr: to.local_addr().unwrap(),
+            local: from.local_addr().unwrap(),
         };
         texts
             .iter()
@@ -160,53 +127,44 @@ mod tests {
             .collect()
     }
 
-    /// One `Inbox::read`, which must not wait long: datagrams are queued.
-    async fn read_within(inbox: &mut Inbox, socket: &SipUdp) {
-        tokio::time::timeout(Duration::from_secs(5), read(inbox, socket))
-            .await
-            .expect("queued datagrams make the socket readable")
-            .unwrap();
+    /// One `Inbox::read` that finds datagrams (loopback delivers them at
+    /// once, but the test does not rely on it). Whether it emptied the
+    /// socket.
+    fn read_within(inbox: &mut Inbox, socket: &UdpSocket) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            match inbox.read(socket) {
+                Ok(empty) => return empty,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("no datagrams: {e}"),
+            }
+        }
     }
 
-    #[tokio::test]
-    async fn one_read_takes_every_queued_datagram_in_order() {
+    #[test]
+    fn one_read_takes_every_queued_datagram_in_order() {
         let (a, b) = (socket(), socket());
         let sent = texts(3);
-        send_all(a.get_ref(), &datagrams(&a, &b, &sent));
+        send_all(&a, &datagrams(&a, &b, &sent));
         let mut inbox = inbox();
-        read_within(&mut inbox, &b).await;
-        let from = a.get_ref().local_addr().unwrap();
+        assert!(read_within(&mut inbox, &b), "three datagrams fit one read");
+        let from = a.local_addr().unwrap();
         let want: Vec<_> = sent.into_iter().map(|t| (t, from)).collect();
         assert_eq!(read_all(&inbox), want);
     }
 
-    #[tokio::test]
-    async fn a_read_that_empties_the_socket_clears_its_readiness() {
-        let (a, b) = (socket(), socket());
-        send_all(a.get_ref(), &datagrams(&a, &b, &texts(1)));
-        let mut inbox = inbox();
-        read_within(&mut inbox, &b).await;
-        assert_eq!(read_all(&inbox).len(), 1);
-        // Without the clearing, `readable` would return at once and the next
-        // read would find nothing.
-        let idle = tokio::time::timeout(Duration::from_millis(50), b.readable()).await;
-        assert!(idle.is_err(), "an empty socket still counted as readable");
-        // The next datagram wakes the reader again.
-        send_all(a.get_ref(), &datagrams(&a, &b, &texts(1)));
-        read_within(&mut inbox, &b).await;
-        assert_eq!(read_all(&inbox).len(), 1);
-    }
-
-    #[tokio::test]
-    async fn more_than_a_batch_is_read_in_several_turns() {
+    #[test]
+    fn more_than_a_batch_is_sent_and_read_in_several_turns() {
         let (a, b) = (socket(), socket());
         let sent = texts(BATCH + 3);
-        send_all(a.get_ref(), &datagrams(&a, &b, &sent));
+        send_all(&a, &datagrams(&a, &b, &sent));
         let mut inbox = inbox();
-        read_within(&mut inbox, &b).await;
+        assert!(!read_within(&mut inbox, &b), "a full batch leaves the rest");
         assert_eq!(read_all(&inbox).len(), BATCH);
         let mut got: Vec<_> = read_all(&inbox).into_iter().map(|(t, _)| t).collect();
-        read_within(&mut inbox, &b).await;
+        assert!(read_within(&mut inbox, &b));
         got.extend(read_all(&inbox).into_iter().map(|(t, _)| t));
         assert_eq!(got, sent);
     }

@@ -4,7 +4,9 @@
 //! latency-bound). A connection is known by its remote address; responses
 //! and in-dialog requests for that address reuse it, and a request to an
 //! address with no connection opens one. UDP goes through [`batch`]:
-//! several datagrams per system call in both directions.
+//! several datagrams per system call in both directions; the core thread
+//! ([`super::driver`]) reads the UDP sockets itself, the tokio runtime
+//! runs the TCP connections.
 
 pub mod batch;
 
@@ -15,14 +17,15 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::driver::CoreHandle;
 use crate::config::Config;
 use crate::sip::Transport;
 use crate::sip::framing::{Frame, StreamFramer};
 use crate::sip::transaction::{Peer, Transmit};
-use batch::SipUdp;
 
 /// Largest SIP message accepted on a stream (the 64 KiB).
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
@@ -38,29 +41,29 @@ pub struct Inbound {
 
 type Writers = Arc<DashMap<SocketAddr, mpsc::Sender<Bytes>>>;
 
-/// The listening sockets and the live TCP connections.
+/// The listening sockets and the live TCP connections. Owned by the core
+/// thread; the TCP side runs on the tokio runtime it was bound on.
 pub struct Transports {
     /// Each UDP socket with its bound address, kept so that choosing the
     /// socket of a reply costs no `getsockname` call.
-    udp: Vec<(Arc<SipUdp>, SocketAddr)>,
+    udp: Vec<(std::net::UdpSocket, SocketAddr)>,
     tcp_local: Vec<SocketAddr>,
     writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
+    core: CoreHandle,
+    runtime: Handle,
 }
 
 impl Transports {
-    /// Binds every configured listener and starts the TCP accept loops and
-    /// the readers of all UDP sockets but the first (the core reads that one).
-    pub async fn bind(
-        config: &Config,
-        inbound: mpsc::Sender<Inbound>,
-    ) -> anyhow::Result<Transports> {
+    /// Binds every configured listener and starts the TCP accept loops on
+    /// the current tokio runtime; their messages go to `core`. The UDP
+    /// sockets are for the core thread to read ([`Transports::udp_sockets`]).
+    pub async fn bind(config: &Config, core: CoreHandle) -> anyhow::Result<Transports> {
         let mut udp = Vec::new();
         for addr in &config.sip.udp {
             let s = batch::bind(*addr)
                 .map_err(|e| anyhow::anyhow!("cannot bind SIP UDP {addr}: {e}"))?;
-            let local = s.get_ref().local_addr()?;
-            udp.push((Arc::new(s), local));
+            let local = s.local_addr()?;
+            udp.push((s, local));
         }
         let writers: Writers = Arc::new(DashMap::new());
         let mut tcp_local = Vec::new();
@@ -70,22 +73,21 @@ impl Transports {
                 .map_err(|e| anyhow::anyhow!("cannot bind SIP TCP {addr}: {e}"))?;
             let local = l.local_addr()?;
             tcp_local.push(local);
-            tokio::spawn(accept_loop(l, local, writers.clone(), inbound.clone()));
-        }
-        for (s, local) in udp.iter().skip(1) {
-            tokio::spawn(udp_reader(s.clone(), *local, inbound.clone()));
+            tokio::spawn(accept_loop(l, local, writers.clone(), core.clone()));
         }
         Ok(Transports {
             udp,
             tcp_local,
             writers,
-            inbound,
+            core,
+            runtime: Handle::current(),
         })
     }
 
-    /// The UDP socket the core reads itself.
-    pub fn primary_udp(&self) -> Option<Arc<SipUdp>> {
-        self.udp.first().map(|(s, _)| s.clone())
+    /// The UDP sockets (non-blocking) and their bound addresses; index `i`
+    /// here is the `index` of [`Transports::udp_peer`].
+    pub fn udp_sockets(&self) -> impl Iterator<Item = &(std::net::UdpSocket, SocketAddr)> {
+        self.udp.iter()
     }
 
     /// The peer of a datagram received on UDP socket `index`.
@@ -120,7 +122,7 @@ impl Transports {
                 .find(|(_, l)| *l == local)
                 .or_else(|| self.udp.first());
             if let Some((s, _)) = socket {
-                batch::send_all(s.get_ref(), &rest[..len]);
+                batch::send_all(s, &rest[..len]);
             }
             rest = &rest[len..];
         }
@@ -135,47 +137,17 @@ impl Transports {
             return;
         }
         let local = self.tcp_local.first().copied();
-        tokio::spawn(connect(
+        self.runtime.spawn(connect(
             t.peer.addr,
             local,
             t.bytes,
             self.writers.clone(),
-            self.inbound.clone(),
+            self.core.clone(),
         ));
     }
 }
 
-/// Reads a UDP socket other than the core's own, the same way the core
-/// reads its own, and hands each datagram to the core through the channel.
-async fn udp_reader(socket: Arc<SipUdp>, local: SocketAddr, inbound: mpsc::Sender<Inbound>) {
-    let mut inbox = batch::inbox();
-    loop {
-        // ICMP errors surface here on Linux; they are not fatal.
-        if let Err(e) = batch::read(&mut inbox, &socket).await {
-            debug!(error = %e, %local, "UDP receive error");
-        }
-        for (data, from) in inbox.datagrams() {
-            let msg = Inbound {
-                data: Bytes::copy_from_slice(data),
-                peer: Peer {
-                    transport: Transport::Udp,
-                    addr: from,
-                    local,
-                },
-            };
-            if inbound.try_send(msg).is_err() {
-                debug!("core busy: UDP datagram dropped");
-            }
-        }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    local: SocketAddr,
-    writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
-) {
+async fn accept_loop(listener: TcpListener, local: SocketAddr, writers: Writers, core: CoreHandle) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
@@ -184,7 +156,7 @@ async fn accept_loop(
                     remote,
                     local,
                     writers.clone(),
-                    inbound.clone(),
+                    core.clone(),
                 ));
             }
             Err(e) => {
@@ -200,14 +172,14 @@ async fn connect(
     local: Option<SocketAddr>,
     first: Bytes,
     writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
+    core: CoreHandle,
 ) {
     match TcpStream::connect(remote).await {
         Ok(stream) => {
             let local = stream.local_addr().ok().or(local).unwrap_or(remote);
             let (tx, rx) = mpsc::channel(256);
             let _ = tx.try_send(first);
-            run_connection(stream, remote, local, tx, rx, writers, inbound).await;
+            run_connection(stream, remote, local, tx, rx, writers, core).await;
         }
         Err(e) => warn!(to = %remote, error = %e, "TCP connect failed"),
     }
@@ -218,10 +190,10 @@ async fn connection(
     remote: SocketAddr,
     local: SocketAddr,
     writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
+    core: CoreHandle,
 ) {
     let (tx, rx) = mpsc::channel(256);
-    run_connection(stream, remote, local, tx, rx, writers, inbound).await;
+    run_connection(stream, remote, local, tx, rx, writers, core).await;
 }
 
 async fn run_connection(
@@ -231,7 +203,7 @@ async fn run_connection(
     tx: mpsc::Sender<Bytes>,
     mut rx: mpsc::Receiver<Bytes>,
     writers: Writers,
-    inbound: mpsc::Sender<Inbound>,
+    core: CoreHandle,
 ) {
     let _ = stream.set_nodelay(true);
     writers.insert(remote, tx.clone());
@@ -259,7 +231,7 @@ async fn run_connection(
         loop {
             match framer.next_message() {
                 Ok(Some(Frame::Message(data))) => {
-                    if inbound.send(Inbound { data, peer }).await.is_err() {
+                    if core.deliver(Inbound { data, peer }).await.is_err() {
                         break 'read;
                     }
                 }

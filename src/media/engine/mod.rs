@@ -83,6 +83,9 @@ pub struct EngineConfig {
     /// again ([`PortPool::recycler`](crate::media::PortPool::recycler));
     /// `None` closes it.
     pub recycle: Option<crate::media::ports::Recycler>,
+    /// Rung after each event is queued, for a consumer that sleeps in an
+    /// epoll of its own rather than in the tokio runtime (the core thread).
+    pub wake: Option<Arc<crate::doorbell::Doorbell>>,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +94,7 @@ impl Default for EngineConfig {
             rtp_timeout: Some(Duration::from_secs(60)),
             tick: Duration::from_millis(20),
             recycle: None,
+            wake: None,
         }
     }
 }

@@ -14,6 +14,7 @@ fn config(timeout: Option<Duration>) -> EngineConfig {
         rtp_timeout: timeout,
         tick: Duration::from_millis(20),
         recycle: None,
+        wake: None,
     }
 }
 
@@ -726,6 +727,7 @@ async fn a_removed_stream_gives_its_socket_back_to_the_pool() {
     let mut pool = crate::media::PortPool::new(41000, 41999).unwrap();
     let (media, _events) = start(EngineConfig {
         recycle: Some(pool.recycler()),
+        wake: None,
         ..config(None)
     });
     let ip = "127.0.0.1".parse().unwrap();

@@ -163,8 +163,13 @@ pub(super) fn run(
     // not tell us again, so we come back to them ourselves.
     let mut more: Vec<usize> = Vec::new();
     let mut tally = Tally::default();
+    let wake = config.wake.clone();
     let mut emit = |event: MediaEvent| match events.try_send(event) {
-        Ok(()) => {}
+        Ok(()) => {
+            if let Some(bell) = &wake {
+                bell.ring();
+            }
+        }
         Err(TrySendError::Full(event)) => {
             tracing::warn!(?event, "media event channel full; event dropped");
         }

@@ -1,0 +1,369 @@
+//! The core thread: one thread, one epoll, driving the [`Core`].
+//!
+//! The thread sleeps in `epoll_wait` on the SIP UDP sockets and a
+//! [`Doorbell`], with the core's next deadline (on a 10 ms grid) as the
+//! timeout. A datagram therefore costs one wake-up and one `recvmmsg`, and
+//! a timer costs nothing but that timeout: no runtime, no future polling,
+//! no timer wheel. This loop replaced a tokio task that did the same with
+//! `select!` and a `Sleep`; the task's turn and timer cost about a third of
+//! the CPU of a whole call beyond the system calls (BENCHMARKS.md, session
+//! 6).
+//!
+//! Everything else reaches the thread through [`CoreHandle`]: framed TCP
+//! messages (bounded: a full channel makes the TCP readers wait), media
+//! events (the media worker rings the doorbell itself), changes made
+//! through the HTTP API, reloaded configs and the order to stop. The tokio
+//! runtime keeps what is naturally async: TCP connections, HTTP, signals
+//! and reading config files.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use super::core::Core;
+use super::reload;
+use super::transport::{Inbound, Transports};
+use crate::api::ReloadRequest;
+use crate::doorbell::Doorbell;
+use crate::media::engine::MediaEvent;
+use crate::sip::transaction::Transmit;
+use crate::udp::Inbox;
+
+/// Framed TCP messages waiting for the core; a full channel makes the TCP
+/// readers wait (back-pressure).
+const INBOUND_CAPACITY: usize = 4096;
+
+/// The doorbell's token; UDP socket `i` is `Token(i)`.
+const DOORBELL: Token = Token(usize::MAX);
+
+/// Reads (of up to a batch each) of one UDP socket per turn. A socket
+/// with more waiting is read again next turn, after the rest of the
+/// turn's work, so a flood on one socket cannot starve the timers.
+const READS_PER_TURN: usize = 16;
+
+/// How long calls get to answer their BYEs when zentrale stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A config read for a reload, and who asked (the API waits for the
+/// outcome; SIGHUP does not).
+pub struct Reload {
+    pub loaded: reload::Loaded,
+    pub reply: Option<ReloadRequest>,
+}
+
+/// What the core thread shares with everyone who hands it work.
+#[derive(Debug)]
+struct Shared {
+    bell: Arc<Doorbell>,
+    acd_changed: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// Hands work to the core thread from other threads and tasks. Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct CoreHandle {
+    inbound: mpsc::Sender<Inbound>,
+    reloads: mpsc::Sender<Reload>,
+    shared: Arc<Shared>,
+}
+
+/// The channel a closed core thread leaves behind: it has stopped.
+#[derive(Debug)]
+pub struct Stopped;
+
+impl CoreHandle {
+    /// Hands a framed stream message to the core; waits while the core is
+    /// behind (back-pressure on the connection).
+    pub async fn deliver(&self, message: Inbound) -> Result<(), Stopped> {
+        self.inbound.send(message).await.map_err(|_| Stopped)?;
+        self.shared.bell.ring();
+        Ok(())
+    }
+
+    /// Tells the core that agents changed outside it (the HTTP API), so it
+    /// offers waiting callers to them. Several changes before the core
+    /// looks count once.
+    pub fn acd_changed(&self) {
+        self.shared.acd_changed.store(true, Ordering::Release);
+        self.shared.bell.ring();
+    }
+
+    /// Hands a reloaded config to the core.
+    pub async fn reload(&self, reload: Reload) -> Result<(), Stopped> {
+        self.reloads.send(reload).await.map_err(|_| Stopped)?;
+        self.shared.bell.ring();
+        Ok(())
+    }
+
+    /// Tells the core thread to hang up every call and end.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.bell.ring();
+    }
+
+    /// The doorbell, for a thread that hands over through a channel of its
+    /// own (the media worker's events).
+    pub fn doorbell(&self) -> Arc<Doorbell> {
+        self.shared.bell.clone()
+    }
+}
+
+/// The core thread's side: its epoll and what the [`CoreHandle`]s send.
+/// Build it with [`Driver::new`], then move it to the thread and
+/// [`run`](Driver::run) it.
+pub struct Driver {
+    poll: Poll,
+    events: Events,
+    inbound: mpsc::Receiver<Inbound>,
+    reloads: mpsc::Receiver<Reload>,
+    media: Option<mpsc::Receiver<MediaEvent>>,
+    shared: Arc<Shared>,
+    inbox: Inbox,
+    /// UDP sockets with datagrams left after their turn's reads.
+    unread: Vec<usize>,
+    /// The UDP sockets to read this turn.
+    ready: Vec<usize>,
+    out: Vec<Transmit>,
+}
+
+impl Driver {
+    /// The driver and its handle.
+    pub fn new() -> io::Result<(Driver, CoreHandle)> {
+        let poll = Poll::new()?;
+        let bell = Arc::new(Doorbell::new(poll.registry(), DOORBELL)?);
+        let shared = Arc::new(Shared {
+            bell,
+            acd_changed: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
+        let (reloads_tx, reloads) = mpsc::channel(4);
+        let driver = Driver {
+            poll,
+            events: Events::with_capacity(64),
+            inbound,
+            reloads,
+            media: None,
+            shared: shared.clone(),
+            inbox: super::transport::batch::inbox(),
+            unread: Vec::new(),
+            ready: Vec::new(),
+            out: Vec::with_capacity(16),
+        };
+        let handle = CoreHandle {
+            inbound: inbound_tx,
+            reloads: reloads_tx,
+            shared,
+        };
+        Ok((driver, handle))
+    }
+
+    /// Takes the media worker's events; it rings the doorbell after each
+    /// (`EngineConfig::wake`).
+    pub fn media_events(&mut self, events: mpsc::Receiver<MediaEvent>) {
+        self.media = Some(events);
+    }
+
+    /// Drives `core` until [`CoreHandle::stop`]: then hangs up every call,
+    /// gives the BYEs [`SHUTDOWN_GRACE`] to be answered and records what
+    /// is still up. `origin` anchors the timer grid.
+    pub fn run(
+        mut self,
+        mut core: Core,
+        transports: Transports,
+        origin: Instant,
+    ) -> io::Result<()> {
+        for (i, (socket, _)) in transports.udp_sockets().enumerate() {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)?;
+        }
+        while !self.turn(&mut core, &transports, origin, None) {}
+
+        let calls = core.hang_up_all(Instant::now(), &mut self.out);
+        info!(calls, "shutting down: hanging up calls");
+        transports.send_all(&mut self.out);
+        // Give the BYEs a moment to be answered, without waiting for stragglers.
+        let until = Instant::now() + SHUTDOWN_GRACE;
+        while core.active_calls() > 0 && Instant::now() < until {
+            self.turn(&mut core, &transports, origin, Some(until));
+        }
+        if core.active_calls() > 0 {
+            warn!(calls = core.active_calls(), "calls still up at exit");
+            core.record_remaining(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// One wait and what it brought. `true` when told to stop. `until`
+    /// bounds the wait besides the core's own deadline.
+    fn turn(
+        &mut self,
+        core: &mut Core,
+        transports: &Transports,
+        origin: Instant,
+        until: Option<Instant>,
+    ) -> bool {
+        let now = Instant::now();
+        let deadline = core.poll_timeout().map(|d| on_grid(d, origin, now));
+        let wake = match (deadline, until) {
+            (Some(d), Some(u)) => Some(d.min(u)),
+            (d, u) => d.or(u),
+        };
+        let timeout = if self.unread.is_empty() {
+            wake.map(|w| w.saturating_duration_since(now))
+        } else {
+            Some(Duration::ZERO)
+        };
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                // Not expected from epoll_wait with valid arguments; do not
+                // spin on it.
+                error!(error = %e, "core poll failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return false;
+        }
+        let mut rung = false;
+        self.ready.clear();
+        self.ready.append(&mut self.unread);
+        for event in self.events.iter() {
+            match event.token() {
+                DOORBELL => rung = true,
+                Token(i) => self.ready.push(i),
+            }
+        }
+        for k in 0..self.ready.len() {
+            self.read_udp(self.ready[k], core, transports);
+        }
+        let mut stop = false;
+        if rung {
+            self.shared.bell.answer();
+            stop = self.open_mailbox(core);
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            core.handle_timeout(now, &mut self.out);
+        }
+        transports.send_all(&mut self.out);
+        stop
+    }
+
+    /// Reads UDP socket `i` until it is empty (edge-triggered readiness
+    /// says nothing more until it was) or its reads for this turn are used.
+    fn read_udp(&mut self, i: usize, core: &mut Core, transports: &Transports) {
+        let Some((socket, _)) = transports.udp_sockets().nth(i) else {
+            return;
+        };
+        let mut more = false;
+        for _ in 0..READS_PER_TURN {
+            match self.inbox.read(socket) {
+                Ok(empty) => {
+                    for (data, from) in self.inbox.datagrams() {
+                        let peer = transports.udp_peer(i, from);
+                        core.on_message(data, peer, Instant::now(), &mut self.out);
+                    }
+                    if empty {
+                        return;
+                    }
+                    // What this batch produced leaves before the next is read.
+                    transports.send_all(&mut self.out);
+                    more = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // An ICMP error of an earlier send surfaces here on Linux;
+                // reading takes it off the socket, and datagrams may wait
+                // behind it.
+                Err(e) => {
+                    debug!(error = %e, "UDP receive error");
+                    more = false;
+                }
+            }
+        }
+        if more {
+            self.unread.push(i);
+        }
+    }
+
+    /// What the handles left: TCP messages, media events, API changes,
+    /// reloads. `true` when told to stop.
+    fn open_mailbox(&mut self, core: &mut Core) -> bool {
+        while let Ok(msg) = self.inbound.try_recv() {
+            core.on_message(&msg.data, msg.peer, Instant::now(), &mut self.out);
+        }
+        if let Some(media) = &mut self.media {
+            while let Ok(event) = media.try_recv() {
+                core.on_media_event(event, Instant::now(), &mut self.out);
+            }
+        }
+        if self.shared.acd_changed.swap(false, Ordering::AcqRel) {
+            core.acd_changed(Instant::now(), &mut self.out);
+        }
+        while let Ok(Reload { loaded, reply }) = self.reloads.try_recv() {
+            let trigger = if reply.is_some() { "api" } else { "SIGHUP" };
+            let result = reload::apply(loaded, core, trigger);
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+            core.acd_changed(Instant::now(), &mut self.out);
+        }
+        self.shared.stop.load(Ordering::Acquire)
+    }
+}
+
+/// Timers fire on this grid. At 200 calls/s the transaction and call
+/// timers of different calls lie a few milliseconds apart; rounding each
+/// deadline up to the grid lets one wake-up serve several of them. Nothing
+/// zentrale times needs better than 10 ms (the shortest are RFC 3261's
+/// T1 = 500 ms retransmissions and the 20 ms media ticks, which run on the
+/// media thread).
+const TIMER_GRID: Duration = Duration::from_millis(10);
+
+/// `deadline` rounded up to the next point of the [`TIMER_GRID`] counted
+/// from `origin`; a deadline already due stays as it is.
+fn on_grid(deadline: Instant, origin: Instant, now: Instant) -> Instant {
+    if deadline <= now {
+        return deadline;
+    }
+    let since = deadline.saturating_duration_since(origin).as_nanos();
+    let grid = TIMER_GRID.as_nanos();
+    let late = (grid - since % grid) % grid;
+    deadline + Duration::from_nanos(late as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_rounded_up_to_the_timer_grid() {
+        let origin = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(on_grid(origin + ms(301), origin, origin), origin + ms(310));
+        assert_eq!(on_grid(origin + ms(310), origin, origin), origin + ms(310));
+        assert_eq!(
+            on_grid(
+                origin + ms(32_000) + Duration::from_micros(1),
+                origin,
+                origin
+            ),
+            origin + ms(32_010)
+        );
+    }
+
+    #[test]
+    fn a_deadline_already_due_is_not_delayed() {
+        let origin = Instant::now();
+        let ms = Duration::from_millis;
+        let now = origin + ms(505);
+        assert_eq!(on_grid(origin + ms(503), origin, now), origin + ms(503));
+    }
+}

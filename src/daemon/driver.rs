@@ -5,9 +5,8 @@
 //! timeout. A datagram therefore costs one wake-up and one `recvmmsg`, and
 //! a timer costs nothing but that timeout: no runtime, no future polling,
 //! no timer wheel. This loop replaced a tokio task that did the same with
-//! `select!` and a `Sleep`; the task's turn and timer cost about a third of
-//! the CPU of a whole call beyond the system calls (BENCHMARKS.md, session
-//! 6).
+//! `select!` and a `Sleep`, whose turns and timer were 5 % of the daemon's
+//! instructions per call (BENCHMARKS.md, session 6).
 //!
 //! Everything else reaches the thread through [`CoreHandle`]: framed TCP
 //! messages (bounded: a full channel makes the TCP readers wait), media

@@ -4,7 +4,7 @@
 //! waiting callers keep what they have.
 //!
 //! Reading happens off the call path ([`load`] runs on a blocking thread);
-//! only the swap ([`apply`]) runs on the core task.
+//! only the swap ([`apply`]) runs on the core thread.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

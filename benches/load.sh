@@ -7,6 +7,8 @@
 #   benches/load.sh media        # 1,000 concurrent calls held 20 s, RTP both ways
 #   benches/load.sh reference    # the signalling call through a stateful Kamailio
 #                                # proxy, the reference the target is stated against
+#   benches/load.sh instructions # the signalling call under callgrind: instructions
+#                                # per call, all threads, which host load cannot move
 #   benches/load.sh all          # signalling, then media
 #
 # Prints failed calls, zentrale's CPU time (user+sys from /proc/PID/stat) per
@@ -169,6 +171,37 @@ print(f"  Kamailio CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/max(ok, 1):.0f} us
 EOF
 }
 
+# The signalling call answered at once, 1,000 calls at 20 calls/s, with
+# zentrale under callgrind (all threads; counting starts when the daemon is
+# up). CPU time moves with the host's load by 15 % from run to run here;
+# instructions per call do not, so this is how two builds are compared.
+# Prints them, then the top functions (inclusive).
+instructions() {
+  command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
+  local calls=${CALLS:-1000} rate=${RATE:-20}
+  SIP_PORT=$(free_port); HTTP_PORT=$(free_port)
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+    "$BIN" run --config "$AT_ONCE_DIR/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
+    --http-listen "127.0.0.1:$HTTP_PORT" --rtp-ports 30000-39999 --clock "$CLOCK" >"$WORK/zentrale.log" 2>&1 &
+  ZPID=$!
+  for _ in $(seq 600); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null; then break; fi
+    sleep 0.2
+  done
+  callgrind_control -z "$ZPID" >/dev/null 2>&1
+  read -r ok failed < <(run_sipp bench_signalling.xml -r "$rate" -m "$calls" -l 2000)
+  callgrind_control -d "$ZPID" >/dev/null 2>&1
+  stop_daemon
+  # The dump holds what ran between the zero and the dump: the calls.
+  local dump; dump=$(ls "$WORK"/callgrind.out.* | head -1)
+  local total; total=$(awk '/^summary:/ {print $2}' "$dump")
+  echo "instructions: $calls calls at $rate calls/s: $ok answered calls, $failed failed"
+  echo "  zentrale, all threads: $((total / (ok > 0 ? ok : 1))) instructions per answered call"
+  # The top functions, without the frames every thread starts with.
+  callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | grep -E '^ *[0-9,]+ \(' |
+    grep -vE 'TOTALS|backtrace|clone\.S|start_thread|thread_start|call_once' | head -20
+}
+
 # CPU ticks of Kamailio's main process and its workers.
 kamailio_ticks() {
   local sum=0 p
@@ -182,6 +215,7 @@ case "${1:-all}" in
   signalling) signalling ;;
   media) media ;;
   reference) reference ;;
+  instructions) instructions ;;
   all) signalling; media ;;
-  *) echo "usage: $0 [signalling|media|reference|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [signalling|media|reference|instructions|all]" >&2; exit 2 ;;
 esac

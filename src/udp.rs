@@ -7,11 +7,10 @@
 //! at an empty socket: no read comes back empty. The SIP transport
 //! (`daemon::transport::batch`) and the media worker both read this way.
 
-use std::io::{self, IoSliceMut};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::io;
+use std::mem::{MaybeUninit, size_of};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
-
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 
 /// The most datagrams one read takes.
 pub const MAX_SLOTS: usize = 16;
@@ -62,29 +61,56 @@ impl Inbox {
     /// (on Linux also a queued ICMP error of an earlier send).
     pub fn read(&mut self, socket: &impl AsRawFd) -> io::Result<bool> {
         self.received.clear();
-        let mut chunks = self.buffers.chunks_mut(self.slot_len);
-        let mut slices: [[IoSliceMut; 1]; MAX_SLOTS] =
-            std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or(&mut []))]);
-        // Fresh headers each time: the kernel shortens a header's address
-        // length to what it received, and nix does not reset it, so a header
-        // used for IPv4 would cut the next IPv6 source short.
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(self.slots, None);
-        let results = recvmmsg(
-            socket.as_raw_fd(),
-            &mut headers,
-            slices[..self.slots].iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        )?;
-        let mut used = 0;
-        for msg in results {
+        // The message headers live on the stack and are filled in anew for
+        // every read, so nothing is allocated per read, and each address
+        // length starts at the full size again: the kernel shortens it to
+        // the source it wrote (an IPv4 source after an IPv6 one would
+        // otherwise cut the next IPv6 source short). nix's `recvmmsg` keeps
+        // its headers between calls without that reset, so a read through
+        // it needed freshly allocated ones each time.
+        let mut names = [MaybeUninit::<libc::sockaddr_storage>::uninit(); MAX_SLOTS];
+        let mut iovecs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_SLOTS];
+        // SAFETY: `mmsghdr` is plain old data; all zeroes is a valid value.
+        let mut headers: [libc::mmsghdr; MAX_SLOTS] = unsafe { std::mem::zeroed() };
+        for (i, chunk) in self.buffers.chunks_mut(self.slot_len).enumerate() {
+            iovecs[i] = libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast(),
+                iov_len: chunk.len(),
+            };
+            let h = &mut headers[i].msg_hdr;
+            h.msg_name = names[i].as_mut_ptr().cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut iovecs[i];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at a live slot of `self.buffers` and
+        // of `names`, all sized as declared; the kernel writes only there,
+        // and at most `self.slots` headers (that many were filled in).
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                self.slots as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        let Ok(used) = usize::try_from(n) else {
+            return Err(io::Error::last_os_error());
+        };
+        for (slot, header) in headers[..used].iter().enumerate() {
             // Truncated, or without a source to answer: not usable.
-            if !msg.flags.contains(MsgFlags::MSG_TRUNC)
-                && let Some(from) = msg.address.as_ref().and_then(std_addr)
-            {
-                self.received.push((used, msg.bytes, from));
+            if header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                continue;
             }
-            used += 1;
+            // SAFETY: the kernel wrote `msg_namelen` bytes of this name.
+            let from = unsafe { std_addr(&names[slot], header.msg_hdr.msg_namelen) };
+            if let Some(from) = from {
+                self.received.push((slot, header.msg_len as usize, from));
+            }
         }
         Ok(used < self.slots)
     }
@@ -115,12 +141,43 @@ impl Inbox {
     }
 }
 
-fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+/// The source address the kernel wrote into `name`, `len` bytes long.
+///
+/// # Safety
+/// The first `len` bytes of `name` must have been written (by `recvmmsg`).
+unsafe fn std_addr(
+    name: &MaybeUninit<libc::sockaddr_storage>,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
+    let len = len as usize;
+    // SAFETY (all three reads): the caller vouches for `len` written bytes,
+    // and each read is of a type no longer than the `len` checked first;
+    // `sockaddr_storage` is aligned for all of them.
+    let family = if len >= size_of::<libc::sa_family_t>() {
+        unsafe { (*name.as_ptr()).ss_family }
+    } else {
+        return None;
+    };
+    match family as libc::c_int {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            let a = unsafe { &*name.as_ptr().cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            let a = unsafe { &*name.as_ptr().cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                u32::from_be(a.sin6_flowinfo),
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
     }
-    addr.as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
 }
 
 #[cfg(test)]

@@ -85,6 +85,18 @@ pub(super) fn find_space_or(s: &str, b: u8) -> Option<usize> {
     }
 }
 
+/// `s.trim_start_matches(b as char)`.
+pub(super) fn trim_start_matches(s: &str, b: u8) -> &str {
+    let start = s.bytes().position(|c| c != b).unwrap_or(s.len());
+    &s[start..]
+}
+
+/// `s.trim_end_matches(b as char)`.
+pub(super) fn trim_end_matches(s: &str, b: u8) -> &str {
+    let end = s.bytes().rposition(|c| c != b).map_or(0, |i| i + 1);
+    &s[..end]
+}
+
 /// `s.trim()`: Unicode whitespace is only looked for where a non-ASCII
 /// character is left at an end.
 pub(super) fn trim(s: &str) -> &str {
@@ -208,17 +220,25 @@ mod tests {
             " \u{85}\u{a0}",
             "ä;ö=ü,ß",
             "\t€ ;\r",
+            ";;x;",
+            "<<sip:a>>",
         ];
         for s in samples {
             assert_eq!(trim(s), s.trim(), "{s:?}");
             assert_eq!(trim_start(s), s.trim_start(), "{s:?}");
             assert_eq!(has_whitespace(s), s.contains(char::is_whitespace), "{s:?}");
-            for b in [b';', b'=', b',', b' ', b'x'] {
+            for b in [b';', b'=', b',', b' ', b'x', b'<', b'>'] {
                 let c = b as char;
                 assert_eq!(find(s, b), s.find(c), "{s:?} {c:?}");
                 assert_eq!(rfind(s, b), s.rfind(c), "{s:?} {c:?}");
                 assert_eq!(contains(s, b), s.contains(c), "{s:?} {c:?}");
                 assert_eq!(split_once(s, b), s.split_once(c), "{s:?} {c:?}");
+                assert_eq!(
+                    trim_start_matches(s, b),
+                    s.trim_start_matches(c),
+                    "{s:?} {c:?}"
+                );
+                assert_eq!(trim_end_matches(s, b), s.trim_end_matches(c), "{s:?} {c:?}");
                 assert!(split(s, b).eq(s.split(c)), "{s:?} {c:?}");
                 assert_eq!(
                     find_space_or(s, b),

@@ -949,11 +949,11 @@ fn handed_on_messages_equal_the_parsed_normalised_text() {
             let parsed = |body| SipMessage::try_from(normalised_text(&l, body).as_slice());
             match screen(&data, t) {
                 Screened::Request(r) => {
-                    let body = check_common(&l, t).unwrap();
+                    let (body, _) = check_common(&l, t).unwrap();
                     assert_eq!(parsed(body).ok(), Some(SipMessage::Request(*r)), "{data:?}");
                 }
                 Screened::Response(r) => {
-                    let body = check_common(&l, t).unwrap();
+                    let (body, _) = check_common(&l, t).unwrap();
                     assert_eq!(
                         parsed(body).ok(),
                         Some(SipMessage::Response(*r)),

@@ -89,13 +89,16 @@ pub(super) fn addr_parses(value: &str) -> bool {
     let Some(gt) = text::find(rest, b'>') else {
         return false;
     };
-    let params = text::trim(&rest[gt + 1..]).trim_start_matches(';');
+    let params = text::trim_start_matches(text::trim(&rest[gt + 1..]), b';');
     uri_parses(&rest[..gt]) && params_parse(params)
 }
 
 /// True only if `rsipstack::sip::parse_uri` accepts `s` (ASCII).
 fn uri_parses(s: &str) -> bool {
-    let s = text::trim(text::trim(s).trim_start_matches('<').trim_end_matches('>'));
+    let s = text::trim(text::trim_end_matches(
+        text::trim_start_matches(text::trim(s), b'<'),
+        b'>',
+    ));
     // URI headers after '?' never fail.
     let main = text::split(s, b'?').next().unwrap_or("");
     let (host_part, params) = text::split_once(main, b';').unwrap_or((main, ""));

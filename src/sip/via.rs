@@ -18,7 +18,6 @@ pub struct TopVia {
     /// `host[:port]` exactly as sent, lower-cased for matching. Shared:
     /// transaction keys and their timers hold it for the transaction's life.
     pub sent_by: Arc<str>,
-    pub host: String,
     pub port: Option<u16>,
     pub branch: Option<Arc<str>>,
     /// The `rport` parameter was present (RFC 3581).
@@ -81,7 +80,6 @@ impl<'a> Parts<'a> {
             } else {
                 self.sent_by.into()
             },
-            host: self.host.to_owned(),
             port: self.port,
             branch: self.branch.map(Arc::from),
             rport: self.rport,
@@ -193,7 +191,7 @@ mod tests {
     #[test]
     fn ipv6_sent_by_and_default_port() {
         let v = TopVia::parse("SIP/2.0/TCP [2001:db8::1]:5061;branch=z9hG4bKa").unwrap();
-        assert_eq!(v.host, "[2001:db8::1]");
+        assert_eq!(&*v.sent_by, "[2001:db8::1]:5061");
         assert_eq!(v.port, Some(5061));
         let v = TopVia::parse("SIP/2.0/UDP host.example").unwrap();
         assert_eq!(v.port, None);

@@ -334,22 +334,26 @@ impl Core {
             out.push(t);
         }
         match incoming {
-            Incoming::Request { key, request } => self.dispatch(key, request, peer, now, out),
+            Incoming::Request { key, request } => {
+                self.dispatch(key, request, peer, reply_to, now, out)
+            }
             Incoming::Ack(ack) => self.on_ack(ack),
             Incoming::Absorbed | Incoming::Stray | Incoming::Response { .. } => {}
         }
     }
 
+    /// `reply_to` is where responses to `req` go (from its top Via).
     fn dispatch(
         &mut self,
         key: ServerKey,
         req: Request,
         peer: Peer,
+        reply_to: Peer,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
         match req.method {
-            Method::Invite => self.on_invite(key, req, peer, now, out),
+            Method::Invite => self.on_invite(key, req, peer, reply_to, now, out),
             Method::Register => {
                 let outcome = self.registrar.handle_register(
                     &req,
@@ -400,6 +404,7 @@ impl Core {
         key: ServerKey,
         req: Request,
         peer: Peer,
+        reply_to: Peer,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
@@ -574,7 +579,6 @@ impl Core {
             );
             (None, offer)
         };
-        let reply_to = response_peer(&req, peer);
         let Some(dialog) = Dialog::from_invite(&req, reply_to) else {
             self.ports.release(port);
             return self.respond(&key, &response(&req, StatusCode::BadRequest), now, out);
@@ -1379,16 +1383,8 @@ fn media_ip(sip_ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Where responses to `req` go: the source over TCP; over UDP the Via's
-/// rport/sent-by rules.
-fn response_peer(req: &Request, peer: Peer) -> Peer {
-    match crate::sip::via::TopVia::of(&req.headers) {
-        Some(via) => response_peer_via(&via, peer),
-        None => peer,
-    }
-}
-
-/// [`response_peer`] for a request whose top Via is `via`.
+/// Where responses to a request whose top Via is `via` go: the source over
+/// TCP; over UDP the Via's rport/sent-by rules.
 fn response_peer_via(via: &crate::sip::via::TopVia, peer: Peer) -> Peer {
     match peer.transport {
         Transport::Udp => Peer {

@@ -149,9 +149,8 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
                 }
                 out.push_str(p);
             }
-            let host_ip: Option<IpAddr> = top.host.trim_matches(['[', ']']).parse().ok();
             // No `write!`: this runs for every request.
-            if host_ip != Some(source.ip()) || top.rport {
+            if top.rport || host_ip(top.host) != Some(source.ip()) {
                 out.push_str(";received=");
                 text::push_ip(&mut out, source.ip());
             }
@@ -168,6 +167,11 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
     None
 }
 
+/// The address a Via host names, if it is an IP literal.
+fn host_ip(host: &str) -> Option<IpAddr> {
+    host.trim_matches(['[', ']']).parse().ok()
+}
+
 fn split_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {
     if let Some(end) = sent_by.strip_prefix('[').and_then(|s| s.find(']')) {
         let host = &sent_by[..end + 2];
@@ -178,8 +182,11 @@ fn split_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {
         };
         return Some((host, port));
     }
-    match sent_by.rsplit_once(':') {
-        Some((h, p)) => Some((h, Some(p.trim().parse().ok()?))),
+    match text::rfind(sent_by, b':') {
+        Some(i) => Some((
+            &sent_by[..i],
+            Some(text::trim(&sent_by[i + 1..]).parse().ok()?),
+        )),
         None => Some((sent_by, None)),
     }
 }

@@ -371,12 +371,24 @@ impl Transactions {
         now: Instant,
     ) -> Option<Transmit> {
         let code = response.status_code.code();
+        self.respond_with(key, code, || super::message::encode_response(response), now)
+    }
+
+    /// [`Transactions::respond`] with a response in wire form (status
+    /// `code`), encoded only if the transaction can still send it.
+    pub fn respond_with(
+        &mut self,
+        key: &ServerKey,
+        code: u16,
+        encode: impl FnOnce() -> Vec<u8>,
+        now: Instant,
+    ) -> Option<Transmit> {
         let t1 = self.timers_cfg.t1;
         let tx = self.server.get_mut(key)?;
         if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
             return None;
         }
-        let bytes = Bytes::from(super::message::encode_response(response));
+        let bytes = Bytes::from(encode());
         tx.last_response = Some(bytes.clone());
         let peer = tx.peer;
         let unreliable = peer.transport == Transport::Udp;

@@ -382,6 +382,9 @@ struct Lexed<'a> {
     terminated: bool,
     /// The first malformed header line, if any.
     bad_line: Option<&'static str>,
+    /// The input holds a NUL octet somewhere: only then are the start line
+    /// and the values searched for one (checks 1).
+    nul: bool,
 }
 
 impl<'a> Lexed<'a> {
@@ -506,6 +509,7 @@ fn lex(data: &[u8]) -> Lexed<'_> {
         body,
         terminated,
         bad_line,
+        nul: data.contains(&0),
     }
 }
 
@@ -1063,7 +1067,7 @@ fn strict_via(v: &str) -> Result<String, &'static str> {
 /// The checks of section 1, 3 and 4 of the module docs, and the body.
 /// Returns the body and the Via values to hand on.
 fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<(&'a [u8], Vias), Fail> {
-    if has_unescaped_nul(l.start) {
+    if l.nul && has_unescaped_nul(l.start) {
         return Err(Fail::bad("NUL octet in start line"));
     }
     if let Some(why) = l.bad_line {
@@ -1073,7 +1077,7 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<(&'a [u8], Vi
     for h in &l.headers {
         // The replacement character never hides a NUL or a backslash, so
         // the decoded value answers for the octets received.
-        if has_unescaped_nul(h.value.as_bytes()) {
+        if l.nul && has_unescaped_nul(h.value.as_bytes()) {
             return Err(Fail::bad(format!("NUL octet in {}", h.name)));
         }
         if h.key.needed() && !h.utf8 {

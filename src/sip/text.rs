@@ -14,6 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// `s.find(b as char)`.
+#[inline]
 pub(super) fn find(s: &str, b: u8) -> Option<usize> {
     s.bytes().position(|c| c == b)
 }
@@ -29,6 +30,7 @@ pub(super) fn contains(s: &str, b: u8) -> bool {
 }
 
 /// `s.split_once(b as char)`.
+#[inline]
 pub(super) fn split_once(s: &str, b: u8) -> Option<(&str, &str)> {
     let i = find(s, b)?;
     Some((&s[..i], &s[i + 1..]))
@@ -69,20 +71,25 @@ pub(super) fn is_space(b: u8) -> bool {
 
 /// `s.contains(char::is_whitespace)`.
 pub(super) fn has_whitespace(s: &str) -> bool {
-    if s.is_ascii() {
-        s.bytes().any(is_space)
-    } else {
-        s.contains(char::is_whitespace)
-    }
+    find_space_or(s, b' ').is_some()
 }
 
 /// `s.find(|c: char| c == b as char || c.is_whitespace())`.
 pub(super) fn find_space_or(s: &str, b: u8) -> Option<usize> {
-    if s.is_ascii() {
-        s.bytes().position(|c| c == b || is_space(c))
-    } else {
-        s.find(|c: char| c == char::from(b) || c.is_whitespace())
+    // One pass over the octets; characters are decoded only from the
+    // first non-ASCII octet on (which starts a character: all before it
+    // are ASCII).
+    for (i, c) in s.bytes().enumerate() {
+        if !c.is_ascii() {
+            return s[i..]
+                .find(|c: char| c == char::from(b) || c.is_whitespace())
+                .map(|j| i + j);
+        }
+        if c == b || is_space(c) {
+            return Some(i);
+        }
     }
+    None
 }
 
 /// `s.trim_start_matches(b as char)`.
@@ -99,6 +106,7 @@ pub(super) fn trim_end_matches(s: &str, b: u8) -> &str {
 
 /// `s.trim()`: Unicode whitespace is only looked for where a non-ASCII
 /// character is left at an end.
+#[inline]
 pub(super) fn trim(s: &str) -> &str {
     let b = s.as_bytes();
     let start = b.iter().position(|&c| !is_space(c)).unwrap_or(b.len());
@@ -114,6 +122,7 @@ pub(super) fn trim(s: &str) -> &str {
 }
 
 /// `s.trim_start()`.
+#[inline]
 pub(super) fn trim_start(s: &str) -> &str {
     let start = s.bytes().position(|c| !is_space(c)).unwrap_or(s.len());
     let t = &s[start..];
@@ -131,7 +140,15 @@ pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
                 if i > 0 {
                     out.push('.');
                 }
-                out.push_str(Decimal::new(octet.into()).as_str());
+                // Digit by digit: a Decimal's string costs more than the
+                // octet (this runs for every request's Via).
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
             }
         }
         IpAddr::V6(v6) => out.push_str(&v6.to_string()),
@@ -196,6 +213,7 @@ mod tests {
         for a in [
             "127.0.0.1:5060",
             "10.200.0.9:0",
+            "100.5.60.255:1",
             "[::1]:5060",
             "[2001:db8::7]:65535",
         ] {

@@ -104,6 +104,7 @@ pub(super) fn body(local_ip: IpAddr, session: &mut SdpSession, lines: &[MLine]) 
     out.push_str(&rest[ip_at..ip_at + ip_len]);
     out.push_str("\r\n");
     out.push_str(&rest);
+    session.keep(rest);
     out.into_bytes()
 }
 

@@ -80,17 +80,34 @@ pub(super) fn find_space_or(s: &str, b: u8) -> Option<usize> {
     // first non-ASCII octet on (which starts a character: all before it
     // are ASCII).
     for (i, c) in s.bytes().enumerate() {
-        if !c.is_ascii() {
-            return s[i..]
-                .find(|c: char| c == char::from(b) || c.is_whitespace())
-                .map(|j| i + j);
+        // One look-up answers "whitespace or not ASCII" for the many
+        // octets that are neither.
+        if SPACE_OR_NON_ASCII[usize::from(c)] {
+            if !c.is_ascii() {
+                return s[i..]
+                    .find(|c: char| c == char::from(b) || c.is_whitespace())
+                    .map(|j| i + j);
+            }
+            return Some(i);
         }
-        if c == b || is_space(c) {
+        if c == b {
             return Some(i);
         }
     }
     None
 }
+
+/// [`is_space`] or not ASCII, by octet.
+const SPACE_OR_NON_ASCII: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        table[i] = !c.is_ascii() || matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+        i += 1;
+    }
+    table
+};
 
 /// `s.trim_start_matches(b as char)`.
 pub(super) fn trim_start_matches(s: &str, b: u8) -> &str {

@@ -1372,7 +1372,7 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
         headers: handed_on_headers(l, body, vias),
         body: body.to_vec(),
     };
-    typed::typed_ok(&req).map_err(|e| Fail::bad(format!("unparseable {e}")))?;
+    typed::typed_ok(&req, true).map_err(|e| Fail::bad(format!("unparseable {e}")))?;
     Ok(req)
 }
 
@@ -1418,7 +1418,7 @@ fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'st
         headers: handed_on_headers(l, body, vias),
         body: body.to_vec(),
     };
-    typed::typed_ok(&resp).map_err(|_| "unparseable response header")?;
+    typed::typed_ok(&resp, false).map_err(|_| "unparseable response header")?;
     Ok(resp)
 }
 

@@ -47,10 +47,10 @@ impl Dialog {
         let mut route_set = Vec::new();
         for h in invite.headers.iter() {
             match h {
-                Header::CallId(v) => call_id = Some(v.value().to_owned()),
-                Header::From(v) => from = Some(v.value().to_owned()),
-                Header::To(v) => to = Some(v.value().to_owned()),
-                Header::Contact(v) if contact.is_none() => contact = Some(v.value().to_owned()),
+                Header::CallId(v) => call_id = Some(v.value()),
+                Header::From(v) => from = Some(v.value()),
+                Header::To(v) => to = Some(v.value()),
+                Header::Contact(v) if contact.is_none() => contact = Some(v.value()),
                 Header::CSeq(v) => {
                     cseq = v
                         .value()
@@ -63,17 +63,16 @@ impl Dialog {
             }
         }
         let from = from?;
-        let remote_tag = tag_of(&from).unwrap_or("").to_owned();
+        let remote_tag = tag_of(from).unwrap_or("").to_owned();
         let remote_target = contact
-            .as_deref()
             .and_then(uri_of)
             .unwrap_or_else(|| invite.uri.to_string());
         Some(Dialog {
             call_id: call_id?.into(),
             local_tag: random_token(),
             remote_tag,
-            local_uri: strip_tag(&to?),
-            remote_uri: strip_tag(&from),
+            local_uri: strip_tag(to?),
+            remote_uri: strip_tag(from),
             remote_target,
             route_set,
             local_cseq: rand::random::<u16>() as u32 + 1,
@@ -187,7 +186,12 @@ pub(crate) fn strip_tag(value: &str) -> String {
     };
     let mut out = addr.to_owned();
     for p in params.split(';').filter(|p| !p.trim().is_empty()) {
-        if !p.trim().to_ascii_lowercase().starts_with("tag=") {
+        let is_tag = p
+            .trim()
+            .as_bytes()
+            .get(..4)
+            .is_some_and(|b| b.eq_ignore_ascii_case(b"tag="));
+        if !is_tag {
             out.push(';');
             out.push_str(p.trim());
         }

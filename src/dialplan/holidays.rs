@@ -356,19 +356,9 @@ pub struct Holiday {
 /// The public holidays of `state` in `year`, by date (one entry per date).
 pub fn holidays(year: i16, state: FederalState) -> Vec<Holiday> {
     let easter = easter_sunday(year);
-    let mut out: Vec<Holiday> = RULES
-        .iter()
-        .filter(|r| (r.first_year..=r.last_year).contains(&year))
-        .filter(|r| r.states.is_none_or(|s| s.contains(&state)))
+    let mut out: Vec<Holiday> = rules(year, state)
         .map(|r| Holiday {
-            date: match r.when {
-                When::Fixed(m, d) => date(year, m, d),
-                // Offsets are at most 60 days; the sum stays inside the year.
-                When::Easter(days) => easter
-                    .checked_add(jiff::Span::new().days(days))
-                    .unwrap_or(easter),
-                When::BussUndBettag => buss_und_bettag(year),
-            },
+            date: r.date(year, easter),
             name: r.name,
         })
         .collect();
@@ -378,11 +368,38 @@ pub fn holidays(year: i16, state: FederalState) -> Vec<Holiday> {
 }
 
 /// The name of the public holiday on `day` in `state`, if it is one.
+///
+/// The one [`holidays`] would list: the first rule for that date (the
+/// sort keeps the rules' order among equal dates, the dedup the first).
+/// Asked for every call, so without building the year's list.
 pub fn holiday_on(day: Date, state: FederalState) -> Option<&'static str> {
-    holidays(day.year(), state)
-        .into_iter()
-        .find(|h| h.date == day)
-        .map(|h| h.name)
+    let year = day.year();
+    let easter = easter_sunday(year);
+    rules(year, state)
+        .find(|r| r.date(year, easter) == day)
+        .map(|r| r.name)
+}
+
+/// The rules in force in `year` in `state`, in their order.
+fn rules(year: i16, state: FederalState) -> impl Iterator<Item = &'static Rule> {
+    RULES
+        .iter()
+        .filter(move |r| (r.first_year..=r.last_year).contains(&year))
+        .filter(move |r| r.states.is_none_or(|s| s.contains(&state)))
+}
+
+impl Rule {
+    /// The date in `year` (whose Easter Sunday is `easter`).
+    fn date(&self, year: i16, easter: Date) -> Date {
+        match self.when {
+            When::Fixed(m, d) => date(year, m, d),
+            // Offsets are at most 60 days; the sum stays inside the year.
+            When::Easter(days) => easter
+                .checked_add(jiff::Span::new().days(days))
+                .unwrap_or(easter),
+            When::BussUndBettag => buss_und_bettag(year),
+        }
+    }
 }
 
 /// The Wednesday before 23 November (16 to 22 November).
@@ -466,6 +483,22 @@ mod tests {
         assert_eq!(on(2025, 5, 8, Berlin), Some("Tag der Befreiung"));
         assert_eq!(on(2026, 5, 8, Berlin), None);
         assert_eq!(on(1989, 10, 3, Hessen), None);
+    }
+
+    /// Christi Himmelfahrt fell on 1 May in 2008: one date, two rules.
+    #[test]
+    fn holiday_on_names_what_the_year_list_names() {
+        for year in [2008, 2017, 2018, 2025, 2026] {
+            for st in FederalState::ALL {
+                let list = holidays(year, st);
+                let mut day = date(year, 1, 1);
+                while day.year() == year {
+                    let listed = list.iter().find(|h| h.date == day).map(|h| h.name);
+                    assert_eq!(holiday_on(day, st), listed, "{day} {st:?}");
+                    day = day.tomorrow().expect("inside the calendar");
+                }
+            }
+        }
     }
 
     #[test]

@@ -225,10 +225,10 @@ fn uri_of(entry: &str) -> &str {
         }
         None => e,
     };
-    match after_name.find('<') {
+    match find(after_name, b'<') {
         Some(open) => {
             let inner = &after_name[open + 1..];
-            &inner[..inner.find('>').unwrap_or(inner.len())]
+            &inner[..find(inner, b'>').unwrap_or(inner.len())]
         }
         // addr-spec: its own parameters end at the first `;` after the host,
         // but a user part may have `;` too; keep it whole, callers cut.
@@ -254,13 +254,14 @@ pub fn uri_user(value: &str) -> Option<String> {
     } else {
         let rest = strip_scheme(uri)?;
         // The host starts after the last `@` before any `?` headers.
-        let before_headers = &rest[..rest.find('?').unwrap_or(rest.len())];
-        (&before_headers[..before_headers.rfind('@')?], true)
+        let before_headers = &rest[..find(rest, b'?').unwrap_or(rest.len())];
+        let at = before_headers.bytes().rposition(|b| b == b'@')?;
+        (&before_headers[..at], true)
     };
-    let user = user.split(';').next().unwrap_or("");
+    let user = &user[..find(user, b';').unwrap_or(user.len())];
     // `user:password@` in SIP URIs.
     let user = if sip {
-        user.split(':').next().unwrap_or("")
+        &user[..find(user, b':').unwrap_or(user.len())]
     } else {
         user
     };
@@ -290,7 +291,17 @@ fn uri_host(value: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
+/// `s.find(b as char)`, without the pattern machinery: these values are
+/// short and read for every call. An ASCII octet never occurs inside a
+/// multi-octet character, so the index is a character boundary.
+fn find(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
+}
+
 fn percent_decode(s: &str) -> String {
+    if find(s, b'%').is_none() {
+        return s.to_owned();
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

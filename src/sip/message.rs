@@ -122,6 +122,94 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
     out
 }
 
+/// A response to a request, for [`encode_reply`].
+pub struct Reply<'a> {
+    pub status: StatusCode,
+    /// Added to the To header unless it has a tag ([`with_to_tag`]).
+    pub to_tag: Option<&'a str>,
+    /// Headers after `Server`, in order: name and value.
+    pub extra: &'a [(&'a str, &'a str)],
+    /// Content-Type and body ([`set_body`]); `None` for no body at all.
+    pub body: Option<(&'a str, &'a [u8])>,
+}
+
+/// The wire form of the response to `req` that [`response`], [`with_to_tag`],
+/// pushing `extra` and [`set_body`] would build, written straight from the
+/// request's headers: the copied headers are not cloned into a
+/// [`Response`] that is encoded and dropped at once (three times per call).
+pub fn encode_reply(req: &Request, reply: &Reply) -> Vec<u8> {
+    let code = reply.status.code();
+    let reason = reply.status.text();
+    let (content_type, body) = match reply.body {
+        Some((ct, body)) => (Some(ct).filter(|_| !body.is_empty()), body),
+        None => (None, &[][..]),
+    };
+    let copied = |h: &Header| {
+        matches!(
+            h,
+            Header::Via(_)
+                | Header::From(_)
+                | Header::To(_)
+                | Header::CallId(_)
+                | Header::CSeq(_)
+                | Header::Timestamp(_)
+        )
+    };
+    let mut len = "SIP/2.0 200 \r\n\r\n".len() + reason.len() + body.len() + 128;
+    for h in req.headers.iter().filter(|h| copied(h)) {
+        len += h.name().len() + 2 + h.value().len() + 2;
+    }
+    for (name, value) in reply.extra {
+        len += name.len() + 2 + value.len() + 2;
+    }
+    let mut out = Vec::with_capacity(len);
+    let line = |out: &mut Vec<u8>, name: &str, value: &str| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    out.extend_from_slice(b"SIP/2.0 ");
+    out.extend_from_slice(super::text::Decimal::new(code.into()).as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut tagged = false;
+    for h in req.headers.iter().filter(|h| copied(h)) {
+        line(&mut out, h.name(), h.value());
+        if let (Header::To(to), Some(tag), false) = (h, reply.to_tag, tagged) {
+            // with_to_tag looks at the first To only.
+            tagged = true;
+            if !has_tag_param(to.value()) {
+                out.truncate(out.len() - 2);
+                out.extend_from_slice(b";tag=");
+                out.extend_from_slice(tag.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    line(&mut out, "Server", PRODUCT);
+    if reply.body.is_none() {
+        line(&mut out, "Content-Length", "0");
+    }
+    for (name, value) in reply.extra {
+        line(&mut out, name, value);
+    }
+    if reply.body.is_some() {
+        if let Some(ct) = content_type {
+            line(&mut out, "Content-Type", ct);
+        }
+        line(
+            &mut out,
+            "Content-Length",
+            super::text::Decimal::new(body.len() as u64).as_str(),
+        );
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
 /// Replaces the body and its Content-Type and Content-Length headers.
 pub fn set_body<M: HasHeaders>(msg: &mut M, content_type: &str, body: Vec<u8>) -> Vec<u8> {
     let headers = msg.headers_mut();
@@ -160,6 +248,7 @@ pub fn random_token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rsipstack::sip::headers::make_header;
 
     #[test]
     fn encoding_equals_rsipstack_to_bytes() {
@@ -195,6 +284,67 @@ mod tests {
             body: Vec::new(),
         };
         assert_eq!(encode_response(&empty), empty.to_bytes());
+    }
+
+    #[test]
+    fn reply_equals_the_built_response() {
+        let req = Request::try_from(
+            "INVITE sip:115@127.0.0.1 SIP/2.0\r\n\
+             v: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0\r\n\
+             f: \"Anna\" <sip:anna@127.0.0.1>;tag=a\r\nTo: <sip:115@127.0.0.1>\r\n\
+             Contact: <sip:anna@127.0.0.1>\r\nMax-Forwards: 70\r\n\
+             i: c1\r\nCSeq: 1 INVITE\r\nTimestamp: 54\r\n\r\n",
+        )
+        .unwrap();
+        let tagged = Request::try_from(
+            "BYE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK2\r\n\
+             From: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>;tag=2\r\n\
+             Call-ID: c2\r\nCSeq: 2 BYE\r\n\r\n",
+        )
+        .unwrap();
+        let extra = [
+            ("Contact", "<sip:z@127.0.0.1>"),
+            ("Allow", ALLOW),
+            ("Accept", "application/sdp"),
+            ("Supported", "timer"),
+            ("Session-Expires", "1800;refresher=uac"),
+            ("Require", "timer"),
+        ];
+        for req in [&req, &tagged] {
+            for status in [
+                StatusCode::Trying,
+                StatusCode::OK,
+                StatusCode::Other(799, "X".into()),
+            ] {
+                for to_tag in [None, Some("t1")] {
+                    for body in [None, Some(&b""[..]), Some(&b"v=0\r\n"[..])] {
+                        for extra in [&[][..], &extra[..]] {
+                            let mut resp = response(req, status.clone());
+                            if let Some(tag) = to_tag {
+                                resp = with_to_tag(resp, tag);
+                            }
+                            for (name, value) in extra {
+                                resp.headers.push(make_header(name, value.to_string()));
+                            }
+                            if let Some(body) = body {
+                                resp.body = set_body(&mut resp, "application/sdp", body.to_vec());
+                            }
+                            let reply = Reply {
+                                status: status.clone(),
+                                to_tag,
+                                extra,
+                                body: body.map(|b| ("application/sdp", b)),
+                            };
+                            assert_eq!(
+                                String::from_utf8(encode_reply(req, &reply)).unwrap(),
+                                String::from_utf8(encode_response(&resp)).unwrap()
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

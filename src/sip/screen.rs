@@ -382,6 +382,9 @@ struct Lexed<'a> {
     terminated: bool,
     /// The first malformed header line, if any.
     bad_line: Option<&'static str>,
+    /// The input holds a NUL octet somewhere: only then are the start line
+    /// and the values searched for one (checks 1).
+    nul: bool,
 }
 
 impl<'a> Lexed<'a> {
@@ -393,8 +396,25 @@ impl<'a> Lexed<'a> {
     }
 }
 
+/// RFC 3261 token characters, as a table: this is asked for nearly every
+/// octet of a header name, a method and the Via.
+const TOKEN_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
+
 fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN_CHARS[usize::from(b)]
 }
 
 fn is_token(s: &[u8]) -> bool {
@@ -402,6 +422,16 @@ fn is_token(s: &[u8]) -> bool {
 }
 
 fn lex(data: &[u8]) -> Lexed<'_> {
+    // Valid UTF-8 as a whole (nearly always) is valid in every piece cut
+    // at ASCII octets, so one pass answers for all of them; only a message
+    // that fails it decodes piece by piece.
+    let text = std::str::from_utf8(data).ok();
+    let piece = |from: usize, to: usize| -> (Cow<'_, str>, bool) {
+        match text {
+            Some(t) => (Cow::Borrowed(&t[from..to]), true),
+            None => decode(&data[from..to]),
+        }
+    };
     let mut pos = 0;
     while pos < data.len() && matches!(data[pos], b'\r' | b'\n') {
         pos += 1;
@@ -417,6 +447,7 @@ fn lex(data: &[u8]) -> Lexed<'_> {
             None => (&data[pos..], data.len()),
         };
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line_start = pos;
         pos = next;
         if line.is_empty() {
             terminated = true;
@@ -430,11 +461,11 @@ fn lex(data: &[u8]) -> Lexed<'_> {
         if matches!(line[0], b' ' | b'\t') {
             match headers.last_mut() {
                 Some(h) => {
-                    let more = line.trim_ascii();
-                    if !more.is_empty() {
+                    let (from, to) = trimmed(data, line_start, line_start + line.len());
+                    if from < to {
                         // Decoding the pieces one by one equals decoding
                         // them joined: the space ends any broken sequence.
-                        let (more, utf8) = decode(more);
+                        let (more, utf8) = piece(from, to);
                         let value = h.value.to_mut();
                         if !value.is_empty() {
                             value.push(' ');
@@ -453,15 +484,18 @@ fn lex(data: &[u8]) -> Lexed<'_> {
             bad_line.get_or_insert("header line without a colon");
             continue;
         };
-        let name = line[..colon].trim_ascii_end();
-        let name = match std::str::from_utf8(name) {
-            Ok(n) if is_token(name) => n,
-            _ => {
-                bad_line.get_or_insert("malformed header name");
-                continue;
-            }
+        let name_len = line[..colon].trim_ascii_end().len();
+        if !is_token(&line[..name_len]) {
+            bad_line.get_or_insert("malformed header name");
+            continue;
+        }
+        let name = match piece(line_start, line_start + name_len) {
+            (Cow::Borrowed(n), _) => n,
+            // A token is ASCII, so this is never reached.
+            (Cow::Owned(_), _) => "",
         };
-        let (value, utf8) = decode(line[colon + 1..].trim_ascii());
+        let (from, to) = trimmed(data, line_start + colon + 1, line_start + line.len());
+        let (value, utf8) = piece(from, to);
         headers.push(Hdr {
             name,
             key: Key::of(name),
@@ -475,7 +509,15 @@ fn lex(data: &[u8]) -> Lexed<'_> {
         body,
         terminated,
         bad_line,
+        nul: data.contains(&0),
     }
+}
+
+/// The bounds of `data[from..to]` with ASCII whitespace trimmed off both ends.
+fn trimmed(data: &[u8], from: usize, to: usize) -> (usize, usize) {
+    let t = data[from..to].trim_ascii_start();
+    let from = to - t.len();
+    (from, from + t.trim_ascii_end().len())
 }
 
 // ---------------------------------------------------------------------------
@@ -847,22 +889,6 @@ fn via_parm_inner(
     Ok(())
 }
 
-/// A Via header value as handed on: every via-parm that can be read,
-/// normalised, joined by `", "`.
-fn normalise_via(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for parm in list(value) {
-        let mark = out.len();
-        if mark > 0 {
-            out.push_str(", ");
-        }
-        if via_parm(parm, false, Some(&mut out)).is_err() {
-            out.truncate(mark);
-        }
-    }
-    out
-}
-
 /// The end of a quoted string that starts at `s[0] == '"'`: the index of
 /// the closing quote.
 fn quoted_end(s: &str) -> Option<usize> {
@@ -1002,10 +1028,46 @@ fn has_unescaped_nul(b: &[u8]) -> bool {
 // ---------------------------------------------------------------------------
 // Checks shared by requests and responses
 
+/// The Via values as handed on, one per Via header in order, the
+/// via-parms normalised and joined by `", "`. They are written while
+/// checking, so the text is scanned once: a via-parm that passes the
+/// strict check loses nothing to the lenient normalisation. Most messages
+/// carry one Via header, which needs no list.
+#[derive(Debug, Default)]
+struct Vias {
+    first: Option<String>,
+    more: Vec<String>,
+}
+
+impl Vias {
+    fn push(&mut self, via: String) {
+        match self.first {
+            None => self.first = Some(via),
+            Some(_) => self.more.push(via),
+        }
+    }
+
+    fn into_iter(self) -> impl Iterator<Item = String> {
+        self.first.into_iter().chain(self.more)
+    }
+}
+
+/// A strictly valid Via value, normalised (see [`Vias`]).
+fn strict_via(v: &str) -> Result<String, &'static str> {
+    let mut out = String::with_capacity(v.len());
+    for parm in list(v) {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        via_parm(parm, true, Some(&mut out))?;
+    }
+    Ok(out)
+}
+
 /// The checks of section 1, 3 and 4 of the module docs, and the body.
-/// Returns the body to hand on.
-fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fail> {
-    if has_unescaped_nul(l.start) {
+/// Returns the body and the Via values to hand on.
+fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<(&'a [u8], Vias), Fail> {
+    if l.nul && has_unescaped_nul(l.start) {
         return Err(Fail::bad("NUL octet in start line"));
     }
     if let Some(why) = l.bad_line {
@@ -1015,7 +1077,7 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
     for h in &l.headers {
         // The replacement character never hides a NUL or a backslash, so
         // the decoded value answers for the octets received.
-        if has_unescaped_nul(h.value.as_bytes()) {
+        if l.nul && has_unescaped_nul(h.value.as_bytes()) {
             return Err(Fail::bad(format!("NUL octet in {}", h.name)));
         }
         if h.key.needed() && !h.utf8 {
@@ -1044,10 +1106,11 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
             key.long_name()
         )));
     }
+    let mut vias = Vias::default();
     for h in &l.headers {
         let v: &str = &h.value;
         let res = match h.key {
-            Key::Via => list(v).try_for_each(|p| via_parm(p, true, None)),
+            Key::Via => strict_via(v).map(|via| vias.push(via)),
             Key::From | Key::To => check_addr(v, true),
             Key::Contact => check_addr_list(v, true, true),
             Key::Route | Key::RecordRoute => check_addr_list(v, false, false),
@@ -1107,16 +1170,19 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
         .first(Key::ContentLength)
         .and_then(|h| number(&h.value, u32::MAX as u64).ok())
         .map(|n| n as usize);
-    match (cl, transport) {
+    let body = match (cl, transport) {
         (Some(n), _) if n > l.body.len() => {
-            Err(Fail::bad("Content-Length larger than the message body"))
+            return Err(Fail::bad("Content-Length larger than the message body"));
         }
-        (Some(n), _) => Ok(&l.body[..n]),
-        (None, Transport::Tcp) => Err(Fail::bad(
-            "Content-Length is mandatory on stream transports",
-        )),
-        (None, Transport::Udp) => Ok(l.body),
-    }
+        (Some(n), _) => &l.body[..n],
+        (None, Transport::Tcp) => {
+            return Err(Fail::bad(
+                "Content-Length is mandatory on stream transports",
+            ));
+        }
+        (None, Transport::Udp) => l.body,
+    };
+    Ok((body, vias))
 }
 
 /// The headers handed on, in order: each header line once, its value as
@@ -1124,14 +1190,15 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<&'a [u8], Fai
 /// at the end. This is exactly what rsipstack's parser makes of the text
 /// described in "What the handed-on message looks like" (a test holds it
 /// to that), without writing that text and lexing it a second time.
-fn handed_on_headers(l: &Lexed<'_>, body: &[u8]) -> Headers {
+fn handed_on_headers(l: &Lexed<'_>, body: &[u8], vias: Vias) -> Headers {
     let mut out: Vec<Header> = Vec::with_capacity(l.headers.len() + 1);
+    let mut vias = vias.into_iter();
     for h in &l.headers {
         // rsipstack trims with the Unicode notion of whitespace.
         let value = text::trim(&h.value);
         out.push(match h.key {
             Key::ContentLength => continue,
-            Key::Via => Header::Via(normalise_via(&h.value).into()),
+            Key::Via => Header::Via(vias.next().unwrap_or_default().into()),
             // The frequent ones directly; make_header maps the same names.
             Key::From => Header::From(value.into()),
             Key::To => Header::To(value.into()),
@@ -1196,7 +1263,7 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
     if !l.terminated && transport == Transport::Tcp {
         return Err(Fail::bad("header section not terminated"));
     }
-    let body = check_common(l, transport)?;
+    let (body, vias) = check_common(l, transport)?;
 
     // Method.
     if !KNOWN_METHODS.contains(&method) {
@@ -1302,10 +1369,10 @@ fn screen_request(l: &Lexed<'_>, transport: Transport) -> Result<Request, Fail> 
         version: version
             .parse::<Version>()
             .map_err(|e| Fail::bad(format!("unparseable request: {e}")))?,
-        headers: handed_on_headers(l, body),
+        headers: handed_on_headers(l, body, vias),
         body: body.to_vec(),
     };
-    typed::typed_ok(&req).map_err(|e| Fail::bad(format!("unparseable {e}")))?;
+    typed::typed_ok(&req, true).map_err(|e| Fail::bad(format!("unparseable {e}")))?;
     Ok(req)
 }
 
@@ -1330,9 +1397,9 @@ fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'st
     if !l.terminated && transport == Transport::Tcp {
         return Err("header section not terminated");
     }
-    let body = check_common(l, transport).map_err(|_| "malformed response")?;
-    let vias: usize = l.all(Key::Via).map(|h| list(&h.value).count()).sum();
-    if vias != 1 {
+    let (body, vias) = check_common(l, transport).map_err(|_| "malformed response")?;
+    let via_count: usize = l.all(Key::Via).map(|h| list(&h.value).count()).sum();
+    if via_count != 1 {
         return Err("response with more than one Via");
     }
     // As rsipstack's parser reads a Status-Line: the reason trimmed, kept
@@ -1348,10 +1415,10 @@ fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'st
         status_code,
         wire_reason,
         version: Version::V2,
-        headers: handed_on_headers(l, body),
+        headers: handed_on_headers(l, body, vias),
         body: body.to_vec(),
     };
-    typed::typed_ok(&resp).map_err(|_| "unparseable response header")?;
+    typed::typed_ok(&resp, false).map_err(|_| "unparseable response header")?;
     Ok(resp)
 }
 

@@ -14,6 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// `s.find(b as char)`.
+#[inline]
 pub(super) fn find(s: &str, b: u8) -> Option<usize> {
     s.bytes().position(|c| c == b)
 }
@@ -29,6 +30,7 @@ pub(super) fn contains(s: &str, b: u8) -> bool {
 }
 
 /// `s.split_once(b as char)`.
+#[inline]
 pub(super) fn split_once(s: &str, b: u8) -> Option<(&str, &str)> {
     let i = find(s, b)?;
     Some((&s[..i], &s[i + 1..]))
@@ -69,24 +71,59 @@ pub(super) fn is_space(b: u8) -> bool {
 
 /// `s.contains(char::is_whitespace)`.
 pub(super) fn has_whitespace(s: &str) -> bool {
-    if s.is_ascii() {
-        s.bytes().any(is_space)
-    } else {
-        s.contains(char::is_whitespace)
-    }
+    find_space_or(s, b' ').is_some()
 }
 
 /// `s.find(|c: char| c == b as char || c.is_whitespace())`.
 pub(super) fn find_space_or(s: &str, b: u8) -> Option<usize> {
-    if s.is_ascii() {
-        s.bytes().position(|c| c == b || is_space(c))
-    } else {
-        s.find(|c: char| c == char::from(b) || c.is_whitespace())
+    // One pass over the octets; characters are decoded only from the
+    // first non-ASCII octet on (which starts a character: all before it
+    // are ASCII).
+    for (i, c) in s.bytes().enumerate() {
+        // One look-up answers "whitespace or not ASCII" for the many
+        // octets that are neither.
+        if SPACE_OR_NON_ASCII[usize::from(c)] {
+            if !c.is_ascii() {
+                return s[i..]
+                    .find(|c: char| c == char::from(b) || c.is_whitespace())
+                    .map(|j| i + j);
+            }
+            return Some(i);
+        }
+        if c == b {
+            return Some(i);
+        }
     }
+    None
+}
+
+/// [`is_space`] or not ASCII, by octet.
+const SPACE_OR_NON_ASCII: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        table[i] = !c.is_ascii() || matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ');
+        i += 1;
+    }
+    table
+};
+
+/// `s.trim_start_matches(b as char)`.
+pub(super) fn trim_start_matches(s: &str, b: u8) -> &str {
+    let start = s.bytes().position(|c| c != b).unwrap_or(s.len());
+    &s[start..]
+}
+
+/// `s.trim_end_matches(b as char)`.
+pub(super) fn trim_end_matches(s: &str, b: u8) -> &str {
+    let end = s.bytes().rposition(|c| c != b).map_or(0, |i| i + 1);
+    &s[..end]
 }
 
 /// `s.trim()`: Unicode whitespace is only looked for where a non-ASCII
 /// character is left at an end.
+#[inline]
 pub(super) fn trim(s: &str) -> &str {
     let b = s.as_bytes();
     let start = b.iter().position(|&c| !is_space(c)).unwrap_or(b.len());
@@ -102,6 +139,7 @@ pub(super) fn trim(s: &str) -> &str {
 }
 
 /// `s.trim_start()`.
+#[inline]
 pub(super) fn trim_start(s: &str) -> &str {
     let start = s.bytes().position(|c| !is_space(c)).unwrap_or(s.len());
     let t = &s[start..];
@@ -119,7 +157,15 @@ pub(crate) fn push_ip(out: &mut String, ip: IpAddr) {
                 if i > 0 {
                     out.push('.');
                 }
-                out.push_str(Decimal::new(octet.into()).as_str());
+                // Digit by digit: a Decimal's string costs more than the
+                // octet (this runs for every request's Via).
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
             }
         }
         IpAddr::V6(v6) => out.push_str(&v6.to_string()),
@@ -184,6 +230,7 @@ mod tests {
         for a in [
             "127.0.0.1:5060",
             "10.200.0.9:0",
+            "100.5.60.255:1",
             "[::1]:5060",
             "[2001:db8::7]:65535",
         ] {
@@ -208,17 +255,25 @@ mod tests {
             " \u{85}\u{a0}",
             "ä;ö=ü,ß",
             "\t€ ;\r",
+            ";;x;",
+            "<<sip:a>>",
         ];
         for s in samples {
             assert_eq!(trim(s), s.trim(), "{s:?}");
             assert_eq!(trim_start(s), s.trim_start(), "{s:?}");
             assert_eq!(has_whitespace(s), s.contains(char::is_whitespace), "{s:?}");
-            for b in [b';', b'=', b',', b' ', b'x'] {
+            for b in [b';', b'=', b',', b' ', b'x', b'<', b'>'] {
                 let c = b as char;
                 assert_eq!(find(s, b), s.find(c), "{s:?} {c:?}");
                 assert_eq!(rfind(s, b), s.rfind(c), "{s:?} {c:?}");
                 assert_eq!(contains(s, b), s.contains(c), "{s:?} {c:?}");
                 assert_eq!(split_once(s, b), s.split_once(c), "{s:?} {c:?}");
+                assert_eq!(
+                    trim_start_matches(s, b),
+                    s.trim_start_matches(c),
+                    "{s:?} {c:?}"
+                );
+                assert_eq!(trim_end_matches(s, b), s.trim_end_matches(c), "{s:?} {c:?}");
                 assert!(split(s, b).eq(s.split(c)), "{s:?} {c:?}");
                 assert_eq!(
                     find_space_or(s, b),

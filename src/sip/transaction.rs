@@ -13,9 +13,11 @@
 //! ([`Transactions::ack_received`]) or timer L fires, which is reported as
 //! [`TxEvent::NoAck`] so the call can be torn down with a BYE.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -60,7 +62,7 @@ impl Default for Timers {
 }
 
 /// Identifies a server transaction (RFC 3261 §17.2.3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerKey {
     // Shared with the timers that name the transaction: cloning a key
     // must not allocate.
@@ -68,9 +70,21 @@ pub struct ServerKey {
     sent_by: Arc<str>,
     /// INVITE and the ACK of a non-2xx share one; CANCEL has its own.
     method: Method,
+    /// [`prehash`] of branch and sent-by (equal strings, equal hash).
+    hash: u64,
 }
 
 impl ServerKey {
+    fn new(branch: Arc<str>, sent_by: Arc<str>, method: Method) -> ServerKey {
+        let hash = prehash(&branch, &sent_by);
+        ServerKey {
+            branch,
+            sent_by,
+            method,
+            hash,
+        }
+    }
+
     /// The key of the INVITE transaction a CANCEL with this key refers to.
     pub fn invite_of_cancel(&self) -> ServerKey {
         ServerKey {
@@ -79,6 +93,51 @@ impl ServerKey {
         }
     }
 }
+
+/// The peer chooses branch and sent-by, so a server transaction's key is
+/// hashed with SipHash under a key random per process, as std's maps do
+/// (HashDoS). A transaction's key is looked up half a dozen times (the
+/// request, its retransmissions, each response, the ACK), so it is hashed
+/// once, when the request arrives; the map only mixes in the method.
+fn prehash(branch: &str, sent_by: &str) -> u64 {
+    static KEYS: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+    KEYS.hash_one((branch, sent_by))
+}
+
+impl Hash for ServerKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+        self.method.hash(state);
+    }
+}
+
+/// The hasher of the server transaction map: [`ServerKey`]s arrive
+/// hashed, the method's discriminant is folded in.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b.into());
+        }
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // FxHash's step: the input is already well mixed.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type ServerMap = HashMap<ServerKey, ServerTx, BuildHasherDefault<Prehashed>>;
 
 /// Identifies a client transaction: our branch plus the method (CANCEL
 /// reuses the INVITE's branch).
@@ -171,7 +230,7 @@ enum TimerKind {
 /// All transactions of one endpoint. See the module docs.
 pub struct Transactions {
     timers_cfg: Timers,
-    server: HashMap<ServerKey, ServerTx>,
+    server: ServerMap,
     client: HashMap<ClientKey, ClientTx>,
     timers: TimerQueue,
     /// Messages retransmitted (for the metrics).
@@ -182,7 +241,7 @@ impl Transactions {
     pub fn new(timers: Timers) -> Self {
         Transactions {
             timers_cfg: timers,
-            server: HashMap::new(),
+            server: ServerMap::default(),
             client: HashMap::new(),
             timers: TimerQueue::default(),
             retransmissions: 0,
@@ -312,12 +371,24 @@ impl Transactions {
         now: Instant,
     ) -> Option<Transmit> {
         let code = response.status_code.code();
+        self.respond_with(key, code, || super::message::encode_response(response), now)
+    }
+
+    /// [`Transactions::respond`] with a response in wire form (status
+    /// `code`), encoded only if the transaction can still send it.
+    pub fn respond_with(
+        &mut self,
+        key: &ServerKey,
+        code: u16,
+        encode: impl FnOnce() -> Vec<u8>,
+        now: Instant,
+    ) -> Option<Transmit> {
         let t1 = self.timers_cfg.t1;
         let tx = self.server.get_mut(key)?;
         if !matches!(tx.state, ServerState::Trying | ServerState::Proceeding) {
             return None;
         }
-        let bytes = Bytes::from(super::message::encode_response(response));
+        let bytes = Bytes::from(encode());
         tx.last_response = Some(bytes.clone());
         let peer = tx.peer;
         let unreliable = peer.transport == Transport::Udp;
@@ -692,11 +763,7 @@ fn server_key_of(request: &Request, via: &TopVia) -> ServerKey {
             b.into()
         }
     };
-    ServerKey {
-        branch,
-        sent_by: via.sent_by.clone(),
-        method,
-    }
+    ServerKey::new(branch, via.sent_by.clone(), method)
 }
 
 fn client_key(response: &Response) -> Option<ClientKey> {

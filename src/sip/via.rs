@@ -18,7 +18,6 @@ pub struct TopVia {
     /// `host[:port]` exactly as sent, lower-cased for matching. Shared:
     /// transaction keys and their timers hold it for the transaction's life.
     pub sent_by: Arc<str>,
-    pub host: String,
     pub port: Option<u16>,
     pub branch: Option<Arc<str>>,
     /// The `rport` parameter was present (RFC 3581).
@@ -81,7 +80,6 @@ impl<'a> Parts<'a> {
             } else {
                 self.sent_by.into()
             },
-            host: self.host.to_owned(),
             port: self.port,
             branch: self.branch.map(Arc::from),
             rport: self.rport,
@@ -151,9 +149,8 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
                 }
                 out.push_str(p);
             }
-            let host_ip: Option<IpAddr> = top.host.trim_matches(['[', ']']).parse().ok();
             // No `write!`: this runs for every request.
-            if host_ip != Some(source.ip()) || top.rport {
+            if top.rport || host_ip(top.host) != Some(source.ip()) {
                 out.push_str(";received=");
                 text::push_ip(&mut out, source.ip());
             }
@@ -170,6 +167,11 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
     None
 }
 
+/// The address a Via host names, if it is an IP literal.
+fn host_ip(host: &str) -> Option<IpAddr> {
+    host.trim_matches(['[', ']']).parse().ok()
+}
+
 fn split_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {
     if let Some(end) = sent_by.strip_prefix('[').and_then(|s| s.find(']')) {
         let host = &sent_by[..end + 2];
@@ -180,8 +182,11 @@ fn split_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {
         };
         return Some((host, port));
     }
-    match sent_by.rsplit_once(':') {
-        Some((h, p)) => Some((h, Some(p.trim().parse().ok()?))),
+    match text::rfind(sent_by, b':') {
+        Some(i) => Some((
+            &sent_by[..i],
+            Some(text::trim(&sent_by[i + 1..]).parse().ok()?),
+        )),
         None => Some((sent_by, None)),
     }
 }
@@ -193,7 +198,7 @@ mod tests {
     #[test]
     fn ipv6_sent_by_and_default_port() {
         let v = TopVia::parse("SIP/2.0/TCP [2001:db8::1]:5061;branch=z9hG4bKa").unwrap();
-        assert_eq!(v.host, "[2001:db8::1]");
+        assert_eq!(&*v.sent_by, "[2001:db8::1]:5061");
         assert_eq!(v.port, Some(5061));
         let v = TopVia::parse("SIP/2.0/UDP host.example").unwrap();
         assert_eq!(v.port, None);

@@ -36,7 +36,8 @@ use crate::metrics::{
 use crate::sip::Transport;
 use crate::sip::digest::{AuthFailure, DigestServer};
 use crate::sip::message::{
-    ALLOW, Header, Method, Request, Response, StatusCode, response, set_body, tag_of, with_to_tag,
+    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response, set_body,
+    tag_of, with_to_tag,
 };
 use crate::sip::registrar::{Accounts, Registrar, RegistrarSettings, RegistrationChange};
 use crate::sip::screen::{Screened, screen};
@@ -334,22 +335,26 @@ impl Core {
             out.push(t);
         }
         match incoming {
-            Incoming::Request { key, request } => self.dispatch(key, request, peer, now, out),
+            Incoming::Request { key, request } => {
+                self.dispatch(key, request, peer, reply_to, now, out)
+            }
             Incoming::Ack(ack) => self.on_ack(ack),
             Incoming::Absorbed | Incoming::Stray | Incoming::Response { .. } => {}
         }
     }
 
+    /// `reply_to` is where responses to `req` go (from its top Via).
     fn dispatch(
         &mut self,
         key: ServerKey,
         req: Request,
         peer: Peer,
+        reply_to: Peer,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
         match req.method {
-            Method::Invite => self.on_invite(key, req, peer, now, out),
+            Method::Invite => self.on_invite(key, req, peer, reply_to, now, out),
             Method::Register => {
                 let outcome = self.registrar.handle_register(
                     &req,
@@ -400,6 +405,7 @@ impl Core {
         key: ServerKey,
         req: Request,
         peer: Peer,
+        reply_to: Peer,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
@@ -574,7 +580,6 @@ impl Core {
             );
             (None, offer)
         };
-        let reply_to = response_peer(&req, peer);
         let Some(dialog) = Dialog::from_invite(&req, reply_to) else {
             self.ports.release(port);
             return self.respond(&key, &response(&req, StatusCode::BadRequest), now, out);
@@ -583,8 +588,7 @@ impl Core {
         self.next_stream += 1;
         let answer_after = route.answer_after;
         let call = Call::new(dialog, key.clone(), session, answer_after, now);
-        let trying = response(&req, StatusCode::Trying);
-        self.respond(&key, &trying, now, out);
+        self.reply(&key, &req, StatusCode::Trying, now, out);
         if !answer_after.is_zero() {
             let ringing = with_to_tag(response(&req, StatusCode::Ringing), &call.dialog.local_tag);
             let mut ringing = ringing;
@@ -861,7 +865,7 @@ impl Core {
                 out,
             );
         }
-        self.respond(&key, &response(&req, StatusCode::OK), now, out);
+        self.reply(&key, &req, StatusCode::OK, now, out);
         let actions = self
             .calls
             .get_mut(&*call_id)
@@ -1281,18 +1285,33 @@ impl Core {
         if let Some(f) = &mut e.facts {
             f.answered(self.clock.at(now));
         }
-        let mut resp = with_to_tag(
-            response(&e.invite, StatusCode::OK),
-            &e.call.dialog.local_tag,
+        // What add_capabilities and add_session_expires add, in order.
+        let contact = e.call.dialog.contact();
+        let session = e.call.session_timer();
+        let expires = session.map(|t| t.header_value()).unwrap_or_default();
+        let [allow, accept, supported] = CAPABILITIES;
+        let extra = [
+            ("Contact", contact.as_str()),
+            allow,
+            accept,
+            supported,
+            ("Session-Expires", &expires),
+            ("Require", "timer"),
+        ];
+        let extras = match session {
+            None => 4,
+            Some(t) if t.refresher == session_timer::Refresher::Uac => 6,
+            Some(_) => 5,
+        };
+        let ok = encode_reply(
+            &e.invite,
+            &Reply {
+                status: StatusCode::OK,
+                to_tag: Some(&e.call.dialog.local_tag),
+                extra: &extra[..extras],
+                body: Some(("application/sdp", &e.media.local_sdp)),
+            },
         );
-        resp.headers
-            .push(Header::Contact(e.call.dialog.contact().into()));
-        add_capabilities(&mut resp);
-        if let Some(t) = e.call.session_timer() {
-            add_session_expires(&mut resp, t);
-        }
-        let body = set_body(&mut resp, "application/sdp", e.media.local_sdp.clone());
-        resp.body = body;
         let key = e.call.invite_key.clone();
         if let Some(socket) = e.media.socket.take() {
             let (codec, pt, dtmf, remote, direction) = match &e.media.negotiated {
@@ -1320,13 +1339,13 @@ impl Core {
             let playlist = self.first_playlist(call_id);
             let greeted = !playlist.items.is_empty();
             self.media.play(stream, playlist);
-            self.respond(&key, &resp, now, out);
+            self.respond_encoded(&key, 200, ok, now, out);
             if !greeted {
                 self.after_greeting(call_id, now, out);
             }
             return;
         }
-        self.respond(&key, &resp, now, out);
+        self.respond_encoded(&key, 200, ok, now, out);
     }
 
     fn release(&mut self, call_id: &str, reason: EndReason, now: Instant, out: &mut Vec<Transmit>) {
@@ -1367,6 +1386,45 @@ impl Core {
             out.push(t);
         }
     }
+
+    /// [`Core::respond`] with `response(req, status)`, written without
+    /// building it.
+    fn reply(
+        &mut self,
+        key: &ServerKey,
+        req: &Request,
+        status: StatusCode,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        let code = status.code();
+        let reply = Reply {
+            status,
+            to_tag: None,
+            extra: &[],
+            body: None,
+        };
+        let encode = || encode_reply(req, &reply);
+        if let Some(t) = self.transactions.respond_with(key, code, encode, now) {
+            self.metrics.response_sent(code);
+            out.push(t);
+        }
+    }
+
+    /// [`Core::respond`] with a response already in wire form.
+    fn respond_encoded(
+        &mut self,
+        key: &ServerKey,
+        code: u16,
+        bytes: Vec<u8>,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        if let Some(t) = self.transactions.respond_with(key, code, || bytes, now) {
+            self.metrics.response_sent(code);
+            out.push(t);
+        }
+    }
 }
 
 /// The media address to advertise for a call that reached us on `sip_ip`:
@@ -1379,16 +1437,8 @@ fn media_ip(sip_ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Where responses to `req` go: the source over TCP; over UDP the Via's
-/// rport/sent-by rules.
-fn response_peer(req: &Request, peer: Peer) -> Peer {
-    match crate::sip::via::TopVia::of(&req.headers) {
-        Some(via) => response_peer_via(&via, peer),
-        None => peer,
-    }
-}
-
-/// [`response_peer`] for a request whose top Via is `via`.
+/// Where responses to a request whose top Via is `via` go: the source over
+/// TCP; over UDP the Via's rport/sent-by rules.
 fn response_peer_via(via: &crate::sip::via::TopVia, peer: Peer) -> Peer {
     match peer.transport {
         Transport::Udp => Peer {
@@ -1429,10 +1479,18 @@ fn overloaded(req: &Request) -> Response {
     resp
 }
 
+/// What zentrale can do, on every 2xx to an INVITE or OPTIONS.
+const CAPABILITIES: [(&str, &str); 3] = [
+    ("Allow", ALLOW),
+    ("Accept", "application/sdp"),
+    ("Supported", "timer"),
+];
+
 fn add_capabilities(resp: &mut Response) {
-    resp.headers.push(Header::Allow(ALLOW.into()));
-    resp.headers.push(Header::Accept("application/sdp".into()));
-    resp.headers.push(Header::Supported("timer".into()));
+    let [(_, allow), (_, accept), (_, supported)] = CAPABILITIES;
+    resp.headers.push(Header::Allow(allow.into()));
+    resp.headers.push(Header::Accept(accept.into()));
+    resp.headers.push(Header::Supported(supported.into()));
 }
 
 fn add_session_expires(resp: &mut Response, t: session_timer::SessionTimer) {

@@ -143,17 +143,21 @@ impl SdpSession {
         self.version
     }
 
-    /// Returns the version to write in front of `body`.
+    /// Returns the version to write in front of `body`; [`Self::keep`]
+    /// then takes the body, so that it is not copied.
     fn stamp(&mut self, body: &str) -> u64 {
         match &self.last_body {
-            Some(prev) if prev.as_slice() == body.as_bytes() => {}
-            Some(_) => {
+            Some(prev) if prev.as_slice() != body.as_bytes() => {
                 self.version = self.version.wrapping_add(1);
-                self.last_body = Some(body.as_bytes().to_vec());
             }
-            None => self.last_body = Some(body.as_bytes().to_vec()),
+            _ => {}
         }
         self.version
+    }
+
+    /// Remembers the body just stamped.
+    fn keep(&mut self, body: String) {
+        self.last_body = Some(body.into_bytes());
     }
 }
 

@@ -214,7 +214,7 @@ fn rtpmap<'m>(md: &Media<'m>, pt: u8) -> Option<(&'m str, u32, u32)> {
         .filter(|a| a.key.eq_ignore_ascii_case("rtpmap"))
         .filter_map(|a| a.value)
         .find_map(|v| {
-            let (num, rest) = v.trim().split_once(char::is_whitespace)?;
+            let (num, rest) = split_at_space(v.trim())?;
             if num.parse::<u8>().ok()? != pt {
                 return None;
             }
@@ -226,6 +226,22 @@ fn rtpmap<'m>(md: &Media<'m>, pt: u8) -> Option<(&'m str, u32, u32)> {
         })
 }
 
+/// `s.split_once(char::is_whitespace)`, octet by octet while the text is
+/// ASCII: the negotiation asks this of each rtpmap once per payload type.
+fn split_at_space(s: &str) -> Option<(&str, &str)> {
+    for (i, b) in s.bytes().enumerate() {
+        if !b.is_ascii() {
+            // All before `i` is ASCII, so `i` starts a character.
+            let (head, rest) = s[i..].split_once(char::is_whitespace)?;
+            return Some((&s[..i + head.len()], rest));
+        }
+        if matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ') {
+            return Some((&s[..i], &s[i + 1..]));
+        }
+    }
+    None
+}
+
 /// `a=fmtp:<pt> <params>` for a payload type.
 fn fmtp<'m>(md: &Media<'m>, pt: u8) -> Option<&'m str> {
     md.attributes
@@ -233,7 +249,7 @@ fn fmtp<'m>(md: &Media<'m>, pt: u8) -> Option<&'m str> {
         .filter(|a| a.key.eq_ignore_ascii_case("fmtp"))
         .filter_map(|a| a.value)
         .find_map(|v| {
-            let (num, params) = v.trim().split_once(char::is_whitespace)?;
+            let (num, params) = split_at_space(v.trim())?;
             (num.parse::<u8>().ok()? == pt).then_some(params.trim())
         })
 }
@@ -360,5 +376,25 @@ mod tests {
         assert_eq!(EventSet::parse("5").unwrap().to_string(), "5");
         assert!(EventSet::parse("x-y").is_none());
         assert!(EventSet::parse("32-40").unwrap().is_empty());
+    }
+
+    #[test]
+    fn split_at_space_is_split_once_at_whitespace() {
+        for s in [
+            "101 telephone-event/8000",
+            "8\tPCMA/8000",
+            "0",
+            "",
+            "9\u{b}x",
+            "1\u{a0}a b",
+            "ä b",
+            "96\u{3000}x",
+        ] {
+            assert_eq!(
+                split_at_space(s),
+                s.split_once(char::is_whitespace),
+                "{s:?}"
+            );
+        }
     }
 }

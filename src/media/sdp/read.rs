@@ -40,6 +40,9 @@ pub(super) fn read(body: &[u8]) -> Option<Sdp<'_>> {
         attributes: Vec::new(),
         media: Vec::new(),
     };
+    // Every octet belongs to a line's value, a key or a line end, so the
+    // body is UTF-8 exactly when every value is: checked once.
+    let text = std::str::from_utf8(body).ok()?;
     let mut state = State::S1;
     let mut pos = 0;
     loop {
@@ -63,7 +66,7 @@ pub(super) fn read(body: &[u8]) -> Option<Sdp<'_>> {
             .iter()
             .position(|&b| b == b'\n')
             .map_or(body.len(), |i| pos + i);
-        let value = std::str::from_utf8(&body[pos + 2..end]).ok()?.trim();
+        let value = text[pos + 2..end].trim();
         pos = end;
         state = line(&mut sdp, state, key, value)?;
     }
@@ -197,6 +200,8 @@ fn media(value: &str) -> Option<Media<'_>> {
         proto: proto.into(),
         formats: value[start..].into(),
         connection: None,
-        attributes: Vec::new(),
+        // An audio offer has rtpmap, fmtp, ptime and a direction or so:
+        // room for them without growing.
+        attributes: Vec::with_capacity(8),
     })
 }

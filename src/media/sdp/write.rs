@@ -60,11 +60,12 @@ pub(super) fn body(local_ip: IpAddr, session: &mut SdpSession, lines: &[MLine]) 
     // Everything after o= first: the version only moves when this changes.
     let mut rest = String::with_capacity(256);
     let t = ip_type(local_ip);
-    let ip = local_ip.to_string();
     rest.push_str("s=zentrale\r\nc=IN ");
     rest.push_str(t);
     rest.push(' ');
-    rest.push_str(&ip);
+    let ip_at = rest.len();
+    crate::sip::text::push_ip(&mut rest, local_ip);
+    let ip_len = rest.len() - ip_at;
     rest.push_str("\r\nt=0 0\r\n");
     for line in lines {
         match line {
@@ -100,9 +101,10 @@ pub(super) fn body(local_ip: IpAddr, session: &mut SdpSession, lines: &[MLine]) 
     out.push_str(" IN ");
     out.push_str(t);
     out.push(' ');
-    out.push_str(&ip);
+    out.push_str(&rest[ip_at..ip_at + ip_len]);
     out.push_str("\r\n");
     out.push_str(&rest);
+    session.keep(rest);
     out.into_bytes()
 }
 

@@ -21,7 +21,13 @@ use super::super::text;
 
 /// The typed headers everybody reads must parse. `Err` names the header
 /// and carries the parser's complaint.
-pub(super) fn typed_ok<M: HeadersExt>(m: &M) -> Result<(), String> {
+///
+/// `request_cseq`: `m` is a request that passed screening, so its CSeq is
+/// `number SP method` with a number below 2^31 and the method of the
+/// Request-Line, which rsipstack parsed already. The CSeq parser splits at
+/// the same whitespace and parses those two again, so it cannot refuse it
+/// and is not run (a test holds that over the mutated corpus).
+pub(super) fn typed_ok<M: HeadersExt>(m: &M, request_cseq: bool) -> Result<(), String> {
     let via = m.via_header().map_err(|e| format!("Via: {e}"))?.value();
     if !via_parses(via) {
         typed::Via::parse(via.trim()).map_err(|e| format!("Via: {e}"))?;
@@ -34,10 +40,11 @@ pub(super) fn typed_ok<M: HeadersExt>(m: &M) -> Result<(), String> {
     if !addr_parses(to) {
         typed::To::parse(to.trim()).map_err(|e| format!("To: {e}"))?;
     }
-    // Allocation-free already: a tokenizer over the value.
-    m.cseq_header()
-        .and_then(|h| typed::CSeq::parse(h.value().trim()))
-        .map_err(|e| format!("CSeq: {e}"))?;
+    if !request_cseq {
+        m.cseq_header()
+            .and_then(|h| typed::CSeq::parse(h.value().trim()))
+            .map_err(|e| format!("CSeq: {e}"))?;
+    }
     m.call_id_header().map_err(|e| format!("Call-ID: {e}"))?;
     Ok(())
 }
@@ -89,13 +96,16 @@ pub(super) fn addr_parses(value: &str) -> bool {
     let Some(gt) = text::find(rest, b'>') else {
         return false;
     };
-    let params = text::trim(&rest[gt + 1..]).trim_start_matches(';');
+    let params = text::trim_start_matches(text::trim(&rest[gt + 1..]), b';');
     uri_parses(&rest[..gt]) && params_parse(params)
 }
 
 /// True only if `rsipstack::sip::parse_uri` accepts `s` (ASCII).
 fn uri_parses(s: &str) -> bool {
-    let s = text::trim(text::trim(s).trim_start_matches('<').trim_end_matches('>'));
+    let s = text::trim(text::trim_end_matches(
+        text::trim_start_matches(text::trim(s), b'<'),
+        b'>',
+    ));
     // URI headers after '?' never fail.
     let main = text::split(s, b'?').next().unwrap_or("");
     let (host_part, params) = text::split_once(main, b';').unwrap_or((main, ""));

@@ -156,51 +156,48 @@ reference() {
 }
 
 reference_floor() {
-  local rate=${RATE:-200} secs=${SECONDS_:-30}
-  local calls=$((rate * secs))
   cc -O2 -o "$WORK/floor" benches/reference/floor.c
   SIP_PORT=$(free_port)
   "$WORK/floor" "$SIP_PORT" &
   ZPID=$!
   sleep 0.5
-  local t0 t1; t0=$(cpu_ticks)
-  read -r ok failed < <(run_sipp bench_signalling.xml -r "$rate" -m "$calls" -l 2000)
-  t1=$(cpu_ticks)
+  reference_call "the kernel's floor (floor.c)" cpu_ticks
   stop_daemon
-  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rate" "$secs" <<'EOF'
-import sys
-ok, failed, t0, t1, tick, rate, secs = map(int, sys.argv[1:])
-cpu_us = (t1 - t0) * 1e6 / tick
-print(f"reference, the kernel's floor (floor.c): {rate} calls/s for {secs} s: {ok} answered calls, {failed} failed")
-print(f"  floor CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/max(ok, 1):.0f} us per answered call")
-EOF
 }
 
 reference_kamailio() {
-  local rate=${RATE:-200} secs=${SECONDS_:-30}
-  local calls=$((rate * secs)) uas
+  local uas
   SIP_PORT=$(free_port); uas=$(free_port)
   sed "s/LISTEN_PORT/$SIP_PORT/; s/UAS_PORT/$uas/" benches/reference/kamailio.cfg >"$WORK/kamailio.cfg"
   (cd benches/sipp && exec sipp -sf bench_uas.xml -i 127.0.0.1 -p "$uas" -nostdin \
-     -timeout $((secs + 60))s >"$WORK/uas.out" 2>&1) &
+     -timeout $((${SECONDS_:-30} + 60))s >"$WORK/uas.out" 2>&1) &
   UPID=$!
   # -DD: stays in the foreground, still with its worker processes.
   kamailio -DD -E -f "$WORK/kamailio.cfg" -m 64 -M 8 >"$WORK/kamailio.log" 2>&1 &
   KPID=$!
   sleep 2
   kill -0 "$KPID" 2>/dev/null || { echo "kamailio did not start:" >&2; cat "$WORK/kamailio.log" >&2; exit 1; }
-  local t0 t1; t0=$(kamailio_ticks)
-  read -r ok failed < <(run_sipp bench_signalling.xml -r "$rate" -m "$calls" -l 2000)
-  t1=$(kamailio_ticks)
+  reference_call "stateful Kamailio proxy" kamailio_ticks
   kill "$KPID" "$UPID" 2>/dev/null || true
   wait "$KPID" "$UPID" 2>/dev/null || true
   KPID= UPID=
-  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rate" "$secs" <<'EOF'
+}
+
+# reference_call LABEL TICKS: the signalling call (RATE, SECONDS_) against
+# whatever listens on SIP_PORT; prints the CPU per call of the processes
+# whose CPU ticks the function TICKS adds up.
+reference_call() {
+  local label=$1 ticks=$2 rate=${RATE:-200} secs=${SECONDS_:-30}
+  local t0 t1; t0=$($ticks)
+  read -r ok failed < <(run_sipp bench_signalling.xml -r "$rate" -m $((rate * secs)) -l 2000)
+  t1=$($ticks)
+  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rate" "$secs" "$label" <<'EOF'
 import sys
+label = sys.argv.pop()
 ok, failed, t0, t1, tick, rate, secs = map(int, sys.argv[1:])
 cpu_us = (t1 - t0) * 1e6 / tick
-print(f"reference, stateful Kamailio proxy: {rate} calls/s for {secs} s: {ok} answered calls, {failed} failed")
-print(f"  Kamailio CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/max(ok, 1):.0f} us per answered call")
+print(f"reference, {label}: {rate} calls/s for {secs} s: {ok} answered calls, {failed} failed")
+print(f"  CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/max(ok, 1):.0f} us per answered call")
 EOF
 }
 

@@ -61,9 +61,10 @@ impl Doorbell {
         if !self.rung.swap(true, Ordering::AcqRel)
             && let Err(e) = self.waker.wake()
         {
-            // Only when the eventfd is gone (shutdown) or broken; the owner
-            // still finds the handover on its next timer.
-            tracing::debug!(error = %e, "doorbell: wake-up failed");
+            // Only when the eventfd is broken. Let the next ring try again
+            // rather than stay silent for good.
+            self.rung.store(false, Ordering::Release);
+            tracing::warn!(error = %e, "doorbell: wake-up failed");
         }
     }
 

@@ -4,8 +4,9 @@
 //! until it says `WouldBlock`, so one datagram used to cost two reads, the
 //! second finding nothing. `recvmmsg` returns every queued datagram in one
 //! call, and when it returns fewer than it had room for, the kernel stopped
-//! at an empty socket: no read comes back empty. The SIP transport
-//! (`daemon::transport::batch`) and the media worker both read this way.
+//! at an empty socket: no read comes back empty. The core thread
+//! (`daemon::driver`, its SIP sockets) and the media worker both read this
+//! way.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -172,7 +173,8 @@ unsafe fn std_addr(
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(a.sin6_addr.s6_addr),
                 u16::from_be(a.sin6_port),
-                u32::from_be(a.sin6_flowinfo),
+                // Passed on as it is, as std's own conversion does.
+                a.sin6_flowinfo,
                 a.sin6_scope_id,
             )))
         }

@@ -46,6 +46,11 @@ const DOORBELL: Token = Token(usize::MAX);
 /// turn's work, so a flood on one socket cannot starve the timers.
 const READS_PER_TURN: usize = 16;
 
+/// Framed TCP messages taken per turn: a client pipelining requests as
+/// fast as its connection allows must not keep the core from its UDP
+/// sockets and timers.
+const INBOUND_PER_TURN: usize = 256;
+
 /// How long calls get to answer their BYEs when zentrale stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -129,6 +134,8 @@ pub struct Driver {
     unread: Vec<usize>,
     /// The UDP sockets to read this turn.
     ready: Vec<usize>,
+    /// TCP messages were left in the mailbox at the end of a turn.
+    inbound_left: bool,
     out: Vec<Transmit>,
 }
 
@@ -154,6 +161,7 @@ impl Driver {
             inbox: super::transport::batch::inbox(),
             unread: Vec::new(),
             ready: Vec::new(),
+            inbound_left: false,
             out: Vec::with_capacity(16),
         };
         let handle = CoreHandle {
@@ -217,7 +225,7 @@ impl Driver {
             (Some(d), Some(u)) => Some(d.min(u)),
             (d, u) => d.or(u),
         };
-        let timeout = if self.unread.is_empty() {
+        let timeout = if self.unread.is_empty() && !self.inbound_left {
             wake.map(|w| w.saturating_duration_since(now))
         } else {
             Some(Duration::ZERO)
@@ -243,11 +251,13 @@ impl Driver {
         for k in 0..self.ready.len() {
             self.read_udp(self.ready[k], core, transports);
         }
-        let mut stop = false;
         if rung {
             self.shared.bell.answer();
-            stop = self.open_mailbox(core);
         }
+        // Every turn, not only when rung: a few empty `try_recv`s cost less
+        // than depending on each ring (and on TCP messages left over from
+        // the last turn, which no ring announces again).
+        let stop = self.open_mailbox(core);
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
             core.handle_timeout(now, &mut self.out);
@@ -283,7 +293,7 @@ impl Driver {
                 // behind it.
                 Err(e) => {
                     debug!(error = %e, "UDP receive error");
-                    more = false;
+                    more = true;
                 }
             }
         }
@@ -295,9 +305,14 @@ impl Driver {
     /// What the handles left: TCP messages, media events, API changes,
     /// reloads. `true` when told to stop.
     fn open_mailbox(&mut self, core: &mut Core) -> bool {
-        while let Ok(msg) = self.inbound.try_recv() {
+        let mut taken = 0;
+        while taken < INBOUND_PER_TURN
+            && let Ok(msg) = self.inbound.try_recv()
+        {
             core.on_message(&msg.data, msg.peer, Instant::now(), &mut self.out);
+            taken += 1;
         }
+        self.inbound_left = taken == INBOUND_PER_TURN;
         if let Some(media) = &mut self.media {
             while let Ok(event) = media.try_recv() {
                 core.on_media_event(event, Instant::now(), &mut self.out);

@@ -173,6 +173,7 @@ fn add_leg(media: &MediaHandle, id: u64, format: LegFormat) -> Phone {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_nonblocking(true).unwrap();
     let engine_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    engine_socket.set_nonblocking(true).unwrap();
     let engine = engine_socket.local_addr().unwrap();
     media.add_stream(
         StreamId(id),

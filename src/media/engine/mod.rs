@@ -232,8 +232,10 @@ impl MediaHandle {
         self.commands.send(command);
     }
 
-    /// Starts a stream on a bound socket (see [`PortPool::allocate`](crate::media::PortPool::allocate)).
-    /// It sends silence until [`play`](Self::play). With `remote: None` the
+    /// Starts a stream on a bound, non-blocking socket (as
+    /// [`PortPool::allocate`](crate::media::PortPool::allocate) hands them
+    /// out; the worker does not switch it, which would cost a system call
+    /// per call). It sends silence until [`play`](Self::play). With `remote: None` the
     /// peer is learned from the first RTP packet that arrives (symmetric
     /// RTP); with `Some`, packets from any other source are ignored.
     /// Starts `sendrecv`. A second add with the same id replaces the stream

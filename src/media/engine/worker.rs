@@ -377,11 +377,13 @@ fn apply(
                 tracing::warn!(stream = id.0, "media stream added twice; replaced");
                 remove(streams, poll, slot, recycle);
             }
-            // mio needs a non-blocking socket; the pool's already are.
-            if let Err(e) = socket.set_nonblocking(true) {
-                tracing::error!(stream = id.0, error = %e, "RTP socket unusable; stream not added");
-                return;
-            }
+            // A blocking socket would stall every stream at its first full
+            // send buffer; `add_stream` asks for a non-blocking one.
+            debug_assert!(
+                is_nonblocking(&socket),
+                "stream {} added with a blocking socket",
+                id.0
+            );
             let format = LegFormat {
                 codec,
                 payload_type,
@@ -450,6 +452,14 @@ fn apply(
             }
         }
     }
+}
+
+/// Debug builds only (`debug_assert!`): one `fcntl` per stream.
+fn is_nonblocking(socket: &std::net::UdpSocket) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFL only reads the flags of a descriptor the socket owns.
+    let flags = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_NONBLOCK != 0
 }
 
 fn remove(streams: &mut Streams, poll: &Poll, slot: usize, recycle: Option<&Recycler>) {

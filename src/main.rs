@@ -172,10 +172,11 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One thread runs all signalling, the HTTP API and the TCP connections;
-    // the media worker has its own thread. The call core is a single task
-    // anyway, and a multi-thread runtime cost a cross-thread wake-up per
-    // datagram (about a third of the CPU per call in the signalling bench).
+    // One runtime thread for the TCP connections, the HTTP API, signals and
+    // reloads; the call core (daemon::driver) and the media worker have
+    // threads of their own. A multi-thread runtime cost a cross-thread
+    // wake-up per message (about a third of the CPU per call in the
+    // signalling bench, when the core was still a task on it).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -39,18 +39,12 @@ pub fn response(req: &Request, status: StatusCode) -> Response {
     // The copied headers, Server, Content-Length and room for what callers
     // usually add (Contact, Allow, ...) without growing.
     let mut headers = Vec::with_capacity(12);
-    for h in req.headers.iter() {
-        match h {
-            Header::Via(_)
-            | Header::From(_)
-            | Header::To(_)
-            | Header::CallId(_)
-            | Header::CSeq(_) => headers.push(h.clone()),
-            // RFC 3261 §8.2.6.2: a Timestamp is echoed.
-            Header::Timestamp(_) => headers.push(h.clone()),
-            _ => {}
-        }
-    }
+    headers.extend(
+        req.headers
+            .iter()
+            .filter(|h| copied_to_response(h))
+            .cloned(),
+    );
     headers.push(Header::Server(PRODUCT.into()));
     headers.push(Header::ContentLength("0".into()));
     Response {
@@ -60,6 +54,20 @@ pub fn response(req: &Request, status: StatusCode) -> Response {
         headers: headers.into(),
         body: Vec::new(),
     }
+}
+
+/// Whether a response copies this header of its request (RFC 3261
+/// §8.2.6.2: Via, From, To, Call-ID, CSeq; a Timestamp is echoed).
+fn copied_to_response(h: &Header) -> bool {
+    matches!(
+        h,
+        Header::Via(_)
+            | Header::From(_)
+            | Header::To(_)
+            | Header::CallId(_)
+            | Header::CSeq(_)
+            | Header::Timestamp(_)
+    )
 }
 
 /// Adds `;tag=TAG` to the To header of a response that has none yet.
@@ -144,19 +152,8 @@ pub fn encode_reply(req: &Request, reply: &Reply) -> Vec<u8> {
         Some((ct, body)) => (Some(ct).filter(|_| !body.is_empty()), body),
         None => (None, &[][..]),
     };
-    let copied = |h: &Header| {
-        matches!(
-            h,
-            Header::Via(_)
-                | Header::From(_)
-                | Header::To(_)
-                | Header::CallId(_)
-                | Header::CSeq(_)
-                | Header::Timestamp(_)
-        )
-    };
     let mut len = "SIP/2.0 200 \r\n\r\n".len() + reason.len() + body.len() + 128;
-    for h in req.headers.iter().filter(|h| copied(h)) {
+    for h in req.headers.iter().filter(|h| copied_to_response(h)) {
         len += h.name().len() + 2 + h.value().len() + 2;
     }
     for (name, value) in reply.extra {
@@ -175,7 +172,7 @@ pub fn encode_reply(req: &Request, reply: &Reply) -> Vec<u8> {
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut tagged = false;
-    for h in req.headers.iter().filter(|h| copied(h)) {
+    for h in req.headers.iter().filter(|h| copied_to_response(h)) {
         line(&mut out, h.name(), h.value());
         if let (Header::To(to), Some(tag), false) = (h, reply.to_tag, tagged) {
             // with_to_tag looks at the first To only.

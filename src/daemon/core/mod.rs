@@ -1339,13 +1339,13 @@ impl Core {
             let playlist = self.first_playlist(call_id);
             let greeted = !playlist.items.is_empty();
             self.media.play(stream, playlist);
-            self.respond_encoded(&key, 200, ok, now, out);
+            self.respond_with(&key, 200, || ok, now, out);
             if !greeted {
                 self.after_greeting(call_id, now, out);
             }
             return;
         }
-        self.respond_encoded(&key, 200, ok, now, out);
+        self.respond_with(&key, 200, || ok, now, out);
     }
 
     fn release(&mut self, call_id: &str, reason: EndReason, now: Instant, out: &mut Vec<Transmit>) {
@@ -1381,10 +1381,8 @@ impl Core {
     }
 
     fn respond(&mut self, key: &ServerKey, resp: &Response, now: Instant, out: &mut Vec<Transmit>) {
-        if let Some(t) = self.transactions.respond(key, resp, now) {
-            self.metrics.response_sent(resp.status_code.code());
-            out.push(t);
-        }
+        let encode = || crate::sip::message::encode_response(resp);
+        self.respond_with(key, resp.status_code.code(), encode, now, out);
     }
 
     /// [`Core::respond`] with `response(req, status)`, written without
@@ -1404,23 +1402,20 @@ impl Core {
             extra: &[],
             body: None,
         };
-        let encode = || encode_reply(req, &reply);
-        if let Some(t) = self.transactions.respond_with(key, code, encode, now) {
-            self.metrics.response_sent(code);
-            out.push(t);
-        }
+        self.respond_with(key, code, || encode_reply(req, &reply), now, out);
     }
 
-    /// [`Core::respond`] with a response already in wire form.
-    fn respond_encoded(
+    /// [`Core::respond`] with the response in wire form (status `code`),
+    /// encoded only if the transaction can still send it.
+    fn respond_with(
         &mut self,
         key: &ServerKey,
         code: u16,
-        bytes: Vec<u8>,
+        encode: impl FnOnce() -> Vec<u8>,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
-        if let Some(t) = self.transactions.respond_with(key, code, || bytes, now) {
+        if let Some(t) = self.transactions.respond_with(key, code, encode, now) {
             self.metrics.response_sent(code);
             out.push(t);
         }

@@ -2,6 +2,8 @@
 //! INVITE's header values (pure string functions; the `sip` module hands
 //! over the raw values).
 
+use crate::sip::text::{find, rfind};
+
 /// The facts of a new call the dialplan decides on.
 ///
 /// `caller` is `None` for anonymous callers, so their number is never
@@ -255,7 +257,7 @@ pub fn uri_user(value: &str) -> Option<String> {
         let rest = strip_scheme(uri)?;
         // The host starts after the last `@` before any `?` headers.
         let before_headers = &rest[..find(rest, b'?').unwrap_or(rest.len())];
-        let at = before_headers.bytes().rposition(|b| b == b'@')?;
+        let at = rfind(before_headers, b'@')?;
         (&before_headers[..at], true)
     };
     let user = &user[..find(user, b';').unwrap_or(user.len())];
@@ -289,13 +291,6 @@ fn uri_host(value: &str) -> Option<String> {
     let host_part = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     let host = host_part.split([';', ':']).next().unwrap_or("");
     (!host.is_empty()).then(|| host.to_string())
-}
-
-/// `s.find(b as char)`, without the pattern machinery: these values are
-/// short and read for every call. An ASCII octet never occurs inside a
-/// multi-octet character, so the index is a character boundary.
-fn find(s: &str, b: u8) -> Option<usize> {
-    s.bytes().position(|c| c == b)
 }
 
 fn percent_decode(s: &str) -> String {

@@ -15,12 +15,12 @@ use std::net::{IpAddr, SocketAddr};
 
 /// `s.find(b as char)`.
 #[inline]
-pub(super) fn find(s: &str, b: u8) -> Option<usize> {
+pub(crate) fn find(s: &str, b: u8) -> Option<usize> {
     s.bytes().position(|c| c == b)
 }
 
 /// `s.rfind(b as char)`.
-pub(super) fn rfind(s: &str, b: u8) -> Option<usize> {
+pub(crate) fn rfind(s: &str, b: u8) -> Option<usize> {
     s.bytes().rposition(|c| c == b)
 }
 

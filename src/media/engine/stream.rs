@@ -33,6 +33,13 @@ pub(super) struct Stream {
     pub id: StreamId,
     socket: UdpSocket,
     remote: Option<SocketAddr>,
+    /// Whether `socket` is connected to `remote`: a connected socket sends
+    /// without a route look-up per packet, and the kernel drops datagrams
+    /// from other sources before they reach us.
+    connected: bool,
+    /// Whether the worker's poll watches the socket (bridged streams, whose
+    /// packets are relayed at once); the others are read once per tick.
+    pub watched: bool,
     format: LegFormat,
     direction: Direction,
     out: OutboundRtp,
@@ -57,10 +64,12 @@ impl Stream {
         format: LegFormat,
         now: Instant,
     ) -> Stream {
-        Stream {
+        let mut stream = Stream {
             id,
             socket,
-            remote,
+            remote: None,
+            connected: false,
+            watched: false,
             format,
             direction: Direction::SendRecv,
             out: OutboundRtp::random(),
@@ -73,7 +82,9 @@ impl Stream {
             send_error_logged: false,
             packets_sent: 0,
             packets_received: 0,
-        }
+        };
+        stream.aim(remote);
+        stream
     }
 
     pub(super) fn socket(&self) -> &UdpSocket {
@@ -84,9 +95,36 @@ impl Stream {
         &mut self.socket
     }
 
-    /// The socket back as a standard one, for its pool.
+    /// The socket back as a standard one, for its pool: no longer
+    /// connected, so the next call can learn its peer from any source.
     pub(super) fn into_socket(self) -> std::net::UdpSocket {
+        if self.connected {
+            disconnect(&self.socket);
+        }
         std::net::UdpSocket::from(std::os::fd::OwnedFd::from(self.socket))
+    }
+
+    /// Sends to `remote` from now on, with the socket connected to it.
+    ///
+    /// `None` leaves the socket connected to the last peer, if any: the
+    /// kernel keeps dropping strangers' packets, and a re-INVITE names the
+    /// next peer. (Disconnecting would also give up the port of a socket
+    /// bound to port 0, and the pool's sockets are disconnected when
+    /// they go back to it.)
+    fn aim(&mut self, remote: Option<SocketAddr>) {
+        self.remote = remote;
+        let Some(addr) = remote else {
+            return;
+        };
+        self.connected = match self.socket.connect(addr) {
+            Ok(()) => true,
+            Err(e) => {
+                // Sending with send_to still works (and fails the same way
+                // if the address is unusable); only the fast path is lost.
+                tracing::debug!(stream = self.id.0, %addr, error = %e, "RTP socket not connected");
+                false
+            }
+        };
     }
 
     pub(super) fn format(&self) -> LegFormat {
@@ -98,7 +136,7 @@ impl Stream {
     }
 
     pub(super) fn set_remote(&mut self, remote: Option<SocketAddr>, now: Instant) {
-        self.remote = remote;
+        self.aim(remote);
         self.last_receive = now;
         self.timeout_reported = false;
     }
@@ -224,7 +262,12 @@ impl Stream {
     fn send(&mut self, packet: &[u8], remote: SocketAddr, tally: &mut Tally) {
         self.packets_sent += 1;
         tally.sent += 1;
-        if let Err(e) = self.socket.send_to(packet, remote) {
+        let sent = if self.connected {
+            self.socket.send(packet)
+        } else {
+            self.socket.send_to(packet, remote)
+        };
+        if let Err(e) = sent {
             // ICMP port unreachable shows up here as ConnectionRefused, and
             // a full socket buffer as WouldBlock (the packet is lost, as it
             // would be on the wire); the peer may come back, so keep going.
@@ -251,7 +294,7 @@ impl Stream {
             // Symmetric RTP (RFC 4961): send back to where the peer sends from.
             None => {
                 tracing::debug!(stream = self.id.0, %source, "RTP peer learned");
-                self.remote = Some(source);
+                self.aim(Some(source));
             }
             // Never follow another source mid-call: that is how media
             // gets hijacked. Re-INVITEs change the peer via set_remote.
@@ -311,5 +354,25 @@ impl Stream {
             self.timeout_reported = true;
             emit(MediaEvent::RtpTimeout(self.id));
         }
+    }
+}
+
+/// Undoes `connect` on a UDP socket (`AF_UNSPEC`, connect(2)). The pool's
+/// sockets are bound to an explicit port, which they keep.
+fn disconnect(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed sockaddr with family AF_UNSPEC, of its full size,
+    // lives across the call; connect only reads it.
+    let rc = unsafe {
+        let mut unspec: libc::sockaddr = std::mem::zeroed();
+        unspec.sa_family = libc::AF_UNSPEC as libc::sa_family_t;
+        libc::connect(
+            socket.as_raw_fd(),
+            &unspec,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "RTP socket not disconnected");
     }
 }

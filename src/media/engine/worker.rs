@@ -1,8 +1,14 @@
 //! The worker loop: one `epoll` wait for socket readiness, commands and the
-//! next 20 ms deadline. Packets are read as they arrive, in rounds at least
-//! [`READ_ROUND`] apart (DTMF is reported and bridged packets relayed in the
-//! same round); the tick sends every playing stream's frame and checks for
-//! RTP timeouts.
+//! next 20 ms deadline. Every tick reads what the streams that play to
+//! their peer have received (DTMF, RTP timeouts), sends each of them its
+//! frame and checks for RTP timeouts. Only bridged streams are watched by
+//! the poll: their packets are relayed as they arrive, in rounds at least
+//! [`READ_ROUND`] apart.
+//!
+//! Reading the playing streams on the tick rather than on readiness saves,
+//! per call, the two `epoll_ctl` that watching would cost and, per packet,
+//! epoll's bookkeeping and a wake-up; the price is up to one tick (20 ms)
+//! before a DTMF digit is seen, which no caller notices.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -11,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -130,13 +136,17 @@ impl Streams {
         self.slots.iter_mut().flatten()
     }
 
-    /// Ends the bridge of the stream in `slot`, on both sides.
-    fn unbridge(&mut self, slot: usize) {
+    /// Ends the bridge of the stream in `slot`, on both sides; neither is
+    /// watched any more.
+    fn unbridge(&mut self, slot: usize, registry: &Registry) {
         let Some(partner) = self.get_mut(slot).and_then(Stream::unbridge) else {
             return;
         };
-        if let Some(p) = self.get_mut(partner) {
-            p.unbridge();
+        for s in [slot, partner] {
+            if let Some(stream) = self.get_mut(s) {
+                stream.unbridge();
+                watch(stream, registry, s, false);
+            }
         }
     }
 
@@ -242,6 +252,13 @@ pub(super) fn run(
         // Commands also come in here, so a lost wake-up costs a tick at most.
         if !apply_all(&commands, &mut streams, &poll, now, config.recycle.as_ref()) {
             return;
+        }
+        // What the unwatched streams' peers sent since the last tick. A
+        // socket holding more than a round's worth keeps it for the next.
+        for slot in 0..streams.slots.len() {
+            if streams.get_mut(slot).is_some_and(|s| !s.watched) {
+                drain(&mut streams, slot, &mut inbox, now, &mut emit, &mut tally);
+            }
         }
         let due = (now.duration_since(start).as_nanos() as u64 / tick_ns)
             .saturating_sub(done)
@@ -390,15 +407,7 @@ fn apply(
                 dtmf_payload_type: None,
             };
             let socket = mio::net::UdpSocket::from_std(socket);
-            let slot = streams.insert(Stream::new(id, socket, remote, format, now));
-            let stream = streams.get_mut(slot).expect("just inserted");
-            if let Err(e) =
-                poll.registry()
-                    .register(stream.socket_mut(), Token(slot), Interest::READABLE)
-            {
-                // It still sends; with nothing read it will time out.
-                tracing::error!(stream = id.0, error = %e, "RTP socket not watched; nothing will be received");
-            }
+            streams.insert(Stream::new(id, socket, remote, format, now));
         }
         Command::Play(id, playlist) => {
             if let Some(s) = streams.find(id) {
@@ -432,18 +441,19 @@ fn apply(
                 return;
             }
             // Whoever either side was bridged to goes back to its player.
-            streams.unbridge(sa);
-            streams.unbridge(sb);
+            streams.unbridge(sa, poll.registry());
+            streams.unbridge(sb, poll.registry());
             for (slot, partner) in [(sa, sb), (sb, sa)] {
                 if let Some(s) = streams.get_mut(slot) {
                     s.bridge(partner);
+                    watch(s, poll.registry(), slot, true);
                 }
             }
             tracing::debug!(a = a.0, b = b.0, "media streams bridged");
         }
         Command::Unbridge(id) => {
             if let Some(slot) = streams.slot_of(id) {
-                streams.unbridge(slot);
+                streams.unbridge(slot, poll.registry());
             }
         }
         Command::Remove(id) => {
@@ -463,12 +473,10 @@ fn is_nonblocking(socket: &std::net::UdpSocket) -> bool {
 }
 
 fn remove(streams: &mut Streams, poll: &Poll, slot: usize, recycle: Option<&Recycler>) {
-    // The partner goes back to its player (the daemon plays it something).
-    streams.unbridge(slot);
-    if let Some(mut s) = streams.remove(slot) {
-        // Closing the socket would end the registration too; deregistering
-        // first keeps epoll's view exact even if the fd lived on.
-        let _ = poll.registry().deregister(s.socket_mut());
+    // The partner goes back to its player (the daemon plays it something),
+    // and neither socket is watched any more.
+    streams.unbridge(slot, poll.registry());
+    if let Some(s) = streams.remove(slot) {
         tracing::debug!(
             stream = s.id.0,
             sent = s.packets_sent,
@@ -477,6 +485,27 @@ fn remove(streams: &mut Streams, poll: &Poll, slot: usize, recycle: Option<&Recy
         );
         if let Some(recycle) = recycle {
             recycle.give_back(s.into_socket());
+        }
+    }
+}
+
+/// Starts or stops watching the stream's socket in the poll. Closing the
+/// socket would end the registration too; deregistering first keeps
+/// epoll's view exact even if the descriptor lived on (the pool keeps it).
+fn watch(stream: &mut Stream, registry: &Registry, slot: usize, on: bool) {
+    if stream.watched == on {
+        return;
+    }
+    let result = if on {
+        registry.register(stream.socket_mut(), Token(slot), Interest::READABLE)
+    } else {
+        registry.deregister(stream.socket_mut())
+    };
+    match result {
+        Ok(()) => stream.watched = on,
+        // Unwatched, it is still read every tick: the relay is late, not lost.
+        Err(e) => {
+            tracing::error!(stream = stream.id.0, error = %e, on, "RTP socket watch not changed")
         }
     }
 }

@@ -548,9 +548,6 @@ async fn hold_by_unbridge_and_music_is_seamless() {
     assert_eq!((h.payload_type, payload), (0, vec![0xFF; 160]));
     // Nothing the agent says reaches the caller now.
     talk(&agent, 77, 0, 3, 603, 2, &[0xFF; 160]);
-    // Unbridged, the agent's leg is read on the tick: let one pass, so
-    // its last packet is not left queued for the bridge below.
-    std::thread::sleep(Duration::from_millis(30));
     let on_hold = drain(&caller.phone);
     assert!(
         on_hold

@@ -1,14 +1,15 @@
 //! The worker loop: one `epoll` wait for socket readiness, commands and the
-//! next 20 ms deadline. Every tick reads what the streams that play to
-//! their peer have received (DTMF, RTP timeouts), sends each of them its
-//! frame and checks for RTP timeouts. Only bridged streams are watched by
-//! the poll: their packets are relayed as they arrive, in rounds at least
+//! next 20 ms deadline. Every tick sends each playing stream its frame and
+//! checks for RTP timeouts; every [`PLAYING_READ`] it reads what their
+//! peers sent (DTMF, the RTP timeout's clock), each stream on its own tick
+//! so the reads spread out. Only bridged streams are watched by the poll:
+//! their packets are relayed as they arrive, in rounds at least
 //! [`READ_ROUND`] apart.
 //!
-//! Reading the playing streams on the tick rather than on readiness saves,
+//! Reading the playing streams in batches rather than on readiness saves,
 //! per call, the two `epoll_ctl` that watching would cost and, per packet,
-//! epoll's bookkeeping and a wake-up; the price is up to one tick (20 ms)
-//! before a DTMF digit is seen, which no caller notices.
+//! epoll's bookkeeping, a wake-up and most of a `recvmmsg`; the price is up
+//! to 100 ms before a DTMF digit is seen, which no caller notices.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -50,6 +51,11 @@ const READ_SLOTS: usize = 8;
 /// get their turn, so one flooding peer cannot starve the rest; the socket
 /// is read again in the next round.
 const MAX_READS_PER_ROUND: usize = 32;
+
+/// How often the streams that are not bridged are read: a peer's five
+/// 20 ms packets come in one `recvmmsg` (of [`READ_SLOTS`]), and a DTMF
+/// digit, whose packets span 40 ms and more, is seen within this long.
+pub(super) const PLAYING_READ: Duration = Duration::from_millis(100);
 
 /// Readiness events taken per wait; more simply wait for the next round.
 const EVENTS_PER_WAIT: usize = 256;
@@ -165,16 +171,15 @@ pub(super) fn run(
     let tick = tick_of(&config);
     let tick_ns = tick.as_nanos() as u64;
     let samples_per_tick = (tick.as_millis() * 8) as u32;
+    let read_every = (PLAYING_READ.as_nanos() as u64 / tick_ns).max(1);
     let mut streams = Streams::default();
     let mut send_buf = vec![0u8; HEADER_LEN + samples_per_tick as usize];
-    let mut inbox = Inbox::new(READ_SLOTS, RECV_BUF);
     let mut ready = Events::with_capacity(EVENTS_PER_WAIT);
     // Sockets that hit MAX_READS_PER_ROUND: edge-triggered readiness will
     // not tell us again, so we come back to them ourselves.
     let mut more: Vec<usize> = Vec::new();
-    let mut tally = Tally::default();
     let wake = config.wake.clone();
-    let mut emit = |event: MediaEvent| match events.try_send(event) {
+    let emit = move |event: MediaEvent| match events.try_send(event) {
         Ok(()) => {
             if let Some(bell) = &wake {
                 bell.ring();
@@ -185,6 +190,11 @@ pub(super) fn run(
         }
         // Nobody listens any more (shutdown); commands decide when we stop.
         Err(TrySendError::Closed(_)) => {}
+    };
+    let mut reader = Reader {
+        inbox: Inbox::new(READ_SLOTS, RECV_BUF),
+        emit,
+        tally: Tally::default(),
     };
 
     let start = Instant::now();
@@ -227,7 +237,7 @@ pub(super) fn run(
                     WAKE => woken = true,
                     Token(slot) => {
                         read_any = true;
-                        if drain(&mut streams, slot, &mut inbox, now, &mut emit, &mut tally) {
+                        if reader.drain(&mut streams, slot, now) {
                             more.push(slot);
                         }
                     }
@@ -235,7 +245,7 @@ pub(super) fn run(
             }
             for i in 0..again {
                 let slot = more[i];
-                if drain(&mut streams, slot, &mut inbox, now, &mut emit, &mut tally) {
+                if reader.drain(&mut streams, slot, now) {
                     more.push(slot);
                 }
             }
@@ -243,21 +253,39 @@ pub(super) fn run(
             if read_any {
                 next_round = now + READ_ROUND;
             }
-            if woken && !apply_all(&commands, &mut streams, &poll, now, config.recycle.as_ref()) {
+            if woken
+                && !apply_all(
+                    &commands,
+                    &mut streams,
+                    &poll,
+                    now,
+                    config.recycle.as_ref(),
+                    &mut reader,
+                )
+            {
                 return;
             }
             continue;
         }
 
         // Commands also come in here, so a lost wake-up costs a tick at most.
-        if !apply_all(&commands, &mut streams, &poll, now, config.recycle.as_ref()) {
+        if !apply_all(
+            &commands,
+            &mut streams,
+            &poll,
+            now,
+            config.recycle.as_ref(),
+            &mut reader,
+        ) {
             return;
         }
-        // What the unwatched streams' peers sent since the last tick. A
-        // socket holding more than a round's worth keeps it for the next.
+        // What the unwatched streams' peers sent since their last read, a
+        // slot's turn every `read_every` ticks. A socket holding more than
+        // a round's worth keeps the rest for its next turn.
         for slot in 0..streams.slots.len() {
-            if streams.get_mut(slot).is_some_and(|s| !s.watched) {
-                drain(&mut streams, slot, &mut inbox, now, &mut emit, &mut tally);
+            let turn = (done + slot as u64).is_multiple_of(read_every);
+            if turn && streams.get_mut(slot).is_some_and(|s| !s.watched) {
+                reader.drain(&mut streams, slot, now);
             }
         }
         let due = (now.duration_since(start).as_nanos() as u64 / tick_ns)
@@ -276,10 +304,15 @@ pub(super) fn run(
                 stream.skip_ticks(skipped, samples_per_tick);
             }
             for _ in 0..frames {
-                stream.send_frame(&mut send_buf, samples_per_tick, &mut emit, &mut tally);
+                stream.send_frame(
+                    &mut send_buf,
+                    samples_per_tick,
+                    &mut reader.emit,
+                    &mut reader.tally,
+                );
             }
             if let Some(timeout) = config.rtp_timeout {
-                stream.check_timeout(now, timeout, &mut emit);
+                stream.check_timeout(now, timeout, &mut reader.emit);
             }
         }
         // One atomic add per tick, not per packet.
@@ -287,7 +320,7 @@ pub(super) fn run(
             sent,
             received,
             relayed,
-        } = std::mem::take(&mut tally);
+        } = std::mem::take(&mut reader.tally);
         counters.sent.fetch_add(sent, Ordering::Relaxed);
         counters.received.fetch_add(received, Ordering::Relaxed);
         counters.relayed.fetch_add(relayed, Ordering::Relaxed);
@@ -295,64 +328,68 @@ pub(super) fn run(
     }
 }
 
-/// Reads what the socket in `slot` holds, relaying to the partner if
-/// bridged. True if it stopped at [`MAX_READS_PER_ROUND`] with maybe more.
-fn drain(
-    streams: &mut Streams,
-    slot: usize,
-    inbox: &mut Inbox,
-    now: Instant,
-    emit: &mut impl FnMut(MediaEvent),
-    tally: &mut Tally,
-) -> bool {
-    let mut taken = 0;
-    while taken < MAX_READS_PER_ROUND {
-        // A stale event for a slot removed in this round finds nothing.
-        let Some(stream) = streams.get_mut(slot) else {
-            return false;
-        };
-        taken += READ_SLOTS;
-        let empty = match inbox.read(stream.socket()) {
-            Ok(empty) => empty,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            // Queued ICMP errors of earlier sends; the next read may have data.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::ConnectionRefused
-                        | ErrorKind::ConnectionReset
-                        | ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(stream = stream.id.0, error = %e, "RTP receive failed");
-                return false;
-            }
-        };
-        for i in 0..inbox.len() {
+/// What reading a stream's socket needs besides the streams: the buffers,
+/// where events go and the packet counts.
+struct Reader<E> {
+    inbox: Inbox,
+    emit: E,
+    tally: Tally,
+}
+
+impl<E: FnMut(MediaEvent)> Reader<E> {
+    /// Reads what the socket in `slot` holds, relaying to the partner if
+    /// bridged. True if it stopped at [`MAX_READS_PER_ROUND`] with maybe more.
+    fn drain(&mut self, streams: &mut Streams, slot: usize, now: Instant) -> bool {
+        let Reader { inbox, emit, tally } = self;
+        let mut taken = 0;
+        while taken < MAX_READS_PER_ROUND {
+            // A stale event for a slot removed in this round finds nothing.
             let Some(stream) = streams.get_mut(slot) else {
                 return false;
             };
-            let (packet, source) = inbox.datagram_mut(i);
-            let Some(Accepted { header, payload }) =
-                stream.accept(packet, source, now, emit, tally)
-            else {
-                continue;
+            taken += READ_SLOTS;
+            let empty = match inbox.read(stream.socket()) {
+                Ok(empty) => empty,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                // Queued ICMP errors of earlier sends; the next read may have data.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionRefused
+                            | ErrorKind::ConnectionReset
+                            | ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(stream = stream.id.0, error = %e, "RTP receive failed");
+                    return false;
+                }
             };
-            let (Some(partner), from) = (stream.partner(), stream.format()) else {
-                continue;
-            };
-            if let Some(dest) = streams.get_mut(partner) {
-                dest.relay(packet, header, payload, &from, now, tally);
+            for i in 0..inbox.len() {
+                let Some(stream) = streams.get_mut(slot) else {
+                    return false;
+                };
+                let (packet, source) = inbox.datagram_mut(i);
+                let Some(Accepted { header, payload }) =
+                    stream.accept(packet, source, now, emit, tally)
+                else {
+                    continue;
+                };
+                let (Some(partner), from) = (stream.partner(), stream.format()) else {
+                    continue;
+                };
+                if let Some(dest) = streams.get_mut(partner) {
+                    dest.relay(packet, header, payload, &from, now, tally);
+                }
+            }
+            if empty {
+                return false;
             }
         }
-        if empty {
-            return false;
-        }
+        true
     }
-    true
 }
 
 /// Applies every queued command; false once every handle is gone.
@@ -362,10 +399,11 @@ fn apply_all(
     poll: &Poll,
     now: Instant,
     recycle: Option<&Recycler>,
+    reader: &mut Reader<impl FnMut(MediaEvent)>,
 ) -> bool {
     loop {
         match commands.try_recv() {
-            Ok(command) => apply(streams, poll, command, now, recycle),
+            Ok(command) => apply(streams, poll, command, now, recycle, reader),
             Err(TryRecvError::Empty) => return true,
             Err(TryRecvError::Disconnected) => {
                 tracing::debug!(streams = streams.len(), "media worker stopping");
@@ -381,6 +419,7 @@ fn apply(
     command: Command,
     now: Instant,
     recycle: Option<&Recycler>,
+    reader: &mut Reader<impl FnMut(MediaEvent)>,
 ) {
     match command {
         Command::Add {
@@ -444,6 +483,9 @@ fn apply(
             streams.unbridge(sa, poll.registry());
             streams.unbridge(sb, poll.registry());
             for (slot, partner) in [(sa, sb), (sb, sa)] {
+                // What came before the bridge is not for the partner (an
+                // agent's words on hold): read it unbridged, relaying nothing.
+                reader.drain(streams, slot, now);
                 if let Some(s) = streams.get_mut(slot) {
                     s.bridge(partner);
                     watch(s, poll.registry(), slot, true);

@@ -33,10 +33,12 @@ pub(super) struct Stream {
     pub id: StreamId,
     socket: UdpSocket,
     remote: Option<SocketAddr>,
-    /// Whether `socket` is connected to `remote`: a connected socket sends
-    /// without a route look-up per packet, and the kernel drops datagrams
-    /// from other sources before they reach us.
-    connected: bool,
+    /// The peer `socket` is connected to: a connected socket sends without
+    /// a route look-up per packet, and the kernel drops datagrams from
+    /// other sources before they reach us.
+    connected: Option<SocketAddr>,
+    /// A `connect` failed: this stream sends with `send_to` from then on.
+    connect_failed: bool,
     /// Whether the worker's poll watches the socket (bridged streams, whose
     /// packets are relayed at once); the others are read once per tick.
     pub watched: bool,
@@ -64,11 +66,12 @@ impl Stream {
         format: LegFormat,
         now: Instant,
     ) -> Stream {
-        let mut stream = Stream {
+        Stream {
             id,
             socket,
-            remote: None,
-            connected: false,
+            remote,
+            connected: None,
+            connect_failed: false,
             watched: false,
             format,
             direction: Direction::SendRecv,
@@ -82,9 +85,7 @@ impl Stream {
             send_error_logged: false,
             packets_sent: 0,
             packets_received: 0,
-        };
-        stream.aim(remote);
-        stream
+        }
     }
 
     pub(super) fn socket(&self) -> &UdpSocket {
@@ -98,33 +99,43 @@ impl Stream {
     /// The socket back as a standard one, for its pool: no longer
     /// connected, so the next call can learn its peer from any source.
     pub(super) fn into_socket(self) -> std::net::UdpSocket {
-        if self.connected {
+        if self.connected.is_some() || self.connect_failed {
             disconnect(&self.socket);
         }
         std::net::UdpSocket::from(std::os::fd::OwnedFd::from(self.socket))
     }
 
-    /// Sends to `remote` from now on, with the socket connected to it.
+    /// Sends to `remote` from now on.
     ///
-    /// `None` leaves the socket connected to the last peer, if any: the
-    /// kernel keeps dropping strangers' packets, and a re-INVITE names the
-    /// next peer. (Disconnecting would also give up the port of a socket
-    /// bound to port 0, and the pool's sockets are disconnected when
-    /// they go back to it.)
+    /// A socket not yet connected connects at its first send, so a call
+    /// that ends before its first packet pays for neither `connect` nor
+    /// the disconnect; until then `accept` drops strangers' packets. A
+    /// connected one follows the new peer at once, or the kernel would
+    /// keep dropping the new peer's packets. `None` leaves the socket
+    /// connected to the last peer, if any: strangers stay out, and a
+    /// re-INVITE names the next peer. (Disconnecting would also give up
+    /// the port of a socket bound to port 0; the pool's sockets, bound to
+    /// their port, are disconnected when they go back to it.)
     fn aim(&mut self, remote: Option<SocketAddr>) {
         self.remote = remote;
-        let Some(addr) = remote else {
-            return;
-        };
-        self.connected = match self.socket.connect(addr) {
-            Ok(()) => true,
+        if let Some(addr) = remote
+            && self.connected.is_some_and(|c| c != addr)
+        {
+            self.connect(addr);
+        }
+    }
+
+    fn connect(&mut self, addr: SocketAddr) {
+        match self.socket.connect(addr) {
+            Ok(()) => self.connected = Some(addr),
             Err(e) => {
-                // Sending with send_to still works (and fails the same way
-                // if the address is unusable); only the fast path is lost.
+                // send_to still works (or fails the same way if the address
+                // is unusable); only the fast path is lost.
                 tracing::debug!(stream = self.id.0, %addr, error = %e, "RTP socket not connected");
-                false
+                self.connected = None;
+                self.connect_failed = true;
             }
-        };
+        }
     }
 
     pub(super) fn format(&self) -> LegFormat {
@@ -262,7 +273,10 @@ impl Stream {
     fn send(&mut self, packet: &[u8], remote: SocketAddr, tally: &mut Tally) {
         self.packets_sent += 1;
         tally.sent += 1;
-        let sent = if self.connected {
+        if self.connected != Some(remote) && !self.connect_failed {
+            self.connect(remote);
+        }
+        let sent = if self.connected == Some(remote) {
             self.socket.send(packet)
         } else {
             self.socket.send_to(packet, remote)

@@ -204,6 +204,45 @@ async fn learns_the_peer_and_reports_dtmf_once_per_event() {
 }
 
 #[tokio::test]
+async fn a_new_peer_from_a_reinvite_is_heard_before_anything_is_sent_to_it() {
+    let (media, mut events) = start(config(None));
+    let (old, old_addr) = peer();
+    let (new, new_addr) = peer();
+    let (sock, engine_addr) = engine_socket();
+    let id = StreamId(1);
+    media.add_stream(id, sock, Some(old_addr), Codec::Pcmu, 0);
+    media.set_dtmf_payload_type(id, Some(101));
+    // Sending has tied the socket to the old peer.
+    recv_packet(&old);
+
+    // A re-INVITE from a new address that puts us on receive-only: we send
+    // the new peer nothing, and must hear it all the same.
+    media.set_direction(id, Direction::RecvOnly);
+    media.set_remote(id, Some(new_addr));
+    drain(&old);
+    assert!(
+        stays_quiet(&new, Duration::from_millis(60)),
+        "sent on receive-only"
+    );
+    old.send_to(&dtmf_packet(1, 1000, 3, true, 320), engine_addr)
+        .unwrap();
+    new.send_to(&dtmf_packet(1, 2000, 7, true, 320), engine_addr)
+        .unwrap();
+    let wait = Duration::from_millis(300);
+    let digit = |digit| Some(MediaEvent::Dtmf { stream: id, digit });
+    assert_eq!(next_event(&mut events, wait).await, digit('7'));
+    // The old peer is a stranger now.
+    assert_eq!(next_event(&mut events, wait).await, None);
+
+    media.set_direction(id, Direction::SendRecv);
+    recv_packet(&new);
+    assert!(
+        stays_quiet(&old, Duration::from_millis(60)),
+        "old peer still sent to"
+    );
+}
+
+#[tokio::test]
 async fn silence_from_the_peer_times_out_once() {
     let (media, mut events) = start(config(Some(Duration::from_millis(200))));
     let (_rx, rx_addr) = peer();
@@ -733,8 +772,10 @@ async fn a_removed_stream_gives_its_socket_back_to_the_pool() {
     let ip = "127.0.0.1".parse().unwrap();
     let t0 = std::time::Instant::now();
     let (port, socket) = pool.allocate(ip, t0).unwrap();
-    let (_peer, peer_addr) = peer();
+    let (peer, peer_addr) = peer();
     media.add_stream(StreamId(1), socket, Some(peer_addr), Codec::Pcma, 8);
+    // Its first packet out connects the socket to the peer.
+    recv_packet(&peer);
     media.remove_stream(StreamId(1));
     pool.release(port);
     // The worker applies commands at its next tick; the pool takes the

@@ -1,16 +1,18 @@
 //! The media worker: one thread, one 20 ms timer, every stream.
 //!
-//! The thread waits (`epoll`, through `mio`) for three things at once: a
-//! socket with packets, a command, and the next tick. Packets are read as
-//! they arrive, in rounds at most 2 ms apart so a busy worker wakes ~500
-//! times a second rather than once per packet: DTMF is reported, the peer
-//! address learned, and on a bridged stream ([`MediaHandle::bridge`]) the
+//! The thread waits (`epoll`, through `mio`) for a command, the next tick,
+//! and packets on the sockets of bridged streams ([`MediaHandle::bridge`]).
+//! Those are read as they arrive, in rounds at most 2 ms apart so a busy
+//! worker wakes ~500 times a second rather than once per packet: each
 //! packet is rewritten in place and sent on to the partner's peer right
-//! away. The relay so adds at most 2 ms of latency (a tick-driven relay
-//! would add up to 20) and paces nothing itself. Each tick, for every
-//! stream that is not bridged, the worker builds the next G.711 frame from
-//! pre-encoded prompt bytes, writes the 12-byte header and sends it, then
-//! checks for RTP timeouts.
+//! away, so the relay adds at most 2 ms of latency and paces nothing
+//! itself. Each tick, for every stream that is not bridged, the worker
+//! builds the next G.711 frame from pre-encoded prompt bytes, writes the
+//! 12-byte header and sends it, then checks for RTP timeouts; every
+//! 100 ms it reads what the peer sent meanwhile (DTMF, the learned peer
+//! address), a few packets in one system call. A stream's socket is
+//! connected to its peer at the first packet it sends, so sending needs no
+//! route look-up and the kernel drops strangers' packets.
 //!
 //! Each stream towards a peer stays one continuous RTP stream whatever
 //! feeds it (prompt, music, the other leg): SSRC fixed, sequence +1 per

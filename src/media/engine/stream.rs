@@ -40,7 +40,7 @@ pub(super) struct Stream {
     /// A `connect` failed: this stream sends with `send_to` from then on.
     connect_failed: bool,
     /// Whether the worker's poll watches the socket (bridged streams, whose
-    /// packets are relayed at once); the others are read once per tick.
+    /// packets are relayed at once); the others are read every 100 ms.
     pub watched: bool,
     format: LegFormat,
     direction: Direction,

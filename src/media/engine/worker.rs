@@ -518,7 +518,10 @@ fn remove(streams: &mut Streams, poll: &Poll, slot: usize, recycle: Option<&Recy
     // The partner goes back to its player (the daemon plays it something),
     // and neither socket is watched any more.
     streams.unbridge(slot, poll.registry());
-    if let Some(s) = streams.remove(slot) {
+    if let Some(mut s) = streams.remove(slot) {
+        // Only if the unbridge could not deregister it: the pool must not
+        // get a socket that still wakes us.
+        watch(&mut s, poll.registry(), slot, false);
         tracing::debug!(
             stream = s.id.0,
             sent = s.packets_sent,

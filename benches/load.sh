@@ -13,7 +13,8 @@
 #   benches/load.sh all          # signalling, then media
 #
 # Prints failed calls, zentrale's CPU time (user+sys from /proc/PID/stat) per
-# call and per RTP packet, and its peak RSS (VmHWM). Every run is bounded in
+# call and per RTP packet, and its peak RSS (VmHWM); the signalling run also
+# splits the CPU per call by thread (core, media worker, runtime). Every run is bounded in
 # calls and time. Knobs: RATE, SECONDS_, CALLS, HOLD_MS (see below); BIN runs
 # another build (A/B comparisons) instead of building this one.
 set -euo pipefail
@@ -65,6 +66,14 @@ start_daemon() { # start_daemon RTP_PORTS [CONFIG_DIR]
 stop_daemon() { kill "$ZPID"; wait "$ZPID" 2>/dev/null || true; ZPID=; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$ZPID/stat"; }
+# "name runtime_ns" per thread, from the scheduler's own clock (schedstat),
+# which is exact where /proc/PID/stat counts 10 ms ticks.
+thread_times() {
+  local t
+  for t in /proc/"$ZPID"/task/*; do
+    echo "$(cat "$t/comm") $(awk '{print $1}' "$t/schedstat")"
+  done
+}
 sys_ticks() { awk '{print $15}' "/proc/$ZPID/stat"; }
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$ZPID/status"; }
 metric() { # metric NAME -> sum of all samples of that family
@@ -95,13 +104,14 @@ signalling_run() { # signalling_run LABEL CONFIG_DIR
   local label=$1 rate=${RATE:-200} secs=${SECONDS_:-30}
   local calls=$((rate * secs))
   start_daemon 30000-39999 "$2"
-  local t0 s0; t0=$(cpu_ticks); s0=$(sys_ticks)
+  local t0 s0; t0=$(cpu_ticks); s0=$(sys_ticks); thread_times >"$WORK/threads.0"
   read -r ok failed < <(run_sipp bench_signalling.xml -r "$rate" -m "$calls" -l 2000)
-  local t1 s1; t1=$(cpu_ticks); s1=$(sys_ticks)
+  local t1 s1; t1=$(cpu_ticks); s1=$(sys_ticks); thread_times >"$WORK/threads.1"
   local rss; rss=$(peak_rss_kib)
   stop_daemon
-  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rss" "$rate" "$secs" "$s0" "$s1" "$label" <<'EOF'
+  python3 - "$ok" "$failed" "$t0" "$t1" "$TICK" "$rss" "$rate" "$secs" "$s0" "$s1" "$label" "$WORK" <<'EOF'
 import sys
+work = sys.argv.pop()
 label = sys.argv.pop()
 ok, failed, t0, t1, tick, rss, rate, secs, s0, s1 = map(int, sys.argv[1:])
 cpu_us = (t1 - t0) * 1e6 / tick
@@ -110,6 +120,17 @@ n = max(ok, 1)
 print(f"signalling, {label}: {rate} calls/s for {secs} s: {ok} answered calls, {failed} failed")
 print(f"  zentrale CPU: {cpu_us/1e6:.2f} s user+sys = {cpu_us/n:.0f} us per answered call"
       f" (user {(cpu_us - sys_us)/n:.0f}, sys {sys_us/n:.0f})")
+# Per thread (the core, the media worker, the runtime): where it went.
+def times(path):
+    out = {}
+    for line in open(path):
+        name, ns = line.rsplit(maxsplit=1)
+        out[name] = out.get(name, 0) + int(ns)
+    return out
+before, after = times(f"{work}/threads.0"), times(f"{work}/threads.1")
+busy = sorted(((after[k] - before.get(k, 0)) / 1e3 / n, k) for k in after)
+print("  per thread (schedstat): "
+      + ", ".join(f"{k} {us:.0f} us" for us, k in reversed(busy) if us >= 0.5) + " per call")
 print(f"  peak RSS: {rss/1024:.1f} MiB")
 EOF
 }

@@ -14,7 +14,7 @@ use crate::config::Target;
 use crate::dialplan::{BusyReason, CallInput, CallRoute, Menu, MenuAction, QueueExit, SipHeaders};
 use crate::media::engine::Playlist;
 use crate::metrics::{MenuLabels, OverflowLabels};
-use crate::sip::message::{Header, Request};
+use crate::sip::message::{Header, Request, Scheme, Uri};
 use crate::sip::transaction::Transmit;
 
 /// What a caller gets once answered.
@@ -33,10 +33,6 @@ pub(super) enum Next {
 /// The header values the dialplan reads, from an INVITE (borrowed: this
 /// runs for every call).
 pub(super) fn call_input(req: &Request) -> CallInput {
-    // Room for an ordinary Request-URI, so formatting it does not grow
-    // the string three or four times.
-    let mut uri = String::with_capacity(64);
-    let _ = write!(uri, "{}", req.uri);
     let (mut to, mut from) = ("", "");
     let mut diversion = Vec::new();
     let mut history = Vec::new();
@@ -53,7 +49,13 @@ pub(super) fn call_input(req: &Request) -> CallInput {
             _ => {}
         }
     }
-    CallInput::from_sip(&SipHeaders {
+    let plain = plain_user(&req.uri);
+    // Only the unusual Request-URI is written out for the dialplan to read.
+    let mut uri = String::new();
+    if plain.is_none() {
+        let _ = write!(uri, "{}", req.uri);
+    }
+    let mut input = CallInput::from_sip(&SipHeaders {
         request_uri: &uri,
         to,
         from,
@@ -61,7 +63,25 @@ pub(super) fn call_input(req: &Request) -> CallInput {
         history_info: &history,
         privacy: &privacy,
         p_asserted_identity: &pai,
-    })
+    });
+    if let Some(user) = plain {
+        input.request_user = user.to_owned();
+    }
+    input
+}
+
+/// The user of a `sip:`/`sips:` Request-URI when it is made only of
+/// characters that rsipstack writes back as they are and that
+/// [`uri_user`](crate::dialplan::uri_user) gives no meaning (no `;`, `?`,
+/// `%`, `:`): then that user is what `uri_user` would read from the
+/// written URI, without writing it (the usual called number).
+fn plain_user(uri: &Uri) -> Option<&str> {
+    if !matches!(uri.scheme, Some(Scheme::Sip | Scheme::Sips)) {
+        return None;
+    }
+    let auth = uri.auth.as_ref().filter(|a| a.password.is_none())?;
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,/".contains(&b);
+    (!auth.user.is_empty() && auth.user.bytes().all(plain)).then_some(auth.user.as_str())
 }
 
 /// The key of a SIP INFO DTMF body: `application/dtmf-relay`
@@ -293,6 +313,35 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_user_is_what_the_written_uri_gives() {
+        for uri in [
+            "sip:115@127.0.0.1:5060",
+            "SIPS:0561115@host;transport=tcp",
+            "sip:+49561115@h",
+            "sip:0561115;isub=12@h",
+            "sip:a%3Bb@h",
+            "sip:user:secret@h",
+            "sip:h",
+            "tel:+4930123",
+            "sip:%31%31%35@h",
+        ] {
+            let parsed = crate::sip::message::Uri::try_from(uri).unwrap();
+            let written = crate::dialplan::uri_user(&parsed.to_string()).unwrap_or_default();
+            let plain = plain_user(&parsed);
+            if let Some(user) = plain {
+                assert_eq!(user, written, "{uri}");
+            }
+            let request = req("", "");
+            let request = Request { uri: parsed, ..request };
+            assert_eq!(call_input(&request).request_user, written, "{uri}");
+        }
+        let plain = |u: &str| plain_user(&crate::sip::message::Uri::try_from(u).unwrap()).is_some();
+        assert!(plain("sip:0561115@h"));
+        assert!(!plain("sip:0561115;isub=12@h"));
+        assert!(!plain("tel:+4930123"));
+    }
 
     fn req(extra: &str, body: &str) -> Request {
         Request::try_from(format!(

@@ -89,21 +89,24 @@ pub struct MenuLabels {
 /// and hotline of the number the caller dialled, its municipality, and
 /// `via` = `115` or `local`. Every value comes from the config, never from
 /// the caller, so the label sets stay as few as the configured hotlines.
+///
+/// The values are shared with the config (`Arc<str>`), not copied: a label
+/// set is built two or three times for every call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OriginLabels {
-    pub tenant: String,
-    pub hotline: String,
-    pub municipality: String,
-    pub via: String,
+    pub tenant: Arc<str>,
+    pub hotline: Arc<str>,
+    pub municipality: Arc<str>,
+    pub via: &'static str,
 }
 
 impl OriginLabels {
     pub fn of(origin: &crate::dialplan::Origin) -> OriginLabels {
         OriginLabels {
-            tenant: origin.tenant.to_string(),
-            hotline: origin.hotline.to_string(),
-            municipality: origin.municipality.to_string(),
-            via: origin.via_label().into(),
+            tenant: origin.tenant.clone(),
+            hotline: origin.hotline.clone(),
+            municipality: origin.municipality.clone(),
+            via: origin.via_label(),
         }
     }
 }
@@ -111,12 +114,12 @@ impl OriginLabels {
 /// How a call of an origin ended: the call record's disposition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OriginEndLabels {
-    pub tenant: String,
-    pub hotline: String,
-    pub municipality: String,
-    pub via: String,
+    pub tenant: Arc<str>,
+    pub hotline: Arc<str>,
+    pub municipality: Arc<str>,
+    pub via: &'static str,
     /// `answered`, `abandoned`, `closed`, ... (see [`crate::cdr::Disposition`]).
-    pub disposition: String,
+    pub disposition: &'static str,
 }
 
 /// Every metric zentrale exports.

@@ -142,7 +142,7 @@ impl Core {
                 hotline: origin.hotline,
                 municipality: origin.municipality,
                 via: origin.via,
-                disposition: disposition.into(),
+                disposition,
             })
             .inc();
         let Some(writer) = self.cdr.as_mut() else {

@@ -287,34 +287,8 @@ impl Transactions {
     ) -> (Incoming, Option<Transmit>) {
         let key = server_key_of(&request, via);
         if request.method == Method::Ack {
-            let invite_key = ServerKey {
-                method: Method::Invite,
-                ..key
-            };
-            if let Some(tx) = self.server.get_mut(&invite_key) {
-                if tx.state == ServerState::Completed && !tx.final_is_2xx {
-                    tx.state = ServerState::Confirmed;
-                    tx.generation += 1;
-                    let gen_ = tx.generation;
-                    // Timer G stops (RFC 3261 §17.2.1).
-                    if let Some(id) = tx.retransmit_timer.take() {
-                        self.timers.cancel(id);
-                    }
-                    let wait = match peer.transport {
-                        Transport::Udp => self.timers_cfg.t4,
-                        Transport::Tcp => Duration::ZERO,
-                    };
-                    self.timers.arm(
-                        now + wait,
-                        TimerTarget::Server(invite_key),
-                        TimerKind::Expire,
-                        gen_,
-                    );
-                    return (Incoming::Absorbed, None);
-                }
-                if matches!(tx.state, ServerState::Confirmed) {
-                    return (Incoming::Absorbed, None);
-                }
+            if self.absorbs_ack(key, peer.transport, now) {
+                return (Incoming::Absorbed, None);
             }
             return (Incoming::Ack(request), None);
         }
@@ -347,6 +321,59 @@ impl Transactions {
             },
         );
         (Incoming::Request { key, request }, None)
+    }
+
+    /// An ACK with top Via `via` and the Call-ID, From tag and CSeq number
+    /// given (which stand in for a branch without the RFC 3261 cookie):
+    /// `true` when it acknowledges a non-2xx final response of ours, and
+    /// this layer has taken it; `false` when it is for the dialog layer
+    /// (the ACK of a 2xx). [`Transactions::on_request`] does the same for
+    /// an ACK as an owned [`Request`].
+    pub fn on_ack(
+        &mut self,
+        via: &TopVia,
+        dialog: (&str, Option<&str>, u32),
+        transport: Transport,
+        now: Instant,
+    ) -> bool {
+        let branch = match via.rfc3261_branch() {
+            Some(_) => via.branch.clone().unwrap_or_default(),
+            None => {
+                let (call_id, from_tag, cseq) = dialog;
+                rfc2543_branch(call_id, from_tag.unwrap_or(""), &cseq.to_string()).into()
+            }
+        };
+        let key = ServerKey::new(branch, via.sent_by.clone(), Method::Invite);
+        self.absorbs_ack(key, transport, now)
+    }
+
+    /// The ACK of the INVITE transaction `invite_key`: absorbed when that
+    /// transaction sent a non-2xx final response (RFC 3261 §17.2.1).
+    fn absorbs_ack(&mut self, invite_key: ServerKey, transport: Transport, now: Instant) -> bool {
+        let Some(tx) = self.server.get_mut(&invite_key) else {
+            return false;
+        };
+        if tx.state == ServerState::Completed && !tx.final_is_2xx {
+            tx.state = ServerState::Confirmed;
+            tx.generation += 1;
+            let gen_ = tx.generation;
+            // Timer G stops (RFC 3261 §17.2.1).
+            if let Some(id) = tx.retransmit_timer.take() {
+                self.timers.cancel(id);
+            }
+            let wait = match transport {
+                Transport::Udp => self.timers_cfg.t4,
+                Transport::Tcp => Duration::ZERO,
+            };
+            self.timers.arm(
+                now + wait,
+                TimerTarget::Server(invite_key),
+                TimerKind::Expire,
+                gen_,
+            );
+            return true;
+        }
+        tx.state == ServerState::Confirmed
     }
 
     /// Whether a server transaction with this key is live (used to find the
@@ -737,6 +764,14 @@ pub fn server_key(request: &Request) -> Option<ServerKey> {
     Some(server_key_of(request, &TopVia::of(&request.headers)?))
 }
 
+/// What stands in for the branch of a request from an RFC 2543 client
+/// (no magic cookie): RFC 3261 §17.2.3 falls back to matching on the
+/// dialog and CSeq, which From tag, Call-ID and CSeq number approximate
+/// well.
+fn rfc2543_branch(call_id: &str, from_tag: &str, cseq: &str) -> String {
+    format!("2543:{call_id}|{from_tag}|{cseq}|")
+}
+
 /// [`server_key`] with the top Via already parsed.
 fn server_key_of(request: &Request, via: &TopVia) -> ServerKey {
     let method = match request.method {
@@ -746,21 +781,16 @@ fn server_key_of(request: &Request, via: &TopVia) -> ServerKey {
     let branch = match &via.branch {
         Some(b) if b.starts_with(super::via::MAGIC_COOKIE) => b.clone(),
         _ => {
-            // RFC 3261 §17.2.3 falls back to matching on the dialog and CSeq;
-            // From tag + Call-ID + CSeq number approximate it well.
-            let mut b = String::from("2543:");
+            let (mut call_id, mut from_tag, mut cseq) = ("", "", "");
             for h in request.headers.iter() {
                 match h {
-                    Header::CallId(v) => b.push_str(v.value()),
-                    Header::From(v) => b.push_str(super::message::tag_of(v.value()).unwrap_or("")),
-                    Header::CSeq(v) => {
-                        b.push_str(v.value().split_whitespace().next().unwrap_or(""))
-                    }
-                    _ => continue,
+                    Header::CallId(v) => call_id = v.value(),
+                    Header::From(v) => from_tag = super::message::tag_of(v.value()).unwrap_or(""),
+                    Header::CSeq(v) => cseq = v.value().split_whitespace().next().unwrap_or(""),
+                    _ => {}
                 }
-                b.push('|');
             }
-            b.into()
+            rfc2543_branch(call_id, from_tag, cseq).into()
         }
     };
     ServerKey::new(branch, via.sent_by.clone(), method)
@@ -946,6 +976,57 @@ mod tests {
         assert!(sent.is_empty(), "no retransmission after ACK");
         assert!(events.is_empty());
         assert_eq!(t.len(), (0, 0), "timer I removed it");
+    }
+
+    #[test]
+    fn a_borrowed_ack_is_matched_as_an_owned_one() {
+        let now = Instant::now();
+        // With the cookie by branch; without it (RFC 2543) by Call-ID, From
+        // tag and CSeq number, whatever order the headers came in.
+        for branch in ["z9hG4bK7", "rfc2543-7"] {
+            let mut t = Transactions::new(Timers::default());
+            let (Incoming::Request { key, request }, _) =
+                t.on_request(req("INVITE", branch), udp_peer(), now)
+            else {
+                panic!()
+            };
+            let busy =
+                super::super::message::response(&request, rsipstack::sip::StatusCode::BusyHere);
+            t.respond(&key, &busy, now).unwrap();
+            let via = TopVia::of(&req("ACK", branch).headers).unwrap();
+            let later = now + Duration::from_millis(10);
+            let other = TopVia::parse("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK8").unwrap();
+            assert!(!t.on_ack(&other, ("call1", Some("f"), 1), Transport::Udp, later));
+            if !branch.starts_with(super::super::via::MAGIC_COOKIE) {
+                for dialog in [
+                    ("call2", Some("f"), 1),
+                    ("call1", None, 1),
+                    ("call1", Some("f"), 2),
+                ] {
+                    assert!(!t.on_ack(&via, dialog, Transport::Udp, later), "{dialog:?}");
+                }
+            }
+            assert!(
+                t.on_ack(&via, ("call1", Some("f"), 1), Transport::Udp, later),
+                "{branch}"
+            );
+            // A repeated ACK is absorbed too; the retransmissions stopped.
+            assert!(t.on_ack(&via, ("call1", Some("f"), 1), Transport::Udp, later));
+            let (sent, _) = run(&mut t, now + Duration::from_secs(10));
+            assert!(sent.is_empty(), "{branch}: no retransmission after ACK");
+            assert_eq!(t.len(), (0, 0), "{branch}: timer I removed it");
+        }
+        // The ACK of a 2xx is the dialog's.
+        let mut t = Transactions::new(Timers::default());
+        let (Incoming::Request { key, request }, _) =
+            t.on_request(req("INVITE", "z9hG4bK9"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        let ok = super::super::message::response(&request, rsipstack::sip::StatusCode::OK);
+        t.respond(&key, &ok, now).unwrap();
+        let via = TopVia::parse("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK10").unwrap();
+        assert!(!t.on_ack(&via, ("call1", Some("f"), 1), Transport::Udp, now));
     }
 
     #[test]

@@ -40,11 +40,11 @@ use crate::sip::message::{
     tag_of, with_to_tag,
 };
 use crate::sip::registrar::{Accounts, Registrar, RegistrarSettings, RegistrationChange};
-use crate::sip::screen::{Screened, screen};
+use crate::sip::screen::{Ack, Screened, screen};
 use crate::sip::transaction::{
     ClientKey, Incoming, Peer, ServerKey, Timers, Transactions, Transmit, TxEvent,
 };
-use crate::sip::via::stamp_received;
+use crate::sip::via::{TopVia, stamp_received};
 use queueing::{LegEntry, Phase};
 use routing::Next;
 
@@ -111,6 +111,17 @@ struct MediaLeg {
     /// The SDP body of our answer (or offer, for an offerless INVITE).
     local_sdp: Vec<u8>,
     negotiated: Option<sdp::Negotiated>,
+}
+
+/// What the handling of an ACK reads of it, from a [`Request`] or borrowed
+/// by screening.
+struct AckOf<'a> {
+    call_id: &'a str,
+    from_tag: Option<&'a str>,
+    to_tag: Option<&'a str>,
+    cseq: Option<u32>,
+    /// The body when it is SDP.
+    sdp: Option<&'a [u8]>,
 }
 
 /// Client transactions the core started, and what they were for.
@@ -303,6 +314,7 @@ impl Core {
     fn screened(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
         match screen(data, peer.transport) {
             Screened::Request(req) => self.on_request(*req, peer, now, out),
+            Screened::Ack(ack) => self.on_borrowed_ack(ack, peer, now),
             Screened::Response(resp) => self.on_response(*resp, now, out),
             Screened::Reject { status, response } => {
                 debug!(%status, peer = %peer.addr, "request refused by screening");
@@ -338,7 +350,13 @@ impl Core {
             Incoming::Request { key, request } => {
                 self.dispatch(key, request, peer, reply_to, now, out)
             }
-            Incoming::Ack(ack) => self.on_ack(ack),
+            Incoming::Ack(ack) => self.on_ack(&AckOf {
+                call_id: call_id_of(&ack),
+                from_tag: header_tag(&ack, false),
+                to_tag: header_tag(&ack, true),
+                cseq: cseq_number(&ack),
+                sdp: has_sdp_body(&ack).then_some(&ack.body[..]),
+            }),
             Incoming::Absorbed | Incoming::Stray | Incoming::Response { .. } => {}
         }
     }
@@ -762,35 +780,56 @@ impl Core {
         }
     }
 
-    fn on_ack(&mut self, ack: Request) {
-        if let Some(leg) = self.legs.get_mut(call_id_of(&ack)) {
+    /// An ACK as screening borrowed it ([`Screened::Ack`]): the same as
+    /// one that came as a [`Request`], without building it.
+    fn on_borrowed_ack(&mut self, ack: Ack<'_>, peer: Peer, now: Instant) {
+        self.metrics.request_received(&Method::Ack);
+        // Screening wrote this Via; it parses.
+        let Some(via) = TopVia::parse(&ack.via) else {
+            return;
+        };
+        let from_tag = tag_of(ack.from);
+        let dialog = (ack.call_id, from_tag, ack.cseq);
+        if self.transactions.on_ack(&via, dialog, peer.transport, now) {
+            return;
+        }
+        self.on_ack(&AckOf {
+            call_id: ack.call_id,
+            from_tag,
+            to_tag: tag_of(ack.to),
+            cseq: Some(ack.cseq),
+            sdp: ack.sdp,
+        });
+    }
+
+    /// The ACK of a 2xx of ours.
+    fn on_ack(&mut self, ack: &AckOf<'_>) {
+        if let Some(leg) = self.legs.get_mut(ack.call_id) {
             // The ACK of our 2xx to an agent's re-INVITE.
             if let Some(key) = leg.reinvite.take() {
                 self.transactions.ack_received(&key);
             }
             return;
         }
-        let Some(entry) = self.calls.get_mut(call_id_of(&ack)) else {
+        let Some(entry) = self.calls.get_mut(ack.call_id) else {
             return;
         };
-        if !entry
-            .call
-            .dialog
-            .matches(header_tag(&ack, false), header_tag(&ack, true))
-        {
+        if !entry.call.dialog.matches(ack.from_tag, ack.to_tag) {
             return;
         }
         match entry.reinvite.take() {
-            Some((cseq, key)) if cseq_number(&ack) == Some(cseq) => {
+            Some((cseq, key)) if ack.cseq == Some(cseq) => {
                 self.transactions.ack_received(&key);
                 return;
             }
             other => entry.reinvite = other,
         }
         self.transactions.ack_received(&entry.call.invite_key);
-        if entry.media.negotiated.is_none() && has_sdp_body(&ack) {
+        if entry.media.negotiated.is_none()
+            && let Some(body) = ack.sdp
+        {
             // The answer to our offer in an offerless INVITE's 200.
-            match sdp::parse_answer(&ack.body) {
+            match sdp::parse_answer(body) {
                 Ok(a) => {
                     self.media.set_remote(entry.media.stream, a.remote);
                     entry.media.negotiated = Some(a);

@@ -334,7 +334,10 @@ mod tests {
                 assert_eq!(user, written, "{uri}");
             }
             let request = req("", "");
-            let request = Request { uri: parsed, ..request };
+            let request = Request {
+                uri: parsed,
+                ..request
+            };
             assert_eq!(call_input(&request).request_user, written, "{uri}");
         }
         let plain = |u: &str| plain_user(&crate::sip::message::Uri::try_from(u).unwrap()).is_some();

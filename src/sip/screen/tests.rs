@@ -30,7 +30,7 @@ enum Tcp {
 
 fn kind(s: &Screened) -> Kind {
     match s {
-        Screened::Request(_) => Req,
+        Screened::Request(_) | Screened::Ack(_) => Req,
         Screened::Response(_) => Resp,
         Screened::Reject { status, .. } => Reject(*status),
         Screened::Drop(_) => Drop,
@@ -157,7 +157,7 @@ fn check_answer(name: &str, status: u16, bytes: &[u8]) {
     assert!(warning.starts_with("399 zentrale \""), "{name}: {warning}");
 }
 
-fn screen_checked(name: &str, data: &[u8], transport: Transport) -> Screened {
+fn screen_checked<'a>(name: &str, data: &'a [u8], transport: Transport) -> Screened<'a> {
     let s = screen(data, transport);
     if let Screened::Reject { status, response } = &s {
         check_answer(name, *status, response);
@@ -984,4 +984,127 @@ fn handed_on_messages_equal_the_parsed_normalised_text() {
         }
     }
     assert!(compared > 3_000, "{compared}");
+}
+
+/// An ordinary ACK of a 2xx, as SIPp and most phones send it.
+const ACK_BASE: &str = "ACK sip:115@127.0.0.1:5060 SIP/2.0\r\n\
+    Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK2;rport\r\n\
+    From: \"Anna\" <sip:anna@127.0.0.1>;tag=a\r\n\
+    To: <sip:115@127.0.0.1>;tag=z\r\n\
+    Call-ID: c1\r\n\
+    CSeq: 1 ACK\r\n\
+    Max-Forwards: 70\r\n\
+    Content-Length: 0\r\n\
+    \r\n";
+
+#[test]
+fn an_ordinary_ack_is_borrowed() {
+    let Screened::Ack(ack) = screen(ACK_BASE.as_bytes(), Transport::Udp) else {
+        panic!("not borrowed")
+    };
+    assert_eq!(ack.via, "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK2;rport");
+    assert_eq!(ack.call_id, "c1");
+    assert_eq!(ack.from, "\"Anna\" <sip:anna@127.0.0.1>;tag=a");
+    assert_eq!(ack.to, "<sip:115@127.0.0.1>;tag=z");
+    assert_eq!(ack.cseq, 1);
+    assert_eq!(ack.sdp, None);
+    // The answer to an offerless INVITE's 200 comes with it.
+    let with_sdp = ACK_BASE.replace(
+        "Content-Length: 0\r\n\r\n",
+        "Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+    );
+    let Screened::Ack(ack) = screen(with_sdp.as_bytes(), Transport::Udp) else {
+        panic!("not borrowed")
+    };
+    assert_eq!(ack.sdp, Some(&b"v=0\n"[..]));
+    // A folded From is not borrowed from the input: the owned path takes it.
+    let folded = ACK_BASE.replace("From: \"Anna\" ", "From: \"Anna\"\r\n ");
+    assert!(matches!(
+        screen(folded.as_bytes(), Transport::Udp),
+        Screened::Request(r) if r.method == Method::Ack
+    ));
+    // What the owned path drops, this one drops too.
+    let bad_uri = ACK_BASE.replace("127.0.0.1:5060 SIP", "127.0.0.1:99999 SIP");
+    assert_eq!(outcome(&bad_uri), Drop);
+}
+
+/// Over ACKs and thousands of mutations of them, the borrowed ACK reaches
+/// the outcome the owned path reaches, and reads what it would read.
+#[test]
+fn borrowed_acks_equal_the_owned_path() {
+    let acks = [
+        ACK_BASE.to_string(),
+        ACK_BASE.replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+        ),
+        ACK_BASE.replace("branch=z9hG4bK2", "branch=old-2543"),
+        ACK_BASE.replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Type: Application/SDP ; x=y\r\nContent-Length: 4\r\n\r\nv=0\n",
+        ),
+    ];
+    let mut rng = Rng(0xac4_0001);
+    let interesting = b"\r\n\0 :;,<>\"\\/@?%\t\xff0=[]";
+    let mut borrowed = 0;
+    for i in 0..20_000 {
+        let mut d = acks[i % acks.len()].as_bytes().to_vec();
+        if i >= acks.len() {
+            let at = rng.below(d.len());
+            match rng.below(3) {
+                0 => d[at] = interesting[rng.below(interesting.len())],
+                1 => {
+                    d.remove(at);
+                }
+                _ => d.insert(at, interesting[rng.below(interesting.len())]),
+            }
+        }
+        for t in [Transport::Udp, Transport::Tcp] {
+            let owned = screen_with(&d, t, false);
+            let fast = screen(&d, t);
+            assert_eq!(
+                kind(&fast),
+                kind(&owned),
+                "{:?}",
+                String::from_utf8_lossy(&d)
+            );
+            let (Screened::Ack(ack), Screened::Request(r)) = (&fast, &owned) else {
+                continue;
+            };
+            borrowed += 1;
+            let first = |f: fn(&Header) -> Option<&str>| r.headers.iter().find_map(f);
+            assert_eq!(r.method, Method::Ack);
+            let via = first(|h| match h {
+                Header::Via(v) => Some(v.value()),
+                _ => None,
+            });
+            assert_eq!(via, Some(&*ack.via));
+            let call_id = first(|h| match h {
+                Header::CallId(v) => Some(v.value()),
+                _ => None,
+            });
+            assert_eq!(call_id, Some(ack.call_id));
+            let from = first(|h| match h {
+                Header::From(v) => Some(v.value()),
+                _ => None,
+            });
+            assert_eq!(from, Some(ack.from));
+            let to = first(|h| match h {
+                Header::To(v) => Some(v.value()),
+                _ => None,
+            });
+            assert_eq!(to, Some(ack.to));
+            let cseq = r.cseq_header().unwrap().value();
+            assert_eq!(split_cseq(cseq).unwrap().0.parse(), Ok(ack.cseq));
+            let content_type = first(|h| match h {
+                Header::ContentType(v) => Some(v.value()),
+                _ => None,
+            });
+            let sdp = !r.body.is_empty()
+                && content_type
+                    .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/sdp"));
+            assert_eq!(ack.sdp, sdp.then_some(&r.body[..]));
+        }
+    }
+    assert!(borrowed > 5_000, "{borrowed}");
 }

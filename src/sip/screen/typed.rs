@@ -28,24 +28,32 @@ use super::super::text;
 /// the same whitespace and parses those two again, so it cannot refuse it
 /// and is not run (a test holds that over the mutated corpus).
 pub(super) fn typed_ok<M: HeadersExt>(m: &M, request_cseq: bool) -> Result<(), String> {
-    let via = m.via_header().map_err(|e| format!("Via: {e}"))?.value();
-    if !via_parses(via) {
-        typed::Via::parse(via.trim()).map_err(|e| format!("Via: {e}"))?;
-    }
-    let from = m.from_header().map_err(|e| format!("From: {e}"))?.value();
-    if !addr_parses(from) {
-        typed::From::parse(from.trim()).map_err(|e| format!("From: {e}"))?;
-    }
-    let to = m.to_header().map_err(|e| format!("To: {e}"))?.value();
-    if !addr_parses(to) {
-        typed::To::parse(to.trim()).map_err(|e| format!("To: {e}"))?;
-    }
+    values_ok(
+        m.via_header().map_err(|e| format!("Via: {e}"))?.value(),
+        m.from_header().map_err(|e| format!("From: {e}"))?.value(),
+        m.to_header().map_err(|e| format!("To: {e}"))?.value(),
+    )?;
     if !request_cseq {
         m.cseq_header()
             .and_then(|h| typed::CSeq::parse(h.value().trim()))
             .map_err(|e| format!("CSeq: {e}"))?;
     }
     m.call_id_header().map_err(|e| format!("Call-ID: {e}"))?;
+    Ok(())
+}
+
+/// [`typed_ok`]'s Via, From and To checks on the values as handed on
+/// (the first Via header's, From's and To's).
+pub(super) fn values_ok(via: &str, from: &str, to: &str) -> Result<(), String> {
+    if !via_parses(via) {
+        typed::Via::parse(via.trim()).map_err(|e| format!("Via: {e}"))?;
+    }
+    if !addr_parses(from) {
+        typed::From::parse(from.trim()).map_err(|e| format!("From: {e}"))?;
+    }
+    if !addr_parses(to) {
+        typed::To::parse(to.trim()).map_err(|e| format!("To: {e}"))?;
+    }
     Ok(())
 }
 
@@ -101,7 +109,7 @@ pub(super) fn addr_parses(value: &str) -> bool {
 }
 
 /// True only if `rsipstack::sip::parse_uri` accepts `s` (ASCII).
-fn uri_parses(s: &str) -> bool {
+pub(super) fn uri_parses(s: &str) -> bool {
     let s = text::trim(text::trim_end_matches(
         text::trim_start_matches(text::trim(s), b'<'),
         b'>',

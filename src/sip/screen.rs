@@ -1430,7 +1430,7 @@ impl<'a> Ack<'a> {
         vias: &mut Vias,
     ) -> Result<Option<Ack<'a>>, Fail> {
         let value = |key| match l.first(key).map(|h| &h.value) {
-            Some(Cow::Borrowed(v)) => Some(text::trim(*v)),
+            Some(Cow::Borrowed(v)) => Some(text::trim(v)),
             _ => None,
         };
         let (Some(call_id), Some(from), Some(to), Some(cseq), Some(via)) = (

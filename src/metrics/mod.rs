@@ -36,7 +36,7 @@ pub struct ClassLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    pub reason: String,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -431,11 +431,9 @@ impl Metrics {
     }
 
     /// Counts a refused message.
-    pub fn rejected(&self, reason: &str) {
+    pub fn rejected(&self, reason: &'static str) {
         self.sip_rejected
-            .get_or_create(&ReasonLabel {
-                reason: reason.into(),
-            })
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -1412,7 +1412,7 @@ impl Core {
         self.metrics
             .calls_ended
             .get_or_create(&ReasonLabel {
-                reason: reason.as_str().into(),
+                reason: reason.as_str(),
             })
             .inc();
         self.metrics.calls_active.set(self.calls.len() as i64);

@@ -7,7 +7,7 @@
 
 pub use rsipstack::sip::prelude::{HasHeaders, HeadersExt, ToTypedHeader, UntypedHeader};
 pub use rsipstack::sip::{
-    Header, Headers, Method, Request, Response, Scheme, SipMessage, StatusCode, Uri, Version,
+    Header, Headers, Method, Param, Request, Response, Scheme, SipMessage, StatusCode, Uri, Version,
 };
 
 /// The `Server`/`User-Agent` token zentrale puts on what it sends.

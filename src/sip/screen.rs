@@ -1398,7 +1398,7 @@ fn screen_request<'a>(
 
     if method == "ACK"
         && borrow_ack
-        && let Some(ack) = Ack::borrowed(l, uri, body, &mut vias)?
+        && let Some(ack) = Ack::borrowed(l, uri, version, body, &mut vias)?
     {
         return Ok(Screened::Ack(ack));
     }
@@ -1426,6 +1426,7 @@ impl<'a> Ack<'a> {
     fn borrowed(
         l: &Lexed<'a>,
         uri: &str,
+        version: &str,
         body: &'a [u8],
         vias: &mut Vias,
     ) -> Result<Option<Ack<'a>>, Fail> {
@@ -1445,6 +1446,10 @@ impl<'a> Ack<'a> {
         if !(uri.is_ascii() && typed::uri_parses(uri)) {
             parse_uri(uri).map_err(|e| Fail::bad(format!("unparseable request: {e}")))?;
         }
+        // Screening took `sip/2.0` for SIP/2.0; rsipstack does not.
+        version
+            .parse::<Version>()
+            .map_err(|e| Fail::bad(format!("unparseable request: {e}")))?;
         typed::values_ok(via, from, to).map_err(|e| Fail::bad(format!("unparseable {e}")))?;
         let cseq = split_cseq(cseq)
             .and_then(|(n, _)| n.parse().ok())
@@ -1452,7 +1457,7 @@ impl<'a> Ack<'a> {
         // As the core reads an owned request's body (`has_sdp_body`).
         let sdp = (!body.is_empty()
             && l.first(Key::ContentType).is_some_and(|h| {
-                h.value
+                text::trim(&h.value)
                     .as_bytes()
                     .get(..15)
                     .is_some_and(|t| t.eq_ignore_ascii_case(b"application/sdp"))

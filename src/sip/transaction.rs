@@ -340,7 +340,7 @@ impl Transactions {
             Some(_) => via.branch.clone().unwrap_or_default(),
             None => {
                 let (call_id, from_tag, cseq) = dialog;
-                rfc2543_branch(call_id, from_tag.unwrap_or(""), &cseq.to_string()).into()
+                rfc2543_branch(call_id, from_tag.unwrap_or(""), Some(cseq)).into()
             }
         };
         let key = ServerKey::new(branch, via.sent_by.clone(), Method::Invite);
@@ -768,8 +768,11 @@ pub fn server_key(request: &Request) -> Option<ServerKey> {
 /// (no magic cookie): RFC 3261 §17.2.3 falls back to matching on the
 /// dialog and CSeq, which From tag, Call-ID and CSeq number approximate
 /// well.
-fn rfc2543_branch(call_id: &str, from_tag: &str, cseq: &str) -> String {
-    format!("2543:{call_id}|{from_tag}|{cseq}|")
+fn rfc2543_branch(call_id: &str, from_tag: &str, cseq: Option<u32>) -> String {
+    match cseq {
+        Some(n) => format!("2543:{call_id}|{from_tag}|{n}|"),
+        None => format!("2543:{call_id}|{from_tag}||"),
+    }
 }
 
 /// [`server_key`] with the top Via already parsed.
@@ -781,12 +784,19 @@ fn server_key_of(request: &Request, via: &TopVia) -> ServerKey {
     let branch = match &via.branch {
         Some(b) if b.starts_with(super::via::MAGIC_COOKIE) => b.clone(),
         _ => {
-            let (mut call_id, mut from_tag, mut cseq) = ("", "", "");
+            let (mut call_id, mut from_tag, mut cseq) = ("", "", None);
             for h in request.headers.iter() {
                 match h {
                     Header::CallId(v) => call_id = v.value(),
                     Header::From(v) => from_tag = super::message::tag_of(v.value()).unwrap_or(""),
-                    Header::CSeq(v) => cseq = v.value().split_whitespace().next().unwrap_or(""),
+                    // As a number: `01` and `1` are one CSeq.
+                    Header::CSeq(v) => {
+                        cseq = v
+                            .value()
+                            .split_whitespace()
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                    }
                     _ => {}
                 }
             }
@@ -1016,6 +1026,22 @@ mod tests {
             assert!(sent.is_empty(), "{branch}: no retransmission after ACK");
             assert_eq!(t.len(), (0, 0), "{branch}: timer I removed it");
         }
+        // RFC 2543: the INVITE's CSeq `01` and the ACK's 1 are one number.
+        let mut t = Transactions::new(Timers::default());
+        let invite = Request::try_from(
+            "INVITE sip:115@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5070;branch=old\r\n\
+             From: <sip:c@127.0.0.1>;tag=f\r\nTo: <sip:115@127.0.0.1>\r\n\
+             Call-ID: call1\r\nCSeq: 01 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let (Incoming::Request { key, request }, _) = t.on_request(invite, udp_peer(), now) else {
+            panic!()
+        };
+        let busy = super::super::message::response(&request, rsipstack::sip::StatusCode::BusyHere);
+        t.respond(&key, &busy, now).unwrap();
+        let via = TopVia::of(&request.headers).unwrap();
+        assert!(t.on_ack(&via, ("call1", Some("f"), 1), Transport::Udp, now));
         // The ACK of a 2xx is the dialog's.
         let mut t = Transactions::new(Timers::default());
         let (Incoming::Request { key, request }, _) =

@@ -14,7 +14,7 @@ use crate::config::Target;
 use crate::dialplan::{BusyReason, CallInput, CallRoute, Menu, MenuAction, QueueExit, SipHeaders};
 use crate::media::engine::Playlist;
 use crate::metrics::{MenuLabels, OverflowLabels};
-use crate::sip::message::{Header, Request, Scheme, Uri};
+use crate::sip::message::{Header, Param, Request, Scheme, Uri};
 use crate::sip::transaction::Transmit;
 
 /// What a caller gets once answered.
@@ -73,10 +73,20 @@ pub(super) fn call_input(req: &Request) -> CallInput {
 /// The user of a `sip:`/`sips:` Request-URI when it is made only of
 /// characters that rsipstack writes back as they are and that
 /// [`uri_user`](crate::dialplan::uri_user) gives no meaning (no `;`, `?`,
-/// `%`, `:`): then that user is what `uri_user` would read from the
-/// written URI, without writing it (the usual called number).
+/// `%`, `:`), and no parameter holds an `@` (`uri_user` reads up to the
+/// last one): then that user is what `uri_user` would read from the
+/// written URI, without writing it (the usual called number, also with
+/// a carrier's `;user=phone`).
 fn plain_user(uri: &Uri) -> Option<&str> {
     if !matches!(uri.scheme, Some(Scheme::Sip | Scheme::Sips)) {
+        return None;
+    }
+    let plain_param = |p: &Param| match p {
+        Param::Transport(_) | Param::Lr => true,
+        Param::User(u) => !u.value().contains('@'),
+        _ => false,
+    };
+    if !uri.params.iter().all(plain_param) {
         return None;
     }
     let auth = uri.auth.as_ref().filter(|a| a.password.is_none())?;
@@ -326,6 +336,10 @@ mod tests {
             "sip:h",
             "tel:+4930123",
             "sip:%31%31%35@h",
+            "sip:+49561115@carrier;user=phone",
+            "sip:115@h;x=a@b",
+            "sip:115@h;user=a@b",
+            "sip:115@h;transport=tcp;lr",
         ] {
             let parsed = crate::sip::message::Uri::try_from(uri).unwrap();
             let written = crate::dialplan::uri_user(&parsed.to_string()).unwrap_or_default();
@@ -342,6 +356,8 @@ mod tests {
         }
         let plain = |u: &str| plain_user(&crate::sip::message::Uri::try_from(u).unwrap()).is_some();
         assert!(plain("sip:0561115@h"));
+        assert!(plain("sip:+49561115@carrier;user=phone"));
+        assert!(!plain("sip:115@h;x=a@b"));
         assert!(!plain("sip:0561115;isub=12@h"));
         assert!(!plain("tel:+4930123"));
     }

@@ -1026,6 +1026,21 @@ fn an_ordinary_ack_is_borrowed() {
     // What the owned path drops, this one drops too.
     let bad_uri = ACK_BASE.replace("127.0.0.1:5060 SIP", "127.0.0.1:99999 SIP");
     assert_eq!(outcome(&bad_uri), Drop);
+    assert_eq!(
+        outcome(&ACK_BASE.replacen("SIP/2.0\r\n", "sip/2.0\r\n", 1)),
+        Drop
+    );
+    // The body is SDP whatever whitespace leads its Content-Type.
+    for lead in ["\x0b", "\u{a0}"] {
+        let sdp = ACK_BASE.replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!("Content-Type: {lead}application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"),
+        );
+        let Screened::Ack(ack) = screen(sdp.as_bytes(), Transport::Udp) else {
+            panic!("not borrowed")
+        };
+        assert_eq!(ack.sdp, Some(&b"v=0\n"[..]), "{lead:?}");
+    }
 }
 
 /// Over ACKs and thousands of mutations of them, the borrowed ACK reaches
@@ -1043,6 +1058,18 @@ fn borrowed_acks_equal_the_owned_path() {
             "Content-Length: 0\r\n\r\n",
             "Content-Type: Application/SDP ; x=y\r\nContent-Length: 4\r\n\r\nv=0\n",
         ),
+        // Whitespace the lexer keeps and the handed-on value does not.
+        ACK_BASE.replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Type: \x0bapplication/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+        ),
+        ACK_BASE.replace(
+            "Content-Length: 0\r\n\r\n",
+            "Content-Type: \u{a0}application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+        ),
+        // rsipstack refuses a lower-case version that screening takes.
+        ACK_BASE.replacen("SIP/2.0\r\n", "sip/2.0\r\n", 1),
+        ACK_BASE.replace("CSeq: 1 ACK", "CSeq: 01 ACK"),
     ];
     let mut rng = Rng(0xac4_0001);
     let interesting = b"\r\n\0 :;,<>\"\\/@?%\t\xff0=[]";

@@ -18,7 +18,7 @@
 # Prints failed calls, zentrale's CPU time (user+sys from /proc/PID/stat) per
 # call and per RTP packet, and its peak RSS (VmHWM); the signalling run also
 # splits the CPU per call by thread (core, media worker, runtime). Every run is bounded in
-# calls and time. Knobs: RATE, SECONDS_, CALLS, HOLD_MS (see below); BIN runs
+# calls and time. Knobs: RATE, SECONDS_, CALLS, HOLD_MS, LOG, LOG_JSON (see below); BIN runs
 # another build (A/B comparisons) instead of building this one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +34,13 @@ trap 'kill "${ZPID:-}" "${KPID:-}" "${UPID:-}" 2>/dev/null || true; rm -rf "$WOR
 TICK=$(getconf CLK_TCK)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Logging: warn by default, as the references log nothing per call either.
+# LOG=info LOG_JSON=1 runs zentrale as deploy/zentrale.service does (JSON,
+# two lines per call).
+LOG=${LOG:-warn}
+LOG_ARGS=()
+if [ -n "${LOG_JSON:-}" ]; then LOG_ARGS=(--log-json); fi
 
 # The demo hotlines keep service hours: every run pretends it is a weekday
 # morning, so the figures do not depend on when the benchmark runs.
@@ -56,7 +63,7 @@ sed -i '/answer_after_ms/d' "$AT_ONCE_DIR"/dialplans/*.yaml
 
 start_daemon() { # start_daemon RTP_PORTS [CONFIG_DIR]
   SIP_PORT=$(free_port); HTTP_PORT=$(free_port)
-  RUST_LOG=warn "$BIN" run --config "${2:-$CONFIG_DIR}/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
+  RUST_LOG=$LOG "$BIN" run "${LOG_ARGS[@]}" --config "${2:-$CONFIG_DIR}/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
     --http-listen "127.0.0.1:$HTTP_PORT" --rtp-ports "$1" --clock "$CLOCK" >"$WORK/zentrale.log" 2>&1 &
   ZPID=$!
   for _ in $(seq 50); do
@@ -240,8 +247,8 @@ instructions() {
   command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install -y valgrind" >&2; exit 1; }
   local calls=${CALLS:-1000} rate=${RATE:-20}
   SIP_PORT=$(free_port); HTTP_PORT=$(free_port)
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
-    "$BIN" run --config "$AT_ONCE_DIR/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
+  RUST_LOG=$LOG valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+    "$BIN" run "${LOG_ARGS[@]}" --config "$AT_ONCE_DIR/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
     --http-listen "127.0.0.1:$HTTP_PORT" --rtp-ports 30000-39999 --clock "$CLOCK" >"$WORK/zentrale.log" 2>&1 &
   ZPID=$!
   for _ in $(seq 600); do

@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod dialplan;
 pub mod doorbell;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod sip;

@@ -1,5 +1,6 @@
 //! The `zentrale` command: `run` the daemon (default) or `check` a config.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -149,13 +150,22 @@ fn print_openness(config: &Config, at: jiff::Timestamp) {
 
 fn run(args: RunArgs) -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Lines leave in batches from a thread of their own (`logging`); the
+    // guard writes what is left when `run` returns.
+    let (writer, _log) = zentrale::logging::start();
     if args.log_json {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .json()
+            .with_writer(writer)
+            .event_format(zentrale::logging::JsonLines)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        // Colours only for a person at a terminal, not in the journal.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_writer(writer)
+            .init();
     }
     let overrides = Overrides {
         sip_listen: args.sip_listen,

@@ -261,8 +261,11 @@ impl Daemon {
         panic!("zentrale did not become healthy: {last}");
     }
 
-    /// The last `lines` lines of the daemon's stdout/stderr.
+    /// The last `lines` lines of the daemon's stdout/stderr, including
+    /// what it logged just before: the daemon writes its log in batches
+    /// (`zentrale::logging::GATHER` apart), so this waits for one first.
     pub fn log_tail(&self, lines: usize) -> String {
+        std::thread::sleep(zentrale::logging::GATHER * 4);
         tail_of(&self.log, lines)
     }
 

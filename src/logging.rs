@@ -373,9 +373,9 @@ mod tests {
 /// tracing-subscriber's own JSON format (`timestamp` in RFC 3339 UTC with
 /// microseconds, `level`, `fields` with `message` and the event's fields,
 /// `target`), written straight into the line. tracing-subscriber builds a
-/// `serde_json` map per event for the same line, about 17,000 instructions
-/// for a call's two lines (BENCHMARKS.md, session 8). Spans are not
-/// written: zentrale opens none.
+/// `serde_json` map per event for the same line: a call's two lines cost
+/// the daemon about 34,000 instructions that way and 13,000 this way
+/// (BENCHMARKS.md, session 8). Spans are not written: zentrale opens none.
 ///
 /// ```
 /// use tracing_subscriber::fmt;

@@ -218,6 +218,21 @@ pub fn set_body<M: HasHeaders>(msg: &mut M, content_type: &str, body: Vec<u8>) -
     body
 }
 
+/// Whether a (trimmed) Content-Type value says SDP: what zentrale reads
+/// as an offer or answer, for an owned request and a borrowed ACK alike.
+///
+/// ```
+/// use zentrale::sip::message::is_sdp;
+/// assert!(is_sdp("Application/SDP; charset=x"));
+/// assert!(!is_sdp("multipart/mixed"));
+/// ```
+pub fn is_sdp(content_type: &str) -> bool {
+    content_type
+        .as_bytes()
+        .get(..15)
+        .is_some_and(|t| t.eq_ignore_ascii_case(b"application/sdp"))
+}
+
 /// The `tag` parameter of a From or To header value, if any.
 pub fn tag_of(value: &str) -> Option<&str> {
     // Parameters follow the closing '>' of a name-addr, or the addr-spec.

@@ -134,8 +134,8 @@ use rsipstack::sip::parse_uri;
 
 use super::Transport;
 use super::message::{
-    ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, random_token,
-    tag_of,
+    ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, is_sdp,
+    random_token, tag_of,
 };
 use super::text;
 
@@ -1455,14 +1455,10 @@ impl<'a> Ack<'a> {
         let cseq = split_cseq(cseq)
             .and_then(|(n, _)| n.parse().ok())
             .ok_or_else(|| Fail::bad("malformed CSeq"))?;
-        // As the core reads an owned request's body (`has_sdp_body`).
+        // The value as handed on is trimmed, so is this one.
         let sdp = (!body.is_empty()
-            && l.first(Key::ContentType).is_some_and(|h| {
-                text::trim(&h.value)
-                    .as_bytes()
-                    .get(..15)
-                    .is_some_and(|t| t.eq_ignore_ascii_case(b"application/sdp"))
-            }))
+            && l.first(Key::ContentType)
+                .is_some_and(|h| is_sdp(text::trim(&h.value))))
         .then_some(body);
         Ok(Some(Ack {
             via: vias.first.take().unwrap_or_default(),

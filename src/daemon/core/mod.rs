@@ -1575,10 +1575,7 @@ fn header_tag(req: &Request, to: bool) -> Option<&str> {
 fn has_sdp_body(req: &Request) -> bool {
     !req.body.is_empty()
         && req.headers.iter().any(|h| match h {
-            Header::ContentType(v) => v
-                .value()
-                .to_ascii_lowercase()
-                .starts_with("application/sdp"),
+            Header::ContentType(v) => crate::sip::message::is_sdp(v.value()),
             _ => false,
         })
 }

@@ -35,6 +35,8 @@
 //! # }
 //! ```
 
+pub mod limit;
+
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};

@@ -14,11 +14,22 @@
 //!
 //! Errors come back as `{"error": "..."}` with 404 (unknown agent) or 409
 //! (the state does not allow it), saying what to do.
+//!
+//! Access ([`access`]): every `POST` needs a bearer token from
+//! `http.tokens`, on loopback too: agent changes a `supervisor` token,
+//! reload an `admin` one. `GET`s of the API need a `read` token unless
+//! `http.open_reads`, `/metrics` unless `http.open_metrics` (the default);
+//! `/healthz` is always open. `Host` and `Origin` are checked against DNS
+//! rebinding and cross-site requests. Each change is logged with the
+//! token's name and the client's address.
 
+pub mod access;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,7 +40,30 @@ use tokio::sync::{mpsc, oneshot};
 use crate::acd::{
     Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange, Strategy,
 };
+use crate::logging::limit::KeyedLogLimit;
 use crate::metrics::Metrics;
+use access::{Administer, Authorized, Gate, Read, Supervise};
+
+/// Changes logged per token: 20 lines per 10 s each, then a count, so a
+/// script gone wild cannot flood the log.
+static CHANGES: KeyedLogLimit<Arc<str>> = KeyedLogLimit::new(Duration::from_secs(10), 20);
+
+/// Logs a change made through the API with who made it (rate-limited).
+fn log_change(who: &access::Caller, what: std::fmt::Arguments<'_>) {
+    let name: Arc<str> = who
+        .token
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| "-".into());
+    if let Some(admit) = CHANGES.admit(name.clone(), Instant::now()) {
+        tracing::info!(
+            token = %name,
+            client = %who.addr,
+            suppressed = admit.suppressed,
+            "{what}"
+        );
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -40,6 +74,14 @@ pub struct ApiState {
     pub core: crate::daemon::driver::CoreHandle,
     /// Asks for a reload of the config; the answer comes on the one-shot.
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// Who may do what ([`access`]); the daemon updates it on reload.
+    pub gate: Gate,
+}
+
+impl FromRef<ApiState> for Gate {
+    fn from_ref(state: &ApiState) -> Gate {
+        state.gate.clone()
+    }
 }
 
 /// A reload request to the core: the answer is `Ok(settings that need a
@@ -48,19 +90,31 @@ pub type ReloadRequest = oneshot::Sender<Result<Vec<String>, String>>;
 
 /// The HTTP routes.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+    let gate = state.gate.clone();
+    // What a route needs: a layer over the reads, an extractor argument in
+    // the handlers of changes (which also names who made the change).
+    let reads = Router::new()
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/agents", get(agents))
+        .route_layer(gate.require::<Read>());
+    let metrics = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route_layer(gate.require::<access::Metrics>());
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(reads)
+        .merge(metrics)
         .route("/api/v1/agents/{id}/{action}", post(agent_action))
         .route("/api/v1/reload", post(reload))
+        .layer(axum::middleware::from_fn_with_state(gate, access::guard))
         .with_state(state)
 }
 
 /// Serves the routes on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
-    if let Err(e) = axum::serve(listener, router(state)).await {
+    // The client's address reaches the handlers (access control logs it).
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }
 }
@@ -290,6 +344,7 @@ fn error(status: StatusCode, error: String) -> Response {
 }
 
 async fn agent_action(
+    who: Authorized<Supervise>,
     State(state): State<ApiState>,
     Path((id, action)): Path<(String, String)>,
     body: Option<Json<PauseBody>>,
@@ -316,7 +371,10 @@ async fn agent_action(
     match result {
         Ok(()) => {
             state.core.acd_changed();
-            tracing::info!(agent = %id, %action, "agent changed by the API");
+            log_change(
+                &who.caller,
+                format_args!("agent {id} changed by the API: {action}"),
+            );
             // Answer with the agent as it is now.
             let snap = state.acd.snapshot(now);
             match snap.agents.into_iter().find(|a| *a.id == *id) {
@@ -340,7 +398,8 @@ pub struct ReloadView {
     pub restart_needed: Vec<String>,
 }
 
-async fn reload(State(state): State<ApiState>) -> Response {
+async fn reload(who: Authorized<Administer>, State(state): State<ApiState>) -> Response {
+    log_change(&who.caller, format_args!("config reload asked for by the API"));
     let (tx, rx) = oneshot::channel();
     if state.reload.send(tx).await.is_err() {
         return error(

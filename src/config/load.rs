@@ -7,6 +7,7 @@
 
 mod acd;
 mod dialplan;
+mod http;
 mod numbers;
 mod queues;
 mod refs;
@@ -529,28 +530,38 @@ impl Loader<'_> {
     ) -> HttpConfig {
         let raw = raw.value;
         let pos = Pos::or(&raw.listen, key);
-        let listen = match ov.http_listen {
-            Some(addr) => {
-                listens.push(Listen {
-                    what: "HTTP",
-                    addr,
-                    origin: Origin::Override("--http-listen"),
-                });
-                addr
-            }
+        let (listen, origin) = match ov.http_listen {
+            Some(addr) => (addr, Origin::Override("--http-listen")),
             None => {
                 let addr = self
                     .addr(&raw.listen, pos, "HTTP")
                     .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)));
-                listens.push(Listen {
-                    what: "HTTP",
-                    addr,
-                    origin: Origin::File(pos),
-                });
-                addr
+                (addr, Origin::File(pos))
             }
         };
-        HttpConfig { listen }
+        listens.push(Listen {
+            what: "HTTP",
+            addr: listen,
+            origin,
+        });
+        let access = self.http_access(
+            raw.tokens,
+            raw.open_reads,
+            raw.open_metrics,
+            raw.allowed_hosts,
+            raw.allowed_origins,
+            key,
+            listen,
+            origin,
+        );
+        HttpConfig {
+            listen,
+            tokens: access.tokens,
+            open_reads: access.open_reads,
+            open_metrics: access.open_metrics,
+            allowed_hosts: access.allowed_hosts,
+            allowed_origins: access.allowed_origins,
+        }
     }
 
     /// `cdr:`; `None` after an error (recorded) too. Opens the file once,

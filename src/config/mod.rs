@@ -20,6 +20,7 @@
 mod acd;
 mod cidr;
 mod error;
+mod http;
 mod load;
 mod raw;
 mod target;
@@ -37,6 +38,7 @@ pub use acd::{
 };
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
+pub use http::{ApiToken, DEMO_TOKEN, MIN_TOKEN_LEN, Role};
 pub use target::{QueueRef, Target};
 
 use crate::dialplan::{MenuSpec, Overflow, Schedule, SurgeLimits};
@@ -128,11 +130,36 @@ pub struct RtpConfig {
     pub timeout: Option<Duration>,
 }
 
-/// HTTP API and metrics listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// HTTP API and metrics listener, and who may use it.
+///
+/// ```yaml
+/// http:
+///   listen: 127.0.0.1:8080
+///   tokens: [ { name: wallboard, token_file: wallboard.token, role: read } ]
+///   open_reads: false        # GET /api/v1/... without a token
+///   open_metrics: true       # /metrics without a token
+///   allowed_hosts: [zentrale.rathaus.example]
+///   allowed_origins: [https://leitstand.rathaus.example]
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Bearer tokens (`tokens:`); a change needs a token of its role, on
+    /// loopback too.
+    pub tokens: Vec<ApiToken>,
+    /// `GET` of the API without a token (`open_reads`, default false).
+    pub open_reads: bool,
+    /// `/metrics` without a token (`open_metrics`, default true: metrics
+    /// carry no numbers and no names).
+    pub open_metrics: bool,
+    /// Host names a request may name in `Host` besides IP addresses and
+    /// `localhost` (`allowed_hosts`, lower case; `name` for any port or
+    /// `name:port`). Keeps DNS rebinding out.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://host[:port]`, lower case) whose pages may send
+    /// changes, besides the listener's own (`allowed_origins`).
+    pub allowed_origins: Vec<String>,
 }
 
 /// Call detail records: one JSON line per hotline call when it ends (see

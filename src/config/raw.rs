@@ -148,13 +148,56 @@ fn default_rtp_timeout() -> Spanned<u64> {
 pub(crate) struct RawHttp {
     #[serde(default = "default_http_listen")]
     pub listen: Spanned<String>,
+    #[serde(default)]
+    pub tokens: Vec<Spanned<RawToken>>,
+    #[serde(default)]
+    pub open_reads: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub open_metrics: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allowed_origins: Vec<Spanned<String>>,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: default_http_listen(),
+            tokens: Vec::new(),
+            open_reads: None,
+            open_metrics: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
+    }
+}
+
+/// An API token as written: the secret inline, in a file, or in an
+/// environment variable (exactly one of the three).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToken {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub token: Option<Spanned<String>>,
+    #[serde(default)]
+    pub token_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub token_env: Option<Spanned<String>>,
+    pub role: Spanned<String>,
+}
+
+// Hand-written: a `{:?}` must never show a secret.
+impl fmt::Debug for RawToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawToken")
+            .field("name", &self.name.value)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file.as_ref().map(|s| &s.value))
+            .field("token_env", &self.token_env.as_ref().map(|s| &s.value))
+            .field("role", &self.role.value)
+            .finish()
     }
 }
 

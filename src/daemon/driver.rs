@@ -54,10 +54,11 @@ const INBOUND_PER_TURN: usize = 256;
 /// How long calls get to answer their BYEs when zentrale stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// A config read for a reload, and who asked (the API waits for the
-/// outcome; SIGHUP does not).
+/// A config read for a reload, who asked (`api` or `SIGHUP`, for the log)
+/// and where the outcome goes.
 pub struct Reload {
     pub loaded: reload::Loaded,
+    pub trigger: &'static str,
     pub reply: Option<ReloadRequest>,
 }
 
@@ -321,8 +322,12 @@ impl Driver {
         if self.shared.acd_changed.swap(false, Ordering::AcqRel) {
             core.acd_changed(Instant::now(), &mut self.out);
         }
-        while let Ok(Reload { loaded, reply }) = self.reloads.try_recv() {
-            let trigger = if reply.is_some() { "api" } else { "SIGHUP" };
+        while let Ok(Reload {
+            loaded,
+            trigger,
+            reply,
+        }) = self.reloads.try_recv()
+        {
             let result = reload::apply(loaded, core, trigger);
             if let Some(reply) = reply {
                 let _ = reply.send(result);

@@ -24,6 +24,7 @@ use tracing::info;
 
 use crate::acd::Acd;
 use crate::api::ReloadRequest;
+use crate::api::access::Gate;
 use crate::config::{Config, Overrides};
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
@@ -74,6 +75,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let cdr = reload::start_cdr(&config, &metrics.cdr_records)?;
     let metrics = Arc::new(metrics);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let gate = Gate::new(&config.http, metrics.http_refused.clone());
     tokio::spawn(crate::api::serve(
         http,
         crate::api::ApiState {
@@ -81,6 +83,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
             acd: acd.clone(),
             core: handle.clone(),
             reload: reload_tx,
+            gate: gate.clone(),
         },
     ));
     let wall = clock::WallClock::new(started, startup.clock);
@@ -111,7 +114,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         .spawn(move || driver.run(core, transports, started))
         .context("starting the core thread")?;
     let finished = tokio::task::spawn_blocking(move || core_thread.join());
-    control(&startup, &metrics, &handle, reload_rx, finished).await
+    control(&startup, &metrics, &handle, &gate, reload_rx, finished).await
 }
 
 /// The runtime's side of the core thread: signals and reloads in, until
@@ -120,6 +123,7 @@ async fn control(
     startup: &Startup,
     metrics: &Metrics,
     core: &CoreHandle,
+    gate: &Gate,
     mut api_reloads: mpsc::Receiver<ReloadRequest>,
     finished: tokio::task::JoinHandle<std::thread::Result<std::io::Result<()>>>,
 ) -> anyhow::Result<()> {
@@ -136,8 +140,8 @@ async fn control(
                     Ok(Err(_)) | Err(_) => Err(anyhow::anyhow!("the core thread panicked")),
                 };
             }
-            _ = sighup.recv() => load(startup, metrics, core, None),
-            Some(reply) = api_reloads.recv() => load(startup, metrics, core, Some(reply)),
+            _ = sighup.recv() => load(startup, metrics, core, gate, None),
+            Some(reply) = api_reloads.recv() => load(startup, metrics, core, gate, Some(reply)),
             _ = sigint.recv() => core.stop(),
             _ = sigterm.recv() => core.stop(),
         }
@@ -145,15 +149,38 @@ async fn control(
 }
 
 /// Reads the config for a reload on a blocking thread and hands the
-/// result to the core thread, which swaps it in.
-fn load(startup: &Startup, metrics: &Metrics, core: &CoreHandle, reply: Option<ReloadRequest>) {
-    let (startup, core) = (startup.clone(), core.clone());
+/// result to the core thread, which swaps it in; once it has, the HTTP
+/// access rules (`http.tokens` and the rest) follow.
+fn load(
+    startup: &Startup,
+    metrics: &Metrics,
+    core: &CoreHandle,
+    gate: &Gate,
+    reply: Option<ReloadRequest>,
+) {
+    let (startup, core, gate) = (startup.clone(), core.clone(), gate.clone());
     let records = metrics.cdr_records.clone();
     tokio::spawn(async move {
         let loaded = tokio::task::spawn_blocking(move || reload::load(&startup, &records)).await;
         match loaded {
             Ok(loaded) => {
-                let _ = core.reload(Reload { loaded, reply }).await;
+                let http = loaded.as_ref().ok().map(|(c, _, _)| c.http.clone());
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let reload = Reload {
+                    loaded,
+                    trigger: if reply.is_some() { "api" } else { "SIGHUP" },
+                    reply: Some(tx),
+                };
+                if core.reload(reload).await.is_err() {
+                    return; // shutting down: the API's request is dropped, which answers it
+                }
+                let Ok(result) = rx.await else { return };
+                if let (Ok(_), Some(http)) = (&result, &http) {
+                    gate.update(http);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
             }
             Err(e) => tracing::error!(error = %e, "reading the config for a reload failed"),
         }

@@ -149,6 +149,9 @@ pub struct Metrics {
     /// Call records by `written`, `dropped` (the writer fell behind) and
     /// `failed` (the file could not be written).
     pub cdr_records: Family<ResultLabel, Counter>,
+    /// HTTP requests refused by access control (`api::access`): `no_token`,
+    /// `bad_token`, `role`, `host`, `origin`.
+    pub http_refused: Family<ReasonLabel, Counter>,
     per_message: PerMessage,
 }
 
@@ -242,6 +245,7 @@ impl Metrics {
             origin_overflowed: Family::default(),
             origin_ended: Family::default(),
             cdr_records: Family::default(),
+            http_refused: Family::default(),
             registry: Registry::default(),
             per_message: PerMessage::default(),
         };
@@ -291,6 +295,11 @@ impl Metrics {
             "config_reloads",
             "Config reloads (SIGHUP, POST /api/v1/reload), by result",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "http_refused",
+            "HTTP requests refused by access control, by reason (no_token, bad_token, role, host, origin)",
+            m.http_refused.clone(),
         );
         registry.register(
             "origin_calls_offered",

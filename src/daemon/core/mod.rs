@@ -258,9 +258,11 @@ impl Core {
             restart.push("RTP port range and timeout (rtp:)".to_string());
             config.rtp = old.rtp;
         }
-        if config.http != old.http {
-            restart.push("HTTP listener (http:)".to_string());
-            config.http = old.http;
+        // Tokens and the rest of `http:` apply at once (daemon::load hands
+        // them to the API); only the listener waits for a restart.
+        if config.http.listen != old.http.listen {
+            restart.push("HTTP listener (http.listen)".to_string());
+            config.http.listen = old.http.listen;
         }
         if config.trunks != old.trunks {
             // Calls in progress count against their trunk by position.

@@ -169,8 +169,9 @@ fn get_json(d: &Daemon, path: &str) -> Value {
     }
 }
 
+/// A POST with the demo token (every change needs a token).
 fn post(d: &Daemon, path: &str, body: Option<&str>) -> (u16, Value) {
-    match http(d.http, "POST", path, body) {
+    match http_with(d.http, "POST", path, DEMO_AUTH, body).map(|(code, _, text)| (code, text)) {
         Ok((code, text)) => (code, json(d, &text, &format!("POST {path} ({code})"))),
         Err(e) => d.fail(format!("POST {path}: {e}")),
     }

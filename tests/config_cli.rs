@@ -346,3 +346,143 @@ fn demo_passwords_on_a_public_address_are_refused_before_binding() {
         "zentrale tried to open sockets before refusing:\n{stdout}{stderr}"
     );
 }
+
+/// `zentrale run` with HTTP on 0.0.0.0 refuses to start, before it opens a
+/// socket, when the config has no API token, and when it still has the
+/// demo token.
+#[test]
+fn http_off_loopback_needs_a_real_token_before_binding() {
+    let no_tokens = demo_copy("run-no-tokens");
+    let config = no_tokens.path().join("zentrale.yaml");
+    let yaml = fs::read_to_string(&config).expect("reading the copy");
+    let start = yaml.find("  tokens:\n").expect("the tokens block");
+    let end = yaml
+        .find("  open_reads:")
+        .expect("open_reads after the tokens");
+    fs::write(&config, format!("{}{}", &yaml[..start], &yaml[end..])).expect("writing");
+    // Real passwords, so that the only problem left is the token.
+    let yaml = fs::read_to_string(&config).expect("reading the copy");
+    fs::write(
+        &config,
+        yaml.replace("password: demo", "password: s3cret-1"),
+    )
+    .expect("writing");
+    let demo_token = demo_copy("run-demo-token");
+    let config2 = demo_token.path().join("zentrale.yaml");
+    let yaml = fs::read_to_string(&config2).expect("reading the copy");
+    fs::write(
+        &config2,
+        yaml.replace("password: demo", "password: s3cret-1"),
+    )
+    .expect("writing");
+
+    for (dir, says) in [
+        (&no_tokens, "no API token in `http.tokens`"),
+        (&demo_token, "the demo API token"),
+    ] {
+        let config = dir.path().join("zentrale.yaml");
+        let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let port = free_tcp_port();
+        // Held on loopback: a zentrale that bound 0.0.0.0:PORT would fail
+        // to bind rather than listen beyond loopback.
+        let guard = TcpListener::bind((LOCALHOST, port)).expect("holding the HTTP port");
+        let (rtp_first, rtp_last) = free_udp_range(20);
+        let out = zentrale(
+            &[
+                "run",
+                "--config",
+                config.to_str().expect("utf-8 path"),
+                "--sip-listen",
+                &sip.to_string(),
+                "--http-listen",
+                &format!("0.0.0.0:{port}"),
+                "--rtp-ports",
+                &format!("{rtp_first}-{rtp_last}"),
+            ],
+            dir.path(),
+        );
+        drop(guard);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(!out.status.success(), "zentrale ran on 0.0.0.0 ({says})");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(says))
+            .unwrap_or_else(|| panic!("no refusal saying {says:?} in stderr:\n{stderr}"));
+        assert!(
+            line.starts_with(&format!("{}:", config.display()))
+                && line.contains(&format!("0.0.0.0:{port} (set by --http-listen)")),
+            "the refusal should name the file and the address: {line:?}"
+        );
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(": ")).count(),
+            2,
+            "want the one problem and the `did not start` line:\n{stderr}"
+        );
+        assert!(
+            !stdout.contains("zentrale is up") && !stderr.contains("cannot bind"),
+            "zentrale opened sockets before refusing:\n{stdout}{stderr}"
+        );
+        assert!(
+            UdpSocket::bind(sip).is_ok(),
+            "the SIP port {sip} is taken after zentrale refused to start"
+        );
+    }
+}
+
+/// `zentrale check` refuses a prompt cut short and one in the wrong format,
+/// each at the place the dialplan names it, with the file and the reason.
+#[test]
+fn check_refuses_unplayable_prompts() {
+    let dir = demo_copy("check-prompts");
+    // Own sounds directory: links to the real prompts, two replaced.
+    let sounds = dir.path().join("sounds");
+    fs::remove_file(&sounds).expect("unlinking sounds/");
+    fs::create_dir(&sounds).expect("creating sounds/");
+    for entry in fs::read_dir(repo().join("sounds")).expect("reading sounds/") {
+        let p = entry.expect("sounds entry").path();
+        std::os::unix::fs::symlink(&p, sounds.join(p.file_name().unwrap())).expect("linking");
+    }
+    let whole = fs::read(repo().join("sounds/greeting-krefeld.wav")).expect("reading");
+    fs::remove_file(sounds.join("greeting-krefeld.wav")).expect("unlinking");
+    fs::write(sounds.join("greeting-krefeld.wav"), &whole[..44 + 8000]).expect("writing");
+    // 16 kHz instead of 8 kHz: the bytes of the real one, the rate changed.
+    let mut wide = fs::read(repo().join("sounds/greeting-quickborn.wav")).expect("reading");
+    wide[24..28].copy_from_slice(&16000u32.to_le_bytes());
+    fs::remove_file(sounds.join("greeting-quickborn.wav")).expect("unlinking");
+    fs::write(sounds.join("greeting-quickborn.wav"), wide).expect("writing");
+
+    let config = dir.path().join("zentrale.yaml");
+    let out = zentrale(
+        &["check", "--config", config.to_str().expect("utf-8 path")],
+        dir.path(),
+    );
+    assert!(!out.status.success(), "check accepted a cut greeting");
+    let place = |file: &str, name: &str| {
+        let path = dir.path().join(file);
+        let text = fs::read_to_string(&path).expect("reading a dialplan");
+        let (i, l) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(&format!("greeting: {name}")))
+            .expect("the greeting line");
+        format!(
+            "{}:{}:{}: ",
+            path.display(),
+            i + 1,
+            l.find(name).unwrap() + 1
+        )
+    };
+    check_report(
+        &text(&out.stderr),
+        &[
+            (
+                place("dialplans/krefeld.yaml", "greeting-krefeld"),
+                "greeting-krefeld.wav it is cut short",
+            ),
+            (
+                place("dialplans/quickborn.yaml", "greeting-quickborn"),
+                "16000 Hz mono 16-bit PCM",
+            ),
+        ],
+    );
+}

@@ -111,7 +111,7 @@ fn wait_no_calls(d: &Daemon, what: &str) {
     });
 }
 
-/// One HTTP/1.1 POST without a body: (status, body).
+/// One HTTP/1.1 POST without a body, with the demo token: (status, body).
 fn http_post(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let timeout = Duration::from_secs(10);
     let mut s =
@@ -119,7 +119,7 @@ fn http_post(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     s.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{DEMO_AUTH}Content-Length: 0\r\n\r\n"
     );
     s.write_all(req.as_bytes())
         .map_err(|e| format!("write: {e}"))?;

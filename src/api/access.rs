@@ -145,7 +145,10 @@ impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = self.inner.policy.load();
         f.debug_struct("Gate")
-            .field("tokens", &p.tokens.iter().map(|t| &*t.name).collect::<Vec<_>>())
+            .field(
+                "tokens",
+                &p.tokens.iter().map(|t| &*t.name).collect::<Vec<_>>(),
+            )
             .field("open_reads", &p.open_reads)
             .field("open_metrics", &p.open_metrics)
             .finish()
@@ -523,7 +526,10 @@ mod tests {
     #[test]
     fn tokens_are_known_by_their_secret_only() {
         let p = Policy::new(&http());
-        let t = p.identify(Some(&bearer("super-secret-0123456789"))).unwrap().unwrap();
+        let t = p
+            .identify(Some(&bearer("super-secret-0123456789")))
+            .unwrap()
+            .unwrap();
         assert_eq!((&*t.name, t.role), ("leitstand", Role::Supervisor));
         let lower = HeaderValue::from_static("bearer read-secret-0123456789");
         assert_eq!(p.identify(Some(&lower)).unwrap().unwrap().role, Role::Read);
@@ -535,14 +541,21 @@ mod tests {
             HeaderValue::from_static("Basic c3VwZXI6c2VjcmV0"),
             HeaderValue::from_static("super-secret-0123456789"),
         ] {
-            assert_eq!(p.identify(Some(&bad)).unwrap_err(), Refusal::BadToken, "{bad:?}");
+            assert_eq!(
+                p.identify(Some(&bad)).unwrap_err(),
+                Refusal::BadToken,
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn roles_include_the_lower_ones() {
         assert_eq!(decide(Role::Read, false, Some(Role::Admin)), Ok(()));
-        assert_eq!(decide(Role::Supervisor, false, Some(Role::Supervisor)), Ok(()));
+        assert_eq!(
+            decide(Role::Supervisor, false, Some(Role::Supervisor)),
+            Ok(())
+        );
         assert_eq!(
             decide(Role::Admin, false, Some(Role::Supervisor)),
             Err(Refusal::Role {
@@ -601,7 +614,10 @@ mod tests {
     fn debug_shows_names_not_secrets() {
         let gate = Gate::new(&http(), Family::default());
         let text = format!("{gate:?} {:?}", http());
-        assert!(text.contains("wallboard") && text.contains("leitstand"), "{text}");
+        assert!(
+            text.contains("wallboard") && text.contains("leitstand"),
+            "{text}"
+        );
         assert!(!text.contains("secret-0123456789"), "{text}");
     }
 }

@@ -55,13 +55,15 @@ fn log_change(who: &access::Caller, what: std::fmt::Arguments<'_>) {
         .as_ref()
         .map(|t| t.name.clone())
         .unwrap_or_else(|| "-".into());
-    if let Some(admit) = CHANGES.admit(name.clone(), Instant::now()) {
-        tracing::info!(
+    match CHANGES.admit(name.clone(), Instant::now()) {
+        Some(admit) if admit.suppressed > 0 => tracing::info!(
             token = %name,
             client = %who.addr,
             suppressed = admit.suppressed,
             "{what}"
-        );
+        ),
+        Some(_) => tracing::info!(token = %name, client = %who.addr, "{what}"),
+        None => {}
     }
 }
 
@@ -399,7 +401,10 @@ pub struct ReloadView {
 }
 
 async fn reload(who: Authorized<Administer>, State(state): State<ApiState>) -> Response {
-    log_change(&who.caller, format_args!("config reload asked for by the API"));
+    log_change(
+        &who.caller,
+        format_args!("config reload asked for by the API"),
+    );
     let (tx, rx) = oneshot::channel();
     if state.reload.send(tx).await.is_err() {
         return error(

@@ -1216,6 +1216,17 @@ impl Loader<'_> {
             return; // the `sounds:` key itself was bad; that error is reported
         };
         if sounds.names.contains(name) {
+            if let Err(reason) = sounds.check(name) {
+                self.d.at(
+                    file,
+                    pos,
+                    format!(
+                        "sound `{name}` cannot be played: {} {reason}",
+                        sounds.dir.join(format!("{name}.wav")).display()
+                    ),
+                    PROMPT_HINT,
+                );
+            }
             return;
         }
         let mut hint = "run sounds/make-sounds.sh to make the prompts, or fix the name".to_string();
@@ -1315,11 +1326,19 @@ struct Items<T> {
     complete: bool,
 }
 
+/// What to do about a prompt file that cannot be played.
+const PROMPT_HINT: &str = "prompts must be 8000 Hz mono 16-bit PCM WAV of at least 200 ms; \
+                           regenerate it with sounds/make-sounds.sh or convert it with \
+                           `sox IN -r 8000 -c 1 -b 16 OUT.wav`";
+
 /// The `.wav` files present in the sounds directory.
 struct Sounds {
     dir: PathBuf,
     dir_exists: bool,
     names: BTreeSet<String>,
+    /// [`crate::media::wav::check_prompt`] of each name looked at, so a
+    /// prompt named in many places is read once.
+    checked: std::cell::RefCell<HashMap<String, Result<(), String>>>,
 }
 
 impl Sounds {
@@ -1340,7 +1359,20 @@ impl Sounds {
             dir: dir.to_path_buf(),
             dir_exists,
             names,
+            checked: Default::default(),
         }
+    }
+
+    /// Whether the present file of `name` can be played (format, length,
+    /// not cut short); `Err`: why not. Reads each file once.
+    fn check(&self, name: &str) -> Result<(), String> {
+        self.checked
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                crate::media::wav::check_prompt(&self.dir.join(format!("{name}.wav"))).map(|_| ())
+            })
+            .clone()
     }
 }
 

@@ -35,17 +35,31 @@ impl Fixture {
         self
     }
 
+    /// Playable prompts (`zentrale check` reads them): 250 ms of silence.
     fn sounds(&self, names: &[&str]) -> &Self {
         for n in names {
-            self.file(&format!("sounds/{n}.wav"), "");
+            self.wav(&format!("sounds/{n}.wav"));
         }
+        self
+    }
+
+    fn wav(&self, name: &str) -> &Self {
+        let bytes = crate::media::wav::wav_bytes(
+            8000,
+            1,
+            16,
+            1,
+            &[],
+            &crate::media::wav::pcm_bytes(&[0; 2000]),
+        );
+        std::fs::write(self.dir.join(name), bytes).expect("write wav");
         self
     }
 
     /// The fixed ACD prompts and the default music, which every config needs.
     fn acd_sounds(&self) -> &Self {
         for n in acd_prompts() {
-            self.file(&format!("sounds/{n}.wav"), "");
+            self.wav(&format!("sounds/{n}.wav"));
         }
         self.sounds(&["moh"])
     }
@@ -2404,4 +2418,176 @@ fn a_broken_hours_section_is_one_error() {
     assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
     let e = found_at(&errs, "unknown key `stat`", &a_yaml(&f), a, "stat");
     assert!(e.hint.contains("did you mean `state`?"), "{e}");
+}
+
+// ---- HTTP access: tokens, roles, hosts, origins ----------------------------
+
+#[test]
+fn api_tokens_inline_from_a_file_and_from_the_environment() {
+    let var = format!("ZENTRALE_TEST_TOKEN_{}", std::process::id());
+    // SAFETY: the variable's name is unique to this test.
+    unsafe { std::env::set_var(&var, "env-secret-0123456789abcdef\n") };
+    let main = format!(
+        "{MAIN}http:\n  tokens:\n    - {{ name: board, token: inline-secret-0123456789, role: read }}\n    - {{ name: sup, token_file: sup.token, role: supervisor }}\n    - {{ name: ops, token_env: {var}, role: admin }}\n  open_reads: true\n  allowed_hosts: [Zentrale.Example, \"board.example:9000\"]\n  allowed_origins: [\"https://leitstand.example\"]\n"
+    );
+    let f = small(&main, DIALPLAN_A);
+    f.file("sup.token", "file-secret-0123456789abcdef\n");
+    let cfg = f
+        .load(&Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<(&str, &str, Role)> = cfg
+        .http
+        .tokens
+        .iter()
+        .map(|t| (t.name.as_str(), t.secret.as_str(), t.role))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("board", "inline-secret-0123456789", Role::Read),
+            ("sup", "file-secret-0123456789abcdef", Role::Supervisor),
+            ("ops", "env-secret-0123456789abcdef", Role::Admin),
+        ]
+    );
+    assert!(cfg.http.open_reads && cfg.http.open_metrics);
+    assert_eq!(
+        cfg.http.allowed_hosts,
+        ["zentrale.example", "board.example:9000"]
+    );
+    assert_eq!(cfg.http.allowed_origins, ["https://leitstand.example"]);
+    // Secrets never show in a `{:?}` of the config.
+    let debug = format!("{cfg:?}");
+    assert!(debug.contains("\"board\"") && debug.contains("<redacted>"));
+    for secret in ["inline-secret", "file-secret", "env-secret"] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+    // Defaults: no tokens, reads closed, metrics open.
+    let cfg = small(MAIN, DIALPLAN_A)
+        .load(&Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.http.tokens.is_empty() && !cfg.http.open_reads && cfg.http.open_metrics);
+    unsafe { std::env::remove_var(&var) };
+}
+
+#[test]
+fn bad_api_tokens_are_refused_at_their_place() {
+    let main = format!(
+        "{MAIN}http:
+  tokens:
+    - {{ name: short, token: abc123, role: read }}
+    - {{ name: spaced, token: \"has spaces in it 0123456789\", role: read }}
+    - {{ name: nofile, token_file: missing.token, role: read }}
+    - {{ name: noenv, token_env: ZENTRALE_TEST_UNSET_VARIABLE, role: read }}
+    - {{ name: both, token: both-secret-0123456789, token_file: x, role: read }}
+    - {{ name: boss, token: boss-secret-0123456789, role: king }}
+    - {{ name: twin, token: twin-secret-0123456789, role: read }}
+    - {{ name: twin2, token: twin-secret-0123456789, role: read }}
+  allowed_hosts: [\"http://zentrale.example/\"]
+  allowed_origins: [\"leitstand.example\"]
+"
+    );
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    let base = MAIN.lines().count();
+    let e = find(&errs, "API token `short`");
+    assert!(
+        e.message.contains("too short (6 characters, at least 16)"),
+        "{e}"
+    );
+    assert!(
+        !e.to_string().contains("abc123"),
+        "the secret is echoed: {e}"
+    );
+    at(e, &f.main(), base + 3, 29);
+    let e = find(&errs, "API token `spaced`");
+    assert!(
+        e.message.contains("characters a bearer token cannot carry"),
+        "{e}"
+    );
+    let e = find(&errs, "cannot read the API token file");
+    at(e, &f.main(), base + 5, 35);
+    let e = find(&errs, "ZENTRALE_TEST_UNSET_VARIABLE");
+    assert!(e.hint.contains("token_file"), "{e}");
+    find(&errs, "API token `both` needs exactly one of");
+    let e = find(&errs, "unknown API role `king`");
+    assert!(e.hint.contains("supervisor"), "{e}");
+    let e = find(&errs, "same secret as token `twin`");
+    assert!(!e.to_string().contains("twin-secret"), "{e}");
+    find(&errs, "is not a host for `allowed_hosts`");
+    find(&errs, "is not an origin for `allowed_origins`");
+    assert_eq!(errs.len(), 9, "{}", ConfigErrors(errs.clone()));
+}
+
+#[test]
+fn http_off_loopback_needs_a_token_and_not_the_demo_one() {
+    // No token at all.
+    let main = format!("{MAIN}http:\n  listen: 0.0.0.0:8080\n");
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "no API token in `http.tokens`");
+    assert!(e.message.contains("0.0.0.0:8080"), "{e}");
+    at(e, &f.main(), MAIN.lines().count() + 2, 11);
+    // The same by the command line, and fine on loopback.
+    let f = small(MAIN, DIALPLAN_A);
+    let ov = Overrides {
+        http_listen: Some(addr("0.0.0.0:8080")),
+        ..Overrides::default()
+    };
+    let errs = f.load(&ov).expect_err("no tokens on 0.0.0.0").0;
+    find(&errs, "(set by --http-listen)");
+    f.load(&Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The demo token is refused off loopback, a real one is fine.
+    let main = format!(
+        "{MAIN}http:\n  listen: 0.0.0.0:8080\n  tokens:\n    - {{ name: demo, token: demo-token-change-me, role: admin }}\n"
+    );
+    let errs = small(&main, DIALPLAN_A).errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    find(&errs, "the demo API token");
+    let main = main.replace("demo-token-change-me", "a0b1c2d3e4f5a6b7c8d9");
+    small(&main, DIALPLAN_A)
+        .load(&Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The demo config ships the demo token.
+    let demo_cfg = demo()
+        .load(&Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(demo_cfg.http.tokens.len(), 1);
+    assert_eq!(demo_cfg.http.tokens[0].secret, crate::config::DEMO_TOKEN);
+}
+
+#[test]
+fn unplayable_prompts_are_refused_where_they_are_named() {
+    let f = small(MAIN, DIALPLAN_A);
+    // A greeting cut to 100 ms: a copy that did not finish.
+    let bytes = crate::media::wav::wav_bytes(
+        8000,
+        1,
+        16,
+        1,
+        &[],
+        &crate::media::wav::pcm_bytes(&[0; 800]),
+    );
+    std::fs::write(f.dir.join("sounds/hello.wav"), bytes).expect("write");
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    let e = find(&errs, "sound `hello` cannot be played");
+    assert!(
+        e.message.contains("hello.wav") && e.message.contains("100 ms"),
+        "{e}"
+    );
+    assert!(e.hint.contains("8000 Hz mono 16-bit"), "{e}");
+    at(e, &f.dir.join("a.yaml"), 5, 15);
+    // A stereo file.
+    let bytes = crate::media::wav::wav_bytes(44100, 2, 16, 1, &[], &[0; 40000]);
+    std::fs::write(f.dir.join("sounds/hello.wav"), bytes).expect("write");
+    let e = find(&f.errors(), "sound `hello` cannot be played").clone();
+    assert!(e.message.contains("44100 Hz stereo"), "{e}");
+    // A fixed ACD prompt that is empty.
+    f.wav("sounds/hello.wav");
+    std::fs::write(f.dir.join("sounds/agent-paused.wav"), "").expect("write");
+    let errs = f.errors();
+    assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
+    find(&errs, "ACD prompt `agent-paused` cannot be played");
 }

@@ -5,6 +5,7 @@
 //! sounds directory until a caller hears it.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::error::MediaError;
 
@@ -50,7 +51,65 @@ struct Fmt {
     bits: u16,
 }
 
+/// The shortest prompt accepted by [`check_prompt`]: anything shorter is a
+/// cut or empty file, not a greeting.
+pub const MIN_PROMPT: Duration = Duration::from_millis(200);
+
+/// Checks a prompt file as the config check does (`zentrale check`, start,
+/// reload): 8 kHz mono 16-bit PCM, at least [`MIN_PROMPT`] long, and not
+/// cut short (a `data` chunk that says it holds more than the file has).
+/// `Ok`: its playing time; `Err`: what is wrong, without the path.
+///
+/// ```no_run
+/// match zentrale::media::wav::check_prompt("sounds/greeting-kassel.wav".as_ref()) {
+///     Ok(length) => println!("{} ms", length.as_millis()),
+///     Err(reason) => eprintln!("greeting-kassel.wav: {reason}"),
+/// }
+/// ```
+pub fn check_prompt(path: &Path) -> Result<Duration, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let data = locate_data(&bytes).map_err(|e| match e {
+        WavProblem::NotWav(reason) => reason,
+        WavProblem::Format(found) => format!("it is {found}"),
+    })?;
+    let ms = |octets: usize| octets as u64 / 2 * 1000 / 8000;
+    // Streaming writers put 0 or a huge placeholder in the size they could
+    // not know; only a plausible size that the file does not hold means
+    // the file was cut.
+    if data.declared > data.present.len() && data.declared != 0 && data.declared < 0x7FFF_0000 {
+        return Err(format!(
+            "it is cut short: its data chunk says {} ms, the file holds {} ms",
+            ms(data.declared),
+            ms(data.present.len())
+        ));
+    }
+    let length = Duration::from_millis(ms(data.present.len()));
+    if length < MIN_PROMPT {
+        return Err(format!(
+            "it holds {} ms of audio, less than the {} ms a prompt needs",
+            length.as_millis(),
+            MIN_PROMPT.as_millis()
+        ));
+    }
+    Ok(length)
+}
+
+/// The `data` chunk of a usable WAVE file: what its header says it holds
+/// and what the file holds of it.
+struct Data<'a> {
+    declared: usize,
+    present: &'a [u8],
+}
+
 fn parse_wav(bytes: &[u8]) -> Result<Vec<i16>, WavProblem> {
+    Ok(locate_data(bytes)?
+        .present
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect())
+}
+
+fn locate_data(bytes: &[u8]) -> Result<Data<'_>, WavProblem> {
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
         return Err(WavProblem::NotWav("not a RIFF/WAVE file".into()));
     }
@@ -68,10 +127,10 @@ fn parse_wav(bytes: &[u8]) -> Result<Vec<i16>, WavProblem> {
                     WavProblem::NotWav("\"data\" chunk before \"fmt \" chunk".into())
                 })?;
                 check_format(&fmt)?;
-                return Ok(body[..len]
-                    .chunks_exact(2)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                    .collect());
+                return Ok(Data {
+                    declared: size,
+                    present: &body[..len],
+                });
             }
             _ => {}
         }
@@ -234,6 +293,55 @@ mod tests {
         }
         let missing = load_wav(&dir.join("missing.wav")).unwrap_err();
         assert!(matches!(missing, MediaError::Io { .. }));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn prompt_check_wants_200_ms_whole_and_the_right_format() {
+        let dir = temp_dir("check");
+        let write = |name: &str, bytes: Vec<u8>| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        let ok = write(
+            "ok.wav",
+            wav_bytes(8000, 1, 16, 1, &[], &pcm_bytes(&[0; 1600])),
+        );
+        assert_eq!(check_prompt(&ok), Ok(Duration::from_millis(200)));
+        let short = write(
+            "short.wav",
+            wav_bytes(8000, 1, 16, 1, &[], &pcm_bytes(&[0; 1599])),
+        );
+        let err = check_prompt(&short).unwrap_err();
+        assert!(err.contains("199 ms") && err.contains("200 ms"), "{err}");
+        // 2 s announced, 0.5 s there: cut by a copy that did not finish.
+        let mut cut = wav_bytes(8000, 1, 16, 1, &[], &pcm_bytes(&[0; 16000]));
+        cut.truncate(44 + 8000);
+        let cut = write("cut.wav", cut);
+        let err = check_prompt(&cut).unwrap_err();
+        assert!(
+            err.contains("cut short") && err.contains("2000 ms") && err.contains("500 ms"),
+            "{err}"
+        );
+        // A streaming writer's placeholder size is not a cut.
+        let mut streamed = wav_bytes(8000, 1, 16, 1, &[], &pcm_bytes(&[0; 4000]));
+        streamed[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        let streamed = write("streamed.wav", streamed);
+        assert_eq!(check_prompt(&streamed), Ok(Duration::from_millis(500)));
+        let stereo = write("stereo.wav", wav_bytes(8000, 2, 16, 1, &[], &[0; 6400]));
+        assert!(
+            check_prompt(&stereo)
+                .unwrap_err()
+                .contains("8000 Hz stereo 16-bit PCM")
+        );
+        let header_only = write("header.wav", b"RIFF\0\0\0\0WAVEfmt ".to_vec());
+        assert!(check_prompt(&header_only).is_err());
+        assert!(
+            check_prompt(&dir.join("missing.wav"))
+                .unwrap_err()
+                .contains("cannot read")
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

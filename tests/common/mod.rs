@@ -540,6 +540,12 @@ pub fn set_rtp_timeout(yaml: &str, secs: u64) -> String {
 // HTTP and metrics
 // ---------------------------------------------------------------------------
 
+/// The demo config's API token (role admin): every POST to the API needs it.
+pub const DEMO_TOKEN: &str = "demo-token-change-me";
+
+/// The header line (with CRLF) that carries [`DEMO_TOKEN`].
+pub const DEMO_AUTH: &str = "Authorization: Bearer demo-token-change-me\r\n";
+
 /// A minimal `GET` over a raw TCP connection: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), String> {
     let mut s =

@@ -204,10 +204,22 @@ impl Loader<'_> {
 
     /// The fixed ACD prompts must all be there; one error lists those missing.
     pub(super) fn acd_prompts(&mut self, sounds: &Sounds, pos: Pos) {
-        let missing: Vec<String> = acd_prompts()
+        let (present, missing): (Vec<String>, Vec<String>) = acd_prompts()
             .into_iter()
-            .filter(|n| !sounds.names.contains(n))
-            .collect();
+            .partition(|n| sounds.names.contains(n));
+        for name in present {
+            if let Err(reason) = sounds.check(&name) {
+                self.d.at(
+                    self.path,
+                    pos,
+                    format!(
+                        "ACD prompt `{name}` cannot be played: {} {reason}",
+                        sounds.dir.join(format!("{name}.wav")).display()
+                    ),
+                    super::PROMPT_HINT,
+                );
+            }
+        }
         if missing.is_empty() {
             return;
         }

@@ -72,7 +72,7 @@ impl Loader<'_> {
                     self.path,
                     tpos,
                     format!(
-                        "HTTP listens on {listen}{via}, reachable from other hosts, while the demo API token \"{DEMO_TOKEN}\" is configured"
+                        "the demo API token \"{DEMO_TOKEN}\" is configured while HTTP is reachable from other hosts on {listen}{via}"
                     ),
                     "replace it with a secret of your own (`openssl rand -hex 32`) or listen on 127.0.0.1",
                 );
@@ -81,7 +81,7 @@ impl Loader<'_> {
                     self.path,
                     pos,
                     format!(
-                        "HTTP listens on {listen}{via}, reachable from other hosts, but `http.tokens` lists no API token"
+                        "no API token in `http.tokens` while HTTP is reachable from other hosts on {listen}{via}"
                     ),
                     "add a token for each client under `http.tokens` (see zentrale.yaml) or listen on 127.0.0.1",
                 );

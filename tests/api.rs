@@ -405,3 +405,61 @@ fn reload_with_a_truncated_prompt_keeps_the_old_config() {
     );
     caller.hang_up(&d);
 }
+
+/// 300 malformed SIP requests from one source: each answered 400 and
+/// counted, but the log gets one `SIP request refused` line for them, not
+/// 300 (the rate-limited log facility on the core's refusals).
+#[test]
+fn refused_sip_requests_are_logged_rate_limited() {
+    let d = Daemon::start();
+    let peer = SipUdp::new(d.sip);
+    let started = Instant::now();
+    for i in 0..300 {
+        // No Call-ID: screening answers 400.
+        peer.send(&format!(
+            "OPTIONS sip:zentrale@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-bad-{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p{i}\r\nTo: <sip:zentrale@{sip}>\r\n\
+             CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            sip = d.sip,
+            me = peer.local
+        ));
+        if i % 50 == 49 {
+            // Let the core keep up; loopback UDP drops when a buffer is full.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let answered = (0..300)
+        .map_while(|_| peer.recv(Duration::from_secs(2)))
+        .filter(|m| m.status() == Some(400))
+        .count();
+    let flood = started.elapsed();
+    d.check(answered == 300, || {
+        format!("{answered} of 300 malformed requests answered 400")
+    });
+    let counted = d.wait_metric(
+        "zentrale_sip_rejected_total{reason=\"malformed\"}",
+        Duration::from_secs(5),
+        |v| v >= 300.0,
+    );
+    d.check(counted == 300.0, || {
+        format!("{counted} malformed requests counted, want 300")
+    });
+    let lines: Vec<String> = d
+        .log_tail(10_000)
+        .lines()
+        .filter(|l| l.contains("SIP request refused"))
+        .map(str::to_owned)
+        .collect();
+    let windows = flood.as_secs() / 10 + 1;
+    d.check(!lines.is_empty() && lines.len() as u64 <= windows, || {
+        format!(
+            "300 refusals in {flood:?} wrote {} log lines, want 1 to {windows}:\n{}",
+            lines.len(),
+            lines.join("\n")
+        )
+    });
+    d.check(
+        lines[0].contains("reason=\"malformed\"") || lines[0].contains("reason=malformed"),
+        || format!("the refusal line does not give the reason: {}", lines[0]),
+    );
+}

@@ -51,6 +51,23 @@ use routing::Next;
 /// Seconds an overloaded zentrale asks callers to wait before retrying.
 const RETRY_AFTER_OVERLOAD: u32 = 5;
 
+/// Refused requests are logged at most once per 10 s per source address,
+/// with the count of those left out (a scanner or a broken peer must not
+/// fill the log); every refusal still counts in `zentrale_sip_rejected_total`.
+static REFUSED: crate::logging::limit::KeyedLogLimit<IpAddr> =
+    crate::logging::limit::KeyedLogLimit::new(Duration::from_secs(10), 1);
+
+fn log_refused(
+    peer: std::net::SocketAddr,
+    status: impl std::fmt::Display,
+    reason: &str,
+    now: Instant,
+) {
+    if let Some(admit) = REFUSED.admit(peer.ip(), now) {
+        warn!(%peer, %status, reason, suppressed = admit.suppressed, "SIP request refused");
+    }
+}
+
 /// Passwords of agents (by extension) and trunks (by username).
 struct AccountBook {
     agents: HashMap<String, String>,
@@ -319,7 +336,7 @@ impl Core {
             Screened::Ack(ack) => self.on_borrowed_ack(ack, peer, now),
             Screened::Response(resp) => self.on_response(*resp, now, out),
             Screened::Reject { status, response } => {
-                debug!(%status, peer = %peer.addr, "request refused by screening");
+                log_refused(peer.addr, status, "malformed", now);
                 self.metrics.rejected("malformed");
                 self.metrics.response_sent(status);
                 out.push(Transmit {
@@ -435,6 +452,7 @@ impl Core {
         }
         if self.calls.len() >= self.config.sip.max_calls {
             self.metrics.rejected("overload");
+            log_refused(peer.addr, 503, "overload", now);
             return self.respond(&key, &overloaded(&req), now, out);
         }
         if self.calls.contains_key(call_id_of(&req)) {
@@ -733,6 +751,7 @@ impl Core {
             .position(|t| t.sources.iter().any(|c| c.contains(peer.addr.ip())));
         let Some(i) = trunk else {
             self.metrics.rejected("source_not_allowed");
+            log_refused(peer.addr, 403, "source_not_allowed", now);
             let mut resp = response(req, StatusCode::Forbidden);
             warning(
                 &mut resp,

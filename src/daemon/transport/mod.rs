@@ -132,7 +132,7 @@ impl Transports {
     fn send_tcp(&self, t: Transmit) {
         if let Some(w) = self.writers.get(&t.peer.addr) {
             if w.try_send(t.bytes).is_err() {
-                warn!(to = %t.peer.addr, "TCP connection backlog full; message dropped");
+                crate::limited!(warn, every = 10, to = %t.peer.addr, "TCP connection backlog full; message dropped");
             }
             return;
         }
@@ -147,6 +147,11 @@ impl Transports {
     }
 }
 
+/// Connect failures logged per peer: once per 10 s, with a count (every
+/// response and request to an unreachable phone tries again).
+static CONNECT_FAILED: crate::logging::limit::KeyedLogLimit<SocketAddr> =
+    crate::logging::limit::KeyedLogLimit::new(std::time::Duration::from_secs(10), 1);
+
 async fn accept_loop(listener: TcpListener, local: SocketAddr, writers: Writers, core: CoreHandle) {
     loop {
         match listener.accept().await {
@@ -160,7 +165,8 @@ async fn accept_loop(listener: TcpListener, local: SocketAddr, writers: Writers,
                 ));
             }
             Err(e) => {
-                warn!(error = %e, "TCP accept failed");
+                // At the fd limit this fails for every connection attempt.
+                crate::limited!(warn, every = 10, error = %e, "TCP accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
@@ -181,7 +187,11 @@ async fn connect(
             let _ = tx.try_send(first);
             run_connection(stream, remote, local, tx, rx, writers, core).await;
         }
-        Err(e) => warn!(to = %remote, error = %e, "TCP connect failed"),
+        Err(e) => {
+            if let Some(admit) = CONNECT_FAILED.admit(remote, std::time::Instant::now()) {
+                warn!(to = %remote, error = %e, suppressed = admit.suppressed, "TCP connect failed");
+            }
+        }
     }
 }
 

@@ -28,7 +28,7 @@
 //!     .route("/wallboard/data", get(board))
 //!     .route_layer(gate.require::<Read>())         // GET: a read token, unless open_reads
 //!     .route("/wallboard/pause-all", post(pause_all)); // the handler's argument demands supervisor
-//! let app = wallboard
+//! let app: Router = wallboard
 //!     .layer(axum::middleware::from_fn_with_state(gate.clone(), zentrale::api::access::guard))
 //!     .with_state(gate);
 //! ```

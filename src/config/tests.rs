@@ -2425,7 +2425,8 @@ fn a_broken_hours_section_is_one_error() {
 #[test]
 fn api_tokens_inline_from_a_file_and_from_the_environment() {
     let var = format!("ZENTRALE_TEST_TOKEN_{}", std::process::id());
-    // SAFETY: the variable's name is unique to this test.
+    // SAFETY: the name is unique to this test and std's own environment
+    // access is locked; nothing in these tests reads it through libc.
     unsafe { std::env::set_var(&var, "env-secret-0123456789abcdef\n") };
     let main = format!(
         "{MAIN}http:\n  tokens:\n    - {{ name: board, token: inline-secret-0123456789, role: read }}\n    - {{ name: sup, token_file: sup.token, role: supervisor }}\n    - {{ name: ops, token_env: {var}, role: admin }}\n  open_reads: true\n  allowed_hosts: [Zentrale.Example, \"board.example:9000\"]\n  allowed_origins: [\"https://leitstand.example\"]\n"

@@ -59,7 +59,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Serves the routes on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
+pub async fn serve(listener: crate::daemon::connections::GuardedListener, state: ApiState) {
     if let Err(e) = axum::serve(listener, router(state)).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }

@@ -7,6 +7,7 @@
 
 mod acd;
 mod dialplan;
+mod limits;
 mod numbers;
 mod queues;
 mod refs;
@@ -398,6 +399,8 @@ impl Loader<'_> {
             nonce_ttl: Duration::from_secs(raw.nonce_ttl_secs.value),
             min_se: raw.min_se.value,
             session_expires: raw.session_expires.value,
+            limits: self.sip_limits(raw.limits, key),
+            connections: self.connections(raw.connections, key, super::ConnectionLimits::SIP),
         }
     }
 
@@ -550,7 +553,10 @@ impl Loader<'_> {
                 addr
             }
         };
-        HttpConfig { listen }
+        HttpConfig {
+            listen,
+            connections: self.connections(raw.connections, key, super::ConnectionLimits::HTTP),
+        }
     }
 
     /// `cdr:`; `None` after an error (recorded) too. Opens the file once,

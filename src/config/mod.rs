@@ -20,6 +20,7 @@
 mod acd;
 mod cidr;
 mod error;
+mod limits;
 mod load;
 mod raw;
 mod target;
@@ -37,6 +38,7 @@ pub use acd::{
 };
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
+pub use limits::{ConnectionLimits, SipLimits};
 pub use target::{QueueRef, Target};
 
 use crate::dialplan::{MenuSpec, Overflow, Schedule, SurgeLimits};
@@ -97,6 +99,10 @@ pub struct SipConfig {
     pub min_se: u32,
     /// Session-Expires we ask for, seconds (default 1800).
     pub session_expires: u32,
+    /// Transaction caps, per-source rates, Contacts per REGISTER (`limits:`).
+    pub limits: SipLimits,
+    /// SIP-over-TCP connection limits (`connections:`).
+    pub connections: ConnectionLimits,
 }
 
 /// REGISTER expiry bounds in seconds: shorter requests get 423 Interval Too Brief,
@@ -133,6 +139,8 @@ pub struct RtpConfig {
 pub struct HttpConfig {
     /// Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Connection limits (`connections:`).
+    pub connections: ConnectionLimits,
 }
 
 /// Call detail records: one JSON line per hotline call when it ends (see

@@ -1194,6 +1194,57 @@ mod tests {
         );
         assert!(matches!(t.on_response(r, now).0, Incoming::Stray));
     }
+
+    #[test]
+    fn a_stateless_answer_keeps_nothing_and_sources_are_counted() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let ip = udp_peer().addr.ip();
+        let (Incoming::Request { key, request }, _) =
+            t.on_request(req("INVITE", "z9hG4bK5"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        let (Incoming::Request { key: other, .. }, _) =
+            t.on_request(req("OPTIONS", "z9hG4bK6"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        assert_eq!(t.server_count_of(ip), 2);
+        let forbidden =
+            super::super::message::response(&request, rsipstack::sip::StatusCode::Forbidden);
+        let sent = t.respond_stateless(
+            &key,
+            403,
+            || super::super::message::encode_response(&forbidden),
+            now,
+        );
+        assert!(sent.unwrap().bytes.starts_with(b"SIP/2.0 403"));
+        assert_eq!(t.len(), (1, 0));
+        assert_eq!(t.server_count_of(ip), 1);
+        assert_eq!(t.poll_timeout(), None, "no timer left behind");
+        // The retransmission is a new request, answered anew.
+        assert!(matches!(
+            t.on_request(req("INVITE", "z9hG4bK5"), udp_peer(), now).0,
+            Incoming::Request { .. }
+        ));
+        // After a provisional the answer stays stateful.
+        let trying = super::super::message::response(&request, rsipstack::sip::StatusCode::Trying);
+        t.respond(&key, &trying, now).unwrap();
+        t.respond_stateless(
+            &key,
+            486,
+            || super::super::message::encode_response(&forbidden),
+            now,
+        )
+        .unwrap();
+        assert!(t.is_answered(&key));
+        // Expiry gives the source's count back.
+        drop(other);
+        run(&mut t, now + Duration::from_secs(60));
+        assert_eq!(t.len(), (0, 0));
+        assert_eq!(t.server_count_of(ip), 0);
+    }
 }
 
 #[cfg(test)]

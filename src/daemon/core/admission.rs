@@ -149,7 +149,13 @@ impl Core {
         } else {
             return false;
         };
-        if self.transactions.is_known(req, via) {
+        // Retransmissions cost no new state, and the requests of live
+        // calls (BYE, CANCEL, re-INVITE) must end or change them.
+        let call_id = super::call_id_of(req);
+        if self.transactions.is_known(req, via)
+            || self.calls.contains_key(call_id)
+            || self.legs.contains_key(call_id)
+        {
             return false;
         }
         self.metrics.rejected(reason);

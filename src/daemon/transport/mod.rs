@@ -244,6 +244,12 @@ async fn run_connection(
         let read = tokio::time::timeout_at(deadline.into(), reader.read(&mut buf)).await;
         let n = match read {
             Err(_) => {
+                // The core may have recorded a registration since the
+                // deadline was taken.
+                let kept_until = flows.get(&remote).map(|e| *e.value());
+                if clock.deadline(kept_until).0 > std::time::Instant::now() {
+                    continue;
+                }
                 debug!(peer = %remote, reason = why.as_str(), "closing TCP connection");
                 gate.closed(why.as_str());
                 break;

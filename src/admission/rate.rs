@@ -109,9 +109,15 @@ impl SourceRates {
         }
     }
 
-    /// Takes one message from `source` at `now`; `trusted` sources get the
-    /// trusted budget.
-    pub fn check(&mut self, source: IpAddr, trusted: bool, now: Instant) -> Verdict {
+    /// Takes one message from `source` at `now`; `trusted` says (asked
+    /// only for a source not yet in the table) whether it gets the trusted
+    /// budget.
+    pub fn check(
+        &mut self,
+        source: IpAddr,
+        trusted: impl FnOnce() -> bool,
+        now: Instant,
+    ) -> Verdict {
         let verdict = |ok: bool| if ok { Verdict::Pass } else { Verdict::Limited };
         if let Some(b) = self.buckets.get_mut(&source) {
             return verdict(b.take(now));
@@ -122,7 +128,7 @@ impl SourceRates {
         if self.buckets.len() >= self.capacity {
             return verdict(self.overflow.take(now));
         }
-        let budget = if trusted {
+        let budget = if trusted() {
             self.trusted
         } else {
             self.untrusted
@@ -170,7 +176,7 @@ mod tests {
 
     fn passed(r: &mut SourceRates, src: IpAddr, trusted: bool, n: usize, now: Instant) -> usize {
         (0..n)
-            .filter(|_| r.check(src, trusted, now) == Verdict::Pass)
+            .filter(|_| r.check(src, || trusted, now) == Verdict::Pass)
             .count()
     }
 
@@ -186,7 +192,7 @@ mod tests {
         let mut at = t1;
         for _ in 0..50 {
             at += Duration::from_millis(100);
-            assert_eq!(r.check(ip(2), false, at), Verdict::Pass);
+            assert_eq!(r.check(ip(2), || false, at), Verdict::Pass);
         }
     }
 
@@ -222,29 +228,29 @@ mod tests {
         let t0 = Instant::now();
         let mut r = SourceRates::new(SLOW, FAST, 4, t0);
         for last in 10..14 {
-            assert_eq!(r.check(ip(last), false, t0), Verdict::Pass);
+            assert_eq!(r.check(ip(last), || false, t0), Verdict::Pass);
         }
         assert_eq!(r.len(), 4);
         // A spoofing flood from ever new addresses: one burst between them.
         let spoofed = (0..200u8)
-            .filter(|&i| r.check(IpAddr::from([127, 1, 0, i]), false, t0) == Verdict::Pass)
+            .filter(|&i| r.check(IpAddr::from([127, 1, 0, i]), || false, t0) == Verdict::Pass)
             .count();
         assert_eq!(spoofed, SLOW.burst as usize);
         assert_eq!(r.len(), 4, "the table did not grow");
         // Known sources keep their own budget.
-        assert_eq!(r.check(ip(10), false, t0), Verdict::Pass);
+        assert_eq!(r.check(ip(10), || false, t0), Verdict::Pass);
     }
 
     #[test]
     fn quiet_sources_are_swept_out() {
         let t0 = Instant::now();
         let mut r = SourceRates::new(SLOW, FAST, 2, t0);
-        r.check(ip(2), false, t0);
-        r.check(ip(3), false, t0);
+        r.check(ip(2), || false, t0);
+        r.check(ip(3), || false, t0);
         // Full again after 0.1 s (one token at 10/s); the sweep waits for
         // its interval, then makes room for a new source.
         let later = t0 + SWEEP_EVERY;
-        assert_eq!(r.check(ip(4), false, later), Verdict::Pass);
+        assert_eq!(r.check(ip(4), || false, later), Verdict::Pass);
         assert_eq!(r.len(), 1);
         // A source still draining its burst is kept.
         let mut r = SourceRates::new(SLOW, FAST, 2, t0);

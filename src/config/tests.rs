@@ -2449,6 +2449,6 @@ fn bad_limits_are_refused_at_their_place() {
         12,
         24,
     );
-    at(find(&errs, "idle_timeout_secs is 0"), &f.main(), 14, 38);
+    at(find(&errs, "idle_timeout_secs is 0"), &f.main(), 14, 37);
     assert_eq!(errs.len(), 5, "{}", ConfigErrors(errs.clone()));
 }

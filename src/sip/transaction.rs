@@ -1240,7 +1240,17 @@ mod tests {
         .unwrap();
         assert!(t.is_answered(&key));
         // Expiry gives the source's count back.
-        drop(other);
+        let (
+            Incoming::Request {
+                request: options, ..
+            },
+            _,
+        ) = t.on_request(req("OPTIONS", "z9hG4bK7"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        let ok = super::super::message::response(&options, rsipstack::sip::StatusCode::OK);
+        t.respond(&other, &ok, now).unwrap();
         run(&mut t, now + Duration::from_secs(60));
         assert_eq!(t.len(), (0, 0));
         assert_eq!(t.server_count_of(ip), 0);

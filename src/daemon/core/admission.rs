@@ -110,7 +110,12 @@ impl Core {
     /// message.
     pub(super) fn within_rate(&mut self, peer: Peer, now: Instant) -> bool {
         let ip = peer.addr.ip();
-        let trusted = self.is_trunk_source(ip);
+        let trunks = &self.config.trunks;
+        let trusted = || {
+            trunks
+                .iter()
+                .any(|t| t.sources.iter().any(|c| c.contains(ip)))
+        };
         if self.guard.rates.check(ip, trusted, now) == Verdict::Pass {
             return true;
         }

@@ -392,15 +392,27 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
     }
 }
 
-/// An idle connection closes after `idle_timeout_secs`; one that starts a
-/// message and trickles it closes after `header_timeout_secs`.
+/// A connection idle after its request closes after `idle_timeout_secs`;
+/// one that starts a message and trickles it, or sends nothing at all,
+/// closes after `header_timeout_secs`.
 #[test]
 fn tcp_idle_and_partial_connections_are_closed() {
     let d = Daemon::start_with(Options {
         edits: tcp_limits(16, 8, 2, 3),
         ..Default::default()
     });
-    let mut idle = tcp_from("127.0.0.1", d.sip);
+    let mut idle = SipTcp::connect(d.sip);
+    let local = idle.stream.local_addr().unwrap();
+    let opt = options(local, d.sip).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    idle.send(opt.as_bytes()).unwrap();
+    let r = idle
+        .recv(SIP_WAIT)
+        .unwrap_or_else(|| d.fail("no answer over TCP"));
+    d.check(r.status() == Some(200), || {
+        format!("OPTIONS got {}", r.start)
+    });
+    let mut idle = idle.stream;
+    let mut silent = tcp_from("127.0.0.1", d.sip);
     let mut slow = tcp_from("127.0.0.1", d.sip);
     slow.write_all(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK1\r\n")
         .unwrap();
@@ -415,20 +427,24 @@ fn tcp_idle_and_partial_connections_are_closed() {
     d.check(slow_closed.is_some(), || {
         "a trickled header was held 6 s".into()
     });
+    let silent_closed = closed_within(&mut silent, Duration::from_secs(3));
+    d.check(silent_closed.is_some(), || {
+        "a silent connection was held 5 s".into()
+    });
     let idle_closed = closed_within(&mut idle, Duration::from_secs(6));
     d.check(idle_closed.is_some(), || {
         "an idle connection was held 6 s".into()
     });
     let m = d.metrics();
-    for reason in ["idle", "header_timeout"] {
+    for (reason, want) in [("idle", 1.0), ("header_timeout", 2.0)] {
         let n = metric_value(
             &m,
             &format!(
                 "zentrale_connections_closed_total{{listener=\"sip_tcp\",reason=\"{reason}\"}}"
             ),
         );
-        d.check(n == Some(1.0), || {
-            format!("closed for {reason}: {n:?}, want 1")
+        d.check(n == Some(want), || {
+            format!("closed for {reason}: {n:?}, want {want}")
         });
     }
     let open = metric_value(&m, "zentrale_connections{listener=\"sip_tcp\"}");
@@ -438,11 +454,12 @@ fn tcp_idle_and_partial_connections_are_closed() {
 }
 
 /// Past `per_source` a source's new connection is closed at once, while
-/// another source connects; past `max` everyone's new connection is.
+/// another source connects; the last slot of `max` is for a source with
+/// nothing open; past `max` everyone's new connection is closed.
 #[test]
 fn tcp_connection_caps_in_total_and_per_source() {
     let d = Daemon::start_with(Options {
-        edits: tcp_limits(6, 3, 10, 60),
+        edits: tcp_limits(7, 3, 10, 60),
         ..Default::default()
     });
     let mut held = Vec::new();
@@ -469,13 +486,25 @@ fn tcp_connection_caps_in_total_and_per_source() {
         format!("OPTIONS over TCP got {}", r.start)
     });
     held.push(sip.stream);
-    let mut seventh = tcp_from("127.0.0.3", d.sip);
+    // Six open: .2 may have no fourth, but .3 gets the reserved slot.
+    let mut more = tcp_from("127.0.0.2", d.sip);
     d.check(
-        closed_within(&mut seventh, Duration::from_secs(2)).is_some(),
-        || "a seventh connection past max 6 was kept".into(),
+        closed_within(&mut more, Duration::from_secs(2)).is_some(),
+        || "a seventh connection from a source with three open was kept".into(),
+    );
+    let mut reserved = tcp_from("127.0.0.3", d.sip);
+    d.check(
+        closed_within(&mut reserved, Duration::from_secs(1)).is_none(),
+        || "the reserved slot was refused to a new source".into(),
+    );
+    held.push(reserved);
+    let mut eighth = tcp_from("127.0.0.4", d.sip);
+    d.check(
+        closed_within(&mut eighth, Duration::from_secs(2)).is_some(),
+        || "an eighth connection past max 7 was kept".into(),
     );
     let m = d.metrics();
-    for (reason, want) in [("source_connection_limit", 1.0), ("connection_limit", 1.0)] {
+    for (reason, want) in [("source_connection_limit", 1.0), ("connection_limit", 2.0)] {
         let n = metric_value(
             &m,
             &format!(
@@ -652,7 +681,7 @@ fn healthz_from(ip: &str, to: SocketAddr) -> Result<u16, String> {
 
 /// Past `per_source` HTTP connections a source gets 503 and a close,
 /// another source's `/healthz` is answered; a request head that does not
-/// complete is closed after the header timeout and an idle connection
+/// complete is closed after the header timeout and a keep-alive connection
 /// after the idle timeout, after which the source is served again.
 #[test]
 fn http_connection_caps_and_timeouts() {
@@ -660,7 +689,21 @@ fn http_connection_caps_and_timeouts() {
         edits: http_limits(),
         ..Default::default()
     });
+    // Three keep-alive connections, each idle after one request.
     let mut idle: Vec<TcpStream> = (0..3).map(|_| tcp_from("127.0.0.1", d.http)).collect();
+    for s in &mut idle {
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        d.check(buf[..n].starts_with(b"HTTP/1.1 200"), || {
+            format!(
+                "keep-alive /healthz got {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            )
+        });
+    }
     let busy = greeting_from("127.0.0.1", d.http);
     d.check(busy == Ok(503), || {
         format!("a fourth connection got {busy:?}, want 503")

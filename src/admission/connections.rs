@@ -1,9 +1,12 @@
 //! Stream connections: how many may be open, in total and per source
 //! address ([`ConnectionTable`]), and when one must close
-//! ([`StreamClock`]).
+//! ([`StreamClock`]). The last few slots of the total are kept for
+//! addresses that have no connection open, so that abusers from a handful
+//! of addresses cannot lock out a health probe or a phone.
 //!
 //! A connection is closed when a message it started does not complete
-//! within the header timeout (slowloris, partial headers), or when it
+//! within the header timeout (slowloris, partial headers; an accepted
+//! connection must send its first message that soon too), or when it
 //! carried no complete message for the idle timeout. A SIP connection that
 //! carries a live registration is exempt from the idle timeout while the
 //! registration lasts: the phone registered over it, and requests to the
@@ -37,21 +40,31 @@ impl Refusal {
     }
 }
 
+/// Slots at the top of a listener's total kept for sources with no
+/// connection open (at most a quarter of the total): when an abuser from
+/// a few addresses has filled the rest, a health probe or a phone from
+/// elsewhere still gets in.
+pub const RESERVED_FOR_NEW_SOURCES: usize = 4;
+
 /// Open connections of one listener, in total and per source address.
 #[derive(Debug)]
 pub struct ConnectionTable {
     max: usize,
     per_source: usize,
+    reserved: usize,
     total: usize,
     by_source: HashMap<IpAddr, usize>,
 }
 
 impl ConnectionTable {
-    /// A table admitting `max` connections, `per_source` from one address.
+    /// A table admitting `max` connections, `per_source` from one address
+    /// (the last [`RESERVED_FOR_NEW_SOURCES`] only from addresses with none
+    /// open).
     pub fn new(max: usize, per_source: usize) -> ConnectionTable {
         ConnectionTable {
             max,
             per_source,
+            reserved: RESERVED_FOR_NEW_SOURCES.min(max / 4),
             total: 0,
             by_source: HashMap::new(),
         }
@@ -59,7 +72,13 @@ impl ConnectionTable {
 
     /// Counts a new connection from `source`, or says why not.
     pub fn admit(&mut self, source: IpAddr) -> Result<(), Refusal> {
-        if self.total >= self.max {
+        let open = self.by_source.get(&source).copied().unwrap_or(0);
+        let room = if open == 0 {
+            self.max
+        } else {
+            self.max - self.reserved
+        };
+        if self.total >= room {
             return Err(Refusal::Total);
         }
         let n = self.by_source.entry(source).or_insert(0);
@@ -129,6 +148,12 @@ impl StreamClock {
         }
     }
 
+    /// A message is due now: a client that connected must send its first
+    /// request within the header timeout, not the idle timeout.
+    pub fn expect_message(&mut self, now: Instant) {
+        self.partial_since = Some(now);
+    }
+
     /// A complete message arrived.
     pub fn on_message(&mut self, now: Instant) {
         self.active_at = now;
@@ -188,6 +213,36 @@ mod tests {
         // A source that was never admitted changes nothing.
         t.release(ip(9));
         assert_eq!(t.open(), 3);
+    }
+
+    #[test]
+    fn the_last_slots_are_for_sources_with_nothing_open() {
+        // 16 slots, 4 of them reserved.
+        let mut t = ConnectionTable::new(16, 16);
+        for _ in 0..12 {
+            assert_eq!(t.admit(ip(1)), Ok(()));
+        }
+        assert_eq!(t.admit(ip(1)), Err(Refusal::Total));
+        for last in 2..6 {
+            assert_eq!(t.admit(ip(last)), Ok(()), "a new source");
+            assert_eq!(t.admit(ip(last)), Err(Refusal::Total), "its second");
+        }
+        assert_eq!(t.admit(ip(9)), Err(Refusal::Total), "all 16 taken");
+    }
+
+    #[test]
+    fn the_first_message_is_due_within_the_header_timeout() {
+        let t0 = Instant::now();
+        let mut c = StreamClock::new(&LIMITS, t0);
+        c.expect_message(t0);
+        assert_eq!(
+            c.deadline(None),
+            (t0 + LIMITS.header_timeout, Expiry::HeaderTimeout)
+        );
+        let t1 = t0 + Duration::from_secs(1);
+        c.on_message(t1);
+        c.on_buffered(0, t1);
+        assert_eq!(c.deadline(None), (t1 + LIMITS.idle_timeout, Expiry::Idle));
     }
 
     const LIMITS: ConnectionLimits = ConnectionLimits {

@@ -246,7 +246,8 @@ pub struct GuardedStream {
 impl GuardedStream {
     fn new(stream: TcpStream, permit: Permit) -> GuardedStream {
         let now = Instant::now();
-        let clock = StreamClock::new(&permit.gate.limits, now);
+        let mut clock = StreamClock::new(&permit.gate.limits, now);
+        clock.expect_message(now);
         let (at, _) = clock.deadline(None);
         GuardedStream {
             stream,

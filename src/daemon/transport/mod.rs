@@ -187,7 +187,7 @@ async fn connect(remote: SocketAddr, local: Option<SocketAddr>, first: Bytes, li
             let local = stream.local_addr().ok().or(local).unwrap_or(remote);
             let (tx, rx) = mpsc::channel(256);
             let _ = tx.try_send(first);
-            run_connection(stream, remote, local, tx, rx, link).await;
+            run_connection(stream, remote, local, tx, rx, link, false).await;
         }
         Err(e) => warn!(to = %remote, error = %e, "TCP connect failed"),
     }
@@ -201,7 +201,7 @@ async fn connection(
     permit: Permit,
 ) {
     let (tx, rx) = mpsc::channel(256);
-    run_connection(stream, remote, local, tx, rx, link).await;
+    run_connection(stream, remote, local, tx, rx, link, true).await;
     drop(permit);
 }
 
@@ -212,6 +212,7 @@ async fn run_connection(
     tx: mpsc::Sender<Bytes>,
     mut rx: mpsc::Receiver<Bytes>,
     link: Link,
+    accepted: bool,
 ) {
     let Link {
         writers,
@@ -237,6 +238,11 @@ async fn run_connection(
     let limits = gate.limits;
     let mut framer = StreamFramer::new(limits.max_message_bytes);
     let mut clock = StreamClock::new(&limits, std::time::Instant::now());
+    if accepted {
+        // A client that connects sends its request (REGISTER, INVITE) at
+        // once; one that sends nothing is not kept for the idle timeout.
+        clock.expect_message(std::time::Instant::now());
+    }
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
         let kept_until = flows.get(&remote).map(|e| *e.value());

@@ -7,6 +7,7 @@
 //! clock; `daemon` owns the sockets and executes their actions.
 
 pub mod acd;
+pub mod admission;
 pub mod api;
 pub mod call;
 pub mod cdr;

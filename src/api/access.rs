@@ -366,8 +366,8 @@ pub async fn guard(
     let policy = gate.inner.policy.load();
     let addr = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
+        .get::<ConnectInfo<crate::daemon::connections::ClientAddr>>()
+        .map(|c| c.0.0)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -500,6 +500,7 @@ mod tests {
     fn http() -> HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().unwrap(),
+            connections: crate::config::ConnectionLimits::HTTP,
             tokens: vec![
                 ApiToken {
                     name: "wallboard".into(),

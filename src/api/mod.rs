@@ -25,7 +25,6 @@
 
 pub mod access;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -113,9 +112,10 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Serves the routes on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) {
+pub async fn serve(listener: crate::daemon::connections::GuardedListener, state: ApiState) {
     // The client's address reaches the handlers (access control logs it).
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state)
+        .into_make_service_with_connect_info::<crate::daemon::connections::ClientAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }

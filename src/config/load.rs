@@ -8,6 +8,7 @@
 mod acd;
 mod dialplan;
 mod http;
+mod limits;
 mod numbers;
 mod queues;
 mod refs;
@@ -399,6 +400,8 @@ impl Loader<'_> {
             nonce_ttl: Duration::from_secs(raw.nonce_ttl_secs.value),
             min_se: raw.min_se.value,
             session_expires: raw.session_expires.value,
+            limits: self.sip_limits(raw.limits, key),
+            connections: self.connections(raw.connections, key, super::ConnectionLimits::SIP),
         }
     }
 
@@ -556,6 +559,7 @@ impl Loader<'_> {
         );
         HttpConfig {
             listen,
+            connections: self.connections(raw.connections, key, super::ConnectionLimits::HTTP),
             tokens: access.tokens,
             open_reads: access.open_reads,
             open_metrics: access.open_metrics,

@@ -21,6 +21,7 @@ mod acd;
 mod cidr;
 mod error;
 mod http;
+mod limits;
 mod load;
 mod raw;
 mod target;
@@ -39,6 +40,7 @@ pub use acd::{
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use http::{ApiToken, DEMO_TOKEN, MIN_TOKEN_LEN, Role};
+pub use limits::{ConnectionLimits, SipLimits};
 pub use target::{QueueRef, Target};
 
 use crate::dialplan::{MenuSpec, Overflow, Schedule, SurgeLimits};
@@ -99,6 +101,10 @@ pub struct SipConfig {
     pub min_se: u32,
     /// Session-Expires we ask for, seconds (default 1800).
     pub session_expires: u32,
+    /// Transaction caps, per-source rates, Contacts per REGISTER (`limits:`).
+    pub limits: SipLimits,
+    /// SIP-over-TCP connection limits (`connections:`).
+    pub connections: ConnectionLimits,
 }
 
 /// REGISTER expiry bounds in seconds: shorter requests get 423 Interval Too Brief,
@@ -160,6 +166,8 @@ pub struct HttpConfig {
     /// Origins (`https://host[:port]`, lower case) whose pages may send
     /// changes, besides the listener's own (`allowed_origins`).
     pub allowed_origins: Vec<String>,
+    /// Connection limits (`connections:`).
+    pub connections: ConnectionLimits,
 }
 
 /// Call detail records: one JSON line per hotline call when it ends (see

@@ -49,6 +49,10 @@ pub(crate) struct RawSip {
     pub min_se: Spanned<u32>,
     #[serde(default = "default_session_expires")]
     pub session_expires: Spanned<u32>,
+    #[serde(default)]
+    pub limits: Option<Spanned<RawSipLimits>>,
+    #[serde(default)]
+    pub connections: Option<Spanned<RawConnections>>,
 }
 
 impl Default for RawSip {
@@ -61,6 +65,8 @@ impl Default for RawSip {
             nonce_ttl_secs: default_nonce_ttl(),
             min_se: default_min_se(),
             session_expires: default_session_expires(),
+            limits: None,
+            connections: None,
         }
     }
 }
@@ -158,6 +164,7 @@ pub(crate) struct RawHttp {
     pub allowed_hosts: Vec<Spanned<String>>,
     #[serde(default)]
     pub allowed_origins: Vec<Spanned<String>>,
+    pub connections: Option<Spanned<RawConnections>>,
 }
 
 impl Default for RawHttp {
@@ -169,6 +176,7 @@ impl Default for RawHttp {
             open_metrics: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            connections: None,
         }
     }
 }
@@ -683,4 +691,42 @@ pub(crate) fn list_section<T: DeserializeOwned>(text: &str, key: &'static str) -
             out
         }
     }
+}
+
+/// `sip.limits` (see [`crate::config::SipLimits`]); a key left out takes
+/// its default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSipLimits {
+    #[serde(default)]
+    pub transactions: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub transactions_per_source: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub requests_per_sec: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub requests_burst: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub trunk_requests_per_sec: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub trunk_requests_burst: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub contacts_per_register: Option<Spanned<usize>>,
+}
+
+/// `sip.connections` and `http.connections` (see
+/// [`crate::config::ConnectionLimits`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConnections {
+    #[serde(default)]
+    pub max: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub per_source: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub header_timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub idle_timeout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_message_bytes: Option<Spanned<usize>>,
 }

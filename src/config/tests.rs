@@ -2592,3 +2592,50 @@ fn unplayable_prompts_are_refused_where_they_are_named() {
     assert_eq!(errs.len(), 1, "{}", ConfigErrors(errs.clone()));
     find(&errs, "ACD prompt `agent-paused` cannot be played");
 }
+
+// ---- sip.limits, sip.connections, http.connections -----------------------
+
+#[test]
+fn limits_default_and_demo_values() {
+    let f = small(MAIN, DIALPLAN_A);
+    let cfg = f
+        .load(&Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sip.limits, crate::config::SipLimits::default());
+    assert_eq!(cfg.sip.connections, crate::config::ConnectionLimits::SIP);
+    assert_eq!(cfg.http.connections, crate::config::ConnectionLimits::HTTP);
+    // The demo spells out every default.
+    let f = demo();
+    let cfg = f
+        .load(&Overrides::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sip.limits, crate::config::SipLimits::default());
+    assert_eq!(cfg.sip.connections, crate::config::ConnectionLimits::SIP);
+    assert_eq!(cfg.http.connections, crate::config::ConnectionLimits::HTTP);
+}
+
+#[test]
+fn bad_limits_are_refused_at_their_place() {
+    let main = MAIN.replace(
+        "    udp: [127.0.0.1:5060]\n",
+        "    udp: [127.0.0.1:5060]\n  limits:\n    transactions: 0\n    requests_per_sec: 100\n    requests_burst: 50\n    contacts_per_register: 5\n  connections:\n    max: 10\n    per_source: 20\n    max_message_bytes: 100\nhttp:\n  connections: { idle_timeout_secs: 0 }\n",
+    );
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    at(find(&errs, "transactions is 0"), &f.main(), 5, 19);
+    at(find(&errs, "requests_burst 50 is below"), &f.main(), 7, 21);
+    at(
+        find(&errs, "per_source 20 is above max 10"),
+        &f.main(),
+        11,
+        17,
+    );
+    at(
+        find(&errs, "max_message_bytes 100 is outside"),
+        &f.main(),
+        12,
+        24,
+    );
+    at(find(&errs, "idle_timeout_secs is 0"), &f.main(), 14, 37);
+    assert_eq!(errs.len(), 5, "{}", ConfigErrors(errs.clone()));
+}

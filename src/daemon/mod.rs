@@ -8,6 +8,7 @@
 //! [`driver::CoreHandle`]; the media worker is a third thread.
 
 pub mod clock;
+pub mod connections;
 pub mod core;
 pub mod driver;
 pub mod reload;
@@ -23,13 +24,15 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::acd::Acd;
+use crate::admission::fds;
 use crate::api::ReloadRequest;
-use crate::api::access::Gate;
+use crate::api::access;
 use crate::config::{Config, Overrides};
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
+use connections::{Gate, GuardedListener};
 use core::acd_spec;
 use driver::{CoreHandle, Driver, Reload};
 use transport::Transports;
@@ -53,12 +56,19 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         .context("loading the prompts")?;
     let mut metrics = Metrics::new();
     let (mut driver, handle) = Driver::new().context("creating the core thread's epoll")?;
-    let transports = Transports::bind(&config, handle.clone())
+    let fds = fd_budget(&config);
+    let flows: core::TcpFlows = Default::default();
+    let sip_gate = Gate::new("sip_tcp", config.sip.connections, fds.sip, &metrics);
+    let transports = Transports::bind(&config, handle.clone(), sip_gate, flows.clone())
         .await
         .context("opening the SIP listeners")?;
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("opening the HTTP listener on {}", config.http.listen))?;
+    let http = GuardedListener::new(
+        http,
+        Gate::new("http", config.http.connections, fds.http, &metrics),
+    );
     let ports =
         PortPool::new(config.rtp.first_port, config.rtp.last_port).context("the RTP port range")?;
     let (media, media_events) = engine::start(EngineConfig {
@@ -75,7 +85,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let cdr = reload::start_cdr(&config, &metrics.cdr_records)?;
     let metrics = Arc::new(metrics);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let gate = Gate::new(&config.http, metrics.http_refused.clone());
+    let gate = access::Gate::new(&config.http, metrics.http_refused.clone());
     tokio::spawn(crate::api::serve(
         http,
         crate::api::ApiState {
@@ -104,6 +114,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         info!(path = %c.path.display(), "call records are appended to this file");
     }
     core.set_cdr(cdr);
+    core.set_tcp_flows(flows);
     info!(
         udp = ?config.sip.udp, tcp = ?config.sip.tcp, http = %config.http.listen,
         rtp = %format!("{}-{}", config.rtp.first_port, config.rtp.last_port),
@@ -117,13 +128,46 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     control(&startup, &metrics, &handle, &gate, reload_rx, finished).await
 }
 
+/// Raises the descriptor limit and fits the connection caps into it, so
+/// that TCP and HTTP connections can never take the descriptors the RTP
+/// range and the core need (see [`crate::admission::fds`]).
+fn fd_budget(config: &Config) -> fds::Plan {
+    let limit = connections::raise_fd_limit();
+    let rtp = fds::rtp_sockets(config.rtp.first_port, config.rtp.last_port);
+    let plan = fds::plan(
+        limit,
+        rtp,
+        config.sip.connections.max,
+        config.http.connections.max,
+    );
+    if plan.lowered {
+        tracing::warn!(
+            nofile = limit,
+            rtp_sockets = rtp,
+            reserved = fds::RESERVED,
+            sip_tcp_connections = plan.sip,
+            http_connections = plan.http,
+            "the descriptor limit (RLIMIT_NOFILE) is too low for the RTP range and the connection caps; the caps are lowered so that calls keep their RTP sockets (raise LimitNOFILE= or lower sip.connections.max / http.connections.max)"
+        );
+    } else {
+        info!(
+            nofile = limit,
+            rtp_sockets = rtp,
+            sip_tcp_connections = plan.sip,
+            http_connections = plan.http,
+            "descriptor budget"
+        );
+    }
+    plan
+}
+
 /// The runtime's side of the core thread: signals and reloads in, until
 /// the core thread has ended (after SIGINT or SIGTERM told it to stop).
 async fn control(
     startup: &Startup,
     metrics: &Metrics,
     core: &CoreHandle,
-    gate: &Gate,
+    gate: &access::Gate,
     mut api_reloads: mpsc::Receiver<ReloadRequest>,
     finished: tokio::task::JoinHandle<std::thread::Result<std::io::Result<()>>>,
 ) -> anyhow::Result<()> {
@@ -155,7 +199,7 @@ fn load(
     startup: &Startup,
     metrics: &Metrics,
     core: &CoreHandle,
-    gate: &Gate,
+    gate: &access::Gate,
     reply: Option<ReloadRequest>,
 ) {
     let (startup, core, gate) = (startup.clone(), core.clone(), gate.clone());

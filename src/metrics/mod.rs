@@ -152,6 +152,14 @@ pub struct Metrics {
     /// HTTP requests refused by access control (`api::access`): `no_token`,
     /// `bad_token`, `role`, `host`, `origin`.
     pub http_refused: Family<ReasonLabel, Counter>,
+    /// Open stream connections by `listener` (`sip_tcp`, `http`).
+    pub connections: Family<ListenerLabel, Gauge>,
+    /// Connections closed at once on accept, by listener and reason
+    /// (`connection_limit`, `source_connection_limit`).
+    pub connections_refused: Family<ListenerReasonLabels, Counter>,
+    /// Connections zentrale closed, by listener and reason (`idle`,
+    /// `header_timeout`, `too_large`).
+    pub connections_closed: Family<ListenerReasonLabels, Counter>,
     per_message: PerMessage,
 }
 
@@ -193,6 +201,19 @@ fn method_index(method: &rsipstack::sip::Method) -> usize {
 struct PerMessage {
     requests: [Counter; 14],
     responses: [Counter; 6],
+}
+
+/// A stream listener: `sip_tcp` or `http`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: &'static str,
+}
+
+/// A stream listener and why a connection was refused or closed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
 }
 
 /// How something went: `ok` or `rejected` for reloads; `written`,
@@ -246,6 +267,9 @@ impl Metrics {
             origin_ended: Family::default(),
             cdr_records: Family::default(),
             http_refused: Family::default(),
+            connections: Family::default(),
+            connections_refused: Family::default(),
+            connections_closed: Family::default(),
             registry: Registry::default(),
             per_message: PerMessage::default(),
         };
@@ -320,6 +344,21 @@ impl Metrics {
             "cdr_records",
             "Call records, by result: written, dropped (the writer fell behind), failed (file error)",
             m.cdr_records.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open stream connections, by listener (sip_tcp, http)",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept, by listener and reason (connection_limit, source_connection_limit)",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections zentrale closed, by listener and reason (idle, header_timeout, too_large)",
+            m.connections_closed.clone(),
         );
         registry.register(
             "sip_requests",

@@ -453,6 +453,18 @@ impl Registrar {
         gone
     }
 
+    /// The end of the longest live registration made over the TCP
+    /// connection from `source`, if any: the connection must stay open
+    /// until then (requests to the phone go through it).
+    pub fn flow_expiry(&self, source: SocketAddr, now: Instant) -> Option<Instant> {
+        self.bindings
+            .values()
+            .flatten()
+            .filter(|b| b.transport == Transport::Tcp && b.source == source && b.expires_at > now)
+            .map(|b| b.expires_at)
+            .max()
+    }
+
     /// When [`Registrar::expire`] next has something to do.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.bindings.values().flatten().map(|b| b.expires_at).min()

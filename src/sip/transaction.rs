@@ -16,7 +16,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,11 @@ impl ServerKey {
             method,
             hash,
         }
+    }
+
+    /// The method of the transaction's request (ACK counts as INVITE).
+    pub fn method(&self) -> Method {
+        self.method
     }
 
     /// The key of the INVITE transaction a CANCEL with this key refers to.
@@ -233,6 +238,9 @@ pub struct Transactions {
     server: ServerMap,
     client: HashMap<ClientKey, ClientTx>,
     timers: TimerQueue,
+    /// Live server transactions per source address (the caps of
+    /// `sip.limits`).
+    by_source: HashMap<IpAddr, usize>,
     /// Messages retransmitted (for the metrics).
     pub retransmissions: u64,
 }
@@ -244,8 +252,33 @@ impl Transactions {
             server: ServerMap::default(),
             client: HashMap::new(),
             timers: TimerQueue::default(),
+            by_source: HashMap::new(),
             retransmissions: 0,
         }
+    }
+
+    /// Live server transactions whose requests came from `source`.
+    pub fn server_count_of(&self, source: IpAddr) -> usize {
+        self.by_source.get(&source).copied().unwrap_or(0)
+    }
+
+    /// Whether `request` (top Via `via`) belongs to a live server
+    /// transaction: a retransmission, which costs no new state.
+    pub fn is_known(&self, request: &Request, via: &TopVia) -> bool {
+        request.method != Method::Ack && self.server.contains_key(&server_key_of(request, via))
+    }
+
+    /// Removes server transaction `key` and its count.
+    fn remove_server(&mut self, key: &ServerKey) -> Option<ServerTx> {
+        let tx = self.server.remove(key)?;
+        let ip = tx.peer.addr.ip();
+        if let Some(n) = self.by_source.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_source.remove(&ip);
+            }
+        }
+        Some(tx)
     }
 
     /// The timer values in use.
@@ -304,6 +337,7 @@ impl Transactions {
             }
             return (Incoming::Absorbed, resend);
         }
+        *self.by_source.entry(peer.addr.ip()).or_insert(0) += 1;
         self.server.insert(
             key.clone(),
             ServerTx {
@@ -450,6 +484,30 @@ impl Transactions {
             self.timers.arm(now + wait, target, TimerKind::Expire, gen_);
         }
         Some(Transmit { peer, bytes })
+    }
+
+    /// Sends the final response `code` on server transaction `key` and
+    /// forgets the transaction at once: a stateless answer (RFC 3261
+    /// §8.2.7), for refusals that create no state. A retransmitted request
+    /// is answered anew; nothing is retransmitted, no timer kept. A
+    /// transaction that already sent a provisional response stays
+    /// stateful ([`Transactions::respond_with`]).
+    pub fn respond_stateless(
+        &mut self,
+        key: &ServerKey,
+        code: u16,
+        encode: impl FnOnce() -> Vec<u8>,
+        now: Instant,
+    ) -> Option<Transmit> {
+        let tx = self.server.get(key)?;
+        if tx.last_response.is_some() || code < 200 {
+            return self.respond_with(key, code, encode, now);
+        }
+        let tx = self.remove_server(key)?;
+        Some(Transmit {
+            peer: tx.peer,
+            bytes: Bytes::from(encode()),
+        })
     }
 
     /// The TU saw the ACK for the 2xx sent on INVITE transaction `key`:
@@ -654,7 +712,7 @@ impl Transactions {
                 if let Some(id) = tx.retransmit_timer.take() {
                     self.timers.cancel(id);
                 }
-                self.server.remove(&key);
+                self.remove_server(&key);
                 if unacked_2xx {
                     events.push(TxEvent::NoAck(key));
                 }
@@ -1135,6 +1193,61 @@ mod tests {
             rsipstack::sip::StatusCode::OK,
         );
         assert!(matches!(t.on_response(r, now).0, Incoming::Stray));
+    }
+
+    #[test]
+    fn a_stateless_answer_keeps_nothing_and_sources_are_counted() {
+        let now = Instant::now();
+        let mut t = Transactions::new(Timers::default());
+        let ip = udp_peer().addr.ip();
+        let (Incoming::Request { key, request }, _) =
+            t.on_request(req("INVITE", "z9hG4bK5"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        let (Incoming::Request { key: other, .. }, _) =
+            t.on_request(req("OPTIONS", "z9hG4bK6"), udp_peer(), now)
+        else {
+            panic!()
+        };
+        assert_eq!(t.server_count_of(ip), 2);
+        let forbidden =
+            super::super::message::response(&request, rsipstack::sip::StatusCode::Forbidden);
+        let sent = t.respond_stateless(
+            &key,
+            403,
+            || super::super::message::encode_response(&forbidden),
+            now,
+        );
+        assert!(sent.unwrap().bytes.starts_with(b"SIP/2.0 403"));
+        assert_eq!(t.len(), (1, 0));
+        assert_eq!(t.server_count_of(ip), 1);
+        assert_eq!(t.poll_timeout(), None, "no timer left behind");
+        // The retransmission is a new request, answered anew.
+        assert!(matches!(
+            t.on_request(req("INVITE", "z9hG4bK5"), udp_peer(), now).0,
+            Incoming::Request { .. }
+        ));
+        // After a provisional the answer stays stateful.
+        let trying = super::super::message::response(&request, rsipstack::sip::StatusCode::Trying);
+        t.respond(&key, &trying, now).unwrap();
+        t.respond_stateless(
+            &key,
+            486,
+            || super::super::message::encode_response(&forbidden),
+            now,
+        )
+        .unwrap();
+        assert!(t.is_answered(&key));
+        // Expiry gives the source's count back.
+        let ok = super::super::message::response(
+            &req("OPTIONS", "z9hG4bK6"),
+            rsipstack::sip::StatusCode::OK,
+        );
+        t.respond(&other, &ok, now).unwrap();
+        run(&mut t, now + Duration::from_secs(60));
+        assert_eq!(t.len(), (0, 0));
+        assert_eq!(t.server_count_of(ip), 0);
     }
 }
 

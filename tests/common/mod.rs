@@ -1281,6 +1281,16 @@ impl SipTcp {
         }
     }
 
+    /// An already connected stream (e.g. bound to another loopback
+    /// address first).
+    pub fn from_stream(stream: TcpStream) -> SipTcp {
+        let _ = stream.set_nodelay(true);
+        SipTcp {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(data)
     }

@@ -11,9 +11,12 @@ use std::net::{IpAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod admission;
 mod queueing;
 mod records;
 mod routing;
+
+pub use admission::TcpFlows;
 
 pub use queueing::acd_spec;
 
@@ -189,6 +192,8 @@ pub struct Core {
     tenant_calls: HashMap<String, u32>,
     /// Where call records go, if anywhere (`cdr:`).
     cdr: Option<crate::cdr::CdrWriter>,
+    /// Rates, transaction caps, stateless answers (`sip.limits`).
+    guard: admission::Guard,
 }
 
 impl Core {
@@ -218,6 +223,7 @@ impl Core {
                 .collect(),
         };
         let register = &config.sip.register;
+        let guard = admission::Guard::new(&config, &metrics, now);
         Core {
             dialplan: Dialplan::from_config(&config),
             transactions: Transactions::new(Timers::default()),
@@ -249,6 +255,7 @@ impl Core {
             clock,
             tenant_calls: HashMap::new(),
             cdr: None,
+            guard,
             config,
         }
     }
@@ -326,8 +333,13 @@ impl Core {
 
     /// Handles one framed message from `peer`.
     pub fn on_message(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+        if !self.within_rate(peer, now) {
+            return;
+        }
         self.screened(data, peer, now, out);
         self.run_dispatch(now, out);
+        let (s, c) = self.transactions.len();
+        self.metrics.sip_transactions.set((s + c) as i64);
     }
 
     fn screened(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
@@ -360,6 +372,9 @@ impl Core {
             return;
         };
         let reply_to = response_peer_via(&via, peer);
+        if self.refuse_over_cap(&req, &via, peer, reply_to, now, out) {
+            return;
+        }
         let (incoming, resend) = self.transactions.on_request_via(req, &via, reply_to, now);
         if let Some(t) = resend {
             self.metrics.sip_retransmissions.inc();
@@ -367,7 +382,13 @@ impl Core {
         }
         match incoming {
             Incoming::Request { key, request } => {
-                self.dispatch(key, request, peer, reply_to, now, out)
+                // A re-INVITE's refusal stays stateful: its ACK must find
+                // the transaction, not the dialog.
+                if request.method != Method::Invite || header_tag(&request, true).is_none() {
+                    self.guard.stateless = Some(key.clone());
+                }
+                self.dispatch(key, request, peer, reply_to, now, out);
+                self.guard.stateless = None;
             }
             Incoming::Ack(ack) => self.on_ack(&AckOf {
                 call_id: call_id_of(&ack),
@@ -393,6 +414,9 @@ impl Core {
         match req.method {
             Method::Invite => self.on_invite(key, req, peer, reply_to, now, out),
             Method::Register => {
+                if self.refuse_many_contacts(&key, &req, now, out) {
+                    return;
+                }
                 let outcome = self.registrar.handle_register(
                     &req,
                     peer.addr,
@@ -414,6 +438,7 @@ impl Core {
                     self.agent_registered(&ext, registered, now);
                 }
                 self.respond(&key, &outcome.response, now, out);
+                self.registration_flow(peer, now);
             }
             Method::Options => {
                 let mut resp = response(&req, StatusCode::OK);
@@ -1475,7 +1500,12 @@ impl Core {
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
-        if let Some(t) = self.transactions.respond_with(key, code, encode, now) {
+        let t = if self.stateless_answer(key, code) {
+            self.transactions.respond_stateless(key, code, encode, now)
+        } else {
+            self.transactions.respond_with(key, code, encode, now)
+        };
+        if let Some(t) = t {
             self.metrics.response_sent(code);
             out.push(t);
         }

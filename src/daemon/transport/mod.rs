@@ -21,14 +21,14 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::connections::{Gate, Permit, WarnOnce, accept_failed};
+use super::core::TcpFlows;
 use super::driver::CoreHandle;
+use crate::admission::connections::StreamClock;
 use crate::config::Config;
 use crate::sip::Transport;
 use crate::sip::framing::{Frame, StreamFramer};
 use crate::sip::transaction::{Peer, Transmit};
-
-/// Largest SIP message accepted on a stream (the 64 KiB).
-pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
 
 /// How long a connection stays writable after its read side ended.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -49,15 +49,31 @@ pub struct Transports {
     udp: Vec<(std::net::UdpSocket, SocketAddr)>,
     tcp_local: Vec<SocketAddr>,
     writers: Writers,
-    core: CoreHandle,
     runtime: Handle,
+    link: Link,
+}
+
+/// What every connection task needs besides its socket.
+#[derive(Clone)]
+struct Link {
+    writers: Writers,
+    core: CoreHandle,
+    gate: Gate,
+    flows: TcpFlows,
 }
 
 impl Transports {
     /// Binds every configured listener and starts the TCP accept loops on
     /// the current tokio runtime; their messages go to `core`. The UDP
     /// sockets are for the core thread to read ([`Transports::udp_sockets`]).
-    pub async fn bind(config: &Config, core: CoreHandle) -> anyhow::Result<Transports> {
+    /// `gate` admits the TCP connections; `flows` says which of them carry
+    /// a live registration.
+    pub async fn bind(
+        config: &Config,
+        core: CoreHandle,
+        gate: Gate,
+        flows: TcpFlows,
+    ) -> anyhow::Result<Transports> {
         let mut udp = Vec::new();
         for addr in &config.sip.udp {
             let s = batch::bind(*addr)
@@ -66,6 +82,12 @@ impl Transports {
             udp.push((s, local));
         }
         let writers: Writers = Arc::new(DashMap::new());
+        let link = Link {
+            writers: writers.clone(),
+            core: core.clone(),
+            gate,
+            flows,
+        };
         let mut tcp_local = Vec::new();
         for addr in &config.sip.tcp {
             let l = TcpListener::bind(addr)
@@ -73,14 +95,14 @@ impl Transports {
                 .map_err(|e| anyhow::anyhow!("cannot bind SIP TCP {addr}: {e}"))?;
             let local = l.local_addr()?;
             tcp_local.push(local);
-            tokio::spawn(accept_loop(l, local, writers.clone(), core.clone()));
+            tokio::spawn(accept_loop(l, local, link.clone()));
         }
         Ok(Transports {
             udp,
             tcp_local,
             writers,
-            core,
             runtime: Handle::current(),
+            link,
         })
     }
 
@@ -137,13 +159,8 @@ impl Transports {
             return;
         }
         let local = self.tcp_local.first().copied();
-        self.runtime.spawn(connect(
-            t.peer.addr,
-            local,
-            t.bytes,
-            self.writers.clone(),
-            self.core.clone(),
-        ));
+        self.runtime
+            .spawn(connect(t.peer.addr, local, t.bytes, self.link.clone()));
     }
 }
 
@@ -152,40 +169,30 @@ impl Transports {
 static CONNECT_FAILED: crate::logging::limit::KeyedLogLimit<SocketAddr> =
     crate::logging::limit::KeyedLogLimit::new(std::time::Duration::from_secs(10), 1);
 
-async fn accept_loop(listener: TcpListener, local: SocketAddr, writers: Writers, core: CoreHandle) {
+async fn accept_loop(listener: TcpListener, local: SocketAddr, link: Link) {
+    let warned = std::sync::Mutex::new(WarnOnce::default());
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                tokio::spawn(connection(
-                    stream,
-                    remote,
-                    local,
-                    writers.clone(),
-                    core.clone(),
-                ));
+                // Past a cap the stream is dropped here: closed at once.
+                if let Some(permit) = link.gate.admit(remote) {
+                    tokio::spawn(connection(stream, remote, local, link.clone(), permit));
+                }
             }
-            Err(e) => {
-                // At the fd limit this fails for every connection attempt.
-                crate::limited!(warn, every = 10, error = %e, "TCP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
+            Err(e) => accept_failed("sip_tcp", &e, &warned).await,
         }
     }
 }
 
-async fn connect(
-    remote: SocketAddr,
-    local: Option<SocketAddr>,
-    first: Bytes,
-    writers: Writers,
-    core: CoreHandle,
-) {
+/// A connection zentrale opens to a phone or trunk: not counted against
+/// the caps (the core decides to open it), but timed like any other.
+async fn connect(remote: SocketAddr, local: Option<SocketAddr>, first: Bytes, link: Link) {
     match TcpStream::connect(remote).await {
         Ok(stream) => {
             let local = stream.local_addr().ok().or(local).unwrap_or(remote);
             let (tx, rx) = mpsc::channel(256);
             let _ = tx.try_send(first);
-            run_connection(stream, remote, local, tx, rx, writers, core).await;
+            run_connection(stream, remote, local, tx, rx, link, false).await;
         }
         Err(e) => {
             if let Some(admit) = CONNECT_FAILED.admit(remote, std::time::Instant::now()) {
@@ -199,11 +206,12 @@ async fn connection(
     stream: TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
-    writers: Writers,
-    core: CoreHandle,
+    link: Link,
+    permit: Permit,
 ) {
     let (tx, rx) = mpsc::channel(256);
-    run_connection(stream, remote, local, tx, rx, writers, core).await;
+    run_connection(stream, remote, local, tx, rx, link, true).await;
+    drop(permit);
 }
 
 async fn run_connection(
@@ -212,9 +220,15 @@ async fn run_connection(
     local: SocketAddr,
     tx: mpsc::Sender<Bytes>,
     mut rx: mpsc::Receiver<Bytes>,
-    writers: Writers,
-    core: CoreHandle,
+    link: Link,
+    accepted: bool,
 ) {
+    let Link {
+        writers,
+        core,
+        gate,
+        flows,
+    } = link;
     let _ = stream.set_nodelay(true);
     writers.insert(remote, tx.clone());
     let (mut reader, mut writer) = stream.into_split();
@@ -230,17 +244,40 @@ async fn run_connection(
         addr: remote,
         local,
     };
-    let mut framer = StreamFramer::new(MAX_STREAM_MESSAGE);
+    let limits = gate.limits;
+    let mut framer = StreamFramer::new(limits.max_message_bytes);
+    let mut clock = StreamClock::new(&limits, std::time::Instant::now());
+    if accepted {
+        // A client that connects sends its request (REGISTER, INVITE) at
+        // once; one that sends nothing is not kept for the idle timeout.
+        clock.expect_message(std::time::Instant::now());
+    }
     let mut buf = vec![0u8; 16 * 1024];
     'read: loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let kept_until = flows.get(&remote).map(|e| *e.value());
+        let (deadline, why) = clock.deadline(kept_until);
+        let read = tokio::time::timeout_at(deadline.into(), reader.read(&mut buf)).await;
+        let n = match read {
+            Err(_) => {
+                // The core may have recorded a registration since the
+                // deadline was taken.
+                let kept_until = flows.get(&remote).map(|e| *e.value());
+                if clock.deadline(kept_until).0 > std::time::Instant::now() {
+                    continue;
+                }
+                debug!(peer = %remote, reason = why.as_str(), "closing TCP connection");
+                gate.closed(why.as_str());
+                break;
+            }
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => n,
         };
         framer.push(&buf[..n]);
+        let now = std::time::Instant::now();
         loop {
             match framer.next_message() {
                 Ok(Some(Frame::Message(data))) => {
+                    clock.on_message(now);
                     if core.deliver(Inbound { data, peer }).await.is_err() {
                         break 'read;
                     }
@@ -248,18 +285,29 @@ async fn run_connection(
                 Ok(Some(Frame::Ping)) => {
                     // RFC 5626 §4.4.1: answer a CRLFCRLF ping with a CRLF pong.
                     let _ = tx.try_send(Bytes::from_static(b"\r\n"));
+                    let kept = flows.get(&remote).is_some_and(|e| *e.value() > now);
+                    clock.on_ping(kept, now);
                 }
                 Ok(None) => break,
                 Err(e) => {
                     debug!(peer = %remote, error = %e, "closing TCP connection after a framing error");
-                    if let Some(resp) = crate::sip::screen::answer_framing_error(&e) {
+                    if matches!(e, crate::sip::framing::FramingError::TooLarge { .. }) {
+                        gate.closed("too_large");
+                    }
+                    let e = whole_lines(e);
+                    let resp =
+                        crate::sip::screen::answer_framing_error(&e).or_else(|| bare_answer(&e));
+                    if let Some(resp) = resp {
                         let _ = tx.send(Bytes::from(resp)).await;
                     }
                     break 'read;
                 }
             }
         }
+        clock.on_buffered(framer.buffered(), now);
     }
+    drop(reader);
+    flows.remove(&remote);
     // The peer may half-close after its last request: keep the write side
     // registered a little longer so the answers still find the connection
     // instead of a fresh connect to the peer's ephemeral port.
@@ -267,4 +315,39 @@ async fn run_connection(
     writers.remove_if(&remote, |_, w| w.same_channel(&tx));
     drop(tx);
     let _ = write_task.await;
+}
+
+/// A too-large header section cut at the limit ends mid-line; cut back
+/// to its last whole line, so that the request's Via, From, To, Call-ID
+/// and CSeq (which come first in practice) can be answered.
+fn whole_lines(e: crate::sip::framing::FramingError) -> crate::sip::framing::FramingError {
+    use crate::sip::framing::FramingError;
+    match e {
+        FramingError::TooLarge { head } => {
+            let end = head.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            FramingError::TooLarge {
+                head: head.slice(..end),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The answer to a framing error whose header section cannot be answered
+/// as a request (no Via, a head cut off mid-line): a response without the
+/// request's headers is still better than a silent close, and a client
+/// that sent 64 KiB without a blank line learns why it is cut off.
+fn bare_answer(e: &crate::sip::framing::FramingError) -> Option<Vec<u8>> {
+    let (code, reason) = match e {
+        crate::sip::framing::FramingError::TooLarge { head } if !head.starts_with(b"SIP/") => {
+            (413, "Request Entity Too Large")
+        }
+        _ => return None,
+    };
+    Some(
+        format!(
+            "SIP/2.0 {code} {reason}\r\nWarning: 399 zentrale \"message larger than the limit\"\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes(),
+    )
 }

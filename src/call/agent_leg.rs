@@ -215,8 +215,14 @@ impl AgentLeg {
                     // a dialog: acknowledged (or the phone retransmits it
                     // for 32 s) and hung up at once, an offer not taken.
                     let mut actions: Vec<_> = ack.map(LegAction::SendAck).into_iter().collect();
+                    let hang_up = self.hang_up_now();
+                    let released = hang_up.contains(&LegAction::Release);
+                    actions.extend(hang_up.into_iter().filter(|a| *a != LegAction::Release));
+                    // Reported while the leg still exists; released last.
                     actions.push(LegAction::Failed(LegFailure::Declined));
-                    actions.extend(self.hang_up_now());
+                    if released {
+                        actions.push(LegAction::Release);
+                    }
                     actions
                 }
             },
@@ -667,5 +673,62 @@ mod tests {
         assert!(matches!(actions[0], LegAction::SendBye(_)));
         assert_eq!(l.state, LegState::Ending);
         assert!(l.cancel_or_hang_up().is_empty());
+    }
+
+    /// A 2xx whose Contact no request could go to: ACKed (to the flow,
+    /// Request-URI the one we called), hung up, an offer not taken; no panic.
+    #[test]
+    fn answer_with_unusable_contact_is_acked_hung_up_and_failed() {
+        for (bad, good) in [
+            (
+                "Contact: <sip:1001@192.0.2.10:5072>",
+                "Contact: <sip:1001@>",
+            ),
+            ("Record-Route: <sip:10.0.0.1;lr>", "Record-Route: <sip:;lr>"),
+        ] {
+            let mut l = leg();
+            let text = answer(&l, 200).to_string().replace(bad, good);
+            let ok = Response::try_from(text.as_str()).unwrap();
+            let actions = l.on_invite_response(&ok);
+            let [
+                LegAction::SendAck(ack),
+                LegAction::SendBye(bye),
+                LegAction::Failed(LegFailure::Declined),
+            ] = &actions[..]
+            else {
+                panic!("{good}: {actions:?}")
+            };
+            assert!(
+                ack.to_string()
+                    .starts_with("ACK sip:1001@192.0.2.10:5072 SIP/2.0\r\n"),
+                "{ack}"
+            );
+            assert!(!ack.to_string().contains("Route:"), "{ack}");
+            assert!(
+                bye.to_string().starts_with("BYE sip:1001@192.0.2.10:5072 "),
+                "{bye}"
+            );
+            assert_eq!(l.state, LegState::Ending);
+            // A retransmitted 2xx is ACKed again, nothing else.
+            assert!(matches!(
+                &l.on_invite_response(&ok)[..],
+                [LegAction::SendAck(_)]
+            ));
+            assert_eq!(l.on_bye_done(), vec![LegAction::Release]);
+        }
+    }
+
+    #[test]
+    fn no_invite_to_an_unusable_contact() {
+        let req = LegRequest {
+            contact: "sip:1001@".into(),
+            to: "sip:1001@127.0.0.1:5060".into(),
+            caller: "0561".into(),
+            display: "x".into(),
+            headers: Vec::new(),
+            sdp: Vec::new(),
+            peer: peer(),
+        };
+        assert!(AgentLeg::new(req).is_none());
     }
 }

@@ -364,18 +364,20 @@ pub fn check_target(uri: &str) -> Result<(), &'static str> {
                 .map(|_| &uri[s.len()..])
         })
         .ok_or("not a sip: or sips: URI")?;
+    // The user part may carry `;` (a telephone-subscriber's
+    // phone-context), so the host is after the last `@`.
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
+            if userinfo.split([':', ';']).next().is_none_or(str::is_empty) {
+                return Err("empty user part");
+            }
+            rest
+        }
+        None => rest,
+    };
     let (hostport, params) = match rest.split_once(';') {
         Some((before, params)) => (before, Some(params)),
         None => (rest, None),
-    };
-    let hostport = match hostport.rsplit_once('@') {
-        Some((userinfo, hostport)) => {
-            if userinfo.split(':').next().is_none_or(str::is_empty) {
-                return Err("empty user part");
-            }
-            hostport
-        }
-        None => hostport,
     };
     check_hostport(hostport)?;
     if params.is_some_and(|p| {
@@ -532,5 +534,138 @@ mod tests {
             .push(Header::Contact("<sip:caller@phone.invalid>".into()));
         let d = Dialog::from_invite(&inv, src).unwrap();
         assert_eq!(d.next_hop(), src);
+    }
+
+    fn with(contact: Option<&str>, record_route: Option<&str>) -> Request {
+        let mut inv = invite();
+        inv.headers
+            .retain(|h| !matches!(h, Header::RecordRoute(_) | Header::Contact(_)));
+        if let Some(c) = contact {
+            inv.headers.push(Header::Contact(c.into()));
+        }
+        if let Some(r) = record_route {
+            inv.headers.push(Header::RecordRoute(r.into()));
+        }
+        inv
+    }
+
+    fn src() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5070".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn targets_zentrale_can_send_to() {
+        for uri in [
+            "sip:caller@127.0.0.1:5070",
+            "sip:127.0.0.1",
+            "SIP:Caller@Example.COM.",
+            "sips:caller@[::1]:5061;transport=tls",
+            "sip:+4956112345;phone-context=x@127.0.0.1;user=phone",
+            "sip:a:secret@127.0.0.1;lr;maddr=127.0.0.2",
+            "sip:caller@phone-1.example",
+        ] {
+            assert_eq!(check_target(uri), Ok(()), "{uri}");
+        }
+    }
+
+    #[test]
+    fn targets_zentrale_cannot_send_to() {
+        for (uri, why) in [
+            ("sip:caller@", "empty host"),
+            ("sip:", "empty host"),
+            ("sip:@127.0.0.1", "empty user part"),
+            ("sip::pw@127.0.0.1", "empty user part"),
+            ("sip:caller@127.0.0.1:", "invalid port"),
+            ("sip:caller@127.0.0.1:0", "invalid port"),
+            ("sip:caller@127.0.0.1:65536", "invalid port"),
+            ("sip:caller@127.0.0.1:5x", "invalid port"),
+            ("sip:caller@[::1", "IPv6 address without ']'"),
+            ("sip:caller@[::g]", "invalid IPv6 address"),
+            ("sip:caller@[::1]x", "text after the IPv6 address"),
+            ("sip:caller@127.0.0.256", "invalid IPv4 address"),
+            ("sip:caller@bad_host", "invalid host name"),
+            ("sip:caller@-bad.example", "invalid host name"),
+            ("sip:caller@a..b", "invalid host name"),
+            ("sip:caller@127.0.0.1;", "empty URI parameter"),
+            ("sip:caller@127.0.0.1;=x", "empty URI parameter"),
+            ("sip:caller@127.0.0.1?Subject=x", "URI with headers"),
+            ("tel:+4956112345", "not a sip: or sips: URI"),
+            ("*", "not a sip: or sips: URI"),
+            ("", "empty URI"),
+            (
+                "sip:cal ler@127.0.0.1",
+                "URI with whitespace, control characters, quotes or brackets",
+            ),
+            (
+                "sip:\"a\"@127.0.0.1",
+                "URI with whitespace, control characters, quotes or brackets",
+            ),
+        ] {
+            assert_eq!(check_target(uri), Err(why), "{uri}");
+        }
+    }
+
+    #[test]
+    fn invite_with_unusable_contact_or_route_makes_no_dialog() {
+        for (contact, rr, header) in [
+            (Some("<sip:caller@>"), None, "Contact"),
+            (Some("\"Bob\" <sip:>;expires=5"), None, "Contact"),
+            (Some("sip:caller@127.0.0.1:70000"), None, "Contact"),
+            (Some("*"), None, "Contact"),
+            (Some("<sip:caller@127.0.0.1"), None, "Contact"),
+            (Some("<sip:caller@127.0.0.1> junk"), None, "Contact"),
+            (Some("\"a<b\" <sip:caller@>"), None, "Contact"),
+            (None, Some("<sip:;lr>"), "Record-Route"),
+            (
+                None,
+                Some("<sip:127.0.0.1;lr>, , <sip:127.0.0.2;lr>"),
+                "Record-Route",
+            ),
+            (
+                None,
+                Some("<sip:127.0.0.1;lr>, sip:127.0.0.2"),
+                "Record-Route",
+            ),
+            (None, Some("<sip:127.0.0.1:99999;lr>"), "Record-Route"),
+        ] {
+            let err = Dialog::from_invite(&with(contact, rr), src())
+                .expect_err(&format!("{contact:?} {rr:?}"));
+            assert_eq!(err.header, header, "{contact:?} {rr:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn quoted_brackets_in_a_display_name_are_not_the_uri() {
+        let inv = with(
+            Some("\"x <sip:evil@> y\" <sip:caller@127.0.0.1:5070>"),
+            None,
+        );
+        let d = Dialog::from_invite(&inv, src()).unwrap();
+        assert_eq!(d.remote_target(), "sip:caller@127.0.0.1:5070");
+    }
+
+    #[test]
+    fn every_dialog_made_builds_its_requests() {
+        for contact in [
+            "<sip:caller@127.0.0.1:5070>",
+            "sip:caller@127.0.0.1;transport=tcp",
+            "<sips:caller@[::1]:5061;transport=tls>;expires=60",
+            "\"Anrufer\" <sip:caller@host.example>",
+        ] {
+            let mut d =
+                Dialog::from_invite(&with(Some(contact), Some("<sip:127.0.0.2;lr>")), src())
+                    .unwrap_or_else(|e| panic!("{contact}: {e}"));
+            for method in [Method::Bye, Method::Update, Method::Info] {
+                assert!(d.request(method, &[], None).is_some(), "{contact}");
+            }
+        }
+        // Without a Contact the Request-URI stands in (RFC 2543 peers).
+        let mut d = Dialog::from_invite(&with(None, None), src()).unwrap();
+        assert_eq!(d.remote_target(), "sip:115@127.0.0.1");
+        assert!(d.request(Method::Bye, &[], None).is_some());
     }
 }

@@ -1484,6 +1484,24 @@ mod tests {
         assert_eq!(status(&out), StatusCode::Unauthorized);
     }
 
+    /// A binding becomes the Request-URI of zentrale's INVITEs, so one no
+    /// request could be sent to is refused at REGISTER.
+    #[test]
+    fn contacts_no_invite_could_go_to_are_400() {
+        let mut f = Fixture::new();
+        for c in [
+            "<sip:2001@h:0>",
+            "<sip:2001@h:99999>",
+            "<sip:@h>",
+            "<sip:2001@bad_host>",
+            "<sip:2001@[::1>",
+            "<sip:2001@h;>",
+        ] {
+            let out = f.send(&register("2001", "c1", 1, &[contact(c)]), f.t0);
+            assert_eq!(status(&out), StatusCode::BadRequest, "{c}");
+        }
+    }
+
     #[test]
     fn date_header_follows_the_wall_clock_anchor() {
         let mut f = Fixture::new();

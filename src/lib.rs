@@ -15,6 +15,8 @@ pub mod config;
 pub mod daemon;
 pub mod dialplan;
 pub mod doorbell;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod logging;
 pub mod media;
 pub mod metrics;

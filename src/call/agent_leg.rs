@@ -32,7 +32,8 @@
 //!     headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
 //!     sdp: b"v=0\r\n".to_vec(),
 //!     peer,
-//! });
+//! })
+//! .unwrap();
 //! assert!(leg.invite.to_string().starts_with("INVITE sip:1001@127.0.0.1:5072 SIP/2.0\r\n"));
 //! ```
 
@@ -41,7 +42,7 @@ use crate::sip::message::{Header, Method, PRODUCT, Request, Response, random_tok
 use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
 
-use super::dialog::{Dialog, uri_of};
+use super::dialog::Dialog;
 
 /// Where the agent leg is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,8 +129,14 @@ pub struct AgentLeg {
 
 impl AgentLeg {
     /// Builds the INVITE for `req`; send [`AgentLeg::invite`] in a client
-    /// transaction to [`AgentLeg::peer`].
-    pub fn new(req: LegRequest) -> AgentLeg {
+    /// transaction to [`AgentLeg::peer`]. `None` when the Contact (the
+    /// registered one, or a forward target) is not a usable Request-URI
+    /// ([`super::dialog::check_target`]).
+    pub fn new(req: LegRequest) -> Option<AgentLeg> {
+        if let Err(problem) = super::dialog::check_target(&req.contact) {
+            tracing::warn!(contact = %req.contact, problem, "no INVITE to an unusable contact");
+            return None;
+        }
         let call_id = format!("{}@zentrale", random_token());
         let host = req.peer.local;
         let transport_param = match req.peer.transport {
@@ -164,8 +171,14 @@ impl AgentLeg {
         ));
         let mut bytes = text.into_bytes();
         bytes.extend_from_slice(&req.sdp);
-        let invite = Request::try_from(bytes).expect("agent INVITE built from checked parts");
-        AgentLeg {
+        let invite = match Request::try_from(bytes) {
+            Ok(invite) => invite,
+            Err(e) => {
+                tracing::warn!(contact = %req.contact, error = %e, "agent INVITE does not parse");
+                return None;
+            }
+        };
+        Some(AgentLeg {
             state: LegState::Calling,
             invite,
             call_id,
@@ -173,7 +186,7 @@ impl AgentLeg {
             peer: req.peer,
             ack: None,
             cancel_sent: false,
-        }
+        })
     }
 
     /// A response to our INVITE (the first of each, retransmissions too).
@@ -188,22 +201,39 @@ impl AgentLeg {
             (LegState::Cancelling, 101..=199) if !self.cancel_sent => {
                 // Now a CANCEL may go (RFC 3261 §9.1).
                 self.cancel_sent = true;
-                vec![LegAction::SendCancel(self.cancel())]
+                self.send_cancel()
             }
-            (LegState::Calling | LegState::Early, 200..=299) => {
-                let ack = self.confirm(resp);
-                self.state = LegState::Talking;
-                vec![
-                    LegAction::SendAck(ack),
-                    LegAction::Answered(resp.body.clone()),
-                ]
-            }
+            (LegState::Calling | LegState::Early, 200..=299) => match self.confirm(resp) {
+                Ok(ack) => {
+                    self.state = LegState::Talking;
+                    let mut actions: Vec<_> = ack.map(LegAction::SendAck).into_iter().collect();
+                    actions.push(LegAction::Answered(resp.body.clone()));
+                    actions
+                }
+                Err(ack) => {
+                    // An answer whose Contact or Record-Route cannot make
+                    // a dialog: acknowledged (or the phone retransmits it
+                    // for 32 s) and hung up at once, an offer not taken.
+                    let mut actions: Vec<_> = ack.map(LegAction::SendAck).into_iter().collect();
+                    let hang_up = self.hang_up_now();
+                    let released = hang_up.contains(&LegAction::Release);
+                    actions.extend(hang_up.into_iter().filter(|a| *a != LegAction::Release));
+                    // Reported while the leg still exists; released last.
+                    actions.push(LegAction::Failed(LegFailure::Declined));
+                    if released {
+                        actions.push(LegAction::Release);
+                    }
+                    actions
+                }
+            },
             (LegState::Cancelling, 200..=299) => {
                 // The answer crossed our CANCEL: acknowledge and hang up.
-                let ack = self.confirm(resp);
-                let bye = self.bye();
-                self.state = LegState::Ending;
-                vec![LegAction::SendAck(ack), LegAction::SendBye(bye)]
+                let ack = match self.confirm(resp) {
+                    Ok(ack) | Err(ack) => ack,
+                };
+                let mut actions: Vec<_> = ack.map(LegAction::SendAck).into_iter().collect();
+                actions.extend(self.hang_up_now());
+                actions
             }
             (LegState::Talking | LegState::Ending, 200..=299) => {
                 // A retransmitted 2xx: our ACK was lost.
@@ -256,12 +286,9 @@ impl AgentLeg {
             LegState::Early => {
                 self.state = LegState::Cancelling;
                 self.cancel_sent = true;
-                vec![LegAction::SendCancel(self.cancel())]
+                self.send_cancel()
             }
-            LegState::Talking => {
-                self.state = LegState::Ending;
-                vec![LegAction::SendBye(self.bye())]
-            }
+            LegState::Talking => self.hang_up_now(),
             LegState::Cancelling | LegState::Ending | LegState::Ended => Vec::new(),
         }
     }
@@ -287,30 +314,55 @@ impl AgentLeg {
             .is_some_and(|d| d.matches(from_tag, to_tag))
     }
 
-    /// Turns the 2xx into our dialog and builds its ACK.
-    fn confirm(&mut self, resp: &Response) -> Request {
-        let dialog = Dialog::from_answer(&self.invite, resp, self.peer);
-        let dialog = dialog.unwrap_or_else(|| {
-            // A 2xx without To tag or Contact is broken; keep talking to
-            // the flow we used and the URI we called.
-            Dialog::from_answer_lenient(&self.invite, self.peer)
-        });
+    /// Turns the 2xx into our dialog and builds its ACK (`None` if even
+    /// that does not parse). `Err` when the 2xx's Contact or Record-Route
+    /// is unusable: the dialog then keeps the URI we called and no route
+    /// set, enough to acknowledge the 2xx and hang up.
+    fn confirm(&mut self, resp: &Response) -> Result<Option<Request>, Option<Request>> {
+        let (dialog, usable) = match Dialog::from_answer(&self.invite, resp, self.peer) {
+            Ok(dialog) => (dialog, true),
+            Err(e) => {
+                tracing::warn!(leg_call_id = %self.call_id, error = %e, "agent's answer cannot make a dialog");
+                (Dialog::from_answer_lenient(&self.invite, self.peer), false)
+            }
+        };
         let ack = dialog.ack();
         self.dialog = Some(dialog);
-        self.ack = Some(ack.clone());
-        ack
+        self.ack.clone_from(&ack);
+        if usable { Ok(ack) } else { Err(ack) }
     }
 
-    fn bye(&mut self) -> Request {
-        match self.dialog.as_mut() {
-            Some(d) => d.request(Method::Bye, &[], None),
-            None => unreachable!("a BYE is only built once the leg has a dialog"),
+    /// Sends a BYE in the dialog; without one (or if it does not build)
+    /// the leg is simply over.
+    fn hang_up_now(&mut self) -> Vec<LegAction> {
+        match self
+            .dialog
+            .as_mut()
+            .and_then(|d| d.request(Method::Bye, &[], None))
+        {
+            Some(bye) => {
+                self.state = LegState::Ending;
+                vec![LegAction::SendBye(bye)]
+            }
+            None => {
+                self.state = LegState::Ended;
+                vec![LegAction::Release]
+            }
+        }
+    }
+
+    fn send_cancel(&mut self) -> Vec<LegAction> {
+        match self.cancel() {
+            Some(cancel) => vec![LegAction::SendCancel(cancel)],
+            // Nothing to stop the ringing with: the INVITE's own timer
+            // (B) or the final response ends the leg.
+            None => Vec::new(),
         }
     }
 
     /// RFC 3261 §9.1: the CANCEL copies Request-URI, the top Via (same
     /// branch), From, To, Call-ID and the CSeq number of the INVITE.
-    fn cancel(&self) -> Request {
+    fn cancel(&self) -> Option<Request> {
         let mut text = format!("CANCEL {} SIP/2.0\r\n", self.invite.uri);
         let mut cseq = 1;
         for h in self.invite.headers.iter() {
@@ -333,7 +385,7 @@ impl AgentLeg {
         text.push_str(&format!(
             "CSeq: {cseq} CANCEL\r\nMax-Forwards: 70\r\nUser-Agent: {PRODUCT}\r\nContent-Length: 0\r\n\r\n"
         ));
-        Request::try_from(text).expect("CANCEL built from our own INVITE")
+        Request::try_from(text).ok()
     }
 }
 
@@ -363,7 +415,13 @@ impl Dialog {
     /// remote tag and target from the answer, route set from its
     /// Record-Route in reverse. Requests go to `flow` (the agent's
     /// registered flow), whatever the Contact says, so agents behind NAT work.
-    pub fn from_answer(invite: &Request, answer: &Response, flow: Peer) -> Option<Dialog> {
+    /// The Contact and every Record-Route entry are checked as for
+    /// [`Dialog::from_invite`]; a missing To tag or Contact is tolerated.
+    pub fn from_answer(
+        invite: &Request,
+        answer: &Response,
+        flow: Peer,
+    ) -> Result<Dialog, super::dialog::DialogError> {
         let mut dialog = Dialog::from_answer_lenient(invite, flow);
         let mut contact = None;
         let mut route_set = Vec::new();
@@ -371,16 +429,26 @@ impl Dialog {
         for h in answer.headers.iter() {
             match h {
                 Header::To(v) => remote_tag = tag_of(v.value()).map(str::to_owned),
-                Header::Contact(v) if contact.is_none() => contact = uri_of(v.value()),
-                Header::RecordRoute(v) => route_set.push(v.value().to_owned()),
+                Header::Contact(v) if contact.is_none() => contact = Some(v.value()),
+                Header::RecordRoute(v) => {
+                    for entry in super::dialog::split_list(v.value()) {
+                        route_set.push(super::dialog::checked_route(entry)?);
+                    }
+                }
                 _ => {}
             }
         }
         route_set.reverse();
-        dialog.remote_tag = remote_tag?;
-        dialog.remote_target = contact?;
+        // A 2xx without To tag or Contact is broken but usable: keep
+        // talking to the flow we used and the URI we called.
+        if let Some(tag) = remote_tag {
+            dialog.remote_tag = tag;
+        }
+        if let Some(contact) = contact {
+            dialog.remote_target = super::dialog::checked_contact(contact)?;
+        }
         dialog.route_set = route_set;
-        Some(dialog)
+        Ok(dialog)
     }
 
     fn from_answer_lenient(invite: &Request, flow: Peer) -> Dialog {
@@ -412,7 +480,7 @@ impl Dialog {
     }
 
     /// The ACK of the 2xx to our INVITE (CSeq number of the INVITE, new branch).
-    fn ack(&self) -> Request {
+    fn ack(&self) -> Option<Request> {
         let hop = self.next_hop();
         let mut text = format!(
             "ACK {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={MAGIC_COOKIE}{};rport\r\n",
@@ -434,7 +502,7 @@ impl Dialog {
             self.call_id,
             self.local_cseq
         ));
-        Request::try_from(text).expect("ACK built from our own dialog")
+        Request::try_from(text).ok()
     }
 }
 
@@ -460,6 +528,7 @@ mod tests {
             sdp: b"v=0\r\n".to_vec(),
             peer: peer(),
         })
+        .unwrap()
     }
 
     fn answer(leg: &AgentLeg, code: u16) -> Response {
@@ -604,5 +673,62 @@ mod tests {
         assert!(matches!(actions[0], LegAction::SendBye(_)));
         assert_eq!(l.state, LegState::Ending);
         assert!(l.cancel_or_hang_up().is_empty());
+    }
+
+    /// A 2xx whose Contact no request could go to: ACKed (to the flow,
+    /// Request-URI the one we called), hung up, an offer not taken; no panic.
+    #[test]
+    fn answer_with_unusable_contact_is_acked_hung_up_and_failed() {
+        for (bad, good) in [
+            (
+                "Contact: <sip:1001@192.0.2.10:5072>",
+                "Contact: <sip:1001@>",
+            ),
+            ("Record-Route: <sip:10.0.0.1;lr>", "Record-Route: <sip:;lr>"),
+        ] {
+            let mut l = leg();
+            let text = answer(&l, 200).to_string().replace(bad, good);
+            let ok = Response::try_from(text.as_str()).unwrap();
+            let actions = l.on_invite_response(&ok);
+            let [
+                LegAction::SendAck(ack),
+                LegAction::SendBye(bye),
+                LegAction::Failed(LegFailure::Declined),
+            ] = &actions[..]
+            else {
+                panic!("{good}: {actions:?}")
+            };
+            assert!(
+                ack.to_string()
+                    .starts_with("ACK sip:1001@192.0.2.10:5072 SIP/2.0\r\n"),
+                "{ack}"
+            );
+            assert!(!ack.to_string().contains("Route:"), "{ack}");
+            assert!(
+                bye.to_string().starts_with("BYE sip:1001@192.0.2.10:5072 "),
+                "{bye}"
+            );
+            assert_eq!(l.state, LegState::Ending);
+            // A retransmitted 2xx is ACKed again, nothing else.
+            assert!(matches!(
+                &l.on_invite_response(&ok)[..],
+                [LegAction::SendAck(_)]
+            ));
+            assert_eq!(l.on_bye_done(), vec![LegAction::Release]);
+        }
+    }
+
+    #[test]
+    fn no_invite_to_an_unusable_contact() {
+        let req = LegRequest {
+            contact: "sip:1001@".into(),
+            to: "sip:1001@127.0.0.1:5060".into(),
+            caller: "0561".into(),
+            display: "x".into(),
+            headers: Vec::new(),
+            sdp: Vec::new(),
+            peer: peer(),
+        };
+        assert!(AgentLeg::new(req).is_none());
     }
 }

@@ -10,6 +10,11 @@ use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
 
 /// Dialog state of a leg zentrale answered.
+///
+/// The remote target and the route set come off the wire; they are only
+/// set by constructors that check them ([`Dialog::from_invite`],
+/// [`Dialog::from_answer`]), so every in-dialog request built from them
+/// parses (see [`check_target`]).
 #[derive(Debug, Clone)]
 pub struct Dialog {
     pub call_id: Arc<str>,
@@ -22,9 +27,9 @@ pub struct Dialog {
     /// The From header value of the INVITE without tag.
     pub remote_uri: String,
     /// The caller's Contact URI: where in-dialog requests go.
-    pub remote_target: String,
+    pub(super) remote_target: String,
     /// Record-Route values of the INVITE, in order (UAS keeps the order).
-    pub route_set: Vec<String>,
+    pub(super) route_set: Vec<String>,
     pub local_cseq: u32,
     pub remote_cseq: u32,
     /// Where the INVITE came from (and the local address it reached);
@@ -36,9 +41,32 @@ pub struct Dialog {
     pub pinned: bool,
 }
 
+/// Why a message cannot make a dialog: the header and what is wrong with
+/// it, for the `Warning` of the 400 (or the log line of an agent's 2xx).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogError {
+    pub header: &'static str,
+    pub problem: &'static str,
+}
+
+impl std::fmt::Display for DialogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.header, self.problem)
+    }
+}
+
+impl std::error::Error for DialogError {}
+
 impl Dialog {
-    /// Builds the UAS dialog from an initial INVITE (§12.1.1).
-    pub fn from_invite(invite: &Request, source: Peer) -> Option<Dialog> {
+    /// Builds the UAS dialog from an initial INVITE (§12.1.1). The remote
+    /// target (the Contact URI, else the Request-URI) and every
+    /// Record-Route entry must be a usable SIP URI ([`check_target`]);
+    /// otherwise the INVITE is answered 400 with the error as `Warning`.
+    pub fn from_invite(invite: &Request, source: Peer) -> Result<Dialog, DialogError> {
+        let missing = |header| DialogError {
+            header,
+            problem: "missing",
+        };
         let mut call_id = None;
         let mut from = None;
         let mut to = None;
@@ -58,28 +86,51 @@ impl Dialog {
                         .next()
                         .and_then(|n| n.parse().ok())
                 }
-                Header::RecordRoute(v) => route_set.extend(split_list(v.value())),
+                Header::RecordRoute(v) => {
+                    for entry in split_list(v.value()) {
+                        route_set.push(checked_route(entry)?);
+                    }
+                }
                 _ => {}
             }
         }
-        let from = from?;
+        let from = from.ok_or(missing("From"))?;
         let remote_tag = tag_of(from).unwrap_or("").to_owned();
-        let remote_target = contact
-            .and_then(uri_of)
-            .unwrap_or_else(|| invite.uri.to_string());
-        Some(Dialog {
-            call_id: call_id?.into(),
+        let remote_target = match contact {
+            Some(c) => checked_contact(c)?,
+            None => {
+                // RFC 2543 peers send no Contact: the Request-URI stands in.
+                let uri = invite.uri.to_string();
+                check_target(&uri).map_err(|problem| DialogError {
+                    header: "Request-URI",
+                    problem,
+                })?;
+                uri
+            }
+        };
+        Ok(Dialog {
+            call_id: call_id.ok_or(missing("Call-ID"))?.into(),
             local_tag: random_token(),
             remote_tag,
-            local_uri: strip_tag(to?),
+            local_uri: strip_tag(to.ok_or(missing("To"))?),
             remote_uri: strip_tag(from),
             remote_target,
             route_set,
             local_cseq: rand::random::<u16>() as u32 + 1,
-            remote_cseq: cseq?,
+            remote_cseq: cseq.ok_or(missing("CSeq"))?,
             source,
             pinned: false,
         })
+    }
+
+    /// The URI in-dialog requests are addressed to (checked).
+    pub fn remote_target(&self) -> &str {
+        &self.remote_target
+    }
+
+    /// The route set, in the order of the Route headers we send.
+    pub fn route_set(&self) -> &[String] {
+        &self.route_set
     }
 
     /// Where in-dialog requests are sent: the first route, else the remote
@@ -110,12 +161,16 @@ impl Dialog {
     }
 
     /// Builds an in-dialog request (§12.2.1.1) with the next local CSeq.
+    ///
+    /// `None` only if the request does not parse, which the checks of the
+    /// constructors rule out for what came off the wire; the caller then
+    /// ends the dialog without the request instead of crashing on it.
     pub fn request(
         &mut self,
         method: Method,
         extra: &[(&str, String)],
         body: Option<(&str, &[u8])>,
-    ) -> Request {
+    ) -> Option<Request> {
         self.local_cseq += 1;
         let hop = self.next_hop();
         let mut text = format!("{method} {} SIP/2.0\r\n", self.remote_target);
@@ -150,7 +205,13 @@ impl Dialog {
         text.push_str(&format!("Content-Length: {}\r\n\r\n", body.1.len()));
         let mut bytes = text.into_bytes();
         bytes.extend_from_slice(body.1);
-        Request::try_from(bytes).expect("in-dialog request built from parsed values")
+        match Request::try_from(bytes) {
+            Ok(req) => Some(req),
+            Err(e) => {
+                tracing::error!(call_id = %self.call_id, %method, error = %e, "in-dialog request does not parse");
+                None
+            }
+        }
     }
 
     /// Our Contact header value (the address the INVITE reached us on).
@@ -201,12 +262,179 @@ pub(crate) fn strip_tag(value: &str) -> String {
 
 /// The URI inside a name-addr or addr-spec value.
 pub fn uri_of(value: &str) -> Option<String> {
-    let value = value.trim();
-    if let (Some(a), Some(b)) = (value.find('<'), value.find('>')) {
-        return (a < b).then(|| value[a + 1..b].to_owned());
-    }
-    let uri = value.split(';').next()?.trim();
+    let (uri, _) = addr_spec(value).ok()?;
     (!uri.is_empty()).then(|| uri.to_owned())
+}
+
+/// The addr-spec of a name-addr (`"Name" <uri>;params`) or of a bare
+/// addr-spec (`uri;params`, the parameters belonging to the header, RFC
+/// 3261 §20.10), and whether it was in angle brackets. A `<` inside the
+/// quoted display name does not count.
+fn addr_spec(value: &str) -> Result<(&str, bool), &'static str> {
+    let value = value.trim();
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in value.char_indices() {
+        if quoted {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '<' => {
+                let rest = &value[i + 1..];
+                let end = rest.find('>').ok_or("no '>' after '<'")?;
+                let after = rest[end + 1..].trim_start();
+                if !after.is_empty() && !after.starts_with(';') {
+                    return Err("text after the '>'");
+                }
+                return Ok((rest[..end].trim(), true));
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err("unbalanced quotes");
+    }
+    let uri = value.split_once(';').map_or(value, |(uri, _)| uri).trim();
+    Ok((uri, false))
+}
+
+/// The remote target of an INVITE's (or a 2xx's) Contact, checked.
+pub(super) fn checked_contact(value: &str) -> Result<String, DialogError> {
+    let err = |problem| DialogError {
+        header: "Contact",
+        problem,
+    };
+    let (uri, _) = addr_spec(value).map_err(err)?;
+    check_target(uri).map_err(err)?;
+    Ok(uri.to_owned())
+}
+
+/// One Record-Route entry, checked: a name-addr whose URI is usable.
+pub(super) fn checked_route(entry: &str) -> Result<String, DialogError> {
+    let err = |problem| DialogError {
+        header: "Record-Route",
+        problem,
+    };
+    if entry.is_empty() {
+        return Err(err("empty entry"));
+    }
+    let (uri, bracketed) = addr_spec(entry).map_err(err)?;
+    if !bracketed {
+        return Err(err("entry without <>"));
+    }
+    check_target(uri).map_err(err)?;
+    Ok(entry.to_owned())
+}
+
+/// Whether `uri` can be the remote target (Request-URI) of the requests
+/// zentrale sends in a dialog, or a Route entry: a `sip:`/`sips:` URI
+/// with a host (a name, an IPv4 address or a bracketed IPv6 address), an
+/// optional port in 1..=65535, a non-empty user part when there is an `@`,
+/// no headers (`?`, not allowed in a Request-URI) and nothing but visible
+/// ASCII without quotes or angle brackets; and one the message parser
+/// takes. The error says what is wrong, for a `Warning`.
+///
+/// ```
+/// use zentrale::call::dialog::check_target;
+/// assert!(check_target("sip:caller@127.0.0.1:5070;transport=tcp").is_ok());
+/// assert_eq!(check_target("sip:caller@"), Err("empty host"));
+/// ```
+pub fn check_target(uri: &str) -> Result<(), &'static str> {
+    if uri.is_empty() {
+        return Err("empty URI");
+    }
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) || uri.contains(['<', '>', '"']) {
+        return Err("URI with whitespace, control characters, quotes or brackets");
+    }
+    if uri.contains('?') {
+        return Err("URI with headers");
+    }
+    let rest = ["sip:", "sips:"]
+        .iter()
+        .find_map(|s| {
+            uri.get(..s.len())
+                .filter(|p| p.eq_ignore_ascii_case(s))
+                .map(|_| &uri[s.len()..])
+        })
+        .ok_or("not a sip: or sips: URI")?;
+    // The user part may carry `;` (a telephone-subscriber's
+    // phone-context), so the host is after the last `@`.
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
+            if userinfo.split([':', ';']).next().is_none_or(str::is_empty) {
+                return Err("empty user part");
+            }
+            rest
+        }
+        None => rest,
+    };
+    let (hostport, params) = match rest.split_once(';') {
+        Some((before, params)) => (before, Some(params)),
+        None => (rest, None),
+    };
+    check_hostport(hostport)?;
+    if params.is_some_and(|p| {
+        p.split(';')
+            .any(|p| p.split('=').next().is_none_or(str::is_empty))
+    }) {
+        return Err("empty URI parameter");
+    }
+    rsipstack::sip::parse_uri(uri).map_err(|_| "URI the SIP parser refuses")?;
+    Ok(())
+}
+
+fn check_hostport(hostport: &str) -> Result<(), &'static str> {
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("IPv6 address without ']'")?;
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| "invalid IPv6 address")?;
+        return match after {
+            "" => Ok(()),
+            _ => check_port(
+                after
+                    .strip_prefix(':')
+                    .ok_or("text after the IPv6 address")?,
+            ),
+        };
+    }
+    let (host, port) = match hostport.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (hostport, None),
+    };
+    if host.is_empty() {
+        return Err("empty host");
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        host.parse::<std::net::Ipv4Addr>()
+            .map_err(|_| "invalid IPv4 address")?;
+    } else {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if !name.split('.').all(label_ok) {
+            return Err("invalid host name");
+        }
+    }
+    port.map_or(Ok(()), check_port)
+}
+
+fn check_port(port: &str) -> Result<(), &'static str> {
+    let valid = port.len() <= 5
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p != 0);
+    if valid { Ok(()) } else { Err("invalid port") }
 }
 
 /// `host:port` of a SIP URI when the host is an IP literal.
@@ -222,7 +450,7 @@ pub fn host_port_of(uri: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, 5060))
 }
 
-fn split_list(value: &str) -> Vec<String> {
+pub(super) fn split_list(value: &str) -> Vec<&str> {
     // Record-Route values are name-addrs; commas inside <> or quotes are not separators.
     let mut out = Vec::new();
     let mut depth = false;
@@ -234,7 +462,7 @@ fn split_list(value: &str) -> Vec<String> {
             '<' if !quoted => depth = true,
             '>' if !quoted => depth = false,
             ',' if !quoted && !depth => {
-                out.push(value[start..i].trim().to_owned());
+                out.push(value[start..i].trim());
                 start = i + 1;
             }
             _ => {}
@@ -242,7 +470,7 @@ fn split_list(value: &str) -> Vec<String> {
     }
     let last = value[start..].trim();
     if !last.is_empty() {
-        out.push(last.to_owned());
+        out.push(last);
     }
     out
 }
@@ -275,7 +503,7 @@ mod tests {
         assert_eq!(d.remote_cseq, 7);
         assert_eq!(d.route_set.len(), 2);
         assert_eq!(d.next_hop().addr, "10.0.0.9:5060".parse().unwrap());
-        let bye = d.request(Method::Bye, &[], None);
+        let bye = d.request(Method::Bye, &[], None).unwrap();
         let text = bye.to_string();
         assert!(
             text.starts_with("BYE sip:caller@127.0.0.1:5070 SIP/2.0\r\n"),
@@ -306,5 +534,138 @@ mod tests {
             .push(Header::Contact("<sip:caller@phone.invalid>".into()));
         let d = Dialog::from_invite(&inv, src).unwrap();
         assert_eq!(d.next_hop(), src);
+    }
+
+    fn with(contact: Option<&str>, record_route: Option<&str>) -> Request {
+        let mut inv = invite();
+        inv.headers
+            .retain(|h| !matches!(h, Header::RecordRoute(_) | Header::Contact(_)));
+        if let Some(c) = contact {
+            inv.headers.push(Header::Contact(c.into()));
+        }
+        if let Some(r) = record_route {
+            inv.headers.push(Header::RecordRoute(r.into()));
+        }
+        inv
+    }
+
+    fn src() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "127.0.0.1:5070".parse().unwrap(),
+            local: "127.0.0.1:5060".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn targets_zentrale_can_send_to() {
+        for uri in [
+            "sip:caller@127.0.0.1:5070",
+            "sip:127.0.0.1",
+            "SIP:Caller@Example.COM.",
+            "sips:caller@[::1]:5061;transport=tls",
+            "sip:+4956112345;phone-context=x@127.0.0.1;user=phone",
+            "sip:a:secret@127.0.0.1;lr;maddr=127.0.0.2",
+            "sip:caller@phone-1.example",
+        ] {
+            assert_eq!(check_target(uri), Ok(()), "{uri}");
+        }
+    }
+
+    #[test]
+    fn targets_zentrale_cannot_send_to() {
+        for (uri, why) in [
+            ("sip:caller@", "empty host"),
+            ("sip:", "empty host"),
+            ("sip:@127.0.0.1", "empty user part"),
+            ("sip::pw@127.0.0.1", "empty user part"),
+            ("sip:caller@127.0.0.1:", "invalid port"),
+            ("sip:caller@127.0.0.1:0", "invalid port"),
+            ("sip:caller@127.0.0.1:65536", "invalid port"),
+            ("sip:caller@127.0.0.1:5x", "invalid port"),
+            ("sip:caller@[::1", "IPv6 address without ']'"),
+            ("sip:caller@[::g]", "invalid IPv6 address"),
+            ("sip:caller@[::1]x", "text after the IPv6 address"),
+            ("sip:caller@127.0.0.256", "invalid IPv4 address"),
+            ("sip:caller@bad_host", "invalid host name"),
+            ("sip:caller@-bad.example", "invalid host name"),
+            ("sip:caller@a..b", "invalid host name"),
+            ("sip:caller@127.0.0.1;", "empty URI parameter"),
+            ("sip:caller@127.0.0.1;=x", "empty URI parameter"),
+            ("sip:caller@127.0.0.1?Subject=x", "URI with headers"),
+            ("tel:+4956112345", "not a sip: or sips: URI"),
+            ("*", "not a sip: or sips: URI"),
+            ("", "empty URI"),
+            (
+                "sip:cal ler@127.0.0.1",
+                "URI with whitespace, control characters, quotes or brackets",
+            ),
+            (
+                "sip:\"a\"@127.0.0.1",
+                "URI with whitespace, control characters, quotes or brackets",
+            ),
+        ] {
+            assert_eq!(check_target(uri), Err(why), "{uri}");
+        }
+    }
+
+    #[test]
+    fn invite_with_unusable_contact_or_route_makes_no_dialog() {
+        for (contact, rr, header) in [
+            (Some("<sip:caller@>"), None, "Contact"),
+            (Some("\"Bob\" <sip:>;expires=5"), None, "Contact"),
+            (Some("sip:caller@127.0.0.1:70000"), None, "Contact"),
+            (Some("*"), None, "Contact"),
+            (Some("<sip:caller@127.0.0.1"), None, "Contact"),
+            (Some("<sip:caller@127.0.0.1> junk"), None, "Contact"),
+            (Some("\"a<b\" <sip:caller@>"), None, "Contact"),
+            (None, Some("<sip:;lr>"), "Record-Route"),
+            (
+                None,
+                Some("<sip:127.0.0.1;lr>, , <sip:127.0.0.2;lr>"),
+                "Record-Route",
+            ),
+            (
+                None,
+                Some("<sip:127.0.0.1;lr>, sip:127.0.0.2"),
+                "Record-Route",
+            ),
+            (None, Some("<sip:127.0.0.1:99999;lr>"), "Record-Route"),
+        ] {
+            let err = Dialog::from_invite(&with(contact, rr), src())
+                .expect_err(&format!("{contact:?} {rr:?}"));
+            assert_eq!(err.header, header, "{contact:?} {rr:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn quoted_brackets_in_a_display_name_are_not_the_uri() {
+        let inv = with(
+            Some("\"x <sip:evil@> y\" <sip:caller@127.0.0.1:5070>"),
+            None,
+        );
+        let d = Dialog::from_invite(&inv, src()).unwrap();
+        assert_eq!(d.remote_target(), "sip:caller@127.0.0.1:5070");
+    }
+
+    #[test]
+    fn every_dialog_made_builds_its_requests() {
+        for contact in [
+            "<sip:caller@127.0.0.1:5070>",
+            "sip:caller@127.0.0.1;transport=tcp",
+            "<sips:caller@[::1]:5061;transport=tls>;expires=60",
+            "\"Anrufer\" <sip:caller@host.example>",
+        ] {
+            let mut d =
+                Dialog::from_invite(&with(Some(contact), Some("<sip:127.0.0.2;lr>")), src())
+                    .unwrap_or_else(|e| panic!("{contact}: {e}"));
+            for method in [Method::Bye, Method::Update, Method::Info] {
+                assert!(d.request(method, &[], None).is_some(), "{contact}");
+            }
+        }
+        // Without a Contact the Request-URI stands in (RFC 2543 peers).
+        let mut d = Dialog::from_invite(&with(None, None), src()).unwrap();
+        assert_eq!(d.remote_target(), "sip:115@127.0.0.1");
+        assert!(d.request(Method::Bye, &[], None).is_some());
     }
 }

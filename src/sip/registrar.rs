@@ -607,6 +607,8 @@ fn parse_contact(value: &str) -> Result<ContactRequest, Reject> {
         return Err(bad("Contact URI with headers"));
     }
     let key = uri_key(uri).ok_or(bad("Contact URI is not a SIP URI"))?;
+    // The binding becomes the Request-URI of the INVITEs to this phone.
+    crate::call::dialog::check_target(uri).map_err(bad)?;
 
     let mut contact = ContactRequest {
         uri: uri.to_string(),
@@ -1492,6 +1494,24 @@ mod tests {
             f.t0,
         );
         assert_eq!(status(&out), StatusCode::Unauthorized);
+    }
+
+    /// A binding becomes the Request-URI of zentrale's INVITEs, so one no
+    /// request could be sent to is refused at REGISTER.
+    #[test]
+    fn contacts_no_invite_could_go_to_are_400() {
+        let mut f = Fixture::new();
+        for c in [
+            "<sip:2001@h:0>",
+            "<sip:2001@h:99999>",
+            "<sip:@h>",
+            "<sip:2001@bad_host>",
+            "<sip:2001@[::1>",
+            "<sip:2001@h;>",
+        ] {
+            let out = f.send(&register("2001", "c1", 1, &[contact(c)]), f.t0);
+            assert_eq!(status(&out), StatusCode::BadRequest, "{c}");
+        }
     }
 
     #[test]

@@ -488,6 +488,18 @@ impl Core {
             Ok(origin) => origin,
             Err(resp) => return self.respond(&key, &resp, now, out),
         };
+        // Before anything counts the call: a Contact or Record-Route that
+        // no in-dialog request could be sent to is refused here (400).
+        let dialog = match Dialog::from_invite(&req, reply_to) {
+            Ok(dialog) => dialog,
+            Err(e) => {
+                self.metrics.rejected("bad_dialog");
+                info!(call_id = call_id_of(&req), peer = %peer.addr, error = %e, "INVITE cannot make a dialog");
+                let mut resp = response(&req, StatusCode::BadRequest);
+                warning(&mut resp, &e.to_string());
+                return self.respond(&key, &resp, now, out);
+            }
+        };
         let input = routing::call_input(&req);
         // The Request-URI user, percent-decoded: what the dialplan looks up.
         let called = &input.request_user;
@@ -642,10 +654,6 @@ impl Core {
                 true,
             );
             (None, offer)
-        };
-        let Some(dialog) = Dialog::from_invite(&req, reply_to) else {
-            self.ports.release(port);
-            return self.respond(&key, &response(&req, StatusCode::BadRequest), now, out);
         };
         let stream = StreamId(self.next_stream);
         self.next_stream += 1;
@@ -1332,11 +1340,16 @@ impl Core {
                     };
                     // Silence the caller's side at once; the port is freed on release.
                     self.media.remove_stream(e.media.stream);
-                    let bye = e.call.dialog.request(
+                    let Some(bye) = e.call.dialog.request(
                         Method::Bye,
                         &[("Reason", reason.reason_header().to_owned())],
                         None,
-                    );
+                    ) else {
+                        // Logged by the dialog; ended as if the BYE were answered.
+                        let done = e.call.on_bye_done();
+                        self.execute(call_id, done, now, out);
+                        continue;
+                    };
                     let hop = e.call.dialog.next_hop();
                     let (key, t) = self.transactions.send_request(&bye, hop, now);
                     self.pending.insert(key, (call_id.to_owned(), Pending::Bye));
@@ -1350,7 +1363,10 @@ impl Core {
                     if let Some(t) = e.call.session_timer() {
                         extra.push(("Session-Expires", t.header_value()));
                     }
-                    let update = e.call.dialog.request(Method::Update, &extra, None);
+                    let Some(update) = e.call.dialog.request(Method::Update, &extra, None) else {
+                        // Logged by the dialog; the session timer ends the call.
+                        continue;
+                    };
                     let hop = e.call.dialog.next_hop();
                     let (key, t) = self.transactions.send_request(&update, hop, now);
                     self.pending

@@ -514,7 +514,7 @@ impl Core {
             }
             None => format!("{} {}", route.tenant_name, route.hotline_name),
         };
-        let leg = AgentLeg::new(LegRequest {
+        let Some(leg) = AgentLeg::new(LegRequest {
             contact,
             to,
             caller: e.caller_number.clone(),
@@ -522,7 +522,11 @@ impl Core {
             headers,
             sdp: body,
             peer,
-        });
+        }) else {
+            // Logged by the leg: a contact no INVITE can go to.
+            self.ports.release(port);
+            return None;
+        };
         let call = e.key;
         let (key, t) = self.transactions.send_request(&leg.invite, peer, now);
         out.push(t);

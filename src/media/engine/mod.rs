@@ -349,6 +349,53 @@ pub fn start(config: EngineConfig) -> (MediaHandle, tokio::sync::mpsc::Receiver<
     (MediaHandle { commands, counters }, event_rx)
 }
 
+/// A handle whose commands reach no worker: nothing is played, relayed
+/// or sent, and no [`MediaEvent`] comes. For driving the core in process
+/// (the fuzz harness, [`crate::fuzzing`]), which makes up the events a
+/// worker would report; [`DetachedMedia`] holds the other end.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn detached() -> std::io::Result<(MediaHandle, DetachedMedia)> {
+    let poll = mio::Poll::new()?;
+    let waker = mio::Waker::new(poll.registry(), worker::WAKE)?;
+    let (tx, commands) = mpsc::channel();
+    let handle = MediaHandle {
+        commands: Arc::new(CommandSender {
+            tx: Some(tx),
+            waker,
+        }),
+        counters: Arc::new(MediaCounters::default()),
+    };
+    Ok((
+        handle,
+        DetachedMedia {
+            commands,
+            _poll: poll,
+        },
+    ))
+}
+
+/// The receiving end of a [`detached`] handle.
+#[cfg(any(test, feature = "fuzzing"))]
+pub struct DetachedMedia {
+    commands: mpsc::Receiver<Command>,
+    _poll: mio::Poll,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl DetachedMedia {
+    /// Drops the commands sent since the last call (closing the sockets
+    /// they hand over) and returns the streams they added.
+    pub fn drain(&mut self) -> Vec<StreamId> {
+        self.commands
+            .try_iter()
+            .filter_map(|c| match c {
+                Command::Add { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// RTP packets the worker sent and accepted since start, for the metrics.
 /// A relayed packet counts as received on one stream and sent on the other,
 /// and once more in `relayed`.

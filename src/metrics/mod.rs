@@ -149,7 +149,19 @@ pub struct Metrics {
     /// Call records by `written`, `dropped` (the writer fell behind) and
     /// `failed` (the file could not be written).
     pub cdr_records: Family<ResultLabel, Counter>,
+    /// Failed or refused digest authentications, by reason
+    /// ([`crate::sip::digest::AuthFailure::label`], or `locked`).
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    /// Lockouts started, by scope (`source`, `account`).
+    pub auth_lockouts: Family<ScopeLabel, Counter>,
     per_message: PerMessage,
+}
+
+/// What a brute-force lockout is on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    /// `source` or `account`.
+    pub scope: &'static str,
 }
 
 /// The methods rsipstack represents, which are all screening lets through.
@@ -238,6 +250,8 @@ impl Metrics {
             overflow: Family::default(),
             menu_choices: Family::default(),
             config_reloads: Family::default(),
+            auth_failures: Family::default(),
+            auth_lockouts: Family::default(),
             origin_offered: Family::default(),
             origin_overflowed: Family::default(),
             origin_ended: Family::default(),
@@ -326,6 +340,16 @@ impl Metrics {
             "sip_rejected",
             "SIP messages refused before routing, by reason (malformed, source_not_allowed, overload, ...)",
             m.sip_rejected.clone(),
+        );
+        registry.register(
+            "sip_auth_failures",
+            "Digest authentications that failed or were refused, by reason (bad_password, unknown_user, locked, spent_nonce, uri_mismatch, ...)",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "sip_auth_lockouts",
+            "Brute-force lockouts started, by scope (source address or account)",
+            m.auth_lockouts.clone(),
         );
         registry.register(
             "sip_retransmissions",

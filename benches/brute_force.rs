@@ -86,7 +86,7 @@ impl Daemon {
         // Few calls: a small RTP range, placed by the process id.
         let rtp = 40_000 + (std::process::id() % 200) * 100;
         let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_zentrale"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zentrale"))
             .arg("run")
             .arg("--config")
             .arg(config(dir, limits))
@@ -113,6 +113,8 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("zentrale did not start for the bench");
     }
 }

@@ -328,6 +328,32 @@ fn digest_algorithms_follow_the_config_globally_and_per_agent() {
     });
 }
 
+/// A trunk with credentials is challenged (407) with its own algorithms.
+#[test]
+fn a_trunk_with_credentials_is_offered_its_own_algorithms() {
+    let d = Daemon::start_with(Options {
+        edits: vec![(
+            "    # credentials: { username: carrier, password: change-me }\n".into(),
+            "    credentials: { username: carrier, password: change-me }\n    digest_algorithms: [SHA-256]\n"
+                .into(),
+        )],
+        ..Default::default()
+    });
+    let mut caller = Caller::new(&d, "115");
+    let r = caller.call(&d);
+    let got: Vec<&str> = r
+        .headers_named("proxy-authenticate")
+        .iter()
+        .filter_map(|c| auth_param(c, "algorithm"))
+        .collect();
+    d.check(r.status() == Some(407) && got == ["SHA-256"], || {
+        format!(
+            "the trunk's INVITE answered {} offering {got:?}, want 407 with SHA-256 alone",
+            r.start
+        )
+    });
+}
+
 #[test]
 fn options_with_any_accept_gets_200_without_a_body() {
     let d = Daemon::start();

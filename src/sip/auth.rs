@@ -91,7 +91,10 @@ impl Authenticator {
         });
         let ours = values.find(|v| self.digest.username_of(v).is_some());
         let tried = ours.and_then(|v| self.digest.username_of(v));
-        if let Err(_locked) = self.lockout.check(source, tried.as_deref(), now) {
+        // Without credentials the request's account decides, so a phone
+        // that authenticated from here before gets its challenge.
+        let whom = tried.as_deref().unwrap_or(account);
+        if let Err(_locked) = self.lockout.check(source, Some(whom), now) {
             let log = self.lockout.refused(source, now);
             return AuthResult {
                 verdict: Verdict::Locked,

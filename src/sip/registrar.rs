@@ -1044,6 +1044,7 @@ mod tests {
     fn repeated_wrong_passwords_lock_out_with_403_and_are_reported() {
         let mut f = Fixture::new();
         let source_ip = source().ip();
+        let spare = f.nonce(Alg::Md5, f.t0);
         // The default limits: the account locks at the 5th wrong answer.
         for i in 1..=5u32 {
             let nonce = f.nonce(Alg::Md5, f.t0);
@@ -1076,16 +1077,72 @@ mod tests {
                 );
             }
         }
-        // Locked: even the right password gets 403, without a challenge.
-        let out = f.send_auth("c2", 1, &[contact("<sip:2001@127.0.0.1:5062>")], f.t0);
+        // Locked: no challenge, and even the right password gets 403.
+        let out = f.send(&register("2001", "c2", 1, &[]), f.t0);
+        assert_eq!(status(&out), StatusCode::Forbidden);
+        assert!(header_values(&out.response, "WWW-Authenticate").is_empty());
+        let right = authorization(Alg::Md5, "2001", "geheim", &spare, "00000001");
+        let out = f.send(&register("2001", "c2", 2, &[right]), f.t0);
         assert_eq!(status(&out), StatusCode::Forbidden);
         assert_eq!(out.auth_event.map(|e| e.reason), Some("locked"));
-        assert!(header_values(&out.response, "WWW-Authenticate").is_empty());
         // After the lockout it registers.
         let later = f.t0 + Duration::from_secs(61);
         let out = f.send_auth("c3", 1, &[contact("<sip:2001@127.0.0.1:5062>")], later);
         assert_eq!(status(&out), StatusCode::OK);
         assert!(out.auth_event.is_none());
+    }
+
+    #[test]
+    fn a_phone_that_registered_is_not_locked_out_by_a_guesser_elsewhere() {
+        let mut f = Fixture::new();
+        let out = f.send_auth("phone", 1, &[contact("<sip:2001@127.0.0.1:5062>")], f.t0);
+        assert_eq!(status(&out), StatusCode::OK);
+        let guesser: SocketAddr = "127.0.0.66:5060".parse().unwrap();
+        for i in 0..5u32 {
+            let probe = register("2001", "g", 2 * i + 1, &[]);
+            let out = f.reg.handle_register(
+                &probe,
+                guesser,
+                Transport::Udp,
+                &mut f.auth,
+                &f.accounts,
+                f.t0,
+            );
+            let nonce = nonce_for(&out.response, Alg::Md5);
+            let guess = register(
+                "2001",
+                "g",
+                2 * i + 2,
+                &[authorization(
+                    Alg::Md5,
+                    "2001",
+                    "falsch",
+                    &nonce,
+                    "00000001",
+                )],
+            );
+            f.reg.handle_register(
+                &guess,
+                guesser,
+                Transport::Udp,
+                &mut f.auth,
+                &f.accounts,
+                f.t0,
+            );
+        }
+        // The account is locked for the guesser ...
+        let out = f.reg.handle_register(
+            &register("2001", "g", 99, &[]),
+            guesser,
+            Transport::Udp,
+            &mut f.auth,
+            &f.accounts,
+            f.t0,
+        );
+        assert_eq!(status(&out), StatusCode::Forbidden);
+        // ... while the phone is challenged and refreshes as before.
+        let out = f.send_auth("phone", 2, &[contact("<sip:2001@127.0.0.1:5062>")], f.t0);
+        assert_eq!(status(&out), StatusCode::OK);
     }
 
     #[test]

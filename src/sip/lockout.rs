@@ -227,8 +227,9 @@ pub struct Lockout {
     accounts: Bounded<String, Record>,
     trusted: Bounded<(String, IpAddr), Trust>,
     log_slots: Bounded<IpAddr, LogSlot>,
-    /// Lines written in the current total-budget interval, and its start.
-    log_window: (Instant, u32),
+    /// The start of the current total-budget interval and the lines
+    /// written in it (none before the first line).
+    log_window: Option<(Instant, u32)>,
 }
 
 impl Lockout {
@@ -241,7 +242,7 @@ impl Lockout {
             accounts: Bounded::new(max),
             trusted: Bounded::new(max),
             log_slots: Bounded::new(max),
-            log_window: (Instant::now(), 0),
+            log_window: None,
         }
     }
 
@@ -335,21 +336,23 @@ impl Lockout {
 
     fn log_line(&mut self, ip: IpAddr, always: bool, now: Instant) -> Option<u64> {
         let s = self.settings;
-        if now.saturating_duration_since(self.log_window.0) >= s.log_interval {
-            self.log_window = (now, 0);
-        }
+        let window = match self.log_window {
+            Some((start, n)) if now.saturating_duration_since(start) < s.log_interval => (start, n),
+            _ => (now, 0),
+        };
         let slot = self.log_slots.get_or_insert(ip, || LogSlot {
             next_at: now,
             suppressed: 0,
         });
         let due = always || slot.next_at <= now;
-        if !due || self.log_window.1 >= s.log_burst {
+        if !due || window.1 >= s.log_burst {
             slot.suppressed += 1;
+            self.log_window = Some(window);
             return None;
         }
         let suppressed = std::mem::take(&mut slot.suppressed);
         slot.next_at = now + s.log_interval;
-        self.log_window.1 += 1;
+        self.log_window = Some((window.0, window.1 + 1));
         Some(suppressed)
     }
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs the real test peers when they are
-# missing (SIPp, baresip, Prometheus/promtool; Debian packages), then runs
+# missing (SIPp, baresip, Prometheus/promtool, fail2ban-regex; Debian packages), then runs
 # every test target. Tests only talk to 127.0.0.0/8.
 set -euo pipefail
 
@@ -10,6 +10,7 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v fail2ban-regex >/dev/null 2>&1 || missing+=(fail2ban)
 
 if ((${#missing[@]})); then
     echo "installing test peers: ${missing[*]}" >&2
@@ -19,7 +20,7 @@ if ((${#missing[@]})); then
         sudo=(sudo)
     fi
     "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip prometheus
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 # `sipp -v` exits non-zero even when it works: judge by what it prints.

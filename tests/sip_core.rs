@@ -439,7 +439,14 @@ fn register_from(d: &Daemon, sip: &SipUdp, user: &str) {
 /// call. Right password, wrong identity: 403.
 #[test]
 fn agent_invite_with_credentials_is_challenged_then_routed() {
-    let d = Daemon::start();
+    // SHA-256 is offered where configured (the demo offers MD5 alone).
+    let d = Daemon::start_with(Options {
+        edits: vec![(
+            "  nonce_ttl_secs: 300 ".into(),
+            "  digest_algorithms: [MD5, SHA-256]\n  nonce_ttl_secs: 300 ".into(),
+        )],
+        ..Default::default()
+    });
     let mut c = Caller::new(&d, LOCALHOST, "1001", "115");
     let uri = c.request_uri();
     let sdp = c.offer(&[0, 8], "sendrecv");

@@ -5,7 +5,7 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | GET | `/api/v1/queues` | every queue with live figures (also `by_origin`: per municipality and via 115 or local) |
-//! | GET | `/api/v1/agents` | every agent with state and since when |
+//! | GET | `/api/v1/agents` | every agent with state (`unreachable` when idle without a registered phone) and since when |
 //! | POST | `/api/v1/agents/{id}/login` | log in |
 //! | POST | `/api/v1/agents/{id}/logout` | log out (after the current call) |
 //! | POST | `/api/v1/agents/{id}/pause` | pause; body `{"reason": "break"}` (optional: the first of `acd.pause_reasons`); 422 for a reason not in `acd.pause_reasons` |
@@ -219,7 +219,9 @@ impl From<AgentCounts> for AgentCountsView {
 pub struct AgentView {
     pub id: String,
     pub tenant: String,
-    /// `logged_out`, `available`, `reserved`, `ringing`, `talking`, `wrap_up`, `paused`.
+    /// `logged_out`, `available`, `unreachable` (logged in and idle, but
+    /// no phone registered: offered nothing), `reserved`, `ringing`,
+    /// `talking`, `wrap_up`, `paused`.
     pub state: &'static str,
     /// The pause reason while paused.
     pub reason: Option<String>,
@@ -311,7 +313,11 @@ async fn agents(State(state): State<ApiState>) -> Json<Vec<AgentView>> {
 }
 
 fn agent_view(a: AgentSnapshot, now: Instant) -> AgentView {
-    let (name, reason) = state_name(&a.state);
+    let (name, reason) = match state_name(&a.state) {
+        // Available without a phone is not available: no call reaches it.
+        ("available", r) if !a.registered => ("unreachable", r),
+        other => other,
+    };
     AgentView {
         id: a.id.to_string(),
         tenant: a.tenant.to_string(),

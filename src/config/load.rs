@@ -35,6 +35,8 @@ use super::{
     Trunk,
 };
 use crate::dialplan::SurgeLimits;
+use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
+use crate::sip::lockout::LockoutSettings;
 
 /// The password the demo config ships with; never to be reachable from outside.
 const DEMO_PASSWORD: &str = "demo";
@@ -387,7 +389,16 @@ impl Loader<'_> {
                 "raise session_expires (default 1800) or lower min_se",
             );
         }
+        let digest_algorithms = raw
+            .digest_algorithms
+            .as_ref()
+            .and_then(|a| self.algorithms(a, key, "sip"))
+            .unwrap_or_else(|| DEFAULT_ALGORITHMS.to_vec());
+        let (auth_limits, nonce_failures) = self.auth_limits(raw.auth_limits, key);
         SipConfig {
+            digest_algorithms,
+            auth_limits,
+            nonce_failures,
             udp,
             tcp,
             realm: realm.value,
@@ -403,6 +414,128 @@ impl Loader<'_> {
             limits: self.sip_limits(raw.limits, key),
             connections: self.connections(raw.connections, key, super::ConnectionLimits::SIP),
         }
+    }
+
+    /// A `digest_algorithms` list: MD5 and/or SHA-256, each once, at least
+    /// one. `None` after reporting a problem.
+    fn algorithms(
+        &mut self,
+        raw: &Spanned<Vec<Spanned<String>>>,
+        fallback: Pos,
+        whose: &str,
+    ) -> Option<Vec<Algorithm>> {
+        let file = self.path;
+        let lpos = Pos::or(raw, fallback);
+        if raw.value.is_empty() {
+            self.d.at(
+                file,
+                lpos,
+                format!("{whose}: digest_algorithms is empty, so no phone could authenticate"),
+                "write [MD5] (every phone), [SHA-256, MD5], or remove the key for the default [MD5]",
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ok = true;
+        for a in &raw.value {
+            let pos = Pos::or(a, lpos);
+            match Algorithm::parse(a.value.trim()) {
+                Some(alg) if out.contains(&alg) => {
+                    self.d.at(
+                        file,
+                        pos,
+                        format!("{whose}: digest algorithm {alg} is listed twice"),
+                        "list each algorithm once, most preferred first",
+                    );
+                    ok = false;
+                }
+                Some(alg) => out.push(alg),
+                None => {
+                    self.d.at(
+                        file,
+                        pos,
+                        format!("{whose}: digest algorithm `{}` is not supported", a.value),
+                        "use MD5 and/or SHA-256 (the -sess variants and SHA-512-256 are not offered)",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `sip.auth_limits`, and the nonce failures from it.
+    fn auth_limits(
+        &mut self,
+        raw: Option<Spanned<raw::RawAuthLimits>>,
+        key: Pos,
+    ) -> (LockoutSettings, u32) {
+        let file = self.path;
+        let d = LockoutSettings::default();
+        let Some(raw) = raw else {
+            return (d, crate::sip::digest::DEFAULT_MAX_NONCE_FAILURES);
+        };
+        let apos = Pos::or(&raw, key);
+        let r = raw.value;
+        let secs = |v: &Option<Spanned<u64>>, dflt: Duration| {
+            v.as_ref().map_or(dflt, |v| Duration::from_secs(v.value))
+        };
+        let s = LockoutSettings {
+            per_source: r.per_source.as_ref().map_or(d.per_source, |v| v.value),
+            per_account: r.per_account.as_ref().map_or(d.per_account, |v| v.value),
+            lockout: secs(&r.lockout_secs, d.lockout),
+            max_lockout: secs(&r.max_lockout_secs, d.max_lockout),
+            forget_after: secs(&r.forget_secs, d.forget_after),
+            ..d
+        };
+        if (s.per_source > 0 || s.per_account > 0) && s.lockout.is_zero() {
+            let pos = r.lockout_secs.as_ref().map_or(apos, |v| Pos::or(v, apos));
+            self.d.at(
+                file,
+                pos,
+                "lockout_secs is 0, so a lockout would never refuse anything",
+                "set the first lockout in seconds, e.g. 60; or set per_source and per_account to 0 to turn the limits off",
+            );
+        }
+        if s.max_lockout < s.lockout {
+            let pos = r
+                .max_lockout_secs
+                .as_ref()
+                .map_or(apos, |v| Pos::or(v, apos));
+            self.d.at(
+                file,
+                pos,
+                format!(
+                    "max_lockout_secs {} is below lockout_secs {}",
+                    s.max_lockout.as_secs(),
+                    s.lockout.as_secs()
+                ),
+                "make max_lockout_secs at least lockout_secs (default 3600)",
+            );
+        }
+        if s.forget_after.is_zero() {
+            let pos = r.forget_secs.as_ref().map_or(apos, |v| Pos::or(v, apos));
+            self.d.at(
+                file,
+                pos,
+                "forget_secs is 0, so failures would never add up",
+                "set how long failures are remembered, e.g. 900",
+            );
+        }
+        let nonce_failures = match &r.nonce_failures {
+            None => crate::sip::digest::DEFAULT_MAX_NONCE_FAILURES,
+            Some(v) if v.value == 0 => {
+                self.d.at(
+                    file,
+                    Pos::or(v, apos),
+                    "nonce_failures is 0, so no nonce could be answered",
+                    "set how many wrong answers spend a nonce, e.g. 3",
+                );
+                1
+            }
+            Some(v) => v.value,
+        };
+        (s, nonce_failures)
     }
 
     fn addrs(
@@ -729,12 +862,28 @@ impl Loader<'_> {
                     "set a limit above 0, or remove max_calls for no per-trunk limit",
                 );
             }
+            let digest_algorithms = t.digest_algorithms.as_ref().and_then(|a| {
+                if credentials.is_none() {
+                    self.d.at(
+                        file,
+                        Pos::or(a, tpos),
+                        format!(
+                            "trunk `{}` has digest_algorithms but no credentials, so it is never challenged",
+                            t.name.value
+                        ),
+                        "add `credentials:` for the trunk, or remove digest_algorithms",
+                    );
+                    return None;
+                }
+                self.algorithms(a, tpos, &format!("trunk `{}`", t.name.value))
+            });
             out.push((
                 Trunk {
                     name: t.name.value,
                     sources,
                     credentials,
                     max_calls: t.max_calls.map(|m| m.value),
+                    digest_algorithms,
                 },
                 demo_pos,
             ));
@@ -843,6 +992,10 @@ impl Loader<'_> {
                 }
             }
             let demo = (a.password.value == DEMO_PASSWORD).then_some(ppos);
+            let digest_algorithms = a
+                .digest_algorithms
+                .as_ref()
+                .and_then(|l| self.algorithms(l, apos, &format!("agent {ext}")));
             let max_missed_offers = match &a.max_missed_offers {
                 Some(m) if m.value == 0 => None,
                 Some(m) => Some(m.value),
@@ -857,6 +1010,7 @@ impl Loader<'_> {
                     skills,
                     wrap_up: a.wrap_up_secs.map(|w| Duration::from_secs(w.value)),
                     max_missed_offers,
+                    digest_algorithms,
                 },
                 demo,
             ));

@@ -44,6 +44,8 @@ pub use limits::{ConnectionLimits, SipLimits};
 pub use target::{QueueRef, Target};
 
 use crate::dialplan::{MenuSpec, Overflow, Schedule, SurgeLimits};
+use crate::sip::digest::Algorithm;
+use crate::sip::lockout::LockoutSettings;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,8 @@ pub struct Config {
 ///   nonce_ttl_secs: 300
 ///   min_se: 90
 ///   session_expires: 1800
+///   digest_algorithms: [MD5]
+///   auth_limits: { per_source: 10, per_account: 5, lockout_secs: 60 }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipConfig {
@@ -105,6 +109,14 @@ pub struct SipConfig {
     pub limits: SipLimits,
     /// SIP-over-TCP connection limits (`connections:`).
     pub connections: ConnectionLimits,
+    /// Digest algorithms offered, most preferred first (default
+    /// [`crate::sip::digest::DEFAULT_ALGORITHMS`], MD5 alone); agents and
+    /// trunks may set their own.
+    pub digest_algorithms: Vec<Algorithm>,
+    /// Brute-force limits (`auth_limits`).
+    pub auth_limits: LockoutSettings,
+    /// Wrong answers after which a nonce is spent (`auth_limits.nonce_failures`, default 3).
+    pub nonce_failures: u32,
 }
 
 /// REGISTER expiry bounds in seconds: shorter requests get 423 Interval Too Brief,
@@ -209,6 +221,9 @@ pub struct Trunk {
     pub credentials: Option<Credentials>,
     /// Concurrent-call limit for this trunk, if any.
     pub max_calls: Option<u32>,
+    /// Digest algorithms offered to the trunk (only with `credentials`);
+    /// `None`: `sip.digest_algorithms`.
+    pub digest_algorithms: Option<Vec<Algorithm>>,
 }
 
 /// Digest credentials.
@@ -263,6 +278,9 @@ pub struct Agent {
     /// [`NO_ANSWER_REASON`]: the agent's `max_missed_offers` or else
     /// `acd.max_missed_offers`, already resolved; `None` means never (0).
     pub max_missed_offers: Option<u32>,
+    /// Digest algorithms offered to the agent's phone; `None`:
+    /// `sip.digest_algorithms`.
+    pub digest_algorithms: Option<Vec<Algorithm>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -275,6 +293,7 @@ impl std::fmt::Debug for Agent {
             .field("skills", &self.skills)
             .field("wrap_up", &self.wrap_up)
             .field("max_missed_offers", &self.max_missed_offers)
+            .field("digest_algorithms", &self.digest_algorithms)
             .finish()
     }
 }

@@ -53,6 +53,28 @@ pub(crate) struct RawSip {
     pub limits: Option<Spanned<RawSipLimits>>,
     #[serde(default)]
     pub connections: Option<Spanned<RawConnections>>,
+    #[serde(default)]
+    pub digest_algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub auth_limits: Option<Spanned<RawAuthLimits>>,
+}
+
+/// `sip.auth_limits`: every key optional (defaults in `LockoutSettings`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthLimits {
+    #[serde(default)]
+    pub per_source: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub per_account: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub lockout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub max_lockout_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub forget_secs: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub nonce_failures: Option<Spanned<u32>>,
 }
 
 impl Default for RawSip {
@@ -67,6 +89,8 @@ impl Default for RawSip {
             session_expires: default_session_expires(),
             limits: None,
             connections: None,
+            digest_algorithms: None,
+            auth_limits: None,
         }
     }
 }
@@ -230,6 +254,8 @@ pub(crate) struct RawTrunk {
     pub credentials: Option<Spanned<RawCredentials>>,
     #[serde(default)]
     pub max_calls: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub digest_algorithms: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +279,8 @@ pub(crate) struct RawAgent {
     pub wrap_up_secs: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_missed_offers: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub digest_algorithms: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 // Optional keys are `Option`s rather than serde defaults here, so an error

@@ -2639,3 +2639,92 @@ fn bad_limits_are_refused_at_their_place() {
     at(find(&errs, "idle_timeout_secs is 0"), &f.main(), 14, 37);
     assert_eq!(errs.len(), 5, "{}", ConfigErrors(errs.clone()));
 }
+
+// ---- digest algorithms and brute-force limits ----------------------------
+
+#[test]
+fn digest_algorithms_default_to_md5_and_are_set_per_agent_and_trunk() {
+    use crate::sip::digest::Algorithm::{Md5, Sha256};
+    let f = small(MAIN, DIALPLAN_A);
+    let cfg = f.load(&Overrides::default()).unwrap();
+    assert_eq!(cfg.sip.digest_algorithms, vec![Md5]);
+    assert_eq!(cfg.agents[0].digest_algorithms, None);
+    assert_eq!(
+        cfg.sip.auth_limits,
+        crate::sip::lockout::LockoutSettings::default()
+    );
+    assert_eq!(cfg.sip.nonce_failures, 3);
+
+    let main = MAIN
+        .replace(
+            "    udp: [127.0.0.1:5060]\n",
+            "    udp: [127.0.0.1:5060]\n  digest_algorithms: [SHA-256, md5]\n  auth_limits: { per_source: 20, per_account: 0, lockout_secs: 5, nonce_failures: 2 }\n",
+        )
+        .replace(
+            "    skills: { general: 5 }\n",
+            "    skills: { general: 5 }\n    digest_algorithms: [SHA-256]\n",
+        )
+        + "trunks:\n  - name: t\n    sources: [127.0.0.1]\n    credentials: { username: u, password: p }\n    digest_algorithms: [MD5]\n";
+    let f = small(&main, DIALPLAN_A);
+    let cfg = match f.load(&Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(cfg.sip.digest_algorithms, vec![Sha256, Md5]);
+    assert_eq!(cfg.agents[0].digest_algorithms, Some(vec![Sha256]));
+    assert_eq!(cfg.trunks[0].digest_algorithms, Some(vec![Md5]));
+    let l = cfg.sip.auth_limits;
+    assert_eq!((l.per_source, l.per_account), (20, 0));
+    assert_eq!(l.lockout, Duration::from_secs(5));
+    assert_eq!(cfg.sip.nonce_failures, 2);
+}
+
+#[test]
+fn bad_digest_algorithms_are_refused_with_their_place() {
+    let main =
+        MAIN.replace(
+            "    udp: [127.0.0.1:5060]\n",
+            "    udp: [127.0.0.1:5060]\n  digest_algorithms: [MD5, SHA-512, MD5]\n",
+        )
+        .replace(
+            "    skills: { general: 5 }\n",
+            "    skills: { general: 5 }\n    digest_algorithms: []\n",
+        ) + "trunks:\n  - name: t\n    sources: [127.0.0.1]\n    digest_algorithms: [MD5]\n";
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    let e = find(&errs, "`SHA-512` is not supported");
+    at(e, &f.main(), 4, 28);
+    assert!(e.hint.contains("MD5 and/or SHA-256"), "{e}");
+    at(find(&errs, "MD5 is listed twice"), &f.main(), 4, 37);
+    let e = find(&errs, "agent 1001: digest_algorithms is empty");
+    at(e, &f.main(), 11, 24);
+    let e = find(&errs, "trunk `t` has digest_algorithms but no credentials");
+    at(e, &f.main(), 19, 24);
+}
+
+#[test]
+fn bad_auth_limits_are_refused_with_their_place() {
+    let main = MAIN.replace(
+        "    udp: [127.0.0.1:5060]\n",
+        "    udp: [127.0.0.1:5060]\n  auth_limits:\n    lockout_secs: 0\n    max_lockout_secs: 0\n    nonce_failures: 0\n    forget_secs: 0\n",
+    );
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    at(find(&errs, "lockout_secs is 0"), &f.main(), 5, 19);
+    at(find(&errs, "nonce_failures is 0"), &f.main(), 7, 21);
+    at(find(&errs, "forget_secs is 0"), &f.main(), 8, 18);
+    let f = small(
+        &MAIN.replace(
+            "    udp: [127.0.0.1:5060]\n",
+            "    udp: [127.0.0.1:5060]\n  auth_limits: { lockout_secs: 600, max_lockout_secs: 60 }\n",
+        ),
+        DIALPLAN_A,
+    );
+    let errs = f.errors();
+    at(
+        find(&errs, "max_lockout_secs 60 is below lockout_secs 600"),
+        &f.main(),
+        4,
+        55,
+    );
+}

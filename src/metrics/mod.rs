@@ -160,7 +160,19 @@ pub struct Metrics {
     /// Connections zentrale closed, by listener and reason (`idle`,
     /// `header_timeout`, `too_large`).
     pub connections_closed: Family<ListenerReasonLabels, Counter>,
+    /// Failed or refused digest authentications, by reason
+    /// ([`crate::sip::digest::AuthFailure::label`], or `locked`).
+    pub auth_failures: Family<ReasonLabel, Counter>,
+    /// Lockouts started, by scope (`source`, `account`).
+    pub auth_lockouts: Family<ScopeLabel, Counter>,
     per_message: PerMessage,
+}
+
+/// What a brute-force lockout is on.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabel {
+    /// `source` or `account`.
+    pub scope: &'static str,
 }
 
 /// The methods rsipstack represents, which are all screening lets through.
@@ -262,6 +274,8 @@ impl Metrics {
             overflow: Family::default(),
             menu_choices: Family::default(),
             config_reloads: Family::default(),
+            auth_failures: Family::default(),
+            auth_lockouts: Family::default(),
             origin_offered: Family::default(),
             origin_overflowed: Family::default(),
             origin_ended: Family::default(),
@@ -374,6 +388,16 @@ impl Metrics {
             "sip_rejected",
             "SIP messages refused before routing, by reason (malformed, source_not_allowed, overload, ...)",
             m.sip_rejected.clone(),
+        );
+        registry.register(
+            "sip_auth_failures",
+            "Digest authentications that failed or were refused, by reason (bad_password, unknown_user, locked, spent_nonce, uri_mismatch, ...)",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "sip_auth_lockouts",
+            "Brute-force lockouts started, by scope (source address or account)",
+            m.auth_lockouts.clone(),
         );
         registry.register(
             "sip_retransmissions",

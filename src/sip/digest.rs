@@ -24,6 +24,20 @@
 //! nothing would stop a replay within the nonce's lifetime. Such a nonce is
 //! therefore accepted once only; a second use is
 //! [`AuthFailure::NonceCountReplay`], and the client is challenged anew.
+//!
+//! A nonce is spent after [`DEFAULT_MAX_NONCE_FAILURES`] wrong answers: a
+//! guesser cannot keep one nonce and try passwords against it, every few
+//! guesses cost a fresh challenge ([`AuthFailure::SpentNonce`], answered
+//! without hashing). Those counts live in a map bounded like the other.
+//!
+//! The digest `uri` must name the Request-URI (RFC 2617 §3.2.2.5, RFC 7616
+//! §3.4.6): otherwise a response captured for one request could be used
+//! for another ([`AuthFailure::UriMismatch`], answered 400).
+//!
+//! Which algorithms are offered is the caller's choice per account
+//! ([`Accounts::digest_algorithms`]); a response in an algorithm that was
+//! not offered to its account is refused ([`AuthFailure::NotOffered`]), so
+//! an account set to SHA-256 cannot be attacked through MD5.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -33,6 +47,43 @@ use sha2::{Digest, Sha256};
 
 /// The default bound on the number of nonces whose count is tracked.
 pub const DEFAULT_MAX_TRACKED_NONCES: usize = 100_000;
+
+/// Wrong answers after which a nonce is spent by default.
+pub const DEFAULT_MAX_NONCE_FAILURES: u32 = 3;
+
+/// The algorithms offered when the config names none: MD5 alone.
+///
+/// RFC 8760 §2.4 wants the challenges in order of preference and the
+/// client to answer the topmost it supports, which puts SHA-256 first. The
+/// phones do otherwise: Debian's baresip 1.0 (libre 1.1) gives up on the
+/// whole 401 when any challenge is not MD5 ("Function not implemented"),
+/// whatever its place; other softphones answer only the first or only the
+/// last challenge they read. MD5 alone is the one offer every one of them
+/// answers. SHA-256 is there for the accounts configured for it
+/// (`digest_algorithms`); a list `[SHA-256, MD5]` follows RFC 8760 and
+/// also serves phones that keep the last challenge, but not baresip 1.0.
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::Md5];
+
+/// Where digest verification looks up an account: its password and the
+/// algorithms offered to it. The daemon implements it from its config
+/// (agents by extension, trunks by credentials user name).
+pub trait Accounts {
+    /// The password of `user`, or `None` if there is no such account.
+    fn password(&self, user: &str) -> Option<String>;
+
+    /// The algorithms offered to `user`, most preferred first. Unknown
+    /// users get the same as the default, so the challenge does not tell
+    /// which accounts exist.
+    fn digest_algorithms(&self, _user: &str) -> &[Algorithm] {
+        DEFAULT_ALGORITHMS
+    }
+}
+
+impl Accounts for HashMap<String, String> {
+    fn password(&self, user: &str) -> Option<String> {
+        self.get(user).cloned()
+    }
+}
 
 /// A digest hash algorithm we offer and accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -112,6 +163,41 @@ pub enum AuthFailure {
     /// An algorithm other than MD5 and SHA-256 (including the `-sess` ones).
     #[error("unsupported digest algorithm")]
     UnsupportedAlgorithm,
+    /// MD5 or SHA-256, but not among those offered to the account.
+    #[error("digest algorithm not offered to this account")]
+    NotOffered,
+    /// The nonce had too many wrong answers; it is not checked again.
+    #[error("nonce spent by failed attempts")]
+    SpentNonce,
+    /// The digest `uri` is not the request's Request-URI.
+    #[error("digest uri is not the Request-URI")]
+    UriMismatch,
+}
+
+impl AuthFailure {
+    /// Whether the failure is a wrong guess of a password (or of a user
+    /// name): what brute force produces and lockouts count.
+    pub fn is_wrong_guess(&self) -> bool {
+        matches!(self, AuthFailure::BadResponse | AuthFailure::UnknownUser)
+    }
+
+    /// A short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AuthFailure::NotDigest => "not_digest",
+            AuthFailure::Malformed(_) => "malformed",
+            AuthFailure::UnknownUser => "unknown_user",
+            AuthFailure::WrongRealm => "wrong_realm",
+            AuthFailure::BadResponse => "bad_password",
+            AuthFailure::Stale => "stale",
+            AuthFailure::UnknownNonce => "unknown_nonce",
+            AuthFailure::NonceCountReplay => "replay",
+            AuthFailure::UnsupportedAlgorithm => "unsupported_algorithm",
+            AuthFailure::NotOffered => "algorithm_not_offered",
+            AuthFailure::SpentNonce => "spent_nonce",
+            AuthFailure::UriMismatch => "uri_mismatch",
+        }
+    }
 }
 
 /// How a tracked nonce has been used.
@@ -136,14 +222,14 @@ type NonceKey = [u8; 16];
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use zentrale::sip::digest::DigestServer;
+/// use zentrale::sip::digest::{Algorithm, DigestServer};
 ///
 /// let now = Instant::now();
 /// let mut auth = DigestServer::new("zentrale", Duration::from_secs(300), now);
-/// let challenges = auth.challenges(now, false);
-/// // MD5 first: SIPp and many deployed phones answer only the first challenge.
-/// assert!(challenges[0].contains("algorithm=MD5"));
-/// assert!(challenges[1].contains("algorithm=SHA-256"));
+/// let challenges = auth.challenges(now, false, &[Algorithm::Sha256, Algorithm::Md5]);
+/// // In the order given: the most preferred first (RFC 8760).
+/// assert!(challenges[0].contains("algorithm=SHA-256"));
+/// assert!(challenges[1].contains("algorithm=MD5"));
 /// ```
 #[derive(Debug)]
 pub struct DigestServer {
@@ -156,6 +242,10 @@ pub struct DigestServer {
     tracked: HashMap<NonceKey, Tracked>,
     // First-use order of `tracked`, for purging; may hold keys already gone.
     order: VecDeque<NonceKey>,
+    max_nonce_failures: u32,
+    // Wrong answers per nonce, and their first-failure order.
+    failed: HashMap<NonceKey, u32>,
+    failed_order: VecDeque<NonceKey>,
 }
 
 impl DigestServer {
@@ -171,7 +261,16 @@ impl DigestServer {
             max_tracked: DEFAULT_MAX_TRACKED_NONCES,
             tracked: HashMap::new(),
             order: VecDeque::new(),
+            max_nonce_failures: DEFAULT_MAX_NONCE_FAILURES,
+            failed: HashMap::new(),
+            failed_order: VecDeque::new(),
         }
+    }
+
+    /// Spends a nonce after `max` wrong answers (at least 1).
+    pub fn with_max_nonce_failures(mut self, max: u32) -> Self {
+        self.max_nonce_failures = max.max(1);
+        self
     }
 
     /// Sends `opaque` in every challenge. A client that echoes an `opaque`
@@ -199,16 +298,19 @@ impl DigestServer {
     }
 
     /// Values for `WWW-Authenticate` (or `Proxy-Authenticate`) headers, one
-    /// per header: MD5 first, then SHA-256 (see the comment inside on why
-    /// this is not RFC 8760's preference order). Both carry the same new nonce and
-    /// `qop="auth"`; `stale=true` is added when `stale` is set.
-    pub fn challenges(&mut self, now: Instant, stale: bool) -> Vec<String> {
+    /// per algorithm of `algorithms`, in that order (the caller's
+    /// preference; see [`DEFAULT_ALGORITHMS`] on why that is MD5 alone by
+    /// default). All carry the same new nonce and `qop="auth"`;
+    /// `stale=true` is added when `stale` is set.
+    pub fn challenges(
+        &mut self,
+        now: Instant,
+        stale: bool,
+        algorithms: &[Algorithm],
+    ) -> Vec<String> {
         let nonce = self.new_nonce(now);
-        // MD5 first, against RFC 8760's preference order: many deployed
-        // phones (and SIPp, the test peer) answer only the first challenge
-        // and know only MD5. Clients that can do SHA-256 still find it.
-        [Algorithm::Md5, Algorithm::Sha256]
-            .into_iter()
+        algorithms
+            .iter()
             .map(|alg| {
                 let mut c = format!(
                     "Digest realm=\"{}\", nonce=\"{}\", algorithm={}, qop=\"auth\"",
@@ -227,9 +329,19 @@ impl DigestServer {
             .collect()
     }
 
+    /// The user name of an `Authorization` header value for our realm,
+    /// without checking anything else (cheap: no hashing), so lockouts can
+    /// be applied before the response is.
+    pub fn username_of(&self, header_value: &str) -> Option<String> {
+        Credentials::parse(header_value)
+            .ok()
+            .filter(|c| c.realm == self.realm)
+            .map(|c| c.username)
+    }
+
     /// Verifies an `Authorization` (or `Proxy-Authorization`) header value
-    /// for a request with `method`; the digest-uri is the one in the header.
-    /// Returns the authenticated username.
+    /// for a request with `method` and `request_uri`, which the digest
+    /// `uri` must name. Returns the authenticated username.
     ///
     /// The response is checked before the nonce's age and count, so `Stale`
     /// is only reported to a client that knows the password (RFC 2617
@@ -237,8 +349,9 @@ impl DigestServer {
     pub fn verify(
         &mut self,
         method: &str,
+        request_uri: &str,
         header_value: &str,
-        password_for: &dyn Fn(&str) -> Option<String>,
+        accounts: &dyn Accounts,
         now: Instant,
     ) -> Result<String, AuthFailure> {
         let creds = Credentials::parse(header_value)?;
@@ -253,17 +366,35 @@ impl DigestServer {
         {
             return Err(AuthFailure::UnknownNonce);
         }
+        if !same_uri(&creds.uri, request_uri) {
+            return Err(AuthFailure::UriMismatch);
+        }
+        if !accounts
+            .digest_algorithms(&creds.username)
+            .contains(&creds.algorithm)
+        {
+            return Err(AuthFailure::NotOffered);
+        }
+        if self
+            .failed
+            .get(&key)
+            .is_some_and(|&n| n >= self.max_nonce_failures)
+        {
+            return Err(AuthFailure::SpentNonce);
+        }
 
         // An unknown user costs the same hashing as a known one, so timing
         // does not tell them apart.
-        let password = password_for(&creds.username);
+        let password = accounts.password(&creds.username);
         let expected = creds.expected_response(method, password.as_deref().unwrap_or(""));
         let matches = constant_time_eq(expected.as_bytes(), creds.response.as_bytes());
-        if password.is_none() {
-            return Err(AuthFailure::UnknownUser);
-        }
-        if !matches {
-            return Err(AuthFailure::BadResponse);
+        if password.is_none() || !matches {
+            self.count_failure(key);
+            return Err(if password.is_none() {
+                AuthFailure::UnknownUser
+            } else {
+                AuthFailure::BadResponse
+            });
         }
 
         let now_ms = self.ms_since_epoch(now);
@@ -282,6 +413,26 @@ impl DigestServer {
         }
         self.track(key, Tracked { used, issued_ms }, now_ms);
         Ok(creds.username)
+    }
+
+    /// One more wrong answer to the nonce `key`; the map keeps at most
+    /// `max_tracked` nonces, the one that first failed longest ago goes.
+    fn count_failure(&mut self, key: NonceKey) {
+        match self.failed.get_mut(&key) {
+            Some(n) => *n += 1,
+            None => {
+                self.failed.insert(key, 1);
+                self.failed_order.push_back(key);
+                while self.failed.len() > self.max_tracked {
+                    match self.failed_order.pop_front() {
+                        Some(old) => {
+                            self.failed.remove(&old);
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
     }
 
     fn ms_since_epoch(&self, now: Instant) -> u64 {
@@ -549,6 +700,34 @@ fn parse_auth_params(s: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+/// Whether the digest `uri` names the Request-URI: the same text, or the
+/// same scheme, user, host (case-insensitive), port and `transport`, as
+/// RFC 3261 §19.1.4 compares them for what phones send (a client may write
+/// the URI with other parameter order or case).
+fn same_uri(digest_uri: &str, request_uri: &str) -> bool {
+    if digest_uri == request_uri {
+        return true;
+    }
+    let key = |uri: &str| {
+        let parsed = rsipstack::sip::parse_uri(uri).ok()?;
+        let transport = parsed.params.iter().find_map(|p| match p {
+            rsipstack::sip::Param::Transport(t) => Some(t.to_string().to_ascii_lowercase()),
+            _ => None,
+        });
+        Some((
+            parsed.scheme.map(|s| s.to_string().to_ascii_lowercase()),
+            parsed.auth.map(|a| a.user),
+            parsed.host_with_port.host.to_string().to_ascii_lowercase(),
+            parsed.host_with_port.port.map(|p| p.0),
+            transport,
+        ))
+    };
+    match (key(digest_uri), key(request_uri)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
 fn quote_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -626,8 +805,19 @@ mod tests {
         )
     }
 
-    fn pw(user: &str) -> Option<String> {
-        (user == "2001").then(|| "geheim".to_string())
+    const URI: &str = "sip:z";
+    const BOTH: &[Algorithm] = &[Algorithm::Md5, Algorithm::Sha256];
+
+    /// One account, 2001, offered both algorithms.
+    struct Pw;
+
+    impl Accounts for Pw {
+        fn password(&self, user: &str) -> Option<String> {
+            (user == "2001").then(|| "geheim".to_string())
+        }
+        fn digest_algorithms(&self, _user: &str) -> &[Algorithm] {
+            BOTH
+        }
     }
 
     #[test]
@@ -662,12 +852,12 @@ mod tests {
     fn challenges_md5_first_then_sha256() {
         let t0 = Instant::now();
         let mut s = DigestServer::new("zentrale", TTL, t0);
-        let c = s.challenges(t0, false);
+        let c = s.challenges(t0, false, BOTH);
         assert_eq!(c.len(), 2);
         assert!(c[0].starts_with("Digest realm=\"zentrale\""));
         assert!(c[0].contains("algorithm=MD5") && c[0].contains("qop=\"auth\""));
         assert!(c[1].contains("algorithm=SHA-256") && !c[1].contains("stale"));
-        assert!(s.challenges(t0, true)[0].ends_with("stale=true"));
+        assert!(s.challenges(t0, true, BOTH)[0].ends_with("stale=true"));
     }
 
     #[test]
@@ -675,7 +865,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = DigestServer::new("zentrale", TTL, t0);
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
-            let nonce = nonce_of(&s.challenges(t0, false)[0]);
+            let nonce = nonce_of(&s.challenges(t0, false, BOTH)[0]);
             for nc in [
                 "00000001", "00000009", "0000000a", "000000ff", "00000100", "ffffffff",
             ] {
@@ -685,11 +875,15 @@ mod tests {
                     "zentrale",
                     "geheim",
                     "REGISTER",
-                    "sip:zentrale",
+                    "sip:z",
                     &nonce,
                     Some((nc, "c1")),
                 );
-                assert_eq!(s.verify("REGISTER", &h, &pw, t0), Ok("2001".into()), "{nc}");
+                assert_eq!(
+                    s.verify("REGISTER", URI, &h, &Pw, t0),
+                    Ok("2001".into()),
+                    "{nc}"
+                );
             }
         }
     }
@@ -698,7 +892,7 @@ mod tests {
     fn replayed_or_lower_nc_is_refused() {
         let t0 = Instant::now();
         let mut s = DigestServer::new("zentrale", TTL, t0);
-        let nonce = nonce_of(&s.challenges(t0, false)[1]);
+        let nonce = nonce_of(&s.challenges(t0, false, BOTH)[1]);
         let mk = |nc| {
             respond(
                 Algorithm::Md5,
@@ -711,23 +905,24 @@ mod tests {
                 Some((nc, "abc")),
             )
         };
-        assert!(s.verify("REGISTER", &mk("0000000a"), &pw, t0).is_ok());
+        assert!(s.verify("REGISTER", URI, &mk("0000000a"), &Pw, t0).is_ok());
         assert_eq!(
-            s.verify("REGISTER", &mk("0000000a"), &pw, t0),
+            s.verify("REGISTER", URI, &mk("0000000a"), &Pw, t0),
             Err(AuthFailure::NonceCountReplay)
         );
         assert_eq!(
-            s.verify("REGISTER", &mk("00000002"), &pw, t0),
+            s.verify("REGISTER", URI, &mk("00000002"), &Pw, t0),
             Err(AuthFailure::NonceCountReplay)
         );
-        assert!(s.verify("REGISTER", &mk("0000000B"), &pw, t0).is_ok());
+        assert!(s.verify("REGISTER", URI, &mk("0000000B"), &Pw, t0).is_ok());
     }
 
     #[test]
     fn failures_are_told_apart() {
         let t0 = Instant::now();
-        let mut s = DigestServer::new("zentrale", TTL, t0);
-        let nonce = nonce_of(&s.challenges(t0, false)[0]);
+        // One nonce takes every kind of failure here: it must not be spent.
+        let mut s = DigestServer::new("zentrale", TTL, t0).with_max_nonce_failures(10);
+        let nonce = nonce_of(&s.challenges(t0, false, BOTH)[0]);
         let ok = |user: &str, pass: &str, realm: &str, nonce: &str| {
             respond(
                 Algorithm::Sha256,
@@ -740,7 +935,7 @@ mod tests {
                 Some(("00000001", "x")),
             )
         };
-        let v = |s: &mut DigestServer, h: &str, now| s.verify("REGISTER", h, &pw, now);
+        let v = |s: &mut DigestServer, h: &str, now| s.verify("REGISTER", URI, h, &Pw, now);
         assert_eq!(
             v(&mut s, "NoOneKnowsThisScheme opaque-data=here", t0),
             Err(AuthFailure::NotDigest)
@@ -805,7 +1000,7 @@ mod tests {
         let t0 = Instant::now();
         let mut a = DigestServer::new("zentrale", TTL, t0);
         let mut b = DigestServer::new("zentrale", TTL, t0);
-        let nonce = nonce_of(&a.challenges(t0, false)[0]);
+        let nonce = nonce_of(&a.challenges(t0, false, BOTH)[0]);
         let h = respond(
             Algorithm::Md5,
             "2001",
@@ -817,17 +1012,17 @@ mod tests {
             Some(("00000001", "x")),
         );
         assert_eq!(
-            b.verify("REGISTER", &h, &pw, t0),
+            b.verify("REGISTER", URI, &h, &Pw, t0),
             Err(AuthFailure::UnknownNonce)
         );
-        assert!(a.verify("REGISTER", &h, &pw, t0).is_ok());
+        assert!(a.verify("REGISTER", URI, &h, &Pw, t0).is_ok());
     }
 
     #[test]
     fn without_qop_a_nonce_is_single_use() {
         let t0 = Instant::now();
         let mut s = DigestServer::new("zentrale", TTL, t0);
-        let nonce = nonce_of(&s.challenges(t0, false)[1]);
+        let nonce = nonce_of(&s.challenges(t0, false, BOTH)[1]);
         let h = respond(
             Algorithm::Md5,
             "2001",
@@ -838,9 +1033,9 @@ mod tests {
             &nonce,
             None,
         );
-        assert!(s.verify("REGISTER", &h, &pw, t0).is_ok());
+        assert!(s.verify("REGISTER", URI, &h, &Pw, t0).is_ok());
         assert_eq!(
-            s.verify("REGISTER", &h, &pw, t0),
+            s.verify("REGISTER", URI, &h, &Pw, t0),
             Err(AuthFailure::NonceCountReplay)
         );
     }
@@ -849,7 +1044,7 @@ mod tests {
     fn opaque_must_match_when_echoed() {
         let t0 = Instant::now();
         let mut s = DigestServer::new("zentrale", TTL, t0).with_opaque("abc");
-        let c = s.challenges(t0, false);
+        let c = s.challenges(t0, false, BOTH);
         assert!(c[0].contains("opaque=\"abc\""));
         let nonce = nonce_of(&c[0]);
         let h = respond(
@@ -863,11 +1058,11 @@ mod tests {
             Some(("00000001", "x")),
         );
         assert_eq!(
-            s.verify("REGISTER", &format!("{h}, opaque=\"xyz\""), &pw, t0),
+            s.verify("REGISTER", URI, &format!("{h}, opaque=\"xyz\""), &Pw, t0),
             Err(AuthFailure::UnknownNonce)
         );
         assert!(
-            s.verify("REGISTER", &format!("{h}, opaque=\"abc\""), &pw, t0)
+            s.verify("REGISTER", URI, &format!("{h}, opaque=\"abc\""), &Pw, t0)
                 .is_ok()
         );
     }
@@ -879,7 +1074,7 @@ mod tests {
         let mut first = None;
         for i in 0..10 {
             let now = t0 + Duration::from_millis(i);
-            let nonce = nonce_of(&s.challenges(now, false)[0]);
+            let nonce = nonce_of(&s.challenges(now, false, BOTH)[0]);
             let h = respond(
                 Algorithm::Md5,
                 "2001",
@@ -890,13 +1085,13 @@ mod tests {
                 &nonce,
                 Some(("00000001", "x")),
             );
-            assert!(s.verify("REGISTER", &h, &pw, now).is_ok());
+            assert!(s.verify("REGISTER", URI, &h, &Pw, now).is_ok());
             first.get_or_insert(h);
             assert!(s.tracked_nonces() <= 3);
         }
         // Expired entries go on the next success.
         let later = t0 + TTL * 2;
-        let nonce = nonce_of(&s.challenges(later, false)[0]);
+        let nonce = nonce_of(&s.challenges(later, false, BOTH)[0]);
         let h = respond(
             Algorithm::Md5,
             "2001",
@@ -907,8 +1102,182 @@ mod tests {
             &nonce,
             Some(("00000001", "x")),
         );
-        assert!(s.verify("REGISTER", &h, &pw, later).is_ok());
+        assert!(s.verify("REGISTER", URI, &h, &Pw, later).is_ok());
         assert_eq!(s.tracked_nonces(), 1);
+    }
+
+    #[test]
+    fn default_offer_is_md5_alone_and_the_order_is_the_callers() {
+        let t0 = Instant::now();
+        let mut s = DigestServer::new("zentrale", TTL, t0);
+        let c = s.challenges(t0, false, DEFAULT_ALGORITHMS);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].contains("algorithm=MD5"));
+        let c = s.challenges(t0, false, &[Algorithm::Sha256, Algorithm::Md5]);
+        assert!(c[0].contains("algorithm=SHA-256") && c[1].contains("algorithm=MD5"));
+    }
+
+    #[test]
+    fn an_algorithm_not_offered_to_the_account_is_refused() {
+        struct Sha256Only;
+        impl Accounts for Sha256Only {
+            fn password(&self, user: &str) -> Option<String> {
+                (user == "2001").then(|| "geheim".to_string())
+            }
+            fn digest_algorithms(&self, _user: &str) -> &[Algorithm] {
+                &[Algorithm::Sha256]
+            }
+        }
+        let t0 = Instant::now();
+        let mut s = DigestServer::new("zentrale", TTL, t0);
+        let nonce = nonce_of(&s.challenges(t0, false, &[Algorithm::Sha256])[0]);
+        let with = |alg| {
+            respond(
+                alg,
+                "2001",
+                "zentrale",
+                "geheim",
+                "REGISTER",
+                URI,
+                &nonce,
+                Some(("00000001", "x")),
+            )
+        };
+        assert_eq!(
+            s.verify("REGISTER", URI, &with(Algorithm::Md5), &Sha256Only, t0),
+            Err(AuthFailure::NotOffered)
+        );
+        assert!(
+            s.verify("REGISTER", URI, &with(Algorithm::Sha256), &Sha256Only, t0)
+                .is_ok()
+        );
+        // The default book offers MD5 alone.
+        let book = HashMap::from([("2001".to_string(), "geheim".to_string())]);
+        let nonce2 = nonce_of(&s.challenges(t0, false, DEFAULT_ALGORITHMS)[0]);
+        let sha = respond(
+            Algorithm::Sha256,
+            "2001",
+            "zentrale",
+            "geheim",
+            "REGISTER",
+            URI,
+            &nonce2,
+            Some(("00000001", "x")),
+        );
+        assert_eq!(
+            s.verify("REGISTER", URI, &sha, &book, t0),
+            Err(AuthFailure::NotOffered)
+        );
+    }
+
+    #[test]
+    fn a_nonce_is_spent_after_three_wrong_answers() {
+        let t0 = Instant::now();
+        let mut s = DigestServer::new("zentrale", TTL, t0);
+        let nonce = nonce_of(&s.challenges(t0, false, BOTH)[0]);
+        let guess = |pass: &str, nc: &str| {
+            respond(
+                Algorithm::Md5,
+                "2001",
+                "zentrale",
+                pass,
+                "REGISTER",
+                URI,
+                &nonce,
+                Some((nc, "x")),
+            )
+        };
+        for (i, pass) in ["a", "b", "c"].iter().enumerate() {
+            assert_eq!(
+                s.verify("REGISTER", URI, &guess(pass, "00000001"), &Pw, t0),
+                Err(AuthFailure::BadResponse),
+                "guess {i}"
+            );
+        }
+        // Spent: even the right password is not checked against it.
+        assert_eq!(
+            s.verify("REGISTER", URI, &guess("geheim", "00000001"), &Pw, t0),
+            Err(AuthFailure::SpentNonce)
+        );
+        // A fresh nonce works.
+        let fresh = nonce_of(&s.challenges(t0, false, BOTH)[0]);
+        let ok = respond(
+            Algorithm::Md5,
+            "2001",
+            "zentrale",
+            "geheim",
+            "REGISTER",
+            URI,
+            &fresh,
+            Some(("00000001", "x")),
+        );
+        assert!(s.verify("REGISTER", URI, &ok, &Pw, t0).is_ok());
+        // Configurable, and unknown users spend it too.
+        let mut s = DigestServer::new("zentrale", TTL, t0).with_max_nonce_failures(1);
+        let nonce = nonce_of(&s.challenges(t0, false, BOTH)[0]);
+        let h = respond(
+            Algorithm::Md5,
+            "9999",
+            "zentrale",
+            "x",
+            "REGISTER",
+            URI,
+            &nonce,
+            None,
+        );
+        assert_eq!(
+            s.verify("REGISTER", URI, &h, &Pw, t0),
+            Err(AuthFailure::UnknownUser)
+        );
+        assert_eq!(
+            s.verify("REGISTER", URI, &h, &Pw, t0),
+            Err(AuthFailure::SpentNonce)
+        );
+    }
+
+    #[test]
+    fn the_digest_uri_must_name_the_request_uri() {
+        let t0 = Instant::now();
+        let mut s = DigestServer::new("zentrale", TTL, t0);
+        let nonce = nonce_of(&s.challenges(t0, false, BOTH)[0]);
+        let for_uri = |uri: &str| {
+            respond(
+                Algorithm::Md5,
+                "2001",
+                "zentrale",
+                "geheim",
+                "INVITE",
+                uri,
+                &nonce,
+                Some(("00000001", "x")),
+            )
+        };
+        // A response made for another URI, even a correct one, is 400.
+        assert_eq!(
+            s.verify(
+                "INVITE",
+                "sip:115@127.0.0.1",
+                &for_uri("sip:116@127.0.0.1"),
+                &Pw,
+                t0
+            ),
+            Err(AuthFailure::UriMismatch)
+        );
+        // The same URI written with another case of host or scheme passes.
+        assert!(
+            s.verify(
+                "INVITE",
+                "sip:115@LOCALHOST:5060",
+                &for_uri("SIP:115@localhost:5060"),
+                &Pw,
+                t0
+            )
+            .is_ok()
+        );
+        assert!(same_uri("sip:a@h;transport=udp", "sip:a@h;transport=UDP"));
+        assert!(!same_uri("sip:a@h:5060", "sip:a@h"));
+        assert!(!same_uri("sip:a@h", "sip:b@h"));
+        assert!(!same_uri("garbage", "sip:a@h"));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! SIP: message model, screening of raw input, transactions, digest auth and
 //! the registrar. Nothing here decides where a call goes.
 
+pub mod auth;
 pub mod digest;
 pub mod framing;
+pub mod lockout;
 pub mod message;
 pub mod registrar;
 pub mod screen;

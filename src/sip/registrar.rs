@@ -46,26 +46,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Transport;
-use super::digest::{AuthFailure, DigestServer};
+use super::auth::{AuthEvent, Authenticator, Challenge, Verdict};
+pub use super::digest::Accounts;
 use super::message::{
     Header, HeadersExt, Method, Request, Response, StatusCode, random_token, response, with_to_tag,
 };
 
 /// The most bindings one extension may have.
 pub const MAX_CONTACTS: usize = 10;
-
-/// Where the registrar looks up an extension's password. The daemon
-/// implements it from its config (extension → password).
-pub trait Accounts {
-    /// The password of `user`, or `None` if there is no such account.
-    fn password(&self, user: &str) -> Option<String>;
-}
-
-impl Accounts for HashMap<String, String> {
-    fn password(&self, user: &str) -> Option<String> {
-        self.get(user).cloned()
-    }
-}
 
 /// Expiry bounds, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +106,8 @@ pub struct RegisterOutcome {
     pub response: Response,
     /// The extension and how its registration changed, if it did.
     pub changed: Option<(String, RegistrationChange)>,
+    /// A failed or refused authentication, for metrics and the log.
+    pub auth_event: Option<AuthEvent>,
 }
 
 /// How an extension's registration changed.
@@ -136,14 +126,19 @@ pub enum RegistrationChange {
 /// ```
 /// use std::collections::HashMap;
 /// use std::time::{Duration, Instant};
+/// use zentrale::sip::auth::Authenticator;
 /// use zentrale::sip::digest::DigestServer;
+/// use zentrale::sip::lockout::{Lockout, LockoutSettings};
 /// use zentrale::sip::message::{Request, StatusCode};
 /// use zentrale::sip::registrar::{Registrar, RegistrarSettings};
 /// use zentrale::sip::Transport;
 ///
 /// let now = Instant::now();
 /// let mut registrar = Registrar::new(RegistrarSettings::default());
-/// let mut auth = DigestServer::new("zentrale", Duration::from_secs(300), now);
+/// let mut auth = Authenticator::new(
+///     DigestServer::new("zentrale", Duration::from_secs(300), now),
+///     Lockout::new(LockoutSettings::default()),
+/// );
 /// let accounts = HashMap::from([("2001".to_string(), "geheim".to_string())]);
 /// let req = Request::try_from(
 ///     "REGISTER sip:127.0.0.1 SIP/2.0\r\n\
@@ -214,33 +209,39 @@ impl Registrar {
         req: &Request,
         source: SocketAddr,
         transport: Transport,
-        auth: &mut DigestServer,
+        auth: &mut Authenticator,
         accounts: &dyn Accounts,
         now: Instant,
     ) -> RegisterOutcome {
         if self.wall_clock.is_none() {
             self.wall_clock = Some((now, SystemTime::now()));
         }
-        match self.register(req, source, transport, auth, accounts, now) {
-            Ok(outcome) => outcome,
-            Err(Reject(status, why)) => {
-                let mut resp = response(req, status);
-                if !why.is_empty() {
-                    resp.headers
-                        .push(Header::Warning(format!("399 zentrale \"{}\"", why).into()));
+        let mut auth_event = None;
+        let mut outcome =
+            match self.register(req, source, transport, auth, accounts, &mut auth_event, now) {
+                Ok(outcome) => outcome,
+                Err(Reject(status, why)) => {
+                    let mut resp = response(req, status);
+                    if !why.is_empty() {
+                        resp.headers
+                            .push(Header::Warning(format!("399 zentrale \"{}\"", why).into()));
+                    }
+                    self.finish(resp, None, now)
                 }
-                self.finish(resp, None, now)
-            }
-        }
+            };
+        outcome.auth_event = auth_event;
+        outcome
     }
 
+    #[allow(clippy::too_many_arguments)] // one call site; the event is an out-parameter so `?` stays usable
     fn register(
         &mut self,
         req: &Request,
         source: SocketAddr,
         transport: Transport,
-        auth: &mut DigestServer,
+        auth: &mut Authenticator,
         accounts: &dyn Accounts,
+        auth_event: &mut Option<AuthEvent>,
         now: Instant,
     ) -> Result<RegisterOutcome, Reject> {
         if req.method != Method::Register {
@@ -274,31 +275,24 @@ impl Registrar {
             .and_then(|e| parse_delta_seconds(e.value()));
 
         // Authentication: the first credentials for our realm decide.
-        let mut failure = None;
-        let mut user = None;
-        for h in req.headers.iter() {
-            let Header::Authorization(a) = h else {
-                continue;
-            };
-            match auth.verify("REGISTER", a.value(), &|u| accounts.password(u), now) {
-                Ok(u) => {
-                    user = Some(u);
-                    break;
+        let result = auth.authenticate(req, Challenge::Www, &extension, source.ip(), accounts, now);
+        *auth_event = result.event;
+        let user = match result.verdict {
+            Verdict::Authenticated(user) => user,
+            Verdict::Challenge(challenges) => {
+                let mut resp = response(req, StatusCode::Unauthorized);
+                for c in challenges {
+                    resp.headers.push(Header::WwwAuthenticate(c.into()));
                 }
-                Err(AuthFailure::WrongRealm) => {}
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+                return Ok(self.finish(resp, None, now));
             }
-        }
-        let Some(user) = user else {
-            let stale = failure == Some(AuthFailure::Stale);
-            let mut resp = response(req, StatusCode::Unauthorized);
-            for c in auth.challenges(now, stale) {
-                resp.headers.push(Header::WwwAuthenticate(c.into()));
+            Verdict::Locked => {
+                return Err(Reject(
+                    StatusCode::Forbidden,
+                    "too many failed authentications; try again later",
+                ));
             }
-            return Ok(self.finish(resp, None, now));
+            Verdict::BadRequest(why) => return Err(Reject(StatusCode::BadRequest, why)),
         };
         if user != extension {
             return Err(Reject(
@@ -511,6 +505,7 @@ impl Registrar {
         RegisterOutcome {
             response: with_to_tag(resp, &random_token()),
             changed,
+            auth_event: None,
         }
     }
 }
@@ -764,6 +759,8 @@ fn http_date(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::digest::{Algorithm, DigestServer};
+    use crate::sip::lockout::{Lockout, LockoutSettings};
     use md5::Md5;
     use sha2::{Digest, Sha256};
 
@@ -778,12 +775,24 @@ mod tests {
         }
     }
 
-    fn accounts() -> HashMap<String, String> {
-        HashMap::from([
+    /// The test accounts, offered MD5 and SHA-256 (in that order).
+    struct Book(HashMap<String, String>);
+
+    impl Accounts for Book {
+        fn password(&self, user: &str) -> Option<String> {
+            self.0.get(user).cloned()
+        }
+        fn digest_algorithms(&self, _user: &str) -> &[Algorithm] {
+            &[Algorithm::Md5, Algorithm::Sha256]
+        }
+    }
+
+    fn accounts() -> Book {
+        Book(HashMap::from([
             ("2001".to_string(), "geheim".to_string()),
             ("2002".to_string(), "anders".to_string()),
             ("watson".to_string(), "elementary".to_string()),
-        ])
+        ]))
     }
 
     fn source() -> SocketAddr {
@@ -869,8 +878,8 @@ mod tests {
 
     struct Fixture {
         reg: Registrar,
-        auth: DigestServer,
-        accounts: HashMap<String, String>,
+        auth: Authenticator,
+        accounts: Book,
         t0: Instant,
     }
 
@@ -879,7 +888,10 @@ mod tests {
             let t0 = Instant::now();
             Self {
                 reg: Registrar::new(settings()),
-                auth: DigestServer::new("zentrale", TTL, t0),
+                auth: Authenticator::new(
+                    DigestServer::new("zentrale", TTL, t0),
+                    Lockout::new(LockoutSettings::default()),
+                ),
                 accounts: accounts(),
                 t0,
             }
@@ -1040,6 +1052,144 @@ mod tests {
         assert!(out.changed.is_none());
         assert!(f.reg.bindings("2001", f.t0).is_empty());
         assert_eq!(f.reg.registered_count(), 0);
+    }
+
+    #[test]
+    fn repeated_wrong_passwords_lock_out_with_403_and_are_reported() {
+        let mut f = Fixture::new();
+        let source_ip = source().ip();
+        let spare = f.nonce(Alg::Md5, f.t0);
+        // The default limits: the account locks at the 5th wrong answer.
+        for i in 1..=5u32 {
+            let nonce = f.nonce(Alg::Md5, f.t0);
+            let req = register(
+                "2001",
+                "c1",
+                i + 1,
+                &[authorization(
+                    Alg::Md5,
+                    "2001",
+                    "falsch",
+                    &nonce,
+                    "00000001",
+                )],
+            );
+            let out = f.send(&req, f.t0);
+            let event = out.auth_event.clone().expect("a failure is reported");
+            assert_eq!(
+                (event.source, event.account.as_str(), event.reason),
+                (source_ip, "2001", "bad_password")
+            );
+            if i < 5 {
+                assert_eq!(status(&out), StatusCode::Unauthorized, "guess {i}");
+                assert_eq!(event.lockout, None);
+            } else {
+                assert_eq!(status(&out), StatusCode::Forbidden, "guess {i}");
+                assert_eq!(
+                    event.lockout,
+                    Some((crate::sip::lockout::Scope::Account, Duration::from_secs(60)))
+                );
+            }
+        }
+        // Locked: no challenge, and even the right password gets 403.
+        let out = f.send(&register("2001", "c2", 1, &[]), f.t0);
+        assert_eq!(status(&out), StatusCode::Forbidden);
+        assert!(header_values(&out.response, "WWW-Authenticate").is_empty());
+        let right = authorization(Alg::Md5, "2001", "geheim", &spare, "00000001");
+        let out = f.send(&register("2001", "c2", 2, &[right]), f.t0);
+        assert_eq!(status(&out), StatusCode::Forbidden);
+        assert_eq!(out.auth_event.map(|e| e.reason), Some("locked"));
+        // After the lockout it registers.
+        let later = f.t0 + Duration::from_secs(61);
+        let out = f.send_auth("c3", 1, &[contact("<sip:2001@127.0.0.1:5062>")], later);
+        assert_eq!(status(&out), StatusCode::OK);
+        assert!(out.auth_event.is_none());
+    }
+
+    #[test]
+    fn a_phone_that_registered_is_not_locked_out_by_a_guesser_elsewhere() {
+        let mut f = Fixture::new();
+        let out = f.send_auth("phone", 1, &[contact("<sip:2001@127.0.0.1:5062>")], f.t0);
+        assert_eq!(status(&out), StatusCode::OK);
+        let guesser: SocketAddr = "127.0.0.66:5060".parse().unwrap();
+        for i in 0..5u32 {
+            let probe = register("2001", "g", 2 * i + 1, &[]);
+            let out = f.reg.handle_register(
+                &probe,
+                guesser,
+                Transport::Udp,
+                &mut f.auth,
+                &f.accounts,
+                f.t0,
+            );
+            let nonce = nonce_for(&out.response, Alg::Md5);
+            let guess = register(
+                "2001",
+                "g",
+                2 * i + 2,
+                &[authorization(
+                    Alg::Md5,
+                    "2001",
+                    "falsch",
+                    &nonce,
+                    "00000001",
+                )],
+            );
+            f.reg.handle_register(
+                &guess,
+                guesser,
+                Transport::Udp,
+                &mut f.auth,
+                &f.accounts,
+                f.t0,
+            );
+        }
+        // The account is locked for the guesser ...
+        let out = f.reg.handle_register(
+            &register("2001", "g", 99, &[]),
+            guesser,
+            Transport::Udp,
+            &mut f.auth,
+            &f.accounts,
+            f.t0,
+        );
+        assert_eq!(status(&out), StatusCode::Forbidden);
+        // ... while the phone is challenged and refreshes as before.
+        let out = f.send_auth("phone", 2, &[contact("<sip:2001@127.0.0.1:5062>")], f.t0);
+        assert_eq!(status(&out), StatusCode::OK);
+    }
+
+    #[test]
+    fn default_accounts_are_challenged_with_md5_alone() {
+        let t0 = Instant::now();
+        let mut reg = Registrar::new(settings());
+        let mut auth = Authenticator::new(
+            DigestServer::new("zentrale", TTL, t0),
+            Lockout::new(LockoutSettings::default()),
+        );
+        let book = HashMap::from([("2001".to_string(), "geheim".to_string())]);
+        let out = reg.handle_register(
+            &register("2001", "c1", 1, &[]),
+            source(),
+            Transport::Udp,
+            &mut auth,
+            &book,
+            t0,
+        );
+        let ch = header_values(&out.response, "WWW-Authenticate");
+        assert_eq!(ch.len(), 1, "{ch:?}");
+        assert!(ch[0].contains("algorithm=MD5"));
+    }
+
+    #[test]
+    fn a_digest_uri_other_than_the_request_uri_is_400() {
+        let mut f = Fixture::new();
+        let nonce = f.nonce(Alg::Md5, f.t0);
+        let auth = authorization(Alg::Md5, "2001", "geheim", &nonce, "00000001")
+            .replace(&format!("uri=\"{RURI}\""), "uri=\"sip:10.0.0.1\"");
+        let out = f.send(&register("2001", "c1", 2, &[auth]), f.t0);
+        assert_eq!(status(&out), StatusCode::BadRequest);
+        assert_eq!(out.auth_event.map(|e| e.reason), Some("uri_mismatch"));
     }
 
     #[test]

@@ -90,8 +90,9 @@
 //!     `Accept: application/sdp` (invut). **Choice:** multipart/mixed is
 //!     accepted without looking inside: RFC 4475 mpart01 is valid and
 //!     carries no SDP at all; the consumer picks the SDP part if any.
-//! 11. An `Accept` on INVITE or OPTIONS that names neither application/sdp
-//!     nor application/* nor */* is 406 (sdp01). An empty Accept passes.
+//! 11. An `Accept` on INVITE that names neither application/sdp nor
+//!     application/* nor */* is 406 (sdp01). An empty Accept passes. OPTIONS
+//!     is answered without a body, so its Accept is not checked.
 //! 12. The Request-URI must parse with rsipstack's URI parser, and the top
 //!     Via, From, To and CSeq with its typed-header parsers; a failure here
 //!     is 400. (For the ordinary shapes the private `typed` module proves
@@ -1377,8 +1378,10 @@ fn screen_request<'a>(
         }
     }
 
-    // Accept.
-    if method == "INVITE" || method == "OPTIONS" {
+    // Accept. Only an INVITE's answer has a body (SDP); zentrale answers
+    // OPTIONS without one, so any Accept suits it (monitoring probes send
+    // `Accept: text/plain`).
+    if method == "INVITE" {
         let mut ranges = false;
         let mut sdp = false;
         for h in l.all(Key::Accept) {

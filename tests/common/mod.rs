@@ -21,10 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod baresip;
 mod caller;
 mod phone;
 
 // Not every test binary uses them (see `dead_code` above).
+#[allow(unused_imports)]
+pub use baresip::*;
 #[allow(unused_imports)]
 pub use caller::*;
 #[allow(unused_imports)]

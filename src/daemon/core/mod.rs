@@ -37,7 +37,9 @@ use crate::metrics::{
     ClosedLabels, HotlineLabels, Metrics, OverflowLabels, ReasonLabel, SurgeLabels, TrunkLabel,
 };
 use crate::sip::Transport;
-use crate::sip::digest::{AuthFailure, DigestServer};
+use crate::sip::auth::{AuthEvent, Authenticator, Challenge, Verdict};
+use crate::sip::digest::{Algorithm, DigestServer};
+use crate::sip::lockout::Lockout;
 use crate::sip::message::{
     ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response, set_body,
     tag_of, with_to_tag,
@@ -71,10 +73,55 @@ fn log_refused(
     }
 }
 
-/// Passwords of agents (by extension) and trunks (by username).
+/// Passwords of agents (by extension) and trunks (by username), and the
+/// digest algorithms offered to each.
 struct AccountBook {
     agents: HashMap<String, String>,
     trunks: HashMap<String, String>,
+    /// Accounts with their own `digest_algorithms`.
+    algorithms: HashMap<String, Vec<Algorithm>>,
+    /// `sip.digest_algorithms`: everyone else, unknown users included.
+    default_algorithms: Vec<Algorithm>,
+}
+
+impl AccountBook {
+    fn new(config: &Config) -> AccountBook {
+        let mut book = AccountBook {
+            agents: HashMap::new(),
+            trunks: config
+                .trunks
+                .iter()
+                .filter_map(|t| t.credentials.as_ref())
+                .map(|c| (c.username.clone(), c.password.clone()))
+                .collect(),
+            algorithms: config
+                .trunks
+                .iter()
+                .filter_map(|t| Some((t.credentials.as_ref()?, t.digest_algorithms.as_ref()?)))
+                .map(|(c, a)| (c.username.clone(), a.clone()))
+                .collect(),
+            default_algorithms: config.sip.digest_algorithms.clone(),
+        };
+        book.set_agents(config);
+        book
+    }
+
+    /// The agents' passwords and algorithms from `config` (on reload too).
+    fn set_agents(&mut self, config: &Config) {
+        for ext in self.agents.keys() {
+            self.algorithms.remove(ext);
+        }
+        self.agents = config
+            .agents
+            .iter()
+            .map(|a| (a.extension.clone(), a.password.clone()))
+            .collect();
+        for a in &config.agents {
+            if let Some(algs) = &a.digest_algorithms {
+                self.algorithms.insert(a.extension.clone(), algs.clone());
+            }
+        }
+    }
 }
 
 impl Accounts for AccountBook {
@@ -83,6 +130,12 @@ impl Accounts for AccountBook {
             .get(user)
             .or_else(|| self.trunks.get(user))
             .cloned()
+    }
+
+    fn digest_algorithms(&self, user: &str) -> &[Algorithm] {
+        self.algorithms
+            .get(user)
+            .unwrap_or(&self.default_algorithms)
     }
 }
 
@@ -160,7 +213,7 @@ pub struct Core {
     config: Arc<Config>,
     dialplan: Dialplan,
     transactions: Transactions,
-    digest: DigestServer,
+    auth: Authenticator,
     registrar: Registrar,
     accounts: AccountBook,
     calls: HashMap<Arc<str>, CallEntry>,
@@ -209,25 +262,17 @@ impl Core {
         clock: WallClock,
         now: Instant,
     ) -> Core {
-        let accounts = AccountBook {
-            agents: config
-                .agents
-                .iter()
-                .map(|a| (a.extension.clone(), a.password.clone()))
-                .collect(),
-            trunks: config
-                .trunks
-                .iter()
-                .filter_map(|t| t.credentials.as_ref())
-                .map(|c| (c.username.clone(), c.password.clone()))
-                .collect(),
-        };
+        let accounts = AccountBook::new(&config);
         let register = &config.sip.register;
         let guard = admission::Guard::new(&config, &metrics, now);
         Core {
             dialplan: Dialplan::from_config(&config),
             transactions: Transactions::new(Timers::default()),
-            digest: DigestServer::new(config.sip.realm.clone(), config.sip.nonce_ttl, now),
+            auth: Authenticator::new(
+                DigestServer::new(config.sip.realm.clone(), config.sip.nonce_ttl, now)
+                    .with_max_nonce_failures(config.sip.nonce_failures),
+                Lockout::new(config.sip.auth_limits),
+            ),
             registrar: Registrar::new(RegistrarSettings {
                 min_expires: register.min_expires,
                 max_expires: register.max_expires,
@@ -298,11 +343,7 @@ impl Core {
         })?;
         self.dialplan = Dialplan::from_config(&config);
         self.queues = Core::queue_table(&config);
-        self.accounts.agents = config
-            .agents
-            .iter()
-            .map(|a| (a.extension.clone(), a.password.clone()))
-            .collect();
+        self.accounts.set_agents(&config);
         // A removed account's phone must not stay reachable until its
         // registration lapses.
         let agents = &self.accounts.agents;
@@ -421,10 +462,13 @@ impl Core {
                     &req,
                     peer.addr,
                     peer.transport,
-                    &mut self.digest,
+                    &mut self.auth,
                     &self.accounts,
                     now,
                 );
+                if let Some(event) = &outcome.auth_event {
+                    self.auth_failed(event, "REGISTER");
+                }
                 if let Some((ext, change)) = &outcome.changed {
                     info!(extension = %ext, ?change, "registration changed");
                     if matches!(
@@ -766,16 +810,14 @@ impl Core {
         });
         if is_agent {
             let user = from_user.unwrap_or_default();
-            return self
-                .authenticate(req, proxy_auth.as_deref(), now)
-                .and_then(|authed| {
-                    if authed == user {
-                        Ok(Origin::Agent(user))
-                    } else {
-                        self.metrics.rejected("auth_identity_mismatch");
-                        Err(response(req, StatusCode::Forbidden))
-                    }
-                });
+            return self.authenticate(req, &user, peer, now).and_then(|authed| {
+                if authed == user {
+                    Ok(Origin::Agent(user))
+                } else {
+                    self.metrics.rejected("auth_identity_mismatch");
+                    Err(response(req, StatusCode::Forbidden))
+                }
+            });
         }
         let trunk = self
             .config
@@ -793,7 +835,7 @@ impl Core {
             return Err(resp);
         };
         if let Some(creds) = self.config.trunks[i].credentials.clone() {
-            let authed = self.authenticate(req, proxy_auth.as_deref(), now)?;
+            let authed = self.authenticate(req, &creds.username, peer, now)?;
             if authed != creds.username {
                 self.metrics.rejected("auth_identity_mismatch");
                 return Err(response(req, StatusCode::Forbidden));
@@ -802,34 +844,96 @@ impl Core {
         Ok(Origin::Trunk(i))
     }
 
+    /// Digest authentication of an INVITE for `account` (an agent's
+    /// extension, a trunk's user name): 407 to challenge, 403 while locked
+    /// out, 400 when the digest `uri` is not the Request-URI.
     fn authenticate(
         &mut self,
         req: &Request,
-        header: Option<&str>,
+        account: &str,
+        peer: Peer,
         now: Instant,
     ) -> Result<String, Response> {
-        let challenge = |core: &mut Core, stale: bool| {
-            let mut resp = response(req, StatusCode::ProxyAuthenticationRequired);
-            for c in core.digest.challenges(now, stale) {
-                resp.headers.push(Header::ProxyAuthenticate(c.into()));
+        let result = self.auth.authenticate(
+            req,
+            Challenge::Proxy,
+            account,
+            peer.addr.ip(),
+            &self.accounts,
+            now,
+        );
+        if let Some(event) = &result.event {
+            self.auth_failed(event, "INVITE");
+        }
+        match result.verdict {
+            Verdict::Authenticated(user) => Ok(user),
+            Verdict::Challenge(challenges) => {
+                if result.event.is_some() {
+                    self.metrics.rejected("auth_failed");
+                }
+                let mut resp = response(req, StatusCode::ProxyAuthenticationRequired);
+                for c in challenges {
+                    resp.headers.push(Header::ProxyAuthenticate(c.into()));
+                }
+                Err(resp)
             }
-            resp
-        };
-        let Some(value) = header else {
-            return Err(challenge(self, false));
-        };
-        let accounts = &self.accounts;
-        let lookup = |u: &str| accounts.password(u);
-        match self
-            .digest
-            .verify(req.method.to_string().as_str(), value, &lookup, now)
-        {
-            Ok(user) => Ok(user),
-            Err(AuthFailure::Stale) => Err(challenge(self, true)),
-            Err(e) => {
-                debug!(error = ?e, "authentication failed");
+            Verdict::Locked => {
+                self.metrics.rejected("auth_locked");
+                let mut resp = response(req, StatusCode::Forbidden);
+                warning(
+                    &mut resp,
+                    "too many failed authentications; try again later",
+                );
+                Err(resp)
+            }
+            Verdict::BadRequest(why) => {
                 self.metrics.rejected("auth_failed");
-                Err(challenge(self, false))
+                let mut resp = response(req, StatusCode::BadRequest);
+                warning(&mut resp, why);
+                Err(resp)
+            }
+        }
+    }
+
+    /// Counts a failed or refused authentication and writes its log line
+    /// when the rate limit lets it (see README "Brute force and fail2ban":
+    /// the filter there matches this line; `source` comes before the
+    /// account, which the client chose and is written quoted).
+    fn auth_failed(&self, event: &AuthEvent, method: &'static str) {
+        self.metrics
+            .auth_failures
+            .get_or_create(&crate::metrics::ReasonLabel {
+                reason: event.reason,
+            })
+            .inc();
+        if let Some((scope, _)) = event.lockout {
+            self.metrics
+                .auth_lockouts
+                .get_or_create(&crate::metrics::ScopeLabel {
+                    scope: scope.as_str(),
+                })
+                .inc();
+        }
+        if let (Some((scope, secs)), Some(_)) = (event.lockout, event.log) {
+            warn!(
+                source = %event.source,
+                account = ?event.account,
+                scope = scope.as_str(),
+                lockout_secs = secs.as_secs(),
+                "SIP authentication locked out"
+            );
+        }
+        match event.log {
+            Some(suppressed) => warn!(
+                source = %event.source,
+                account = ?event.account,
+                method,
+                reason = event.reason,
+                suppressed,
+                "SIP authentication failed"
+            ),
+            None => {
+                debug!(source = %event.source, reason = event.reason, "SIP authentication failed")
             }
         }
     }

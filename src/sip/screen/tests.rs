@@ -748,6 +748,19 @@ fn content_type_and_accept_checks() {
     assert_eq!(outcome(&add("Accept: application/*")), Req);
     assert_eq!(outcome(&add("Accept:")), Req);
     assert_eq!(outcome(&add("Accept: text/html")), Reject(406));
+    // OPTIONS is answered without a body: any Accept will do.
+    let options = edit("INVITE sip:", Some("OPTIONS sip:115@127.0.0.1 SIP/2.0"))
+        .replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS")
+        .replace(
+            "Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n",
+            "Content-Length: 0\r\n\r\n",
+        );
+    assert_eq!(outcome(&options), Req);
+    assert_eq!(outcome(&add_to(&options, "Accept: text/plain")), Req);
+    assert_eq!(
+        outcome(&add_to(&options, "Accept: text/html, image/png")),
+        Req
+    );
 }
 
 #[test]

@@ -174,6 +174,9 @@ pub struct Trunk {
     pub credentials: Option<Credentials>,
     /// Concurrent-call limit for this trunk, if any.
     pub max_calls: Option<u32>,
+    /// Where the trunk's media may go (`media_networks:`); empty: anywhere.
+    /// An SDP naming an address outside is refused (488).
+    pub media_networks: Vec<Cidr>,
 }
 
 /// Digest credentials.
@@ -228,6 +231,9 @@ pub struct Agent {
     /// [`NO_ANSWER_REASON`]: the agent's `max_missed_offers` or else
     /// `acd.max_missed_offers`, already resolved; `None` means never (0).
     pub max_missed_offers: Option<u32>,
+    /// Where the agent's phone may receive media (`media_networks:`);
+    /// empty: anywhere. An SDP naming an address outside is refused.
+    pub media_networks: Vec<Cidr>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -240,6 +246,7 @@ impl std::fmt::Debug for Agent {
             .field("skills", &self.skills)
             .field("wrap_up", &self.wrap_up)
             .field("max_missed_offers", &self.max_missed_offers)
+            .field("media_networks", &self.media_networks)
             .finish()
     }
 }

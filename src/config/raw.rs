@@ -179,6 +179,8 @@ pub(crate) struct RawTrunk {
     pub credentials: Option<Spanned<RawCredentials>>,
     #[serde(default)]
     pub max_calls: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub media_networks: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +204,8 @@ pub(crate) struct RawAgent {
     pub wrap_up_secs: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_missed_offers: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub media_networks: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 // Optional keys are `Option`s rather than serde defaults here, so an error
@@ -299,6 +303,17 @@ pub(crate) struct RawLimits {
     pub max_waiting: Option<Spanned<u32>>,
     #[serde(default)]
     pub busy: Option<Spanned<RawTarget>>,
+    #[serde(default)]
+    pub slots: Option<Spanned<RawSlots>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlots {
+    #[serde(default)]
+    pub guaranteed: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub max: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

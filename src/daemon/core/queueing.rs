@@ -407,7 +407,8 @@ impl Core {
                 now,
                 out,
             )
-            .ok_or(OfferFailure::Unreachable)?;
+            // No port for the agent's leg: zentrale's failure, not the agent's.
+            .ok_or(OfferFailure::NotPlaced)?;
         info!(caller_call_id = %caller, agent = %agent, offer = %offer.id, "ringing agent");
         self.offer_legs.insert((offer.id, agent.clone()), leg_id);
         Ok(())
@@ -713,10 +714,20 @@ impl Core {
     }
 
     fn agent_answered(&mut self, leg_id: &str, body: &[u8], now: Instant, out: &mut Vec<Transmit>) {
+        let Some(entry) = self.legs.get(leg_id) else {
+            return;
+        };
+        let networks = match &entry.purpose {
+            LegFor::Offer { agent, .. } => self.agent_media_networks(agent),
+            LegFor::Forward { .. } => &[],
+        };
+        let answer = sdp::parse_answer(body)
+            .map_err(|e| e.to_string())
+            .and_then(|n| super::media_address_allowed(networks, n.remote).map(|()| n));
         let Some(entry) = self.legs.get_mut(leg_id) else {
             return;
         };
-        let negotiated = match sdp::parse_answer(body) {
+        let negotiated = match answer {
             Ok(n) => n,
             Err(e) => {
                 warn!(leg_call_id = %leg_id, error = %e, "answered with unusable SDP; hanging up that leg");

@@ -257,3 +257,69 @@ fn a_surge_on_kassel_refuses_only_kassel_and_krefeld_keeps_its_calls() {
         )
     });
 }
+
+/// The state of agent `id` in `GET /api/v1/agents`.
+fn agent_state(d: &Daemon, id: &str) -> String {
+    let (_, body) = http_get(d.http, "/api/v1/agents", Duration::from_secs(2))
+        .unwrap_or_else(|e| d.fail(format!("GET /api/v1/agents: {e}")));
+    let all: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| d.fail(format!("/api/v1/agents is not JSON ({e}): {body}")));
+    let agent = all
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == id))
+        .unwrap_or_else(|| d.fail(format!("agent {id} missing: {body}")));
+    let reason = agent["reason"].as_str().unwrap_or_default();
+    format!(
+        "{}{}{reason}",
+        agent["state"].as_str().unwrap_or_default(),
+        if reason.is_empty() { "" } else { " " }
+    )
+}
+
+/// zentrale's own shortage is no agent's fault (issue 16): with every free
+/// RTP port of the range held by another process, the Kassel caller is
+/// answered but the leg to agent 1001 gets no port, again and again. 1001
+/// stays available (not paused "no-answer" after its 3 misses), the caller
+/// stays queued, and once ports are free again 1001 rings.
+#[test]
+fn no_port_for_the_agent_leg_is_no_missed_offer() {
+    let d = Daemon::start();
+    let mut phone = Phone::registered(&d, "1001");
+    let mut caller = Caller::new(&d, "115");
+    caller.connect(&d);
+    // Every even port of the range the caller's leg left free.
+    let squat: Vec<UdpSocket> = (d.rtp.0..=d.rtp.1)
+        .step_by(2)
+        .filter_map(|p| UdpSocket::bind((LOCALHOST, p)).ok())
+        .collect();
+    d.check(squat.len() >= 90, || {
+        format!("only {} ports squatted", squat.len())
+    });
+    // The greeting (4.5 s), then offers that fail for want of a port,
+    // retried every second.
+    let rang = phone.offer(Duration::from_secs(9));
+    d.check(rang.is_none(), || {
+        "1001 rang without a port for its leg".into()
+    });
+    let state = agent_state(&d, "1001");
+    d.check(state == "available", || {
+        format!("1001 is {state:?} after zentrale's own failures, want available")
+    });
+    let unanswered = d.metric_sum("zentrale_queue_offers_unanswered_total");
+    d.check(unanswered == 0.0, || {
+        format!("{unanswered} offers counted unanswered")
+    });
+    d.check(
+        d.log_tail(400).contains("no RTP port for an outbound leg"),
+        || "the leg never failed for want of a port: the test proves nothing".into(),
+    );
+    drop(squat);
+    let invite = phone.expect_offer(&d, Duration::from_secs(5));
+    phone.answer(&d, &invite);
+    std::thread::sleep(Duration::from_millis(500));
+    let state = agent_state(&d, "1001");
+    d.check(state == "talking", || {
+        format!("1001 is {state:?}, want talking")
+    });
+    caller.hang_up(&d);
+}

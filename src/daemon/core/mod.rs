@@ -158,6 +158,10 @@ pub struct Core {
     pub acd: Arc<Acd>,
     /// Something changed that may let a waiting caller meet a free agent.
     acd_dirty: bool,
+    /// When to dispatch again after zentrale could not place an agent's
+    /// leg (no RTP port): the caller waits on, and nothing else may come
+    /// along to retry.
+    dispatch_retry: Option<Instant>,
     call_keys: HashMap<CallKey, Arc<str>>,
     next_call_key: u64,
     /// Agent legs by their Call-ID.
@@ -236,6 +240,7 @@ impl Core {
             metrics,
             acd,
             acd_dirty: false,
+            dispatch_retry: None,
             call_keys: HashMap::new(),
             next_call_key: 1,
             legs: HashMap::new(),
@@ -1270,6 +1275,7 @@ impl Core {
             self.call_timers.first().map(|(t, _)| *t),
             self.registrar.next_expiry(),
             self.acd.poll_timeout(),
+            self.dispatch_retry,
         ]
         .into_iter()
         .flatten()
@@ -1349,6 +1355,10 @@ impl Core {
         if self.acd.poll_timeout().is_some_and(|t| t <= now) {
             let events = self.acd.handle_timeout(now);
             self.on_acd_events(events, now, out);
+        }
+        if self.dispatch_retry.is_some_and(|t| t <= now) {
+            self.dispatch_retry = None;
+            self.acd_dirty = true;
         }
         let (s, c) = self.transactions.len();
         self.metrics.sip_transactions.set((s + c) as i64);

@@ -31,6 +31,10 @@ use crate::sip::transaction::{Peer, ServerKey, Transmit};
 /// Dispatch passes per input at most (see [`Core::run_dispatch`]).
 const MAX_DISPATCH_PASSES: usize = 4;
 
+/// After zentrale failed to place an agent's leg (no RTP port), the next
+/// dispatch comes this much later at the latest.
+const NOT_PLACED_RETRY: Duration = Duration::from_secs(1);
+
 /// Where a caller is, as far as queueing goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -357,6 +361,9 @@ impl Core {
         };
         for agent in &offer.agents {
             if let Err(failure) = self.ring_agent(offer, &caller, agent, now, out) {
+                if failure == OfferFailure::NotPlaced {
+                    self.dispatch_retry.get_or_insert(now + NOT_PLACED_RETRY);
+                }
                 self.report_failure(offer.id, agent, failure, now, out);
             }
         }

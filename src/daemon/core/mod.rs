@@ -552,7 +552,7 @@ impl Core {
             },
         };
         // Surge limits: past them the caller is answered and hears the
-        // busy target; never a failed call.
+        // busy target, within the tenant's call slots (checked next).
         // Counted once the call is taken: a call refused below never
         // heard the busy prompt.
         let mut busy = None;
@@ -570,7 +570,8 @@ impl Core {
         {
             let tenant = p.route.tenant.clone();
             let (guaranteed, max) = self.slots.limits(&tenant);
-            info!(call_id = call_id_of(&req), %tenant, reason = refusal.as_str(), held = self.slots.used(&tenant), guaranteed, max, "tenant's call slots full: 486");
+            // A surge refuses hundreds a second: counted, logged at debug.
+            debug!(call_id = call_id_of(&req), %tenant, reason = refusal.as_str(), held = self.slots.used(&tenant), guaranteed, max, "tenant's call slots full: 486");
             self.refused(&tenant, refusal.as_str());
             let mut resp = response(&req, StatusCode::BusyHere);
             resp.headers

@@ -18,7 +18,7 @@
 //! it does nothing; tests/media_abuse.rs runs a short surge.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 fn env_or(name: &str, default: u32) -> u32 {

@@ -495,6 +495,7 @@ impl AgentRt {
             OfferFailure::Busy => 2,
             OfferFailure::Declined => 3,
             OfferFailure::Unreachable => 4,
+            OfferFailure::NotPlaced => 5,
         };
         self.last_failure.store(code, Ordering::Relaxed);
     }
@@ -505,6 +506,7 @@ impl AgentRt {
             2 => Some(OfferFailure::Busy),
             3 => Some(OfferFailure::Declined),
             4 => Some(OfferFailure::Unreachable),
+            5 => Some(OfferFailure::NotPlaced),
             _ => None,
         }
     }

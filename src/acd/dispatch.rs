@@ -371,11 +371,15 @@ impl Acd {
             .unwrap_or(self.topology.load().defaults.max_missed_offers);
         // Only the report whose CAS wins below touches the streak: the
         // agent is on one offer at a time.
-        let missed = agent_rt
-            .missed_in_row
-            .load(Ordering::Acquire)
-            .saturating_add(1);
-        let pause = max_missed > 0 && missed >= max_missed;
+        // zentrale's own failure is no miss of the agent's.
+        let ours = reason == OfferFailure::NotPlaced;
+        let missed = agent_rt.missed_in_row.load(Ordering::Acquire);
+        let missed = if ours {
+            missed
+        } else {
+            missed.saturating_add(1)
+        };
+        let pause = !ours && max_missed > 0 && missed >= max_missed;
         let (_, new, ()) = self
             .agent_cas(agent_rt, |w| w.fail(o, pause).map(|n| (n, ())))
             .map_err(|_| not_on_offer(offer, agent))?;
@@ -390,9 +394,12 @@ impl Acd {
         } else {
             agent_rt.missed_in_row.store(missed, Ordering::Release);
         }
-        // Back of the longest-idle line, so the next caller tries someone else.
-        self.agent_released(agent_rt, o, new, tick, true);
-        bump(&rec.queue.stats.counters.offers_unanswered);
+        // Back of the longest-idle line, so the next caller tries someone
+        // else; unless the agent did nothing wrong.
+        self.agent_released(agent_rt, o, new, tick, !ours);
+        if !ours {
+            bump(&rec.queue.stats.counters.offers_unanswered);
+        }
         rec.caller
             .last_failed
             .store(agent_rt.ord, Ordering::Relaxed);

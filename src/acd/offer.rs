@@ -36,8 +36,9 @@ pub struct Offer {
     pub ring_timeout: Duration,
 }
 
-/// Why an agent did not take an offer. Every kind counts as a missed offer
-/// for the agent's no-answer streak and in `offers_unanswered`.
+/// Why an agent did not take an offer. Every kind but
+/// [`NotPlaced`](OfferFailure::NotPlaced) counts as a missed offer for the
+/// agent's no-answer streak and in `offers_unanswered`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OfferFailure {
     /// Rang until the ring timeout.
@@ -48,6 +49,11 @@ pub enum OfferFailure {
     Declined,
     /// No binding, no route, or the phone did not respond.
     Unreachable,
+    /// zentrale could not place the call to the agent (no RTP port of its
+    /// own): not the agent's miss. The agent keeps its place in the idle
+    /// line, the caller its place in the queue, and the next dispatch
+    /// offers again.
+    NotPlaced,
 }
 
 /// The engine's record of an offer, shared by the offer map, the caller,

@@ -962,6 +962,41 @@ fn missed_offers_in_a_row_pause_the_agent_and_an_answer_resets_the_count() {
 }
 
 #[test]
+fn an_offer_zentrale_could_not_place_is_no_miss_of_the_agent() {
+    let mut s = spec(Strategy::LongestIdle, &[("a", 5)]);
+    s.defaults.max_missed_offers = 1;
+    let f = Fixture::new(s);
+    f.ready("a", 0);
+    f.enqueue(1, "q", 0, 1);
+    for at in 2..6 {
+        let o = f.dispatch(at).pop().expect("offered again");
+        assert_eq!(agents_of(&o), vec!["a"]);
+        let events = f
+            .acd
+            .offer_failed(o.id, "a", OfferFailure::NotPlaced, f.t(at))
+            .unwrap();
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(f.agent("a").state, AgentState::Available);
+        assert_eq!(f.agent("a").missed_in_row, 0);
+    }
+    assert_eq!(f.queue("q", 6).counters.offers_unanswered, 0);
+    assert_eq!(f.queue("q", 6).waiting, 1, "the caller keeps waiting");
+    // A real miss still counts.
+    let o = f.dispatch(7).pop().unwrap();
+    let events = f
+        .acd
+        .offer_failed(o.id, "a", OfferFailure::Timeout, f.t(7))
+        .unwrap();
+    assert_eq!(
+        events,
+        [Event::AgentPaused {
+            agent: "a".into(),
+            reason: PauseReason::NoAnswer
+        }]
+    );
+}
+
+#[test]
 fn abandon_while_offered_names_the_legs_to_cancel_and_counts() {
     let f = Fixture::new(spec(Strategy::LongestIdle, &[("a", 5)]));
     f.ready("a", 0);

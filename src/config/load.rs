@@ -173,6 +173,9 @@ impl Loader<'_> {
             agents_raw.complete.then_some(agents.as_slice()),
         );
         self.demo_passwords(&listens, &agents, &trunks);
+        if let (Some(sip), Some(rtp)) = (&sip, &rtp) {
+            self.slot_guarantees_fit(sip, rtp, agents.len(), &refs);
+        }
 
         Some(Config {
             path: self.path.to_path_buf(),
@@ -877,6 +880,7 @@ impl Loader<'_> {
                 }
                 self.algorithms(a, tpos, &format!("trunk `{}`", t.name.value))
             });
+            let media_networks = self.media_networks(t.media_networks.as_ref(), tpos);
             out.push((
                 Trunk {
                     name: t.name.value,
@@ -884,11 +888,75 @@ impl Loader<'_> {
                     credentials,
                     max_calls: t.max_calls.map(|m| m.value),
                     digest_algorithms,
+                    media_networks,
                 },
                 demo_pos,
             ));
         }
         out
+    }
+
+    /// A trunk's or agent's `media_networks:` (empty when absent).
+    fn media_networks(
+        &mut self,
+        raw: Option<&Spanned<Vec<Spanned<String>>>>,
+        at: Pos,
+    ) -> Vec<Cidr> {
+        let file = self.path;
+        let Some(raw) = raw else {
+            return Vec::new();
+        };
+        let lpos = Pos::or(raw, at);
+        if raw.value.is_empty() {
+            self.d.at(
+                file,
+                lpos,
+                "media_networks is empty, so no call could have media",
+                "list the networks media may go to, e.g. [192.0.2.0/24], or remove the key to allow any",
+            );
+        }
+        let mut out = Vec::new();
+        for s in &raw.value {
+            match s.value.parse::<Cidr>() {
+                Ok(c) => out.push(c),
+                Err(e) => self.d.at(
+                    file,
+                    Pos::or(s, lpos),
+                    format!("bad media network: {e}"),
+                    "write an IP network in CIDR notation, e.g. 192.0.2.0/24, or one address",
+                ),
+            }
+        }
+        out
+    }
+
+    /// Explicit `limits.slots.guaranteed` of all tenants must fit in the
+    /// caller slots the RTP range and `sip.max_calls` give.
+    fn slot_guarantees_fit(
+        &mut self,
+        sip: &SipConfig,
+        rtp: &RtpConfig,
+        agents: usize,
+        refs: &Refs,
+    ) {
+        let legs = usize::from((rtp.last_port.saturating_sub(rtp.first_port)) / 2) + 1;
+        let total = crate::dialplan::caller_slots(sip.max_calls, legs, agents);
+        let mut sum: u64 = 0;
+        for (file, pos, tenant, guaranteed) in &refs.slot_guarantees {
+            sum += u64::from(*guaranteed);
+            if sum > u64::from(total) {
+                self.d.at(
+                    file,
+                    *pos,
+                    format!(
+                        "tenant `{tenant}`: the guaranteed slots of the tenants add up to {sum} here, but there are only {total} caller slots ({legs} RTP legs of rtp.ports, sip.max_calls {}, less one leg per agent)",
+                        sip.max_calls
+                    ),
+                    "lower the guarantees, or widen rtp.ports",
+                );
+                return;
+            }
+        }
     }
 
     fn agents(
@@ -1001,8 +1069,10 @@ impl Loader<'_> {
                 Some(m) => Some(m.value),
                 None => acd.max_missed_offers,
             };
+            let media_networks = self.media_networks(a.media_networks.as_ref(), apos);
             out.push((
                 Agent {
+                    media_networks,
                     extension: a.extension.value,
                     name: a.name.value,
                     password: a.password.value,

@@ -224,6 +224,9 @@ pub struct Trunk {
     /// Digest algorithms offered to the trunk (only with `credentials`);
     /// `None`: `sip.digest_algorithms`.
     pub digest_algorithms: Option<Vec<Algorithm>>,
+    /// Where the trunk's media may go (`media_networks:`); empty: anywhere.
+    /// An SDP naming an address outside is refused (488).
+    pub media_networks: Vec<Cidr>,
 }
 
 /// Digest credentials.
@@ -281,6 +284,9 @@ pub struct Agent {
     /// Digest algorithms offered to the agent's phone; `None`:
     /// `sip.digest_algorithms`.
     pub digest_algorithms: Option<Vec<Algorithm>>,
+    /// Where the agent's phone may receive media (`media_networks:`);
+    /// empty: anywhere. An SDP naming an address outside is refused.
+    pub media_networks: Vec<Cidr>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -294,6 +300,7 @@ impl std::fmt::Debug for Agent {
             .field("wrap_up", &self.wrap_up)
             .field("max_missed_offers", &self.max_missed_offers)
             .field("digest_algorithms", &self.digest_algorithms)
+            .field("media_networks", &self.media_networks)
             .finish()
     }
 }

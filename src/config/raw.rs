@@ -256,6 +256,7 @@ pub(crate) struct RawTrunk {
     pub max_calls: Option<Spanned<u32>>,
     #[serde(default)]
     pub digest_algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub media_networks: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +282,7 @@ pub(crate) struct RawAgent {
     pub max_missed_offers: Option<Spanned<u32>>,
     #[serde(default)]
     pub digest_algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub media_networks: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 // Optional keys are `Option`s rather than serde defaults here, so an error
@@ -378,6 +380,17 @@ pub(crate) struct RawLimits {
     pub max_waiting: Option<Spanned<u32>>,
     #[serde(default)]
     pub busy: Option<Spanned<RawTarget>>,
+    #[serde(default)]
+    pub slots: Option<Spanned<RawSlots>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSlots {
+    #[serde(default)]
+    pub guaranteed: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub max: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]

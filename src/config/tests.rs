@@ -2728,3 +2728,58 @@ fn bad_auth_limits_are_refused_with_their_place() {
         55,
     );
 }
+
+#[test]
+fn slots_and_media_networks_parsed() {
+    let main = MAIN.replace(
+        "    skills: { general: 5 }\n",
+        "    skills: { general: 5 }\n    media_networks: [10.0.0.0/8, 127.0.0.1]\n\
+         trunks:\n  - name: t\n    sources: [127.0.0.0/8]\n    media_networks: [192.0.2.0/24]\n",
+    );
+    let a = format!(
+        "limits: {{ max_calls: 50, slots: {{ guaranteed: 100, max: 300 }} }}\n{DIALPLAN_A}"
+    );
+    let cfg = loaded(&small(&main, &a));
+    let nets = |v: &[Cidr]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        nets(&cfg.agents[0].media_networks),
+        ["10.0.0.0/8", "127.0.0.1/32"]
+    );
+    assert_eq!(nets(&cfg.trunks[0].media_networks), ["192.0.2.0/24"]);
+    assert_eq!(
+        cfg.tenants[0].dialplan.limits.slots,
+        crate::dialplan::SlotShare {
+            guaranteed: Some(100),
+            max: Some(300)
+        }
+    );
+    // Without the keys: media anywhere, default shares.
+    let cfg = loaded(&small(MAIN, DIALPLAN_A));
+    assert!(cfg.agents[0].media_networks.is_empty());
+    assert_eq!(
+        cfg.tenants[0].dialplan.limits.slots,
+        crate::dialplan::SlotShare::default()
+    );
+}
+
+#[test]
+fn slots_and_media_networks_errors() {
+    let main = MAIN.replace(
+        "    skills: { general: 5 }\n",
+        "    skills: { general: 5 }\n    media_networks: [lan]\n\
+         trunks:\n  - name: t\n    sources: [127.0.0.0/8]\n    media_networks: []\n",
+    );
+    // The default range (30000-30999) has 500 legs: 499 caller slots
+    // with one agent.
+    let a = format!("limits: {{ slots: {{ guaranteed: 600, max: 0 }} }}\n{DIALPLAN_A}");
+    let f = small(&main, &a);
+    let errs = f.errors();
+    assert_eq!(errs.len(), 4, "{}", ConfigErrors(errs.clone()));
+    let file = a_yaml(&f);
+    found_at(&errs, "slots.max is 0", &file, &a, "0 }");
+    let e = found_at(&errs, "add up to 600", &file, &a, "600");
+    assert!(e.to_string().contains("only 499 caller slots"), "{e}");
+    let main_file = f.dir.join("zentrale.yaml");
+    found_at(&errs, "bad media network", &main_file, &main, "lan");
+    found_at(&errs, "media_networks is empty", &main_file, &main, "[]");
+}

@@ -42,6 +42,7 @@ mod input;
 mod menu;
 mod number;
 mod overflow;
+mod slots;
 mod surge;
 #[cfg(test)]
 mod tests;
@@ -66,6 +67,7 @@ pub use input::{
 pub use menu::{Menu, MenuAction, MenuChoice, MenuSpec};
 pub use number::{MatchKind, NumberPattern, PatternDigit, is_115, normalise};
 pub use overflow::{Overflow, OverflowCause, QueueExit};
+pub use slots::{CallSlots, SlotRefusal, SlotShare, caller_slots};
 pub use surge::{BusyReason, SurgeLimits};
 
 /// A value in a dialplan that cannot be read: what is wrong and what to

@@ -16,6 +16,9 @@ pub struct SurgeLimits {
     pub max_waiting: Option<u32>,
     /// Where calls past a limit go (default `{ prompt: call-later }`).
     pub busy: Target,
+    /// The tenant's share of the call slots (`slots:`), which callers
+    /// hearing `busy` take too; past it, calls are refused.
+    pub slots: super::SlotShare,
 }
 
 impl Default for SurgeLimits {
@@ -24,6 +27,7 @@ impl Default for SurgeLimits {
             max_calls: None,
             max_waiting: None,
             busy: Target::call_later(),
+            slots: super::SlotShare::default(),
         }
     }
 }

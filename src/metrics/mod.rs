@@ -67,6 +67,15 @@ pub struct SurgeLabels {
     pub reason: String,
 }
 
+/// A call refused (not answered) after routing: its tenant and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub tenant: String,
+    /// `tenant_max` or `shared_full` (the tenant's call slots, 486),
+    /// `no_rtp_port` (zentrale's own ports, 503), `trunk_limit` (503).
+    pub reason: String,
+}
+
 /// A call handed from a town hall to its overflow target.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OverflowLabels {
@@ -140,6 +149,9 @@ pub struct Metrics {
     pub queue_talk: Family<QueueLabels, Histogram>,
     pub calls_closed: Family<ClosedLabels, Counter>,
     pub surge_rejected: Family<SurgeLabels, Counter>,
+    /// Calls refused after routing (see [`RefusedLabels`]); the busy
+    /// prompt is `surge_rejected`, never this.
+    pub calls_refused: Family<RefusedLabels, Counter>,
     pub overflow: Family<OverflowLabels, Counter>,
     pub menu_choices: Family<MenuLabels, Counter>,
     pub config_reloads: Family<ResultLabel, Counter>,
@@ -271,6 +283,7 @@ impl Metrics {
             }),
             calls_closed: Family::default(),
             surge_rejected: Family::default(),
+            calls_refused: Family::default(),
             overflow: Family::default(),
             menu_choices: Family::default(),
             config_reloads: Family::default(),
@@ -318,6 +331,11 @@ impl Metrics {
             "surge_rejected",
             "Calls past a tenant's surge limits: answered, told to call later, hung up",
             m.surge_rejected.clone(),
+        );
+        registry.register(
+            "calls_refused",
+            "Calls refused after routing: the tenant's call slots full (486), or no RTP port or the trunk's limit (503)",
+            m.calls_refused.clone(),
         );
         registry.register(
             "overflow",

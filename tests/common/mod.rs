@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod baresip;
 mod caller;
 mod phone;
+pub mod surge;
 
 // Not every test binary uses them (see `dead_code` above).
 #[allow(unused_imports)]
@@ -177,6 +178,10 @@ pub struct Options {
     /// of which must match exactly once (so a changed demo file fails loudly
     /// instead of silently testing the wrong config).
     pub edits: Vec<(String, String)>,
+    /// How many RTP ports `--rtp-ports` gives (`None`: 400, 200 legs: the
+    /// 178 caller slots of the demo's 22 agents leave one tenant 112 at
+    /// once, enough for the bursts of the tests).
+    pub rtp_port_count: Option<u16>,
 }
 
 /// A running `zentrale run`; killed on drop.
@@ -204,7 +209,7 @@ impl Daemon {
         for attempt in 1..=3 {
             let sip = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let http = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
-            let rtp = free_udp_range(200);
+            let rtp = free_udp_range(opts.rtp_port_count.unwrap_or(400));
             let log = dir.path().join(format!("zentrale-{attempt}.log"));
             let out = fs::File::create(&log).expect("creating the daemon log file");
             let err = out.try_clone().expect("cloning the log file handle");

@@ -329,10 +329,47 @@ impl Loader<'_> {
                 )
             })
             .unwrap_or_else(Target::call_later);
+        let mut slots = crate::dialplan::SlotShare::default();
+        if let Some(raw_slots) = &raw.slots {
+            let spos = Pos::or(raw_slots, lpos);
+            let r = &raw_slots.value;
+            if let Some(g) = &r.guaranteed {
+                slots.guaranteed = Some(g.value);
+                refs.slot_guarantees.push((
+                    file.to_path_buf(),
+                    Pos::or(g, spos),
+                    tenant.to_string(),
+                    g.value,
+                ));
+            }
+            if let Some(m) = &r.max {
+                if m.value == 0 {
+                    self.d.at(
+                        file,
+                        Pos::or(m, spos),
+                        "slots.max is 0, so every call would be refused",
+                        "remove it (the guarantee plus every shared slot), or set a limit, e.g. 200",
+                    );
+                } else if slots.guaranteed.is_some_and(|g| m.value < g) {
+                    self.d.at(
+                        file,
+                        Pos::or(m, spos),
+                        format!(
+                            "slots.max {} is below slots.guaranteed {}",
+                            m.value,
+                            slots.guaranteed.unwrap_or(0)
+                        ),
+                        "set max at least as high as guaranteed",
+                    );
+                }
+                slots.max = Some(m.value);
+            }
+        }
         SurgeLimits {
             max_calls,
             max_waiting,
             busy,
+            slots,
         }
     }
 

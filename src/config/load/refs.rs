@@ -23,6 +23,9 @@ pub(super) struct Refs {
     hotline_queues: Vec<HotlineQueue>,
     /// Queues that carry a hotline's overflow rules.
     overflows: Vec<HotlineQueue>,
+    /// Each explicit `limits.slots.guaranteed`: file, position, tenant,
+    /// value, in tenant order (they must fit together).
+    pub slot_guarantees: Vec<(PathBuf, Pos, String, u32)>,
 }
 
 /// A hotline and a queue it waits in (or whose rules it sets).

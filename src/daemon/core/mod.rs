@@ -28,13 +28,14 @@ use crate::acd::{Acd, CallKey, OfferId};
 use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
-use crate::dialplan::{CallRoute, Decision, Dialplan, Menu, Route};
+use crate::dialplan::{CallRoute, CallSlots, Decision, Dialplan, Menu, Route};
 use crate::media::engine::{MediaEvent, MediaHandle, StreamId};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::media::sdp::{self, SdpSession};
 use crate::metrics::{
-    ClosedLabels, HotlineLabels, Metrics, OverflowLabels, ReasonLabel, SurgeLabels, TrunkLabel,
+    ClosedLabels, HotlineLabels, Metrics, OverflowLabels, ReasonLabel, RefusedLabels, SurgeLabels,
+    TrunkLabel,
 };
 use crate::sip::Transport;
 use crate::sip::auth::{AuthEvent, Authenticator, Challenge, Verdict};
@@ -230,6 +231,10 @@ pub struct Core {
     pub acd: Arc<Acd>,
     /// Something changed that may let a waiting caller meet a free agent.
     acd_dirty: bool,
+    /// When to dispatch again after zentrale could not place an agent's
+    /// leg (no RTP port): the caller waits on, and nothing else may come
+    /// along to retry.
+    dispatch_retry: Option<Instant>,
     call_keys: HashMap<CallKey, Arc<str>>,
     next_call_key: u64,
     /// Agent legs by their Call-ID.
@@ -243,6 +248,8 @@ pub struct Core {
     clock: WallClock,
     /// Calls alive per tenant (surge limits).
     tenant_calls: HashMap<String, u32>,
+    /// Each tenant's share of the call slots, and what it holds.
+    slots: CallSlots,
     /// Where call records go, if anywhere (`cdr:`).
     cdr: Option<crate::cdr::CdrWriter>,
     /// Rates, transaction caps, stateless answers (`sip.limits`).
@@ -265,7 +272,17 @@ impl Core {
         let accounts = AccountBook::new(&config);
         let register = &config.sip.register;
         let guard = admission::Guard::new(&config, &metrics, now);
+        let slots = CallSlots::new(
+            crate::dialplan::caller_slots(
+                config.sip.max_calls,
+                ports.capacity(),
+                config.agents.len(),
+            ),
+            &slot_shares(&config),
+        );
+        log_slots(&slots, &config);
         Core {
+            slots,
             dialplan: Dialplan::from_config(&config),
             transactions: Transactions::new(Timers::default()),
             auth: Authenticator::new(
@@ -291,6 +308,7 @@ impl Core {
             metrics,
             acd,
             acd_dirty: false,
+            dispatch_retry: None,
             call_keys: HashMap::new(),
             next_call_key: 1,
             legs: HashMap::new(),
@@ -342,6 +360,8 @@ impl Core {
             format!("the new queues and agents do not fit the running ones: {e}; the running config stays")
         })?;
         self.dialplan = Dialplan::from_config(&config);
+        self.slots.configure(&slot_shares(&config));
+        log_slots(&self.slots, &config);
         self.queues = Core::queue_table(&config);
         self.accounts.set_agents(&config);
         // A removed account's phone must not stay reachable until its
@@ -633,21 +653,36 @@ impl Core {
             },
         };
         // Surge limits: past them the caller is answered and hears the
-        // busy target; never a failed call.
+        // busy target, within the tenant's call slots (checked next).
+        // Counted once the call is taken: a call refused below never
+        // heard the busy prompt.
+        let mut busy = None;
         let next = match plan.as_ref().map(|p| (p, self.surge_check(p))) {
             Some((p, Err(reason))) => {
-                info!(call_id = call_id_of(&req), tenant = %p.route.tenant, reason = reason.as_str(), "surge limit: caller hears the busy target");
-                self.metrics
-                    .surge_rejected
-                    .get_or_create(&SurgeLabels {
-                        tenant: p.route.tenant.clone(),
-                        reason: reason.as_str().into(),
-                    })
-                    .inc();
+                busy = Some(reason);
                 Next::Direct(p.limits.busy.clone())
             }
             _ => next,
         };
+        // The tenant's share of the call slots, busy callers included:
+        // past it the caller gets busy, and other tenants keep theirs.
+        if let Some(p) = &plan
+            && let Err(refusal) = self.slots.admit(&p.route.tenant)
+        {
+            let tenant = p.route.tenant.clone();
+            let (guaranteed, max) = self.slots.limits(&tenant);
+            // A surge refuses hundreds a second: counted, logged at debug.
+            debug!(call_id = call_id_of(&req), %tenant, reason = refusal.as_str(), held = self.slots.used(&tenant), guaranteed, max, "tenant's call slots full: 486");
+            self.refused(&tenant, refusal.as_str());
+            let mut resp = response(&req, StatusCode::BusyHere);
+            resp.headers
+                .push(Header::RetryAfter(RETRY_AFTER_OVERLOAD.to_string().into()));
+            warning(
+                &mut resp,
+                &format!("all call slots of tenant {tenant} are in use"),
+            );
+            return self.respond(&key, &resp, now, out);
+        }
         let session = match session_timer::negotiate(&req, self.config.sip.min_se) {
             Negotiation::None => None,
             Negotiation::Agreed(t) => Some(t),
@@ -661,6 +696,9 @@ impl Core {
             let limit = self.config.trunks[i].max_calls;
             if limit.is_some_and(|l| self.trunk_calls[i] >= l) {
                 self.metrics.rejected("trunk_limit");
+                if let Some(p) = &plan {
+                    self.refused(&p.route.tenant, "trunk_limit");
+                }
                 return self.respond(&key, &overloaded(&req), now, out);
             }
         }
@@ -670,6 +708,9 @@ impl Core {
             Err(e) => {
                 warn!(error = %e, "no RTP port free");
                 self.metrics.rejected("no_rtp_port");
+                if let Some(p) = &plan {
+                    self.refused(&p.route.tenant, "no_rtp_port");
+                }
                 return self.respond(&key, &overloaded(&req), now, out);
             }
         };
@@ -678,6 +719,10 @@ impl Core {
             match sdp::answer(&req.body, local_ip, port, &mut session_sdp) {
                 Ok(a) => {
                     let negotiated = a.negotiated();
+                    if let Err(why) = self.media_allowed(&origin, negotiated.remote) {
+                        self.ports.release(port);
+                        return self.refuse_media(&key, &req, &why, now, out);
+                    }
                     (Some(negotiated), a.sdp)
                 }
                 Err(e) => {
@@ -753,7 +798,19 @@ impl Core {
             .map(|p| self.call_began(&call_id, p, input.caller.clone(), &origin, admitted, now));
         // Only a number the caller did not withhold is kept.
         let caller_number = input.caller.unwrap_or_else(|| "anonymous".into());
-        if plan.is_some() {
+        if let Some(p) = &plan {
+            // Admitted above, in this same turn.
+            let _ = self.slots.take(&route.tenant);
+            if let Some(reason) = busy {
+                info!(%call_id, tenant = %p.route.tenant, reason = reason.as_str(), "surge limit: caller hears the busy target");
+                self.metrics
+                    .surge_rejected
+                    .get_or_create(&SurgeLabels {
+                        tenant: p.route.tenant.clone(),
+                        reason: reason.as_str().into(),
+                    })
+                    .inc();
+            }
             match self.tenant_calls.get_mut(&route.tenant) {
                 Some(n) => *n += 1,
                 None => {
@@ -789,6 +846,64 @@ impl Core {
         );
         self.metrics.calls_active.set(self.calls.len() as i64);
         self.run_call_timers(&call_id, now, out);
+    }
+
+    /// Counts a call refused after routing (`zentrale_calls_refused_total`).
+    fn refused(&self, tenant: &str, reason: &str) {
+        self.metrics
+            .calls_refused
+            .get_or_create(&RefusedLabels {
+                tenant: tenant.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The networks `origin`'s media may go to (`media_networks`; empty:
+    /// anywhere).
+    fn media_networks(&self, origin: &Origin) -> &[crate::config::Cidr] {
+        match origin {
+            Origin::Trunk(i) => self
+                .config
+                .trunks
+                .get(*i)
+                .map_or(&[], |t| &t.media_networks[..]),
+            Origin::Agent(ext) => self.agent_media_networks(ext),
+        }
+    }
+
+    fn agent_media_networks(&self, ext: &str) -> &[crate::config::Cidr] {
+        self.config
+            .agents
+            .iter()
+            .find(|a| a.extension == ext)
+            .map_or(&[], |a| &a.media_networks[..])
+    }
+
+    /// `Err` (what to tell the peer) when an SDP names a media address
+    /// outside `origin`'s `media_networks`.
+    fn media_allowed(
+        &self,
+        origin: &Origin,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Result<(), String> {
+        media_address_allowed(self.media_networks(origin), remote)
+    }
+
+    /// 488 with a Warning: the SDP names a media address we will not send to.
+    fn refuse_media(
+        &mut self,
+        key: &ServerKey,
+        req: &Request,
+        why: &str,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) {
+        info!(call_id = call_id_of(req), why, "media address refused: 488");
+        self.metrics.rejected("media_address");
+        let mut resp = response(req, StatusCode::NotAcceptableHere);
+        warning(&mut resp, why);
+        self.respond(key, &resp, now, out)
     }
 
     /// Decides whether an initial INVITE comes from a trunk or an agent
@@ -983,11 +1098,26 @@ impl Core {
             other => entry.reinvite = other,
         }
         self.transactions.ack_received(&entry.call.invite_key);
+        self.media.confirm(entry.media.stream);
         if entry.media.negotiated.is_none()
             && let Some(body) = ack.sdp
         {
             // The answer to our offer in an offerless INVITE's 200.
+            let networks = match &entry.origin {
+                Origin::Trunk(i) => self.config.trunks.get(*i).map(|t| &t.media_networks[..]),
+                Origin::Agent(ext) => self
+                    .config
+                    .agents
+                    .iter()
+                    .find(|a| &a.extension == ext)
+                    .map(|a| &a.media_networks[..]),
+            };
             match sdp::parse_answer(body) {
+                Ok(a) if media_address_allowed(networks.unwrap_or_default(), a.remote).is_err() => {
+                    // An ACK cannot be refused: nothing is sent there, and
+                    // the stream waits for RTP from the caller.
+                    warn!(call_id = %entry.call.dialog.call_id, remote = ?a.remote, "media address in the ACK is outside the allowed media networks; ignored");
+                }
                 Ok(a) => {
                     self.media.set_remote(entry.media.stream, a.remote);
                     entry.media.negotiated = Some(a);
@@ -1083,6 +1213,12 @@ impl Core {
         if self.legs.contains_key(&call_id) {
             return self.on_leg_in_dialog(key, req, now, out);
         }
+        // Empty for most: no allocation.
+        let networks = self
+            .calls
+            .get(&*call_id)
+            .map(|e| self.media_networks(&e.origin).to_vec())
+            .unwrap_or_default();
         let Some(entry) = self.calls.get_mut(&*call_id) else {
             return self.respond(
                 &key,
@@ -1140,6 +1276,15 @@ impl Core {
                 entry.media.port,
                 &mut entry.media.session,
             ) {
+                Ok(a) if media_address_allowed(&networks, a.remote).is_err() => {
+                    let why = media_address_allowed(&networks, a.remote)
+                        .err()
+                        .unwrap_or_default();
+                    let mut resp = with_to_tag(response(&req, StatusCode::NotAcceptableHere), &tag);
+                    warning(&mut resp, &why);
+                    self.metrics.rejected("media_address");
+                    return self.respond(&key, &resp, now, out);
+                }
                 Ok(a) => {
                     // Hold (sendonly/inactive) and resume change only the
                     // direction and address; the stream stays continuous.
@@ -1289,6 +1434,7 @@ impl Core {
             self.call_timers.first().map(|(t, _)| *t),
             self.registrar.next_expiry(),
             self.acd.poll_timeout(),
+            self.dispatch_retry,
         ]
         .into_iter()
         .flatten()
@@ -1368,6 +1514,10 @@ impl Core {
         if self.acd.poll_timeout().is_some_and(|t| t <= now) {
             let events = self.acd.handle_timeout(now);
             self.on_acd_events(events, now, out);
+        }
+        if self.dispatch_retry.is_some_and(|t| t <= now) {
+            self.dispatch_retry = None;
+            self.acd_dirty = true;
         }
         let (s, c) = self.transactions.len();
         self.metrics.sip_transactions.set((s + c) as i64);
@@ -1536,8 +1686,10 @@ impl Core {
                     sdp::Direction::SendRecv,
                 ),
             };
+            // Nothing is sent until the ACK (or RTP from the caller): an
+            // INVITE is no way to aim our media at someone else.
             self.media
-                .add_stream(e.media.stream, socket, remote, codec, pt);
+                .add_unconfirmed_stream(e.media.stream, socket, remote, codec, pt);
             self.media.set_dtmf_payload_type(e.media.stream, dtmf);
             self.media.set_direction(e.media.stream, direction);
             let stream = e.media.stream;
@@ -1569,10 +1721,11 @@ impl Core {
             self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
         }
         // Feature-code calls (no plan) were never counted.
-        if e.plan.is_some()
-            && let Some(n) = self.tenant_calls.get_mut(&e.route.tenant)
-        {
-            *n = n.saturating_sub(1);
+        if e.plan.is_some() {
+            self.slots.release(&e.route.tenant);
+            if let Some(n) = self.tenant_calls.get_mut(&e.route.tenant) {
+                *n = n.saturating_sub(1);
+            }
         }
         self.metrics.rtp_ports_in_use.dec();
         self.metrics
@@ -1673,6 +1826,50 @@ fn reply_peer(data: &[u8], peer: Peer) -> Peer {
             ..peer
         },
         None => peer,
+    }
+}
+
+/// `Err` (for the Warning) when `remote` is outside a non-empty `networks`.
+/// An SDP without an address (`None`, learned from RTP) passes.
+fn media_address_allowed(
+    networks: &[crate::config::Cidr],
+    remote: Option<std::net::SocketAddr>,
+) -> Result<(), String> {
+    match remote {
+        Some(addr) if !networks.is_empty() && !networks.iter().any(|n| n.contains(addr.ip())) => {
+            let list: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
+            Err(format!(
+                "media address {} is outside the allowed media networks {}",
+                addr.ip(),
+                list.join(", ")
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Each tenant's `limits.slots`, in config order.
+fn slot_shares(config: &Config) -> Vec<(String, crate::dialplan::SlotShare)> {
+    config
+        .tenants
+        .iter()
+        .map(|t| (t.id.clone(), t.dialplan.limits.slots))
+        .collect()
+}
+
+fn log_slots(slots: &CallSlots, config: &Config) {
+    let (total, shared) = slots.totals();
+    let each: Vec<String> = config
+        .tenants
+        .iter()
+        .map(|t| {
+            let (g, m) = slots.limits(&t.id);
+            format!("{} {g}..{m}", t.id)
+        })
+        .collect();
+    info!(total, shared, tenants = %each.join(", "), "call slots (guaranteed..max per tenant)");
+    if !slots.cut().is_empty() {
+        warn!(tenants = %slots.cut().join(", "), total, "guaranteed call slots cut to fit the RTP range");
     }
 }
 

@@ -31,6 +31,10 @@ use crate::sip::transaction::{Peer, ServerKey, Transmit};
 /// Dispatch passes per input at most (see [`Core::run_dispatch`]).
 const MAX_DISPATCH_PASSES: usize = 4;
 
+/// After zentrale failed to place an agent's leg (no RTP port), the next
+/// dispatch comes this much later at the latest.
+const NOT_PLACED_RETRY: Duration = Duration::from_secs(1);
+
 /// Where a caller is, as far as queueing goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -357,6 +361,9 @@ impl Core {
         };
         for agent in &offer.agents {
             if let Err(failure) = self.ring_agent(offer, &caller, agent, now, out) {
+                if failure == OfferFailure::NotPlaced {
+                    self.dispatch_retry.get_or_insert(now + NOT_PLACED_RETRY);
+                }
                 self.report_failure(offer.id, agent, failure, now, out);
             }
         }
@@ -407,7 +414,8 @@ impl Core {
                 now,
                 out,
             )
-            .ok_or(OfferFailure::Unreachable)?;
+            // No port for the agent's leg: zentrale's failure, not the agent's.
+            .ok_or(OfferFailure::NotPlaced)?;
         info!(caller_call_id = %caller, agent = %agent, offer = %offer.id, "ringing agent");
         self.offer_legs.insert((offer.id, agent.clone()), leg_id);
         Ok(())
@@ -717,10 +725,20 @@ impl Core {
     }
 
     fn agent_answered(&mut self, leg_id: &str, body: &[u8], now: Instant, out: &mut Vec<Transmit>) {
+        let Some(entry) = self.legs.get(leg_id) else {
+            return;
+        };
+        let networks = match &entry.purpose {
+            LegFor::Offer { agent, .. } => self.agent_media_networks(agent),
+            LegFor::Forward { .. } => &[],
+        };
+        let answer = sdp::parse_answer(body)
+            .map_err(|e| e.to_string())
+            .and_then(|n| super::media_address_allowed(networks, n.remote).map(|()| n));
         let Some(entry) = self.legs.get_mut(leg_id) else {
             return;
         };
-        let negotiated = match sdp::parse_answer(body) {
+        let negotiated = match answer {
             Ok(n) => n,
             Err(e) => {
                 warn!(leg_call_id = %leg_id, error = %e, "answered with unusable SDP; hanging up that leg");

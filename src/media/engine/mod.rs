@@ -158,7 +158,9 @@ impl Playlist {
 pub enum MediaEvent {
     /// A peer that should be sending sent nothing for `rtp_timeout`.
     /// Reported once per silence, and only while the direction is
-    /// `sendrecv` (see [`MediaHandle::set_direction`]).
+    /// `sendrecv` (see [`MediaHandle::set_direction`]). The stream stops
+    /// sending to that peer then, until it hears from it again: nothing
+    /// streams on to an address that has gone silent.
     RtpTimeout(StreamId),
     /// An RFC 4733 key press, reported once per event (at its first packet)
     /// for the stream it came in on, bridged or not.
@@ -177,7 +179,9 @@ pub(super) enum Command {
         remote: Option<SocketAddr>,
         codec: Codec,
         payload_type: u8,
+        confirmed: bool,
     },
+    Confirm(StreamId),
     Play(StreamId, Playlist),
     SetRemote(StreamId, Option<SocketAddr>),
     SetDirection(StreamId, Direction),
@@ -256,7 +260,38 @@ impl MediaHandle {
             remote,
             codec,
             payload_type,
+            confirmed: true,
         });
+    }
+
+    /// [`add_stream`](Self::add_stream) for a peer that has not confirmed
+    /// it wants our media (a caller whose ACK has not come): the stream
+    /// sends nothing until [`confirm`](Self::confirm) or until RTP arrives
+    /// from `remote` (or, with `None`, from anywhere, which then becomes
+    /// the peer). Its playlist waits meanwhile, so the greeting starts at
+    /// the confirmation; the RTP clock runs on. An INVITE naming someone
+    /// else's address in its SDP, never ACKed, makes us send nothing there.
+    pub fn add_unconfirmed_stream(
+        &self,
+        id: StreamId,
+        socket: UdpSocket,
+        remote: Option<SocketAddr>,
+        codec: Codec,
+        payload_type: u8,
+    ) {
+        self.send(Command::Add {
+            id,
+            socket,
+            remote,
+            codec,
+            payload_type,
+            confirmed: false,
+        });
+    }
+
+    /// The peer confirmed the stream (the ACK came): sending starts.
+    pub fn confirm(&self, id: StreamId) {
+        self.send(Command::Confirm(id));
     }
 
     /// Replaces what the stream plays now. On a bridged stream the new

@@ -39,6 +39,11 @@ pub(super) struct Stream {
     connected: Option<SocketAddr>,
     /// A `connect` failed: this stream sends with `send_to` from then on.
     connect_failed: bool,
+    /// Whether the peer wants our media: its ACK came, or RTP from it.
+    /// Until then, and again once it has been silent for the RTP timeout,
+    /// nothing is sent (no reflection towards an address an INVITE named)
+    /// and the player waits.
+    confirmed: bool,
     /// Whether the worker's poll watches the socket (bridged streams, whose
     /// packets are relayed at once); the others are read every 100 ms.
     pub watched: bool,
@@ -64,6 +69,7 @@ impl Stream {
         socket: UdpSocket,
         remote: Option<SocketAddr>,
         format: LegFormat,
+        confirmed: bool,
         now: Instant,
     ) -> Stream {
         Stream {
@@ -72,6 +78,7 @@ impl Stream {
             remote,
             connected: None,
             connect_failed: false,
+            confirmed,
             watched: false,
             format,
             direction: Direction::SendRecv,
@@ -161,6 +168,11 @@ impl Stream {
         self.direction = direction;
     }
 
+    /// The peer confirmed it wants our media (the ACK came).
+    pub(super) fn confirm(&mut self) {
+        self.confirmed = true;
+    }
+
     pub(super) fn set_dtmf_payload_type(&mut self, pt: Option<u8>) {
         self.format.dtmf_payload_type = pt;
     }
@@ -205,8 +217,11 @@ impl Stream {
         emit: &mut impl FnMut(MediaEvent),
         tally: &mut Tally,
     ) {
-        if self.bridge.is_some() {
+        if self.bridge.is_some() || !self.confirmed {
+            // Unconfirmed, the playlist waits for the peer: the greeting
+            // starts when the caller can hear it.
             self.out.advance(samples_per_tick);
+            self.was_sending = false;
             return;
         }
         let frame_end = HEADER_LEN + samples_per_tick as usize;
@@ -252,7 +267,8 @@ impl Stream {
             return;
         };
         // Hold: we send our peer nothing while our direction says so.
-        let Some(remote) = self.remote.filter(|_| self.direction.sends()) else {
+        let sends = self.confirmed && self.direction.sends();
+        let Some(remote) = self.remote.filter(|_| sends) else {
             bridge.relay.pause();
             return;
         };
@@ -315,6 +331,8 @@ impl Stream {
             Some(remote) if remote != source => return None,
             Some(_) => {}
         }
+        // Heard from the peer: it wants the stream (symmetric RTP latching).
+        self.confirmed = true;
         self.packets_received += 1;
         tally.received += 1;
         self.last_receive = now;
@@ -366,6 +384,9 @@ impl Stream {
             && now.saturating_duration_since(self.last_receive) >= timeout
         {
             self.timeout_reported = true;
+            // Stop sending to a peer that has gone silent until it is
+            // heard again; the call logic hangs up meanwhile.
+            self.confirmed = false;
             emit(MediaEvent::RtpTimeout(self.id));
         }
     }

@@ -796,3 +796,95 @@ async fn a_removed_stream_gives_its_socket_back_to_the_pool() {
     }
     panic!("port {port} never came back from the media worker");
 }
+
+// ---- No reflection: unconfirmed streams ------------------------------------
+
+#[tokio::test]
+async fn an_unconfirmed_stream_sends_nothing_and_starts_its_greeting_on_confirm() {
+    let (media, mut events) = start(config(None));
+    let (rx, rx_addr) = peer();
+    let (sock, _) = engine_socket();
+    let samples: Vec<i16> = (0..480).map(|i| (i * 53 % 8000 - 4000) as i16).collect();
+    let greeting = Prompt::from_samples("greeting", &samples);
+    let id = StreamId(11);
+    media.add_unconfirmed_stream(id, sock, Some(rx_addr), Codec::Pcmu, 0);
+    media.play(id, Playlist::once(greeting.clone()));
+    // Longer than the greeting: it must not play out unheard.
+    assert!(
+        stays_quiet(&rx, Duration::from_millis(300)),
+        "sent before the ACK"
+    );
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(10)).await,
+        None
+    );
+
+    media.confirm(id);
+    let packets: Vec<_> = (0..4).map(|_| recv_packet(&rx)).collect();
+    assert!(packets[0].0.marker, "marker on the first packet");
+    let played: Vec<u8> = packets[..3].iter().flat_map(|(_, p)| p.clone()).collect();
+    assert_eq!(
+        played,
+        greeting.encoded(Codec::Pcmu),
+        "the greeting from its start"
+    );
+    for (i, w) in packets.windows(2).enumerate() {
+        assert_eq!(w[1].0.sequence, w[0].0.sequence.wrapping_add(1), "at {i}");
+        assert_eq!(
+            w[1].0.timestamp,
+            w[0].0.timestamp.wrapping_add(160),
+            "at {i}"
+        );
+    }
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(200)).await,
+        Some(MediaEvent::PlaylistDone(id))
+    );
+}
+
+#[tokio::test]
+async fn rtp_from_the_peer_confirms_and_a_stranger_does_not() {
+    let (media, _events) = start(config(None));
+    let (rx, rx_addr) = peer();
+    let (stranger, _) = peer();
+    let (sock, engine) = engine_socket();
+    let id = StreamId(12);
+    media.add_unconfirmed_stream(id, sock, Some(rx_addr), Codec::Pcma, 8);
+    stranger
+        .send_to(&rtp_packet(8, 1, 160, &[0xD5; FRAME]), engine)
+        .unwrap();
+    // Read within 100 ms; give it two rounds.
+    assert!(
+        stays_quiet(&rx, Duration::from_millis(300)),
+        "a stranger confirmed it"
+    );
+    rx.send_to(&rtp_packet(8, 1, 160, &[0xD5; FRAME]), engine)
+        .unwrap();
+    let (h, _) = recv_packet(&rx);
+    assert!(h.marker);
+}
+
+#[tokio::test]
+async fn a_peer_silent_past_the_timeout_gets_nothing_more() {
+    let (media, mut events) = start(config(Some(Duration::from_millis(200))));
+    let (rx, rx_addr) = peer();
+    let (sock, engine) = engine_socket();
+    let id = StreamId(13);
+    media.add_stream(id, sock, Some(rx_addr), Codec::Pcma, 8);
+    recv_packet(&rx);
+    assert_eq!(
+        next_event(&mut events, Duration::from_millis(1000)).await,
+        Some(MediaEvent::RtpTimeout(id))
+    );
+    std::thread::sleep(Duration::from_millis(40));
+    drain(&rx);
+    assert!(
+        stays_quiet(&rx, Duration::from_millis(200)),
+        "still sending to a silent peer"
+    );
+    // Heard again: the stream carries on where its clock is.
+    rx.send_to(&rtp_packet(8, 1, 160, &[0xD5; FRAME]), engine)
+        .unwrap();
+    let (h, _) = recv_packet(&rx);
+    assert!(h.marker, "marker after the silence");
+}

@@ -428,6 +428,7 @@ fn apply(
             remote,
             codec,
             payload_type,
+            confirmed,
         } => {
             if let Some(slot) = streams.by_id.get(&id).copied() {
                 tracing::warn!(stream = id.0, "media stream added twice; replaced");
@@ -446,7 +447,12 @@ fn apply(
                 dtmf_payload_type: None,
             };
             let socket = mio::net::UdpSocket::from_std(socket);
-            streams.insert(Stream::new(id, socket, remote, format, now));
+            streams.insert(Stream::new(id, socket, remote, format, confirmed, now));
+        }
+        Command::Confirm(id) => {
+            if let Some(s) = streams.find(id) {
+                s.confirm();
+            }
         }
         Command::Play(id, playlist) => {
             if let Some(s) = streams.find(id) {

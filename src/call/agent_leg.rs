@@ -36,7 +36,6 @@
 //! assert!(leg.invite.to_string().starts_with("INVITE sip:1001@127.0.0.1:5072 SIP/2.0\r\n"));
 //! ```
 
-use crate::sip::Transport;
 use crate::sip::message::{Header, Method, PRODUCT, Request, Response, random_token, tag_of};
 use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
@@ -132,10 +131,7 @@ impl AgentLeg {
     pub fn new(req: LegRequest) -> AgentLeg {
         let call_id = format!("{}@zentrale", random_token());
         let host = req.peer.local;
-        let transport_param = match req.peer.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
+        let transport_param = req.peer.transport.uri_param();
         let display = req.display.replace(['"', '\\'], "");
         let caller = sip_user(&req.caller);
         let mut text = format!(
@@ -441,6 +437,7 @@ impl Dialog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::Transport;
 
     fn peer() -> Peer {
         Peer {

@@ -86,7 +86,10 @@ impl Dialog {
     /// target, when it names an IP address; otherwise back to where the
     /// INVITE came from (zentrale does no DNS on the call path).
     pub fn next_hop(&self) -> Peer {
-        if self.pinned {
+        // A TLS peer is reached back over the connection it opened: zentrale
+        // has no way to check a phone's own certificate, and the flow is
+        // what the peer authenticated over.
+        if self.pinned || self.source.transport == Transport::Tls {
             return self.source;
         }
         let uri = self
@@ -94,11 +97,7 @@ impl Dialog {
             .first()
             .map(String::as_str)
             .unwrap_or(&self.remote_target);
-        let transport = if uri.to_ascii_lowercase().contains("transport=tcp") {
-            Transport::Tcp
-        } else {
-            self.source.transport
-        };
+        let transport = Transport::of_uri(uri).unwrap_or(self.source.transport);
         match host_port_of(uri) {
             Some(addr) => Peer {
                 transport,
@@ -155,10 +154,7 @@ impl Dialog {
 
     /// Our Contact header value (the address the INVITE reached us on).
     pub fn contact(&self) -> String {
-        let transport = match self.source.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-        };
+        let transport = self.source.transport.uri_param();
         // Written out: this runs for every answered call.
         let mut contact = String::with_capacity(64);
         contact.push_str("<sip:zentrale@");

@@ -25,6 +25,7 @@ mod raw;
 mod target;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -38,6 +39,9 @@ pub use acd::{
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use target::{QueueRef, Target};
+pub use tls::TlsConfig;
+
+pub use crate::media::srtp::SrtpPolicy;
 
 use crate::dialplan::{MenuSpec, Overflow, Schedule, SurgeLimits};
 
@@ -65,6 +69,9 @@ pub struct Config {
     pub agents: Vec<Agent>,
     /// Tenants (town halls, service centers), each with its dialplan (`tenants:`).
     pub tenants: Vec<Tenant>,
+    /// Certificate, key and trusted authorities for SIP over TLS
+    /// (`sip.tls:`); `None` without that section.
+    pub tls: Option<TlsConfig>,
 }
 
 /// SIP settings.
@@ -85,6 +92,9 @@ pub struct SipConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listen addresses (default `127.0.0.1:5060`).
     pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses (`listen.tls`, default none; they need
+    /// `sip.tls` with a certificate and key).
+    pub tls: Vec<SocketAddr>,
     /// Digest authentication realm (default `zentrale`).
     pub realm: String,
     /// Concurrent calls; past it new INVITEs get 503 with Retry-After (default 2000).
@@ -174,6 +184,11 @@ pub struct Trunk {
     pub credentials: Option<Credentials>,
     /// Concurrent-call limit for this trunk, if any.
     pub max_calls: Option<u32>,
+    /// `transport: tls`: calls from this trunk are taken only over TLS
+    /// (others get 403); default: any transport.
+    pub tls_only: bool,
+    /// SRTP towards this trunk (`srtp:`, default `offer`).
+    pub srtp: SrtpPolicy,
 }
 
 /// Digest credentials.
@@ -228,6 +243,8 @@ pub struct Agent {
     /// [`NO_ANSWER_REASON`]: the agent's `max_missed_offers` or else
     /// `acd.max_missed_offers`, already resolved; `None` means never (0).
     pub max_missed_offers: Option<u32>,
+    /// SRTP towards the agent's phone (`srtp:`, default `offer`).
+    pub srtp: SrtpPolicy,
 }
 
 impl std::fmt::Debug for Agent {
@@ -240,6 +257,7 @@ impl std::fmt::Debug for Agent {
             .field("skills", &self.skills)
             .field("wrap_up", &self.wrap_up)
             .field("max_missed_offers", &self.max_missed_offers)
+            .field("srtp", &self.srtp)
             .finish()
     }
 }

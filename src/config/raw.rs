@@ -49,6 +49,17 @@ pub(crate) struct RawSip {
     pub min_se: Spanned<u32>,
     #[serde(default = "default_session_expires")]
     pub session_expires: Spanned<u32>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    #[serde(default)]
+    pub ca: Option<Spanned<String>>,
 }
 
 impl Default for RawSip {
@@ -61,6 +72,7 @@ impl Default for RawSip {
             nonce_ttl_secs: default_nonce_ttl(),
             min_se: default_min_se(),
             session_expires: default_session_expires(),
+            tls: None,
         }
     }
 }
@@ -88,6 +100,8 @@ pub(crate) struct RawListen {
     pub udp: Vec<Spanned<String>>,
     #[serde(default)]
     pub tcp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub tls: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +193,10 @@ pub(crate) struct RawTrunk {
     pub credentials: Option<Spanned<RawCredentials>>,
     #[serde(default)]
     pub max_calls: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub transport: Option<Spanned<String>>,
+    #[serde(default)]
+    pub srtp: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +220,8 @@ pub(crate) struct RawAgent {
     pub wrap_up_secs: Option<Spanned<u64>>,
     #[serde(default)]
     pub max_missed_offers: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub srtp: Option<Spanned<String>>,
 }
 
 // Optional keys are `Option`s rather than serde defaults here, so an error

@@ -1479,13 +1479,13 @@ fn response_peer_via(via: &crate::sip::via::TopVia, peer: Peer) -> Peer {
             addr: via.response_target(peer.addr),
             ..peer
         },
-        Transport::Tcp => peer,
+        Transport::Tcp | Transport::Tls => peer,
     }
 }
 
 /// The reply target for a screen-rejected message, from its raw Via.
 fn reply_peer(data: &[u8], peer: Peer) -> Peer {
-    if peer.transport == Transport::Tcp {
+    if peer.transport.is_stream() {
         return peer;
     }
     let text = String::from_utf8_lossy(data);

@@ -424,11 +424,7 @@ impl Core {
             warn!(%call_id, %uri, "forward target is not an IP address; playing call-later");
             return self.close_with_prompt(call_id, "call-later", now, out);
         };
-        let transport = if uri.to_ascii_lowercase().contains("transport=tcp") {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
+        let transport = Transport::of_uri(uri).unwrap_or(Transport::Udp);
         let (Some(local), Some(e)) = (self.listener(transport), self.calls.get(call_id)) else {
             return self.close_with_prompt(call_id, "call-later", now, out);
         };
@@ -1139,6 +1135,7 @@ impl Core {
         match transport {
             Transport::Udp => self.config.sip.udp.first().copied(),
             Transport::Tcp => self.config.sip.tcp.first().copied(),
+            Transport::Tls => self.config.sip.tls.first().copied(),
         }
     }
 

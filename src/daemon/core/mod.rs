@@ -111,6 +111,8 @@ struct MediaLeg {
     /// The SDP body of our answer (or offer, for an offerless INVITE).
     local_sdp: Vec<u8>,
     negotiated: Option<sdp::Negotiated>,
+    /// SRTP on this leg: the trunk's or the calling agent's `srtp:`.
+    srtp: crate::media::srtp::SrtpPolicy,
 }
 
 /// What the handling of an ACK reads of it, from a [`Request`] or borrowed
@@ -572,9 +574,18 @@ impl Core {
                 return self.respond(&key, &overloaded(&req), now, out);
             }
         };
+        let srtp = match &origin {
+            Origin::Trunk(i) => self.config.trunks[*i].srtp,
+            Origin::Agent(user) => self
+                .config
+                .agents
+                .iter()
+                .find(|a| a.extension == *user)
+                .map_or_else(Default::default, |a| a.srtp),
+        };
         let mut session_sdp = SdpSession::new();
         let (negotiated, local_sdp) = if has_sdp_body(&req) {
-            match sdp::answer(&req.body, local_ip, port, &mut session_sdp) {
+            match sdp::answer_with_srtp(&req.body, local_ip, port, &mut session_sdp, srtp) {
                 Ok(a) => {
                     let negotiated = a.negotiated();
                     (Some(negotiated), a.sdp)
@@ -589,12 +600,13 @@ impl Core {
             }
         } else {
             // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
-            let offer = sdp::offer(
+            let offer = sdp::offer_with_srtp(
                 local_ip,
                 port,
                 &mut session_sdp,
                 &[sdp::Codec::Pcmu, sdp::Codec::Pcma],
                 true,
+                srtp,
             );
             (None, offer)
         };
@@ -680,6 +692,7 @@ impl Core {
                     session: session_sdp,
                     local_sdp,
                     negotiated,
+                    srtp,
                 },
                 key,
                 phase,
@@ -738,6 +751,12 @@ impl Core {
             );
             return Err(resp);
         };
+        if self.config.trunks[i].tls_only && peer.transport != Transport::Tls {
+            self.metrics.rejected("trunk_needs_tls");
+            let mut resp = response(req, StatusCode::Forbidden);
+            warning(&mut resp, "this trunk sends its calls over SIP-TLS only");
+            return Err(resp);
+        }
         if let Some(creds) = self.config.trunks[i].credentials.clone() {
             let authed = self.authenticate(req, proxy_auth.as_deref(), now)?;
             if authed != creds.username {
@@ -829,8 +848,9 @@ impl Core {
             && let Some(body) = ack.sdp
         {
             // The answer to our offer in an offerless INVITE's 200.
-            match sdp::parse_answer(body) {
+            match sdp::parse_answer_with_srtp(body, &mut entry.media.session, entry.media.srtp) {
                 Ok(a) => {
+                    self.media.set_srtp(entry.media.stream, a.srtp.clone());
                     self.media.set_remote(entry.media.stream, a.remote);
                     entry.media.negotiated = Some(a);
                 }
@@ -976,13 +996,15 @@ impl Core {
         let mut resp = with_to_tag(response(&req, StatusCode::OK), &tag);
         if has_sdp_body(&req) {
             let local_ip = media_ip(entry.call.dialog.source.local.ip());
-            match sdp::answer(
+            match sdp::answer_with_srtp(
                 &req.body,
                 local_ip,
                 entry.media.port,
                 &mut entry.media.session,
+                entry.media.srtp,
             ) {
                 Ok(a) => {
+                    self.media.set_srtp(entry.media.stream, a.srtp.clone());
                     // Hold (sendonly/inactive) and resume change only the
                     // direction and address; the stream stays continuous.
                     self.media.set_remote(entry.media.stream, a.remote);
@@ -1372,6 +1394,10 @@ impl Core {
             };
             self.media
                 .add_stream(e.media.stream, socket, remote, codec, pt);
+            // Commands apply in order: the keys are in place before the
+            // stream's first packet.
+            let keys = e.media.negotiated.as_ref().and_then(|a| a.srtp.clone());
+            self.media.set_srtp(e.media.stream, keys);
             self.media.set_dtmf_payload_type(e.media.stream, dtmf);
             self.media.set_direction(e.media.stream, direction);
             let stream = e.media.stream;

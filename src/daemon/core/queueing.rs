@@ -73,6 +73,8 @@ pub(super) struct LegEntry {
     /// The socket, until the agent answers and the stream starts.
     pub socket: Option<UdpSocket>,
     pub session: SdpSession,
+    /// SRTP towards this leg (the agent's `srtp:`; forwards: off).
+    pub srtp: crate::media::srtp::SrtpPolicy,
     /// The agent put the caller on hold (re-INVITE sendonly/inactive).
     pub held: bool,
     /// The agent's last re-INVITE, whose 2xx its ACK stops.
@@ -494,8 +496,17 @@ impl Core {
             Some(sdp::Codec::Pcma) => [sdp::Codec::Pcma, sdp::Codec::Pcmu],
             _ => [sdp::Codec::Pcmu, sdp::Codec::Pcma],
         };
+        let srtp = match &purpose {
+            LegFor::Offer { agent, .. } => self
+                .config
+                .agents
+                .iter()
+                .find(|a| *a.extension == **agent)
+                .map_or_else(Default::default, |a| a.srtp),
+            LegFor::Forward { .. } => crate::media::srtp::SrtpPolicy::Off,
+        };
         let mut session = SdpSession::new();
-        let body = sdp::offer(local_ip, port, &mut session, &codecs, true);
+        let body = sdp::offer_with_srtp(local_ip, port, &mut session, &codecs, true, srtp);
         let route = &e.route;
         headers.extend([
             ("X-Zentrale-Tenant", route.tenant.clone()),
@@ -541,6 +552,7 @@ impl Core {
                 stream,
                 socket: Some(socket),
                 session,
+                srtp,
                 held: false,
                 reinvite: None,
             },
@@ -712,7 +724,7 @@ impl Core {
         let Some(entry) = self.legs.get_mut(leg_id) else {
             return;
         };
-        let negotiated = match sdp::parse_answer(body) {
+        let negotiated = match sdp::parse_answer_with_srtp(body, &mut entry.session, entry.srtp) {
             Ok(n) => n,
             Err(e) => {
                 warn!(leg_call_id = %leg_id, error = %e, "answered with unusable SDP; hanging up that leg");
@@ -743,6 +755,7 @@ impl Core {
             self.media
                 .set_dtmf_payload_type(entry.stream, negotiated.dtmf_payload_type);
             self.media.set_direction(entry.stream, negotiated.direction);
+            self.media.set_srtp(entry.stream, negotiated.srtp.clone());
         }
         let (caller, agent_stream) = (entry.caller.clone(), entry.stream);
         let (offer, agent) = match entry.purpose.clone() {
@@ -873,8 +886,15 @@ impl Core {
         if req.method == Method::Invite {
             if super::has_sdp_body(&req) {
                 let local_ip = super::media_ip(dialog.source.local.ip());
-                match sdp::answer(&req.body, local_ip, entry.port, &mut entry.session) {
+                match sdp::answer_with_srtp(
+                    &req.body,
+                    local_ip,
+                    entry.port,
+                    &mut entry.session,
+                    entry.srtp,
+                ) {
                     Ok(a) => {
+                        self.media.set_srtp(entry.stream, a.srtp.clone());
                         self.media.set_remote(entry.stream, a.remote);
                         self.media.set_direction(entry.stream, a.direction);
                         held = Some(a.direction != Direction::SendRecv);

@@ -1,4 +1,5 @@
-//! SIP over UDP and TCP: the sockets, TCP framing and connection reuse.
+//! SIP over UDP, TCP and TLS: the sockets, stream framing and connection
+//! reuse.
 //!
 //! Every TCP socket gets `TCP_NODELAY` (SIP messages are small and
 //! latency-bound). A connection is known by its remote address; responses
@@ -7,28 +8,37 @@
 //! several datagrams per system call in both directions; the core thread
 //! ([`super::driver`]) reads the UDP sockets itself, the tokio runtime
 //! runs the TCP connections.
+//!
+//! TLS (rustls) is TCP with a handshake in front: the same framing, the
+//! same writer per remote address, `Transport::Tls` on what it delivers.
+//! Each handshake takes the certificate that is current then, so a reload
+//! swaps it for new connections and established ones keep their session.
 
 pub mod batch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::driver::CoreHandle;
-use crate::config::Config;
+use crate::config::{Config, TlsConfig};
 use crate::sip::Transport;
 use crate::sip::framing::{Frame, StreamFramer};
 use crate::sip::transaction::{Peer, Transmit};
 
 /// Largest SIP message accepted on a stream (the 64 KiB).
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a connection stays writable after its read side ended.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -41,6 +51,9 @@ pub struct Inbound {
 
 type Writers = Arc<DashMap<SocketAddr, mpsc::Sender<Bytes>>>;
 
+/// The certificate and trust in force, swapped by a reload.
+type TlsSlot = Arc<ArcSwapOption<TlsConfig>>;
+
 /// The listening sockets and the live TCP connections. Owned by the core
 /// thread; the TCP side runs on the tokio runtime it was bound on.
 pub struct Transports {
@@ -48,6 +61,8 @@ pub struct Transports {
     /// socket of a reply costs no `getsockname` call.
     udp: Vec<(std::net::UdpSocket, SocketAddr)>,
     tcp_local: Vec<SocketAddr>,
+    tls_local: Vec<SocketAddr>,
+    tls: TlsSlot,
     writers: Writers,
     core: CoreHandle,
     runtime: Handle,
@@ -73,15 +88,41 @@ impl Transports {
                 .map_err(|e| anyhow::anyhow!("cannot bind SIP TCP {addr}: {e}"))?;
             let local = l.local_addr()?;
             tcp_local.push(local);
-            tokio::spawn(accept_loop(l, local, writers.clone(), core.clone()));
+            tokio::spawn(accept_loop(l, local, writers.clone(), core.clone(), None));
+        }
+        let tls: TlsSlot = Arc::new(ArcSwapOption::new(config.tls.clone().map(Arc::new)));
+        let mut tls_local = Vec::new();
+        for addr in &config.sip.tls {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot bind SIP TLS {addr}: {e}"))?;
+            let local = l.local_addr()?;
+            tls_local.push(local);
+            tokio::spawn(accept_loop(
+                l,
+                local,
+                writers.clone(),
+                core.clone(),
+                Some(tls.clone()),
+            ));
         }
         Ok(Transports {
             udp,
             tcp_local,
+            tls_local,
+            tls,
             writers,
             core,
             runtime: Handle::current(),
         })
+    }
+
+    /// Puts a reloaded certificate (and trust) in force for the handshakes
+    /// that follow; established connections are not touched.
+    pub fn set_tls(&self, tls: Option<TlsConfig>) {
+        if let Some(tls) = tls {
+            self.tls.store(Some(Arc::new(tls)));
+        }
     }
 
     /// The UDP sockets (non-blocking) and their bound addresses; index `i`
@@ -106,7 +147,7 @@ impl Transports {
     pub fn send_all(&self, out: &mut Vec<Transmit>) {
         let mut rest = &out[..];
         while let Some(first) = rest.first() {
-            if first.peer.transport == Transport::Tcp {
+            if first.peer.transport.is_stream() {
                 self.send_tcp(first.clone());
                 rest = &rest[1..];
                 continue;
@@ -136,28 +177,73 @@ impl Transports {
             }
             return;
         }
-        let local = self.tcp_local.first().copied();
+        let (local, tls) = match t.peer.transport {
+            Transport::Tls => {
+                let Some(client) = self.tls.load().as_ref().and_then(|t| t.client.clone()) else {
+                    warn!(to = %t.peer.addr, "no TLS connection to this peer and no `sip.tls.ca` to open one; message dropped");
+                    return;
+                };
+                (self.tls_local.first().copied(), Some(client))
+            }
+            _ => (self.tcp_local.first().copied(), None),
+        };
         self.runtime.spawn(connect(
             t.peer.addr,
             local,
             t.bytes,
             self.writers.clone(),
             self.core.clone(),
+            tls,
         ));
     }
 }
 
-async fn accept_loop(listener: TcpListener, local: SocketAddr, writers: Writers, core: CoreHandle) {
+async fn accept_loop(
+    listener: TcpListener,
+    local: SocketAddr,
+    writers: Writers,
+    core: CoreHandle,
+    tls: Option<TlsSlot>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                tokio::spawn(connection(
-                    stream,
-                    remote,
-                    local,
-                    writers.clone(),
-                    core.clone(),
-                ));
+                let _ = stream.set_nodelay(true);
+                let (writers, core) = (writers.clone(), core.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(connection(
+                            stream,
+                            remote,
+                            local,
+                            Transport::Tcp,
+                            writers,
+                            core,
+                        ));
+                    }
+                    Some(slot) => {
+                        let Some(config) = slot.load_full() else {
+                            continue;
+                        };
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config.server.clone());
+                        tokio::spawn(async move {
+                            // A handshake that never finishes must not hold the
+                            // socket for good.
+                            let handshake =
+                                tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await;
+                            match handshake {
+                                Ok(Ok(tls)) => {
+                                    connection(tls, remote, local, Transport::Tls, writers, core)
+                                        .await
+                                }
+                                Ok(Err(e)) => {
+                                    debug!(peer = %remote, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => debug!(peer = %remote, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 warn!(error = %e, "TCP accept failed");
@@ -173,50 +259,71 @@ async fn connect(
     first: Bytes,
     writers: Writers,
     core: CoreHandle,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) {
-    match TcpStream::connect(remote).await {
-        Ok(stream) => {
-            let local = stream.local_addr().ok().or(local).unwrap_or(remote);
-            let (tx, rx) = mpsc::channel(256);
-            let _ = tx.try_send(first);
-            run_connection(stream, remote, local, tx, rx, writers, core).await;
+    let stream = match TcpStream::connect(remote).await {
+        Ok(stream) => stream,
+        Err(e) => return warn!(to = %remote, error = %e, "TCP connect failed"),
+    };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok().or(local).unwrap_or(remote);
+    let (tx, rx) = mpsc::channel(256);
+    let _ = tx.try_send(first);
+    let Some(client) = tls else {
+        return run_connection(stream, remote, local, Transport::Tcp, tx, rx, writers, core).await;
+    };
+    // zentrale does no DNS on the call path: the peer's certificate must
+    // name its IP address.
+    let name = rustls::pki_types::ServerName::IpAddress(remote.ip().into());
+    let connector = tokio_rustls::TlsConnector::from(client);
+    match tokio::time::timeout(TLS_HANDSHAKE, connector.connect(name, stream)).await {
+        Ok(Ok(tls)) => {
+            run_connection(tls, remote, local, Transport::Tls, tx, rx, writers, core).await
         }
-        Err(e) => warn!(to = %remote, error = %e, "TCP connect failed"),
+        Ok(Err(e)) => warn!(to = %remote, error = %e, "TLS connect failed"),
+        Err(_) => warn!(to = %remote, "TLS handshake timed out"),
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     remote: SocketAddr,
     local: SocketAddr,
+    transport: Transport,
     writers: Writers,
     core: CoreHandle,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(256);
-    run_connection(stream, remote, local, tx, rx, writers, core).await;
+    run_connection(stream, remote, local, transport, tx, rx, writers, core).await;
 }
 
-async fn run_connection(
-    stream: TcpStream,
+#[allow(clippy::too_many_arguments)]
+async fn run_connection<S>(
+    stream: S,
     remote: SocketAddr,
     local: SocketAddr,
+    transport: Transport,
     tx: mpsc::Sender<Bytes>,
     mut rx: mpsc::Receiver<Bytes>,
     writers: Writers,
     core: CoreHandle,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     writers.insert(remote, tx.clone());
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+            // TLS holds what is written until flushed; for TCP it is free.
+            if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }
     });
     let peer = Peer {
-        transport: Transport::Tcp,
+        transport,
         addr: remote,
         local,
     };

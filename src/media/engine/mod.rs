@@ -182,6 +182,7 @@ pub(super) enum Command {
     SetRemote(StreamId, Option<SocketAddr>),
     SetDirection(StreamId, Direction),
     SetDtmf(StreamId, Option<u8>),
+    SetSrtp(StreamId, Option<crate::media::srtp::SrtpKeys>),
     Bridge(StreamId, StreamId),
     Unbridge(StreamId),
     Remove(StreamId),
@@ -286,6 +287,16 @@ impl MediaHandle {
     /// The negotiated telephone-event payload type; `None` ignores DTMF.
     pub fn set_dtmf_payload_type(&self, id: StreamId, payload_type: Option<u8>) {
         self.send(Command::SetDtmf(id, payload_type));
+    }
+
+    /// SRTP keys for the stream (SDES), or `None` for plain RTP. From then
+    /// on what the peer sends must authenticate with its key (anything
+    /// else is dropped, and does not teach the stream a peer address) and
+    /// what we send is protected with ours; prompts, music and relayed
+    /// media alike, so a plain caller bridged to an SRTP agent works.
+    /// The same keys again (a re-INVITE) keep the running contexts.
+    pub fn set_srtp(&self, id: StreamId, keys: Option<crate::media::srtp::SrtpKeys>) {
+        self.send(Command::SetSrtp(id, keys));
     }
 
     /// Connects two streams (caller and agent): what `a`'s peer sends goes

@@ -372,6 +372,10 @@ impl<E: FnMut(MediaEvent)> Reader<E> {
                     return false;
                 };
                 let (packet, source) = inbox.datagram_mut(i);
+                let Some(len) = stream.unprotect(packet) else {
+                    continue;
+                };
+                let packet = &mut packet[..len];
                 let Some(Accepted { header, payload }) =
                     stream.accept(packet, source, now, emit, tally)
                 else {
@@ -466,6 +470,11 @@ fn apply(
         Command::SetDtmf(id, pt) => {
             if let Some(s) = streams.find(id) {
                 s.set_dtmf_payload_type(pt);
+            }
+        }
+        Command::SetSrtp(id, keys) => {
+            if let Some(s) = streams.find(id) {
+                s.set_srtp(keys);
             }
         }
         Command::Bridge(a, b) => {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs the real test peers when they are
-# missing (SIPp, baresip, Prometheus/promtool; Debian packages), then runs
+# missing (SIPp, baresip, Prometheus/promtool, openssl; Debian packages), then runs
 # every test target. Tests only talk to 127.0.0.0/8.
 set -euo pipefail
 
@@ -10,6 +10,8 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# The TLS tests make their certificates with it.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]})); then
     echo "installing test peers: ${missing[*]}" >&2
@@ -19,7 +21,7 @@ if ((${#missing[@]})); then
         sudo=(sudo)
     fi
     "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip prometheus
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip prometheus openssl
 fi
 
 # `sipp -v` exits non-zero even when it works: judge by what it prints.

@@ -753,3 +753,92 @@ impl Drop for ChildGuard<'_> {
         let _ = self.0.wait();
     }
 }
+
+/// An INVITE from the TLS peer to `ruri` with `media` as its m-line and
+/// attributes.
+fn tls_invite(phone: &TlsPeer, ruri: &str, call_id: &str, media: &str) -> String {
+    let sdp = format!(
+        "v=0\r\no=carrier 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{media}"
+    );
+    format!(
+        "INVITE {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/TLS {l};branch=z9hG4bK{b};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sips:0301234567@127.0.0.1>;tag=carrier\r\n\
+         To: <{ruri}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sips:carrier@{l}>\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        l = phone.local,
+        b = SipUdp::token()
+    )
+}
+
+#[test]
+fn a_sips_call_gets_a_sips_contact_and_srtp_require_refuses_plain_rtp() {
+    let certs_dir = TempDir::new("tls-certs");
+    let certs = make_certs(certs_dir.path());
+    let port = free_tcp_port();
+    let d = start_tls(
+        &certs,
+        port,
+        &[(
+            "    sources: [127.0.0.0/8]   # the carrier's signalling addresses\n",
+            "    sources: [127.0.0.0/8]   # the carrier's signalling addresses\n    srtp: require\n",
+        )],
+    );
+    let tls: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut carrier = TlsPeer::connect(tls, &certs.ca).unwrap_or_else(|e| d.fail(e));
+    let ruri = format!("sips:115@127.0.0.1:{port}");
+    let rtp = RtpPeer::new(0xca11_5175);
+
+    // Plain RTP to a trunk with `srtp: require`: 488.
+    let plain = format!("m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n", rtp.addr.port());
+    carrier.send(&tls_invite(&carrier, &ruri, "plain@tls-test", &plain));
+    let refused = carrier.expect_final(&d, "INVITE");
+    d.check(refused.status() == Some(488), || format!("plain RTP with srtp: require: {}", refused.start));
+    let warning = refused.header("warning").unwrap_or_default().to_owned();
+    d.check(warning.contains("SRTP"), || format!("the 488 says why: {warning:?}"));
+
+    // RTP/SAVP with a crypto line: answered with our key, sips: Contact.
+    let savp = format!(
+        "m=audio {} RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n",
+        rtp.addr.port()
+    );
+    carrier.send(&tls_invite(&carrier, &ruri, "savp@tls-test", &savp));
+    let ok = carrier.expect_final(&d, "INVITE");
+    d.check(ok.status() == Some(200), || format!("RTP/SAVP offer: {}", ok.start));
+    let contact = ok.header("contact").unwrap_or_default().to_owned();
+    d.check(contact.starts_with(&format!("<sips:zentrale@127.0.0.1:{port}")), || {
+        format!("a sips: dialog gets a sips: Contact, not {contact}")
+    });
+    let body = ok.body_str();
+    d.check(body.contains("RTP/SAVP 0") && body.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), || {
+        format!("the answer:\n{body}")
+    });
+    d.check(!body.contains("WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"), || "zentrale answers with its own key".into());
+    // SRTP from zentrale arrives at the carrier's port: 12 + 160 + 10 bytes.
+    let ack = format!(
+        "ACK sips:zentrale@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TLS {l};branch=z9hG4bK{b};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sips:0301234567@127.0.0.1>;tag=carrier\r\nTo: {to}\r\n\
+         Call-ID: savp@tls-test\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        l = carrier.local,
+        b = SipUdp::token(),
+        to = ok.header("to").unwrap_or_default()
+    );
+    carrier.send(&ack);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until && rtp.heard().len() < 10 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let heard = rtp.heard();
+    d.check(heard.len() >= 10, || format!("{} packets from zentrale", heard.len()));
+    d.check(heard.iter().all(|(_, p)| p.len() == 170), || {
+        // 160 bytes of G.711 and the 10-byte tag after the 12-byte header.
+        format!("SRTP payload+tag lengths: {:?}", heard.iter().map(|(_, p)| p.len()).collect::<Vec<_>>())
+    });
+}

@@ -131,7 +131,14 @@ impl AgentLeg {
     pub fn new(req: LegRequest) -> AgentLeg {
         let call_id = format!("{}@zentrale", random_token());
         let host = req.peer.local;
-        let transport_param = req.peer.transport.uri_param();
+        // A phone registered with a SIPS Contact gets a SIPS Contact back.
+        let sips = req.peer.transport == crate::sip::Transport::Tls
+            && crate::call::dialog::is_sips(&req.contact);
+        let (scheme, transport_param) = if sips {
+            ("sips", "")
+        } else {
+            ("sip", req.peer.transport.uri_param())
+        };
         let display = req.display.replace(['"', '\\'], "");
         let caller = sip_user(&req.caller);
         let mut text = format!(
@@ -142,7 +149,7 @@ impl AgentLeg {
              To: <{}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: 1 INVITE\r\n\
-             Contact: <sip:zentrale@{host}{transport_param}>\r\n\
+             Contact: <{scheme}:zentrale@{host}{transport_param}>\r\n\
              Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO\r\n\
              User-Agent: {PRODUCT}\r\n",
             req.contact,

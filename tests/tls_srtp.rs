@@ -796,12 +796,19 @@ fn a_sips_call_gets_a_sips_contact_and_srtp_require_refuses_plain_rtp() {
     let rtp = RtpPeer::new(0xca11_5175);
 
     // Plain RTP to a trunk with `srtp: require`: 488.
-    let plain = format!("m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n", rtp.addr.port());
+    let plain = format!(
+        "m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
+        rtp.addr.port()
+    );
     carrier.send(&tls_invite(&carrier, &ruri, "plain@tls-test", &plain));
     let refused = carrier.expect_final(&d, "INVITE");
-    d.check(refused.status() == Some(488), || format!("plain RTP with srtp: require: {}", refused.start));
+    d.check(refused.status() == Some(488), || {
+        format!("plain RTP with srtp: require: {}", refused.start)
+    });
     let warning = refused.header("warning").unwrap_or_default().to_owned();
-    d.check(warning.contains("SRTP"), || format!("the 488 says why: {warning:?}"));
+    d.check(warning.contains("SRTP"), || {
+        format!("the 488 says why: {warning:?}")
+    });
 
     // RTP/SAVP with a crypto line: answered with our key, sips: Contact.
     let savp = format!(
@@ -811,16 +818,23 @@ fn a_sips_call_gets_a_sips_contact_and_srtp_require_refuses_plain_rtp() {
     );
     carrier.send(&tls_invite(&carrier, &ruri, "savp@tls-test", &savp));
     let ok = carrier.expect_final(&d, "INVITE");
-    d.check(ok.status() == Some(200), || format!("RTP/SAVP offer: {}", ok.start));
+    d.check(ok.status() == Some(200), || {
+        format!("RTP/SAVP offer: {}", ok.start)
+    });
     let contact = ok.header("contact").unwrap_or_default().to_owned();
-    d.check(contact.starts_with(&format!("<sips:zentrale@127.0.0.1:{port}")), || {
-        format!("a sips: dialog gets a sips: Contact, not {contact}")
-    });
+    d.check(
+        contact.starts_with(&format!("<sips:zentrale@127.0.0.1:{port}")),
+        || format!("a sips: dialog gets a sips: Contact, not {contact}"),
+    );
     let body = ok.body_str();
-    d.check(body.contains("RTP/SAVP 0") && body.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), || {
-        format!("the answer:\n{body}")
-    });
-    d.check(!body.contains("WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"), || "zentrale answers with its own key".into());
+    d.check(
+        body.contains("RTP/SAVP 0") && body.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+        || format!("the answer:\n{body}"),
+    );
+    d.check(
+        !body.contains("WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"),
+        || "zentrale answers with its own key".into(),
+    );
     // SRTP from zentrale arrives at the carrier's port: 12 + 160 + 10 bytes.
     let ack = format!(
         "ACK sips:zentrale@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TLS {l};branch=z9hG4bK{b};rport\r\n\
@@ -836,9 +850,14 @@ fn a_sips_call_gets_a_sips_contact_and_srtp_require_refuses_plain_rtp() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let heard = rtp.heard();
-    d.check(heard.len() >= 10, || format!("{} packets from zentrale", heard.len()));
+    d.check(heard.len() >= 10, || {
+        format!("{} packets from zentrale", heard.len())
+    });
     d.check(heard.iter().all(|(_, p)| p.len() == 170), || {
         // 160 bytes of G.711 and the 10-byte tag after the 12-byte header.
-        format!("SRTP payload+tag lengths: {:?}", heard.iter().map(|(_, p)| p.len()).collect::<Vec<_>>())
+        format!(
+            "SRTP payload+tag lengths: {:?}",
+            heard.iter().map(|(_, p)| p.len()).collect::<Vec<_>>()
+        )
     });
 }

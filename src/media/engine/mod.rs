@@ -369,6 +369,8 @@ pub struct MediaCounters {
     pub received: AtomicU64,
     /// Packets sent by the relay between bridged streams (part of `sent`).
     pub relayed: AtomicU64,
+    /// Packets dropped on SRTP streams: not authentic, or a replay.
+    pub srtp_rejected: AtomicU64,
 }
 
 impl MediaCounters {

@@ -856,6 +856,11 @@ async fn an_srtp_leg_bridged_to_a_plain_leg() {
     std::thread::sleep(Duration::from_millis(40));
     let to_caller = drain(&caller.phone);
     assert_eq!(to_caller.len(), 4, "the four authenticated packets");
+    let rejected = media
+        .counters()
+        .srtp_rejected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(rejected, 1, "the forged packet is counted");
     assert!(to_caller.iter().all(|(_, p)| p == &[0x42; 160]));
     // Caller -> agent: plain in, SRTP out, continuing the prompt's line.
     loop {

@@ -270,14 +270,15 @@ impl Loader<'_> {
     ) -> SipConfig {
         let file = self.path;
         let raw = raw.value;
-        let tls = match &raw.listen {
+        let (tls, tls_pos) = match &raw.listen {
             Some(l) => {
                 let lpos = Pos::or(l, key);
-                self.addrs(&l.value.tls, "SIP TLS", lpos, listens)
+                let first = l.value.tls.first().map_or(lpos, |s| Pos::or(s, lpos));
+                (self.addrs(&l.value.tls, "SIP TLS", lpos, listens), first)
             }
-            None => Vec::new(),
+            None => (Vec::new(), key),
         };
-        *tls_out = self.tls(raw.tls, key, &tls);
+        *tls_out = self.tls(raw.tls, key, &tls, tls_pos);
         let default_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 5060));
         let (udp, tcp) = if let Some(addr) = ov.sip_listen {
             for what in ["SIP UDP", "SIP TCP"] {
@@ -572,13 +573,14 @@ impl Loader<'_> {
         raw: Option<Spanned<raw::RawTls>>,
         key: Pos,
         listeners: &[SocketAddr],
+        listeners_pos: Pos,
     ) -> Option<super::TlsConfig> {
         let file = self.path;
         let Some(raw) = raw else {
             if !listeners.is_empty() {
                 self.d.at(
                     file,
-                    key,
+                    listeners_pos,
                     "SIP listens on TLS but has no certificate",
                     "add `tls: { cert: /etc/zentrale/cert.pem, key: /etc/zentrale/key.pem }` under `sip:`",
                 );

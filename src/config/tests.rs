@@ -2439,6 +2439,7 @@ fn a_tls_listener_needs_a_certificate() {
     let f = small(&main, DIALPLAN_A);
     let errs = f.errors();
     let e = find(&errs, "SIP listens on TLS but has no certificate");
+    assert_eq!(e.line, 4, "at the TLS listener: {e}");
     assert!(e.hint.contains("cert:"), "{e}");
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs the real test peers when they are
-# missing (SIPp, baresip, Prometheus/promtool, fail2ban-regex; Debian packages), then runs
+# missing (SIPp, baresip, Prometheus/promtool, fail2ban-regex, openssl; Debian packages), then runs
 # every test target. Tests only talk to 127.0.0.0/8.
 set -euo pipefail
 
@@ -11,6 +11,8 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v fail2ban-regex >/dev/null 2>&1 || missing+=(fail2ban)
+# The TLS tests make their certificates with it.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]})); then
     echo "installing test peers: ${missing[*]}" >&2

@@ -37,7 +37,6 @@
 //! assert!(leg.invite.to_string().starts_with("INVITE sip:1001@127.0.0.1:5072 SIP/2.0\r\n"));
 //! ```
 
-use crate::sip::Transport;
 use crate::sip::message::{Header, Method, PRODUCT, Request, Response, random_token, tag_of};
 use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
@@ -139,9 +138,13 @@ impl AgentLeg {
         }
         let call_id = format!("{}@zentrale", random_token());
         let host = req.peer.local;
-        let transport_param = match req.peer.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
+        // A phone registered with a SIPS Contact gets a SIPS Contact back.
+        let sips = req.peer.transport == crate::sip::Transport::Tls
+            && crate::call::dialog::is_sips(&req.contact);
+        let (scheme, transport_param) = if sips {
+            ("sips", "")
+        } else {
+            ("sip", req.peer.transport.uri_param())
         };
         let display = req.display.replace(['"', '\\'], "");
         let caller = sip_user(&req.caller);
@@ -153,7 +156,7 @@ impl AgentLeg {
              To: <{}>\r\n\
              Call-ID: {call_id}\r\n\
              CSeq: 1 INVITE\r\n\
-             Contact: <sip:zentrale@{host}{transport_param}>\r\n\
+             Contact: <{scheme}:zentrale@{host}{transport_param}>\r\n\
              Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO\r\n\
              User-Agent: {PRODUCT}\r\n",
             req.contact,
@@ -509,6 +512,7 @@ impl Dialog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::Transport;
 
     fn peer() -> Peer {
         Peer {

@@ -137,7 +137,10 @@ impl Dialog {
     /// target, when it names an IP address; otherwise back to where the
     /// INVITE came from (zentrale does no DNS on the call path).
     pub fn next_hop(&self) -> Peer {
-        if self.pinned {
+        // A TLS peer is reached back over the connection it opened: zentrale
+        // has no way to check a phone's own certificate, and the flow is
+        // what the peer authenticated over.
+        if self.pinned || self.source.transport == Transport::Tls {
             return self.source;
         }
         let uri = self
@@ -145,11 +148,7 @@ impl Dialog {
             .first()
             .map(String::as_str)
             .unwrap_or(&self.remote_target);
-        let transport = if uri.to_ascii_lowercase().contains("transport=tcp") {
-            Transport::Tcp
-        } else {
-            self.source.transport
-        };
+        let transport = Transport::of_uri(uri).unwrap_or(self.source.transport);
         match host_port_of(uri) {
             Some(addr) => Peer {
                 transport,
@@ -216,13 +215,22 @@ impl Dialog {
 
     /// Our Contact header value (the address the INVITE reached us on).
     pub fn contact(&self) -> String {
-        let transport = match self.source.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
+        // RFC 3261 §12.1.1: a dialog begun with a SIPS URI gets a SIPS
+        // Contact (which implies TLS, so no transport parameter).
+        let sips = self.source.transport == Transport::Tls
+            && (is_sips(&self.local_uri) || is_sips(&self.remote_target));
+        let transport = if sips {
+            ""
+        } else {
+            self.source.transport.uri_param()
         };
         // Written out: this runs for every answered call.
         let mut contact = String::with_capacity(64);
-        contact.push_str("<sip:zentrale@");
+        contact.push_str(if sips {
+            "<sips:zentrale@"
+        } else {
+            "<sip:zentrale@"
+        });
         crate::sip::text::push_socket_addr(&mut contact, self.source.local);
         contact.push_str(transport);
         contact.push('>');
@@ -234,6 +242,14 @@ impl Dialog {
     pub fn matches(&self, from_tag: Option<&str>, to_tag: Option<&str>) -> bool {
         from_tag.unwrap_or("") == self.remote_tag && to_tag == Some(self.local_tag.as_str())
     }
+}
+
+/// Whether a URI, or a name-addr around one, has the `sips` scheme.
+pub(crate) fn is_sips(value: &str) -> bool {
+    let uri = value.find('<').map_or(value, |i| &value[i + 1..]);
+    uri.trim_start()
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
 }
 
 pub(crate) fn strip_tag(value: &str) -> String {
@@ -667,5 +683,31 @@ mod tests {
         let mut d = Dialog::from_invite(&with(None, None), src()).unwrap();
         assert_eq!(d.remote_target(), "sip:115@127.0.0.1");
         assert!(d.request(Method::Bye, &[], None).is_some());
+    }
+
+    #[test]
+    fn tls_dialogs_go_back_over_the_flow_with_a_tls_or_sips_contact() {
+        let src = Peer {
+            transport: Transport::Tls,
+            addr: "127.0.0.1:40001".parse().unwrap(),
+            local: "127.0.0.1:5061".parse().unwrap(),
+        };
+        // Record-Route and Contact name other hops: TLS stays on the flow.
+        let d = Dialog::from_invite(&invite(), src).unwrap();
+        assert_eq!(d.next_hop(), src);
+        assert_eq!(d.contact(), "<sip:zentrale@127.0.0.1:5061;transport=tls>");
+        let text = invite()
+            .to_string()
+            .replace("To: <sip:115@127.0.0.1>", "To: <sips:115@127.0.0.1>");
+        let sips = Dialog::from_invite(&Request::try_from(text.as_str()).unwrap(), src).unwrap();
+        assert_eq!(sips.contact(), "<sips:zentrale@127.0.0.1:5061>");
+        // Over UDP a sips: identity changes nothing.
+        let udp = Peer {
+            transport: Transport::Udp,
+            ..src
+        };
+        let plain = Dialog::from_invite(&Request::try_from(text.as_str()).unwrap(), udp).unwrap();
+        assert_eq!(plain.contact(), "<sip:zentrale@127.0.0.1:5061>");
+        assert!(is_sips(" <sips:a@b>") && is_sips("SIPS:a@b") && !is_sips("<sip:a@b>"));
     }
 }

@@ -115,10 +115,11 @@ impl Loader<'_> {
         let key_pos = |k: &str| keys.get(k).copied().unwrap_or(Pos::START);
 
         let mut listens = Vec::new();
+        let mut tls = None;
         let sip = self
             .section::<Spanned<RawSip>>(self.path, &text, "sip", key_pos("sip"))
             .map(|s| s.unwrap_or_else(|| dflt(RawSip::default())))
-            .map(|s| self.sip(s, key_pos("sip"), ov, &mut listens));
+            .map(|s| self.sip(s, key_pos("sip"), ov, &mut listens, &mut tls));
         let rtp = self
             .section::<Spanned<RawRtp>>(self.path, &text, "rtp", key_pos("rtp"))
             .map(|s| s.unwrap_or_else(|| dflt(RawRtp::default())))
@@ -188,6 +189,7 @@ impl Loader<'_> {
             trunks: trunks.into_iter().map(|(t, _)| t).collect(),
             agents: agents.into_iter().map(|(a, _)| a).collect(),
             tenants,
+            tls,
         })
     }
 
@@ -271,9 +273,19 @@ impl Loader<'_> {
         key: Pos,
         ov: &Overrides,
         listens: &mut Vec<Listen>,
+        tls_out: &mut Option<super::TlsConfig>,
     ) -> SipConfig {
         let file = self.path;
         let raw = raw.value;
+        let (tls, tls_pos) = match &raw.listen {
+            Some(l) => {
+                let lpos = Pos::or(l, key);
+                let first = l.value.tls.first().map_or(lpos, |s| Pos::or(s, lpos));
+                (self.addrs(&l.value.tls, "SIP TLS", lpos, listens), first)
+            }
+            None => (Vec::new(), key),
+        };
+        *tls_out = self.tls(raw.tls, key, &tls, tls_pos);
         let default_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 5060));
         let (udp, tcp) = if let Some(addr) = ov.sip_listen {
             for what in ["SIP UDP", "SIP TCP"] {
@@ -288,7 +300,7 @@ impl Loader<'_> {
             let lpos = Pos::or(&l, key);
             let udp = self.addrs(&l.value.udp, "SIP UDP", lpos, listens);
             let tcp = self.addrs(&l.value.tcp, "SIP TCP", lpos, listens);
-            if l.value.udp.is_empty() && l.value.tcp.is_empty() {
+            if l.value.udp.is_empty() && l.value.tcp.is_empty() && l.value.tls.is_empty() {
                 self.d.at(
                     file,
                     lpos,
@@ -404,6 +416,7 @@ impl Loader<'_> {
             nonce_failures,
             udp,
             tcp,
+            tls,
             realm: realm.value,
             max_calls: raw.max_calls.value,
             register: RegisterLimits {
@@ -704,6 +717,65 @@ impl Loader<'_> {
         }
     }
 
+    /// `sip.tls:`: reads and checks the certificate, key and CA files.
+    /// `None` without the section or after an error (recorded).
+    fn tls(
+        &mut self,
+        raw: Option<Spanned<raw::RawTls>>,
+        key: Pos,
+        listeners: &[SocketAddr],
+        listeners_pos: Pos,
+    ) -> Option<super::TlsConfig> {
+        let file = self.path;
+        let Some(raw) = raw else {
+            if !listeners.is_empty() {
+                self.d.at(
+                    file,
+                    listeners_pos,
+                    "SIP listens on TLS but has no certificate",
+                    "add `tls: { cert: /etc/zentrale/cert.pem, key: /etc/zentrale/key.pem }` under `sip:`",
+                );
+            }
+            return None;
+        };
+        let pos = Pos::or(&raw, key);
+        let raw = raw.value;
+        let cert = self.base.join(raw.cert.value.trim());
+        let key_path = self.base.join(raw.key.value.trim());
+        let ca = raw.ca.as_ref().map(|c| self.base.join(c.value.trim()));
+        match super::tls::load(cert, key_path, ca) {
+            Ok(t) => Some(t),
+            Err(p) => {
+                let at = match p.key {
+                    super::tls::TlsKey::Cert => Pos::or(&raw.cert, pos),
+                    super::tls::TlsKey::Key => Pos::or(&raw.key, pos),
+                    super::tls::TlsKey::Ca => raw.ca.as_ref().map_or(pos, |c| Pos::or(c, pos)),
+                };
+                self.d.at(file, at, p.message, p.hint);
+                None
+            }
+        }
+    }
+
+    /// `srtp:` of an agent or trunk (default `offer`).
+    fn srtp(&mut self, raw: Option<Spanned<String>>, fallback: Pos) -> super::SrtpPolicy {
+        let Some(raw) = raw else {
+            return super::SrtpPolicy::default();
+        };
+        match super::SrtpPolicy::parse(raw.value.trim()) {
+            Some(p) => p,
+            None => {
+                self.d.at(
+                    self.path,
+                    Pos::or(&raw, fallback),
+                    format!("unknown srtp setting `{}`", raw.value),
+                    "write `off` (plain RTP only), `offer` (SRTP when the phone wants it, the default) or `require` (refuse plain RTP with 488)",
+                );
+                super::SrtpPolicy::default()
+            }
+        }
+    }
+
     /// `cdr:`; `None` after an error (recorded) too. Opens the file once,
     /// as the daemon will, so `check` finds what would stop it.
     fn cdr(&mut self, raw: Spanned<RawCdr>, key: Pos) -> Option<CdrConfig> {
@@ -881,6 +953,23 @@ impl Loader<'_> {
                 self.algorithms(a, tpos, &format!("trunk `{}`", t.name.value))
             });
             let media_networks = self.media_networks(t.media_networks.as_ref(), tpos);
+            let tls_only = match &t.transport {
+                None => false,
+                Some(tr) => match tr.value.trim().to_ascii_lowercase().as_str() {
+                    "any" => false,
+                    "tls" => true,
+                    other => {
+                        self.d.at(
+                            file,
+                            Pos::or(tr, tpos),
+                            format!("unknown trunk transport `{other}`"),
+                            "write `tls` (calls only over SIP-TLS) or `any` (the default)",
+                        );
+                        false
+                    }
+                },
+            };
+            let srtp = self.srtp(t.srtp, tpos);
             out.push((
                 Trunk {
                     name: t.name.value,
@@ -889,6 +978,8 @@ impl Loader<'_> {
                     max_calls: t.max_calls.map(|m| m.value),
                     digest_algorithms,
                     media_networks,
+                    tls_only,
+                    srtp,
                 },
                 demo_pos,
             ));
@@ -1070,6 +1161,7 @@ impl Loader<'_> {
                 None => acd.max_missed_offers,
             };
             let media_networks = self.media_networks(a.media_networks.as_ref(), apos);
+            let srtp = self.srtp(a.srtp, apos);
             out.push((
                 Agent {
                     media_networks,
@@ -1081,6 +1173,7 @@ impl Loader<'_> {
                     wrap_up: a.wrap_up_secs.map(|w| Duration::from_secs(w.value)),
                     max_missed_offers,
                     digest_algorithms,
+                    srtp,
                 },
                 demo,
             ));

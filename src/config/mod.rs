@@ -27,6 +27,7 @@ mod raw;
 mod target;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -42,6 +43,9 @@ pub use error::{ConfigError, ConfigErrors};
 pub use http::{ApiToken, DEMO_TOKEN, MIN_TOKEN_LEN, Role};
 pub use limits::{ConnectionLimits, SipLimits};
 pub use target::{QueueRef, Target};
+pub use tls::TlsConfig;
+
+pub use crate::media::srtp::SrtpPolicy;
 
 use crate::dialplan::{MenuSpec, Overflow, Schedule, SurgeLimits};
 use crate::sip::digest::Algorithm;
@@ -71,6 +75,9 @@ pub struct Config {
     pub agents: Vec<Agent>,
     /// Tenants (town halls, service centers), each with its dialplan (`tenants:`).
     pub tenants: Vec<Tenant>,
+    /// Certificate, key and trusted authorities for SIP over TLS
+    /// (`sip.tls:`); `None` without that section.
+    pub tls: Option<TlsConfig>,
 }
 
 /// SIP settings.
@@ -93,6 +100,9 @@ pub struct SipConfig {
     pub udp: Vec<SocketAddr>,
     /// TCP listen addresses (default `127.0.0.1:5060`).
     pub tcp: Vec<SocketAddr>,
+    /// TLS listen addresses (`listen.tls`, default none; they need
+    /// `sip.tls` with a certificate and key).
+    pub tls: Vec<SocketAddr>,
     /// Digest authentication realm (default `zentrale`).
     pub realm: String,
     /// Concurrent calls; past it new INVITEs get 503 with Retry-After (default 2000).
@@ -227,6 +237,11 @@ pub struct Trunk {
     /// Where the trunk's media may go (`media_networks:`); empty: anywhere.
     /// An SDP naming an address outside is refused (488).
     pub media_networks: Vec<Cidr>,
+    /// `transport: tls`: calls from this trunk are taken only over TLS
+    /// (others get 403); default: any transport.
+    pub tls_only: bool,
+    /// SRTP towards this trunk (`srtp:`, default `offer`).
+    pub srtp: SrtpPolicy,
 }
 
 /// Digest credentials.
@@ -287,6 +302,8 @@ pub struct Agent {
     /// Where the agent's phone may receive media (`media_networks:`);
     /// empty: anywhere. An SDP naming an address outside is refused.
     pub media_networks: Vec<Cidr>,
+    /// SRTP towards the agent's phone (`srtp:`, default `offer`).
+    pub srtp: SrtpPolicy,
 }
 
 impl std::fmt::Debug for Agent {
@@ -301,6 +318,7 @@ impl std::fmt::Debug for Agent {
             .field("max_missed_offers", &self.max_missed_offers)
             .field("digest_algorithms", &self.digest_algorithms)
             .field("media_networks", &self.media_networks)
+            .field("srtp", &self.srtp)
             .finish()
     }
 }

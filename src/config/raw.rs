@@ -57,6 +57,8 @@ pub(crate) struct RawSip {
     pub digest_algorithms: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub auth_limits: Option<Spanned<RawAuthLimits>>,
+    #[serde(default)]
+    pub tls: Option<Spanned<RawTls>>,
 }
 
 /// `sip.auth_limits`: every key optional (defaults in `LockoutSettings`).
@@ -77,6 +79,15 @@ pub(crate) struct RawAuthLimits {
     pub nonce_failures: Option<Spanned<u32>>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    #[serde(default)]
+    pub ca: Option<Spanned<String>>,
+}
+
 impl Default for RawSip {
     fn default() -> Self {
         RawSip {
@@ -91,6 +102,7 @@ impl Default for RawSip {
             connections: None,
             digest_algorithms: None,
             auth_limits: None,
+            tls: None,
         }
     }
 }
@@ -118,6 +130,8 @@ pub(crate) struct RawListen {
     pub udp: Vec<Spanned<String>>,
     #[serde(default)]
     pub tcp: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub tls: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +271,10 @@ pub(crate) struct RawTrunk {
     #[serde(default)]
     pub digest_algorithms: Option<Spanned<Vec<Spanned<String>>>>,
     pub media_networks: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub transport: Option<Spanned<String>>,
+    #[serde(default)]
+    pub srtp: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +301,8 @@ pub(crate) struct RawAgent {
     #[serde(default)]
     pub digest_algorithms: Option<Spanned<Vec<Spanned<String>>>>,
     pub media_networks: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub srtp: Option<Spanned<String>>,
 }
 
 // Optional keys are `Option`s rather than serde defaults here, so an error

@@ -584,7 +584,10 @@ fn unknown_keys_with_suggestions() {
     assert!(e.hint.starts_with("did you mean `tenants`?"), "{e}");
     let e = find(&errs, "unknown key `udpp`");
     at(e, &f.main(), 4, 5);
-    assert_eq!(e.hint, "did you mean `udp`? allowed keys here: udp, tcp");
+    assert_eq!(
+        e.hint,
+        "did you mean `udp`? allowed keys here: udp, tcp, tls"
+    );
 }
 
 #[test]
@@ -2782,4 +2785,64 @@ fn slots_and_media_networks_errors() {
     let main_file = f.dir.join("zentrale.yaml");
     found_at(&errs, "bad media network", &main_file, &main, "lan");
     found_at(&errs, "media_networks is empty", &main_file, &main, "[]");
+}
+
+// ---- TLS and SRTP --------------------------------------------------------
+
+#[test]
+fn tls_files_are_checked_with_their_position() {
+    let main = MAIN.replace(
+        "    udp: [127.0.0.1:5060]\n",
+        "    udp: [127.0.0.1:5060]\n    tls: [127.0.0.1:5061]\n  tls:\n    cert: missing.pem\n    key: key.pem\n",
+    );
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    let e = find(&errs, "cannot read");
+    at(e, &f.main(), 6, 11);
+    assert!(e.message.contains("missing.pem"), "{e}");
+    // A file that is there but holds no certificate.
+    f.file("missing.pem", "not a certificate\n");
+    let errs = f.errors();
+    let e = find(&errs, "holds no certificate");
+    at(e, &f.main(), 6, 11);
+    assert!(e.hint.contains("BEGIN CERTIFICATE"), "{e}");
+}
+
+#[test]
+fn a_tls_listener_needs_a_certificate() {
+    let main = MAIN.replace(
+        "    udp: [127.0.0.1:5060]\n",
+        "    udp: [127.0.0.1:5060]\n    tls: [127.0.0.1:5061]\n",
+    );
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    let e = find(&errs, "SIP listens on TLS but has no certificate");
+    assert_eq!(e.line, 4, "at the TLS listener: {e}");
+    assert!(e.hint.contains("cert:"), "{e}");
+}
+
+#[test]
+fn srtp_and_trunk_transport_words() {
+    let main = MAIN.replace(
+        "    skills: { general: 5 }\n",
+        "    skills: { general: 5 }\n    srtp: always\ntrunks:\n  - name: t\n    sources: [127.0.0.1]\n    transport: udp\n    srtp: require\n",
+    );
+    let f = small(&main, DIALPLAN_A);
+    let errs = f.errors();
+    let e = find(&errs, "unknown srtp setting `always`");
+    at(e, &f.main(), 10, 11);
+    assert!(e.hint.contains("`require`"), "{e}");
+    let e = find(&errs, "unknown trunk transport `udp`");
+    assert!(e.hint.contains("`tls`"), "{e}");
+    assert_eq!(errs.len(), 2, "{}", ConfigErrors(errs.clone()));
+    let ok = small(
+        &main
+            .replace("always", "off")
+            .replace("transport: udp", "transport: tls"),
+        DIALPLAN_A,
+    );
+    let config = ok.load(&Overrides::default()).expect("valid");
+    assert_eq!(config.agents[0].srtp, SrtpPolicy::Off);
+    assert_eq!(config.trunks[0].srtp, SrtpPolicy::Require);
+    assert!(config.trunks[0].tls_only);
 }

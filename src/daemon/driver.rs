@@ -258,7 +258,7 @@ impl Driver {
         // Every turn, not only when rung: a few empty `try_recv`s cost less
         // than depending on each ring (and on TCP messages left over from
         // the last turn, which no ring announces again).
-        let stop = self.open_mailbox(core);
+        let stop = self.open_mailbox(core, transports);
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
             core.handle_timeout(now, &mut self.out);
@@ -305,7 +305,7 @@ impl Driver {
 
     /// What the handles left: TCP messages, media events, API changes,
     /// reloads. `true` when told to stop.
-    fn open_mailbox(&mut self, core: &mut Core) -> bool {
+    fn open_mailbox(&mut self, core: &mut Core, transports: &Transports) -> bool {
         let mut taken = 0;
         while taken < INBOUND_PER_TURN
             && let Ok(msg) = self.inbound.try_recv()
@@ -328,7 +328,12 @@ impl Driver {
             reply,
         }) = self.reloads.try_recv()
         {
+            // The certificate files were read again with the config.
+            let tls = loaded.as_ref().ok().and_then(|(c, _, _)| c.tls.clone());
             let result = reload::apply(loaded, core, trigger);
+            if result.is_ok() {
+                transports.set_tls(tls);
+            }
             if let Some(reply) = reply {
                 let _ = reply.send(result);
             }

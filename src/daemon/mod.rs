@@ -116,7 +116,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     core.set_cdr(cdr);
     core.set_tcp_flows(flows);
     info!(
-        udp = ?config.sip.udp, tcp = ?config.sip.tcp, http = %config.http.listen,
+        udp = ?config.sip.udp, tcp = ?config.sip.tcp, tls = ?config.sip.tls, http = %config.http.listen,
         rtp = %format!("{}-{}", config.rtp.first_port, config.rtp.last_port),
         "zentrale is up"
     );

@@ -21,6 +21,7 @@ pub mod prompt;
 pub mod relay;
 pub mod rtp;
 pub mod sdp;
+pub mod srtp;
 pub mod wav;
 
 pub use codec::Codec;

@@ -614,6 +614,11 @@ impl Collector for MediaCollector {
                 "RTP packets relayed between the caller and agent legs of a call",
                 &self.0.relayed,
             ),
+            (
+                "rtp_srtp_rejected",
+                "SRTP packets dropped because they failed authentication or were replays",
+                &self.0.srtp_rejected,
+            ),
         ] {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;

@@ -1210,7 +1210,7 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<(&'a [u8], Vi
             return Err(Fail::bad("Content-Length larger than the message body"));
         }
         (Some(n), _) => &l.body[..n],
-        (None, Transport::Tcp) => {
+        (None, Transport::Tcp | Transport::Tls) => {
             return Err(Fail::bad(
                 "Content-Length is mandatory on stream transports",
             ));
@@ -1299,7 +1299,7 @@ fn screen_request<'a>(
     if !v[..4].eq_ignore_ascii_case(b"SIP/") || &version[4..] != "2.0" {
         return Err(Fail::new(505, "only SIP/2.0 is supported"));
     }
-    if !l.terminated && transport == Transport::Tcp {
+    if !l.terminated && transport.is_stream() {
         return Err(Fail::bad("header section not terminated"));
     }
     let (body, mut vias) = check_common(l, transport)?;
@@ -1492,7 +1492,7 @@ fn screen_response(l: &Lexed<'_>, transport: Transport) -> Result<Response, &'st
         Ok(n @ 100..=699) if code.len() == 3 => n as u16,
         _ => return Err("status code outside 100..=699"),
     };
-    if !l.terminated && transport == Transport::Tcp {
+    if !l.terminated && transport.is_stream() {
         return Err("header section not terminated");
     }
     let (body, vias) = check_common(l, transport).map_err(|_| "malformed response")?;

@@ -397,7 +397,7 @@ impl Transactions {
             }
             let wait = match transport {
                 Transport::Udp => self.timers_cfg.t4,
-                Transport::Tcp => Duration::ZERO,
+                Transport::Tcp | Transport::Tls => Duration::ZERO,
             };
             self.timers.arm(
                 now + wait,

@@ -185,6 +185,8 @@ struct MediaLeg {
     /// The SDP body of our answer (or offer, for an offerless INVITE).
     local_sdp: Vec<u8>,
     negotiated: Option<sdp::Negotiated>,
+    /// SRTP on this leg: the trunk's or the calling agent's `srtp:`.
+    srtp: crate::media::srtp::SrtpPolicy,
 }
 
 /// What the handling of an ACK reads of it, from a [`Request`] or borrowed
@@ -714,9 +716,18 @@ impl Core {
                 return self.respond(&key, &overloaded(&req), now, out);
             }
         };
+        let srtp = match &origin {
+            Origin::Trunk(i) => self.config.trunks[*i].srtp,
+            Origin::Agent(user) => self
+                .config
+                .agents
+                .iter()
+                .find(|a| a.extension == *user)
+                .map_or_else(Default::default, |a| a.srtp),
+        };
         let mut session_sdp = SdpSession::new();
         let (negotiated, local_sdp) = if has_sdp_body(&req) {
-            match sdp::answer(&req.body, local_ip, port, &mut session_sdp) {
+            match sdp::answer_with_srtp(&req.body, local_ip, port, &mut session_sdp, srtp) {
                 Ok(a) => {
                     let negotiated = a.negotiated();
                     if let Err(why) = self.media_allowed(&origin, negotiated.remote) {
@@ -735,12 +746,13 @@ impl Core {
             }
         } else {
             // Offerless INVITE: our offer goes in the 200, the answer in the ACK.
-            let offer = sdp::offer(
+            let offer = sdp::offer_with_srtp(
                 local_ip,
                 port,
                 &mut session_sdp,
                 &[sdp::Codec::Pcmu, sdp::Codec::Pcma],
                 true,
+                srtp,
             );
             (None, offer)
         };
@@ -834,6 +846,7 @@ impl Core {
                     session: session_sdp,
                     local_sdp,
                     negotiated,
+                    srtp,
                 },
                 key,
                 phase,
@@ -949,6 +962,12 @@ impl Core {
             );
             return Err(resp);
         };
+        if self.config.trunks[i].tls_only && peer.transport != Transport::Tls {
+            self.metrics.rejected("trunk_needs_tls");
+            let mut resp = response(req, StatusCode::Forbidden);
+            warning(&mut resp, "this trunk sends its calls over SIP-TLS only");
+            return Err(resp);
+        }
         if let Some(creds) = self.config.trunks[i].credentials.clone() {
             let authed = self.authenticate(req, &creds.username, peer, now)?;
             if authed != creds.username {
@@ -1112,13 +1131,14 @@ impl Core {
                     .find(|a| &a.extension == ext)
                     .map(|a| &a.media_networks[..]),
             };
-            match sdp::parse_answer(body) {
+            match sdp::parse_answer_with_srtp(body, &mut entry.media.session, entry.media.srtp) {
                 Ok(a) if media_address_allowed(networks.unwrap_or_default(), a.remote).is_err() => {
                     // An ACK cannot be refused: nothing is sent there, and
                     // the stream waits for RTP from the caller.
                     warn!(call_id = %entry.call.dialog.call_id, remote = ?a.remote, "media address in the ACK is outside the allowed media networks; ignored");
                 }
                 Ok(a) => {
+                    self.media.set_srtp(entry.media.stream, a.srtp.clone());
                     self.media.set_remote(entry.media.stream, a.remote);
                     entry.media.negotiated = Some(a);
                 }
@@ -1270,11 +1290,12 @@ impl Core {
         let mut resp = with_to_tag(response(&req, StatusCode::OK), &tag);
         if has_sdp_body(&req) {
             let local_ip = media_ip(entry.call.dialog.source.local.ip());
-            match sdp::answer(
+            match sdp::answer_with_srtp(
                 &req.body,
                 local_ip,
                 entry.media.port,
                 &mut entry.media.session,
+                entry.media.srtp,
             ) {
                 Ok(a) if media_address_allowed(&networks, a.remote).is_err() => {
                     let why = media_address_allowed(&networks, a.remote)
@@ -1286,6 +1307,7 @@ impl Core {
                     return self.respond(&key, &resp, now, out);
                 }
                 Ok(a) => {
+                    self.media.set_srtp(entry.media.stream, a.srtp.clone());
                     // Hold (sendonly/inactive) and resume change only the
                     // direction and address; the stream stays continuous.
                     self.media.set_remote(entry.media.stream, a.remote);
@@ -1690,6 +1712,10 @@ impl Core {
             // INVITE is no way to aim our media at someone else.
             self.media
                 .add_unconfirmed_stream(e.media.stream, socket, remote, codec, pt);
+            // Commands apply in order: the keys are in place before the
+            // stream's first packet.
+            let keys = e.media.negotiated.as_ref().and_then(|a| a.srtp.clone());
+            self.media.set_srtp(e.media.stream, keys);
             self.media.set_dtmf_payload_type(e.media.stream, dtmf);
             self.media.set_direction(e.media.stream, direction);
             let stream = e.media.stream;
@@ -1803,13 +1829,13 @@ fn response_peer_via(via: &crate::sip::via::TopVia, peer: Peer) -> Peer {
             addr: via.response_target(peer.addr),
             ..peer
         },
-        Transport::Tcp => peer,
+        Transport::Tcp | Transport::Tls => peer,
     }
 }
 
 /// The reply target for a screen-rejected message, from its raw Via.
 fn reply_peer(data: &[u8], peer: Peer) -> Peer {
-    if peer.transport == Transport::Tcp {
+    if peer.transport.is_stream() {
         return peer;
     }
     let text = String::from_utf8_lossy(data);

@@ -77,6 +77,8 @@ pub(super) struct LegEntry {
     /// The socket, until the agent answers and the stream starts.
     pub socket: Option<UdpSocket>,
     pub session: SdpSession,
+    /// SRTP towards this leg (the agent's `srtp:`; forwards: off).
+    pub srtp: crate::media::srtp::SrtpPolicy,
     /// The agent put the caller on hold (re-INVITE sendonly/inactive).
     pub held: bool,
     /// The agent's last re-INVITE, whose 2xx its ACK stops.
@@ -432,11 +434,7 @@ impl Core {
             warn!(%call_id, %uri, "forward target is not an IP address; playing call-later");
             return self.close_with_prompt(call_id, "call-later", now, out);
         };
-        let transport = if uri.to_ascii_lowercase().contains("transport=tcp") {
-            Transport::Tcp
-        } else {
-            Transport::Udp
-        };
+        let transport = Transport::of_uri(uri).unwrap_or(Transport::Udp);
         let (Some(local), Some(e)) = (self.listener(transport), self.calls.get(call_id)) else {
             return self.close_with_prompt(call_id, "call-later", now, out);
         };
@@ -506,8 +504,17 @@ impl Core {
             Some(sdp::Codec::Pcma) => [sdp::Codec::Pcma, sdp::Codec::Pcmu],
             _ => [sdp::Codec::Pcmu, sdp::Codec::Pcma],
         };
+        let srtp = match &purpose {
+            LegFor::Offer { agent, .. } => self
+                .config
+                .agents
+                .iter()
+                .find(|a| *a.extension == **agent)
+                .map_or_else(Default::default, |a| a.srtp),
+            LegFor::Forward { .. } => crate::media::srtp::SrtpPolicy::Off,
+        };
         let mut session = SdpSession::new();
-        let body = sdp::offer(local_ip, port, &mut session, &codecs, true);
+        let body = sdp::offer_with_srtp(local_ip, port, &mut session, &codecs, true, srtp);
         let route = &e.route;
         headers.extend([
             ("X-Zentrale-Tenant", route.tenant.clone()),
@@ -557,6 +564,7 @@ impl Core {
                 stream,
                 socket: Some(socket),
                 session,
+                srtp,
                 held: false,
                 reinvite: None,
             },
@@ -732,12 +740,13 @@ impl Core {
             LegFor::Offer { agent, .. } => self.agent_media_networks(agent),
             LegFor::Forward { .. } => &[],
         };
-        let answer = sdp::parse_answer(body)
-            .map_err(|e| e.to_string())
-            .and_then(|n| super::media_address_allowed(networks, n.remote).map(|()| n));
+        let networks = networks.to_vec();
         let Some(entry) = self.legs.get_mut(leg_id) else {
             return;
         };
+        let answer = sdp::parse_answer_with_srtp(body, &mut entry.session, entry.srtp)
+            .map_err(|e| e.to_string())
+            .and_then(|n| super::media_address_allowed(&networks, n.remote).map(|()| n));
         let negotiated = match answer {
             Ok(n) => n,
             Err(e) => {
@@ -769,6 +778,7 @@ impl Core {
             self.media
                 .set_dtmf_payload_type(entry.stream, negotiated.dtmf_payload_type);
             self.media.set_direction(entry.stream, negotiated.direction);
+            self.media.set_srtp(entry.stream, negotiated.srtp.clone());
         }
         let (caller, agent_stream) = (entry.caller.clone(), entry.stream);
         let (offer, agent) = match entry.purpose.clone() {
@@ -899,8 +909,15 @@ impl Core {
         if req.method == Method::Invite {
             if super::has_sdp_body(&req) {
                 let local_ip = super::media_ip(dialog.source.local.ip());
-                match sdp::answer(&req.body, local_ip, entry.port, &mut entry.session) {
+                match sdp::answer_with_srtp(
+                    &req.body,
+                    local_ip,
+                    entry.port,
+                    &mut entry.session,
+                    entry.srtp,
+                ) {
                     Ok(a) => {
+                        self.media.set_srtp(entry.stream, a.srtp.clone());
                         self.media.set_remote(entry.stream, a.remote);
                         self.media.set_direction(entry.stream, a.direction);
                         held = Some(a.direction != Direction::SendRecv);
@@ -1161,6 +1178,7 @@ impl Core {
         match transport {
             Transport::Udp => self.config.sip.udp.first().copied(),
             Transport::Tcp => self.config.sip.tcp.first().copied(),
+            Transport::Tls => self.config.sip.tls.first().copied(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! SIP over UDP and TCP: the sockets, TCP framing and connection reuse.
+//! SIP over UDP, TCP and TLS: the sockets, stream framing and connection
+//! reuse.
 //!
 //! Every TCP socket gets `TCP_NODELAY` (SIP messages are small and
 //! latency-bound). A connection is known by its remote address; responses
@@ -7,15 +8,22 @@
 //! several datagrams per system call in both directions; the core thread
 //! ([`super::driver`]) reads the UDP sockets itself, the tokio runtime
 //! runs the TCP connections.
+//!
+//! TLS (rustls) is TCP with a handshake in front: the same framing, the
+//! same writer per remote address, the same caps and deadlines,
+//! `Transport::Tls` on what it delivers. Each handshake takes the
+//! certificate that is current then, so a reload swaps it for new
+//! connections and established ones keep their session.
 
 pub mod batch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -25,10 +33,14 @@ use super::connections::{Gate, Permit, WarnOnce, accept_failed};
 use super::core::TcpFlows;
 use super::driver::CoreHandle;
 use crate::admission::connections::StreamClock;
-use crate::config::Config;
+use crate::config::{Config, TlsConfig};
 use crate::sip::Transport;
 use crate::sip::framing::{Frame, StreamFramer};
 use crate::sip::transaction::{Peer, Transmit};
+
+/// How long a connection stays writable after its read side ended.
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a connection stays writable after its read side ended.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
@@ -41,6 +53,9 @@ pub struct Inbound {
 
 type Writers = Arc<DashMap<SocketAddr, mpsc::Sender<Bytes>>>;
 
+/// The certificate and trust in force, swapped by a reload.
+type TlsSlot = Arc<ArcSwapOption<TlsConfig>>;
+
 /// The listening sockets and the live TCP connections. Owned by the core
 /// thread; the TCP side runs on the tokio runtime it was bound on.
 pub struct Transports {
@@ -48,6 +63,8 @@ pub struct Transports {
     /// socket of a reply costs no `getsockname` call.
     udp: Vec<(std::net::UdpSocket, SocketAddr)>,
     tcp_local: Vec<SocketAddr>,
+    tls_local: Vec<SocketAddr>,
+    tls: TlsSlot,
     writers: Writers,
     runtime: Handle,
     link: Link,
@@ -95,15 +112,35 @@ impl Transports {
                 .map_err(|e| anyhow::anyhow!("cannot bind SIP TCP {addr}: {e}"))?;
             let local = l.local_addr()?;
             tcp_local.push(local);
-            tokio::spawn(accept_loop(l, local, link.clone()));
+            tokio::spawn(accept_loop(l, local, link.clone(), None));
+        }
+        let tls: TlsSlot = Arc::new(ArcSwapOption::new(config.tls.clone().map(Arc::new)));
+        let mut tls_local = Vec::new();
+        for addr in &config.sip.tls {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot bind SIP TLS {addr}: {e}"))?;
+            let local = l.local_addr()?;
+            tls_local.push(local);
+            tokio::spawn(accept_loop(l, local, link.clone(), Some(tls.clone())));
         }
         Ok(Transports {
             udp,
             tcp_local,
+            tls_local,
+            tls,
             writers,
             runtime: Handle::current(),
             link,
         })
+    }
+
+    /// Puts a reloaded certificate (and trust) in force for the handshakes
+    /// that follow; established connections are not touched.
+    pub fn set_tls(&self, tls: Option<TlsConfig>) {
+        if let Some(tls) = tls {
+            self.tls.store(Some(Arc::new(tls)));
+        }
     }
 
     /// The UDP sockets (non-blocking) and their bound addresses; index `i`
@@ -128,7 +165,7 @@ impl Transports {
     pub fn send_all(&self, out: &mut Vec<Transmit>) {
         let mut rest = &out[..];
         while let Some(first) = rest.first() {
-            if first.peer.transport == Transport::Tcp {
+            if first.peer.transport.is_stream() {
                 self.send_tcp(first.clone());
                 rest = &rest[1..];
                 continue;
@@ -158,9 +195,18 @@ impl Transports {
             }
             return;
         }
-        let local = self.tcp_local.first().copied();
+        let (local, tls) = match t.peer.transport {
+            Transport::Tls => {
+                let Some(client) = self.tls.load().as_ref().and_then(|t| t.client.clone()) else {
+                    crate::limited!(warn, every = 10, to = %t.peer.addr, "no TLS connection to this peer and no `sip.tls.ca` to open one; message dropped");
+                    return;
+                };
+                (self.tls_local.first().copied(), Some(client))
+            }
+            _ => (self.tcp_local.first().copied(), None),
+        };
         self.runtime
-            .spawn(connect(t.peer.addr, local, t.bytes, self.link.clone()));
+            .spawn(connect(t.peer.addr, local, t.bytes, self.link.clone(), tls));
     }
 }
 
@@ -169,15 +215,43 @@ impl Transports {
 static CONNECT_FAILED: crate::logging::limit::KeyedLogLimit<SocketAddr> =
     crate::logging::limit::KeyedLogLimit::new(std::time::Duration::from_secs(10), 1);
 
-async fn accept_loop(listener: TcpListener, local: SocketAddr, link: Link) {
+async fn accept_loop(listener: TcpListener, local: SocketAddr, link: Link, tls: Option<TlsSlot>) {
     let warned = std::sync::Mutex::new(WarnOnce::default());
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
                 // Past a cap the stream is dropped here: closed at once.
-                if let Some(permit) = link.gate.admit(remote) {
-                    tokio::spawn(connection(stream, remote, local, link.clone(), permit));
-                }
+                let Some(permit) = link.gate.admit(remote) else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let link = link.clone();
+                let Some(slot) = &tls else {
+                    tokio::spawn(connection(
+                        stream,
+                        remote,
+                        local,
+                        Transport::Tcp,
+                        link,
+                        permit,
+                    ));
+                    continue;
+                };
+                let Some(config) = slot.load_full() else {
+                    continue;
+                };
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.server.clone());
+                tokio::spawn(async move {
+                    // A handshake that never finishes must not hold the
+                    // socket (and its permit) for good.
+                    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            connection(tls, remote, local, Transport::Tls, link, permit).await
+                        }
+                        Ok(Err(e)) => debug!(peer = %remote, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(peer = %remote, "TLS handshake timed out"),
+                    }
+                });
             }
             Err(e) => accept_failed("sip_tcp", &e, &warned).await,
         }
@@ -186,61 +260,92 @@ async fn accept_loop(listener: TcpListener, local: SocketAddr, link: Link) {
 
 /// A connection zentrale opens to a phone or trunk: not counted against
 /// the caps (the core decides to open it), but timed like any other.
-async fn connect(remote: SocketAddr, local: Option<SocketAddr>, first: Bytes, link: Link) {
-    match TcpStream::connect(remote).await {
-        Ok(stream) => {
-            let local = stream.local_addr().ok().or(local).unwrap_or(remote);
-            let (tx, rx) = mpsc::channel(256);
-            let _ = tx.try_send(first);
-            run_connection(stream, remote, local, tx, rx, link, false).await;
-        }
+async fn connect(
+    remote: SocketAddr,
+    local: Option<SocketAddr>,
+    first: Bytes,
+    link: Link,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) {
+    let stream = match TcpStream::connect(remote).await {
+        Ok(stream) => stream,
         Err(e) => {
             if let Some(admit) = CONNECT_FAILED.admit(remote, std::time::Instant::now()) {
                 warn!(to = %remote, error = %e, suppressed = admit.suppressed, "TCP connect failed");
             }
+            return;
         }
+    };
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok().or(local).unwrap_or(remote);
+    let (tx, rx) = mpsc::channel(256);
+    let _ = tx.try_send(first);
+    let Some(client) = tls else {
+        return run_connection(stream, remote, local, Transport::Tcp, tx, rx, link, false).await;
+    };
+    // zentrale does no DNS on the call path: the peer's certificate must
+    // name its IP address.
+    let name = rustls::pki_types::ServerName::IpAddress(remote.ip().into());
+    let connector = tokio_rustls::TlsConnector::from(client);
+    match tokio::time::timeout(TLS_HANDSHAKE, connector.connect(name, stream)).await {
+        Ok(Ok(tls)) => {
+            run_connection(tls, remote, local, Transport::Tls, tx, rx, link, false).await
+        }
+        Ok(Err(e)) => {
+            if let Some(admit) = CONNECT_FAILED.admit(remote, std::time::Instant::now()) {
+                warn!(to = %remote, error = %e, suppressed = admit.suppressed, "TLS connect failed");
+            }
+        }
+        Err(_) => warn!(to = %remote, "TLS handshake timed out"),
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     remote: SocketAddr,
     local: SocketAddr,
+    transport: Transport,
     link: Link,
     permit: Permit,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (tx, rx) = mpsc::channel(256);
-    run_connection(stream, remote, local, tx, rx, link, true).await;
+    run_connection(stream, remote, local, transport, tx, rx, link, true).await;
     drop(permit);
 }
 
-async fn run_connection(
-    stream: TcpStream,
+#[allow(clippy::too_many_arguments)]
+async fn run_connection<S>(
+    stream: S,
     remote: SocketAddr,
     local: SocketAddr,
+    transport: Transport,
     tx: mpsc::Sender<Bytes>,
     mut rx: mpsc::Receiver<Bytes>,
     link: Link,
     accepted: bool,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let Link {
         writers,
         core,
         gate,
         flows,
     } = link;
-    let _ = stream.set_nodelay(true);
     writers.insert(remote, tx.clone());
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            if writer.write_all(&bytes).await.is_err() {
+            // TLS holds what is written until flushed; for TCP it is free.
+            if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }
     });
     let peer = Peer {
-        transport: Transport::Tcp,
+        transport,
         addr: remote,
         local,
     };

@@ -186,6 +186,7 @@ pub(super) enum Command {
     SetRemote(StreamId, Option<SocketAddr>),
     SetDirection(StreamId, Direction),
     SetDtmf(StreamId, Option<u8>),
+    SetSrtp(StreamId, Option<crate::media::srtp::SrtpKeys>),
     Bridge(StreamId, StreamId),
     Unbridge(StreamId),
     Remove(StreamId),
@@ -323,6 +324,16 @@ impl MediaHandle {
         self.send(Command::SetDtmf(id, payload_type));
     }
 
+    /// SRTP keys for the stream (SDES), or `None` for plain RTP. From then
+    /// on what the peer sends must authenticate with its key (anything
+    /// else is dropped, and does not teach the stream a peer address) and
+    /// what we send is protected with ours; prompts, music and relayed
+    /// media alike, so a plain caller bridged to an SRTP agent works.
+    /// The same keys again (a re-INVITE) keep the running contexts.
+    pub fn set_srtp(&self, id: StreamId, keys: Option<crate::media::srtp::SrtpKeys>) {
+        self.send(Command::SetSrtp(id, keys));
+    }
+
     /// Connects two streams (caller and agent): what `a`'s peer sends goes
     /// to `b`'s peer and back, each side keeping its own SSRC, sequence and
     /// timestamp line, codec (PCMU and PCMA are transcoded) and
@@ -440,6 +451,8 @@ pub struct MediaCounters {
     pub received: AtomicU64,
     /// Packets sent by the relay between bridged streams (part of `sent`).
     pub relayed: AtomicU64,
+    /// Packets dropped on SRTP streams: not authentic, or a replay.
+    pub srtp_rejected: AtomicU64,
 }
 
 impl MediaCounters {

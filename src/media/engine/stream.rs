@@ -14,6 +14,15 @@ use super::{MediaEvent, StreamId};
 use crate::media::relay::{LegFormat, OutboundRtp, Relay};
 use crate::media::rtp::{self, HEADER_LEN, RtpHeader, TelephoneEvent};
 use crate::media::sdp::Direction;
+use crate::media::srtp::{self, SrtpKeys, SrtpSession};
+
+/// A stream's SRTP state: the keys it was given, their contexts, and room
+/// to protect a packet without touching the caller's buffer.
+struct Srtp {
+    keys: SrtpKeys,
+    session: SrtpSession,
+    scratch: Vec<u8>,
+}
 
 /// The partner of a bridged stream, and how its packets become ours.
 struct Bridge {
@@ -59,6 +68,7 @@ pub(super) struct Stream {
     /// (RTP timestamp, event code) of the last DTMF reported.
     last_event: Option<(u32, u8)>,
     send_error_logged: bool,
+    srtp: Option<Box<Srtp>>,
     pub packets_sent: u64,
     pub packets_received: u64,
 }
@@ -90,6 +100,7 @@ impl Stream {
             timeout_reported: false,
             last_event: None,
             send_error_logged: false,
+            srtp: None,
             packets_sent: 0,
             packets_received: 0,
         }
@@ -175,6 +186,28 @@ impl Stream {
 
     pub(super) fn set_dtmf_payload_type(&mut self, pt: Option<u8>) {
         self.format.dtmf_payload_type = pt;
+    }
+
+    pub(super) fn set_srtp(&mut self, keys: Option<SrtpKeys>) {
+        self.srtp = match (keys, self.srtp.take()) {
+            (Some(keys), Some(running)) if running.keys == keys => Some(running),
+            (Some(keys), _) => Some(Box::new(Srtp {
+                session: SrtpSession::new(&keys),
+                keys,
+                scratch: Vec::new(),
+            })),
+            (None, _) => None,
+        };
+    }
+
+    /// Undoes SRTP on a datagram from the peer, in place: the length of
+    /// the RTP packet now at its start, or `None` to drop it (it did not
+    /// authenticate, or came again). Plain streams take it as it is.
+    pub(super) fn unprotect(&mut self, datagram: &mut [u8]) -> Option<usize> {
+        match &mut self.srtp {
+            None => Some(datagram.len()),
+            Some(s) => s.session.inbound.unprotect(datagram).ok(),
+        }
     }
 
     /// The partner's slot while bridged.
@@ -292,6 +325,18 @@ impl Stream {
         if self.connected != Some(remote) && !self.connect_failed {
             self.connect(remote);
         }
+        let packet = match &mut self.srtp {
+            None => packet,
+            Some(s) => {
+                s.scratch.clear();
+                s.scratch.extend_from_slice(packet);
+                s.scratch.resize(packet.len() + srtp::MAX_OVERHEAD, 0);
+                match s.session.outbound.protect(&mut s.scratch, packet.len()) {
+                    Some(n) => &s.scratch[..n],
+                    None => return,
+                }
+            }
+        };
         let sent = if self.connected == Some(remote) {
             self.socket.send(packet)
         } else {

@@ -888,3 +888,90 @@ async fn a_peer_silent_past_the_timeout_gets_nothing_more() {
     let (h, _) = recv_packet(&rx);
     assert!(h.marker, "marker after the silence");
 }
+
+/// The agent's phone speaks SRTP, the caller's plain RTP: the prompt
+/// reaches the agent encrypted, the bridge decrypts one way and encrypts
+/// the other, each side keeping its sequence line; forged packets are
+/// dropped.
+#[tokio::test]
+async fn an_srtp_leg_bridged_to_a_plain_leg() {
+    use crate::media::srtp::{Context, MasterKey, SrtpKeys, Suite};
+    let (media, _events) = start(config(None));
+    let caller = Leg::add(&media, 1, Codec::Pcmu, 0);
+    let agent = Leg::add(&media, 2, Codec::Pcmu, 0);
+    let keys = SrtpKeys {
+        suite: Suite::AesCm128HmacSha1_80,
+        local: MasterKey::random(),
+        remote: MasterKey::random(),
+    };
+    media.set_srtp(agent.id, Some(keys.clone()));
+    // The phone's view: it decrypts with our key, encrypts with its own.
+    let mut phone_rx = Context::new(keys.suite, &keys.local);
+    let mut phone_tx = Context::new(keys.suite, &keys.remote);
+    let tone: Vec<i16> = (0..1600).map(|i| ((i % 40) * 800 - 16000) as i16).collect();
+    media.play(
+        agent.id,
+        Playlist::looping(Prompt::from_samples("t", &tone)),
+    );
+    let recv_srtp = |rx: &mut Context| {
+        let mut buf = [0u8; 1500];
+        let (n, _) = agent.phone.recv_from(&mut buf).expect("an SRTP packet");
+        assert_eq!(n, 12 + 160 + 10, "SRTP adds the 80-bit tag");
+        let plain = rx
+            .unprotect(&mut buf[..n])
+            .expect("authenticates with our key");
+        let p = rtp::parse(&buf[..plain]).expect("RTP inside");
+        (p.header, p.payload.to_vec())
+    };
+    let (first, payload) = recv_srtp(&mut phone_rx);
+    assert!(
+        payload.iter().any(|&b| b != 0xff),
+        "the prompt, not silence"
+    );
+    let (second, _) = recv_srtp(&mut phone_rx);
+    assert_eq!(second.sequence, first.sequence.wrapping_add(1));
+
+    media.bridge(caller.id, agent.id);
+    std::thread::sleep(Duration::from_millis(60));
+    drain(&caller.phone);
+    // Agent -> caller: SRTP in, plain out.
+    for i in 0..4u16 {
+        let plain = packet_from(0xA6E7, 0, 500 + i, 8000 + 160 * u32::from(i), &[0x42; 160]);
+        let mut buf = plain.clone();
+        buf.resize(plain.len() + 10, 0);
+        let n = phone_tx.protect(&mut buf, plain.len()).unwrap();
+        agent.send(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A forged packet (plain RTP on the SRTP leg) is not relayed.
+    agent.send(&packet_from(0xA6E7, 0, 504, 8640, &[0x13; 160]));
+    std::thread::sleep(Duration::from_millis(40));
+    let to_caller = drain(&caller.phone);
+    assert_eq!(to_caller.len(), 4, "the four authenticated packets");
+    let rejected = media
+        .counters()
+        .srtp_rejected
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(rejected, 1, "the forged packet is counted");
+    assert!(to_caller.iter().all(|(_, p)| p == &[0x42; 160]));
+    // Caller -> agent: plain in, SRTP out, continuing the prompt's line.
+    loop {
+        // What the prompt sent before the bridge took over.
+        agent.phone.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 1500];
+        let got = agent.phone.recv_from(&mut buf);
+        agent.phone.set_nonblocking(false).unwrap();
+        match got {
+            Ok((n, _)) => {
+                phone_rx.unprotect(&mut buf[..n]).unwrap();
+            }
+            Err(_) => break,
+        }
+    }
+    talk(&caller, 0xCA11, 0, 9, 100, 3, &[0x24; 160]);
+    for _ in 0..3 {
+        let (h, p) = recv_srtp(&mut phone_rx);
+        assert_eq!(p, vec![0x24; 160]);
+        assert_eq!(h.ssrc, first.ssrc, "one SSRC towards the agent");
+    }
+}

@@ -74,6 +74,8 @@ pub(super) struct Tally {
     pub sent: u64,
     pub received: u64,
     pub relayed: u64,
+    /// SRTP packets that failed authentication or replay checks.
+    pub srtp_rejected: u64,
 }
 
 fn tick_of(config: &EngineConfig) -> Duration {
@@ -320,10 +322,16 @@ pub(super) fn run(
             sent,
             received,
             relayed,
+            srtp_rejected,
         } = std::mem::take(&mut reader.tally);
         counters.sent.fetch_add(sent, Ordering::Relaxed);
         counters.received.fetch_add(received, Ordering::Relaxed);
         counters.relayed.fetch_add(relayed, Ordering::Relaxed);
+        if srtp_rejected > 0 {
+            counters
+                .srtp_rejected
+                .fetch_add(srtp_rejected, Ordering::Relaxed);
+        }
         done += due;
     }
 }
@@ -372,6 +380,11 @@ impl<E: FnMut(MediaEvent)> Reader<E> {
                     return false;
                 };
                 let (packet, source) = inbox.datagram_mut(i);
+                let Some(len) = stream.unprotect(packet) else {
+                    tally.srtp_rejected += 1;
+                    continue;
+                };
+                let packet = &mut packet[..len];
                 let Some(Accepted { header, payload }) =
                     stream.accept(packet, source, now, emit, tally)
                 else {
@@ -472,6 +485,11 @@ fn apply(
         Command::SetDtmf(id, pt) => {
             if let Some(s) = streams.find(id) {
                 s.set_dtmf_payload_type(pt);
+            }
+        }
+        Command::SetSrtp(id, keys) => {
+            if let Some(s) = streams.find(id) {
+                s.set_srtp(keys);
             }
         }
         Command::Bridge(a, b) => {

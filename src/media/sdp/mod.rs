@@ -30,6 +30,7 @@ mod tests;
 use std::net::{IpAddr, SocketAddr};
 
 pub use super::codec::Codec;
+use super::srtp::{MasterKey, SrtpKeys, SrtpPolicy};
 
 /// Media direction, always from the point of view of the side that wrote it.
 /// In an [`Answer`] and in [`Negotiated`] it is what *zentrale* does.
@@ -113,6 +114,9 @@ pub struct SdpSession {
     id: u64,
     version: u64,
     last_body: Option<Vec<u8>>,
+    /// Our SRTP master key on this leg, made when first needed and kept
+    /// for the leg's life, so a re-answer does not re-key the stream.
+    srtp_key: Option<MasterKey>,
 }
 
 impl SdpSession {
@@ -130,12 +134,18 @@ impl SdpSession {
             id,
             version,
             last_body: None,
+            srtp_key: None,
         }
     }
 
     /// The `o=` session id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Our SRTP master key on this leg.
+    pub fn srtp_key(&mut self) -> &MasterKey {
+        self.srtp_key.get_or_insert_with(MasterKey::random)
     }
 
     /// The version of the last body produced (or the initial one).
@@ -182,6 +192,8 @@ pub struct Negotiated {
     pub direction: Direction,
     /// The peer's `a=ptime`, if given. We always send 20 ms.
     pub remote_ptime: Option<u32>,
+    /// The SRTP keys both ways, if the stream is SRTP.
+    pub srtp: Option<SrtpKeys>,
 }
 
 /// Our answer to an offer, with the negotiated parameters.
@@ -200,6 +212,8 @@ pub struct Answer {
     pub direction: Direction,
     /// The caller's `a=ptime`, if given. We always send 20 ms.
     pub remote_ptime: Option<u32>,
+    /// The SRTP keys both ways, if the stream is SRTP.
+    pub srtp: Option<SrtpKeys>,
     /// The answer body to put in the 200 OK.
     pub sdp: Vec<u8>,
 }
@@ -214,6 +228,7 @@ impl Answer {
             remote: self.remote,
             direction: self.direction,
             remote_ptime: self.remote_ptime,
+            srtp: self.srtp.clone(),
         }
     }
 }
@@ -230,6 +245,9 @@ pub enum SdpError {
     /// Audio, but not PCMU/PCMA over RTP/AVP; answer 488.
     #[error("no common codec: need PCMU or PCMA over RTP/AVP")]
     NoCommonCodec,
+    /// Plain RTP where the leg's `srtp: require` asks for SRTP; answer 488.
+    #[error("SRTP is required: offer RTP/SAVP with a=crypto AES_CM_128_HMAC_SHA1_80")]
+    SrtpRequired,
 }
 
 impl SdpError {
@@ -237,7 +255,7 @@ impl SdpError {
     pub fn sip_status(&self) -> u16 {
         match self {
             SdpError::Malformed(_) => 400,
-            SdpError::NoAudio | SdpError::NoCommonCodec => 488,
+            SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::SrtpRequired => 488,
         }
     }
 }
@@ -253,7 +271,19 @@ pub fn answer(
     local_port: u16,
     session: &mut SdpSession,
 ) -> Result<Answer, SdpError> {
-    negotiate::answer(offer, local_ip, local_port, session)
+    negotiate::answer(offer, local_ip, local_port, session, SrtpPolicy::Off)
+}
+
+/// Like [`answer`], with SRTP as `srtp` allows (see [`SrtpPolicy`]): an
+/// audio line with a usable `a=crypto` is answered with our own key.
+pub fn answer_with_srtp(
+    offer: &[u8],
+    local_ip: IpAddr,
+    local_port: u16,
+    session: &mut SdpSession,
+    srtp: SrtpPolicy,
+) -> Result<Answer, SdpError> {
+    negotiate::answer(offer, local_ip, local_port, session, srtp)
 }
 
 /// Writes a `sendrecv` offer for the given codecs in preference order, plus
@@ -284,10 +314,51 @@ pub fn offer_with_direction(
     dtmf: bool,
     direction: Direction,
 ) -> Vec<u8> {
-    write::offer(local_ip, local_port, session, codecs, dtmf, direction)
+    write::offer(
+        local_ip,
+        local_port,
+        session,
+        codecs,
+        dtmf,
+        direction,
+        SrtpPolicy::Off,
+    )
+}
+
+/// Like [`offer`], with a crypto line of our key as `srtp` says: none for
+/// `Off`, on `RTP/AVP` for `Offer`, on `RTP/SAVP` for `Require`.
+pub fn offer_with_srtp(
+    local_ip: IpAddr,
+    local_port: u16,
+    session: &mut SdpSession,
+    codecs: &[Codec],
+    dtmf: bool,
+    srtp: SrtpPolicy,
+) -> Vec<u8> {
+    write::offer(
+        local_ip,
+        local_port,
+        session,
+        codecs,
+        dtmf,
+        Direction::SendRecv,
+        srtp,
+    )
 }
 
 /// Reads the answer to one of our offers. The direction returned is ours.
 pub fn parse_answer(answer: &[u8]) -> Result<Negotiated, SdpError> {
-    negotiate::parse_answer(answer)
+    negotiate::parse_answer(answer, None, SrtpPolicy::Off)
+}
+
+/// Reads the answer to an offer made with [`offer_with_srtp`] on
+/// `session`: a crypto line in it makes the stream SRTP; without one,
+/// `Require` refuses the answer.
+pub fn parse_answer_with_srtp(
+    answer: &[u8],
+    session: &mut SdpSession,
+    srtp: SrtpPolicy,
+) -> Result<Negotiated, SdpError> {
+    let local = (srtp != SrtpPolicy::Off).then(|| session.srtp_key().clone());
+    negotiate::parse_answer(answer, local, srtp)
 }

@@ -6,6 +6,25 @@ use std::net::{IpAddr, SocketAddr};
 use super::parse::{self, EventSet, Media, SUPPORTED_EVENTS, Sdp};
 use super::write::{self, AudioLine};
 use super::{Answer, Codec, Direction, Negotiated, SdpError, SdpSession};
+use crate::media::srtp::{CryptoLine, MasterKey, SrtpKeys, SrtpPolicy};
+
+/// Whether a line can be served under `srtp`, and with which crypto line.
+/// `Err` names why not.
+fn transport_of(md: &Media, srtp: SrtpPolicy) -> Result<Option<CryptoLine>, SdpError> {
+    let crypto = parse::crypto(md);
+    match (srtp, parse::is_srtp_audio(md), crypto) {
+        (SrtpPolicy::Off, false, _) if parse::is_plain_rtp_audio(md) => Ok(None),
+        (SrtpPolicy::Off, _, _) => Err(SdpError::NoCommonCodec),
+        (_, _, Some(c)) if parse::is_plain_rtp_audio(md) || parse::is_srtp_audio(md) => Ok(Some(c)),
+        (SrtpPolicy::Offer, false, None) if parse::is_plain_rtp_audio(md) => Ok(None),
+        (SrtpPolicy::Require, _, None)
+            if parse::is_plain_rtp_audio(md) || parse::is_srtp_audio(md) =>
+        {
+            Err(SdpError::SrtpRequired)
+        }
+        _ => Err(SdpError::NoCommonCodec),
+    }
+}
 
 /// What we take from the peer's audio m-line.
 struct Peer {
@@ -53,8 +72,11 @@ pub(super) fn answer(
     local_ip: IpAddr,
     local_port: u16,
     session: &mut SdpSession,
+    srtp: SrtpPolicy,
 ) -> Result<Answer, SdpError> {
-    parse::with_parsed(offer, |sd| answer_parsed(sd, local_ip, local_port, session))
+    parse::with_parsed(offer, |sd| {
+        answer_parsed(sd, local_ip, local_port, session, srtp)
+    })
 }
 
 fn answer_parsed(
@@ -62,6 +84,7 @@ fn answer_parsed(
     local_ip: IpAddr,
     local_port: u16,
     session: &mut SdpSession,
+    srtp: SrtpPolicy,
 ) -> Result<Answer, SdpError> {
     let mds = &sd.media;
     if !mds.iter().any(|md| md.media.eq_ignore_ascii_case("audio")) {
@@ -69,13 +92,38 @@ fn answer_parsed(
     }
     // The first plain-RTP audio line we can serve; prefer enabled ones so a
     // disabled leftover line in a re-offer does not win.
-    let usable = |md: &&Media| parse::is_plain_rtp_audio(md) && parse::first_g711(md).is_some();
+    let usable = |md: &&Media| transport_of(md, srtp).is_ok() && parse::first_g711(md).is_some();
     let chosen = mds
         .iter()
         .position(|md| usable(&md) && parse::port(md) != 0)
         .or_else(|| mds.iter().position(|md| usable(&md)))
-        .ok_or(SdpError::NoCommonCodec)?;
+        .ok_or_else(|| {
+            // Say SRTP was the reason when a line would do but for it.
+            let plain = |md: &Media| {
+                transport_of(md, SrtpPolicy::Offer).is_ok() && parse::first_g711(md).is_some()
+            };
+            if srtp == SrtpPolicy::Require && mds.iter().any(plain) {
+                SdpError::SrtpRequired
+            } else {
+                SdpError::NoCommonCodec
+            }
+        })?;
     let peer = read_peer(sd, &mds[chosen])?;
+    let crypto = transport_of(&mds[chosen], srtp)?;
+    let keys = crypto.as_ref().map(|c| SrtpKeys {
+        suite: c.suite,
+        local: session.srtp_key().clone(),
+        remote: c.key.clone(),
+    });
+    // RFC 4568 §7.1.2: the answer repeats the tag and suite with our key.
+    let crypto_value = crypto.as_ref().zip(keys.as_ref()).map(|(c, k)| {
+        CryptoLine {
+            tag: c.tag,
+            suite: c.suite,
+            key: k.local.clone(),
+        }
+        .value()
+    });
     let direction = peer.direction.reverse();
     let audio = AudioLine {
         // RFC 3264 §6: a stream offered with port 0 is answered with port 0.
@@ -88,6 +136,7 @@ fn answer_parsed(
         formats: &[(peer.codec, peer.payload_type)],
         dtmf: peer.dtmf,
         direction,
+        crypto: crypto_value,
     };
     let lines: Vec<write::MLine> = mds
         .iter()
@@ -112,11 +161,18 @@ fn answer_parsed(
         remote: peer.remote,
         direction,
         remote_ptime: peer.ptime,
+        srtp: keys,
         sdp,
     })
 }
 
-pub(super) fn parse_answer(body: &[u8]) -> Result<Negotiated, SdpError> {
+/// Reads the answer to our offer; `local` is the key we offered (if we
+/// offered SRTP).
+pub(super) fn parse_answer(
+    body: &[u8],
+    local: Option<MasterKey>,
+    srtp: SrtpPolicy,
+) -> Result<Negotiated, SdpError> {
     parse::with_parsed(body, |sd| {
         let md = sd
             .media
@@ -124,9 +180,18 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<Negotiated, SdpError> {
             .find(|md| md.media.eq_ignore_ascii_case("audio"))
             .ok_or(SdpError::NoAudio)?;
         // Port 0 in an answer rejects the stream we offered.
-        if !parse::is_plain_rtp_audio(md) || parse::port(md) == 0 {
+        if parse::port(md) == 0 {
             return Err(SdpError::NoCommonCodec);
         }
+        let crypto = transport_of(md, srtp)?;
+        let keys = match (crypto, local) {
+            (Some(c), Some(local)) => Some(SrtpKeys {
+                suite: c.suite,
+                local,
+                remote: c.key,
+            }),
+            _ => None,
+        };
         let peer = read_peer(sd, md)?;
         Ok(Negotiated {
             codec: peer.codec,
@@ -135,6 +200,7 @@ pub(super) fn parse_answer(body: &[u8]) -> Result<Negotiated, SdpError> {
             remote: peer.remote,
             direction: peer.direction.reverse(),
             remote_ptime: peer.ptime,
+            srtp: keys,
         })
     })
 }

@@ -149,6 +149,23 @@ pub(super) fn is_plain_rtp_audio(md: &Media) -> bool {
             .is_some_and(|(a, b)| a.eq_ignore_ascii_case("RTP") && b.eq_ignore_ascii_case("AVP"))
 }
 
+/// True for `m=audio ... RTP/SAVP ...` (SRTP, RFC 3711 §12).
+pub(super) fn is_srtp_audio(md: &Media) -> bool {
+    md.media.eq_ignore_ascii_case("audio")
+        && md
+            .proto
+            .split_once('/')
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case("RTP") && b.eq_ignore_ascii_case("SAVP"))
+}
+
+/// The first `a=crypto` line of the m-line that zentrale can use.
+pub(super) fn crypto(md: &Media) -> Option<crate::media::srtp::CryptoLine> {
+    md.attributes
+        .iter()
+        .filter(|a| a.key.eq_ignore_ascii_case("crypto"))
+        .find_map(|a| crate::media::srtp::CryptoLine::parse(a.value?))
+}
+
 /// The m-line's port (0 means the stream is disabled).
 pub(super) fn port(md: &Media) -> u16 {
     md.port

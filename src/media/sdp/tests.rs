@@ -409,3 +409,127 @@ fn reader_agrees_with_rtc_sdp() {
     }
     assert!(read * 4 > total, "only {read} of {total} read");
 }
+
+mod srtp {
+    use super::*;
+    use crate::media::srtp::{CryptoLine, SrtpPolicy, Suite};
+
+    const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+
+    fn secure(media: &str, policy: SrtpPolicy) -> Result<Answer, SdpError> {
+        let mut session = SdpSession::with_id(42, 1);
+        answer_with_srtp(
+            &offer_sdp(media),
+            LOCAL.parse().unwrap(),
+            30000,
+            &mut session,
+            policy,
+        )
+    }
+
+    fn crypto_of(body: &str) -> Option<CryptoLine> {
+        body.lines()
+            .find_map(|l| l.strip_prefix("a=crypto:"))
+            .and_then(CryptoLine::parse)
+    }
+
+    #[test]
+    fn a_savp_offer_is_answered_with_our_key_and_its_tag() {
+        let media = format!(
+            "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:{KEY}{KEY}\r\n\
+             a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^20\r\n"
+        );
+        for policy in [SrtpPolicy::Offer, SrtpPolicy::Require] {
+            let a = secure(&media, policy).unwrap();
+            let body = text(&a);
+            assert!(body.contains("m=audio 30000 RTP/SAVP 0\r\n"), "{body}");
+            let ours = crypto_of(&body).expect("a crypto line");
+            assert_eq!((ours.tag, ours.suite), (2, Suite::AesCm128HmacSha1_80));
+            let keys = a.srtp.expect("SRTP keys");
+            assert_eq!(keys.local, ours.key);
+            assert_eq!(keys.remote.inline(), KEY);
+            assert_ne!(keys.local, keys.remote);
+        }
+        assert_eq!(
+            secure(&media, SrtpPolicy::Off).unwrap_err().sip_status(),
+            488
+        );
+    }
+
+    #[test]
+    fn best_effort_and_plain_offers() {
+        let avp_crypto = format!(
+            "m=audio 4000 RTP/AVP 8\r\na=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{KEY}\r\n"
+        );
+        let a = secure(&avp_crypto, SrtpPolicy::Offer).unwrap();
+        assert!(text(&a).contains("RTP/AVP 8"));
+        assert_eq!(a.srtp.unwrap().suite, Suite::AesCm128HmacSha1_32);
+        // Off ignores the crypto line and answers plain.
+        let a = secure(&avp_crypto, SrtpPolicy::Off).unwrap();
+        assert!(a.srtp.is_none() && !text(&a).contains("crypto"));
+        let plain = "m=audio 4000 RTP/AVP 0\r\n";
+        assert!(secure(plain, SrtpPolicy::Offer).unwrap().srtp.is_none());
+        let e = secure(plain, SrtpPolicy::Require).unwrap_err();
+        assert_eq!((e.clone(), e.sip_status()), (SdpError::SrtpRequired, 488));
+    }
+
+    #[test]
+    fn our_offer_and_the_answer_to_it() {
+        let ip: IpAddr = LOCAL.parse().unwrap();
+        let mut session = SdpSession::with_id(1, 1);
+        let offer = offer_with_srtp(
+            ip,
+            30000,
+            &mut session,
+            &[Codec::Pcmu],
+            true,
+            SrtpPolicy::Require,
+        );
+        let offer = String::from_utf8(offer).unwrap();
+        assert!(offer.contains("m=audio 30000 RTP/SAVP 0 101"), "{offer}");
+        let ours = crypto_of(&offer).unwrap();
+        let answer = offer_sdp(&format!(
+            "m=audio 4000 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}\r\n"
+        ));
+        let n = parse_answer_with_srtp(&answer, &mut session, SrtpPolicy::Require).unwrap();
+        let keys = n.srtp.unwrap();
+        assert_eq!(
+            (keys.local, keys.remote.inline()),
+            (ours.key, KEY.to_string())
+        );
+        // A plain answer: fine for "offer", refused for "require".
+        let plain = offer_sdp("m=audio 4000 RTP/AVP 0\r\n");
+        assert!(
+            parse_answer_with_srtp(&plain, &mut session, SrtpPolicy::Offer)
+                .unwrap()
+                .srtp
+                .is_none()
+        );
+        assert_eq!(
+            parse_answer_with_srtp(&plain, &mut session, SrtpPolicy::Require),
+            Err(SdpError::SrtpRequired)
+        );
+        let best_effort = offer_with_srtp(
+            ip,
+            30000,
+            &mut session,
+            &[Codec::Pcmu],
+            true,
+            SrtpPolicy::Offer,
+        );
+        let best_effort = String::from_utf8(best_effort).unwrap();
+        assert!(
+            best_effort.contains("RTP/AVP")
+                && best_effort.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+        );
+        let off = offer_with_srtp(
+            ip,
+            30000,
+            &mut session,
+            &[Codec::Pcmu],
+            true,
+            SrtpPolicy::Off,
+        );
+        assert!(!String::from_utf8(off).unwrap().contains("crypto"));
+    }
+}

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::parse::{EventSet, SUPPORTED_EVENTS};
 use super::{Codec, Direction, SdpSession};
+use crate::media::srtp::{CryptoLine, SrtpPolicy, Suite};
 
 /// The payload type we use for telephone-event in our own offers
 /// (the de-facto standard number).
@@ -19,6 +20,8 @@ pub(super) struct AudioLine<'a> {
     pub formats: &'a [(Codec, u8)],
     pub dtmf: Option<(u8, EventSet)>,
     pub direction: Direction,
+    /// Our `a=crypto` value (SDES), if the stream is SRTP.
+    pub crypto: Option<String>,
 }
 
 /// One m-line of a body we write.
@@ -144,6 +147,11 @@ fn audio(out: &mut String, a: &AudioLine) {
     out.push_str("a=ptime:20\r\na=");
     out.push_str(a.direction.as_str());
     out.push_str("\r\n");
+    if let Some(crypto) = &a.crypto {
+        out.push_str("a=crypto:");
+        out.push_str(crypto);
+        out.push_str("\r\n");
+    }
 }
 
 pub(super) fn offer(
@@ -153,7 +161,16 @@ pub(super) fn offer(
     codecs: &[Codec],
     dtmf: bool,
     direction: Direction,
+    srtp: SrtpPolicy,
 ) -> Vec<u8> {
+    let crypto = (srtp != SrtpPolicy::Off).then(|| {
+        CryptoLine {
+            tag: 1,
+            suite: Suite::AesCm128HmacSha1_80,
+            key: session.srtp_key().clone(),
+        }
+        .value()
+    });
     let mut formats: Vec<(Codec, u8)> = Vec::with_capacity(2);
     for &c in codecs {
         if !formats.iter().any(|&(f, _)| f == c) {
@@ -165,10 +182,17 @@ pub(super) fn offer(
     }
     let line = AudioLine {
         port: local_port,
-        proto: "RTP/AVP",
+        // "offer" is best-effort SRTP: a crypto line on RTP/AVP, which a
+        // phone without SRTP ignores.
+        proto: if srtp == SrtpPolicy::Require {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        },
         formats: &formats,
         dtmf: dtmf.then_some((OFFER_DTMF_PT, SUPPORTED_EVENTS)),
         direction,
+        crypto,
     };
     body(local_ip, session, &[MLine::Audio(&line)])
 }

@@ -672,7 +672,8 @@ fn grafana_provisioning_files_are_valid() {
 // Prometheus rules
 // ---------------------------------------------------------------------------
 
-/// `promtool check rules` and `promtool test rules` pass; every rule and
+/// `promtool check rules`, `promtool test rules` and `promtool check
+/// config` (the example scrape config) pass; every rule and
 /// every test series uses metrics (and labels) zentrale exports, besides
 /// Prometheus' own `up`; every alert has a test where it fires and one
 /// where it does not yet.
@@ -682,6 +683,7 @@ fn alert_rules_pass_promtool_and_query_only_exported_metrics() {
     for args in [
         ["check", "rules", "zentrale.rules.yml"],
         ["test", "rules", "zentrale.rules.test.yml"],
+        ["check", "config", "prometheus.yml"],
     ] {
         let out = run_tool("promtool", &args, &dir, "prometheus");
         assert!(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs the real test peers when they are
-# missing (SIPp, baresip, Prometheus/promtool; Debian packages), then runs
-# every test target. Tests only talk to 127.0.0.0/8.
+# missing (SIPp, baresip, Prometheus/promtool, systemd-analyze; Debian
+# packages), then runs every test target. Tests only talk to 127.0.0.0/8.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# systemd-analyze and systemd-sysusers check deploy/zentrale.service (tests/deploy.rs).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if ((${#missing[@]})); then
     echo "installing test peers: ${missing[*]}" >&2
@@ -19,7 +21,7 @@ if ((${#missing[@]})); then
         sudo=(sudo)
     fi
     "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends sip-tester baresip prometheus
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
 # `sipp -v` exits non-zero even when it works: judge by what it prints.

@@ -790,6 +790,63 @@ fn hotline_and_queue_open_follow_the_daemons_clock() {
     }
 }
 
+/// A reload (SIGHUP) that gives the Quickborn town hall afternoon hours
+/// opens its hotline and queue at once, on the same clock.
+#[test]
+fn hotline_open_follows_a_reload() {
+    const QUICKBORN: &str = "dialplan: dialplans/quickborn.yaml";
+    let d = Daemon::start_with(Options {
+        clock: Some("2026-11-23T15:00:00+01:00".into()),
+        edits: vec![(QUICKBORN.into(), QUICKBORN.into())],
+        ..Options::default()
+    });
+    let hotline = r#"zentrale_hotline_open{tenant="quickborn",hotline="rathaus"}"#;
+    let queue = r#"zentrale_queue_open{tenant="quickborn",queue="rathaus"}"#;
+    let before = (
+        metric_value(&d.metrics(), hotline),
+        metric_value(&d.metrics(), queue),
+    );
+    d.check(before == (Some(0.0), Some(0.0)), || {
+        format!("Monday 15:00 the town hall (mornings) is {before:?}, want closed")
+    });
+
+    let dialplan = repo().join("dialplans/quickborn.yaml");
+    let longer = replace_once(
+        &read(&dialplan),
+        "\"mon-fri 08:00-12:00\"",
+        "\"mon-wed 08:00-18:00\"",
+        &dialplan,
+    );
+    fs::write(d.dir.path().join("quickborn-longer.yaml"), longer).expect("writing the dialplan");
+    let config = d.dir.path().join("zentrale.yaml");
+    let text = replace_once(
+        &read(&config),
+        QUICKBORN,
+        "dialplan: quickborn-longer.yaml",
+        &config,
+    );
+    fs::write(&config, text).expect("writing the config");
+    let hup = Command::new("kill")
+        .args(["-HUP", &d.pid().to_string()])
+        .status()
+        .expect("running kill -HUP");
+    assert!(hup.success());
+
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut after = (None, None);
+    while Instant::now() < until {
+        let text = d.metrics();
+        after = (metric_value(&text, hotline), metric_value(&text, queue));
+        if after == (Some(1.0), Some(1.0)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.fail(format!(
+        "after the reload the town hall is {after:?}, want open"
+    ));
+}
+
 // ---------------------------------------------------------------------------
 // systemd
 // ---------------------------------------------------------------------------

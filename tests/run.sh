@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs the real test peers when they are
-# missing (SIPp, baresip, Prometheus/promtool, fail2ban-regex, openssl; Debian packages), then runs
-# every test target. Tests only talk to 127.0.0.0/8.
+# missing (SIPp, baresip, Prometheus/promtool, fail2ban-regex, openssl,
+# systemd-analyze; Debian packages), then runs every test target. Tests
+# only talk to 127.0.0.0/8.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v fail2ban-regex >/dev/null 2>&1 || missing+=(fail2ban)
 # The TLS tests make their certificates with it.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# systemd-analyze and systemd-sysusers check deploy/zentrale.service (tests/deploy.rs).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if ((${#missing[@]})); then
     echo "installing test peers: ${missing[*]}" >&2

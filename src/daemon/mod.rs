@@ -97,6 +97,16 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         },
     ));
     let wall = clock::WallClock::new(started, startup.clock);
+    metrics.hours.set(&config, wall);
+    // Every trunk's counter from the start, at 0: an idle trunk is then a
+    // flat series, not a missing one ("no trunk calls" alert, dashboards).
+    for trunk in &config.trunks {
+        let _ = metrics
+            .trunk_calls
+            .get_or_create(&crate::metrics::TrunkLabel {
+                trunk: trunk.name.clone(),
+            });
+    }
     if let Some(at) = startup.clock {
         info!(clock = %at, "service hours follow --clock, not the real time");
     }

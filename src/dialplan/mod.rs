@@ -425,11 +425,19 @@ impl Dialplan {
     /// hours); anything else is always available.
     fn target_open(&self, target: &Target, at: Timestamp) -> bool {
         match target {
-            Target::Queue(q) => self
-                .queue_hours
-                .get(q)
-                .is_none_or(|s| s.is_open(at) == Openness::Open),
+            Target::Queue(q) => self.queue_open(q, at),
             _ => true,
         }
+    }
+
+    /// Whether `queue` is within its service hours at `at`: the hours of
+    /// the tenant's hotline that leads to it, else the tenant's; a queue
+    /// without any is always open. The overflow's test for an open target,
+    /// and `zentrale_queue_open` (alert rules that only matter in service
+    /// hours).
+    pub fn queue_open(&self, queue: &QueueRef, at: Timestamp) -> bool {
+        self.queue_hours
+            .get(queue)
+            .is_none_or(|s| s.is_open(at) == Openness::Open)
     }
 }

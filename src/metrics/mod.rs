@@ -3,6 +3,7 @@
 //! Labels never carry caller numbers or agent names (DESIGN: privacy). The
 //! families are cheap atomics; the call path updates them directly.
 
+mod hours;
 mod process;
 mod queues;
 
@@ -10,11 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+pub use hours::ServiceHours;
 pub use queues::{AcdCollector, QueueLabels};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -178,6 +181,9 @@ pub struct Metrics {
     /// Lockouts started, by scope (`source`, `account`).
     pub auth_lockouts: Family<ScopeLabel, Counter>,
     per_message: PerMessage,
+    /// Which hotlines and queues are open now (`zentrale_hotline_open`,
+    /// `zentrale_queue_open`); the daemon sets the config and clock.
+    pub hours: Arc<ServiceHours>,
 }
 
 /// What a brute-force lockout is on.
@@ -299,6 +305,7 @@ impl Metrics {
             connections_closed: Family::default(),
             registry: Registry::default(),
             per_message: PerMessage::default(),
+            hours: Arc::default(),
         };
         // Every message bumps one of these: the series are looked up once
         // here (a label `String` and a hash per message showed in the
@@ -325,12 +332,12 @@ impl Metrics {
         registry.register(
             "calls_closed",
             "Calls answered outside their hotline's service hours, by tenant, hotline and reason",
-            m.calls_closed.clone(),
+            Listed(m.calls_closed.clone()),
         );
         registry.register(
             "surge_rejected",
             "Calls past a tenant's surge limits: answered, told to call later, hung up",
-            m.surge_rejected.clone(),
+            Listed(m.surge_rejected.clone()),
         );
         registry.register(
             "calls_refused",
@@ -340,17 +347,17 @@ impl Metrics {
         registry.register(
             "overflow",
             "Calls handed from a town hall's queue (or closed hotline) to its overflow target",
-            m.overflow.clone(),
+            Listed(m.overflow.clone()),
         );
         registry.register(
             "menu_choices",
             "IVR menus finished, by the key pressed (or timeout, invalid)",
-            m.menu_choices.clone(),
+            Listed(m.menu_choices.clone()),
         );
         registry.register(
             "config_reloads",
             "Config reloads (SIGHUP, POST /api/v1/reload), by result",
-            m.config_reloads.clone(),
+            Listed(m.config_reloads.clone()),
         );
         registry.register(
             "http_refused",
@@ -360,22 +367,22 @@ impl Metrics {
         registry.register(
             "origin_calls_offered",
             "Calls accepted, by origin: tenant and hotline of the number dialled, municipality, via 115 or local",
-            m.origin_offered.clone(),
+            Listed(m.origin_offered.clone()),
         );
         registry.register(
             "origin_calls_overflowed",
             "Calls handed to their hotline's overflow target, by origin",
-            m.origin_overflowed.clone(),
+            Listed(m.origin_overflowed.clone()),
         );
         registry.register(
             "origin_calls_ended",
             "Calls ended, by origin and disposition (answered, abandoned, closed, ...; as in the call records)",
-            m.origin_ended.clone(),
+            Listed(m.origin_ended.clone()),
         );
         registry.register(
             "cdr_records",
             "Call records, by result: written, dropped (the writer fell behind), failed (file error)",
-            m.cdr_records.clone(),
+            Listed(m.cdr_records.clone()),
         );
         registry.register(
             "connections",
@@ -395,17 +402,17 @@ impl Metrics {
         registry.register(
             "sip_requests",
             "SIP requests received, by method",
-            m.sip_requests.clone(),
+            Listed(m.sip_requests.clone()),
         );
         registry.register(
             "sip_responses",
             "SIP responses sent, by class (1xx..6xx)",
-            m.sip_responses.clone(),
+            Listed(m.sip_responses.clone()),
         );
         registry.register(
             "sip_rejected",
             "SIP messages refused before routing, by reason (malformed, source_not_allowed, overload, ...)",
-            m.sip_rejected.clone(),
+            Listed(m.sip_rejected.clone()),
         );
         registry.register(
             "sip_auth_failures",
@@ -435,17 +442,17 @@ impl Metrics {
         registry.register(
             "calls_offered",
             "Calls accepted for a hotline",
-            m.calls_offered.clone(),
+            Listed(m.calls_offered.clone()),
         );
         registry.register(
             "calls_ended",
             "Calls ended, by reason",
-            m.calls_ended.clone(),
+            Listed(m.calls_ended.clone()),
         );
         registry.register(
             "trunk_calls",
             "Calls accepted from each trunk",
-            m.trunk_calls.clone(),
+            Listed(m.trunk_calls.clone()),
         );
         registry.register(
             "registrations",
@@ -460,13 +467,14 @@ impl Metrics {
         registry.register(
             "queue_wait_seconds",
             "How long answered callers waited in the queue",
-            m.queue_wait.clone(),
+            Listed(m.queue_wait.clone()),
         );
         registry.register(
             "queue_talk_seconds",
             "How long answered calls talked to the agent",
-            m.queue_talk.clone(),
+            Listed(m.queue_talk.clone()),
         );
+        registry.register_collector(Box::new(hours::HoursCollector(m.hours.clone())));
         Metrics {
             registry: root,
             ..m
@@ -593,6 +601,24 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
+/// A family exported with its HELP and TYPE before its first sample
+/// (prometheus-client leaves empty families out), so that every family
+/// zentrale has is in `/metrics` from the start: dashboards and alert
+/// rules are checked against it (tests/deploy.rs), and a rule on a rare
+/// event's counter sees the family before the event.
+#[derive(Debug)]
+struct Listed<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Listed<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
 #[derive(Debug)]
 struct MediaCollector(Arc<MediaCounters>);
 
@@ -646,6 +672,22 @@ mod tests {
         assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
         assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Families without a sample yet are listed with HELP and TYPE, so
+    /// dashboards and rules can be checked against a fresh daemon.
+    #[test]
+    fn empty_families_are_listed() {
+        let text = Metrics::new().encode_prometheus_text();
+        for family in [
+            "# TYPE zentrale_surge_rejected_total counter\n",
+            "# TYPE zentrale_calls_ended_total counter\n",
+            "# TYPE zentrale_queue_wait_seconds histogram\n",
+            "# TYPE zentrale_hotline_open gauge\n",
+        ] {
+            assert!(text.contains(family), "{family} missing in:\n{text}");
+        }
+        assert!(!text.contains("zentrale_surge_rejected_total{"), "{text}");
     }
 
     #[test]

@@ -377,6 +377,7 @@ impl Core {
             self.count_registrations();
         }
         self.prompts = prompts;
+        self.metrics.hours.update(&config);
         self.config = Arc::new(config);
         self.acd_dirty = true;
         Ok(restart)

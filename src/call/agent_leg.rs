@@ -207,13 +207,13 @@ impl AgentLeg {
                 self.send_cancel()
             }
             (LegState::Calling | LegState::Early, 200..=299) => match self.confirm(resp) {
-                Ok(ack) => {
+                (ack, true) => {
                     self.state = LegState::Talking;
                     let mut actions: Vec<_> = ack.map(LegAction::SendAck).into_iter().collect();
                     actions.push(LegAction::Answered(resp.body.clone()));
                     actions
                 }
-                Err(ack) => {
+                (ack, false) => {
                     // An answer whose Contact or Record-Route cannot make
                     // a dialog: acknowledged (or the phone retransmits it
                     // for 32 s) and hung up at once, an offer not taken.
@@ -231,9 +231,7 @@ impl AgentLeg {
             },
             (LegState::Cancelling, 200..=299) => {
                 // The answer crossed our CANCEL: acknowledge and hang up.
-                let ack = match self.confirm(resp) {
-                    Ok(ack) | Err(ack) => ack,
-                };
+                let (ack, _) = self.confirm(resp);
                 let mut actions: Vec<_> = ack.map(LegAction::SendAck).into_iter().collect();
                 actions.extend(self.hang_up_now());
                 actions
@@ -318,10 +316,10 @@ impl AgentLeg {
     }
 
     /// Turns the 2xx into our dialog and builds its ACK (`None` if even
-    /// that does not parse). `Err` when the 2xx's Contact or Record-Route
-    /// is unusable: the dialog then keeps the URI we called and no route
+    /// that does not parse), and `false` when the 2xx's Contact or
+    /// Record-Route is unusable: the dialog then keeps the URI we called and no route
     /// set, enough to acknowledge the 2xx and hang up.
-    fn confirm(&mut self, resp: &Response) -> Result<Option<Request>, Option<Request>> {
+    fn confirm(&mut self, resp: &Response) -> (Option<Request>, bool) {
         let (dialog, usable) = match Dialog::from_answer(&self.invite, resp, self.peer) {
             Ok(dialog) => (dialog, true),
             Err(e) => {
@@ -332,7 +330,7 @@ impl AgentLeg {
         let ack = dialog.ack();
         self.dialog = Some(dialog);
         self.ack.clone_from(&ack);
-        if usable { Ok(ack) } else { Err(ack) }
+        (ack, usable)
     }
 
     /// Sends a BYE in the dialog; without one (or if it does not build)

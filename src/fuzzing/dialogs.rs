@@ -62,7 +62,7 @@ fn caller_leg(message: &[u8]) {
             Some(("application/dtmf-relay", &b"Signal=5\r\n"[..])),
         ),
     ] {
-        let req = dialog.request(method.clone(), &extra, body);
+        let req = dialog.request(method, &extra, body);
         assert!(
             req.is_some(),
             "{method} does not build in a dialog that was made: target {:?}, routes {:?}",

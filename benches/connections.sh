@@ -91,7 +91,7 @@ pad = b"OPTIONS sip:x SIP/2.0\r\nX-Pad: " + b"a" * 60000 + b"\r\n"
 for s in groups["sip partial 60 KB"]:
     send(s, pad)
 for s in groups["http partial head"]:
-    send(s, b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    send(s, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
 def call():
     sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); sip.bind(("127.0.0.1", 0))
     rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); rtp.bind(("127.0.0.1", 0))

@@ -669,7 +669,7 @@ fn greeting_from(ip: &str, to: SocketAddr) -> Result<u16, String> {
 fn healthz_from(ip: &str, to: SocketAddr) -> Result<u16, String> {
     let mut s = tcp_from(ip, to);
     s.set_read_timeout(Some(Duration::from_secs(3))).ok();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .map_err(|e| e.to_string())?;
     let mut text = String::new();
     s.read_to_string(&mut text).map_err(|e| e.to_string())?;
@@ -692,7 +692,7 @@ fn http_connection_caps_and_timeouts() {
     // Three keep-alive connections, each idle after one request.
     let mut idle: Vec<TcpStream> = (0..3).map(|_| tcp_from("127.0.0.1", d.http)).collect();
     for s in &mut idle {
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut buf = [0u8; 512];
@@ -714,7 +714,7 @@ fn http_connection_caps_and_timeouts() {
     });
     let mut partial = tcp_from("127.0.0.3", d.http);
     partial
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .unwrap();
     let took = closed_within(&mut partial, Duration::from_secs(5));
     d.check(took.is_some_and(|t| t < Duration::from_secs(3)), || {

@@ -20,38 +20,18 @@ use tracing::warn;
 
 use crate::admission::connections::{ConnectionTable, Expiry, StreamClock};
 use crate::config::ConnectionLimits;
+use crate::logging::limit::LogLimit;
 use crate::metrics::{ListenerLabel, ListenerReasonLabels, Metrics};
 
 /// A repeated warning is logged at most this often.
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Logs `what` at most once per [`WARN_EVERY`], with the number of times
-/// it was suppressed since.
-#[derive(Debug, Default)]
-pub struct WarnOnce {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl WarnOnce {
-    /// `Some(suppressed since the last)` when the warning may be logged now.
-    pub fn due(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self.last.is_some_and(|t| now < t + WARN_EVERY) {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The caps of one listener and its metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Gate {
     listener: &'static str,
     table: Arc<Mutex<ConnectionTable>>,
-    warned: Arc<Mutex<WarnOnce>>,
+    warned: Arc<LogLimit>,
     pub limits: ConnectionLimits,
     open: Gauge,
     metrics_refused: prometheus_client::metrics::family::Family<ListenerReasonLabels, Counter>,
@@ -88,7 +68,7 @@ impl Gate {
                 max,
                 limits.per_source.min(max.max(1)),
             ))),
-            warned: Arc::new(Mutex::new(WarnOnce::default())),
+            warned: Arc::new(LogLimit::new(WARN_EVERY, 1)),
             limits,
             open: metrics
                 .connections
@@ -121,7 +101,7 @@ impl Gate {
                         reason,
                     })
                     .inc();
-                let due = self.warned.lock().ok().and_then(|mut w| w.due());
+                let due = self.warned.admit(Instant::now()).map(|a| a.suppressed);
                 if let Some(suppressed) = due {
                     warn!(listener = self.listener, %source, reason, suppressed, "connection refused: at the connection cap");
                 }
@@ -169,9 +149,9 @@ pub fn raise_fd_limit() -> u64 {
 /// Sleeps after a failed `accept`, logging at most once per interval: at
 /// the descriptor limit (`EMFILE`) accept fails at once, and retrying in
 /// a loop would spin.
-pub async fn accept_failed(listener: &'static str, e: &io::Error, warned: &Mutex<WarnOnce>) {
-    if let Some(suppressed) = warned.lock().ok().and_then(|mut w| w.due()) {
-        warn!(listener, error = %e, suppressed, "accept failed");
+pub async fn accept_failed(listener: &'static str, e: &io::Error, warned: &LogLimit) {
+    if let Some(admit) = warned.admit(Instant::now()) {
+        warn!(listener, error = %e, suppressed = admit.suppressed, "accept failed");
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
@@ -182,7 +162,7 @@ pub async fn accept_failed(listener: &'static str, e: &io::Error, warned: &Mutex
 pub struct GuardedListener {
     listener: TcpListener,
     gate: Gate,
-    warned: Mutex<WarnOnce>,
+    warned: LogLimit,
 }
 
 impl GuardedListener {
@@ -190,7 +170,7 @@ impl GuardedListener {
         GuardedListener {
             listener,
             gate,
-            warned: Mutex::new(WarnOnce::default()),
+            warned: LogLimit::new(WARN_EVERY, 1),
         }
     }
 }

@@ -15,6 +15,7 @@ use tracing::warn;
 use super::{Core, overloaded, warning};
 use crate::admission::rate::{Budget, SourceRates, Verdict};
 use crate::config::Config;
+use crate::logging::limit::LogLimit;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::sip::Transport;
 use crate::sip::message::{Header, Method, Request, StatusCode, encode_response, response};
@@ -40,12 +41,9 @@ pub(super) struct Guard {
     pub stateless: Option<ServerKey>,
     flows: Option<TcpFlows>,
     rate_limited: Counter,
-    /// When the last rate-limit warning was logged, and how many drops
-    /// since went unlogged.
-    rate_warned: Option<Instant>,
-    rate_suppressed: u64,
-    cap_warned: Option<Instant>,
-    cap_suppressed: u64,
+    /// Rate and cap warnings, each at most once per interval.
+    rate_warned: LogLimit,
+    cap_warned: LogLimit,
 }
 
 impl Guard {
@@ -73,23 +71,10 @@ impl Guard {
                     reason: "rate_limited",
                 })
                 .clone(),
-            rate_warned: None,
-            rate_suppressed: 0,
-            cap_warned: None,
-            cap_suppressed: 0,
+            rate_warned: LogLimit::new(WARN_EVERY, 1),
+            cap_warned: LogLimit::new(WARN_EVERY, 1),
         }
     }
-}
-
-/// `true` when a warning guarded by `last` may be logged now (then it
-/// records the time); else counts one more suppressed.
-fn may_warn(last: &mut Option<Instant>, suppressed: &mut u64, now: Instant) -> bool {
-    if last.is_some_and(|t| now < t + WARN_EVERY) {
-        *suppressed += 1;
-        return false;
-    }
-    *last = Some(now);
-    true
 }
 
 impl Core {
@@ -120,10 +105,8 @@ impl Core {
             return true;
         }
         self.guard.rate_limited.inc();
-        let g = &mut self.guard;
-        if may_warn(&mut g.rate_warned, &mut g.rate_suppressed, now) {
-            warn!(source = %ip, suppressed = g.rate_suppressed, "source over its request rate (sip.limits); its messages are dropped");
-            g.rate_suppressed = 0;
+        if let Some(admit) = self.guard.rate_warned.admit(now) {
+            warn!(source = %ip, suppressed = admit.suppressed, "source over its request rate (sip.limits); its messages are dropped");
         }
         false
     }
@@ -165,10 +148,8 @@ impl Core {
         }
         self.metrics.rejected(reason);
         self.metrics.response_sent(503);
-        let g = &mut self.guard;
-        if may_warn(&mut g.cap_warned, &mut g.cap_suppressed, now) {
-            warn!(source = %ip, reason, suppressed = g.cap_suppressed, "server transactions at their cap (sip.limits); new requests get 503");
-            g.cap_suppressed = 0;
+        if let Some(admit) = self.guard.cap_warned.admit(now) {
+            warn!(source = %ip, reason, suppressed = admit.suppressed, "server transactions at their cap (sip.limits); new requests get 503");
         }
         out.push(Transmit {
             peer: reply_to,

@@ -29,7 +29,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::connections::{Gate, Permit, WarnOnce, accept_failed};
+use super::connections::{Gate, Permit, WARN_EVERY, accept_failed};
 use super::core::TcpFlows;
 use super::driver::CoreHandle;
 use crate::admission::connections::StreamClock;
@@ -216,7 +216,7 @@ static CONNECT_FAILED: crate::logging::limit::KeyedLogLimit<SocketAddr> =
     crate::logging::limit::KeyedLogLimit::new(std::time::Duration::from_secs(10), 1);
 
 async fn accept_loop(listener: TcpListener, local: SocketAddr, link: Link, tls: Option<TlsSlot>) {
-    let warned = std::sync::Mutex::new(WarnOnce::default());
+    let warned = crate::logging::limit::LogLimit::new(WARN_EVERY, 1);
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {

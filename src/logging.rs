@@ -9,7 +9,7 @@
 //! when the first line arrives, lets more gather for [`GATHER`], and writes
 //! them all in one `write`. A line therefore reaches the journal at most
 //! [`GATHER`] later, and under load one `write` carries a few dozen lines
-//! (BENCHMARKS.md, session 8).
+//! (BENCHMARKS.md's git history, session 8).
 //!
 //! Nothing is lost on the way out: [`LogGuard`] writes what is buffered when
 //! `main` returns, and a panic writes it before the panic message. If
@@ -377,7 +377,7 @@ mod tests {
 /// `target`), written straight into the line. tracing-subscriber builds a
 /// `serde_json` map per event for the same line: a call's two lines cost
 /// the daemon about 34,000 instructions that way and 13,000 this way
-/// (BENCHMARKS.md, session 8). Spans are not written: zentrale opens none.
+/// (BENCHMARKS.md's git history, session 8). Spans are not written: zentrale opens none.
 ///
 /// ```
 /// use tracing_subscriber::fmt;

@@ -6,7 +6,7 @@
 //! a timer costs nothing but that timeout: no runtime, no future polling,
 //! no timer wheel. This loop replaced a tokio task that did the same with
 //! `select!` and a `Sleep`, whose turns and timer were 5 % of the daemon's
-//! instructions per call (BENCHMARKS.md, session 6).
+//! instructions per call (BENCHMARKS.md's git history, session 6).
 //!
 //! Everything else reaches the thread through [`CoreHandle`]: framed TCP
 //! messages (bounded: a full channel makes the TCP readers wait), media

@@ -166,7 +166,7 @@ pub enum Screened<'a> {
 /// [`Request`] (a dozen allocations, the Request-URI parsed, the Via
 /// stamped) would be built for a few look-ups and thrown away: borrowing
 /// saves about 5,000 instructions and ten allocations per call
-/// (BENCHMARKS.md, session 8). It passed every check an ACK as a
+/// (BENCHMARKS.md's git history, session 8). It passed every check an ACK as a
 /// [`Screened::Request`] passes.
 #[derive(Debug)]
 pub struct Ack<'a> {

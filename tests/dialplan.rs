@@ -331,9 +331,9 @@ fn forwarded_withheld_caller_keeps_origin_and_privacy() {
     let d = start(WEEKDAY_MORNING, &[]);
     let district = Phone::registered(&d, "3001");
     let mut caller = Caller::new(&d, "04101115")
-        .with_header("Diversion: <sip:041066110@192.0.2.10>;reason=no-answer;counter=1")
+        .with_header("Diversion: <sip:041066110@127.0.0.10>;reason=no-answer;counter=1")
         .with_header("Privacy: id")
-        .with_header("P-Asserted-Identity: <sip:+4930555123@192.0.2.20>");
+        .with_header("P-Asserted-Identity: <sip:+4930555123@127.0.0.20>");
     caller.call(&d);
     let Some(invite) = district.offer(GREETING_PINNEBERG + SIP_WAIT) else {
         d.fail("the district agent 3001 got no offer for the forwarded caller");
@@ -374,7 +374,7 @@ fn a_withheld_number_reaches_neither_the_agent_leg_nor_the_call_record() {
     let agent = Phone::registered(&d, "1001");
     let mut withheld = Caller::new(&d, "0561115")
         .with_header("Privacy: id")
-        .with_header("P-Asserted-Identity: <sip:+4930555123@192.0.2.20>");
+        .with_header("P-Asserted-Identity: <sip:+4930555123@127.0.0.20>");
     withheld.call(&d);
     let Some(invite) = agent.offer(GREETING_KASSEL + SIP_WAIT) else {
         d.fail("agent 1001 got no offer for the withheld caller");

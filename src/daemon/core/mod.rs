@@ -24,7 +24,7 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::clock::WallClock;
-use crate::acd::{Acd, CallKey, OfferId};
+use crate::acd::{Acd, AgentCommand, AgentError, AgentSnapshot, CallKey, OfferId};
 use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
@@ -1396,10 +1396,27 @@ impl Core {
         self.execute(&call_id, actions, now, out);
     }
 
-    /// The API changed an agent: offer calls if that freed one.
+    /// Something outside the core's inputs changed the ACD (a reload):
+    /// offer calls if that freed an agent.
     pub fn acd_changed(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         self.acd_dirty = true;
         self.run_dispatch(now, out);
+    }
+
+    /// An agent command (from the HTTP API; feature codes dialled from a
+    /// phone take the same path inside [`Core::on_message`]): applied in
+    /// order with every other input, then calls are offered if it freed
+    /// the agent. Returns the agent as the command left it, before that
+    /// offer, or why it was refused.
+    pub fn on_agent_command(
+        &mut self,
+        command: AgentCommand,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> Result<AgentSnapshot, AgentError> {
+        let result = self.agent_command(&command, now);
+        self.run_dispatch(now, out);
+        result
     }
 
     /// Media worker events.

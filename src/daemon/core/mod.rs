@@ -285,7 +285,7 @@ impl Core {
         log_slots(&slots, &config);
         Core {
             slots,
-            dialplan: Dialplan::from_config(&config),
+            dialplan: config.dialplan(),
             transactions: Transactions::new(Timers::default()),
             auth: Authenticator::new(
                 DigestServer::new(config.sip.realm.clone(), config.sip.nonce_ttl, now)
@@ -361,7 +361,7 @@ impl Core {
         self.acd.update_spec(acd_spec(&config)).map_err(|e| {
             format!("the new queues and agents do not fit the running ones: {e}; the running config stays")
         })?;
-        self.dialplan = Dialplan::from_config(&config);
+        self.dialplan = config.dialplan();
         self.slots.configure(&slot_shares(&config));
         log_slots(&self.slots, &config);
         self.queues = Core::queue_table(&config);

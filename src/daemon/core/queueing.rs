@@ -19,8 +19,9 @@ use crate::acd::{
 use crate::call::EndReason;
 use crate::call::agent_leg::{AgentLeg, LegAction, LegFailure, LegRequest};
 use crate::cdr::{Stage, Why};
-use crate::config::{self, Config, Feature, Target};
+use crate::config::{self, Config, Feature};
 use crate::dialplan::QueueExit;
+use crate::dialplan::Target;
 use crate::media::engine::{Playlist, StreamId};
 use crate::media::sdp::{self, Direction, SdpSession};
 use crate::sip::Transport;

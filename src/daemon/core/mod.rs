@@ -42,8 +42,8 @@ use crate::sip::auth::{AuthEvent, Authenticator, Challenge, Verdict};
 use crate::sip::digest::{Algorithm, DigestServer};
 use crate::sip::lockout::Lockout;
 use crate::sip::message::{
-    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response, set_body,
-    tag_of, with_to_tag,
+    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response,
+    sdp_refusal, set_body, tag_of, with_to_tag,
 };
 use crate::sip::registrar::{Accounts, Registrar, RegistrarSettings, RegistrationChange};
 use crate::sip::screen::{Ack, Screened, screen};
@@ -739,7 +739,7 @@ impl Core {
                 }
                 Err(e) => {
                     self.ports.release(port);
-                    let status = StatusCode::from(e.sip_status());
+                    let status = sdp_refusal(&e);
                     let mut resp = response(&req, status);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -1317,7 +1317,7 @@ impl Core {
                     entry.media.local_sdp = a.sdp;
                 }
                 Err(e) => {
-                    let status = StatusCode::from(e.sip_status());
+                    let status = sdp_refusal(&e);
                     let mut resp = with_to_tag(response(&req, status), &tag);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);

@@ -775,8 +775,9 @@ impl Loader<'_> {
         }
     }
 
-    /// `cdr:`; `None` after an error (recorded) too. Opens the file once,
-    /// as the daemon will, so `check` finds what would stop it.
+    /// `cdr:`; `None` after an error (recorded) too. Checks that the daemon
+    /// could open the file for appending, so `check` finds what would stop
+    /// it, but creates nothing: the daemon does that when it starts.
     fn cdr(&mut self, raw: Spanned<RawCdr>, key: Pos) -> Option<CdrConfig> {
         let file = self.path;
         let pos = Pos::or(&raw, key);
@@ -808,7 +809,7 @@ impl Loader<'_> {
             return None;
         }
         let path = self.base.join(&raw.path.value);
-        if let Err(e) = crate::cdr::open_append(&path) {
+        if let Err(e) = crate::cdr::check_appendable(&path) {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound => {
                     "create the directory first, or change `cdr.path`".to_string()

@@ -21,5 +21,6 @@ pub mod fuzzing;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod rng;
 pub mod sip;
 pub mod udp;

@@ -395,7 +395,8 @@ impl CallRecord {
             | EndReason::RtpTimeout
             | EndReason::SessionExpired
             | EndReason::Shutdown
-            | EndReason::Completed => HangupSide::Zentrale,
+            | EndReason::Completed
+            | EndReason::InternalError => HangupSide::Zentrale,
         };
         let talk = facts.connected.map(|c| secs(end.duration_since(c)));
         CallRecord {

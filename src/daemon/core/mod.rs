@@ -47,8 +47,8 @@ use crate::sip::auth::{AuthEvent, Authenticator, Challenge, Verdict};
 use crate::sip::digest::{Algorithm, DigestServer};
 use crate::sip::lockout::Lockout;
 use crate::sip::message::{
-    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response, set_body,
-    tag_of, with_to_tag,
+    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response,
+    sdp_refusal, set_body, tag_of, with_to_tag,
 };
 use crate::sip::registrar::{Accounts, Registrar, RegistrarSettings, RegistrationChange};
 use crate::sip::screen::{Ack, Screened, screen};
@@ -147,7 +147,7 @@ impl Accounts for AccountBook {
 
 /// Who is calling, decided before routing (see README: "Trunks and agents").
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Origin {
+enum CallingParty {
     Trunk(usize),
     Agent(String),
 }
@@ -156,7 +156,7 @@ struct CallEntry {
     call: Call,
     invite: Request,
     route: Arc<Route>,
-    origin: Origin,
+    origin: CallingParty,
     /// The timer currently scheduled for this call in `Core::call_timers`.
     scheduled: Option<Instant>,
     /// CSeq and transaction of the last re-INVITE answered 2xx: its ACK
@@ -613,7 +613,7 @@ impl Core {
         // Feature codes start with * or # (config validation makes sure);
         // an agent who dials an unknown one hears the error prompt, not a 404.
         let feature = match &origin {
-            Origin::Agent(ext) if called.starts_with(['*', '#']) => {
+            CallingParty::Agent(ext) if called.starts_with(['*', '#']) => {
                 Some((ext.clone(), self.config.acd.feature(called)))
             }
             _ => None,
@@ -735,7 +735,7 @@ impl Core {
                 return self.respond(&key, &resp, now, out);
             }
         };
-        if let Origin::Trunk(i) = origin {
+        if let CallingParty::Trunk(i) = origin {
             let limit = self.config.trunks[i].max_calls;
             if limit.is_some_and(|l| self.trunk_calls[i] >= l) {
                 self.metrics.rejected("trunk_limit");
@@ -758,8 +758,8 @@ impl Core {
             }
         };
         let srtp = match &origin {
-            Origin::Trunk(i) => self.config.trunks[*i].srtp,
-            Origin::Agent(user) => self
+            CallingParty::Trunk(i) => self.config.trunks[*i].srtp,
+            CallingParty::Agent(user) => self
                 .config
                 .agents
                 .iter()
@@ -779,7 +779,7 @@ impl Core {
                 }
                 Err(e) => {
                     self.ports.release(port);
-                    let status = StatusCode::from(e.sip_status());
+                    let status = sdp_refusal(&e);
                     let mut resp = response(&req, status);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -810,7 +810,7 @@ impl Core {
                 .push(Header::Contact(call.dialog.contact().into()));
             self.respond(&key, &ringing, now, out);
         }
-        if let Origin::Trunk(i) = origin {
+        if let CallingParty::Trunk(i) = origin {
             self.trunk_calls[i] += 1;
             self.metrics
                 .trunk_calls
@@ -915,14 +915,14 @@ impl Core {
 
     /// The networks `origin`'s media may go to (`media_networks`; empty:
     /// anywhere).
-    fn media_networks(&self, origin: &Origin) -> &[crate::config::Cidr] {
+    fn media_networks(&self, origin: &CallingParty) -> &[crate::config::Cidr] {
         match origin {
-            Origin::Trunk(i) => self
+            CallingParty::Trunk(i) => self
                 .config
                 .trunks
                 .get(*i)
                 .map_or(&[], |t| &t.media_networks[..]),
-            Origin::Agent(ext) => self.agent_media_networks(ext),
+            CallingParty::Agent(ext) => self.agent_media_networks(ext),
         }
     }
 
@@ -938,7 +938,7 @@ impl Core {
     /// outside `origin`'s `media_networks`.
     fn media_allowed(
         &self,
-        origin: &Origin,
+        origin: &CallingParty,
         remote: Option<std::net::SocketAddr>,
     ) -> Result<(), String> {
         media_address_allowed(self.media_networks(origin), remote)
@@ -962,7 +962,12 @@ impl Core {
 
     /// Decides whether an initial INVITE comes from a trunk or an agent
     /// and authenticates it. See README "Trunks and agents".
-    fn identify(&mut self, req: &Request, peer: Peer, now: Instant) -> Result<Origin, Response> {
+    fn identify(
+        &mut self,
+        req: &Request,
+        peer: Peer,
+        now: Instant,
+    ) -> Result<CallingParty, Response> {
         let from_user = from_user(req);
         let proxy_auth = req.headers.iter().find_map(|h| match h {
             Header::ProxyAuthorization(v) => Some(v.value().to_owned()),
@@ -981,7 +986,7 @@ impl Core {
             let user = from_user.unwrap_or_default();
             return self.authenticate(req, &user, peer, now).and_then(|authed| {
                 if authed == user {
-                    Ok(Origin::Agent(user))
+                    Ok(CallingParty::Agent(user))
                 } else {
                     self.metrics.rejected("auth_identity_mismatch");
                     Err(response(req, StatusCode::Forbidden))
@@ -1016,7 +1021,7 @@ impl Core {
                 return Err(response(req, StatusCode::Forbidden));
             }
         }
-        Ok(Origin::Trunk(i))
+        Ok(CallingParty::Trunk(i))
     }
 
     /// Digest authentication of an INVITE for `account` (an agent's
@@ -1169,8 +1174,8 @@ impl Core {
         {
             // The answer to our offer in an offerless INVITE's 200.
             let networks = match &entry.origin {
-                Origin::Trunk(i) => self.config.trunks.get(*i).map(|t| &t.media_networks[..]),
-                Origin::Agent(ext) => self
+                CallingParty::Trunk(i) => self.config.trunks.get(*i).map(|t| &t.media_networks[..]),
+                CallingParty::Agent(ext) => self
                     .config
                     .agents
                     .iter()
@@ -1365,7 +1370,7 @@ impl Core {
                     entry.media.local_sdp = a.sdp;
                 }
                 Err(e) => {
-                    let status = StatusCode::from(e.sip_status());
+                    let status = sdp_refusal(&e);
                     let mut resp = with_to_tag(response(&req, status), &tag);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -1864,7 +1869,7 @@ impl Core {
         self.media.remove_stream(e.media.stream);
         self.streams.remove(&e.media.stream.0);
         self.ports.release(e.media.port);
-        if let Origin::Trunk(i) = e.origin {
+        if let CallingParty::Trunk(i) = e.origin {
             self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
         }
         // Feature-code calls (no plan) were never counted.

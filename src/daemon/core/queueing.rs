@@ -25,7 +25,7 @@ use crate::media::engine::{Playlist, StreamId};
 use crate::media::sdp::{self, Direction, SdpSession};
 use crate::sip::Transport;
 use crate::sip::message::{
-    Header, Method, Request, Response, StatusCode, response, set_body, with_to_tag,
+    Header, Method, Request, Response, StatusCode, response, sdp_refusal, set_body, with_to_tag,
 };
 use crate::sip::transaction::{Peer, ServerKey, Transmit};
 
@@ -929,7 +929,7 @@ impl Core {
                         resp.body = set_body(&mut resp, "application/sdp", a.sdp);
                     }
                     Err(e) => {
-                        let status = StatusCode::from(e.sip_status());
+                        let status = sdp_refusal(&e);
                         let mut resp = with_to_tag(response(&req, status), &dialog.local_tag);
                         super::warning(&mut resp, &e.to_string());
                         return self.respond(&key, &resp, now, out);

@@ -33,8 +33,8 @@ use crate::acd::Acd;
 use crate::config::{Config, Overrides};
 use crate::daemon::clock::WallClock;
 use crate::daemon::core::{Core, Outputs, acd_spec};
+use crate::daemon::rtp::RtpSockets;
 use crate::media::engine::{self, DetachedMedia, MediaEvent, MediaHandle, StreamId};
-use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::sip::Transport;
@@ -366,6 +366,8 @@ pub struct Rig {
     core: Core,
     /// Takes the core's media commands, for `media` to read.
     handle: MediaHandle,
+    /// Binds the ports the core asks for.
+    sockets: RtpSockets,
     media: DetachedMedia,
     now: Instant,
     out: Outputs,
@@ -412,13 +414,11 @@ impl Rig {
         let (config, prompts) = setup();
         let now = Instant::now();
         let (media, detached) = engine::detached().expect("a media handle without a worker");
-        let ports = PortPool::new(RTP_PORTS.0, RTP_PORTS.1).expect("the harness's RTP range");
         let acd = Arc::new(Acd::new(acd_spec(config), now).expect("the demo ACD"));
         let clock = WallClock::new(now, "2026-11-23T09:00:00Z".parse().ok());
         let core = Core::new(
             config.clone(),
             prompts.clone(),
-            ports,
             Arc::new(Metrics::new()),
             acd,
             clock,
@@ -428,6 +428,7 @@ impl Rig {
         Rig {
             core,
             handle: media,
+            sockets: RtpSockets::ephemeral(),
             media: detached,
             now,
             out: Outputs::default(),
@@ -561,9 +562,8 @@ impl Rig {
     fn settle(&mut self) {
         // Call records are the shell's business; nothing here reads them.
         self.out.records.clear();
-        for command in self.out.media.drain(..) {
-            command.apply(&self.handle);
-        }
+        self.sockets
+            .carry_out(&mut self.core, &mut self.out, &self.handle, self.now);
         self.streams.extend(self.media.drain());
         self.streams.truncate(64);
         for t in std::mem::take(&mut self.out.transmits) {

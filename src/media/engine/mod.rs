@@ -190,6 +190,10 @@ pub(super) enum Command {
     Bridge(StreamId, StreamId),
     Unbridge(StreamId),
     Remove(StreamId),
+    /// Answered once every command sent before it is applied: tests wait
+    /// on it instead of sleeping for a tick that a loaded host may miss.
+    #[cfg(test)]
+    Barrier(std::sync::mpsc::Sender<()>),
 }
 
 /// Commands the worker. Cheap to clone; every method returns at once and
@@ -367,6 +371,16 @@ impl MediaHandle {
     /// Ends the stream and closes its socket; then release the port in the pool.
     pub fn remove_stream(&self, id: StreamId) {
         self.send(Command::Remove(id));
+    }
+
+    /// Blocks until the worker has applied every command sent before
+    /// (at its next tick), or 5 s passed.
+    #[cfg(test)]
+    pub(crate) fn applied(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.send(Command::Barrier(tx));
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the media worker applies its commands within 5 s");
     }
 }
 

@@ -536,7 +536,7 @@ async fn dtmf_takes_the_destination_payload_type_or_is_dropped() {
     // An agent phone without telephone-event gets no events, and no
     // sequence gap for them.
     media.set_dtmf_payload_type(agent.id, None);
-    std::thread::sleep(Duration::from_millis(20));
+    media.applied();
     let last = got[7].0;
     caller.send(&dtmf_from(5, 101, seq + 1, 9000, 11, false, 160));
     caller.send(&dtmf_from(5, 101, seq + 2, 9000, 11, true, 320));
@@ -657,7 +657,7 @@ async fn hold_direction_stops_the_relay_one_way() {
     let agent = Leg::add(&media, 2, Codec::Pcma, 8);
     recv_packet(&caller.phone);
     media.bridge(caller.id, agent.id);
-    std::thread::sleep(Duration::from_millis(40));
+    media.applied();
     drain(&caller.phone);
     talk(&agent, 3, 8, 0, 0, 2, &[0xD5; 160]);
     let before = drain(&caller.phone);
@@ -666,7 +666,7 @@ async fn hold_direction_stops_the_relay_one_way() {
     // The caller holds (a=sendonly), so our side of its leg is recvonly:
     // its music still reaches the agent, the agent's voice no longer the caller.
     media.set_direction(caller.id, Direction::RecvOnly);
-    std::thread::sleep(Duration::from_millis(20));
+    media.applied();
     talk(&agent, 3, 8, 2, 320, 3, &[0xD5; 160]);
     assert!(
         drain(&caller.phone).is_empty(),
@@ -681,7 +681,7 @@ async fn hold_direction_stops_the_relay_one_way() {
     );
 
     media.set_direction(caller.id, Direction::SendRecv);
-    std::thread::sleep(Duration::from_millis(20));
+    media.applied();
     talk(&agent, 3, 8, 5, 800, 2, &[0xD5; 160]);
     let after = drain(&caller.phone);
     assert_eq!(after.len(), 2);

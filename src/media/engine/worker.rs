@@ -527,6 +527,10 @@ fn apply(
                 remove(streams, poll, slot, recycle);
             }
         }
+        #[cfg(test)]
+        Command::Barrier(done) => {
+            let _ = done.send(());
+        }
     }
 }
 

@@ -1,0 +1,1 @@
+//! A busy hour.

@@ -19,9 +19,9 @@
 //! use zentrale::dialplan::CallInput;
 //! # use std::path::Path;
 //! # use zentrale::config::{Config, Overrides};
-//! # use zentrale::dialplan::{Decision, Dialplan};
+//! # use zentrale::dialplan::Decision;
 //! # let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zentrale.yaml"), &Overrides::default()).unwrap();
-//! # let dialplan = Dialplan::from_config(&config);
+//! # let dialplan = config.dialplan();
 //! let t = |s: &str| -> Timestamp { s.parse().unwrap() };
 //! let mut input = CallInput::to_number("0561115");
 //! input.caller = Some("05617870123".into());

@@ -27,7 +27,7 @@ fn dialplan() -> Dialplan {
         &Overrides::default(),
     )
     .unwrap();
-    Dialplan::from_config(&config)
+    config.dialplan()
 }
 
 fn route(input: &CallInput) -> CallRoute {

@@ -13,13 +13,13 @@
 //! # use jiff::Timestamp;
 //! # use zentrale::call::EndReason;
 //! # use zentrale::cdr::{CallFacts, CallRecord, CallerNumbers, CdrWriter};
-//! # use zentrale::dialplan::{CallInput, Decision, Dialplan};
+//! # use zentrale::dialplan::{CallInput, Decision};
 //! # use zentrale::config::{Config, Overrides};
 //! # use zentrale::metrics::Metrics;
 //! # use std::path::Path;
 //! # let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zentrale.yaml"), &Overrides::default()).unwrap();
 //! # let at: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap();
-//! # let Decision::Hotline(route) = Dialplan::from_config(&config).decide(&CallInput::to_number("115"), at) else { panic!() };
+//! # let Decision::Hotline(route) = config.dialplan().decide(&CallInput::to_number("115"), at) else { panic!() };
 //! # let record = CallRecord::build(&CallFacts::new("c1", at, None), &route, at, EndReason::Cancelled, CallerNumbers::Masked);
 //! let dir = std::env::temp_dir().join(format!("zentrale-doc-cdr-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();

@@ -31,10 +31,9 @@ use super::raw::{
 };
 use super::{
     AcdConfig, Agent, CdrConfig, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan,
-    Hotline, HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Target, Tenant,
-    Trunk,
+    HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Tenant, Trunk,
 };
-use crate::dialplan::SurgeLimits;
+use crate::dialplan::{Hotline, SurgeLimits, Target};
 use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
 use crate::sip::lockout::LockoutSettings;
 

@@ -2025,7 +2025,7 @@ queues:
     assert!(cfg.sound_names().contains("hello"));
 
     // Tuesday 2026-11-24 13:00 CET: h (Mon-Thu 8-12) is closed, b is open.
-    let d = crate::dialplan::Dialplan::from_config(&cfg);
+    let d = cfg.dialplan();
     let at: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().expect("ts");
     let decide = |n: &str| d.decide(&crate::dialplan::CallInput::to_number(n), at);
     assert!(

@@ -115,7 +115,7 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         v => out.extend_from_slice(v.to_string().as_bytes()),
     }
     out.push(b' ');
-    out.extend_from_slice(super::text::Decimal::new(code.into()).as_str().as_bytes());
+    out.extend_from_slice(crate::ascii::Decimal::new(code.into()).as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -167,7 +167,7 @@ pub fn encode_reply(req: &Request, reply: &Reply) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     };
     out.extend_from_slice(b"SIP/2.0 ");
-    out.extend_from_slice(super::text::Decimal::new(code.into()).as_str().as_bytes());
+    out.extend_from_slice(crate::ascii::Decimal::new(code.into()).as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -199,7 +199,7 @@ pub fn encode_reply(req: &Request, reply: &Reply) -> Vec<u8> {
         line(
             &mut out,
             "Content-Length",
-            super::text::Decimal::new(body.len() as u64).as_str(),
+            crate::ascii::Decimal::new(body.len() as u64).as_str(),
         );
     }
     out.extend_from_slice(b"\r\n");
@@ -236,15 +236,15 @@ pub fn is_sdp(content_type: &str) -> bool {
 /// The `tag` parameter of a From or To header value, if any.
 pub fn tag_of(value: &str) -> Option<&str> {
     // Parameters follow the closing '>' of a name-addr, or the addr-spec.
-    let params = match super::text::rfind(value, b'>') {
+    let params = match crate::ascii::rfind(value, b'>') {
         Some(i) => &value[i + 1..],
         None => value,
     };
-    super::text::split(params, b';').skip(1).find_map(|p| {
-        let (k, v) = super::text::split_once(p, b'=')?;
-        super::text::trim(k)
+    crate::ascii::split(params, b';').skip(1).find_map(|p| {
+        let (k, v) = crate::ascii::split_once(p, b'=')?;
+        crate::ascii::trim(k)
             .eq_ignore_ascii_case("tag")
-            .then(|| super::text::trim(v))
+            .then(|| crate::ascii::trim(v))
     })
 }
 

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::clock::WallClock;
-use crate::acd::{Acd, CallKey, OfferId};
+use crate::acd::{Acd, AgentCommand, AgentError, AgentSnapshot, CallKey, OfferId};
 use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
@@ -285,7 +285,7 @@ impl Core {
         log_slots(&slots, &config);
         Core {
             slots,
-            dialplan: Dialplan::from_config(&config),
+            dialplan: config.dialplan(),
             transactions: Transactions::new(Timers::default()),
             auth: Authenticator::new(
                 DigestServer::new(config.sip.realm.clone(), config.sip.nonce_ttl, now)
@@ -361,7 +361,7 @@ impl Core {
         self.acd.update_spec(acd_spec(&config)).map_err(|e| {
             format!("the new queues and agents do not fit the running ones: {e}; the running config stays")
         })?;
-        self.dialplan = Dialplan::from_config(&config);
+        self.dialplan = config.dialplan();
         self.slots.configure(&slot_shares(&config));
         log_slots(&self.slots, &config);
         self.queues = Core::queue_table(&config);
@@ -1396,10 +1396,27 @@ impl Core {
         self.execute(&call_id, actions, now, out);
     }
 
-    /// The API changed an agent: offer calls if that freed one.
+    /// Something outside the core's inputs changed the ACD (a reload):
+    /// offer calls if that freed an agent.
     pub fn acd_changed(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         self.acd_dirty = true;
         self.run_dispatch(now, out);
+    }
+
+    /// An agent command (from the HTTP API; feature codes dialled from a
+    /// phone take the same path inside [`Core::on_message`]): applied in
+    /// order with every other input, then calls are offered if it freed
+    /// the agent. Returns the agent as the command left it, before that
+    /// offer, or why it was refused.
+    pub fn on_agent_command(
+        &mut self,
+        command: AgentCommand,
+        now: Instant,
+        out: &mut Vec<Transmit>,
+    ) -> Result<AgentSnapshot, AgentError> {
+        let result = self.agent_command(&command, now);
+        self.run_dispatch(now, out);
+        result
     }
 
     /// Media worker events.

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::acd::{Acd, AcdSnapshot};
+use crate::acd::{Acd, AcdSnapshot, AgentCommand, AgentError, AgentSnapshot};
 use crate::config::{Config, Overrides};
 use crate::daemon::clock::WallClock;
 use crate::daemon::core::{Core, acd_spec};
@@ -122,13 +122,16 @@ impl Endpoint {
         self.collect(out)
     }
 
-    /// Agent `id` logs in (today through the ACD the API shares, then
-    /// the core is told something changed).
-    pub fn agent_login(&mut self, id: &str, now: Instant) -> Outputs {
-        let _ = self.acd.agent_login(id, now);
+    /// An agent command (login, logout, pause, unpause, ready), as the
+    /// HTTP API gives it: the agent as it left it, or why it was refused.
+    pub fn agent_command(
+        &mut self,
+        command: AgentCommand,
+        now: Instant,
+    ) -> (Result<AgentSnapshot, AgentError>, Outputs) {
         let mut out = Vec::new();
-        self.core.acd_changed(now, &mut out);
-        self.collect(out)
+        let result = self.core.on_agent_command(command, now, &mut out);
+        (result, self.collect(out))
     }
 
     /// Calls alive in the core.

@@ -52,7 +52,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::acd::{AgentSnapshot, QueueSnapshot};
+use crate::acd::{AgentAction, AgentCommand, AgentError, AgentSnapshot, QueueSnapshot};
 use crate::config::Config;
 use crate::media::engine::{MediaEvent, StreamId};
 use crate::sip::Transport;
@@ -220,10 +220,14 @@ impl Harness {
         assert!(ok, "phone {ext} did not register within a second");
     }
 
-    /// Agent `ext` logs in (through what the core offers for that today).
-    pub fn login(&mut self, ext: &str) {
-        let out = self.endpoint.agent_login(ext, self.now);
+    /// A supervisor's command for agent `ext` through the core's input
+    /// (what the HTTP API sends): the agent as it left it, or the refusal.
+    pub fn command(&mut self, ext: &str, action: AgentAction) -> Result<AgentSnapshot, AgentError> {
+        let (result, out) = self
+            .endpoint
+            .agent_command(AgentCommand::new(ext, action), self.now);
         self.outputs(out);
+        result
     }
 
     /// A trunk caller with the number `caller` dials `number` and hangs

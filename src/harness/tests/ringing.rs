@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{SEC, between, near, offers, trace};
-use crate::acd::{AgentState, PauseReason};
+use crate::acd::{AgentAction, AgentState, PauseReason};
 use crate::harness::Harness;
 use crate::harness::phone::{Answer, OfferState};
 use crate::harness::trunk::CallerState;
@@ -74,6 +74,17 @@ fn ring_timeout_re_offers_to_the_next_agent_and_pauses_who_keeps_missing() {
     let q = h.queue("kassel/115");
     assert_eq!((q.waiting, q.counters.offers_unanswered), (1, 4));
     assert_eq!(h.trunk.call(c).state, CallerState::Up);
+    // A supervisor unpauses 1001 (the API's command through the core's
+    // input): the waiting caller is offered to it at once.
+    let unpaused = h.now();
+    let a = h
+        .command("1001", AgentAction::Unpause)
+        .expect("1001 unpaused");
+    assert_eq!(a.state, AgentState::Available);
+    let offered = h.run_within(SEC, |h| h.phone("1001").offers.len() == 3);
+    assert!(offered, "{}", trace(&h));
+    let at = h.phone("1001").offers[2].received_at;
+    assert!(between(unpaused, at) <= Duration::from_millis(10));
     h.hang_up(c);
     h.run_for(5 * SEC);
     assert_eq!(h.active_calls(), 0);

@@ -689,58 +689,6 @@ fn krefeld_caller_pressing_nothing_reaches_the_default_queue_after_the_timeout()
     wait_no_calls(&d, "after the menu timeout call");
 }
 
-/// With `repeat_on_timeout: true` (and a 1 s timeout to keep the test
-/// short) a caller who presses nothing hears the menu again after the
-/// timeout, as often as `retries` allows (once), then goes to the default.
-#[test]
-fn krefeld_menu_repeats_on_timeout_up_to_its_retries_then_the_default() {
-    let d = start(
-        WEEKDAY_MORNING,
-        &[(
-            "krefeld.yaml",
-            &[(
-                "      timeout_secs: 5            # after the prompt (default 5)",
-                "      timeout_secs: 1\n      repeat_on_timeout: true",
-            )],
-        )],
-    );
-    let agent = Phone::registered(&d, "2004");
-    let p = KrefeldPrompts::new(&d);
-    let caller = krefeld_caller(&d);
-    let answered = Instant::now();
-    let timeout = Duration::from_secs(1);
-    let due = frames_duration(&p.greeting) + 2 * (frames_duration(&p.menu) + timeout);
-    expect_default_offer(&d, &agent, answered, due, "greeting + 2 x (menu + 1 s)");
-    std::thread::sleep(Duration::from_millis(600));
-    let heard = caller.rtp.heard();
-    let first = menu_after_greeting(&d, &heard, &p);
-    expect_frames(&d, &heard, first, &p.menu, "menu-krefeld");
-    let after_first = first + p.menu.len();
-    let Some(second) = find_frame(&heard, &p.menu[0], after_first) else {
-        d.fail("the menu was not played again after the first timeout");
-    };
-    expect_frames(&d, &heard, second, &p.menu, "menu-krefeld, the retry");
-    let gap = packets(second - after_first);
-    d.check(
-        gap >= timeout - Duration::from_millis(200) && gap <= timeout + Duration::from_millis(700),
-        || format!("the retry came {gap:?} after the menu, want the 1 s timeout"),
-    );
-    expect_silence(&d, &heard, after_first, second, "the first wait for a key");
-    let after_second = second + p.menu.len();
-    d.check(
-        find_frame(&heard, &p.menu[0], after_second).is_none(),
-        || "the menu played a third time with retries: 1".to_owned(),
-    );
-    d.check(find_frame(&heard, &p.invalid[0], 0).is_none(), || {
-        "a timeout played invalid-input".to_owned()
-    });
-    d.check(
-        find_frame(&heard, &p.moh[0], after_second).is_some(),
-        || "no queue music after the second menu".to_owned(),
-    );
-    expect_one_menu_timeout(&d);
-}
-
 /// The caller presses 9, which the menu does not know, while the prompt
 /// plays (RFC 4733): the prompt stops, `invalid-input` plays, then the menu
 /// from its start; no offer yet (`retries: 1`). A second 9 (SIP INFO)

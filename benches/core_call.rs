@@ -19,7 +19,7 @@ use criterion::Criterion;
 use zentrale::acd::Acd;
 use zentrale::config::{Config, Overrides};
 use zentrale::daemon::clock::WallClock;
-use zentrale::daemon::core::{Core, acd_spec};
+use zentrale::daemon::core::{Core, Outputs, acd_spec};
 use zentrale::media::engine::{self, EngineConfig, MediaEvent};
 use zentrale::media::ports::PortPool;
 use zentrale::media::prompt::PromptLibrary;
@@ -79,11 +79,12 @@ fn to_tag(out: &[Transmit]) -> String {
 
 struct Driver {
     core: Core,
+    media: engine::MediaHandle,
     events: tokio::sync::mpsc::Receiver<MediaEvent>,
     peer: Peer,
     now: Instant,
     call: u64,
-    out: Vec<Transmit>,
+    out: Outputs,
     /// Time spent inside the core, summed over all calls.
     spent: Duration,
 }
@@ -121,15 +122,16 @@ impl Driver {
         let core = Core::new(
             Arc::new(config),
             prompts,
-            media,
             ports,
             Arc::new(metrics),
             acd,
             clock,
+            zentrale::rng::SeededRng::from_u64(1),
             now,
         );
         Driver {
             core,
+            media,
             events,
             peer: Peer {
                 transport: Transport::Udp,
@@ -138,7 +140,7 @@ impl Driver {
             },
             now,
             call: 0,
-            out: Vec::with_capacity(16),
+            out: Outputs::default(),
             spent: Duration::ZERO,
         }
     }
@@ -150,7 +152,7 @@ impl Driver {
         let call = self.call;
         self.out.clear();
         self.feed(&invite(call));
-        let tag = to_tag(&self.out);
+        let tag = to_tag(&self.out.transmits);
         black_box(&self.out);
         self.out.clear();
         self.feed(&in_dialog("ACK", 1, 4, call, &tag));
@@ -164,6 +166,9 @@ impl Driver {
         if self.core.poll_timeout().is_some_and(|t| t <= self.now) {
             self.core.handle_timeout(self.now, &mut self.out);
         }
+        for command in self.out.media.drain(..) {
+            command.apply(&self.media);
+        }
         self.spent += t.elapsed();
     }
 
@@ -172,6 +177,11 @@ impl Driver {
         let t = Instant::now();
         self.core
             .on_message(datagram, self.peer, self.now, &mut self.out);
+        // The shell's share: the commands go to the worker, as the
+        // daemon's core thread hands them over.
+        for command in self.out.media.drain(..) {
+            command.apply(&self.media);
+        }
         self.spent += t.elapsed();
     }
 }

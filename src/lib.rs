@@ -23,5 +23,6 @@ pub mod harness;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod rng;
 pub mod sip;
 pub mod udp;

@@ -293,7 +293,7 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
                     .iter()
                     .map(|s| OriginView {
                         municipality: s.segment.municipality.to_string(),
-                        via: if s.segment.via_115 { "115" } else { "local" },
+                        via: crate::dialplan::via_label(s.segment.via_115),
                         entered: s.counters.entered,
                         answered: s.counters.answered,
                         answered_in_threshold: s.counters.answered_in_threshold,

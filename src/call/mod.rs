@@ -50,6 +50,9 @@ pub enum EndReason {
     Completed,
     /// The agent hung up the conversation.
     AgentHangup,
+    /// Handling one of the call's inputs failed inside zentrale (a bug):
+    /// the call was ended so that every other call carries on.
+    InternalError,
 }
 
 impl EndReason {
@@ -64,6 +67,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::Completed => "completed",
             EndReason::AgentHangup => "agent_hangup",
+            EndReason::InternalError => "internal_error",
         }
     }
 
@@ -74,6 +78,7 @@ impl EndReason {
             EndReason::RtpTimeout => "SIP;cause=408;text=\"No RTP received\"",
             EndReason::SessionExpired => "SIP;cause=408;text=\"Session expired\"",
             EndReason::Shutdown => "SIP;cause=503;text=\"Shutting down\"",
+            EndReason::InternalError => "SIP;cause=500;text=\"Internal error\"",
             EndReason::CallerHangup
             | EndReason::Cancelled
             | EndReason::Completed
@@ -304,7 +309,7 @@ mod tests {
             addr: "127.0.0.1:5070".parse().unwrap(),
             local: "127.0.0.1:5060".parse().unwrap(),
         };
-        let d = Dialog::from_invite(&inv, peer).unwrap();
+        let d = Dialog::from_invite(&inv, peer, &mut crate::rng::SeededRng::from_u64(1)).unwrap();
         Call::new(
             d,
             server_key(&inv).unwrap(),

@@ -53,7 +53,7 @@ use serde::Serialize;
 use crate::call::EndReason;
 use crate::dialplan::{CallRoute, MenuChoice, OverflowCause, mask_number};
 
-pub use writer::{CdrWriter, open_append};
+pub use writer::{CdrWriter, check_appendable, open_append};
 
 /// How caller numbers go into records (`cdr.caller_number`). Withheld
 /// numbers are never written either way.
@@ -395,7 +395,8 @@ impl CallRecord {
             | EndReason::RtpTimeout
             | EndReason::SessionExpired
             | EndReason::Shutdown
-            | EndReason::Completed => HangupSide::Zentrale,
+            | EndReason::Completed
+            | EndReason::InternalError => HangupSide::Zentrale,
         };
         let talk = facts.connected.map(|c| secs(end.duration_since(c)));
         CallRecord {

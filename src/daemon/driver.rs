@@ -25,14 +25,14 @@ use mio::{Events, Interest, Poll, Token};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use super::core::Core;
+use super::core::{Core, Outputs};
 use super::reload;
 use super::transport::{Inbound, Transports};
 use crate::acd::{AgentCommand, AgentError, AgentSnapshot};
 use crate::api::ReloadRequest;
+use crate::cdr::CdrWriter;
 use crate::doorbell::Doorbell;
-use crate::media::engine::MediaEvent;
-use crate::sip::transaction::Transmit;
+use crate::media::engine::{MediaEvent, MediaHandle};
 use crate::udp::Inbox;
 
 /// Framed TCP messages waiting for the core; a full channel makes the TCP
@@ -157,7 +157,12 @@ pub struct Driver {
     ready: Vec<usize>,
     /// TCP messages were left in the mailbox at the end of a turn.
     inbound_left: bool,
-    out: Vec<Transmit>,
+    /// What the core's turns asked for; carried out by [`Driver::carry_out`].
+    out: Outputs,
+    /// Where the core's call records go (`cdr:`), if anywhere.
+    cdr: Option<CdrWriter>,
+    /// The media worker, which carries out the core's media commands.
+    media_worker: Option<MediaHandle>,
 }
 
 impl Driver {
@@ -184,7 +189,9 @@ impl Driver {
             unread: Vec::new(),
             ready: Vec::new(),
             inbound_left: false,
-            out: Vec::with_capacity(16),
+            out: Outputs::default(),
+            cdr: None,
+            media_worker: None,
         };
         let handle = CoreHandle {
             inbound: inbound_tx,
@@ -195,10 +202,39 @@ impl Driver {
         Ok((driver, handle))
     }
 
-    /// Takes the media worker's events; it rings the doorbell after each
+    /// Takes the media worker's handle (for the core's media commands)
+    /// and its events; it rings the doorbell after each
     /// (`EngineConfig::wake`).
-    pub fn media_events(&mut self, events: mpsc::Receiver<MediaEvent>) {
+    pub fn media(&mut self, worker: MediaHandle, events: mpsc::Receiver<MediaEvent>) {
+        self.media_worker = Some(worker);
         self.media = Some(events);
+    }
+
+    /// Replaces the call record writer (start, reload). The old writer
+    /// finishes its queue on a thread of its own, so a slow disk does not
+    /// hold up the core thread while it is dropped.
+    pub fn set_cdr(&mut self, writer: Option<CdrWriter>) {
+        if let Some(old) = std::mem::replace(&mut self.cdr, writer) {
+            let _ = std::thread::Builder::new()
+                .name("zentrale-cdr-close".into())
+                .spawn(move || drop(old));
+        }
+    }
+
+    /// Carries out what the core asked for: sends the SIP messages, hands
+    /// media commands to the media worker and call records to the writer.
+    fn carry_out(&mut self, transports: &Transports) {
+        for command in self.out.media.drain(..) {
+            if let Some(worker) = &self.media_worker {
+                command.apply(worker);
+            }
+        }
+        transports.send_all(&mut self.out.transmits);
+        for record in self.out.records.drain(..) {
+            if let Some(writer) = &mut self.cdr {
+                writer.write(record);
+            }
+        }
     }
 
     /// Drives `core` until [`CoreHandle::stop`]: then hangs up every call,
@@ -220,7 +256,7 @@ impl Driver {
 
         let calls = core.hang_up_all(Instant::now(), &mut self.out);
         info!(calls, "shutting down: hanging up calls");
-        transports.send_all(&mut self.out);
+        self.carry_out(&transports);
         // Give the BYEs a moment to be answered, without waiting for stragglers.
         let until = Instant::now() + SHUTDOWN_GRACE;
         while core.active_calls() > 0 && Instant::now() < until {
@@ -228,7 +264,8 @@ impl Driver {
         }
         if core.active_calls() > 0 {
             warn!(calls = core.active_calls(), "calls still up at exit");
-            core.record_remaining(Instant::now());
+            core.record_remaining(Instant::now(), &mut self.out);
+            self.carry_out(&transports);
         }
         Ok(())
     }
@@ -285,7 +322,7 @@ impl Driver {
         if deadline.is_some_and(|d| d <= now) {
             core.handle_timeout(now, &mut self.out);
         }
-        transports.send_all(&mut self.out);
+        self.carry_out(transports);
         stop
     }
 
@@ -307,7 +344,7 @@ impl Driver {
                         return;
                     }
                     // What this batch produced leaves before the next is read.
-                    transports.send_all(&mut self.out);
+                    self.carry_out(transports);
                     more = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -355,7 +392,10 @@ impl Driver {
         {
             // The certificate files were read again with the config.
             let tls = loaded.as_ref().ok().and_then(|(c, _, _)| c.tls.clone());
-            let result = reload::apply(loaded, core, trigger);
+            let result = reload::apply(loaded, core, trigger).map(|(restart, cdr)| {
+                self.set_cdr(cdr);
+                restart
+            });
             if result.is_ok() {
                 transports.set_tls(tls);
             }

@@ -170,9 +170,9 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// The `via` label of metrics: `115` or `local`.
+    /// The `via` label of metrics, call records and the API: `115` or `local`.
     pub fn via_label(&self) -> &'static str {
-        if self.via_115 { "115" } else { "local" }
+        via_label(self.via_115)
     }
 
     /// What an agent's phone shows before the caller's number, e.g.
@@ -184,6 +184,13 @@ impl Origin {
             self.municipality.to_string()
         }
     }
+}
+
+/// The `via` label of an origin that came via 115 or not (see
+/// [`Origin::via_label`]), for what keeps only that flag of it, like the
+/// ACD's service-level segments.
+pub fn via_label(via_115: bool) -> &'static str {
+    if via_115 { "115" } else { "local" }
 }
 
 /// Which number matched how.

@@ -387,7 +387,7 @@ impl Rig {
         let (config, prompts) = setup();
         let now = Instant::now();
         let wall = crate::harness::MONDAY_MORNING.parse().expect("a timestamp");
-        let core = Endpoint::new(config.clone(), prompts.clone(), now, wall);
+        let core = Endpoint::new(config.clone(), prompts.clone(), now, wall, 1);
         Rig {
             core,
             now,

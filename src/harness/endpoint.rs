@@ -1,6 +1,7 @@
 //! The one place that knows the core's interface: it builds a
-//! [`Core`], feeds it inputs (a datagram, a media event, the clock) and
-//! collects what it gives back (transmits and media commands) as
+//! [`Core`] (clocks and a seeded RNG as inputs), feeds it inputs (a
+//! datagram, a media event, an agent command, the clock) and collects
+//! what it gives back (transmits, media commands, call records) as
 //! [`Outputs`]. Everything else in the harness, and the fuzz target
 //! [`crate::fuzzing::core`], goes through [`Endpoint`], so a change of
 //! the core's interface is adapted here alone.
@@ -11,13 +12,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::acd::{Acd, AcdSnapshot, AgentCommand, AgentError, AgentSnapshot};
+use crate::cdr::CallRecord;
 use crate::config::{Config, Overrides};
 use crate::daemon::clock::WallClock;
-use crate::daemon::core::{Core, acd_spec};
-use crate::media::engine::{self, DetachedCommand, DetachedMedia, MediaEvent};
+use crate::daemon::core::{self as core, Core, acd_spec};
+use crate::media::engine::MediaEvent;
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
+use crate::rng::SeededRng;
 use crate::sip::transaction::{Peer, Transmit};
 
 use super::media::MediaCommand;
@@ -46,26 +49,28 @@ pub struct Outputs {
     pub transmits: Vec<Transmit>,
     /// Commands for the media engine, in order.
     pub media: Vec<MediaCommand>,
+    /// Records of hotline calls that ended (with a `cdr:` section).
+    pub records: Vec<CallRecord>,
 }
 
 /// The core behind its inputs and outputs.
 pub struct Endpoint {
     core: Core,
-    media: DetachedMedia,
     acd: Arc<Acd>,
     metrics: Arc<Metrics>,
 }
 
 impl Endpoint {
     /// A core for `config` whose monotonic clock starts at `start`, with
-    /// the civil time `wall` at that instant (service hours).
+    /// the civil time `wall` at that instant (service hours, records),
+    /// drawing its tags and nonces from `seed`.
     pub fn new(
         config: Arc<Config>,
         prompts: PromptLibrary,
         start: Instant,
         wall: jiff::Timestamp,
+        seed: u64,
     ) -> Endpoint {
-        let (media, detached) = engine::detached().expect("a media handle without a worker");
         let (first, last) = (config.rtp.first_port, config.rtp.last_port);
         let ports = PortPool::new(first, last).expect("the harness's RTP range");
         let acd = Arc::new(Acd::new(acd_spec(&config), start).expect("the config's ACD"));
@@ -74,38 +79,33 @@ impl Endpoint {
         let core = Core::new(
             config,
             prompts,
-            media,
             ports,
             metrics.clone(),
             acd.clone(),
             clock,
+            SeededRng::from_u64(seed),
             start,
         );
-        Endpoint {
-            core,
-            media: detached,
-            acd,
-            metrics,
-        }
+        Endpoint { core, acd, metrics }
     }
 
     /// A datagram (or framed TCP message) from `from`.
     pub fn receive(&mut self, bytes: &[u8], from: Peer, now: Instant) -> Outputs {
-        let mut out = Vec::new();
+        let mut out = core::Outputs::default();
         self.core.on_message(bytes, from, now, &mut out);
         self.collect(out)
     }
 
     /// An event of the media engine.
     pub fn media_event(&mut self, event: MediaEvent, now: Instant) -> Outputs {
-        let mut out = Vec::new();
+        let mut out = core::Outputs::default();
         self.core.on_media_event(event, now, &mut out);
         self.collect(out)
     }
 
     /// The clock reached `now`: runs what is due.
     pub fn timeout(&mut self, now: Instant) -> Outputs {
-        let mut out = Vec::new();
+        let mut out = core::Outputs::default();
         self.core.handle_timeout(now, &mut out);
         self.collect(out)
     }
@@ -117,7 +117,7 @@ impl Endpoint {
 
     /// Shutdown: hangs up every call.
     pub fn hang_up_all(&mut self, now: Instant) -> Outputs {
-        let mut out = Vec::new();
+        let mut out = core::Outputs::default();
         self.core.hang_up_all(now, &mut out);
         self.collect(out)
     }
@@ -129,7 +129,7 @@ impl Endpoint {
         command: AgentCommand,
         now: Instant,
     ) -> (Result<AgentSnapshot, AgentError>, Outputs) {
-        let mut out = Vec::new();
+        let mut out = core::Outputs::default();
         let result = self.core.on_agent_command(command, now, &mut out);
         (result, self.collect(out))
     }
@@ -154,34 +154,40 @@ impl Endpoint {
         config.sip.udp[0]
     }
 
-    fn collect(&mut self, transmits: Vec<Transmit>) -> Outputs {
-        let media = self
+    fn collect(&mut self, out: core::Outputs) -> Outputs {
+        let media = out
             .media
-            .take()
             .into_iter()
             .map(|c| match c {
-                DetachedCommand::Add {
-                    id,
-                    port,
+                // The socket closes here: no worker sends or reads.
+                core::MediaCommand::Add {
+                    stream,
+                    socket,
                     remote,
                     confirmed,
                     ..
                 } => MediaCommand::Add {
-                    stream: id,
-                    port,
+                    stream,
+                    port: socket.port,
                     remote,
                     confirmed,
                 },
-                DetachedCommand::Confirm(id) => MediaCommand::Confirm(id),
-                DetachedCommand::Play(id, p) => MediaCommand::play(id, &p),
-                DetachedCommand::SetRemote(id, r) => MediaCommand::Remote(id, r),
-                DetachedCommand::SetDirection(id, d) => MediaCommand::Direction(id, d),
-                DetachedCommand::Bridge(a, b) => MediaCommand::Bridge(a, b),
-                DetachedCommand::Unbridge(id) => MediaCommand::Unbridge(id),
-                DetachedCommand::Remove(id) => MediaCommand::Remove(id),
-                DetachedCommand::Other(id) => MediaCommand::Other(id),
+                core::MediaCommand::Confirm(id) => MediaCommand::Confirm(id),
+                core::MediaCommand::Play(id, p) => MediaCommand::play(id, &p),
+                core::MediaCommand::SetRemote(id, r) => MediaCommand::Remote(id, r),
+                core::MediaCommand::SetDirection(id, d) => MediaCommand::Direction(id, d),
+                core::MediaCommand::Bridge(a, b) => MediaCommand::Bridge(a, b),
+                core::MediaCommand::Unbridge(id) => MediaCommand::Unbridge(id),
+                core::MediaCommand::Remove(id) => MediaCommand::Remove(id),
+                core::MediaCommand::SetDtmf(id, _) | core::MediaCommand::SetSrtp(id, _) => {
+                    MediaCommand::Other(id)
+                }
             })
             .collect();
-        Outputs { transmits, media }
+        Outputs {
+            transmits: out.transmits,
+            media,
+            records: out.records,
+        }
     }
 }

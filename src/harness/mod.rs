@@ -73,6 +73,8 @@ const PHONE_PORTS: u16 = 26000;
 pub const RTP_PORTS: (u16, u16) = (46000, 46999);
 /// Monday 23 November 2026, 10:00 in Kassel: every demo hotline is open.
 pub const MONDAY_MORNING: &str = "2026-11-23T09:00:00Z";
+/// The seed of the core's RNG (tags, Call-IDs, branches, nonces).
+const SEED: u64 = 115;
 /// A run that takes more steps than this is stuck (a timer that does
 /// not move on): the harness panics rather than spin.
 const MAX_STEPS: u64 = 5_000_000;
@@ -127,6 +129,8 @@ pub struct Harness {
     pub latency: Duration,
     /// Every SIP message delivered, in order.
     pub sip: Vec<SipRecord>,
+    /// The call records the core gave (with a `cdr:` section in the config).
+    pub records: Vec<(Instant, crate::cdr::CallRecord)>,
     steps: u64,
 }
 
@@ -149,7 +153,7 @@ impl Harness {
         Harness {
             start,
             now: start,
-            endpoint: Endpoint::new(config.clone(), prompts, start, wall),
+            endpoint: Endpoint::new(config.clone(), prompts, start, wall, SEED),
             config,
             zentrale,
             trunk: Trunk::new(TRUNK, zentrale),
@@ -159,6 +163,7 @@ impl Harness {
             seq: 0,
             latency: Duration::from_millis(5),
             sip: Vec::new(),
+            records: Vec::new(),
             steps: 0,
         }
     }
@@ -547,6 +552,9 @@ impl Harness {
         }
         for c in out.media {
             self.media.apply(self.now, c);
+        }
+        for r in out.records {
+            self.records.push((self.now, r));
         }
     }
 

@@ -49,7 +49,7 @@ use super::Transport;
 use super::auth::{AuthEvent, Authenticator, Challenge, Verdict};
 pub use super::digest::Accounts;
 use super::message::{
-    Header, HeadersExt, Method, Request, Response, StatusCode, random_token, response, with_to_tag,
+    Header, HeadersExt, Method, Request, Response, StatusCode, response, with_to_tag,
 };
 
 /// The most bindings one extension may have.
@@ -161,6 +161,8 @@ pub struct Registrar {
     // empty; expired bindings stay until `expire` or the next REGISTER.
     bindings: HashMap<String, Vec<Binding>>,
     wall_clock: Option<(Instant, SystemTime)>,
+    /// Draws the To tags of the responses.
+    tags: crate::rng::SeededRng,
 }
 
 /// What one Contact header value asks for.
@@ -187,10 +189,17 @@ struct Reject(StatusCode, &'static str);
 impl Registrar {
     /// An empty registrar.
     pub fn new(settings: RegistrarSettings) -> Self {
+        Self::seeded(settings, crate::rng::SeededRng::from_entropy())
+    }
+
+    /// [`Registrar::new`] with the To tags of its responses drawn from
+    /// `rng` (the core's generator; a fixed seed in tests).
+    pub fn seeded(settings: RegistrarSettings, rng: crate::rng::SeededRng) -> Self {
         Self {
             settings,
             bindings: HashMap::new(),
             wall_clock: None,
+            tags: rng,
         }
     }
 
@@ -488,7 +497,7 @@ impl Registrar {
     }
 
     fn finish(
-        &self,
+        &mut self,
         mut resp: Response,
         changed: Option<(String, RegistrationChange)>,
         now: Instant,
@@ -503,7 +512,7 @@ impl Registrar {
             resp.headers.push(Header::Date(http_date(wall).into()));
         }
         RegisterOutcome {
-            response: with_to_tag(resp, &random_token()),
+            response: with_to_tag(resp, &self.tags.token()),
             changed,
             auth_event: None,
         }

@@ -135,8 +135,7 @@ use rsipstack::sip::parse_uri;
 
 use super::Transport;
 use super::message::{
-    ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, is_sdp,
-    random_token, tag_of,
+    ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, is_sdp, tag_of,
 };
 use crate::ascii;
 
@@ -638,6 +637,18 @@ impl Answer {
         a
     }
 
+    /// The To tag of a stateless refusal: a hash of what identifies the
+    /// request (Vias, From, Call-ID, CSeq), not a random draw, so screening
+    /// stays a pure function and a retransmitted request gets the same
+    /// answer. No dialog is ever made from it.
+    fn reject_tag(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // Fixed keys: the same request, the same tag, in every process.
+        let mut h = std::hash::DefaultHasher::new();
+        (&self.vias, &self.from, &self.call_id, &self.cseq).hash(&mut h);
+        h.finish()
+    }
+
     fn reject(&self, fail: Fail) -> Screened<'static> {
         if self.is_ack {
             return Screened::Drop("invalid ACK");
@@ -656,7 +667,7 @@ impl Answer {
             if tag_of(t).is_some() {
                 out.push_str(&format!("To: {t}\r\n"));
             } else {
-                out.push_str(&format!("To: {t};tag={}\r\n", random_token()));
+                out.push_str(&format!("To: {t};tag={:016x}\r\n", self.reject_tag()));
             }
         }
         if let Some(c) = &self.call_id {

@@ -4,7 +4,6 @@
 //! SIP and RTP and reports back what happened.
 
 use std::collections::HashMap;
-use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,7 @@ use crate::media::engine::{Playlist, StreamId};
 use crate::media::sdp::{self, Direction, SdpSession};
 use crate::sip::Transport;
 use crate::sip::message::{
-    Header, Method, Request, Response, StatusCode, response, set_body, with_to_tag,
+    Header, Method, Request, Response, StatusCode, response, sdp_refusal, set_body, with_to_tag,
 };
 use crate::sip::transaction::{Peer, ServerKey, Transmit};
 
@@ -77,7 +76,7 @@ pub(super) struct LegEntry {
     pub port: u16,
     pub stream: StreamId,
     /// The socket, until the agent answers and the stream starts.
-    pub socket: Option<UdpSocket>,
+    pub socket: Option<super::RtpSocket>,
     pub session: SdpSession,
     /// SRTP towards this leg (the agent's `srtp:`; forwards: off).
     pub srtp: crate::media::srtp::SrtpPolicy,
@@ -493,6 +492,8 @@ impl Core {
         now: Instant,
         out: &mut Vec<Transmit>,
     ) -> Option<String> {
+        self.calls.get(caller)?;
+        let mut session = self.sdp_session();
         let e = self.calls.get(caller)?;
         let local_ip = super::media_ip(peer.local.ip());
         let (port, socket) = match self.ports.allocate(local_ip, now) {
@@ -515,7 +516,6 @@ impl Core {
                 .map_or_else(Default::default, |a| a.srtp),
             LegFor::Forward { .. } => crate::media::srtp::SrtpPolicy::Off,
         };
-        let mut session = SdpSession::new();
         let body = sdp::offer_with_srtp(local_ip, port, &mut session, &codecs, true, srtp);
         let route = &e.route;
         headers.extend([
@@ -531,15 +531,18 @@ impl Core {
             }
             None => format!("{} {}", route.tenant_name, route.hotline_name),
         };
-        let Some(leg) = AgentLeg::new(LegRequest {
-            contact,
-            to,
-            caller: e.caller_number.clone(),
-            display,
-            headers,
-            sdp: body,
-            peer,
-        }) else {
+        let Some(leg) = AgentLeg::new(
+            LegRequest {
+                contact,
+                to,
+                caller: e.caller_number.clone(),
+                display,
+                headers,
+                sdp: body,
+                peer,
+            },
+            &mut self.rng,
+        ) else {
             // Logged by the leg: a contact no INVITE can go to.
             self.ports.release(port);
             return None;
@@ -564,7 +567,7 @@ impl Core {
                 settled: false,
                 port,
                 stream,
-                socket: Some(socket),
+                socket: Some(super::RtpSocket::new(port, socket)),
                 session,
                 srtp,
                 held: false,
@@ -926,7 +929,7 @@ impl Core {
                         resp.body = set_body(&mut resp, "application/sdp", a.sdp);
                     }
                     Err(e) => {
-                        let status = StatusCode::from(e.sip_status());
+                        let status = sdp_refusal(&e);
                         let mut resp = with_to_tag(response(&req, status), &dialog.local_tag);
                         super::warning(&mut resp, &e.to_string());
                         return self.respond(&key, &resp, now, out);

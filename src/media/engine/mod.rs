@@ -112,7 +112,7 @@ impl Default for EngineConfig {
 /// let p = Playlist::once(hello).then_loop(moh);
 /// assert_eq!(p.items.len(), 1);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Playlist {
     pub items: Vec<Prompt>,
     pub then_loop: Option<Prompt>,
@@ -440,64 +440,6 @@ impl DetachedMedia {
             })
             .collect()
     }
-
-    /// The commands sent since the last call, in order, as values (a
-    /// stream's socket is closed; its local port is kept), for a test
-    /// harness that records what the core asked of the media engine.
-    pub fn take(&mut self) -> Vec<DetachedCommand> {
-        self.commands
-            .try_iter()
-            .map(|c| match c {
-                Command::Add {
-                    id,
-                    socket,
-                    remote,
-                    codec,
-                    confirmed,
-                    ..
-                } => DetachedCommand::Add {
-                    id,
-                    port: socket.local_addr().map_or(0, |a| a.port()),
-                    remote,
-                    codec,
-                    confirmed,
-                },
-                Command::Confirm(id) => DetachedCommand::Confirm(id),
-                Command::Play(id, playlist) => DetachedCommand::Play(id, playlist),
-                Command::SetRemote(id, remote) => DetachedCommand::SetRemote(id, remote),
-                Command::SetDirection(id, d) => DetachedCommand::SetDirection(id, d),
-                Command::SetDtmf(id, _) | Command::SetSrtp(id, _) => DetachedCommand::Other(id),
-                Command::Bridge(a, b) => DetachedCommand::Bridge(a, b),
-                Command::Unbridge(id) => DetachedCommand::Unbridge(id),
-                Command::Remove(id) => DetachedCommand::Remove(id),
-            })
-            .collect()
-    }
-}
-
-/// A command given to a [`detached`] handle, as [`DetachedMedia::take`]
-/// returns it.
-#[cfg(any(test, feature = "fuzzing"))]
-#[derive(Debug, Clone)]
-pub enum DetachedCommand {
-    /// [`MediaHandle::add_stream`] (`confirmed`) or
-    /// [`MediaHandle::add_unconfirmed_stream`], on the local `port`.
-    Add {
-        id: StreamId,
-        port: u16,
-        remote: Option<SocketAddr>,
-        codec: Codec,
-        confirmed: bool,
-    },
-    Confirm(StreamId),
-    Play(StreamId, Playlist),
-    SetRemote(StreamId, Option<SocketAddr>),
-    SetDirection(StreamId, Direction),
-    Bridge(StreamId, StreamId),
-    Unbridge(StreamId),
-    Remove(StreamId),
-    /// DTMF payload type or SRTP keys.
-    Other(StreamId),
 }
 
 /// RTP packets the worker sent and accepted since start, for the metrics.

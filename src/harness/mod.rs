@@ -144,6 +144,12 @@ impl Harness {
     /// Monday morning.
     pub fn new(edit: impl FnOnce(&mut Config)) -> Harness {
         let (mut config, prompts) = endpoint::demo(RTP_PORTS);
+        // Records come out of the core as values ([`Harness::records`]);
+        // the path is the shell's to write, and nothing here opens it.
+        config.cdr = Some(crate::config::CdrConfig {
+            path: "harness-cdr.jsonl".into(),
+            caller_number: crate::cdr::CallerNumbers::Masked,
+        });
         edit(&mut config);
         // One fixed origin for the virtual clock; only differences count.
         let start = Instant::now();
@@ -378,6 +384,14 @@ impl Harness {
             .into_iter()
             .find(|q| &*q.name == name)
             .unwrap_or_else(|| panic!("no queue {name} in the ACD"))
+    }
+
+    /// The call records so far, as the JSON lines the writer would write.
+    pub fn records_json(&self) -> Vec<serde_json::Value> {
+        self.records
+            .iter()
+            .map(|(_, r)| serde_json::to_value(r).expect("a record serialises"))
+            .collect()
     }
 
     /// The value of the sample `name{labels}` in the core's metrics.

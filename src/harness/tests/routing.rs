@@ -26,7 +26,8 @@ fn greeting_done(h: &Harness, c: CallRef) -> Instant {
 /// there for the town hall's 20 s (`overflow.after_secs`) from joining its
 /// queue, then goes to kreis-pinneberg/115 at once, where 3001 gets the
 /// offer in Quickborn's name and answers; the figures count the timeout,
-/// the overflow and the district's answer, by origin too.
+/// the overflow and the district's answer, by origin too, and the call's
+/// one record tells the story (its wait spans both queues).
 #[test]
 fn quickborn_overflows_to_the_district_after_20_seconds() {
     let mut h = Harness::demo();
@@ -87,6 +88,25 @@ fn quickborn_overflows_to_the_district_after_20_seconds() {
     assert_eq!(t.service_level.percent, Some(0.0));
     assert_eq!(d.counters.answered_in_threshold, 1);
     assert_eq!(d.service_level.percent, Some(100.0));
+    let records = h.records_json();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    let wait = r["wait_secs"].as_f64().unwrap_or(0.0);
+    let answered_at = h.phone("3001").offers[0].answered_at.unwrap();
+    let want_wait = between(joined, answered_at + h.latency).as_secs_f64();
+    assert!(
+        r["tenant"] == "quickborn"
+            && r["hotline"] == "rathaus"
+            && r["handled_by"] == "quickborn/rathaus"
+            && r["queue"] == "kreis-pinneberg/115"
+            && r["agent"] == "3001"
+            && r["overflow_cause"] == "no_answer"
+            && r["overflow_target"] == "kreis-pinneberg/115"
+            && r["disposition"] == "answered"
+            && r["hangup"] == "caller"
+            && (wait - want_wait).abs() < 1.0,
+        "the overflowed call's record (wait {want_wait:.1} s over both queues): {r}"
+    );
     for (sample, want) in [
         (
             "zentrale_overflow_total{from_municipality=\"Quickborn\",target=\"kreis-pinneberg/115\"}",
@@ -124,8 +144,8 @@ fn plays_since(
 /// 5 s after the prompt is over (`timeout_secs`) the call goes to the
 /// menu's default, the Serviceportal queue, whose music starts and whose
 /// agent is offered the call. The menu is not repeated
-/// (`repeat_on_timeout: false`), the invalid prompt never plays, and the
-/// choice counts as `timeout`.
+/// (`repeat_on_timeout: false`), the invalid prompt never plays, the
+/// choice counts as `timeout`, and the call record says so.
 #[test]
 fn menu_timeout_sends_the_caller_to_the_default_queue() {
     let mut h = Harness::demo();
@@ -179,6 +199,19 @@ fn menu_timeout_sends_the_caller_to_the_default_queue() {
             .iter()
             .any(|(_, m)| matches!(m, MediaCommand::Play { items, .. } if items.iter().any(|i| i == "invalid-input"))),
         "the invalid prompt played without a key"
+    );
+    h.hang_up(c);
+    h.run_for(SEC);
+    let records = h.records_json();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let r = &records[0];
+    assert!(
+        r["menu"] == "timeout"
+            && r["queue"] == "krefeld/serviceportal"
+            && r["disposition"] == "abandoned"
+            && r["municipality"] == "Krefeld"
+            && r["via"] == "local",
+        "the call record of the timed-out menu: {r}"
     );
 }
 

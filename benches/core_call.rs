@@ -20,6 +20,7 @@ use zentrale::acd::Acd;
 use zentrale::config::{Config, Overrides};
 use zentrale::daemon::clock::WallClock;
 use zentrale::daemon::core::{Core, Outputs, acd_spec};
+use zentrale::daemon::rtp::RtpSockets;
 use zentrale::media::engine::{self, EngineConfig, MediaEvent};
 use zentrale::media::ports::PortPool;
 use zentrale::media::prompt::PromptLibrary;
@@ -80,6 +81,7 @@ fn to_tag(out: &[Transmit]) -> String {
 struct Driver {
     core: Core,
     media: engine::MediaHandle,
+    sockets: RtpSockets,
     events: tokio::sync::mpsc::Receiver<MediaEvent>,
     peer: Peer,
     now: Instant,
@@ -122,7 +124,6 @@ impl Driver {
         let core = Core::new(
             Arc::new(config),
             prompts,
-            ports,
             Arc::new(metrics),
             acd,
             clock,
@@ -132,6 +133,7 @@ impl Driver {
         Driver {
             core,
             media,
+            sockets: RtpSockets::new(ports),
             events,
             peer: Peer {
                 transport: Transport::Udp,
@@ -166,9 +168,8 @@ impl Driver {
         if self.core.poll_timeout().is_some_and(|t| t <= self.now) {
             self.core.handle_timeout(self.now, &mut self.out);
         }
-        for command in self.out.media.drain(..) {
-            command.apply(&self.media);
-        }
+        self.sockets
+            .carry_out(&mut self.core, &mut self.out, &self.media, self.now);
         self.spent += t.elapsed();
     }
 
@@ -177,11 +178,10 @@ impl Driver {
         let t = Instant::now();
         self.core
             .on_message(datagram, self.peer, self.now, &mut self.out);
-        // The shell's share: the commands go to the worker, as the
-        // daemon's core thread hands them over.
-        for command in self.out.media.drain(..) {
-            command.apply(&self.media);
-        }
+        // The shell's share: ports bound, commands to the worker, as the
+        // daemon's core thread does it.
+        self.sockets
+            .carry_out(&mut self.core, &mut self.out, &self.media, self.now);
         self.spent += t.elapsed();
     }
 }

@@ -53,6 +53,8 @@ pub enum EndReason {
     /// Handling one of the call's inputs failed inside zentrale (a bug):
     /// the call was ended so that every other call carries on.
     InternalError,
+    /// The RTP port zentrale wrote into the SDP could not be bound.
+    NoRtpPort,
 }
 
 impl EndReason {
@@ -68,6 +70,7 @@ impl EndReason {
             EndReason::Completed => "completed",
             EndReason::AgentHangup => "agent_hangup",
             EndReason::InternalError => "internal_error",
+            EndReason::NoRtpPort => "no_rtp_port",
         }
     }
 
@@ -79,6 +82,7 @@ impl EndReason {
             EndReason::SessionExpired => "SIP;cause=408;text=\"Session expired\"",
             EndReason::Shutdown => "SIP;cause=503;text=\"Shutting down\"",
             EndReason::InternalError => "SIP;cause=500;text=\"Internal error\"",
+            EndReason::NoRtpPort => "SIP;cause=503;text=\"No RTP port\"",
             EndReason::CallerHangup
             | EndReason::Cancelled
             | EndReason::Completed

@@ -396,7 +396,8 @@ impl CallRecord {
             | EndReason::SessionExpired
             | EndReason::Shutdown
             | EndReason::Completed
-            | EndReason::InternalError => HangupSide::Zentrale,
+            | EndReason::InternalError
+            | EndReason::NoRtpPort => HangupSide::Zentrale,
         };
         let talk = facts.connected.map(|c| secs(end.duration_since(c)));
         CallRecord {

@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use super::core::{Core, Outputs};
 use super::reload;
+use super::rtp::RtpSockets;
 use super::transport::{Inbound, Transports};
 use crate::acd::{AgentCommand, AgentError, AgentSnapshot};
 use crate::api::ReloadRequest;
@@ -161,8 +162,9 @@ pub struct Driver {
     out: Outputs,
     /// Where the core's call records go (`cdr:`), if anywhere.
     cdr: Option<CdrWriter>,
-    /// The media worker, which carries out the core's media commands.
-    media_worker: Option<MediaHandle>,
+    /// The media worker, which carries out the core's media commands, and
+    /// the RTP sockets behind the core's port numbers.
+    media_worker: Option<(MediaHandle, RtpSockets)>,
 }
 
 impl Driver {
@@ -205,8 +207,13 @@ impl Driver {
     /// Takes the media worker's handle (for the core's media commands)
     /// and its events; it rings the doorbell after each
     /// (`EngineConfig::wake`).
-    pub fn media(&mut self, worker: MediaHandle, events: mpsc::Receiver<MediaEvent>) {
-        self.media_worker = Some(worker);
+    pub fn media(
+        &mut self,
+        worker: MediaHandle,
+        events: mpsc::Receiver<MediaEvent>,
+        sockets: RtpSockets,
+    ) {
+        self.media_worker = Some((worker, sockets));
         self.media = Some(events);
     }
 
@@ -221,13 +228,12 @@ impl Driver {
         }
     }
 
-    /// Carries out what the core asked for: sends the SIP messages, hands
-    /// media commands to the media worker and call records to the writer.
-    fn carry_out(&mut self, transports: &Transports) {
-        for command in self.out.media.drain(..) {
-            if let Some(worker) = &self.media_worker {
-                command.apply(worker);
-            }
+    /// Carries out what the core asked for: binds RTP ports, hands media
+    /// commands to the media worker, sends the SIP messages, and hands call
+    /// records to the writer.
+    fn carry_out(&mut self, core: &mut Core, transports: &Transports) {
+        if let Some((worker, sockets)) = &mut self.media_worker {
+            sockets.carry_out(core, &mut self.out, worker, Instant::now());
         }
         transports.send_all(&mut self.out.transmits);
         for record in self.out.records.drain(..) {
@@ -256,7 +262,7 @@ impl Driver {
 
         let calls = core.hang_up_all(Instant::now(), &mut self.out);
         info!(calls, "shutting down: hanging up calls");
-        self.carry_out(&transports);
+        self.carry_out(&mut core, &transports);
         // Give the BYEs a moment to be answered, without waiting for stragglers.
         let until = Instant::now() + SHUTDOWN_GRACE;
         while core.active_calls() > 0 && Instant::now() < until {
@@ -265,7 +271,7 @@ impl Driver {
         if core.active_calls() > 0 {
             warn!(calls = core.active_calls(), "calls still up at exit");
             core.record_remaining(Instant::now(), &mut self.out);
-            self.carry_out(&transports);
+            self.carry_out(&mut core, &transports);
         }
         Ok(())
     }
@@ -322,7 +328,7 @@ impl Driver {
         if deadline.is_some_and(|d| d <= now) {
             core.handle_timeout(now, &mut self.out);
         }
-        self.carry_out(transports);
+        self.carry_out(core, transports);
         stop
     }
 
@@ -344,7 +350,7 @@ impl Driver {
                         return;
                     }
                     // What this batch produced leaves before the next is read.
-                    self.carry_out(transports);
+                    self.carry_out(core, transports);
                     more = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

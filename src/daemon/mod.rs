@@ -12,6 +12,7 @@ pub mod connections;
 pub mod core;
 pub mod driver;
 pub mod reload;
+pub mod rtp;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -77,7 +78,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         recycle: Some(ports.recycler()),
         wake: Some(handle.doorbell()),
     });
-    driver.media(media.clone(), media_events);
+    driver.media(media.clone(), media_events, rtp::RtpSockets::new(ports));
     let started = Instant::now();
     let acd = Arc::new(Acd::new(acd_spec(&config), started).context("the ACD configuration")?);
     metrics.watch_media(media.counters());
@@ -113,7 +114,6 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let mut core = core::Core::new(
         config.clone(),
         prompts,
-        ports,
         metrics.clone(),
         acd,
         wall,

@@ -17,7 +17,6 @@ use crate::config::{Config, Overrides};
 use crate::daemon::clock::WallClock;
 use crate::daemon::core::{self as core, Core, acd_spec};
 use crate::media::engine::MediaEvent;
-use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::rng::SeededRng;
@@ -47,6 +46,9 @@ pub fn demo(rtp_ports: (u16, u16)) -> (Config, PromptLibrary) {
 pub struct Outputs {
     /// Datagrams to send, in order.
     pub transmits: Vec<Transmit>,
+    /// RTP ports to bind or let go. Nothing is bound on the virtual
+    /// network: every bind succeeds.
+    pub ports: Vec<core::PortRequest>,
     /// Commands for the media engine, in order.
     pub media: Vec<MediaCommand>,
     /// Records of hotline calls that ended (with a `cdr:` section).
@@ -71,15 +73,12 @@ impl Endpoint {
         wall: jiff::Timestamp,
         seed: u64,
     ) -> Endpoint {
-        let (first, last) = (config.rtp.first_port, config.rtp.last_port);
-        let ports = PortPool::new(first, last).expect("the harness's RTP range");
         let acd = Arc::new(Acd::new(acd_spec(&config), start).expect("the config's ACD"));
         let metrics = Arc::new(Metrics::new());
         let clock = WallClock::new(start, Some(wall));
         let core = Core::new(
             config,
             prompts,
-            ports,
             metrics.clone(),
             acd.clone(),
             clock,
@@ -159,16 +158,15 @@ impl Endpoint {
             .media
             .into_iter()
             .map(|c| match c {
-                // The socket closes here: no worker sends or reads.
                 core::MediaCommand::Add {
                     stream,
-                    socket,
+                    port,
                     remote,
                     confirmed,
                     ..
                 } => MediaCommand::Add {
                     stream,
-                    port: socket.port,
+                    port,
                     remote,
                     confirmed,
                 },
@@ -186,6 +184,7 @@ impl Endpoint {
             .collect();
         Outputs {
             transmits: out.transmits,
+            ports: out.ports,
             media,
             records: out.records,
         }

@@ -68,8 +68,8 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const TRUNK: SocketAddr = SocketAddr::new(LOOPBACK, 25070);
 /// Agent phones get ports from here up, in the order they register.
 const PHONE_PORTS: u16 = 26000;
-/// The RTP range of a harness's core: its ports are bound (today's
-/// `PortPool`), and harnesses in parallel tests share it.
+/// The RTP range of a harness's core: numbers from the core's ledger,
+/// nothing bound.
 pub const RTP_PORTS: (u16, u16) = (46000, 46999);
 /// Monday 23 November 2026, 10:00 in Kassel: every demo hotline is open.
 pub const MONDAY_MORNING: &str = "2026-11-23T09:00:00Z";

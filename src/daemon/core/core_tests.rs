@@ -10,8 +10,8 @@ use super::{Core, Outputs, acd_spec};
 use crate::acd::Acd;
 use crate::config::{Config, Overrides};
 use crate::daemon::clock::WallClock;
+use crate::daemon::rtp::RtpSockets;
 use crate::media::engine::{self, DetachedMedia, MediaHandle};
-use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::rng::SeededRng;
@@ -44,6 +44,7 @@ struct Rig {
     core: Core,
     media: MediaHandle,
     _media: DetachedMedia,
+    sockets: RtpSockets,
     metrics: Arc<Metrics>,
     now: Instant,
     out: Outputs,
@@ -55,14 +56,12 @@ impl Rig {
         let (config, prompts) = setup();
         let now = Instant::now();
         let (media, detached) = engine::detached().expect("a media handle without a worker");
-        let ports = PortPool::new(RTP_PORTS.0, RTP_PORTS.1).expect("the tests' RTP range");
         let acd = Arc::new(Acd::new(acd_spec(config), now).expect("the demo ACD"));
         let clock = WallClock::new(now, "2026-11-23T09:00:00Z".parse().ok());
         let metrics = Arc::new(Metrics::new());
         let core = Core::new(
             config.clone(),
             prompts.clone(),
-            ports,
             metrics.clone(),
             acd,
             clock,
@@ -73,6 +72,7 @@ impl Rig {
             core,
             media,
             _media: detached,
+            sockets: RtpSockets::ephemeral(),
             metrics,
             now,
             out: Outputs::default(),
@@ -105,9 +105,8 @@ impl Rig {
     }
 
     fn sent(&mut self) -> Vec<String> {
-        for command in self.out.media.drain(..) {
-            command.apply(&self.media);
-        }
+        self.sockets
+            .carry_out(&mut self.core, &mut self.out, &self.media, self.now);
         self.out
             .transmits
             .iter()
@@ -247,4 +246,66 @@ CSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
     rig.established("isolated-c");
     assert_eq!(rig.core.active_calls(), 1);
     assert_eq!(rig.metrics.internal_errors.get(), 1);
+}
+
+#[test]
+fn a_port_that_cannot_be_bound_ends_its_call_as_a_full_range_would() {
+    let mut rig = Rig::new(1);
+    rig.out.clear();
+    rig.core.on_message(
+        invite("port-a").as_bytes(),
+        rig.trunk,
+        rig.now,
+        &mut rig.out,
+    );
+    let port = rig
+        .out
+        .ports
+        .iter()
+        .find_map(|r| match r {
+            super::PortRequest::Bind { port, .. } => Some(*port),
+            super::PortRequest::Release(_) => None,
+        })
+        .expect("a bind for the call's RTP port");
+    assert!(
+        rig.out.transmits.iter().any(|t| {
+            let text = String::from_utf8_lossy(&t.bytes);
+            text.starts_with("SIP/2.0 100")
+        }),
+        "the INVITE is taken at once"
+    );
+    // The shell could not bind it (another process holds the port).
+    rig.out.clear();
+    rig.core.on_port_failed(port, rig.now, &mut rig.out);
+    assert!(
+        rig.out.ports.contains(&super::PortRequest::Release(port)),
+        "the port is let go: {:?}",
+        rig.out.ports
+    );
+    let sent = rig.sent();
+    let ended = sent.iter().any(|m| {
+        (m.starts_with("SIP/2.0 503") && !header(m, "Retry-After").is_empty())
+            || (m.starts_with("BYE ") && header(m, "Reason").contains("cause=503"))
+    });
+    assert!(ended, "the call ends as with no port free: {sent:?}");
+    // The next call gets another port and is answered.
+    rig.out.clear();
+    rig.core.on_message(
+        invite("port-b").as_bytes(),
+        rig.trunk,
+        rig.now,
+        &mut rig.out,
+    );
+    let other = rig.out.ports.iter().find_map(|r| match r {
+        super::PortRequest::Bind { port, .. } => Some(*port),
+        super::PortRequest::Release(_) => None,
+    });
+    assert!(other.is_some_and(|p| p != port), "{other:?}");
+    let mut sent = rig.sent();
+    sent.extend(rig.advance(Duration::from_secs(5)));
+    assert!(
+        sent.iter()
+            .any(|m| m.starts_with("SIP/2.0 200") && header(m, "Call-ID") == "port-b"),
+        "{sent:?}"
+    );
 }

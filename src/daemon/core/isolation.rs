@@ -144,7 +144,7 @@ impl Core {
         self.call_keys.remove(&e.key);
         self.streams.remove(&e.media.stream.0);
         self.media.remove_stream(e.media.stream);
-        self.ports.release(e.media.port);
+        self.free_port(e.media.port);
         if let super::CallingParty::Trunk(i) = e.origin
             && let Some(n) = self.trunk_calls.get_mut(i)
         {

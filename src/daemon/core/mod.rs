@@ -1,10 +1,18 @@
 //! The core: every SIP message and timer of the daemon goes through here.
 //!
-//! [`Core`] owns the transactions, the registrar, the calls and the RTP port
-//! pool, and runs on one task. It gets raw messages with their [`Peer`] and
-//! the current time, and pushes what to send into an output vector: the IO
-//! shell in [`super::run`] owns the sockets. Media commands go straight to
-//! the media worker through its non-blocking handle.
+//! [`Core`] owns the transactions, the registrar, the calls and the ledger
+//! of RTP port numbers, and does no IO: it is driven by a shell
+//! ([`super::driver`] in the daemon; the fuzz harness and the tests in
+//! process). Its inputs are few: a framed message from a peer
+//! ([`Core::on_message`]), a media worker event ([`Core::on_media_event`]),
+//! a port that could not be bound ([`Core::on_port_failed`]), a change of
+//! the agents ([`Core::acd_changed`]) and time ([`Core::handle_timeout`],
+//! due at [`Core::poll_timeout`]). Each takes the monotonic `now`; the wall
+//! clock (`--clock`) and the random generator every identifier is drawn
+//! from are given at construction. What the core wants done comes out as
+//! values in an [`Outputs`] ([`output`]): SIP transmits, RTP port binds,
+//! media commands and call records. A panic while handling one input ends
+//! only the call it was for ([`isolation`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -14,13 +22,14 @@ use std::time::{Duration, Instant};
 mod admission;
 mod isolation;
 mod output;
+mod ports;
 mod queueing;
 mod records;
 mod routing;
 
 pub use admission::TcpFlows;
 use output::MediaQueue;
-pub use output::{MediaCommand, Outputs, RtpSocket};
+pub use output::{MediaCommand, Outputs, PortRequest};
 
 pub use queueing::acd_spec;
 
@@ -34,7 +43,6 @@ use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
 use crate::dialplan::{CallRoute, CallSlots, Decision, Dialplan, Menu, Route};
 use crate::media::engine::{MediaEvent, StreamId};
-use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
 use crate::media::sdp::{self, SdpSession};
 use crate::metrics::{
@@ -184,8 +192,8 @@ struct CallEntry {
 struct MediaLeg {
     port: u16,
     stream: StreamId,
-    /// The socket, until the stream is handed to the media worker.
-    socket: Option<RtpSocket>,
+    /// Whether the stream is still to be handed to the media worker.
+    unstarted: bool,
     session: SdpSession,
     /// The SDP body of our answer (or offer, for an offerless INVITE).
     local_sdp: Vec<u8>,
@@ -229,7 +237,10 @@ pub struct Core {
     streams: HashMap<u64, Arc<str>>,
     pending: HashMap<ClientKey, (String, Pending)>,
     trunk_calls: Vec<u32>,
-    ports: PortPool,
+    /// Which RTP port numbers are free ([`ports`]).
+    ports: ports::PortLedger,
+    /// Port requests of this turn, handed out with [`Outputs::ports`].
+    port_requests: Vec<PortRequest>,
     prompts: PromptLibrary,
     /// Media commands of this turn, handed out with [`Outputs::media`].
     media: MediaQueue,
@@ -283,7 +294,6 @@ impl Core {
     pub fn new(
         config: Arc<Config>,
         prompts: PromptLibrary,
-        ports: PortPool,
         metrics: Arc<Metrics>,
         acd: Arc<Acd>,
         clock: WallClock,
@@ -293,10 +303,11 @@ impl Core {
         let accounts = AccountBook::new(&config);
         let register = &config.sip.register;
         let guard = admission::Guard::new(&config, &metrics, now);
+        let ledger = ports::PortLedger::new(config.rtp.first_port, config.rtp.last_port);
         let slots = CallSlots::new(
             crate::dialplan::caller_slots(
                 config.sip.max_calls,
-                ports.capacity(),
+                ledger.capacity(),
                 config.agents.len(),
             ),
             &slot_shares(&config),
@@ -335,7 +346,8 @@ impl Core {
             streams: HashMap::new(),
             pending: HashMap::new(),
             trunk_calls: vec![0; config.trunks.len()],
-            ports,
+            ports: ledger,
+            port_requests: Vec::new(),
             prompts,
             media: MediaQueue::default(),
             next_stream: 1,
@@ -446,6 +458,7 @@ impl Core {
 
     /// Moves what the turn queued inside the core into `out`.
     fn hand_out(&mut self, out: &mut Outputs) {
+        out.ports.append(&mut self.port_requests);
         out.media.append(&mut self.media.0);
         out.records.append(&mut self.records);
     }
@@ -746,16 +759,17 @@ impl Core {
             }
         }
         let local_ip = media_ip(peer.local.ip());
-        let (port, socket) = match self.ports.allocate(local_ip, now) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "no RTP port free");
-                self.metrics.rejected("no_rtp_port");
-                if let Some(p) = &plan {
-                    self.refused(&p.route.tenant, "no_rtp_port");
-                }
-                return self.respond(&key, &overloaded(&req), now, out);
+        let Some(port) = self.take_port(local_ip, now) else {
+            warn!(
+                first = self.config.rtp.first_port,
+                last = self.config.rtp.last_port,
+                "no RTP port free: every port of the range is in use"
+            );
+            self.metrics.rejected("no_rtp_port");
+            if let Some(p) = &plan {
+                self.refused(&p.route.tenant, "no_rtp_port");
             }
+            return self.respond(&key, &overloaded(&req), now, out);
         };
         let srtp = match &origin {
             CallingParty::Trunk(i) => self.config.trunks[*i].srtp,
@@ -772,13 +786,13 @@ impl Core {
                 Ok(a) => {
                     let negotiated = a.negotiated();
                     if let Err(why) = self.media_allowed(&origin, negotiated.remote) {
-                        self.ports.release(port);
+                        self.free_port(port);
                         return self.refuse_media(&key, &req, &why, now, out);
                     }
                     (Some(negotiated), a.sdp)
                 }
                 Err(e) => {
-                    self.ports.release(port);
+                    self.free_port(port);
                     let status = sdp_refusal(&e);
                     let mut resp = response(&req, status);
                     warning(&mut resp, &e.to_string());
@@ -883,7 +897,7 @@ impl Core {
                 media: MediaLeg {
                     port,
                     stream,
-                    socket: Some(RtpSocket::new(port, socket)),
+                    unstarted: true,
                     session: session_sdp,
                     local_sdp,
                     negotiated,
@@ -1816,7 +1830,7 @@ impl Core {
             },
         );
         let key = e.call.invite_key.clone();
-        if let Some(socket) = e.media.socket.take() {
+        if std::mem::take(&mut e.media.unstarted) {
             let (codec, pt, dtmf, remote, direction) = match &e.media.negotiated {
                 Some(a) => (
                     a.codec,
@@ -1837,7 +1851,7 @@ impl Core {
             // Nothing is sent until the ACK (or RTP from the caller): an
             // INVITE is no way to aim our media at someone else.
             self.media
-                .add_unconfirmed_stream(e.media.stream, socket, remote, codec, pt);
+                .add_unconfirmed_stream(e.media.stream, e.media.port, remote, codec, pt);
             // Commands apply in order: the keys are in place before the
             // stream's first packet.
             let keys = e.media.negotiated.as_ref().and_then(|a| a.srtp.clone());
@@ -1868,7 +1882,7 @@ impl Core {
         }
         self.media.remove_stream(e.media.stream);
         self.streams.remove(&e.media.stream.0);
-        self.ports.release(e.media.port);
+        self.free_port(e.media.port);
         if let CallingParty::Trunk(i) = e.origin {
             self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
         }

@@ -5,8 +5,8 @@
 //! current monotonic time and an [`Outputs`] to append to; the shell
 //! (`daemon::driver` in the daemon, the fuzz harness and the in-process
 //! test harness elsewhere) drains it after the call and carries each
-//! value out: SIP messages onto sockets, media commands to the media
-//! worker, call records to the record writer. Like str0m's `Output` and
+//! value out: SIP messages onto sockets, RTP ports bound, media commands to
+//! the media worker, call records to the record writer. Like str0m's `Output` and
 //! quinn-proto's `poll_transmit`, but as typed queues rather than one
 //! enum: the transmits of a turn leave in one `sendmmsg`, and each queue
 //! keeps its capacity from turn to turn, so an output costs no allocation.
@@ -19,7 +19,7 @@
 //! [`Core::on_media_event`]: super::Core::on_media_event
 //! [`Core::handle_timeout`]: super::Core::handle_timeout
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use crate::cdr::CallRecord;
 use crate::media::engine::{MediaHandle, Playlist, StreamId};
@@ -33,6 +33,9 @@ use crate::sip::transaction::Transmit;
 pub struct Outputs {
     /// SIP messages to send, in order.
     pub transmits: Vec<Transmit>,
+    /// RTP ports to bind or let go, in order; carried out before `media`,
+    /// whose streams use them.
+    pub ports: Vec<PortRequest>,
     /// Commands for the media worker, in order.
     pub media: Vec<MediaCommand>,
     /// Call detail records of hotline calls that ended, for the record
@@ -48,46 +51,34 @@ impl Outputs {
 
     /// Whether every queue is empty.
     pub fn is_empty(&self) -> bool {
-        self.transmits.is_empty() && self.media.is_empty() && self.records.is_empty()
+        self.transmits.is_empty()
+            && self.ports.is_empty()
+            && self.media.is_empty()
+            && self.records.is_empty()
     }
 
     /// Empties every queue, keeping their capacity.
     pub fn clear(&mut self) {
         self.transmits.clear();
+        self.ports.clear();
         self.media.clear();
         self.records.clear();
     }
 }
 
-/// An RTP socket the core hands to the media worker with a new stream.
-/// Equal when on the same port (what a test can check without the socket).
-pub struct RtpSocket {
-    pub port: u16,
-    socket: UdpSocket,
-}
-
-impl RtpSocket {
-    /// `socket`, bound to `port`.
-    pub fn new(port: u16, socket: UdpSocket) -> RtpSocket {
-        RtpSocket { port, socket }
-    }
-
-    /// The socket, for the media worker.
-    pub fn into_socket(self) -> UdpSocket {
-        self.socket
-    }
-}
-
-impl PartialEq for RtpSocket {
-    fn eq(&self, other: &RtpSocket) -> bool {
-        self.port == other.port
-    }
-}
-
-impl std::fmt::Debug for RtpSocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RtpSocket({})", self.port)
-    }
+/// What the core asks of the RTP ports (see `ports.rs`): the shell binds
+/// and keeps the sockets, the core only knows the numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortRequest {
+    /// Bind UDP `port` on `ip` for a stream the core is about to add. If
+    /// the bind fails, tell the core ([`Core::on_port_failed`]).
+    ///
+    /// [`Core::on_port_failed`]: super::Core::on_port_failed
+    Bind { ip: IpAddr, port: u16 },
+    /// The call is done with `port`: a socket bound for it and not yet
+    /// handed to the media worker is no longer needed (one that was comes
+    /// back from the worker when its stream ends).
+    Release(u16),
 }
 
 /// What the core asks of the media worker, one [`MediaHandle`] call each
@@ -99,7 +90,8 @@ pub enum MediaCommand {
     /// [`MediaHandle::add_unconfirmed_stream`].
     Add {
         stream: StreamId,
-        socket: RtpSocket,
+        /// The RTP port asked for with [`PortRequest::Bind`].
+        port: u16,
         remote: Option<SocketAddr>,
         codec: Codec,
         payload_type: u8,
@@ -117,31 +109,28 @@ pub enum MediaCommand {
 }
 
 impl MediaCommand {
-    /// Hands the command to the media worker behind `media`.
-    pub fn apply(self, media: &MediaHandle) {
+    /// Hands the command to the media worker behind `media`; `socket`
+    /// gives the socket bound for a port (`None`: its bind failed, and the
+    /// core, told so, removes the stream).
+    pub fn apply(self, media: &MediaHandle, socket: impl FnOnce(u16) -> Option<UdpSocket>) {
         match self {
             MediaCommand::Add {
                 stream,
-                socket,
+                port,
                 remote,
                 codec,
                 payload_type,
-                confirmed: true,
-            } => media.add_stream(stream, socket.into_socket(), remote, codec, payload_type),
-            MediaCommand::Add {
-                stream,
-                socket,
-                remote,
-                codec,
-                payload_type,
-                confirmed: false,
-            } => media.add_unconfirmed_stream(
-                stream,
-                socket.into_socket(),
-                remote,
-                codec,
-                payload_type,
-            ),
+                confirmed,
+            } => {
+                let Some(socket) = socket(port) else {
+                    return;
+                };
+                if confirmed {
+                    media.add_stream(stream, socket, remote, codec, payload_type)
+                } else {
+                    media.add_unconfirmed_stream(stream, socket, remote, codec, payload_type)
+                }
+            }
             MediaCommand::Confirm(id) => media.confirm(id),
             MediaCommand::Play(id, playlist) => media.play(id, playlist),
             MediaCommand::SetRemote(id, remote) => media.set_remote(id, remote),
@@ -165,14 +154,14 @@ impl MediaQueue {
     pub fn add_stream(
         &mut self,
         stream: StreamId,
-        socket: RtpSocket,
+        port: u16,
         remote: Option<SocketAddr>,
         codec: Codec,
         payload_type: u8,
     ) {
         self.0.push(MediaCommand::Add {
             stream,
-            socket,
+            port,
             remote,
             codec,
             payload_type,
@@ -183,14 +172,14 @@ impl MediaQueue {
     pub fn add_unconfirmed_stream(
         &mut self,
         stream: StreamId,
-        socket: RtpSocket,
+        port: u16,
         remote: Option<SocketAddr>,
         codec: Codec,
         payload_type: u8,
     ) {
         self.0.push(MediaCommand::Add {
             stream,
-            socket,
+            port,
             remote,
             codec,
             payload_type,

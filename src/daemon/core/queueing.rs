@@ -34,7 +34,7 @@ const MAX_DISPATCH_PASSES: usize = 4;
 
 /// After zentrale failed to place an agent's leg (no RTP port), the next
 /// dispatch comes this much later at the latest.
-const NOT_PLACED_RETRY: Duration = Duration::from_secs(1);
+pub(super) const NOT_PLACED_RETRY: Duration = Duration::from_secs(1);
 
 /// Where a caller is, as far as queueing goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +75,8 @@ pub(super) struct LegEntry {
     pub settled: bool,
     pub port: u16,
     pub stream: StreamId,
-    /// The socket, until the agent answers and the stream starts.
-    pub socket: Option<super::RtpSocket>,
+    /// Whether the stream is still to be started (when the agent answers).
+    pub unstarted: bool,
     pub session: SdpSession,
     /// SRTP towards this leg (the agent's `srtp:`; forwards: off).
     pub srtp: crate::media::srtp::SrtpPolicy,
@@ -494,14 +494,14 @@ impl Core {
     ) -> Option<String> {
         self.calls.get(caller)?;
         let mut session = self.sdp_session();
-        let e = self.calls.get(caller)?;
         let local_ip = super::media_ip(peer.local.ip());
-        let (port, socket) = match self.ports.allocate(local_ip, now) {
-            Ok(p) => p,
-            Err(err) => {
-                warn!(error = %err, "no RTP port for an outbound leg");
-                return None;
-            }
+        let Some(port) = self.take_port(local_ip, now) else {
+            warn!("no RTP port for an outbound leg: every port of the range is in use");
+            return None;
+        };
+        let Some(e) = self.calls.get(caller) else {
+            self.free_port(port);
+            return None;
         };
         let codecs = match e.media.negotiated.as_ref().map(|n| n.codec) {
             Some(sdp::Codec::Pcma) => [sdp::Codec::Pcma, sdp::Codec::Pcmu],
@@ -544,7 +544,7 @@ impl Core {
             &mut self.rng,
         ) else {
             // Logged by the leg: a contact no INVITE can go to.
-            self.ports.release(port);
+            self.free_port(port);
             return None;
         };
         let call = e.key;
@@ -567,7 +567,7 @@ impl Core {
                 settled: false,
                 port,
                 stream,
-                socket: Some(super::RtpSocket::new(port, socket)),
+                unstarted: true,
                 session,
                 srtp,
                 held: false,
@@ -577,7 +577,7 @@ impl Core {
         Some(leg_id)
     }
 
-    fn report_failure(
+    pub(super) fn report_failure(
         &mut self,
         offer: OfferId,
         agent: &str,
@@ -772,10 +772,10 @@ impl Core {
                 return;
             }
         };
-        if let Some(socket) = entry.socket.take() {
+        if std::mem::take(&mut entry.unstarted) {
             self.media.add_stream(
                 entry.stream,
-                socket,
+                entry.port,
                 negotiated.remote,
                 negotiated.codec,
                 negotiated.payload_type,
@@ -830,7 +830,7 @@ impl Core {
         };
         self.media.remove_stream(entry.stream);
         self.leg_streams.remove(&entry.stream.0);
-        self.ports.release(entry.port);
+        self.free_port(entry.port);
         self.metrics.rtp_ports_in_use.dec();
         if let LegFor::Offer { offer, agent } = entry.purpose {
             self.offer_legs.remove(&(offer, agent));

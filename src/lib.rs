@@ -18,6 +18,8 @@ pub mod dialplan;
 pub mod doorbell;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod harness;
 pub mod logging;
 pub mod media;
 pub mod metrics;

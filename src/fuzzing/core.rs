@@ -22,21 +22,16 @@
 //! passes [`super::loopback_only`].
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use md5::{Digest, Md5};
-
 use super::{DICTIONARY, Input, loopback_only};
-use crate::acd::Acd;
-use crate::config::{Config, Overrides};
-use crate::daemon::clock::WallClock;
-use crate::daemon::core::{Core, Outputs, acd_spec};
-use crate::daemon::rtp::RtpSockets;
-use crate::media::engine::{self, DetachedMedia, MediaEvent, MediaHandle, StreamId};
+use crate::config::Config;
+use crate::harness::endpoint::{self, Endpoint, Outputs};
+use crate::harness::media::MediaCommand;
+use crate::harness::wire::{digest_md5, sdp};
+use crate::media::engine::{MediaEvent, StreamId};
 use crate::media::prompt::PromptLibrary;
-use crate::metrics::Metrics;
 use crate::sip::Transport;
 use crate::sip::message::{Header, Request, Response, SipMessage, tag_of};
 use crate::sip::transaction::Peer;
@@ -56,19 +51,12 @@ const MAX_OPS: usize = 48;
 const MAX_CALLS: usize = 6;
 const MAX_INBOX: usize = 16;
 
-/// The demo config and prompts, loaded once per process.
+/// The demo config with this rig's RTP ports, and its prompts, once per
+/// process.
 fn setup() -> &'static (Arc<Config>, PromptLibrary) {
     static SETUP: OnceLock<(Arc<Config>, PromptLibrary)> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let overrides = Overrides {
-            rtp_ports: Some(RTP_PORTS),
-            ..Overrides::default()
-        };
-        let config = Config::load(&root.join("zentrale.yaml"), &overrides)
-            .unwrap_or_else(|e| panic!("the demo config: {e}"));
-        let prompts = PromptLibrary::load(&config.sounds_dir, config.sound_names())
-            .unwrap_or_else(|e| panic!("the demo prompts: {e}"));
+        let (config, prompts) = endpoint::demo(RTP_PORTS);
         (Arc::new(config), prompts)
     })
 }
@@ -352,25 +340,10 @@ impl Message {
     }
 }
 
-/// An SDP offer or answer from a peer with media at `port` on loopback.
-fn sdp(port: u16, version: u32, direction: &str) -> String {
-    format!(
-        "v=0\r\no=peer 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na={direction}\r\n"
-    )
-}
-
 /// The core, its peers' view of the calls, and the virtual clock.
 pub struct Rig {
-    core: Core,
-    /// Takes the core's media commands, for `media` to read.
-    handle: MediaHandle,
-    /// Binds the ports the core asks for.
-    sockets: RtpSockets,
-    media: DetachedMedia,
+    core: Endpoint,
     now: Instant,
-    out: Outputs,
     counter: u64,
     calls: Vec<CallerSide>,
     streams: Vec<StreamId>,
@@ -413,25 +386,11 @@ impl Rig {
     pub fn new() -> Rig {
         let (config, prompts) = setup();
         let now = Instant::now();
-        let (media, detached) = engine::detached().expect("a media handle without a worker");
-        let acd = Arc::new(Acd::new(acd_spec(config), now).expect("the demo ACD"));
-        let clock = WallClock::new(now, "2026-11-23T09:00:00Z".parse().ok());
-        let core = Core::new(
-            config.clone(),
-            prompts.clone(),
-            Arc::new(Metrics::new()),
-            acd,
-            clock,
-            crate::rng::SeededRng::from_u64(1),
-            now,
-        );
+        let wall = crate::harness::MONDAY_MORNING.parse().expect("a timestamp");
+        let core = Endpoint::new(config.clone(), prompts.clone(), now, wall, 1);
         Rig {
             core,
-            handle: media,
-            sockets: RtpSockets::ephemeral(),
-            media: detached,
             now,
-            out: Outputs::default(),
             counter: 0,
             calls: Vec::new(),
             streams: Vec::new(),
@@ -512,12 +471,12 @@ impl Rig {
                         digit: b"0123456789*#"[input.pick(12)] as char,
                     },
                 };
-                self.core.on_media_event(event, self.now, &mut self.out);
-                self.settle();
+                let out = self.core.media_event(event, self.now);
+                self.settle(out);
             }
             Op::HangUpAll => {
-                self.core.hang_up_all(self.now, &mut self.out);
-                self.settle();
+                let out = self.core.hang_up_all(self.now);
+                self.settle(out);
             }
         }
     }
@@ -526,8 +485,8 @@ impl Rig {
     /// BYEs to be answered or to time out.
     pub fn finish(&mut self) {
         self.advance(Duration::from_secs(1));
-        self.core.hang_up_all(self.now, &mut self.out);
-        self.settle();
+        let out = self.core.hang_up_all(self.now);
+        self.settle(out);
         for sent in std::mem::take(&mut self.to_trunk) {
             self.answer_plain(&sent, 200);
         }
@@ -537,8 +496,8 @@ impl Rig {
 
     /// One message into the core, then what it sent is read.
     fn send(&mut self, data: &[u8], from: Peer) {
-        self.core.on_message(data, from, self.now, &mut self.out);
-        self.settle();
+        let out = self.core.receive(data, from, self.now);
+        self.settle(out);
     }
 
     /// Moves the clock by `by`, firing each due timer at its instant.
@@ -548,8 +507,8 @@ impl Rig {
             match self.core.poll_timeout() {
                 Some(t) if t <= until => {
                     self.now = self.now.max(t);
-                    self.core.handle_timeout(self.now, &mut self.out);
-                    self.settle();
+                    let out = self.core.timeout(self.now);
+                    self.settle(out);
                 }
                 _ => break,
             }
@@ -559,14 +518,14 @@ impl Rig {
 
     /// Reads what the core sent: responses update the callers' dialogs,
     /// requests wait for an answer from their peer.
-    fn settle(&mut self) {
-        // Call records are the shell's business; nothing here reads them.
-        self.out.records.clear();
-        self.sockets
-            .carry_out(&mut self.core, &mut self.out, &self.handle, self.now);
-        self.streams.extend(self.media.drain());
+    fn settle(&mut self, out: Outputs) {
+        self.streams
+            .extend(out.media.iter().filter_map(|c| match c {
+                MediaCommand::Add { stream, .. } => Some(*stream),
+                _ => None,
+            }));
         self.streams.truncate(64);
-        for t in std::mem::take(&mut self.out.transmits) {
+        for t in out.transmits {
             if self.trace.len() < TRACE {
                 let line = t.bytes.split(|b| *b == b'\r').next().unwrap_or_default();
                 self.trace.push(format!(
@@ -791,21 +750,7 @@ impl Rig {
             .challenges
             .iter()
             .find(|c| c.contains("MD5") || !c.contains("algorithm"))?;
-        let realm = auth_param(challenge, "realm")?;
-        let nonce = auth_param(challenge, "nonce")?;
-        let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
-        let ha1 = md5(format!("{user}:{realm}:demo"));
-        let ha2 = md5(format!("{method}:{uri}"));
-        let (cnonce, nc) = ("0a4f113b", "00000001");
-        let response = md5(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
-        let mut value = format!(
-            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
-             response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
-        );
-        if let Some(opaque) = auth_param(challenge, "opaque") {
-            value.push_str(&format!(", opaque=\"{opaque}\""));
-        }
-        Some(value)
+        digest_md5(challenge, user, "demo", method, uri)
     }
 
     /// A response to a request zentrale sent; `agent_code` set when the
@@ -926,14 +871,4 @@ fn header<'a>(
     f: impl Fn(&'a Header) -> Option<&'a str>,
 ) -> Option<&'a str> {
     headers.iter().find_map(f)
-}
-
-/// A parameter of a digest challenge, unquoted.
-fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
-    let at = challenge.find(&format!("{name}="))?;
-    let rest = &challenge[at + name.len() + 1..];
-    Some(match rest.strip_prefix('"') {
-        Some(quoted) => quoted.split('"').next()?,
-        None => rest.split([',', ' ']).next()?,
-    })
 }

@@ -9,6 +9,7 @@
 pub mod acd;
 pub mod admission;
 pub mod api;
+pub(crate) mod ascii;
 pub mod call;
 pub mod cdr;
 pub mod config;

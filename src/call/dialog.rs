@@ -240,7 +240,7 @@ impl Dialog {
         } else {
             "<sip:zentrale@"
         });
-        crate::sip::text::push_socket_addr(&mut contact, self.source.local);
+        crate::ascii::push_socket_addr(&mut contact, self.source.local);
         contact.push_str(transport);
         contact.push('>');
         contact

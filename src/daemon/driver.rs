@@ -10,10 +10,10 @@
 //!
 //! Everything else reaches the thread through [`CoreHandle`]: framed TCP
 //! messages (bounded: a full channel makes the TCP readers wait), media
-//! events (the media worker rings the doorbell itself), changes made
-//! through the HTTP API, reloaded configs and the order to stop. The tokio
-//! runtime keeps what is naturally async: TCP connections, HTTP, signals
-//! and reading config files.
+//! events (the media worker rings the doorbell itself), agent commands
+//! from the HTTP API (answered on a one-shot), reloaded configs and the
+//! order to stop. The tokio runtime keeps what is naturally async: TCP
+//! connections, HTTP, signals and reading config files.
 
 use std::io;
 use std::sync::Arc;
@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use super::core::{Core, Outputs};
 use super::reload;
 use super::rtp::RtpSockets;
 use super::transport::{Inbound, Transports};
+use crate::acd::{AgentCommand, AgentError, AgentSnapshot};
 use crate::api::ReloadRequest;
 use crate::cdr::CdrWriter;
 use crate::doorbell::Doorbell;
@@ -52,6 +53,10 @@ const READS_PER_TURN: usize = 16;
 /// sockets and timers.
 const INBOUND_PER_TURN: usize = 256;
 
+/// Agent commands waiting for the core; a full channel makes the API
+/// handlers wait.
+const COMMAND_CAPACITY: usize = 64;
+
 /// How long calls get to answer their BYEs when zentrale stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -63,11 +68,16 @@ pub struct Reload {
     pub reply: Option<ReloadRequest>,
 }
 
+/// An agent command and where its outcome goes.
+struct CommandRequest {
+    command: AgentCommand,
+    reply: oneshot::Sender<Result<AgentSnapshot, AgentError>>,
+}
+
 /// What the core thread shares with everyone who hands it work.
 #[derive(Debug)]
 struct Shared {
     bell: Arc<Doorbell>,
-    acd_changed: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -76,6 +86,7 @@ struct Shared {
 #[derive(Clone, Debug)]
 pub struct CoreHandle {
     inbound: mpsc::Sender<Inbound>,
+    commands: mpsc::Sender<CommandRequest>,
     reloads: mpsc::Sender<Reload>,
     shared: Arc<Shared>,
 }
@@ -93,12 +104,20 @@ impl CoreHandle {
         Ok(())
     }
 
-    /// Tells the core that agents changed outside it (the HTTP API), so it
-    /// offers waiting callers to them. Several changes before the core
-    /// looks count once.
-    pub fn acd_changed(&self) {
-        self.shared.acd_changed.store(true, Ordering::Release);
+    /// Hands an agent command to the core, which applies it in order with
+    /// every other input, and waits for the outcome: the agent as the
+    /// command left it, or why it was refused.
+    pub async fn agent_command(
+        &self,
+        command: AgentCommand,
+    ) -> Result<Result<AgentSnapshot, AgentError>, Stopped> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(CommandRequest { command, reply })
+            .await
+            .map_err(|_| Stopped)?;
         self.shared.bell.ring();
+        outcome.await.map_err(|_| Stopped)
     }
 
     /// Hands a reloaded config to the core.
@@ -128,6 +147,7 @@ pub struct Driver {
     poll: Poll,
     events: Events,
     inbound: mpsc::Receiver<Inbound>,
+    commands: mpsc::Receiver<CommandRequest>,
     reloads: mpsc::Receiver<Reload>,
     media: Option<mpsc::Receiver<MediaEvent>>,
     shared: Arc<Shared>,
@@ -154,15 +174,16 @@ impl Driver {
         let bell = Arc::new(Doorbell::new(poll.registry(), DOORBELL)?);
         let shared = Arc::new(Shared {
             bell,
-            acd_changed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
+        let (commands_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
         let (reloads_tx, reloads) = mpsc::channel(4);
         let driver = Driver {
             poll,
             events: Events::with_capacity(64),
             inbound,
+            commands,
             reloads,
             media: None,
             shared: shared.clone(),
@@ -176,6 +197,7 @@ impl Driver {
         };
         let handle = CoreHandle {
             inbound: inbound_tx,
+            commands: commands_tx,
             reloads: reloads_tx,
             shared,
         };
@@ -346,7 +368,7 @@ impl Driver {
         }
     }
 
-    /// What the handles left: TCP messages, media events, API changes,
+    /// What the handles left: TCP messages, media events, agent commands,
     /// reloads. `true` when told to stop.
     fn open_mailbox(&mut self, core: &mut Core, transports: &Transports) -> bool {
         let mut taken = 0;
@@ -362,8 +384,11 @@ impl Driver {
                 core.on_media_event(event, Instant::now(), &mut self.out);
             }
         }
-        if self.shared.acd_changed.swap(false, Ordering::AcqRel) {
-            core.acd_changed(Instant::now(), &mut self.out);
+        while let Ok(CommandRequest { command, reply }) = self.commands.try_recv() {
+            let outcome = core.on_agent_command(command, Instant::now(), &mut self.out);
+            // The asker may have gone (client disconnected); the command
+            // stands all the same.
+            let _ = reply.send(outcome);
         }
         while let Ok(Reload {
             loaded,

@@ -145,7 +145,7 @@ impl Core {
         self.streams.remove(&e.media.stream.0);
         self.media.remove_stream(e.media.stream);
         self.free_port(e.media.port);
-        if let super::Origin::Trunk(i) = e.origin
+        if let super::CallingParty::Trunk(i) = e.origin
             && let Some(n) = self.trunk_calls.get_mut(i)
         {
             *n = n.saturating_sub(1);

@@ -37,7 +37,7 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::clock::WallClock;
-use crate::acd::{Acd, CallKey, OfferId};
+use crate::acd::{Acd, AgentCommand, AgentError, AgentSnapshot, CallKey, OfferId};
 use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
@@ -55,8 +55,8 @@ use crate::sip::auth::{AuthEvent, Authenticator, Challenge, Verdict};
 use crate::sip::digest::{Algorithm, DigestServer};
 use crate::sip::lockout::Lockout;
 use crate::sip::message::{
-    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response, set_body,
-    tag_of, with_to_tag,
+    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response,
+    sdp_refusal, set_body, tag_of, with_to_tag,
 };
 use crate::sip::registrar::{Accounts, Registrar, RegistrarSettings, RegistrationChange};
 use crate::sip::screen::{Ack, Screened, screen};
@@ -155,7 +155,7 @@ impl Accounts for AccountBook {
 
 /// Who is calling, decided before routing (see README: "Trunks and agents").
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Origin {
+enum CallingParty {
     Trunk(usize),
     Agent(String),
 }
@@ -164,7 +164,7 @@ struct CallEntry {
     call: Call,
     invite: Request,
     route: Arc<Route>,
-    origin: Origin,
+    origin: CallingParty,
     /// The timer currently scheduled for this call in `Core::call_timers`.
     scheduled: Option<Instant>,
     /// CSeq and transaction of the last re-INVITE answered 2xx: its ACK
@@ -315,7 +315,7 @@ impl Core {
         log_slots(&slots, &config);
         Core {
             slots,
-            dialplan: Dialplan::from_config(&config),
+            dialplan: config.dialplan(),
             transactions: Transactions::new(Timers::default()),
             auth: Authenticator::new(
                 DigestServer::seeded(
@@ -409,7 +409,7 @@ impl Core {
         self.acd.update_spec(acd_spec(&config)).map_err(|e| {
             format!("the new queues and agents do not fit the running ones: {e}; the running config stays")
         })?;
-        self.dialplan = Dialplan::from_config(&config);
+        self.dialplan = config.dialplan();
         self.slots.configure(&slot_shares(&config));
         log_slots(&self.slots, &config);
         self.queues = Core::queue_table(&config);
@@ -626,7 +626,7 @@ impl Core {
         // Feature codes start with * or # (config validation makes sure);
         // an agent who dials an unknown one hears the error prompt, not a 404.
         let feature = match &origin {
-            Origin::Agent(ext) if called.starts_with(['*', '#']) => {
+            CallingParty::Agent(ext) if called.starts_with(['*', '#']) => {
                 Some((ext.clone(), self.config.acd.feature(called)))
             }
             _ => None,
@@ -748,7 +748,7 @@ impl Core {
                 return self.respond(&key, &resp, now, out);
             }
         };
-        if let Origin::Trunk(i) = origin {
+        if let CallingParty::Trunk(i) = origin {
             let limit = self.config.trunks[i].max_calls;
             if limit.is_some_and(|l| self.trunk_calls[i] >= l) {
                 self.metrics.rejected("trunk_limit");
@@ -772,8 +772,8 @@ impl Core {
             return self.respond(&key, &overloaded(&req), now, out);
         };
         let srtp = match &origin {
-            Origin::Trunk(i) => self.config.trunks[*i].srtp,
-            Origin::Agent(user) => self
+            CallingParty::Trunk(i) => self.config.trunks[*i].srtp,
+            CallingParty::Agent(user) => self
                 .config
                 .agents
                 .iter()
@@ -793,7 +793,7 @@ impl Core {
                 }
                 Err(e) => {
                     self.free_port(port);
-                    let status = StatusCode::from(e.sip_status());
+                    let status = sdp_refusal(&e);
                     let mut resp = response(&req, status);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -824,7 +824,7 @@ impl Core {
                 .push(Header::Contact(call.dialog.contact().into()));
             self.respond(&key, &ringing, now, out);
         }
-        if let Origin::Trunk(i) = origin {
+        if let CallingParty::Trunk(i) = origin {
             self.trunk_calls[i] += 1;
             self.metrics
                 .trunk_calls
@@ -929,14 +929,14 @@ impl Core {
 
     /// The networks `origin`'s media may go to (`media_networks`; empty:
     /// anywhere).
-    fn media_networks(&self, origin: &Origin) -> &[crate::config::Cidr] {
+    fn media_networks(&self, origin: &CallingParty) -> &[crate::config::Cidr] {
         match origin {
-            Origin::Trunk(i) => self
+            CallingParty::Trunk(i) => self
                 .config
                 .trunks
                 .get(*i)
                 .map_or(&[], |t| &t.media_networks[..]),
-            Origin::Agent(ext) => self.agent_media_networks(ext),
+            CallingParty::Agent(ext) => self.agent_media_networks(ext),
         }
     }
 
@@ -952,7 +952,7 @@ impl Core {
     /// outside `origin`'s `media_networks`.
     fn media_allowed(
         &self,
-        origin: &Origin,
+        origin: &CallingParty,
         remote: Option<std::net::SocketAddr>,
     ) -> Result<(), String> {
         media_address_allowed(self.media_networks(origin), remote)
@@ -976,7 +976,12 @@ impl Core {
 
     /// Decides whether an initial INVITE comes from a trunk or an agent
     /// and authenticates it. See README "Trunks and agents".
-    fn identify(&mut self, req: &Request, peer: Peer, now: Instant) -> Result<Origin, Response> {
+    fn identify(
+        &mut self,
+        req: &Request,
+        peer: Peer,
+        now: Instant,
+    ) -> Result<CallingParty, Response> {
         let from_user = from_user(req);
         let proxy_auth = req.headers.iter().find_map(|h| match h {
             Header::ProxyAuthorization(v) => Some(v.value().to_owned()),
@@ -995,7 +1000,7 @@ impl Core {
             let user = from_user.unwrap_or_default();
             return self.authenticate(req, &user, peer, now).and_then(|authed| {
                 if authed == user {
-                    Ok(Origin::Agent(user))
+                    Ok(CallingParty::Agent(user))
                 } else {
                     self.metrics.rejected("auth_identity_mismatch");
                     Err(response(req, StatusCode::Forbidden))
@@ -1030,7 +1035,7 @@ impl Core {
                 return Err(response(req, StatusCode::Forbidden));
             }
         }
-        Ok(Origin::Trunk(i))
+        Ok(CallingParty::Trunk(i))
     }
 
     /// Digest authentication of an INVITE for `account` (an agent's
@@ -1183,8 +1188,8 @@ impl Core {
         {
             // The answer to our offer in an offerless INVITE's 200.
             let networks = match &entry.origin {
-                Origin::Trunk(i) => self.config.trunks.get(*i).map(|t| &t.media_networks[..]),
-                Origin::Agent(ext) => self
+                CallingParty::Trunk(i) => self.config.trunks.get(*i).map(|t| &t.media_networks[..]),
+                CallingParty::Agent(ext) => self
                     .config
                     .agents
                     .iter()
@@ -1379,7 +1384,7 @@ impl Core {
                     entry.media.local_sdp = a.sdp;
                 }
                 Err(e) => {
-                    let status = StatusCode::from(e.sip_status());
+                    let status = sdp_refusal(&e);
                     let mut resp = with_to_tag(response(&req, status), &tag);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -1459,13 +1464,33 @@ impl Core {
         self.execute(&call_id, actions, now, out);
     }
 
-    /// The API changed an agent: offer calls if that freed one.
+    /// Something outside the core's inputs changed the ACD (a reload):
+    /// offer calls if that freed an agent.
     pub fn acd_changed(&mut self, now: Instant, out: &mut Outputs) {
         self.acd_dirty = true;
         self.isolated(now, &mut out.transmits, |core, tx| {
             core.run_dispatch(now, tx)
         });
         self.hand_out(out);
+    }
+
+    /// An agent command (from the HTTP API; feature codes dialled from a
+    /// phone take the same path inside [`Core::on_message`]): applied in
+    /// order with every other input, then calls are offered if it freed
+    /// the agent. Returns the agent as the command left it, before that
+    /// offer, or why it was refused.
+    pub fn on_agent_command(
+        &mut self,
+        command: AgentCommand,
+        now: Instant,
+        out: &mut Outputs,
+    ) -> Result<AgentSnapshot, AgentError> {
+        let result = self.agent_command(&command, now);
+        self.isolated(now, &mut out.transmits, |core, tx| {
+            core.run_dispatch(now, tx)
+        });
+        self.hand_out(out);
+        result
     }
 
     /// Media worker events.
@@ -1858,7 +1883,7 @@ impl Core {
         self.media.remove_stream(e.media.stream);
         self.streams.remove(&e.media.stream.0);
         self.free_port(e.media.port);
-        if let Origin::Trunk(i) = e.origin {
+        if let CallingParty::Trunk(i) = e.origin {
             self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
         }
         // Feature-code calls (no plan) were never counted.

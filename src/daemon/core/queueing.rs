@@ -11,19 +11,21 @@ use tracing::{debug, info, warn};
 
 use super::{Core, Pending};
 use crate::acd::{
-    AcdSpec, Admission, AgentError, AgentSpec, CallKey, Defaults, Event, Offer, OfferFailure,
-    OfferId, PauseReason, QueueSpec, RejectReason, ServiceLevelSpec, Strategy, WidenStep,
+    AcdSpec, Admission, AgentAction, AgentCommand, AgentError, AgentSnapshot, AgentSpec, CallKey,
+    Defaults, Event, Offer, OfferFailure, OfferId, PauseReason, QueueSpec, RejectReason,
+    ServiceLevelSpec, Strategy, WidenStep,
 };
 use crate::call::EndReason;
 use crate::call::agent_leg::{AgentLeg, LegAction, LegFailure, LegRequest};
 use crate::cdr::{Stage, Why};
-use crate::config::{self, Config, Feature, Target};
+use crate::config::{self, Config, Feature};
 use crate::dialplan::QueueExit;
+use crate::dialplan::Target;
 use crate::media::engine::{Playlist, StreamId};
 use crate::media::sdp::{self, Direction, SdpSession};
 use crate::sip::Transport;
 use crate::sip::message::{
-    Header, Method, Request, Response, StatusCode, response, set_body, with_to_tag,
+    Header, Method, Request, Response, StatusCode, response, sdp_refusal, set_body, with_to_tag,
 };
 use crate::sip::transaction::{Peer, ServerKey, Transmit};
 
@@ -927,7 +929,7 @@ impl Core {
                         resp.body = set_body(&mut resp, "application/sdp", a.sdp);
                     }
                     Err(e) => {
-                        let status = StatusCode::from(e.sip_status());
+                        let status = sdp_refusal(&e);
                         let mut resp = with_to_tag(response(&req, status), &dialog.local_tag);
                         super::warning(&mut resp, &e.to_string());
                         return self.respond(&key, &resp, now, out);
@@ -1115,28 +1117,37 @@ impl Core {
         self.media.play(e.media.stream, playlist);
     }
 
-    /// A softphone dialled a feature code: apply it, and say how it went.
+    /// Applies an agent command: the one way agent changes asked for by
+    /// people (the API, feature codes) reach the ACD. The caller's input
+    /// handler offers calls afterwards.
+    pub(super) fn agent_command(
+        &mut self,
+        command: &AgentCommand,
+        now: Instant,
+    ) -> Result<AgentSnapshot, AgentError> {
+        let result = self.acd.command(command, now);
+        self.acd_dirty = true;
+        result
+    }
+
+    /// A softphone dialled a feature code: apply it as the agent's
+    /// command, and say how it went.
     pub(super) fn feature_prompt(
         &mut self,
         agent: &str,
         feature: &Feature,
         now: Instant,
     ) -> &'static str {
-        let result = match feature {
-            Feature::Login => self.acd.agent_login(agent, now).map(|_| "agent-logged-in"),
-            Feature::Logout => self
-                .acd
-                .agent_logout(agent, now)
-                .map(|_| "agent-logged-out"),
-            Feature::Pause { reason } => self
-                .acd
-                .agent_pause(agent, PauseReason::from_name(reason), now)
-                .map(|_| "agent-paused"),
-            Feature::Unpause => self.acd.agent_unpause(agent, now).map(|_| "agent-unpaused"),
+        let command = AgentCommand::new(agent, feature_action(feature));
+        let result = self.agent_command(&command, now);
+        let prompt = match feature {
+            Feature::Login => "agent-logged-in",
+            Feature::Logout => "agent-logged-out",
+            Feature::Pause { .. } => "agent-paused",
+            Feature::Unpause => "agent-unpaused",
         };
-        self.acd_dirty = true;
         match result {
-            Ok(prompt) => {
+            Ok(_) => {
                 info!(agent, ?feature, "feature code applied");
                 prompt
             }
@@ -1195,5 +1206,18 @@ impl Core {
             .queues()
             .map(|q| (queue_name(q), q.clone()))
             .collect()
+    }
+}
+
+/// The agent command a feature code stands for. The config keeps feature
+/// codes as plain data; this is where they become the ACD's command.
+pub(super) fn feature_action(feature: &Feature) -> AgentAction {
+    match feature {
+        Feature::Login => AgentAction::Login,
+        Feature::Logout => AgentAction::Logout,
+        Feature::Pause { reason } => AgentAction::Pause {
+            reason: Some(PauseReason::from_name(reason)),
+        },
+        Feature::Unpause => AgentAction::Unpause,
     }
 }

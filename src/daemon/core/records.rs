@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 
-use super::{CallEntry, Core, Origin as Source};
+use super::{CallEntry, CallingParty, Core};
 use crate::acd::Segment;
 use crate::call::EndReason;
 use crate::cdr::{CallFacts, CallRecord, Stage, Why};
@@ -43,7 +43,7 @@ impl Core {
         call_id: &str,
         plan: &CallRoute,
         caller: Option<String>,
-        source: &Source,
+        source: &CallingParty,
         admitted: Admitted,
         now: Instant,
     ) -> CallFacts {
@@ -55,7 +55,7 @@ impl Core {
         let mut facts = CallFacts::new(call_id, self.clock.at(now), caller);
         facts.closed = admitted.closed;
         facts.overflow = admitted.overflow;
-        if let Source::Trunk(i) = source {
+        if let CallingParty::Trunk(i) = source {
             facts.trunk = self.config.trunks.get(*i).map(|t| t.name.clone());
         }
         facts

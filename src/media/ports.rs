@@ -23,7 +23,7 @@ pub const QUARANTINE: Duration = Duration::from_secs(2);
 
 /// At most this many sockets stay parked; more are closed. At 200 new calls
 /// a second, two seconds of quarantine need about 400.
-const MAX_PARKED: usize = 512;
+pub const MAX_PARKED: usize = 512;
 
 /// Late datagrams read (and dropped) from a parked socket before reuse.
 const MAX_STALE_READS: usize = 64;

@@ -108,7 +108,7 @@ impl Core {
         }));
         if ended.is_err() {
             error!(%call_id, "ending the call failed as well; its state is dropped");
-            self.forget_call(&call_id);
+            self.forget_call(&call_id, now);
         }
     }
 
@@ -134,7 +134,7 @@ impl Core {
 
     /// Drops a call's state without a word to its peers: the last resort
     /// when even ending it failed.
-    pub(super) fn forget_call(&mut self, call_id: &str) {
+    pub(super) fn forget_call(&mut self, call_id: &str, now: Instant) {
         let Some(e) = self.calls.remove(call_id) else {
             return;
         };
@@ -144,7 +144,7 @@ impl Core {
         self.call_keys.remove(&e.key);
         self.streams.remove(&e.media.stream.0);
         self.media.remove_stream(e.media.stream);
-        self.free_port(e.media.port);
+        self.free_port(e.media.port, now);
         if let super::CallingParty::Trunk(i) = e.origin
             && let Some(n) = self.trunk_calls.get_mut(i)
         {

@@ -786,13 +786,13 @@ impl Core {
                 Ok(a) => {
                     let negotiated = a.negotiated();
                     if let Err(why) = self.media_allowed(&origin, negotiated.remote) {
-                        self.free_port(port);
+                        self.free_port(port, now);
                         return self.refuse_media(&key, &req, &why, now, out);
                     }
                     (Some(negotiated), a.sdp)
                 }
                 Err(e) => {
-                    self.free_port(port);
+                    self.free_port(port, now);
                     let status = sdp_refusal(&e);
                     let mut resp = response(&req, status);
                     warning(&mut resp, &e.to_string());
@@ -1882,7 +1882,7 @@ impl Core {
         }
         self.media.remove_stream(e.media.stream);
         self.streams.remove(&e.media.stream.0);
-        self.free_port(e.media.port);
+        self.free_port(e.media.port, now);
         if let CallingParty::Trunk(i) = e.origin {
             self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
         }

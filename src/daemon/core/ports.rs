@@ -16,11 +16,14 @@
 //! range is rare enough (and a misconfiguration) that ending the one call
 //! is the better trade.
 //!
-//! Numbers are handed out oldest-released first (all never-used ones
-//! first, in order), so a port just freed is reused last, after the old
-//! call's late packets have long stopped; the shell keeps a returned
-//! socket bound and gives it back for its number
-//! ([`crate::media::ports::PortPool::bind`]).
+//! Which number comes next follows the shell's socket pool
+//! ([`crate::media::ports::PortPool`]), which keeps the sockets of the
+//! last [`RECENT`] finished streams bound, so that most calls cost no
+//! `bind`: the port released longest ago among those recent ones, once it
+//! has rested [`QUARANTINE`]; else a port not used recently, in order;
+//! else a recent one still resting rather than refusing the call. A port
+//! just freed is so reused last, after the old call's late packets have
+//! stopped.
 //!
 //! [`PortRequest::Bind`]: super::PortRequest::Bind
 //! [`MediaCommand::Add`]: super::MediaCommand::Add
@@ -39,6 +42,12 @@ use crate::call::{Action, EndReason};
 use crate::sip::message::with_to_tag;
 use crate::sip::transaction::Transmit;
 
+pub use crate::media::ports::QUARANTINE;
+
+/// How many released ports count as recent: as many sockets as the
+/// shell's pool keeps bound.
+pub const RECENT: usize = crate::media::ports::MAX_PARKED;
+
 /// How long a port whose bind failed is left alone.
 pub const HELD_ELSEWHERE: Duration = Duration::from_secs(60);
 
@@ -46,8 +55,10 @@ pub const HELD_ELSEWHERE: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(super) struct PortLedger {
     capacity: usize,
-    /// Free ports, the one released longest ago first.
+    /// Free ports not released recently, in order.
     free: VecDeque<u16>,
+    /// The last [`RECENT`] ports released, the oldest first, and when.
+    recent: VecDeque<(u16, Instant)>,
     /// Ports whose bind failed, and until when they are left alone.
     held_elsewhere: VecDeque<(u16, Instant)>,
 }
@@ -62,6 +73,7 @@ impl PortLedger {
         PortLedger {
             capacity: free.len(),
             free,
+            recent: VecDeque::new(),
             held_elsewhere: VecDeque::new(),
         }
     }
@@ -80,14 +92,29 @@ impl PortLedger {
             self.held_elsewhere.pop_front();
             self.free.push_back(port);
         }
-        self.free.pop_front()
+        match self.recent.front() {
+            Some(&(port, since)) if now.saturating_duration_since(since) >= QUARANTINE => {
+                self.recent.pop_front();
+                Some(port)
+            }
+            _ => self
+                .free
+                .pop_front()
+                .or_else(|| self.recent.pop_front().map(|(port, _)| port)),
+        }
     }
 
     /// The call is done with `port`. A port whose bind failed stays set
     /// aside.
-    pub fn release(&mut self, port: u16) {
-        if !self.held_elsewhere.iter().any(|(p, _)| *p == port) {
-            self.free.push_back(port);
+    pub fn release(&mut self, port: u16, now: Instant) {
+        if self.held_elsewhere.iter().any(|(p, _)| *p == port) {
+            return;
+        }
+        self.recent.push_back((port, now));
+        if self.recent.len() > RECENT
+            && let Some((oldest, _)) = self.recent.pop_front()
+        {
+            self.free.push_back(oldest);
         }
     }
 
@@ -106,8 +133,8 @@ impl Core {
     }
 
     /// A call or leg is done with `port`.
-    pub(super) fn free_port(&mut self, port: u16) {
-        self.ports.release(port);
+    pub(super) fn free_port(&mut self, port: u16, now: Instant) {
+        self.ports.release(port, now);
         self.port_requests.push(PortRequest::Release(port));
     }
 
@@ -184,10 +211,26 @@ mod tests {
         assert_eq!(l.capacity(), 3);
         assert_eq!(l.allocate(now), Some(30002));
         assert_eq!(l.allocate(now), Some(30004));
-        l.release(30002);
+        l.release(30002, now);
+        // Still resting: a port not used recently comes first.
         assert_eq!(l.allocate(now), Some(30006));
+        // Nothing else is free: the resting one rather than a refusal.
         assert_eq!(l.allocate(now), Some(30002));
         assert_eq!(l.allocate(now), None);
+    }
+
+    #[test]
+    fn a_rested_recent_port_comes_before_an_unused_one() {
+        let now = Instant::now();
+        let mut l = PortLedger::new(30000, 30010);
+        let first = l.allocate(now).unwrap();
+        l.release(first, now);
+        assert_eq!(l.allocate(now), Some(30002), "resting: not yet");
+        assert_eq!(
+            l.allocate(now + QUARANTINE),
+            Some(first),
+            "its socket is still bound"
+        );
     }
 
     #[test]

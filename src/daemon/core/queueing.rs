@@ -500,7 +500,7 @@ impl Core {
             return None;
         };
         let Some(e) = self.calls.get(caller) else {
-            self.free_port(port);
+            self.free_port(port, now);
             return None;
         };
         let codecs = match e.media.negotiated.as_ref().map(|n| n.codec) {
@@ -544,7 +544,7 @@ impl Core {
             &mut self.rng,
         ) else {
             // Logged by the leg: a contact no INVITE can go to.
-            self.free_port(port);
+            self.free_port(port, now);
             return None;
         };
         let call = e.key;
@@ -714,7 +714,7 @@ impl Core {
                     }
                 }
                 LegAction::Failed(_) => {}
-                LegAction::Release => self.release_leg(leg_id),
+                LegAction::Release => self.release_leg(leg_id, now),
             }
         }
     }
@@ -824,13 +824,13 @@ impl Core {
         }
     }
 
-    fn release_leg(&mut self, leg_id: &str) {
+    fn release_leg(&mut self, leg_id: &str, now: Instant) {
         let Some(entry) = self.legs.remove(leg_id) else {
             return;
         };
         self.media.remove_stream(entry.stream);
         self.leg_streams.remove(&entry.stream.0);
-        self.free_port(entry.port);
+        self.free_port(entry.port, now);
         self.metrics.rtp_ports_in_use.dec();
         if let LegFor::Offer { offer, agent } = entry.purpose {
             self.offer_legs.remove(&(offer, agent));

@@ -39,6 +39,7 @@
 //! ```
 
 use crate::rng::{SeededRng, keyed_token};
+use crate::sip::headers::CSeq;
 use crate::sip::message::{Header, Method, PRODUCT, Request, Response, tag_of};
 use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
@@ -386,14 +387,7 @@ impl AgentLeg {
                 Header::From(v) => text.push_str(&format!("From: {}\r\n", v.value())),
                 Header::To(v) => text.push_str(&format!("To: {}\r\n", v.value())),
                 Header::CallId(v) => text.push_str(&format!("Call-ID: {}\r\n", v.value())),
-                Header::CSeq(v) => {
-                    cseq = v
-                        .value()
-                        .split_whitespace()
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(1)
-                }
+                Header::CSeq(v) => cseq = CSeq::parse(v.value()).map_or(1, |c| c.seq),
                 _ => {}
             }
         }

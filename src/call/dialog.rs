@@ -87,13 +87,7 @@ impl Dialog {
                 Header::From(v) => from = Some(v.value()),
                 Header::To(v) => to = Some(v.value()),
                 Header::Contact(v) if contact.is_none() => contact = Some(v.value()),
-                Header::CSeq(v) => {
-                    cseq = v
-                        .value()
-                        .split_whitespace()
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                }
+                Header::CSeq(v) => cseq = CSeq::parse(v.value()).map(|c| c.seq),
                 Header::RecordRoute(v) => {
                     for entry in split_list(v.value()) {
                         route_set.push(checked_route(entry)?);
@@ -285,50 +279,8 @@ pub(crate) fn strip_tag(value: &str) -> String {
     out
 }
 
-/// The URI inside a name-addr or addr-spec value.
-pub fn uri_of(value: &str) -> Option<String> {
-    let (uri, _) = addr_spec(value).ok()?;
-    (!uri.is_empty()).then(|| uri.to_owned())
-}
-
-/// The addr-spec of a name-addr (`"Name" <uri>;params`) or of a bare
-/// addr-spec (`uri;params`, the parameters belonging to the header, RFC
-/// 3261 §20.10), and whether it was in angle brackets. A `<` inside the
-/// quoted display name does not count.
-fn addr_spec(value: &str) -> Result<(&str, bool), &'static str> {
-    let value = value.trim();
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, c) in value.char_indices() {
-        if quoted {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            '<' => {
-                let rest = &value[i + 1..];
-                let end = rest.find('>').ok_or("no '>' after '<'")?;
-                let after = rest[end + 1..].trim_start();
-                if !after.is_empty() && !after.starts_with(';') {
-                    return Err("text after the '>'");
-                }
-                return Ok((rest[..end].trim(), true));
-            }
-            _ => {}
-        }
-    }
-    if quoted {
-        return Err("unbalanced quotes");
-    }
-    let uri = value.split_once(';').map_or(value, |(uri, _)| uri).trim();
-    Ok((uri, false))
-}
+pub use crate::sip::headers::uri_of;
+use crate::sip::headers::{CSeq, addr_spec};
 
 /// The remote target of an INVITE's (or a 2xx's) Contact, checked.
 pub(super) fn checked_contact(value: &str) -> Result<String, DialogError> {

@@ -26,6 +26,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::media::engine::MediaCounters;
+use crate::sip::message::{METHODS, Method, method_index};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
@@ -194,38 +195,6 @@ pub struct Metrics {
 pub struct ScopeLabel {
     /// `source` or `account`.
     pub scope: &'static str,
-}
-
-/// The methods rsipstack represents, which are all screening lets through.
-const METHODS: [rsipstack::sip::Method; 14] = {
-    use rsipstack::sip::Method::*;
-    [
-        Ack, Bye, Cancel, Info, Invite, Message, Notify, Options, PRack, Publish, Refer, Register,
-        Subscribe, Update,
-    ]
-};
-
-/// The position of `method` in [`METHODS`]. A `match` rather than a search,
-/// so that a method a newer rsipstack adds is a compile error here instead
-/// of a request counted under another method.
-fn method_index(method: &rsipstack::sip::Method) -> usize {
-    use rsipstack::sip::Method::*;
-    match method {
-        Ack => 0,
-        Bye => 1,
-        Cancel => 2,
-        Info => 3,
-        Invite => 4,
-        Message => 5,
-        Notify => 6,
-        Options => 7,
-        PRack => 8,
-        Publish => 9,
-        Refer => 10,
-        Register => 11,
-        Subscribe => 12,
-        Update => 13,
-    }
 }
 
 /// The series of `sip_requests` (in [`METHODS`] order) and `sip_responses`
@@ -532,8 +501,8 @@ impl Metrics {
     }
 
     /// Counts a request received (after screening, so `method` is one
-    /// rsipstack knows: the label set is closed).
-    pub fn request_received(&self, method: &rsipstack::sip::Method) {
+    /// the message model knows: the label set is closed).
+    pub fn request_received(&self, method: &Method) {
         self.per_message.requests[method_index(method)].inc();
     }
 
@@ -705,7 +674,7 @@ mod tests {
             assert_eq!(method_index(method), i, "{method}");
         }
         let m = Metrics::new();
-        m.request_received(&rsipstack::sip::Method::Update);
+        m.request_received(&Method::Update);
         let text = m.encode();
         assert!(
             text.contains("zentrale_sip_requests_total{method=\"UPDATE\"} 1"),

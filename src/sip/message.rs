@@ -18,6 +18,39 @@ pub const PRODUCT: &str = concat!("zentrale/", env!("CARGO_PKG_VERSION"));
 /// The methods zentrale handles, as sent in `Allow`.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
 
+/// The methods the message model represents, which are all screening
+/// lets through: the closed label set of the request counters.
+pub const METHODS: [Method; 14] = {
+    use Method::*;
+    [
+        Ack, Bye, Cancel, Info, Invite, Message, Notify, Options, PRack, Publish, Refer, Register,
+        Subscribe, Update,
+    ]
+};
+
+/// The position of `method` in [`METHODS`]. A `match` rather than a search,
+/// so that a method a newer parser adds is a compile error here instead
+/// of a request counted under another method.
+pub fn method_index(method: &Method) -> usize {
+    use Method::*;
+    match method {
+        Ack => 0,
+        Bye => 1,
+        Cancel => 2,
+        Info => 3,
+        Invite => 4,
+        Message => 5,
+        Notify => 6,
+        Options => 7,
+        PRack => 8,
+        Publish => 9,
+        Refer => 10,
+        Register => 11,
+        Subscribe => 12,
+        Update => 13,
+    }
+}
+
 /// Builds a response to `req` as RFC 3261 §8.2.6 says: the Via headers,
 /// From, To, Call-ID and CSeq are copied; Content-Length is zero until a body
 /// is set with [`set_body`].
@@ -254,20 +287,7 @@ pub fn sdp_refusal(e: &SdpError) -> StatusCode {
     }
 }
 
-/// The `tag` parameter of a From or To header value, if any.
-pub fn tag_of(value: &str) -> Option<&str> {
-    // Parameters follow the closing '>' of a name-addr, or the addr-spec.
-    let params = match crate::ascii::rfind(value, b'>') {
-        Some(i) => &value[i + 1..],
-        None => value,
-    };
-    crate::ascii::split(params, b';').skip(1).find_map(|p| {
-        let (k, v) = crate::ascii::split_once(p, b'=')?;
-        crate::ascii::trim(k)
-            .eq_ignore_ascii_case("tag")
-            .then(|| crate::ascii::trim(v))
-    })
-}
+pub use super::headers::tag_of;
 
 fn has_tag_param(value: &str) -> bool {
     tag_of(value).is_some()

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod digest;
 pub mod framing;
+pub mod headers;
 pub mod lockout;
 pub mod message;
 pub mod registrar;

@@ -280,8 +280,8 @@ impl Registrar {
         let cseq = req
             .cseq_header()
             .ok()
-            .and_then(|c| rsipstack::sip::typed::CSeq::parse(c.value()).ok())
-            .filter(|c| c.method == Method::Register)
+            .and_then(|c| super::headers::CSeq::parse(c.value()))
+            .filter(|c| c.method == "REGISTER")
             .ok_or(Reject(StatusCode::BadRequest, "bad CSeq"))?
             .seq;
         let contacts = parse_contacts(req)?;

@@ -134,6 +134,7 @@ use rsipstack::sip::headers::make_header;
 use rsipstack::sip::parse_uri;
 
 use super::Transport;
+use super::headers::split_cseq;
 use super::message::{
     ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, is_sdp, tag_of,
 };
@@ -451,7 +452,7 @@ fn is_token_char(b: u8) -> bool {
     TOKEN_CHARS[usize::from(b)]
 }
 
-fn is_token(s: &[u8]) -> bool {
+pub(super) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_token_char(b))
 }
 
@@ -785,18 +786,6 @@ fn uri_scheme(uri: &str) -> Option<(&str, &str)> {
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(c));
     (ok && !rest.is_empty()).then_some((scheme, rest))
-}
-
-/// `number method` of a CSeq value (the number as digits, any length).
-fn split_cseq(v: &str) -> Option<(&str, &str)> {
-    let v = ascii::trim(v);
-    let end = v.bytes().position(|b| !b.is_ascii_digit())?;
-    let (n, rest) = v.split_at(end);
-    let m = ascii::trim_start(rest);
-    if n.is_empty() || m.len() == rest.len() || !is_token(m.as_bytes()) {
-        return None;
-    }
-    Some((n, m))
 }
 
 /// A decimal number without sign; `Err` names what is wrong.

@@ -53,6 +53,7 @@ use crate::rng::SeededRng;
 use crate::sip::Transport;
 use crate::sip::auth::{AuthEvent, Authenticator, Challenge, Verdict};
 use crate::sip::digest::{Algorithm, DigestServer};
+use crate::sip::headers;
 use crate::sip::lockout::Lockout;
 use crate::sip::message::{
     ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response,
@@ -2081,48 +2082,28 @@ fn call_id_of(req: &Request) -> &str {
 }
 
 fn call_id_in(headers: &crate::sip::message::Headers) -> &str {
-    headers
-        .iter()
-        .find_map(|h| match h {
-            Header::CallId(v) => Some(v.value()),
-            _ => None,
-        })
-        .unwrap_or("")
+    headers::call_id(headers).unwrap_or("")
 }
 
 fn cseq_number(req: &Request) -> Option<u32> {
-    req.headers.iter().find_map(|h| match h {
-        Header::CSeq(v) => v.value().split_whitespace().next()?.parse().ok(),
-        _ => None,
-    })
+    headers::cseq(&req.headers).map(|c| c.seq)
 }
 
 /// The To tag (`to = true`) or From tag of a request.
 fn header_tag(req: &Request, to: bool) -> Option<&str> {
-    req.headers.iter().find_map(|h| match (h, to) {
-        (Header::To(v), true) => tag_of(v.value()),
-        (Header::From(v), false) => tag_of(v.value()),
-        _ => None,
-    })
+    if to {
+        headers::to_tag(&req.headers)
+    } else {
+        headers::from_tag(&req.headers)
+    }
 }
 
 fn has_sdp_body(req: &Request) -> bool {
-    !req.body.is_empty()
-        && req.headers.iter().any(|h| match h {
-            Header::ContentType(v) => crate::sip::message::is_sdp(v.value()),
-            _ => false,
-        })
+    headers::has_sdp(&req.headers, &req.body)
 }
 
 fn from_user(req: &Request) -> Option<String> {
-    let value = req.headers.iter().find_map(|h| match h {
-        Header::From(v) => Some(v.value().to_owned()),
-        _ => None,
-    })?;
-    let uri = crate::call::dialog::uri_of(&value)?;
-    let rest = uri.split_once(':')?.1;
-    let user = rest.split_once('@')?.0;
-    Some(user.split(';').next().unwrap_or("").to_owned())
+    headers::from_user(&req.headers)
 }
 
 #[cfg(test)]

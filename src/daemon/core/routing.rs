@@ -97,25 +97,7 @@ fn plain_user(uri: &Uri) -> Option<&str> {
 /// The key of a SIP INFO DTMF body: `application/dtmf-relay`
 /// (`Signal=1`) or `application/dtmf` (`1`).
 pub(super) fn info_digit(req: &Request) -> Option<char> {
-    let content_type = req.headers.iter().find_map(|h| match h {
-        Header::ContentType(v) => Some(v.value().to_ascii_lowercase()),
-        _ => None,
-    })?;
-    let body = std::str::from_utf8(&req.body).ok()?;
-    let value = if content_type.starts_with("application/dtmf-relay") {
-        body.lines().find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
-        })?
-    } else if content_type.starts_with("application/dtmf") {
-        body.trim()
-    } else {
-        return None;
-    };
-    let mut chars = value.chars();
-    let digit = chars.next()?.to_ascii_uppercase();
-    let valid = digit.is_ascii_digit() || matches!(digit, '*' | '#' | 'A'..='D');
-    (valid && chars.next().is_none()).then_some(digit)
+    crate::sip::headers::info_digit(&req.headers, &req.body)
 }
 
 impl Core {

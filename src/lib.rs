@@ -12,9 +12,11 @@ pub mod api;
 pub mod call;
 pub mod cdr;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod dialplan;
 pub mod doorbell;
+pub mod events;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod logging;

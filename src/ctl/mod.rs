@@ -1,0 +1,3 @@
+//! Talking to a running zentrale through its HTTP API.
+
+pub mod http;

@@ -1,0 +1,335 @@
+//! The event stream, `zentrale ctl` and the wallboard against the real
+//! binary: Server-Sent Events with `Last-Event-ID`, snapshots, masked
+//! numbers, access, the stream cap; ctl's tables and JSON; the page in
+//! headless Chromium through WebDriver.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use zentrale::ctl::http::{Client, SseEvent};
+
+const DEMO_TOKEN: &str = "demo-token-change-me";
+const READER: &str = "reader-secret-0123456789";
+
+fn client(d: &Daemon, token: Option<&str>) -> Client {
+    Client::new(&d.http.to_string(), token.map(str::to_owned)).expect("the daemon's address")
+}
+
+/// Events of one stream from `last` on, until `done` says so or `limit`
+/// passes (then the test fails with what came).
+fn events_until(
+    d: &Daemon,
+    last: Option<&str>,
+    limit: Duration,
+    mut done: impl FnMut(&[SseEvent]) -> bool,
+) -> Vec<SseEvent> {
+    let mut got = Vec::new();
+    let until = Instant::now() + limit;
+    let answer = client(d, None).events("/api/v1/events", last, limit, |e| {
+        got.push(e);
+        !done(&got) && Instant::now() < until
+    });
+    match answer {
+        Ok(None) => {}
+        Ok(Some(r)) => d.fail(format!(
+            "the event stream answered {}: {}",
+            r.status,
+            r.text()
+        )),
+        // A read timeout ends a quiet wait.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut => {}
+        Err(e) => d.fail(format!("reading the event stream: {e}")),
+    }
+    got
+}
+
+fn data(e: &SseEvent) -> Value {
+    serde_json::from_str(&e.data).unwrap_or_else(|err| panic!("not JSON ({err}): {}", e.data))
+}
+
+fn post(d: &Daemon, path: &str, body: &str) -> (u16, String) {
+    let c = client(d, Some(DEMO_TOKEN));
+    let r = c
+        .request("POST", path, &[], Some(body.as_bytes()))
+        .unwrap_or_else(|e| d.fail(format!("POST {path}: {e}")));
+    (r.status, r.text())
+}
+
+/// A stream starts with a snapshot; a client that comes back with the id
+/// of the last event it saw gets exactly what it missed; an id the buffer
+/// does not hold (an earlier run) gets a snapshot again.
+#[test]
+fn event_stream_resumes_after_last_event_id_or_starts_from_a_snapshot() {
+    let d = Daemon::start();
+    let first = events_until(&d, None, Duration::from_secs(5), |e| !e.is_empty());
+    d.check(first.first().is_some_and(|e| e.event == "snapshot"), || {
+        format!("the first event is not a snapshot: {first:?}")
+    });
+    let snap = data(&first[0]);
+    let seen = first[0].id.clone().expect("the snapshot has an id");
+    d.check(
+        snap["id"].as_u64().map(|i| i.to_string()) == Some(seen.clone()),
+        || format!("snapshot id {} vs event id {seen}", snap["id"]),
+    );
+    d.check(
+        snap["agents"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a["id"] == "1001" && a["state"] == "logged_out")
+        }),
+        || format!("agent 1001 logged out missing from the snapshot: {snap}"),
+    );
+
+    // While no client listens, 1001 logs in and pauses.
+    let (code, body) = post(&d, "/api/v1/agents/1001/login", "");
+    d.check(code == 200, || format!("login answered {code} {body}"));
+    let (code, body) = post(&d, "/api/v1/agents/1001/pause", r#"{"reason":"training"}"#);
+    d.check(code == 200, || format!("pause answered {code} {body}"));
+
+    // Back with the last id: the missed events, no snapshot, in order.
+    let missed = events_until(&d, Some(&seen), Duration::from_secs(5), |e| {
+        e.iter()
+            .any(|e| e.event == "agent" && data(e)["state"] == "paused")
+    });
+    d.check(
+        !missed.is_empty() && missed.iter().all(|e| e.event != "snapshot"),
+        || format!("resuming after {seen} brought {missed:?}"),
+    );
+    let ids: Vec<u64> = missed
+        .iter()
+        .filter_map(|e| e.id.as_deref()?.parse().ok())
+        .collect();
+    let from: u64 = seen.parse().unwrap();
+    d.check(
+        ids.first() == Some(&(from + 1)) && ids.windows(2).all(|w| w[1] == w[0] + 1),
+        || format!("ids after {from} are not the next ones in order: {ids:?}"),
+    );
+    let paused = missed
+        .iter()
+        .find(|e| e.event == "agent" && data(e)["id"] == "1001" && data(e)["state"] == "paused");
+    d.check(
+        paused.is_some_and(|e| data(e)["reason"] == "training"),
+        || format!("no agent event with 1001 paused for training: {missed:?}"),
+    );
+    d.check(
+        missed
+            .iter()
+            .any(|e| e.event == "queue" && data(e)["name"] == "kassel/115"),
+        || format!("no queue event for kassel/115 (its agents changed): {missed:?}"),
+    );
+
+    // An id from an earlier run: a snapshot, and it shows the pause.
+    let again = events_until(&d, Some("987654321"), Duration::from_secs(5), |e| {
+        !e.is_empty()
+    });
+    d.check(again.first().is_some_and(|e| e.event == "snapshot"), || {
+        format!("an unknown Last-Event-ID brought {again:?}, want a snapshot")
+    });
+    let agents = data(&again[0])["agents"].clone();
+    d.check(
+        agents.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|a| a["id"] == "1001" && a["state"] == "paused")
+        }),
+        || format!("the snapshot does not show 1001 paused: {agents}"),
+    );
+}
+
+/// A trunk call shows up as call events with the caller's number masked as
+/// in the logs (never the whole number), joins the queue, and is gone
+/// from the live calls when the caller hangs up.
+#[test]
+fn call_events_carry_masked_numbers() {
+    let d = Daemon::start();
+    let start = events_until(&d, None, Duration::from_secs(5), |e| !e.is_empty());
+    let seen = start[0].id.clone().unwrap();
+    let mut caller = Caller::new(&d, "0561115");
+    caller.connect(&d);
+    let joined = events_until(&d, Some(&seen), Duration::from_secs(20), |e| {
+        e.iter()
+            .any(|e| e.event == "call" && data(e)["kind"] == "joined")
+    });
+    let calls: Vec<Value> = joined
+        .iter()
+        .filter(|e| e.event == "call")
+        .map(data)
+        .collect();
+    d.check(
+        calls
+            .iter()
+            .any(|c| c["kind"] == "joined" && c["queue"] == "kassel/115"),
+        || format!("no `joined` call event for kassel/115: {calls:?}"),
+    );
+    for c in &calls {
+        d.check(c["caller"] == "0301234xxx", || {
+            format!("caller not masked as in the logs: {c}")
+        });
+    }
+    let all: String = joined.iter().map(|e| e.data.as_str()).collect();
+    d.check(!all.contains("0301234567"), || {
+        format!("the whole number is in the stream: {all}")
+    });
+    let live = client(&d, None).get("/api/v1/calls").unwrap();
+    let live: Value = serde_json::from_slice(&live.body).unwrap();
+    d.check(
+        live.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["state"] == "queued" && a[0]["via"] == "115"),
+        || format!("GET /api/v1/calls: {live}"),
+    );
+
+    let last = joined.last().and_then(|e| e.id.clone()).unwrap();
+    caller.hang_up(&d);
+    let gone = events_until(&d, Some(&last), Duration::from_secs(10), |e| {
+        e.iter().any(|e| {
+            e.event == "call" && matches!(data(e)["kind"].as_str(), Some("abandoned" | "ended"))
+        })
+    });
+    let end = gone.iter().map(data).find(|c| c["kind"] == "abandoned");
+    d.check(
+        end.as_ref()
+            .is_some_and(|c| c["disposition"] == "abandoned"),
+        || format!("hanging up in the queue did not publish `abandoned`: {gone:?}"),
+    );
+    let live = client(&d, None).get("/api/v1/calls").unwrap();
+    d.check(live.text().trim() == "[]", || {
+        format!("calls after the hang-up: {}", live.text())
+    });
+}
+
+/// With reads closed: no token or a wrong one get the same 401 (nothing
+/// says whether a token exists), a read token streams, a read token may
+/// not pause (403), `GET /api/v1/token` names the token's role.
+#[test]
+fn event_stream_needs_a_read_token() {
+    let d = Daemon::start_with(Options {
+        edits: vec![
+            (
+                "      role: admin            # read | supervisor | admin\n".into(),
+                format!(
+                    "      role: admin\n    - {{ name: wallboard, token: {READER}, role: read }}\n"
+                ),
+            ),
+            ("  open_reads: true ".into(), "  open_reads: false ".into()),
+        ],
+        ..Options::default()
+    });
+    let stream = |token: Option<&str>| {
+        Client::new(&d.http.to_string(), token.map(str::to_owned))
+            .unwrap()
+            .events("/api/v1/events", None, Duration::from_secs(5), |_| false)
+            .unwrap_or_else(|e| d.fail(format!("event stream: {e}")))
+    };
+    let nobody = stream(None).unwrap_or_else(|| d.fail("no token: the stream was served"));
+    let wrong =
+        stream(Some("reader-secret-012345678X")).unwrap_or_else(|| d.fail("a wrong token: served"));
+    d.check(
+        nobody.status == 401 && wrong.status == 401 && nobody.body == wrong.body,
+        || {
+            format!(
+                "no token {} {:?}, wrong token {} {:?}: want the same 401",
+                nobody.status,
+                nobody.text(),
+                wrong.status,
+                wrong.text()
+            )
+        },
+    );
+    d.check(stream(Some(READER)).is_none(), || {
+        "the read token was refused".into()
+    });
+    let reader = client(&d, Some(READER));
+    let who = reader.get("/api/v1/token").unwrap();
+    d.check(
+        who.status == 200 && who.text().contains("\"role\":\"read\""),
+        || {
+            format!(
+                "GET /api/v1/token with the read token: {} {}",
+                who.status,
+                who.text()
+            )
+        },
+    );
+    let r = reader
+        .request("POST", "/api/v1/agents/1001/pause", &[], None)
+        .unwrap();
+    d.check(r.status == 403, || {
+        format!("pause with a read token answered {} {}", r.status, r.text())
+    });
+    let r = client(&d, None).get("/api/v1/snapshot").unwrap();
+    d.check(r.status == 401, || {
+        format!("the snapshot without a token answered {}", r.status)
+    });
+    // The page itself is open: it holds no data.
+    let r = client(&d, None).get("/").unwrap();
+    d.check(r.status == 200 && r.text().contains("Wallboard"), || {
+        format!("GET / answered {}", r.status)
+    });
+}
+
+/// Past `http.event_streams` a new stream gets 503 with `Retry-After`,
+/// counted; a closed stream frees its place; calls go on meanwhile.
+#[test]
+fn event_streams_are_capped_with_a_metric() {
+    let d = Daemon::start_with(Options {
+        edits: vec![("  event_streams: 32 ".into(), "  event_streams: 2 ".into())],
+        ..Options::default()
+    });
+    let hold = |d: &Daemon| {
+        let mut s = std::net::TcpStream::connect(d.http).unwrap();
+        use std::io::{Read, Write};
+        write!(s, "GET /api/v1/events HTTP/1.1\r\nHost: {}\r\n\r\n", d.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+        d.check(head.starts_with("HTTP/1.1 200"), || {
+            format!("stream refused below the cap: {head}")
+        });
+        s
+    };
+    let a = hold(&d);
+    let _b = hold(&d);
+    d.wait_metric("zentrale_event_streams", Duration::from_secs(5), |v| {
+        v == 2.0
+    });
+    let third = client(&d, None)
+        .events("/api/v1/events", None, Duration::from_secs(5), |_| false)
+        .unwrap()
+        .unwrap_or_else(|| d.fail("a third stream was served past the cap of 2"));
+    d.check(
+        third.status == 503 && third.header("retry-after").is_some(),
+        || {
+            format!(
+                "past the cap: {} {:?} {}",
+                third.status,
+                third.headers,
+                third.text()
+            )
+        },
+    );
+    d.check(
+        d.metric_sum("zentrale_event_streams_refused_total") == 1.0,
+        || "refusal not counted".into(),
+    );
+    // Calls are served meanwhile.
+    let mut caller = Caller::new(&d, "0561115");
+    caller.connect(&d);
+    caller.hang_up(&d);
+    drop(a);
+    d.wait_metric("zentrale_event_streams", Duration::from_secs(5), |v| {
+        v == 1.0
+    });
+    let again = client(&d, None)
+        .events("/api/v1/events", None, Duration::from_secs(5), |_| false)
+        .unwrap();
+    d.check(again.is_none(), || {
+        format!(
+            "after a stream closed, a new one got {:?}",
+            again.map(|r| r.status)
+        )
+    });
+}

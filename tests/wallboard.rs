@@ -333,3 +333,186 @@ fn event_streams_are_capped_with_a_metric() {
         )
     });
 }
+
+/// `zentrale ctl ARGS` against `d`, the token from the demo config.
+fn ctl(d: &Daemon, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zentrale"))
+        .arg("ctl")
+        .arg("--config")
+        .arg(repo().join("zentrale.yaml"))
+        .args(["--http", &d.http.to_string()])
+        .args(args)
+        .env_remove("ZENTRALE_TOKEN")
+        .output()
+        .expect("running zentrale ctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Where `column` ends in the header line of `table`.
+fn column_end(d: &Daemon, table: &str, column: &str) -> usize {
+    let header = table.lines().next().unwrap_or_default();
+    header
+        .find(column)
+        .map(|i| i + column.len())
+        .unwrap_or_else(|| d.fail(format!("no column {column} in:\n{table}")))
+}
+
+/// Tables with aligned columns, `--json` with the API's JSON, agent
+/// changes with the config's token, live calls, reload, and `watch`.
+#[test]
+fn ctl_prints_tables_and_json() {
+    let d = Daemon::start();
+    let (ok, queues, err) = ctl(&d, &["queues"]);
+    d.check(ok && queues.starts_with("QUEUE "), || {
+        format!("ctl queues: {err}\n{queues}")
+    });
+    // Figures are right-aligned under their heading.
+    let end = column_end(&d, &queues, "WAITING");
+    for line in queues.lines().skip(1) {
+        let cell = line.get(..end).unwrap_or_default();
+        d.check(cell.ends_with('0') && line[end..].starts_with(' '), || {
+            format!("WAITING is not aligned in line {line:?}:\n{queues}")
+        });
+    }
+    d.check(
+        queues
+            .lines()
+            .any(|l| l.starts_with("kassel/115 ") && l.contains("in 30 s (target 75 %)")),
+        || format!("no kassel/115 row with its service level:\n{queues}"),
+    );
+    let (ok, json, _) = ctl(&d, &["queues", "--json"]);
+    let v: Value = serde_json::from_str(&json)
+        .unwrap_or_else(|e| d.fail(format!("--json is not JSON ({e}): {json}")));
+    d.check(
+        ok && v
+            .as_array()
+            .is_some_and(|q| q.iter().any(|q| q["name"] == "kassel/115")),
+        || json.clone(),
+    );
+
+    // Agent changes take the admin token from the config.
+    let (ok, out, err) = ctl(&d, &["login", "1001"]);
+    d.check(ok, || format!("ctl login: {err}{out}"));
+    let (ok, out, err) = ctl(&d, &["pause", "1001", "--reason", "training"]);
+    d.check(
+        ok && out.lines().nth(1).is_some_and(|l| {
+            l.starts_with("1001 ") && l.contains("paused") && l.contains("training")
+        }),
+        || format!("ctl pause: {err}\n{out}"),
+    );
+    let (_, agents, _) = ctl(&d, &["agents", "--json"]);
+    let v: Value = serde_json::from_str(&agents).unwrap();
+    let a = v
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == "1001"))
+        .cloned()
+        .unwrap_or_default();
+    d.check(a["state"] == "paused" && a["reason"] == "training", || {
+        format!("agents --json: {a}")
+    });
+    let (ok, out, err) = ctl(&d, &["pause", "1001", "--reason", "kaffee"]);
+    d.check(
+        !ok && out.is_empty() && err.contains("422") && err.contains("pause_reasons"),
+        || format!("a reason not configured: ok={ok} {out} {err}"),
+    );
+    let (ok, out, _) = ctl(&d, &["unpause", "1001"]);
+    d.check(ok && out.contains("unreachable"), || {
+        format!("ctl unpause (no phone registered):\n{out}")
+    });
+    let (ok, out, err) = ctl(&d, &["pause", "9999"]);
+    d.check(!ok && err.contains("404"), || {
+        format!("an unknown agent: {out} {err}")
+    });
+
+    // Live calls: none, then the caller waiting in kassel/115.
+    let (ok, out, _) = ctl(&d, &["calls"]);
+    d.check(ok && out == "no calls\n", || {
+        format!("ctl calls with no call: {out:?}")
+    });
+    let mut caller = Caller::new(&d, "0561115");
+    caller.connect(&d);
+    let until = Instant::now() + Duration::from_secs(20);
+    let calls = loop {
+        let (_, out, _) = ctl(&d, &["calls"]);
+        if out.contains("queued") || Instant::now() > until {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    d.check(
+        calls.starts_with("CALL ")
+            && calls.lines().nth(1).is_some_and(|l| {
+                l.contains("0301234xxx") && l.contains("Kassel (115)") && l.contains("kassel/115")
+            }),
+        || format!("ctl calls with a waiting caller:\n{calls}"),
+    );
+    caller.hang_up(&d);
+
+    let (ok, out, err) = ctl(&d, &["reload"]);
+    d.check(ok && out.starts_with("reloaded"), || {
+        format!("ctl reload: {out} {err}")
+    });
+
+    // Without a token: 401, and what to do about it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zentrale"))
+        .args([
+            "ctl",
+            "--config",
+            "/nonexistent/zentrale.yaml",
+            "--http",
+            &d.http.to_string(),
+            "unpause",
+            "1001",
+        ])
+        .env_remove("ZENTRALE_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    d.check(
+        !out.status.success() && err.contains("401") && err.contains("--token"),
+        || format!("without a token: {err}"),
+    );
+
+    // watch: a snapshot first, then events as lines.
+    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_zentrale"))
+        .arg("ctl")
+        .arg("--config")
+        .arg(repo().join("zentrale.yaml"))
+        .args(["--http", &d.http.to_string(), "watch"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut got = Vec::new();
+        while let Some(Ok(l)) = lines.next() {
+            let done = l.starts_with("agent 1002 ");
+            got.push(l);
+            if done {
+                break;
+            }
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, _, err) = ctl(&d, &["login", "1002"]);
+    d.check(ok, || err.clone());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let lines = reader.join().unwrap();
+    d.check(
+        lines.first().is_some_and(|l| l.starts_with("snapshot: "))
+            && lines.iter().any(|l| l == "agent 1002 unreachable"),
+        || format!("ctl watch printed {lines:?}"),
+    );
+}

@@ -68,6 +68,11 @@ impl Client {
         })
     }
 
+    #[cfg(test)]
+    pub(crate) fn token_for_tests(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     fn send(
         &self,
         method: &str,

@@ -516,3 +516,337 @@ fn ctl_prints_tables_and_json() {
         || format!("ctl watch printed {lines:?}"),
     );
 }
+
+/// Headless Chromium driven over the W3C WebDriver protocol (JSON over
+/// HTTP to Debian's chromedriver), with a fresh profile; both end on drop.
+struct Browser {
+    driver: std::process::Child,
+    http: Client,
+    session: String,
+    _profile: TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = free_tcp_port();
+        let driver = std::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting chromedriver ({e}): install chromium-driver (tests/run.sh does)")
+            });
+        let mut http = Client::new(&format!("127.0.0.1:{port}"), None).unwrap();
+        http.timeout = Duration::from_secs(60);
+        let until = Instant::now() + Duration::from_secs(10);
+        while http.get("/status").map(|r| r.status != 200).unwrap_or(true) {
+            assert!(
+                Instant::now() < until,
+                "chromedriver did not come up on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = TempDir::new("chromium");
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.path().display()),
+                    "--window-size=1920,1080",
+                ],
+            },
+        }}});
+        let r = http
+            .json("POST", "/session", &caps)
+            .expect("creating the WebDriver session");
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {} {}", r.status, r.text()))
+            .to_owned();
+        Browser {
+            driver,
+            http,
+            session,
+            _profile: profile,
+        }
+    }
+
+    fn command(&self, method: &str, path: &str, body: Value) -> Value {
+        let path = format!("/session/{}{path}", self.session);
+        let r = if method == "GET" {
+            self.http.get(&path)
+        } else {
+            self.http.json(method, &path, &body)
+        }
+        .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert!(
+            r.status == 200,
+            "WebDriver {method} {path} answered {}: {}",
+            r.status,
+            r.text()
+        );
+        v["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.command("POST", "/url", serde_json::json!({ "url": url }));
+    }
+
+    /// Runs `script` in the page and returns what it returns.
+    fn eval(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            serde_json::json!({ "script": script, "args": [] }),
+        )
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.command(
+            "POST",
+            "/element",
+            serde_json::json!({ "using": "css selector", "value": css }),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.element(css);
+        self.command(
+            "POST",
+            &format!("/element/{e}/click"),
+            serde_json::json!({}),
+        );
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css);
+        self.command(
+            "POST",
+            &format!("/element/{e}/value"),
+            serde_json::json!({ "text": text }),
+        );
+    }
+
+    /// The text of the first element matching `css`, or `None`.
+    fn text(&self, css: &str) -> Option<String> {
+        let css = serde_json::to_string(css).unwrap();
+        self.eval(&format!(
+            "const e = document.querySelector({css}); return e ? e.textContent : null;"
+        ))
+        .as_str()
+        .map(str::to_owned)
+    }
+
+    /// Waits until `css`'s text is `want`; when it was first seen.
+    fn wait_text(&self, css: &str, want: &str, limit: Duration) -> Result<Instant, String> {
+        let until = Instant::now() + limit;
+        loop {
+            let got = self.text(css);
+            if got.as_deref() == Some(want) {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "{css} shows {got:?}, want {want:?} within {limit:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Saves a PNG of the page under target/.
+    fn screenshot(&self, name: &str) -> std::path::PathBuf {
+        use base64::Engine as _;
+        let png = self.command("GET", "/screenshot", Value::Null);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap_or_default())
+            .expect("a base64 PNG");
+        let dir = repo().join("target").join("wallboard-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .http
+            .request("DELETE", &format!("/session/{}", self.session), &[], None);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// The queue's waiting count as the API has it.
+fn api_waiting(d: &Daemon, queue: &str) -> u64 {
+    let r = client(d, None).get("/api/v1/queues").unwrap();
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    v.as_array()
+        .and_then(|q| q.iter().find(|q| q["name"] == queue))
+        .and_then(|q| q["waiting"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The page follows the stream: a SIPp caller who waits shows up within
+/// 2 s of joining the queue, and goes when an agent answers. A screenshot
+/// with the live figures is saved under target/wallboard-screenshots/.
+#[test]
+fn wallboard_in_chromium_shows_a_sipp_caller_waiting_and_answered() {
+    require_sipp();
+    let d = Daemon::start();
+    let mut phone = Phone::registered(&d, "1001"); // logs 1001 in (demo)
+    let (code, body) = post(&d, "/api/v1/agents/1001/pause", "");
+    d.check(code == 200, || format!("pause answered {code} {body}"));
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/", d.http));
+    let waiting = r#"[data-queue="kassel/115"] [data-field="waiting"]"#;
+    browser
+        .wait_text(waiting, "0", Duration::from_secs(10))
+        .unwrap_or_else(|e| d.fail(e));
+    browser
+        .wait_text("#status", "live", Duration::from_secs(5))
+        .unwrap_or_else(|e| d.fail(e));
+
+    // A SIPp caller (built-in uac) dials 115 and stays on the line.
+    let local = free_port();
+    let mut sipp = std::process::Command::new("sipp")
+        .args(["-sn", "uac", "-s", "115", "-m", "1", "-d", "60000"])
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &local.to_string(),
+            "-mi",
+            "127.0.0.1",
+        ])
+        .args(["-nostdin", "-timeout", "90s"])
+        .arg(d.sip.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .current_dir(d.dir.path())
+        .spawn()
+        .expect("running sipp");
+    let until = Instant::now() + Duration::from_secs(30);
+    while api_waiting(&d, "kassel/115") == 0 {
+        d.check(Instant::now() < until, || {
+            "the SIPp caller never waited in kassel/115".into()
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let joined = Instant::now();
+    let shown = browser
+        .wait_text(waiting, "1", Duration::from_secs(2))
+        .unwrap_or_else(|e| d.fail(e));
+    eprintln!(
+        "the page showed the waiting caller {:?} after the API",
+        shown - joined
+    );
+    std::thread::sleep(Duration::from_millis(1500)); // the longest wait ticks on
+    let shot = browser.screenshot("wallboard-caller-waiting.png");
+    eprintln!("screenshot: {}", shot.display());
+
+    // The agent comes back and answers: the count falls.
+    let (code, body) = post(&d, "/api/v1/agents/1001/unpause", "");
+    d.check(code == 200, || format!("unpause answered {code} {body}"));
+    let invite = phone.expect_offer(&d, Duration::from_secs(10));
+    phone.answer(&d, &invite);
+    let answered = Instant::now();
+    let gone = browser
+        .wait_text(waiting, "0", Duration::from_secs(2))
+        .unwrap_or_else(|e| d.fail(e));
+    eprintln!("the page showed the answer {:?} after it", gone - answered);
+    browser
+        .wait_text(
+            r#"[data-count="talking"] .value"#,
+            "1",
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|e| d.fail(e));
+    browser.screenshot("wallboard-caller-answered.png");
+    phone.hang_up(&d);
+    let _ = sipp.kill();
+    let _ = sipp.wait();
+}
+
+/// A supervisor logs in on the page with a supervisor token and pauses an
+/// agent with a reason; the API shows the agent paused. The live calls
+/// table names a waiting caller by masked number and origin.
+#[test]
+fn supervisor_pauses_an_agent_from_the_page() {
+    let d = Daemon::start_with(Options {
+        edits: vec![(
+            "      role: admin            # read | supervisor | admin\n".into(),
+            "      role: admin\n    - { name: leitstand, token: leitstand-secret-0123456789, role: supervisor }\n".into(),
+        )],
+        ..Options::default()
+    });
+    let _phone = Phone::registered(&d, "1002"); // 1002 available
+    let browser = Browser::start();
+    browser.open(&format!("http://{}/", d.http));
+    browser
+        .wait_text("#status", "live", Duration::from_secs(10))
+        .unwrap_or_else(|e| d.fail(e));
+    d.check(
+        browser.eval("return document.getElementById('supervisor').hidden") == true,
+        || "the supervisor panel shows before any login".into(),
+    );
+    browser.click("#login-open");
+    browser.type_into("#token", "leitstand-secret-0123456789");
+    browser.click("#login-submit");
+    let row = r#"tr[data-agent="1002"]"#;
+    browser
+        .wait_text(&format!("{row} .state"), "Frei", Duration::from_secs(5))
+        .unwrap_or_else(|e| d.fail(e));
+    browser.type_into(&format!("{row} .reason"), "training");
+    browser.click(&format!("{row} .pause"));
+    browser
+        .wait_text(&format!("{row} .state"), "Pause", Duration::from_secs(5))
+        .unwrap_or_else(|e| d.fail(e));
+    let r = client(&d, None).get("/api/v1/agents").unwrap();
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let a = v
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == "1002"))
+        .cloned()
+        .unwrap_or_default();
+    d.check(a["state"] == "paused" && a["reason"] == "training", || {
+        format!("the API after the page's pause: {a}")
+    });
+    d.check(
+        d.log_tail(200)
+            .contains("agent 1002 changed by the API: pause"),
+        || "the change is not logged".into(),
+    );
+
+    // A caller waits: the live calls show the masked number and origin.
+    let mut caller = Caller::new(&d, "0561115");
+    caller.connect(&d);
+    let call = r#"#calls tbody tr td:first-child"#;
+    browser
+        .wait_text(call, "0301234xxx", Duration::from_secs(20))
+        .unwrap_or_else(|e| d.fail(e));
+    let origin = browser.text("#calls tbody tr td:nth-child(2)");
+    d.check(origin.as_deref() == Some("Kassel (115)"), || {
+        format!("origin cell: {origin:?}")
+    });
+    browser.screenshot("wallboard-supervisor.png");
+    // Unpause from the page: the agent takes the caller.
+    browser.click(&format!("{row} .unpause"));
+    browser
+        .wait_text(&format!("{row} .state"), "Klingelt", Duration::from_secs(5))
+        .unwrap_or_else(|e| d.fail(e));
+    caller.hang_up(&d);
+}

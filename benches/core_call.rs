@@ -19,7 +19,8 @@ use criterion::Criterion;
 use zentrale::acd::Acd;
 use zentrale::config::{Config, Overrides};
 use zentrale::daemon::clock::WallClock;
-use zentrale::daemon::core::{Core, acd_spec};
+use zentrale::daemon::core::{Core, Outputs, acd_spec};
+use zentrale::daemon::rtp::RtpSockets;
 use zentrale::media::engine::{self, EngineConfig, MediaEvent};
 use zentrale::media::ports::PortPool;
 use zentrale::media::prompt::PromptLibrary;
@@ -79,11 +80,13 @@ fn to_tag(out: &[Transmit]) -> String {
 
 struct Driver {
     core: Core,
+    media: engine::MediaHandle,
+    sockets: RtpSockets,
     events: tokio::sync::mpsc::Receiver<MediaEvent>,
     peer: Peer,
     now: Instant,
     call: u64,
-    out: Vec<Transmit>,
+    out: Outputs,
     /// Time spent inside the core, summed over all calls.
     spent: Duration,
 }
@@ -121,15 +124,16 @@ impl Driver {
         let core = Core::new(
             Arc::new(config),
             prompts,
-            media,
-            ports,
             Arc::new(metrics),
             acd,
             clock,
+            zentrale::rng::SeededRng::from_u64(1),
             now,
         );
         Driver {
             core,
+            media,
+            sockets: RtpSockets::new(ports),
             events,
             peer: Peer {
                 transport: Transport::Udp,
@@ -138,7 +142,7 @@ impl Driver {
             },
             now,
             call: 0,
-            out: Vec::with_capacity(16),
+            out: Outputs::default(),
             spent: Duration::ZERO,
         }
     }
@@ -150,7 +154,7 @@ impl Driver {
         let call = self.call;
         self.out.clear();
         self.feed(&invite(call));
-        let tag = to_tag(&self.out);
+        let tag = to_tag(&self.out.transmits);
         black_box(&self.out);
         self.out.clear();
         self.feed(&in_dialog("ACK", 1, 4, call, &tag));
@@ -164,6 +168,8 @@ impl Driver {
         if self.core.poll_timeout().is_some_and(|t| t <= self.now) {
             self.core.handle_timeout(self.now, &mut self.out);
         }
+        self.sockets
+            .carry_out(&mut self.core, &mut self.out, &self.media, self.now);
         self.spent += t.elapsed();
     }
 
@@ -172,6 +178,10 @@ impl Driver {
         let t = Instant::now();
         self.core
             .on_message(datagram, self.peer, self.now, &mut self.out);
+        // The shell's share: ports bound, commands to the worker, as the
+        // daemon's core thread does it.
+        self.sockets
+            .carry_out(&mut self.core, &mut self.out, &self.media, self.now);
         self.spent += t.elapsed();
     }
 }

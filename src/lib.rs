@@ -9,6 +9,7 @@
 pub mod acd;
 pub mod admission;
 pub mod api;
+pub(crate) mod ascii;
 pub mod call;
 pub mod cdr;
 pub mod config;
@@ -22,5 +23,6 @@ pub mod fuzzing;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod rng;
 pub mod sip;
 pub mod udp;

@@ -11,11 +11,14 @@
 //! Word layout (bits):
 //!
 //! ```text
-//!  0-2  kind: LoggedOut, Available, Reserved, Ringing, Talking, WrapUp, Paused
-//!  3    registered (a softphone binding exists)
-//!  4-6  pause reason code (of the pause, or of the pending pause)
-//!  7-8  pending change: none, pause, logout (applied when the call and wrap-up end)
-//! 16-63 offer id of the current offer or call
+//!  0-7   kind: LoggedOut, Available, Reserved, Ringing, Talking, WrapUp, Paused
+//!        (a byte: room for 256 states, so new ones such as consulting or
+//!        on a callback need no new layout)
+//!  8     registered (a softphone binding exists)
+//!  9-11  pause reason code (of the pause, or of the pending pause)
+//! 12-13  pending change: none, pause, logout (applied when the call and wrap-up end)
+//! 14-15  unused
+//! 16-63  offer id of the current offer or call
 //! ```
 
 use std::sync::Arc;
@@ -155,13 +158,37 @@ pub(crate) enum Refusal {
     WrongState,
 }
 
-const KIND_MASK: u64 = 0b111;
-const REGISTERED: u64 = 1 << 3;
-const REASON_SHIFT: u32 = 4;
+/// The kind field: a whole byte. It held 3 bits (8 kinds, 7 used) until
+/// agents needed more states than that.
+const KIND_MASK: u64 = 0xff;
+const REGISTERED: u64 = 1 << 8;
+const REASON_SHIFT: u32 = 9;
 const REASON_MASK: u64 = 0b111 << REASON_SHIFT;
-const PENDING_SHIFT: u32 = 7;
+const PENDING_SHIFT: u32 = 12;
 const PENDING_MASK: u64 = 0b11 << PENDING_SHIFT;
 const OFFER_SHIFT: u32 = 16;
+
+// The fields must not overlap, must stay below the offer id, and the kind
+// field must keep room for at least 16 states.
+const _: () = {
+    let fields = [KIND_MASK, REGISTERED, REASON_MASK, PENDING_MASK];
+    let mut seen = 0;
+    let mut i = 0;
+    while i < fields.len() {
+        assert!(seen & fields[i] == 0, "agent word fields overlap");
+        seen |= fields[i];
+        i += 1;
+    }
+    assert!(
+        seen >> OFFER_SHIFT == 0,
+        "agent word fields reach into the offer id"
+    );
+    assert!(
+        KIND_MASK + 1 >= 16,
+        "the kind field holds fewer than 16 states"
+    );
+    assert!(Kind::Paused as u64 <= KIND_MASK);
+};
 
 /// One agent's packed state; see the module docs for the layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,15 +198,34 @@ impl Word {
     pub const LOGGED_OUT: Word = Word(0);
 
     pub fn kind(self) -> Kind {
-        match self.0 & KIND_MASK {
+        match self.kind_code() {
             0 => Kind::LoggedOut,
             1 => Kind::Available,
             2 => Kind::Reserved,
             3 => Kind::Ringing,
             4 => Kind::Talking,
             5 => Kind::WrapUp,
+            6 => Kind::Paused,
+            // Words are only written with a `Kind`'s code; should another
+            // code ever show up, the agent counts as paused: logged in,
+            // offered nothing.
             _ => Kind::Paused,
         }
+    }
+
+    /// The raw kind field.
+    fn kind_code(self) -> u64 {
+        self.0 & KIND_MASK
+    }
+
+    /// The same word with another kind; every other field stays.
+    fn with_kind(self, kind: Kind) -> Word {
+        self.with_kind_code(kind as u64)
+    }
+
+    fn with_kind_code(self, code: u64) -> Word {
+        debug_assert!(code <= KIND_MASK, "kind code {code} does not fit");
+        Word((self.0 & !KIND_MASK) | (code & KIND_MASK))
     }
 
     pub fn registered(self) -> bool {
@@ -218,9 +264,8 @@ impl Word {
 
     /// Same registration, new kind, reason and offer, nothing pending.
     fn to(self, kind: Kind, reason: u64, offer: u64) -> Word {
-        Word(
-            (self.0 & REGISTERED) | kind as u64 | (reason << REASON_SHIFT) | (offer << OFFER_SHIFT),
-        )
+        Word((self.0 & REGISTERED) | (reason << REASON_SHIFT) | (offer << OFFER_SHIFT))
+            .with_kind(kind)
     }
 
     fn with_pending(self, pending: Pending, reason: u64) -> Word {
@@ -314,7 +359,7 @@ impl Word {
 
     pub fn ring(self, offer: u64) -> Result<Word, Refusal> {
         if self.on_offer(offer) {
-            Ok(Word((self.0 & !KIND_MASK) | Kind::Ringing as u64))
+            Ok(self.with_kind(Kind::Ringing))
         } else {
             Err(Refusal::WrongState)
         }
@@ -322,7 +367,7 @@ impl Word {
 
     pub fn answer(self, offer: u64) -> Result<Word, Refusal> {
         if self.on_offer(offer) {
-            Ok(Word((self.0 & !KIND_MASK) | Kind::Talking as u64))
+            Ok(self.with_kind(Kind::Talking))
         } else {
             Err(Refusal::WrongState)
         }
@@ -364,7 +409,7 @@ impl Word {
             return Err(Refusal::WrongState);
         }
         if wrap_up {
-            Ok(Word((self.0 & !KIND_MASK) | Kind::WrapUp as u64))
+            Ok(self.with_kind(Kind::WrapUp))
         } else {
             Ok(self.settle())
         }
@@ -629,9 +674,18 @@ mod tests {
         assert_eq!(p2.reason_code(), PauseReason::BackOffice.code());
     }
 
-    #[test]
-    fn other_reason_text_is_kept_beside_the_word() {
-        let agent = AgentRt::new(
+    /// A word with every field other than the kind set, the reason and
+    /// the offer id to all ones, so a kind that spilled over shows.
+    fn busy_word() -> Word {
+        let max_offer = u64::MAX >> OFFER_SHIFT;
+        Word::LOGGED_OUT
+            .register(true, false)
+            .to(Kind::Talking, 0, max_offer)
+            .with_pending(Pending::Logout, 0b111)
+    }
+
+    fn test_agent() -> AgentRt {
+        AgentRt::new(
             "a".into(),
             0,
             AgentConf {
@@ -639,7 +693,79 @@ mod tests {
                 wrap_up: None,
                 max_missed_offers: None,
             },
-        );
+        )
+    }
+
+    #[test]
+    fn kind_codes_above_seven_round_trip_without_touching_the_other_fields() {
+        let base = busy_word();
+        for code in 0..=KIND_MASK {
+            let w = base.with_kind_code(code);
+            assert_eq!(w.kind_code(), code);
+            assert!(w.registered(), "code {code} cleared the registration");
+            assert_eq!(w.reason_code(), 0b111, "code {code} changed the reason");
+            assert_eq!(w.pending(), Pending::Logout, "code {code} changed pending");
+            assert_eq!(
+                w.offer(),
+                u64::MAX >> OFFER_SHIFT,
+                "code {code} changed the offer"
+            );
+            assert_eq!(w.with_kind_code(base.kind_code()), base);
+        }
+        // The known kinds keep their codes and decode as before.
+        for kind in [
+            Kind::LoggedOut,
+            Kind::Available,
+            Kind::Reserved,
+            Kind::Ringing,
+            Kind::Talking,
+            Kind::WrapUp,
+            Kind::Paused,
+        ] {
+            assert_eq!(base.with_kind(kind).kind(), kind);
+        }
+    }
+
+    #[test]
+    fn a_state_above_seven_goes_through_the_compare_and_swap() {
+        let agent = test_agent();
+        agent.update(|w| w.login().map(|w| (w, ()))).unwrap();
+        let (old, new, ()) = agent.update(|w| Ok((w.with_kind_code(12), ()))).unwrap();
+        assert_eq!(old.kind(), Kind::Available);
+        assert_eq!(new.kind_code(), 12);
+        assert_eq!(agent.word().kind_code(), 12, "stored as written");
+        // Eight threads race to move the agent out of state 12; the CAS lets
+        // exactly one of them, as it does for a claim.
+        let agent = Arc::new(agent);
+        let winners: usize = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..8u64)
+                .map(|i| {
+                    let agent = agent.clone();
+                    s.spawn(move || {
+                        agent
+                            .update(|w| {
+                                if w.kind_code() == 12 {
+                                    Ok((w.with_kind_code(13 + i), ()))
+                                } else {
+                                    Err(Refusal::WrongState)
+                                }
+                            })
+                            .is_ok()
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|r| usize::from(r.join().unwrap()))
+                .sum()
+        });
+        assert_eq!(winners, 1, "one thread takes the agent out of state 12");
+        assert!((13..21).contains(&agent.word().kind_code()));
+    }
+
+    #[test]
+    fn other_reason_text_is_kept_beside_the_word() {
+        let agent = test_agent();
         let reason = PauseReason::Other("Teamrunde".into());
         agent.note_reason(&reason);
         agent.update(|w| w.login().map(|w| (w, ()))).unwrap();

@@ -17,7 +17,8 @@
 //! - the caller hangs up while waiting: [`Acd::abandon`] (cancel the legs it
 //!   names); the call ends after an answer: [`Acd::call_ended`];
 //! - a softphone (un)registers: [`Acd::set_registered`]; agents log in,
-//!   pause, ...: [`Acd::agent_login`] and friends;
+//!   pause, ...: [`Acd::command`] with an [`AgentCommand`] (or
+//!   [`Acd::agent_login`] and friends, which it calls);
 //! - sleep until [`Acd::poll_timeout`], then [`Acd::handle_timeout`] and act
 //!   on its events (announce, time out, cancel ringing legs).
 //!
@@ -88,6 +89,7 @@
 //! inputs; it is cheap when nothing matches.
 
 mod agent;
+mod command;
 mod dispatch;
 mod error;
 mod offer;
@@ -115,6 +117,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 pub use agent::{AgentState, Applied, PauseReason, PendingChange};
+pub use command::{AgentAction, AgentCommand};
 pub use error::{AgentError, CallError, OfferError};
 pub use offer::{Offer, OfferFailure, OfferId};
 pub use service_level::{QueueCounters, Segment, ServiceLevel};

@@ -189,24 +189,7 @@ impl Acd {
                 if let Ok(i) = tenants.binary_search_by(|t| t.tenant.cmp(&conf.tenant)) {
                     tenants[i].agents.add(a);
                 }
-                let w = a.word();
-                let current = a.current.load();
-                let current = current.as_ref().filter(|_| w.offer() != 0);
-                AgentSnapshot {
-                    id: a.id.clone(),
-                    tenant: conf.tenant.clone(),
-                    state: a.state(w),
-                    registered: w.registered(),
-                    since: self.clock.instant(a.since.load(Ordering::Acquire)),
-                    pending: a.pending(w),
-                    offer: current.map(|c| c.offer),
-                    call: current.map(|c| c.call),
-                    queue: current.map(|c| c.queue.clone()),
-                    answered_today: a.answered_today.load(Ordering::Relaxed),
-                    talk_today: Duration::from_nanos(a.talk_today.load(Ordering::Relaxed)),
-                    missed_in_row: a.missed_in_row.load(Ordering::Relaxed),
-                    last_failure: a.last_failure(),
-                }
+                self.agent_figures(a)
             })
             .collect();
         AcdSnapshot {
@@ -214,6 +197,37 @@ impl Acd {
             queues,
             agents,
             tenants,
+        }
+    }
+
+    /// One agent as [`Acd::snapshot`] shows it; `None` for an unknown id.
+    /// Costs one agent's atomics, not a whole snapshot.
+    pub fn agent_snapshot(&self, agent: &str) -> Option<AgentSnapshot> {
+        self.topology
+            .load()
+            .agent(agent)
+            .map(|a| self.agent_figures(a))
+    }
+
+    fn agent_figures(&self, a: &AgentRt) -> AgentSnapshot {
+        let conf = a.conf.load();
+        let w = a.word();
+        let current = a.current.load();
+        let current = current.as_ref().filter(|_| w.offer() != 0);
+        AgentSnapshot {
+            id: a.id.clone(),
+            tenant: conf.tenant.clone(),
+            state: a.state(w),
+            registered: w.registered(),
+            since: self.clock.instant(a.since.load(Ordering::Acquire)),
+            pending: a.pending(w),
+            offer: current.map(|c| c.offer),
+            call: current.map(|c| c.call),
+            queue: current.map(|c| c.queue.clone()),
+            answered_today: a.answered_today.load(Ordering::Relaxed),
+            talk_today: Duration::from_nanos(a.talk_today.load(Ordering::Relaxed)),
+            missed_in_row: a.missed_in_row.load(Ordering::Relaxed),
+            last_failure: a.last_failure(),
         }
     }
 }

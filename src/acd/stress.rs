@@ -336,28 +336,25 @@ impl World {
                 let now = self.clock.advance(Duration::from_millis(rng.below(1500)));
                 self.take_events(self.acd.handle_timeout(now));
             }
+            // Agent changes go in as commands, the way the daemon applies them.
             86..=88 => {
-                let reason = if rng.below(2) == 0 {
-                    PauseReason::Break
-                } else {
-                    PauseReason::Other("Teamrunde".into())
+                let reason = match rng.below(3) {
+                    0 => Some(PauseReason::Break),
+                    1 => Some(PauseReason::Other("Teamrunde".into())),
+                    _ => None,
                 };
-                let _ = self.acd.agent_pause(agent, reason, self.clock.now());
+                self.command(agent, AgentAction::Pause { reason });
             }
             89..=92 => {
-                let _ = self.acd.agent_unpause(agent, self.clock.now());
-                let _ = self.acd.agent_login(agent, self.clock.now());
+                self.command(agent, AgentAction::Unpause);
+                self.command(agent, AgentAction::Login);
                 let _ = self.acd.set_registered(agent, true, self.clock.now());
             }
-            93 => {
-                let _ = self.acd.agent_logout(agent, self.clock.now());
-            }
+            93 => self.command(agent, AgentAction::Logout),
             94 => {
                 let _ = self.acd.set_registered(agent, false, self.clock.now());
             }
-            95 => {
-                let _ = self.acd.agent_ready(agent, self.clock.now());
-            }
+            95 => self.command(agent, AgentAction::Ready),
             _ => {
                 let issued = self.next_caller.load(Ordering::Acquire).min(callers);
                 let call = CallKey(rng.below(issued));
@@ -376,6 +373,14 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Applies an agent command; a refusal (the agent's state did not allow
+    /// it) is part of the game.
+    fn command(&self, agent: &str, action: AgentAction) {
+        let _ = self
+            .acd
+            .command(&AgentCommand::new(agent, action), self.clock.now());
     }
 
     /// Single-threaded: every agent free, every waiting caller served.

@@ -297,6 +297,129 @@ fn only_configured_pause_reasons_are_accepted() {
 }
 
 #[test]
+fn commands_answer_with_the_agent_as_they_left_it() {
+    let mut s = spec(Strategy::LongestIdle, &[("a", 5)]);
+    s.pause_reasons = vec!["lunch".into(), "meeting".into()];
+    let f = Fixture::new(s);
+    let run =
+        |action: AgentAction, at: u64| f.acd.command(&AgentCommand::new("a", action), f.t(at));
+    let a = run(AgentAction::Login, 1).unwrap();
+    assert_eq!((a.state, a.since), (AgentState::Available, f.t(1)));
+    // No reason: the first configured one, as of when the command applies.
+    let a = run(AgentAction::Pause { reason: None }, 2).unwrap();
+    assert_eq!(a.state, AgentState::Paused(PauseReason::from_name("lunch")));
+    let a = run(
+        AgentAction::Pause {
+            reason: Some(PauseReason::from_name("meeting")),
+        },
+        3,
+    )
+    .unwrap();
+    assert_eq!(
+        a.state,
+        AgentState::Paused(PauseReason::from_name("meeting"))
+    );
+    assert_eq!(
+        a,
+        f.acd.agent_snapshot("a").unwrap(),
+        "what a snapshot shows"
+    );
+    assert_eq!(
+        run(AgentAction::Login, 4),
+        Err(AgentError::AlreadyLoggedIn("a".into()))
+    );
+    assert_eq!(
+        run(AgentAction::Ready, 4),
+        Err(AgentError::NotInWrapUp("a".into()))
+    );
+    assert!(matches!(
+        run(
+            AgentAction::Pause {
+                reason: Some(PauseReason::from_name("coffee"))
+            },
+            4
+        ),
+        Err(AgentError::UnknownPauseReason { .. })
+    ));
+    let a = run(AgentAction::Unpause, 5).unwrap();
+    assert_eq!((a.state, a.since), (AgentState::Available, f.t(5)));
+    assert_eq!(
+        run(AgentAction::Logout, 6).unwrap().state,
+        AgentState::LoggedOut
+    );
+    assert_eq!(
+        f.acd
+            .command(&AgentCommand::new("nobody", AgentAction::Login), f.t(7)),
+        Err(AgentError::Unknown("nobody".into()))
+    );
+    assert_eq!(f.acd.agent_snapshot("nobody"), None);
+}
+
+#[test]
+fn a_command_during_a_call_shows_as_pending_and_ready_ends_wrap_up() {
+    let mut s = spec(Strategy::LongestIdle, &[("a", 5)]);
+    s.defaults.wrap_up = secs(30);
+    let f = Fixture::new(s);
+    f.ready("a", 0);
+    f.enqueue(1, "q", 0, 1);
+    let offer = f.dispatch(1).remove(0);
+    f.acd.offer_answered(offer.id, "a", f.t(2)).unwrap();
+    let pause = AgentCommand::new("a", AgentAction::Pause { reason: None });
+    let a = f.acd.command(&pause, f.t(3)).unwrap();
+    assert_eq!(a.state, AgentState::Talking);
+    assert_eq!(a.pending, Some(PendingChange::Pause(PauseReason::Break)));
+    assert_eq!(a.call, Some(CallKey(1)));
+    f.acd.call_ended(CallKey(1), f.t(10)).unwrap();
+    let ready = AgentCommand::new("a", AgentAction::Ready);
+    let a = f.acd.command(&ready, f.t(12)).unwrap();
+    assert_eq!(
+        a.state,
+        AgentState::Paused(PauseReason::Break),
+        "the pending pause"
+    );
+    assert_eq!(a.call, None);
+}
+
+/// The same commands at the same instants leave two engines in the same
+/// state: what a replay of recorded inputs relies on.
+#[test]
+fn replayed_commands_give_the_same_agents() {
+    let commands = [
+        (AgentAction::Login, 1),
+        (AgentAction::Pause { reason: None }, 5),
+        (AgentAction::Logout, 6),
+        (AgentAction::Unpause, 7),
+        (AgentAction::Login, 9),
+        (
+            AgentAction::Pause {
+                reason: Some(PauseReason::Other("Teamrunde".into())),
+            },
+            12,
+        ),
+    ];
+    let run = || {
+        let f = Fixture::new(spec(Strategy::LongestIdle, &[("a", 5), ("b", 3)]));
+        let outcomes: Vec<_> = commands
+            .iter()
+            .flat_map(|(action, at)| {
+                ["a", "b"].map(|agent| {
+                    f.acd
+                        .command(&AgentCommand::new(agent, action.clone()), f.t(*at))
+                        .map(|a| (a.state, a.since.duration_since(f.t0), a.pending))
+                })
+            })
+            .collect();
+        outcomes
+    };
+    let first = run();
+    assert_eq!(first, run());
+    assert!(
+        first.iter().any(Result::is_err),
+        "refusals are replayed too"
+    );
+}
+
+#[test]
 fn wrap_up_uses_agent_then_queue_then_default_and_can_end_early() {
     let mut s = spec(Strategy::LongestIdle, &[("a", 5), ("b", 5), ("c", 5)]);
     s.defaults.wrap_up = secs(30);

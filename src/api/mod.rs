@@ -15,6 +15,11 @@
 //! Errors come back as `{"error": "..."}` with 404 (unknown agent) or 409
 //! (the state does not allow it), saying what to do.
 //!
+//! Agent changes are [`AgentCommand`]s handed to the core thread
+//! ([`command_agent`]), which applies them in order with calls, timers and
+//! feature codes and answers with the agent's new state. Reads take a
+//! snapshot of the shared ACD directly.
+//!
 //! Access ([`access`]): every `POST` needs a bearer token from
 //! `http.tokens`, on loopback too: agent changes a `supervisor` token,
 //! reload an `admin` one. `GET`s of the API need a `read` token unless
@@ -39,7 +44,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::acd::{
-    Acd, AgentCounts, AgentError, AgentSnapshot, AgentState, PauseReason, PendingChange, Strategy,
+    Acd, AgentAction, AgentCommand, AgentCounts, AgentError, AgentSnapshot, AgentState,
+    PauseReason, PendingChange, Strategy,
 };
 use crate::logging::limit::KeyedLogLimit;
 use crate::metrics::Metrics;
@@ -72,8 +78,9 @@ fn log_change(who: &access::Caller, what: std::fmt::Arguments<'_>) {
 #[derive(Clone)]
 pub struct ApiState {
     pub metrics: Arc<Metrics>,
+    /// For reads (snapshots); changes go through `core`.
     pub acd: Arc<Acd>,
-    /// Told after a change that may let the core offer a call.
+    /// Applies agent commands ([`command_agent`]).
     pub core: crate::daemon::driver::CoreHandle,
     /// Asks for a reload of the config; the answer comes on the one-shot.
     pub reload: mpsc::Sender<ReloadRequest>,
@@ -298,7 +305,7 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
                     .iter()
                     .map(|s| OriginView {
                         municipality: s.segment.municipality.to_string(),
-                        via: if s.segment.via_115 { "115" } else { "local" },
+                        via: crate::dialplan::via_label(s.segment.via_115),
                         entered: s.counters.entered,
                         answered: s.counters.answered,
                         answered_in_threshold: s.counters.answered_in_threshold,
@@ -363,24 +370,70 @@ fn error(status: StatusCode, error: String) -> Response {
     (status, Json(ErrorBody { error })).into_response()
 }
 
+/// Why an agent command was not applied: the HTTP status and the message
+/// for `{"error": ...}`. Answers as that (`IntoResponse`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRefused {
+    pub status: StatusCode,
+    pub error: String,
+}
+
+impl From<AgentError> for CommandRefused {
+    fn from(e: AgentError) -> Self {
+        let status = match e {
+            AgentError::Unknown(_) => StatusCode::NOT_FOUND,
+            AgentError::UnknownPauseReason { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::CONFLICT,
+        };
+        CommandRefused {
+            status,
+            error: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for CommandRefused {
+    fn into_response(self) -> Response {
+        error(self.status, self.error)
+    }
+}
+
+/// Hands `command` to the core, which applies it in order with every other
+/// input, and returns the agent as the command left it: 404 for an unknown
+/// agent, 422 for a pause reason not in `acd.pause_reasons`, 409 when the
+/// agent's state does not allow it, 503 when zentrale is shutting down.
+/// Any route that changes an agent calls this (and logs who asked, with
+/// `log_change`).
+pub async fn command_agent(
+    state: &ApiState,
+    command: AgentCommand,
+) -> Result<AgentView, CommandRefused> {
+    match state.core.agent_command(command).await {
+        Ok(Ok(agent)) => Ok(agent_view(agent, Instant::now())),
+        Ok(Err(e)) => Err(e.into()),
+        Err(crate::daemon::driver::Stopped) => Err(CommandRefused {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error: "zentrale is shutting down; the agent was not changed".into(),
+        }),
+    }
+}
+
 async fn agent_action(
     who: Authorized<Supervise>,
     State(state): State<ApiState>,
     Path((id, action)): Path<(String, String)>,
     body: Option<Json<PauseBody>>,
 ) -> Response {
-    let now = Instant::now();
-    let result = match action.as_str() {
-        "login" => state.acd.agent_login(&id, now).map(|_| ()),
-        "logout" => state.acd.agent_logout(&id, now).map(|_| ()),
-        "pause" => {
-            let reason = match body.and_then(|Json(b)| b.reason) {
-                Some(name) => PauseReason::from_name(&name),
-                None => state.acd.default_pause_reason(),
-            };
-            state.acd.agent_pause(&id, reason, now).map(|_| ())
-        }
-        "unpause" => state.acd.agent_unpause(&id, now).map(|_| ()),
+    let action = match action.as_str() {
+        "login" => AgentAction::Login,
+        "logout" => AgentAction::Logout,
+        "pause" => AgentAction::Pause {
+            // No reason: the first configured, chosen by the ACD.
+            reason: body
+                .and_then(|Json(b)| b.reason)
+                .map(|name| PauseReason::from_name(&name)),
+        },
+        "unpause" => AgentAction::Unpause,
         other => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -388,25 +441,16 @@ async fn agent_action(
             );
         }
     };
-    match result {
-        Ok(()) => {
-            state.core.acd_changed();
+    let name = action.name();
+    match command_agent(&state, AgentCommand::new(id.as_str(), action)).await {
+        Ok(agent) => {
             log_change(
                 &who.caller,
-                format_args!("agent {id} changed by the API: {action}"),
+                format_args!("agent {id} changed by the API: {name}"),
             );
-            // Answer with the agent as it is now.
-            let snap = state.acd.snapshot(now);
-            match snap.agents.into_iter().find(|a| *a.id == *id) {
-                Some(a) => Json(agent_view(a, now)).into_response(),
-                None => StatusCode::OK.into_response(),
-            }
+            Json(agent).into_response()
         }
-        Err(e @ AgentError::Unknown(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e @ AgentError::UnknownPauseReason { .. }) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-        }
-        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(refused) => refused.into_response(),
     }
 }
 

@@ -18,6 +18,7 @@
 //! use zentrale::call::agent_leg::{AgentLeg, LegRequest};
 //! use zentrale::sip::Transport;
 //! use zentrale::sip::transaction::Peer;
+//! use zentrale::rng::SeededRng;
 //!
 //! let peer = Peer {
 //!     transport: Transport::Udp,
@@ -32,12 +33,13 @@
 //!     headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
 //!     sdp: b"v=0\r\n".to_vec(),
 //!     peer,
-//! })
+//! }, &mut SeededRng::from_u64(1))
 //! .unwrap();
 //! assert!(leg.invite.to_string().starts_with("INVITE sip:1001@127.0.0.1:5072 SIP/2.0\r\n"));
 //! ```
 
-use crate::sip::message::{Header, Method, PRODUCT, Request, Response, random_token, tag_of};
+use crate::rng::{SeededRng, keyed_token};
+use crate::sip::message::{Header, Method, PRODUCT, Request, Response, tag_of};
 use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
 
@@ -124,6 +126,8 @@ pub struct AgentLeg {
     ack: Option<Request>,
     /// Whether a CANCEL went out (it may only go after a provisional).
     cancel_sent: bool,
+    /// Keys the branches of the dialog's requests once the agent answers.
+    branch_key: u64,
 }
 
 impl AgentLeg {
@@ -131,12 +135,13 @@ impl AgentLeg {
     /// transaction to [`AgentLeg::peer`]. `None` when the Contact (the
     /// registered one, or a forward target) is not a usable Request-URI
     /// ([`super::dialog::check_target`]).
-    pub fn new(req: LegRequest) -> Option<AgentLeg> {
+    /// Call-ID, tag and branches come from `rng`.
+    pub fn new(req: LegRequest, rng: &mut SeededRng) -> Option<AgentLeg> {
         if let Err(problem) = super::dialog::check_target(&req.contact) {
             tracing::warn!(contact = %req.contact, problem, "no INVITE to an unusable contact");
             return None;
         }
-        let call_id = format!("{}@zentrale", random_token());
+        let call_id = format!("{}@zentrale", rng.token());
         let host = req.peer.local;
         // A phone registered with a SIPS Contact gets a SIPS Contact back.
         let sips = req.peer.transport == crate::sip::Transport::Tls
@@ -161,8 +166,8 @@ impl AgentLeg {
              User-Agent: {PRODUCT}\r\n",
             req.contact,
             req.peer.transport,
-            random_token(),
-            random_token(),
+            rng.token(),
+            rng.token(),
             req.to.replace(['<', '>', '\r', '\n'], ""),
         );
         for (name, value) in &req.headers {
@@ -189,6 +194,7 @@ impl AgentLeg {
             peer: req.peer,
             ack: None,
             cancel_sent: false,
+            branch_key: rng.next_u64(),
         })
     }
 
@@ -320,11 +326,19 @@ impl AgentLeg {
     /// Record-Route is unusable: the dialog then keeps the URI we called and no route
     /// set, enough to acknowledge the 2xx and hang up.
     fn confirm(&mut self, resp: &Response) -> (Option<Request>, bool) {
-        let (dialog, usable) = match Dialog::from_answer(&self.invite, resp, self.peer) {
+        let (dialog, usable) = match Dialog::from_answer(
+            &self.invite,
+            resp,
+            self.peer,
+            self.branch_key,
+        ) {
             Ok(dialog) => (dialog, true),
             Err(e) => {
                 tracing::warn!(leg_call_id = %self.call_id, error = %e, "agent's answer cannot make a dialog");
-                (Dialog::from_answer_lenient(&self.invite, self.peer), false)
+                (
+                    Dialog::from_answer_lenient(&self.invite, self.peer, self.branch_key),
+                    false,
+                )
             }
         };
         let ack = dialog.ack();
@@ -422,8 +436,9 @@ impl Dialog {
         invite: &Request,
         answer: &Response,
         flow: Peer,
+        branch_key: u64,
     ) -> Result<Dialog, super::dialog::DialogError> {
-        let mut dialog = Dialog::from_answer_lenient(invite, flow);
+        let mut dialog = Dialog::from_answer_lenient(invite, flow, branch_key);
         let mut contact = None;
         let mut route_set = Vec::new();
         let mut remote_tag = None;
@@ -452,7 +467,7 @@ impl Dialog {
         Ok(dialog)
     }
 
-    fn from_answer_lenient(invite: &Request, flow: Peer) -> Dialog {
+    fn from_answer_lenient(invite: &Request, flow: Peer, branch_key: u64) -> Dialog {
         let mut dialog = Dialog {
             call_id: "".into(),
             local_tag: String::new(),
@@ -465,6 +480,7 @@ impl Dialog {
             remote_cseq: 0,
             source: flow,
             pinned: true,
+            branch_key,
         };
         for h in invite.headers.iter() {
             match h {
@@ -488,7 +504,8 @@ impl Dialog {
             self.remote_target,
             hop.transport,
             self.source.local,
-            random_token()
+            // The INVITE's CSeq with the top bit: never one of `request`'s.
+            keyed_token(self.branch_key, u64::from(self.local_cseq) | 1 << 63)
         );
         for r in &self.route_set {
             text.push_str(&format!("Route: {r}\r\n"));
@@ -521,15 +538,18 @@ mod tests {
     }
 
     fn leg() -> AgentLeg {
-        AgentLeg::new(LegRequest {
-            contact: "sip:1001@192.0.2.10:5072".into(),
-            to: "sip:1001@127.0.0.1:5060".into(),
-            caller: "+49 561 123456".into(),
-            display: "Kassel \"115\"".into(),
-            headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
-            sdp: b"v=0\r\n".to_vec(),
-            peer: peer(),
-        })
+        AgentLeg::new(
+            LegRequest {
+                contact: "sip:1001@192.0.2.10:5072".into(),
+                to: "sip:1001@127.0.0.1:5060".into(),
+                caller: "+49 561 123456".into(),
+                display: "Kassel \"115\"".into(),
+                headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
+                sdp: b"v=0\r\n".to_vec(),
+                peer: peer(),
+            },
+            &mut SeededRng::from_u64(1),
+        )
         .unwrap()
     }
 
@@ -731,6 +751,6 @@ mod tests {
             sdp: Vec::new(),
             peer: peer(),
         };
-        assert!(AgentLeg::new(req).is_none());
+        assert!(AgentLeg::new(req, &mut SeededRng::from_u64(1)).is_none());
     }
 }

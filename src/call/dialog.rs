@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::rng::{SeededRng, keyed_token};
 use crate::sip::Transport;
-use crate::sip::message::{Header, Method, PRODUCT, Request, random_token, tag_of};
+use crate::sip::message::{Header, Method, PRODUCT, Request, tag_of};
 use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
 
@@ -39,6 +40,8 @@ pub struct Dialog {
     /// target say: agent legs follow the flow the phone registered from
     /// (its Contact is often a private address behind NAT).
     pub pinned: bool,
+    /// Keys the branches of our requests ([`crate::rng::keyed_token`]).
+    pub(super) branch_key: u64,
 }
 
 /// Why a message cannot make a dialog: the header and what is wrong with
@@ -62,7 +65,12 @@ impl Dialog {
     /// target (the Contact URI, else the Request-URI) and every
     /// Record-Route entry must be a usable SIP URI ([`check_target`]);
     /// otherwise the INVITE is answered 400 with the error as `Warning`.
-    pub fn from_invite(invite: &Request, source: Peer) -> Result<Dialog, DialogError> {
+    /// Our tag, first CSeq and branches come from `rng`.
+    pub fn from_invite(
+        invite: &Request,
+        source: Peer,
+        rng: &mut SeededRng,
+    ) -> Result<Dialog, DialogError> {
         let missing = |header| DialogError {
             header,
             problem: "missing",
@@ -110,16 +118,17 @@ impl Dialog {
         };
         Ok(Dialog {
             call_id: call_id.ok_or(missing("Call-ID"))?.into(),
-            local_tag: random_token(),
+            local_tag: rng.token(),
             remote_tag,
             local_uri: strip_tag(to.ok_or(missing("To"))?),
             remote_uri: strip_tag(from),
             remote_target,
             route_set,
-            local_cseq: rand::random::<u16>() as u32 + 1,
+            local_cseq: (rng.next_u32() & 0xffff) + 1,
             remote_cseq: cseq.ok_or(missing("CSeq"))?,
             source,
             pinned: false,
+            branch_key: rng.next_u64(),
         })
     }
 
@@ -177,7 +186,7 @@ impl Dialog {
             "Via: SIP/2.0/{} {};branch={MAGIC_COOKIE}{};rport\r\n",
             hop.transport,
             self.source.local,
-            random_token()
+            keyed_token(self.branch_key, u64::from(self.local_cseq))
         ));
         for r in &self.route_set {
             text.push_str(&format!("Route: {r}\r\n"));
@@ -231,7 +240,7 @@ impl Dialog {
         } else {
             "<sip:zentrale@"
         });
-        crate::sip::text::push_socket_addr(&mut contact, self.source.local);
+        crate::ascii::push_socket_addr(&mut contact, self.source.local);
         contact.push_str(transport);
         contact.push('>');
         contact
@@ -515,7 +524,7 @@ mod tests {
             addr: "127.0.0.1:5070".parse().unwrap(),
             local: "127.0.0.1:5060".parse().unwrap(),
         };
-        let mut d = Dialog::from_invite(&invite(), src).unwrap();
+        let mut d = Dialog::from_invite(&invite(), src, &mut SeededRng::from_u64(1)).unwrap();
         assert_eq!(d.remote_cseq, 7);
         assert_eq!(d.route_set.len(), 2);
         assert_eq!(d.next_hop().addr, "10.0.0.9:5060".parse().unwrap());
@@ -548,7 +557,7 @@ mod tests {
             .retain(|h| !matches!(h, Header::RecordRoute(_) | Header::Contact(_)));
         inv.headers
             .push(Header::Contact("<sip:caller@phone.invalid>".into()));
-        let d = Dialog::from_invite(&inv, src).unwrap();
+        let d = Dialog::from_invite(&inv, src, &mut SeededRng::from_u64(1)).unwrap();
         assert_eq!(d.next_hop(), src);
     }
 
@@ -648,7 +657,7 @@ mod tests {
             ),
             (None, Some("<sip:127.0.0.1:99999;lr>"), "Record-Route"),
         ] {
-            let err = Dialog::from_invite(&with(contact, rr), src())
+            let err = Dialog::from_invite(&with(contact, rr), src(), &mut SeededRng::from_u64(1))
                 .expect_err(&format!("{contact:?} {rr:?}"));
             assert_eq!(err.header, header, "{contact:?} {rr:?}: {err}");
         }
@@ -660,7 +669,7 @@ mod tests {
             Some("\"x <sip:evil@> y\" <sip:caller@127.0.0.1:5070>"),
             None,
         );
-        let d = Dialog::from_invite(&inv, src()).unwrap();
+        let d = Dialog::from_invite(&inv, src(), &mut SeededRng::from_u64(1)).unwrap();
         assert_eq!(d.remote_target(), "sip:caller@127.0.0.1:5070");
     }
 
@@ -672,15 +681,19 @@ mod tests {
             "<sips:caller@[::1]:5061;transport=tls>;expires=60",
             "\"Anrufer\" <sip:caller@host.example>",
         ] {
-            let mut d =
-                Dialog::from_invite(&with(Some(contact), Some("<sip:127.0.0.2;lr>")), src())
-                    .unwrap_or_else(|e| panic!("{contact}: {e}"));
+            let mut d = Dialog::from_invite(
+                &with(Some(contact), Some("<sip:127.0.0.2;lr>")),
+                src(),
+                &mut SeededRng::from_u64(1),
+            )
+            .unwrap_or_else(|e| panic!("{contact}: {e}"));
             for method in [Method::Bye, Method::Update, Method::Info] {
                 assert!(d.request(method, &[], None).is_some(), "{contact}");
             }
         }
         // Without a Contact the Request-URI stands in (RFC 2543 peers).
-        let mut d = Dialog::from_invite(&with(None, None), src()).unwrap();
+        let mut d =
+            Dialog::from_invite(&with(None, None), src(), &mut SeededRng::from_u64(1)).unwrap();
         assert_eq!(d.remote_target(), "sip:115@127.0.0.1");
         assert!(d.request(Method::Bye, &[], None).is_some());
     }
@@ -693,20 +706,30 @@ mod tests {
             local: "127.0.0.1:5061".parse().unwrap(),
         };
         // Record-Route and Contact name other hops: TLS stays on the flow.
-        let d = Dialog::from_invite(&invite(), src).unwrap();
+        let d = Dialog::from_invite(&invite(), src, &mut SeededRng::from_u64(1)).unwrap();
         assert_eq!(d.next_hop(), src);
         assert_eq!(d.contact(), "<sip:zentrale@127.0.0.1:5061;transport=tls>");
         let text = invite()
             .to_string()
             .replace("To: <sip:115@127.0.0.1>", "To: <sips:115@127.0.0.1>");
-        let sips = Dialog::from_invite(&Request::try_from(text.as_str()).unwrap(), src).unwrap();
+        let sips = Dialog::from_invite(
+            &Request::try_from(text.as_str()).unwrap(),
+            src,
+            &mut SeededRng::from_u64(1),
+        )
+        .unwrap();
         assert_eq!(sips.contact(), "<sips:zentrale@127.0.0.1:5061>");
         // Over UDP a sips: identity changes nothing.
         let udp = Peer {
             transport: Transport::Udp,
             ..src
         };
-        let plain = Dialog::from_invite(&Request::try_from(text.as_str()).unwrap(), udp).unwrap();
+        let plain = Dialog::from_invite(
+            &Request::try_from(text.as_str()).unwrap(),
+            udp,
+            &mut SeededRng::from_u64(1),
+        )
+        .unwrap();
         assert_eq!(plain.contact(), "<sip:zentrale@127.0.0.1:5061>");
         assert!(is_sips(" <sips:a@b>") && is_sips("SIPS:a@b") && !is_sips("<sip:a@b>"));
     }

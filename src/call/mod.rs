@@ -50,6 +50,11 @@ pub enum EndReason {
     Completed,
     /// The agent hung up the conversation.
     AgentHangup,
+    /// Handling one of the call's inputs failed inside zentrale (a bug):
+    /// the call was ended so that every other call carries on.
+    InternalError,
+    /// The RTP port zentrale wrote into the SDP could not be bound.
+    NoRtpPort,
 }
 
 impl EndReason {
@@ -64,6 +69,8 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::Completed => "completed",
             EndReason::AgentHangup => "agent_hangup",
+            EndReason::InternalError => "internal_error",
+            EndReason::NoRtpPort => "no_rtp_port",
         }
     }
 
@@ -74,6 +81,8 @@ impl EndReason {
             EndReason::RtpTimeout => "SIP;cause=408;text=\"No RTP received\"",
             EndReason::SessionExpired => "SIP;cause=408;text=\"Session expired\"",
             EndReason::Shutdown => "SIP;cause=503;text=\"Shutting down\"",
+            EndReason::InternalError => "SIP;cause=500;text=\"Internal error\"",
+            EndReason::NoRtpPort => "SIP;cause=503;text=\"No RTP port\"",
             EndReason::CallerHangup
             | EndReason::Cancelled
             | EndReason::Completed
@@ -304,7 +313,7 @@ mod tests {
             addr: "127.0.0.1:5070".parse().unwrap(),
             local: "127.0.0.1:5060".parse().unwrap(),
         };
-        let d = Dialog::from_invite(&inv, peer).unwrap();
+        let d = Dialog::from_invite(&inv, peer, &mut crate::rng::SeededRng::from_u64(1)).unwrap();
         Call::new(
             d,
             server_key(&inv).unwrap(),

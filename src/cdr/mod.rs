@@ -19,9 +19,9 @@
 //! use zentrale::dialplan::CallInput;
 //! # use std::path::Path;
 //! # use zentrale::config::{Config, Overrides};
-//! # use zentrale::dialplan::{Decision, Dialplan};
+//! # use zentrale::dialplan::Decision;
 //! # let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zentrale.yaml"), &Overrides::default()).unwrap();
-//! # let dialplan = Dialplan::from_config(&config);
+//! # let dialplan = config.dialplan();
 //! let t = |s: &str| -> Timestamp { s.parse().unwrap() };
 //! let mut input = CallInput::to_number("0561115");
 //! input.caller = Some("05617870123".into());
@@ -53,7 +53,7 @@ use serde::Serialize;
 use crate::call::EndReason;
 use crate::dialplan::{CallRoute, MenuChoice, OverflowCause, mask_number};
 
-pub use writer::{CdrWriter, open_append};
+pub use writer::{CdrWriter, check_appendable, open_append};
 
 /// How caller numbers go into records (`cdr.caller_number`). Withheld
 /// numbers are never written either way.
@@ -395,7 +395,9 @@ impl CallRecord {
             | EndReason::RtpTimeout
             | EndReason::SessionExpired
             | EndReason::Shutdown
-            | EndReason::Completed => HangupSide::Zentrale,
+            | EndReason::Completed
+            | EndReason::InternalError
+            | EndReason::NoRtpPort => HangupSide::Zentrale,
         };
         let talk = facts.connected.map(|c| secs(end.duration_since(c)));
         CallRecord {

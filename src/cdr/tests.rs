@@ -27,7 +27,7 @@ fn dialplan() -> Dialplan {
         &Overrides::default(),
     )
     .unwrap();
-    Dialplan::from_config(&config)
+    config.dialplan()
 }
 
 fn route(input: &CallInput) -> CallRoute {
@@ -426,6 +426,33 @@ fn an_unopenable_path_is_an_error_at_start() {
     .err()
     .expect("a missing directory cannot hold the file");
     assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+}
+
+/// The check the config loader runs answers as opening would, error text
+/// included, and leaves nothing behind where opening would create a file.
+#[test]
+fn the_check_answers_as_opening_would_and_creates_nothing() {
+    let dir = Dir::new("check");
+    std::fs::write(dir.0.join("plain"), "x").unwrap();
+    std::fs::create_dir(dir.0.join("sub")).unwrap();
+    let cases = [
+        "new.jsonl",       // a missing file in a writable directory
+        "plain",           // an existing file
+        "sub",             // a directory where the file should be
+        "missing/a.jsonl", // a missing directory
+        "plain/a.jsonl",   // a file where a directory should be
+    ];
+    for name in cases {
+        let path = dir.0.join(name);
+        let checked = check_appendable(&path).map_err(|e| e.to_string());
+        assert!(
+            name != "new.jsonl" || !path.exists(),
+            "the check created {name}"
+        );
+        let opened = open_append(&path).map(drop).map_err(|e| e.to_string());
+        assert_eq!(checked, opened, "{name}");
+    }
+    assert_eq!(std::fs::read(dir.0.join("plain")).unwrap(), b"x");
 }
 
 /// A file that blocks (a FIFO nobody reads: a hung disk) must not block

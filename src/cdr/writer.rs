@@ -13,13 +13,13 @@
 //! # use jiff::Timestamp;
 //! # use zentrale::call::EndReason;
 //! # use zentrale::cdr::{CallFacts, CallRecord, CallerNumbers, CdrWriter};
-//! # use zentrale::dialplan::{CallInput, Decision, Dialplan};
+//! # use zentrale::dialplan::{CallInput, Decision};
 //! # use zentrale::config::{Config, Overrides};
 //! # use zentrale::metrics::Metrics;
 //! # use std::path::Path;
 //! # let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("zentrale.yaml"), &Overrides::default()).unwrap();
 //! # let at: Timestamp = "2026-11-24T09:00:00Z".parse().unwrap();
-//! # let Decision::Hotline(route) = Dialplan::from_config(&config).decide(&CallInput::to_number("115"), at) else { panic!() };
+//! # let Decision::Hotline(route) = config.dialplan().decide(&CallInput::to_number("115"), at) else { panic!() };
 //! # let record = CallRecord::build(&CallFacts::new("c1", at, None), &route, at, EndReason::Cancelled, CallerNumbers::Masked);
 //! let dir = std::env::temp_dir().join(format!("zentrale-doc-cdr-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();
@@ -68,6 +68,50 @@ pub fn open_append(path: &Path) -> io::Result<File> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
     options.open(path)
+}
+
+/// Whether [`open_append`] would succeed on `path`, without creating
+/// anything: an existing file is opened for appending and closed at once,
+/// a missing one needs a directory zentrale may write and search. The
+/// error is the one `open_append` would give (same kind, same text), so
+/// `zentrale check` reports what would stop the daemon, which creates the
+/// file when it starts.
+pub fn check_appendable(path: &Path) -> io::Result<()> {
+    match OpenOptions::new().append(true).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            may_create_in(dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether this process may create a file in `dir`: the kernel's answer
+/// for the effective user (`faccessat` with `AT_EACCESS`), so a missing
+/// directory, a file in the way or a read-only mount fail as `open` would.
+fn may_create_in(dir: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `dir` is a NUL-terminated string that lives across the call,
+    // and faccessat only reads it.
+    let r = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            dir.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 enum Msg {

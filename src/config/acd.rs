@@ -8,7 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Agent, QueueRef, Target};
+use super::Agent;
+use crate::dialplan::{QueueRef, Target};
 
 /// The pause reason zentrale sets itself when an agent leaves
 /// `max_missed_offers` offers in a row unanswered. Agents cannot choose it.

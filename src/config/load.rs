@@ -31,10 +31,9 @@ use super::raw::{
 };
 use super::{
     AcdConfig, Agent, CdrConfig, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan,
-    Hotline, HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Target, Tenant,
-    Trunk,
+    HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Tenant, Trunk,
 };
-use crate::dialplan::SurgeLimits;
+use crate::dialplan::{Hotline, SurgeLimits, Target};
 use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
 use crate::sip::lockout::LockoutSettings;
 
@@ -80,7 +79,7 @@ fn finish(main: &Path, d: Diag) -> ConfigErrors {
 
 /// Where a listen address came from, for the demo-password rule.
 #[derive(Clone, Copy)]
-enum Origin {
+enum ListenSource {
     File(Pos),
     Override(&'static str),
 }
@@ -88,7 +87,7 @@ enum Origin {
 struct Listen {
     what: &'static str,
     addr: SocketAddr,
-    origin: Origin,
+    source: ListenSource,
 }
 
 struct Loader<'a> {
@@ -292,7 +291,7 @@ impl Loader<'_> {
                 listens.push(Listen {
                     what,
                     addr,
-                    origin: Origin::Override("--sip-listen"),
+                    source: ListenSource::Override("--sip-listen"),
                 });
             }
             (vec![addr], vec![addr])
@@ -314,7 +313,7 @@ impl Loader<'_> {
                 listens.push(Listen {
                     what,
                     addr: default_addr,
-                    origin: Origin::File(key),
+                    source: ListenSource::File(key),
                 });
             }
             (vec![default_addr], vec![default_addr])
@@ -580,7 +579,7 @@ impl Loader<'_> {
             listens.push(Listen {
                 what,
                 addr,
-                origin: Origin::File(pos),
+                source: ListenSource::File(pos),
             });
         }
         out
@@ -682,19 +681,19 @@ impl Loader<'_> {
     ) -> HttpConfig {
         let raw = raw.value;
         let pos = Pos::or(&raw.listen, key);
-        let (listen, origin) = match ov.http_listen {
-            Some(addr) => (addr, Origin::Override("--http-listen")),
+        let (listen, source) = match ov.http_listen {
+            Some(addr) => (addr, ListenSource::Override("--http-listen")),
             None => {
                 let addr = self
                     .addr(&raw.listen, pos, "HTTP")
                     .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)));
-                (addr, Origin::File(pos))
+                (addr, ListenSource::File(pos))
             }
         };
         listens.push(Listen {
             what: "HTTP",
             addr: listen,
-            origin,
+            source,
         });
         let access = self.http_access(
             raw.tokens,
@@ -704,7 +703,7 @@ impl Loader<'_> {
             raw.allowed_origins,
             key,
             listen,
-            origin,
+            source,
         );
         HttpConfig {
             listen,
@@ -795,8 +794,9 @@ impl Loader<'_> {
         }
     }
 
-    /// `cdr:`; `None` after an error (recorded) too. Opens the file once,
-    /// as the daemon will, so `check` finds what would stop it.
+    /// `cdr:`; `None` after an error (recorded) too. Checks that the daemon
+    /// could open the file for appending, so `check` finds what would stop
+    /// it, but creates nothing: the daemon does that when it starts.
     fn cdr(&mut self, raw: Spanned<RawCdr>, key: Pos) -> Option<CdrConfig> {
         let file = self.path;
         let pos = Pos::or(&raw, key);
@@ -828,7 +828,7 @@ impl Loader<'_> {
             return None;
         }
         let path = self.base.join(&raw.path.value);
-        if let Err(e) = crate::cdr::open_append(&path) {
+        if let Err(e) = crate::cdr::check_appendable(&path) {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound => {
                     "create the directory first, or change `cdr.path`".to_string()
@@ -1637,12 +1637,15 @@ impl Loader<'_> {
             if is_loopback(l.addr.ip()) {
                 continue;
             }
-            let (pos, via) = match l.origin {
-                Origin::File(p) => (p, String::new()),
+            let (pos, via) = match l.source {
+                ListenSource::File(p) => (p, String::new()),
                 // Not in the file: point at the first demo password, the thing to change.
-                Origin::Override(flag) => (first_pos, format!(" (set by {flag})")),
+                ListenSource::Override(flag) => (first_pos, format!(" (set by {flag})")),
             };
-            let key = (l.addr, matches!(l.origin, Origin::File(_)).then_some(pos));
+            let key = (
+                l.addr,
+                matches!(l.source, ListenSource::File(_)).then_some(pos),
+            );
             if reported.contains(&key) {
                 continue;
             }

@@ -19,12 +19,14 @@
 
 mod acd;
 mod cidr;
+#[cfg(test)]
+mod demo_dialplan;
 mod error;
 mod http;
 mod limits;
 mod load;
 mod raw;
-mod target;
+mod sip_uri;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -42,12 +44,11 @@ pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use http::{ApiToken, DEMO_TOKEN, MIN_TOKEN_LEN, Role};
 pub use limits::{ConnectionLimits, SipLimits};
-pub use target::{QueueRef, Target};
 pub use tls::TlsConfig;
 
 pub use crate::media::srtp::SrtpPolicy;
 
-use crate::dialplan::{MenuSpec, Overflow, Schedule, SurgeLimits};
+use crate::dialplan::{Hotline, QueueRef, Schedule, SurgeLimits, Target};
 use crate::sip::digest::Algorithm;
 use crate::sip::lockout::LockoutSettings;
 
@@ -375,7 +376,7 @@ pub struct Dialplan {
     pub hotlines: Vec<Hotline>,
     /// The queues, in file order (`queues:`, optional). A hotline's
     /// `overflow:` rules are already written into its queue (see
-    /// [`Overflow`]).
+    /// [`Overflow`](crate::dialplan::Overflow)).
     pub queues: Vec<Queue>,
     /// The tenant's municipality for origins (`municipality:`, default the
     /// tenant's name).
@@ -387,47 +388,6 @@ pub struct Dialplan {
     pub closed: Target,
     /// Surge protection (`limits:`).
     pub limits: SurgeLimits,
-}
-
-/// A hotline: the numbers callers dial and what they get.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hotline {
-    /// Id, unique within the tenant.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Dialled numbers as written: exact (`"0561115"`, `"+49561115"`),
-    /// prefix (`"0561*"`, `"prefix:0561"`) or pattern (`"04106611X"`); see
-    /// [`NumberPattern`](crate::dialplan::NumberPattern). No number of one tenant overlaps another's.
-    pub numbers: Vec<String>,
-    /// Sound played first.
-    pub greeting: String,
-    /// Sound played in a loop after the greeting when the hotline has no
-    /// queue (default `waiting`). With a queue, the queue's music plays.
-    pub waiting: String,
-    /// The queue callers wait in after the greeting (`queue: id` of the same
-    /// tenant or `queue: tenant/id`); `None`: greeting, then `waiting` in a loop.
-    pub queue: Option<QueueRef>,
-    /// Added to the queue's priority for calls of this hotline (default 0).
-    pub priority: i32,
-    /// How long the call rings (180) before zentrale answers, in ms
-    /// (default 0: answer at once).
-    pub answer_after_ms: u64,
-    /// The municipality of the origin (`municipality:`, default the
-    /// dialplan's).
-    pub municipality: String,
-    /// Whether calls came via 115 (`via_115:`); `None`: decided per call
-    /// from the number dialled ([`is_115`](crate::dialplan::is_115)).
-    pub via_115: Option<bool>,
-    /// Service hours: the tenant's `hours:` with the hotline's `hours:`
-    /// keys replacing theirs; `None`: open around the clock.
-    pub schedule: Option<Schedule>,
-    /// Where calls go outside the hours (default `{ prompt: closed }`).
-    pub closed: Target,
-    /// The menu played after the greeting (`menu:`).
-    pub menu: Option<MenuSpec>,
-    /// Overflow rules (`overflow:`).
-    pub overflow: Option<Overflow>,
 }
 
 /// Command-line overrides, applied before validation.
@@ -507,6 +467,27 @@ impl Config {
             .queues
             .iter()
             .find(|q| q.id == r.queue)
+    }
+
+    /// The number table of every tenant's hotlines, with their hours and
+    /// the hours of their queues (see [`crate::dialplan`]). Pure and cheap,
+    /// so a reload builds a new one.
+    pub fn dialplan(&self) -> crate::dialplan::Dialplan {
+        let mut table = crate::dialplan::Dialplan::default();
+        for tenant in &self.tenants {
+            let dp = &tenant.dialplan;
+            let limits = std::sync::Arc::new(dp.limits.clone());
+            for hotline in &dp.hotlines {
+                table.add_hotline((&tenant.id, &tenant.name), hotline, &limits);
+            }
+            // Queues no hotline of their tenant leads to follow the tenant's hours.
+            if let Some(s) = &dp.schedule {
+                for q in &dp.queues {
+                    table.add_queue_hours(q.reference(), s);
+                }
+            }
+        }
+        table
     }
 
     /// The file of a sound.

@@ -754,7 +754,7 @@ fn missing_sounds_dir_is_named() {
 }
 
 #[test]
-fn cdr_is_off_by_default_and_a_relative_path_is_created_next_to_the_config() {
+fn cdr_is_off_by_default_and_a_relative_path_is_next_to_the_config() {
     let f = small(MAIN, DIALPLAN_A);
     assert_eq!(f.load(&Overrides::default()).unwrap().cdr, None);
     let f = small(
@@ -766,8 +766,11 @@ fn cdr_is_off_by_default_and_a_relative_path_is_created_next_to_the_config() {
     let cdr = cfg.cdr.expect("cdr configured");
     assert_eq!(cdr.path, f.dir.join("records/cdr.jsonl"));
     assert_eq!(cdr.caller_number, crate::cdr::CallerNumbers::Full);
+    assert!(!cdr.path.exists(), "loading a config creates no file");
+    // The daemon creates it when it starts.
+    drop(crate::cdr::open_append(&cdr.path).unwrap());
     assert_eq!(std::fs::read(&cdr.path).unwrap(), b"", "created, empty");
-    // An existing file is appended to, never truncated by the check.
+    // An existing file is never truncated by the check.
     std::fs::write(&cdr.path, "{}\n").unwrap();
     f.load(&Overrides::default()).unwrap();
     assert_eq!(std::fs::read(&cdr.path).unwrap(), b"{}\n");
@@ -783,6 +786,12 @@ fn cdr_errors_point_at_the_path_and_say_what_to_do() {
     at(e, &f.main(), line, 9);
     assert!(e.message.contains("missing-dir/cdr.jsonl"), "{e}");
     assert!(e.hint.contains("create the directory"), "{e}");
+    assert!(!f.dir.join("missing-dir").exists(), "no directory is made");
+    // A file where the directory should be is refused as opening would.
+    f.file("missing-dir", "");
+    let e = find(&f.errors(), "cannot open the call record file").clone();
+    assert!(e.message.contains("Not a directory"), "{e}");
+    assert!(e.hint.contains("name a regular file"), "{e}");
 
     let f2 = small(&format!("{MAIN}cdr: {{ path: \"\" }}\n"), DIALPLAN_A);
     find(&f2.errors(), "the call record path is empty");
@@ -2025,7 +2034,7 @@ queues:
     assert!(cfg.sound_names().contains("hello"));
 
     // Tuesday 2026-11-24 13:00 CET: h (Mon-Thu 8-12) is closed, b is open.
-    let d = crate::dialplan::Dialplan::from_config(&cfg);
+    let d = cfg.dialplan();
     let at: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().expect("ts");
     let decide = |n: &str| d.decide(&crate::dialplan::CallInput::to_number(n), at);
     assert!(

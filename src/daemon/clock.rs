@@ -33,6 +33,11 @@ impl WallClock {
         }
     }
 
+    /// The pair the clock maps from: `started` reads `base`.
+    pub fn anchor(&self) -> (Instant, Timestamp) {
+        (self.started, self.base)
+    }
+
     /// The wall-clock time at `now`.
     pub fn at(&self, now: Instant) -> Timestamp {
         let elapsed = now.saturating_duration_since(self.started);

@@ -10,10 +10,10 @@
 //!
 //! Everything else reaches the thread through [`CoreHandle`]: framed TCP
 //! messages (bounded: a full channel makes the TCP readers wait), media
-//! events (the media worker rings the doorbell itself), changes made
-//! through the HTTP API, reloaded configs and the order to stop. The tokio
-//! runtime keeps what is naturally async: TCP connections, HTTP, signals
-//! and reading config files.
+//! events (the media worker rings the doorbell itself), agent commands
+//! from the HTTP API (answered on a one-shot), reloaded configs and the
+//! order to stop. The tokio runtime keeps what is naturally async: TCP
+//! connections, HTTP, signals and reading config files.
 
 use std::io;
 use std::sync::Arc;
@@ -22,16 +22,18 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use super::core::Core;
+use super::core::{Core, Outputs};
 use super::reload;
+use super::rtp::RtpSockets;
 use super::transport::{Inbound, Transports};
+use crate::acd::{AgentCommand, AgentError, AgentSnapshot};
 use crate::api::ReloadRequest;
+use crate::cdr::CdrWriter;
 use crate::doorbell::Doorbell;
-use crate::media::engine::MediaEvent;
-use crate::sip::transaction::Transmit;
+use crate::media::engine::{MediaEvent, MediaHandle};
 use crate::udp::Inbox;
 
 /// Framed TCP messages waiting for the core; a full channel makes the TCP
@@ -51,6 +53,10 @@ const READS_PER_TURN: usize = 16;
 /// sockets and timers.
 const INBOUND_PER_TURN: usize = 256;
 
+/// Agent commands waiting for the core; a full channel makes the API
+/// handlers wait.
+const COMMAND_CAPACITY: usize = 64;
+
 /// How long calls get to answer their BYEs when zentrale stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -62,11 +68,16 @@ pub struct Reload {
     pub reply: Option<ReloadRequest>,
 }
 
+/// An agent command and where its outcome goes.
+struct CommandRequest {
+    command: AgentCommand,
+    reply: oneshot::Sender<Result<AgentSnapshot, AgentError>>,
+}
+
 /// What the core thread shares with everyone who hands it work.
 #[derive(Debug)]
 struct Shared {
     bell: Arc<Doorbell>,
-    acd_changed: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -75,6 +86,7 @@ struct Shared {
 #[derive(Clone, Debug)]
 pub struct CoreHandle {
     inbound: mpsc::Sender<Inbound>,
+    commands: mpsc::Sender<CommandRequest>,
     reloads: mpsc::Sender<Reload>,
     shared: Arc<Shared>,
 }
@@ -92,12 +104,20 @@ impl CoreHandle {
         Ok(())
     }
 
-    /// Tells the core that agents changed outside it (the HTTP API), so it
-    /// offers waiting callers to them. Several changes before the core
-    /// looks count once.
-    pub fn acd_changed(&self) {
-        self.shared.acd_changed.store(true, Ordering::Release);
+    /// Hands an agent command to the core, which applies it in order with
+    /// every other input, and waits for the outcome: the agent as the
+    /// command left it, or why it was refused.
+    pub async fn agent_command(
+        &self,
+        command: AgentCommand,
+    ) -> Result<Result<AgentSnapshot, AgentError>, Stopped> {
+        let (reply, outcome) = oneshot::channel();
+        self.commands
+            .send(CommandRequest { command, reply })
+            .await
+            .map_err(|_| Stopped)?;
         self.shared.bell.ring();
+        outcome.await.map_err(|_| Stopped)
     }
 
     /// Hands a reloaded config to the core.
@@ -127,6 +147,7 @@ pub struct Driver {
     poll: Poll,
     events: Events,
     inbound: mpsc::Receiver<Inbound>,
+    commands: mpsc::Receiver<CommandRequest>,
     reloads: mpsc::Receiver<Reload>,
     media: Option<mpsc::Receiver<MediaEvent>>,
     shared: Arc<Shared>,
@@ -137,7 +158,13 @@ pub struct Driver {
     ready: Vec<usize>,
     /// TCP messages were left in the mailbox at the end of a turn.
     inbound_left: bool,
-    out: Vec<Transmit>,
+    /// What the core's turns asked for; carried out by [`Driver::carry_out`].
+    out: Outputs,
+    /// Where the core's call records go (`cdr:`), if anywhere.
+    cdr: Option<CdrWriter>,
+    /// The media worker, which carries out the core's media commands, and
+    /// the RTP sockets behind the core's port numbers.
+    media_worker: Option<(MediaHandle, RtpSockets)>,
 }
 
 impl Driver {
@@ -147,15 +174,16 @@ impl Driver {
         let bell = Arc::new(Doorbell::new(poll.registry(), DOORBELL)?);
         let shared = Arc::new(Shared {
             bell,
-            acd_changed: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         });
         let (inbound_tx, inbound) = mpsc::channel(INBOUND_CAPACITY);
+        let (commands_tx, commands) = mpsc::channel(COMMAND_CAPACITY);
         let (reloads_tx, reloads) = mpsc::channel(4);
         let driver = Driver {
             poll,
             events: Events::with_capacity(64),
             inbound,
+            commands,
             reloads,
             media: None,
             shared: shared.clone(),
@@ -163,20 +191,56 @@ impl Driver {
             unread: Vec::new(),
             ready: Vec::new(),
             inbound_left: false,
-            out: Vec::with_capacity(16),
+            out: Outputs::default(),
+            cdr: None,
+            media_worker: None,
         };
         let handle = CoreHandle {
             inbound: inbound_tx,
+            commands: commands_tx,
             reloads: reloads_tx,
             shared,
         };
         Ok((driver, handle))
     }
 
-    /// Takes the media worker's events; it rings the doorbell after each
+    /// Takes the media worker's handle (for the core's media commands)
+    /// and its events; it rings the doorbell after each
     /// (`EngineConfig::wake`).
-    pub fn media_events(&mut self, events: mpsc::Receiver<MediaEvent>) {
+    pub fn media(
+        &mut self,
+        worker: MediaHandle,
+        events: mpsc::Receiver<MediaEvent>,
+        sockets: RtpSockets,
+    ) {
+        self.media_worker = Some((worker, sockets));
         self.media = Some(events);
+    }
+
+    /// Replaces the call record writer (start, reload). The old writer
+    /// finishes its queue on a thread of its own, so a slow disk does not
+    /// hold up the core thread while it is dropped.
+    pub fn set_cdr(&mut self, writer: Option<CdrWriter>) {
+        if let Some(old) = std::mem::replace(&mut self.cdr, writer) {
+            let _ = std::thread::Builder::new()
+                .name("zentrale-cdr-close".into())
+                .spawn(move || drop(old));
+        }
+    }
+
+    /// Carries out what the core asked for: binds RTP ports, hands media
+    /// commands to the media worker, sends the SIP messages, and hands call
+    /// records to the writer.
+    fn carry_out(&mut self, core: &mut Core, transports: &Transports) {
+        if let Some((worker, sockets)) = &mut self.media_worker {
+            sockets.carry_out(core, &mut self.out, worker, Instant::now());
+        }
+        transports.send_all(&mut self.out.transmits);
+        for record in self.out.records.drain(..) {
+            if let Some(writer) = &mut self.cdr {
+                writer.write(record);
+            }
+        }
     }
 
     /// Drives `core` until [`CoreHandle::stop`]: then hangs up every call,
@@ -198,7 +262,7 @@ impl Driver {
 
         let calls = core.hang_up_all(Instant::now(), &mut self.out);
         info!(calls, "shutting down: hanging up calls");
-        transports.send_all(&mut self.out);
+        self.carry_out(&mut core, &transports);
         // Give the BYEs a moment to be answered, without waiting for stragglers.
         let until = Instant::now() + SHUTDOWN_GRACE;
         while core.active_calls() > 0 && Instant::now() < until {
@@ -206,7 +270,8 @@ impl Driver {
         }
         if core.active_calls() > 0 {
             warn!(calls = core.active_calls(), "calls still up at exit");
-            core.record_remaining(Instant::now());
+            core.record_remaining(Instant::now(), &mut self.out);
+            self.carry_out(&mut core, &transports);
         }
         Ok(())
     }
@@ -263,7 +328,7 @@ impl Driver {
         if deadline.is_some_and(|d| d <= now) {
             core.handle_timeout(now, &mut self.out);
         }
-        transports.send_all(&mut self.out);
+        self.carry_out(core, transports);
         stop
     }
 
@@ -285,7 +350,7 @@ impl Driver {
                         return;
                     }
                     // What this batch produced leaves before the next is read.
-                    transports.send_all(&mut self.out);
+                    self.carry_out(core, transports);
                     more = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -303,7 +368,7 @@ impl Driver {
         }
     }
 
-    /// What the handles left: TCP messages, media events, API changes,
+    /// What the handles left: TCP messages, media events, agent commands,
     /// reloads. `true` when told to stop.
     fn open_mailbox(&mut self, core: &mut Core, transports: &Transports) -> bool {
         let mut taken = 0;
@@ -319,8 +384,11 @@ impl Driver {
                 core.on_media_event(event, Instant::now(), &mut self.out);
             }
         }
-        if self.shared.acd_changed.swap(false, Ordering::AcqRel) {
-            core.acd_changed(Instant::now(), &mut self.out);
+        while let Ok(CommandRequest { command, reply }) = self.commands.try_recv() {
+            let outcome = core.on_agent_command(command, Instant::now(), &mut self.out);
+            // The asker may have gone (client disconnected); the command
+            // stands all the same.
+            let _ = reply.send(outcome);
         }
         while let Ok(Reload {
             loaded,
@@ -330,7 +398,10 @@ impl Driver {
         {
             // The certificate files were read again with the config.
             let tls = loaded.as_ref().ok().and_then(|(c, _, _)| c.tls.clone());
-            let result = reload::apply(loaded, core, trigger);
+            let result = reload::apply(loaded, core, trigger).map(|(restart, cdr)| {
+                self.set_cdr(cdr);
+                restart
+            });
             if result.is_ok() {
                 transports.set_tls(tls);
             }

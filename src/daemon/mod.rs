@@ -12,6 +12,7 @@ pub mod connections;
 pub mod core;
 pub mod driver;
 pub mod reload;
+pub mod rtp;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -77,7 +78,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         recycle: Some(ports.recycler()),
         wake: Some(handle.doorbell()),
     });
-    driver.media_events(media_events);
+    driver.media(media.clone(), media_events, rtp::RtpSockets::new(ports));
     let started = Instant::now();
     let acd = Arc::new(Acd::new(acd_spec(&config), started).context("the ACD configuration")?);
     metrics.watch_media(media.counters());
@@ -114,17 +115,18 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let mut core = core::Core::new(
         config.clone(),
         prompts,
-        media,
-        ports,
         metrics.clone(),
         acd,
         wall,
+        // The core draws every tag, Call-ID, branch and nonce from this
+        // generator; only its seed comes from the system's entropy.
+        crate::rng::SeededRng::from_entropy(),
         started,
     );
     if let Some(c) = &config.cdr {
         info!(path = %c.path.display(), "call records are appended to this file");
     }
-    core.set_cdr(cdr);
+    driver.set_cdr(cdr);
     core.set_tcp_flows(flows);
     info!(
         udp = ?config.sip.udp, tcp = ?config.sip.tcp, tls = ?config.sip.tls, http = %config.http.listen,

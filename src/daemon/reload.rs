@@ -59,19 +59,20 @@ pub fn start_cdr(
 }
 
 /// Swaps a loaded config into `core`, logs and counts the outcome. `Ok`:
-/// the settings that changed but need a restart; `Err`: why the new config
-/// was refused (the old one stays).
-pub fn apply(loaded: Loaded, core: &mut Core, trigger: &str) -> Result<Vec<String>, String> {
+/// the settings that changed but need a restart, and the new config's
+/// call record writer (the shell's from now on); `Err`: why the new
+/// config was refused (the old one stays).
+pub fn apply(
+    loaded: Loaded,
+    core: &mut Core,
+    trigger: &str,
+) -> Result<(Vec<String>, Option<CdrWriter>), String> {
     let result = loaded.and_then(|(config, prompts, cdr)| {
-        let result = core.reload(config, prompts);
-        if result.is_ok() {
-            core.set_cdr(cdr);
-        }
-        result
+        core.reload(config, prompts).map(|restart| (restart, cdr))
     });
     match &result {
-        Ok(restart) if restart.is_empty() => info!(trigger, "config reloaded"),
-        Ok(restart) => warn!(
+        Ok((restart, _)) if restart.is_empty() => info!(trigger, "config reloaded"),
+        Ok((restart, _)) => warn!(
             trigger,
             restart_needed = %restart.join(", "),
             "config reloaded; these changes need a restart of zentrale and are not applied yet"

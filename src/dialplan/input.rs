@@ -2,7 +2,7 @@
 //! INVITE's header values (pure string functions; the `sip` module hands
 //! over the raw values).
 
-use crate::sip::text::{find, rfind};
+use crate::ascii::{find, rfind};
 
 /// The facts of a new call the dialplan decides on.
 ///

@@ -8,7 +8,7 @@
 //! use std::collections::BTreeMap;
 //! use std::sync::Arc;
 //! use std::time::{Duration, Instant};
-//! use zentrale::config::{QueueRef, Target};
+//! use zentrale::dialplan::{QueueRef, Target};
 //! use zentrale::dialplan::{Menu, MenuAction, MenuChoice, MenuSpec};
 //!
 //! let queue = |q: &str| Target::Queue(QueueRef { tenant: "krefeld".into(), queue: q.into() });
@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Target;
+use super::Target;
 
 /// A menu as configured (`menu:` of a hotline).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +213,7 @@ impl Menu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::QueueRef;
+    use crate::dialplan::QueueRef;
 
     fn queue(q: &str) -> Target {
         Target::Queue(QueueRef {

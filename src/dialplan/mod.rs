@@ -2,23 +2,24 @@
 //! IVR menu, overflow and surge limits. Pure data and pure functions, no IO:
 //! every decision takes the time as an argument.
 //!
-//! [`Dialplan::from_config`] builds the table from a validated
-//! [`Config`]; it is cheap and has no side effects, so on reload the daemon
-//! builds a new one and swaps it in atomically (calls in progress keep the
-//! [`CallRoute`] they were given).
+//! [`Config::dialplan`](crate::config::Config::dialplan) builds the table
+//! from a validated config (the config parses into this module's types;
+//! this module knows nothing of the config); it is cheap and has no side
+//! effects, so on reload the daemon builds a new one and swaps it in
+//! atomically (calls in progress keep the [`CallRoute`] they were given).
 //!
 //! [`Dialplan::decide`] answers for a new call:
 //!
 //! ```
 //! # use std::path::Path;
 //! use zentrale::config::{Config, Overrides};
-//! use zentrale::dialplan::{CallInput, Decision, Dialplan};
+//! use zentrale::dialplan::{CallInput, Decision};
 //!
 //! let config = Config::load(
 //!     &Path::new(env!("CARGO_MANIFEST_DIR")).join("zentrale.yaml"),
 //!     &Overrides::default(),
 //! ).unwrap();
-//! let dialplan = Dialplan::from_config(&config);
+//! let dialplan = config.dialplan();
 //! // Tuesday 2026-11-24, 10:00 in Kassel (09:00 UTC).
 //! let at = "2026-11-24T09:00:00Z".parse().unwrap();
 //! match dialplan.decide(&CallInput::to_number("+49561115"), at) {
@@ -44,15 +45,12 @@ mod number;
 mod overflow;
 mod slots;
 mod surge;
-#[cfg(test)]
-mod tests;
+mod target;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-
-use crate::config::{Config, QueueRef, Target};
 
 pub use holidays::{FederalState, Holiday, easter_sunday, holiday_on, holidays};
 pub use hours::{
@@ -69,6 +67,7 @@ pub use number::{MatchKind, NumberPattern, PatternDigit, is_115, normalise};
 pub use overflow::{Overflow, OverflowCause, QueueExit};
 pub use slots::{CallSlots, SlotRefusal, SlotShare, caller_slots};
 pub use surge::{BusyReason, SurgeLimits};
+pub use target::{QueueRef, Target};
 
 /// A value in a dialplan that cannot be read: what is wrong and what to
 /// write instead. The config loader adds the file position.
@@ -102,6 +101,48 @@ pub struct Route {
     pub answer_after: std::time::Duration,
 }
 
+/// A hotline as its tenant's dialplan file defines it: the numbers callers
+/// dial and what they get. [`Dialplan::add_hotline`] puts it in the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hotline {
+    /// Id, unique within the tenant.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Dialled numbers as written: exact (`"0561115"`, `"+49561115"`),
+    /// prefix (`"0561*"`, `"prefix:0561"`) or pattern (`"04106611X"`); see
+    /// [`NumberPattern`]. No number of one tenant overlaps another's.
+    pub numbers: Vec<String>,
+    /// Sound played first.
+    pub greeting: String,
+    /// Sound played in a loop after the greeting when the hotline has no
+    /// queue (default `waiting`). With a queue, the queue's music plays.
+    pub waiting: String,
+    /// The queue callers wait in after the greeting (`queue: id` of the same
+    /// tenant or `queue: tenant/id`); `None`: greeting, then `waiting` in a loop.
+    pub queue: Option<QueueRef>,
+    /// Added to the queue's priority for calls of this hotline (default 0).
+    pub priority: i32,
+    /// How long the call rings (180) before zentrale answers, in ms
+    /// (default 0: answer at once).
+    pub answer_after_ms: u64,
+    /// The municipality of the origin (`municipality:`, default the
+    /// dialplan's).
+    pub municipality: String,
+    /// Whether calls came via 115 (`via_115:`); `None`: decided per call
+    /// from the number dialled ([`is_115`]).
+    pub via_115: Option<bool>,
+    /// Service hours: the tenant's `hours:` with the hotline's `hours:`
+    /// keys replacing theirs; `None`: open around the clock.
+    pub schedule: Option<Schedule>,
+    /// Where calls go outside the hours (default `{ prompt: closed }`).
+    pub closed: Target,
+    /// The menu played after the greeting (`menu:`).
+    pub menu: Option<MenuSpec>,
+    /// Overflow rules (`overflow:`).
+    pub overflow: Option<Overflow>,
+}
+
 /// Where a call comes from, carried through the whole system: agents see
 /// it, metrics, call records and service-level figures are split by it.
 ///
@@ -129,9 +170,9 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// The `via` label of metrics: `115` or `local`.
+    /// The `via` label of metrics, call records and the API: `115` or `local`.
     pub fn via_label(&self) -> &'static str {
-        if self.via_115 { "115" } else { "local" }
+        via_label(self.via_115)
     }
 
     /// What an agent's phone shows before the caller's number, e.g.
@@ -143,6 +184,13 @@ impl Origin {
             self.municipality.to_string()
         }
     }
+}
+
+/// The `via` label of an origin that came via 115 or not (see
+/// [`Origin::via_label`]), for what keeps only that flag of it, like the
+/// ACD's service-level segments.
+pub fn via_label(via_115: bool) -> &'static str {
+    if via_115 { "115" } else { "local" }
 }
 
 /// Which number matched how.
@@ -238,75 +286,79 @@ pub struct Dialplan {
 }
 
 impl Dialplan {
-    /// Builds the table from a validated config (numbers do not overlap
-    /// there). Pure and cheap: no IO, a few allocations per number.
-    pub fn from_config(config: &Config) -> Dialplan {
-        let mut d = Dialplan::default();
-        for tenant in &config.tenants {
-            let dp = &tenant.dialplan;
-            let limits = Arc::new(dp.limits.clone());
-            let tenant_id: Arc<str> = Arc::from(tenant.id.as_str());
-            for hotline in &dp.hotlines {
-                let plan = Arc::new(HotlinePlan {
-                    tenant: tenant_id.clone(),
-                    hotline: Arc::from(hotline.id.as_str()),
-                    municipality: Arc::from(hotline.municipality.as_str()),
-                    via_115: hotline.via_115,
-                    schedule: hotline.schedule.clone(),
-                    closed: hotline.closed.clone(),
-                    menu: hotline.menu.clone().map(Arc::new),
-                    overflow: hotline.overflow.clone().map(Arc::new),
-                    limits: limits.clone(),
-                });
-                for number in &hotline.numbers {
-                    let Ok(pattern) = NumberPattern::parse(number) else {
-                        // The loader refuses such numbers; a hand-built
-                        // config with one simply does not route it.
-                        continue;
-                    };
-                    let line = Arc::new(Line {
-                        route: Arc::new(Route {
-                            tenant: tenant.id.clone(),
-                            tenant_name: tenant.name.clone(),
-                            hotline: hotline.id.clone(),
-                            hotline_name: hotline.name.clone(),
-                            number: number.clone(),
-                            greeting: hotline.greeting.clone(),
-                            waiting: hotline.waiting.clone(),
-                            queue: hotline.queue.as_ref().map(ToString::to_string),
-                            priority: hotline.priority,
-                            answer_after: std::time::Duration::from_millis(hotline.answer_after_ms),
-                        }),
-                        plan: plan.clone(),
+    /// Adds the numbers of `hotline`, a hotline of tenant `tenant` (id and
+    /// display name) whose dialplan has the surge `limits`. Numbers already
+    /// in the table keep their hotline (a validated config has no overlaps);
+    /// a number that is no [`NumberPattern`] is not routed (the config
+    /// loader refuses those). Pure and cheap: a few allocations per number.
+    ///
+    /// [`Config::dialplan`](crate::config::Config::dialplan) builds the
+    /// whole table this way.
+    pub fn add_hotline(
+        &mut self,
+        tenant: (&str, &str),
+        hotline: &Hotline,
+        limits: &Arc<SurgeLimits>,
+    ) {
+        let (tenant_id, tenant_name) = tenant;
+        let plan = Arc::new(HotlinePlan {
+            tenant: Arc::from(tenant_id),
+            hotline: Arc::from(hotline.id.as_str()),
+            municipality: Arc::from(hotline.municipality.as_str()),
+            via_115: hotline.via_115,
+            schedule: hotline.schedule.clone(),
+            closed: hotline.closed.clone(),
+            menu: hotline.menu.clone().map(Arc::new),
+            overflow: hotline.overflow.clone().map(Arc::new),
+            limits: limits.clone(),
+        });
+        for number in &hotline.numbers {
+            let Ok(pattern) = NumberPattern::parse(number) else {
+                continue;
+            };
+            let line = Arc::new(Line {
+                route: Arc::new(Route {
+                    tenant: tenant_id.to_string(),
+                    tenant_name: tenant_name.to_string(),
+                    hotline: hotline.id.clone(),
+                    hotline_name: hotline.name.clone(),
+                    number: number.clone(),
+                    greeting: hotline.greeting.clone(),
+                    waiting: hotline.waiting.clone(),
+                    queue: hotline.queue.as_ref().map(ToString::to_string),
+                    priority: hotline.priority,
+                    answer_after: std::time::Duration::from_millis(hotline.answer_after_ms),
+                }),
+                plan: plan.clone(),
+            });
+            match pattern {
+                NumberPattern::Exact(n) => {
+                    self.exact.entry(n).or_insert(line);
+                }
+                NumberPattern::Prefix(p) => {
+                    // Longest first; among equals, in order of the text.
+                    let at = self.prefixes.partition_point(|(q, _)| {
+                        q.len() > p.len() || (q.len() == p.len() && *q <= p)
                     });
-                    match pattern {
-                        NumberPattern::Exact(n) => {
-                            d.exact.entry(n).or_insert(line);
-                        }
-                        NumberPattern::Prefix(p) => d.prefixes.push((p, line)),
-                        p @ NumberPattern::Pattern(_) => d.patterns.push((p, line)),
-                    }
+                    self.prefixes.insert(at, (p, line));
                 }
-                if let (Some(q), Some(s)) = (&hotline.queue, &hotline.schedule)
-                    && q.tenant == tenant.id
-                {
-                    d.queue_hours
-                        .entry(q.clone())
-                        .or_insert_with(|| Arc::new(s.clone()));
-                }
-            }
-            // Queues no hotline of their tenant leads to follow the tenant's hours.
-            if let Some(s) = &dp.schedule {
-                for q in &dp.queues {
-                    d.queue_hours
-                        .entry(q.reference())
-                        .or_insert_with(|| Arc::new(s.clone()));
-                }
+                p @ NumberPattern::Pattern(_) => self.patterns.push((p, line)),
             }
         }
-        d.prefixes
-            .sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        d
+        if let (Some(q), Some(s)) = (&hotline.queue, &hotline.schedule)
+            && q.tenant == tenant_id
+        {
+            self.add_queue_hours(q.clone(), s);
+        }
+    }
+
+    /// Gives `queue` the service hours `schedule` unless it has some
+    /// already: the hours of the first hotline of its tenant that leads to
+    /// it ([`add_hotline`](Self::add_hotline)), else the tenant's.
+    pub fn add_queue_hours(&mut self, queue: QueueRef, schedule: &Schedule) {
+        self.queue_hours
+            .entry(queue)
+            .or_insert_with(|| Arc::new(schedule.clone()));
     }
 
     /// The line for a dialled number: exact before pattern before prefix,

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use crate::config::Target;
+use super::Target;
 
 /// A hotline's overflow rules (`overflow:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ impl Overflow {
     /// `hangup`.
     ///
     /// ```
-    /// # use zentrale::config::{QueueRef, Target};
+    /// # use zentrale::dialplan::{QueueRef, Target};
     /// # use zentrale::dialplan::Overflow;
     /// let o = |target| Overflow { after: None, when_closed: true, when_no_agents: false,
     ///                             when_expected_wait_over: None, target };
@@ -126,7 +126,7 @@ pub enum QueueExit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::QueueRef;
+    use crate::dialplan::QueueRef;
 
     fn pinneberg() -> Target {
         Target::Queue(QueueRef {

@@ -5,7 +5,7 @@
 //! The daemon counts; the dialplan only holds the limits and says whether a
 //! new call fits.
 
-use crate::config::Target;
+use super::Target;
 
 /// A tenant's `limits:`.
 #[derive(Debug, Clone, PartialEq, Eq)]

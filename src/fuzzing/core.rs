@@ -32,14 +32,14 @@ use super::{DICTIONARY, Input, loopback_only};
 use crate::acd::Acd;
 use crate::config::{Config, Overrides};
 use crate::daemon::clock::WallClock;
-use crate::daemon::core::{Core, acd_spec};
-use crate::media::engine::{self, DetachedMedia, MediaEvent, StreamId};
-use crate::media::ports::PortPool;
+use crate::daemon::core::{Core, Outputs, acd_spec};
+use crate::daemon::rtp::RtpSockets;
+use crate::media::engine::{self, DetachedMedia, MediaEvent, MediaHandle, StreamId};
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::sip::Transport;
 use crate::sip::message::{Header, Request, Response, SipMessage, tag_of};
-use crate::sip::transaction::{Peer, Transmit};
+use crate::sip::transaction::Peer;
 
 const ZENTRALE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(LOOPBACK), 5060);
 const TRUNK: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(LOOPBACK), 25070);
@@ -364,9 +364,13 @@ fn sdp(port: u16, version: u32, direction: &str) -> String {
 /// The core, its peers' view of the calls, and the virtual clock.
 pub struct Rig {
     core: Core,
+    /// Takes the core's media commands, for `media` to read.
+    handle: MediaHandle,
+    /// Binds the ports the core asks for.
+    sockets: RtpSockets,
     media: DetachedMedia,
     now: Instant,
-    out: Vec<Transmit>,
+    out: Outputs,
     counter: u64,
     calls: Vec<CallerSide>,
     streams: Vec<StreamId>,
@@ -410,24 +414,24 @@ impl Rig {
         let (config, prompts) = setup();
         let now = Instant::now();
         let (media, detached) = engine::detached().expect("a media handle without a worker");
-        let ports = PortPool::new(RTP_PORTS.0, RTP_PORTS.1).expect("the harness's RTP range");
         let acd = Arc::new(Acd::new(acd_spec(config), now).expect("the demo ACD"));
         let clock = WallClock::new(now, "2026-11-23T09:00:00Z".parse().ok());
         let core = Core::new(
             config.clone(),
             prompts.clone(),
-            media,
-            ports,
             Arc::new(Metrics::new()),
             acd,
             clock,
+            crate::rng::SeededRng::from_u64(1),
             now,
         );
         Rig {
             core,
+            handle: media,
+            sockets: RtpSockets::ephemeral(),
             media: detached,
             now,
-            out: Vec::new(),
+            out: Outputs::default(),
             counter: 0,
             calls: Vec::new(),
             streams: Vec::new(),
@@ -556,9 +560,13 @@ impl Rig {
     /// Reads what the core sent: responses update the callers' dialogs,
     /// requests wait for an answer from their peer.
     fn settle(&mut self) {
+        // Call records are the shell's business; nothing here reads them.
+        self.out.records.clear();
+        self.sockets
+            .carry_out(&mut self.core, &mut self.out, &self.handle, self.now);
         self.streams.extend(self.media.drain());
         self.streams.truncate(64);
-        for t in std::mem::take(&mut self.out) {
+        for t in std::mem::take(&mut self.out.transmits) {
             if self.trace.len() < TRACE {
                 let line = t.bytes.split(|b| *b == b'\r').next().unwrap_or_default();
                 self.trace.push(format!(

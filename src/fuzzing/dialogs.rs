@@ -41,7 +41,9 @@ fn caller_leg(message: &[u8]) {
     let Screened::Request(invite) = screen(message, Transport::Udp) else {
         return;
     };
-    let Ok(mut dialog) = Dialog::from_invite(&invite, peer(5070)) else {
+    let Ok(mut dialog) =
+        Dialog::from_invite(&invite, peer(5070), &mut crate::rng::SeededRng::from_u64(1))
+    else {
         return;
     };
     let _ = dialog.next_hop();
@@ -74,15 +76,18 @@ fn caller_leg(message: &[u8]) {
 
 /// The agent leg zentrale would place to a phone on 127.0.0.1:5072.
 pub fn agent_leg_for_test() -> AgentLeg {
-    AgentLeg::new(LegRequest {
-        contact: "sip:1001@127.0.0.1:5072".into(),
-        to: "sip:1001@127.0.0.1:5060".into(),
-        caller: "0561123456".into(),
-        display: "Kassel 115".into(),
-        headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
-        sdp: b"v=0\r\n".to_vec(),
-        peer: peer(5072),
-    })
+    AgentLeg::new(
+        LegRequest {
+            contact: "sip:1001@127.0.0.1:5072".into(),
+            to: "sip:1001@127.0.0.1:5060".into(),
+            caller: "0561123456".into(),
+            display: "Kassel 115".into(),
+            headers: vec![("X-Zentrale-Queue", "kassel/115".into())],
+            sdp: b"v=0\r\n".to_vec(),
+            peer: peer(5072),
+        },
+        &mut crate::rng::SeededRng::from_u64(1),
+    )
     .expect("a fixed, valid contact")
 }
 

@@ -125,9 +125,11 @@ impl PortPool {
     /// only when a full round found nothing.
     pub fn allocate(&mut self, ip: IpAddr, now: Instant) -> Result<(u16, UdpSocket), MediaError> {
         self.take_returns(now);
-        if let Some(found) = self.unpark(ip, |since| {
-            now.saturating_duration_since(since) >= QUARANTINE
-        }) {
+        if let Some(found) = self.unpark(
+            ip,
+            |since| now.saturating_duration_since(since) >= QUARANTINE,
+            None,
+        ) {
             return Ok(found);
         }
         let mut last_error = None;
@@ -155,7 +157,7 @@ impl PortPool {
         }
         // Every port is taken or resting: a short rest beats refusing the
         // call (the old call's late packets are still dropped first).
-        if let Some(found) = self.unpark(ip, |_| true) {
+        if let Some(found) = self.unpark(ip, |_| true, None) {
             return Ok(found);
         }
         Err(MediaError::PortsExhausted {
@@ -165,6 +167,22 @@ impl PortPool {
             in_use: self.in_use(),
             last_error,
         })
+    }
+
+    /// A socket on `port` of `ip`, for a caller that keeps the ledger of
+    /// port numbers itself (the daemon's core): the parked socket of that
+    /// port if there is one (whatever its rest: the caller's ledger chose
+    /// the port), else a fresh bind. Non-blocking.
+    pub fn bind(&mut self, ip: IpAddr, port: u16, now: Instant) -> std::io::Result<UdpSocket> {
+        self.take_returns(now);
+        let addr = SocketAddr::new(ip, port);
+        if let Some((_, socket)) = self.unpark(ip, |_| true, Some(port)) {
+            return Ok(socket);
+        }
+        let socket = bind(addr)?;
+        self.in_use.insert(port);
+        self.lent.insert(socket.as_raw_fd(), addr);
+        Ok(socket)
     }
 
     /// The call is done with `port`. Unknown ports are ignored. Its socket
@@ -193,13 +211,19 @@ impl PortPool {
         }
     }
 
-    /// The oldest parked socket on `ip` whose rest `rested` accepts.
-    fn unpark(&mut self, ip: IpAddr, rested: impl Fn(Instant) -> bool) -> Option<(u16, UdpSocket)> {
+    /// The oldest parked socket on `ip` (and `port`, if given) whose rest
+    /// `rested` accepts.
+    fn unpark(
+        &mut self,
+        ip: IpAddr,
+        rested: impl Fn(Instant) -> bool,
+        port: Option<u16>,
+    ) -> Option<(u16, UdpSocket)> {
         let i = self
             .parked
             .iter()
             .take_while(|p| rested(p.since))
-            .position(|p| p.addr.ip() == ip)?;
+            .position(|p| p.addr.ip() == ip && port.is_none_or(|port| p.addr.port() == port))?;
         let Parked { addr, socket, .. } = self.parked.remove(i)?;
         // What the old call's peer sent after the end must not reach the
         // new call (a stale DTMF packet would press a menu key).

@@ -41,14 +41,15 @@ type HmacSha1 = Hmac<Sha1>;
 /// Whether a leg uses SRTP (`srtp:` of an agent or a trunk).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum SrtpPolicy {
-    /// Plain RTP only: crypto lines are ignored, an `RTP/SAVP` offer gets 488.
+    /// Plain RTP only: crypto lines are ignored, an `RTP/SAVP` offer is
+    /// refused (no common codec).
     Off,
     /// SRTP when the peer wants it: an offer with a usable crypto line is
     /// answered with SRTP; zentrale's own offers carry a crypto line on
     /// `RTP/AVP`, so a phone may take it or answer plain.
     #[default]
     Offer,
-    /// SRTP only: an offer without a usable crypto line gets 488, and
+    /// SRTP only: an offer without a usable crypto line is refused, and
     /// zentrale's own offers are `RTP/SAVP`.
     Require,
 }

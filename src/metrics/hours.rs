@@ -14,8 +14,9 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
-use crate::config::{Config, QueueRef};
+use crate::config::Config;
 use crate::daemon::clock::WallClock;
+use crate::dialplan::QueueRef;
 use crate::dialplan::{Dialplan, Openness, Schedule};
 
 /// The hours of the running config and the daemon's wall clock; empty
@@ -76,7 +77,7 @@ impl HoursView {
                 })
                 .collect(),
             queues: config.queues().map(|q| q.reference()).collect(),
-            dialplan: Dialplan::from_config(config),
+            dialplan: config.dialplan(),
         }
     }
 }

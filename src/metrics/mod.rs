@@ -141,6 +141,9 @@ pub struct Metrics {
     pub sip_responses: Family<ClassLabel, Counter>,
     pub sip_rejected: Family<ReasonLabel, Counter>,
     pub sip_retransmissions: Counter,
+    /// Inputs whose handling failed inside zentrale (a bug); the call it
+    /// was for was ended, every other call went on.
+    pub internal_errors: Counter,
     pub sip_transactions: Gauge,
     pub calls_active: Gauge,
     pub calls_offered: Family<HotlineLabels, Counter>,
@@ -274,6 +277,7 @@ impl Metrics {
             sip_responses: Family::default(),
             sip_rejected: Family::default(),
             sip_retransmissions: Counter::default(),
+            internal_errors: Counter::default(),
             sip_transactions: Gauge::default(),
             calls_active: Gauge::default(),
             calls_offered: Family::default(),
@@ -452,6 +456,11 @@ impl Metrics {
             "sip_retransmissions",
             "SIP messages retransmitted by zentrale's transactions",
             m.sip_retransmissions.clone(),
+        );
+        registry.register(
+            "internal_errors",
+            "Inputs whose handling failed inside zentrale (a bug): the call concerned was ended, the others went on",
+            m.internal_errors.clone(),
         );
         registry.register(
             "sip_transactions",

@@ -67,7 +67,7 @@ impl QueueOriginLabels {
             tenant,
             queue,
             municipality: segment.municipality.to_string(),
-            via: if segment.via_115 { "115" } else { "local" }.into(),
+            via: crate::dialplan::via_label(segment.via_115).into(),
         }
     }
 }

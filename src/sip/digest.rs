@@ -236,6 +236,8 @@ pub struct DigestServer {
     realm: String,
     nonce_ttl: Duration,
     secret: [u8; 32],
+    /// Draws the random part of each nonce.
+    rng: crate::rng::SeededRng,
     epoch: Instant,
     opaque: Option<String>,
     max_tracked: usize,
@@ -252,10 +254,24 @@ impl DigestServer {
     /// A server for `realm` whose nonces live `nonce_ttl`, with a fresh
     /// random secret. `now` is the zero point of the nonce timestamps.
     pub fn new(realm: impl Into<String>, nonce_ttl: Duration, now: Instant) -> Self {
+        Self::seeded(realm, nonce_ttl, now, crate::rng::SeededRng::from_entropy())
+    }
+
+    /// [`DigestServer::new`] with the secret and the nonces' random part
+    /// drawn from `rng` (the core's generator; a fixed seed in tests).
+    pub fn seeded(
+        realm: impl Into<String>,
+        nonce_ttl: Duration,
+        now: Instant,
+        mut rng: crate::rng::SeededRng,
+    ) -> Self {
+        let mut secret = [0u8; 32];
+        rng.fill(&mut secret);
         Self {
             realm: realm.into(),
             nonce_ttl,
-            secret: rand::random(),
+            secret,
+            rng,
             epoch: now,
             opaque: None,
             max_tracked: DEFAULT_MAX_TRACKED_NONCES,
@@ -451,10 +467,10 @@ impl DigestServer {
         out
     }
 
-    fn new_nonce(&self, now: Instant) -> String {
+    fn new_nonce(&mut self, now: Instant) -> String {
         let mut raw = [0u8; NONCE_BYTES];
         raw[..8].copy_from_slice(&self.ms_since_epoch(now).to_be_bytes());
-        raw[8..16].copy_from_slice(&rand::random::<[u8; 8]>());
+        self.rng.fill(&mut raw[8..16]);
         let mac = self.mac(&raw[..16]);
         raw[16..].copy_from_slice(&mac);
         hex::encode(raw)

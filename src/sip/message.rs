@@ -10,6 +10,8 @@ pub use rsipstack::sip::{
     Header, Headers, Method, Param, Request, Response, Scheme, SipMessage, StatusCode, Uri, Version,
 };
 
+use crate::media::sdp::SdpError;
+
 /// The `Server`/`User-Agent` token zentrale puts on what it sends.
 pub const PRODUCT: &str = concat!("zentrale/", env!("CARGO_PKG_VERSION"));
 
@@ -115,7 +117,7 @@ pub fn encode_response(resp: &Response) -> Vec<u8> {
         v => out.extend_from_slice(v.to_string().as_bytes()),
     }
     out.push(b' ');
-    out.extend_from_slice(super::text::Decimal::new(code.into()).as_str().as_bytes());
+    out.extend_from_slice(crate::ascii::Decimal::new(code.into()).as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -167,7 +169,7 @@ pub fn encode_reply(req: &Request, reply: &Reply) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     };
     out.extend_from_slice(b"SIP/2.0 ");
-    out.extend_from_slice(super::text::Decimal::new(code.into()).as_str().as_bytes());
+    out.extend_from_slice(crate::ascii::Decimal::new(code.into()).as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -199,7 +201,7 @@ pub fn encode_reply(req: &Request, reply: &Reply) -> Vec<u8> {
         line(
             &mut out,
             "Content-Length",
-            super::text::Decimal::new(body.len() as u64).as_str(),
+            crate::ascii::Decimal::new(body.len() as u64).as_str(),
         );
     }
     out.extend_from_slice(b"\r\n");
@@ -233,18 +235,37 @@ pub fn is_sdp(content_type: &str) -> bool {
         .is_some_and(|t| t.eq_ignore_ascii_case(b"application/sdp"))
 }
 
+/// The status that refuses an offer or answer the media layer cannot use:
+/// 400 for SDP that cannot be read (the request is malformed), 488 Not
+/// Acceptable Here for readable SDP without a usable audio stream (RFC 3261
+/// §21.4.26), which is what callers' phones retry with another offer on.
+///
+/// ```
+/// use zentrale::media::sdp::SdpError;
+/// use zentrale::sip::message::{sdp_refusal, StatusCode};
+/// assert_eq!(sdp_refusal(&SdpError::NoCommonCodec), StatusCode::NotAcceptableHere);
+/// ```
+pub fn sdp_refusal(e: &SdpError) -> StatusCode {
+    match e {
+        SdpError::Malformed(_) => StatusCode::BadRequest,
+        SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::SrtpRequired => {
+            StatusCode::NotAcceptableHere
+        }
+    }
+}
+
 /// The `tag` parameter of a From or To header value, if any.
 pub fn tag_of(value: &str) -> Option<&str> {
     // Parameters follow the closing '>' of a name-addr, or the addr-spec.
-    let params = match super::text::rfind(value, b'>') {
+    let params = match crate::ascii::rfind(value, b'>') {
         Some(i) => &value[i + 1..],
         None => value,
     };
-    super::text::split(params, b';').skip(1).find_map(|p| {
-        let (k, v) = super::text::split_once(p, b'=')?;
-        super::text::trim(k)
+    crate::ascii::split(params, b';').skip(1).find_map(|p| {
+        let (k, v) = crate::ascii::split_once(p, b'=')?;
+        crate::ascii::trim(k)
             .eq_ignore_ascii_case("tag")
-            .then(|| super::text::trim(v))
+            .then(|| crate::ascii::trim(v))
     })
 }
 
@@ -356,6 +377,18 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn sdp_refusals_keep_their_codes() {
+        assert_eq!(sdp_refusal(&SdpError::Malformed("x".into())).code(), 400);
+        for e in [
+            SdpError::NoAudio,
+            SdpError::NoCommonCodec,
+            SdpError::SrtpRequired,
+        ] {
+            assert_eq!(sdp_refusal(&e).code(), 488, "{e}");
         }
     }
 

@@ -8,7 +8,6 @@ pub mod lockout;
 pub mod message;
 pub mod registrar;
 pub mod screen;
-pub(crate) mod text;
 pub mod transaction;
 pub mod via;
 

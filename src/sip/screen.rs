@@ -135,10 +135,9 @@ use rsipstack::sip::parse_uri;
 
 use super::Transport;
 use super::message::{
-    ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, is_sdp,
-    random_token, tag_of,
+    ALLOW, Header, Headers, Method, PRODUCT, Request, Response, StatusCode, Version, is_sdp, tag_of,
 };
-use super::text;
+use crate::ascii;
 
 /// The outcome of screening one message.
 #[derive(Debug)]
@@ -638,6 +637,18 @@ impl Answer {
         a
     }
 
+    /// The To tag of a stateless refusal: a hash of what identifies the
+    /// request (Vias, From, Call-ID, CSeq), not a random draw, so screening
+    /// stays a pure function and a retransmitted request gets the same
+    /// answer. No dialog is ever made from it.
+    fn reject_tag(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // Fixed keys: the same request, the same tag, in every process.
+        let mut h = std::hash::DefaultHasher::new();
+        (&self.vias, &self.from, &self.call_id, &self.cseq).hash(&mut h);
+        h.finish()
+    }
+
     fn reject(&self, fail: Fail) -> Screened<'static> {
         if self.is_ack {
             return Screened::Drop("invalid ACK");
@@ -656,7 +667,7 @@ impl Answer {
             if tag_of(t).is_some() {
                 out.push_str(&format!("To: {t}\r\n"));
             } else {
-                out.push_str(&format!("To: {t};tag={}\r\n", random_token()));
+                out.push_str(&format!("To: {t};tag={:016x}\r\n", self.reject_tag()));
             }
         }
         if let Some(c) = &self.call_id {
@@ -767,7 +778,7 @@ impl<'a> Iterator for List<'a> {
 
 /// `scheme ":" rest` with a syntactically valid scheme.
 fn uri_scheme(uri: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = text::split_once(uri, b':')?;
+    let (scheme, rest) = ascii::split_once(uri, b':')?;
     let b = scheme.as_bytes();
     let ok = !b.is_empty()
         && b[0].is_ascii_alphabetic()
@@ -778,10 +789,10 @@ fn uri_scheme(uri: &str) -> Option<(&str, &str)> {
 
 /// `number method` of a CSeq value (the number as digits, any length).
 fn split_cseq(v: &str) -> Option<(&str, &str)> {
-    let v = text::trim(v);
+    let v = ascii::trim(v);
     let end = v.bytes().position(|b| !b.is_ascii_digit())?;
     let (n, rest) = v.split_at(end);
-    let m = text::trim_start(rest);
+    let m = ascii::trim_start(rest);
     if n.is_empty() || m.len() == rest.len() || !is_token(m.as_bytes()) {
         return None;
     }
@@ -828,18 +839,18 @@ fn via_parm_inner(
     strict: bool,
     mut out: Option<&mut String>,
 ) -> Result<(), &'static str> {
-    let s = text::trim(parm);
+    let s = ascii::trim(parm);
     if s.is_empty() {
         return Err("empty Via value");
     }
     // sent-protocol = "SIP" / version / transport: the rest follows the
     // second slash.
-    let (proto, rest) = text::split_once(s, b'/').ok_or("malformed Via sent-protocol")?;
-    let (version, rest) = text::split_once(rest, b'/').ok_or("malformed Via sent-protocol")?;
+    let (proto, rest) = ascii::split_once(s, b'/').ok_or("malformed Via sent-protocol")?;
+    let (version, rest) = ascii::split_once(rest, b'/').ok_or("malformed Via sent-protocol")?;
     let (proto, version, rest) = (
-        text::trim(proto),
-        text::trim(version),
-        text::trim_start(rest),
+        ascii::trim(proto),
+        ascii::trim(version),
+        ascii::trim_start(rest),
     );
     if !proto.eq_ignore_ascii_case("SIP") || !is_token(version.as_bytes()) {
         return Err("malformed Via sent-protocol");
@@ -855,14 +866,14 @@ fn via_parm_inner(
     if transport.is_empty() {
         return Err("malformed Via transport");
     }
-    let (sent_by, params) = match text::split_once(rest, b';') {
+    let (sent_by, params) = match ascii::split_once(rest, b';') {
         Some((a, p)) => (a, Some(p)),
         None => (rest, None),
     };
     // sent-by = host [ SWS ":" SWS port ]: whitespace is allowed around the
     // colon only.
-    let sent_by = text::trim(sent_by);
-    let sent_by: Cow<str> = if text::has_whitespace(sent_by) {
+    let sent_by = ascii::trim(sent_by);
+    let sent_by: Cow<str> = if ascii::has_whitespace(sent_by) {
         let words: Vec<&str> = sent_by.split_whitespace().collect();
         Cow::Owned(words.join(" ").replace(" :", ":").replace(": ", ":"))
     } else {
@@ -887,16 +898,16 @@ fn via_parm_inner(
     let Some(params) = params else {
         return Ok(());
     };
-    for p in text::split(params, b';') {
-        let p = text::trim(p);
+    for p in ascii::split(params, b';') {
+        let p = ascii::trim(p);
         if p.is_empty() {
             if strict {
                 return Err("empty Via parameter");
             }
             continue;
         }
-        let (name, value) = match text::split_once(p, b'=') {
-            Some((n, v)) => (text::trim(n), Some(text::trim(v))),
+        let (name, value) = match ascii::split_once(p, b'=') {
+            Some((n, v)) => (ascii::trim(n), Some(ascii::trim(v))),
             None => (p, None),
         };
         let value_ok = value.is_none_or(|v| {
@@ -944,7 +955,7 @@ fn quoted_end(s: &str) -> Option<usize> {
 
 /// Header parameters: `*( SEMI name [ EQUAL value ] )`.
 fn check_params(s: &str) -> Result<(), &'static str> {
-    let s = text::trim(s);
+    let s = ascii::trim(s);
     if s.is_empty() {
         return Ok(());
     }
@@ -952,7 +963,7 @@ fn check_params(s: &str) -> Result<(), &'static str> {
         return Err("garbage after address");
     };
     loop {
-        rest = text::trim_start(rest);
+        rest = ascii::trim_start(rest);
         // name
         let n_end = rest
             .bytes()
@@ -961,21 +972,21 @@ fn check_params(s: &str) -> Result<(), &'static str> {
         if n_end == 0 {
             return Err("empty or malformed header parameter");
         }
-        rest = text::trim_start(&rest[n_end..]);
+        rest = ascii::trim_start(&rest[n_end..]);
         if let Some(r) = rest.strip_prefix('=') {
-            let r = text::trim_start(r);
+            let r = ascii::trim_start(r);
             if r.starts_with('"') {
                 let end = quoted_end(r).ok_or("unterminated quoted string")?;
                 rest = &r[end + 1..];
             } else {
-                let v_end = text::find_space_or(r, b';').unwrap_or(r.len());
+                let v_end = ascii::find_space_or(r, b';').unwrap_or(r.len());
                 let v = &r[..v_end];
                 if v.is_empty() || v.bytes().any(|b| matches!(b, b'<' | b'>' | b'"' | b',')) {
                     return Err("malformed header parameter value");
                 }
                 rest = &r[v_end..];
             }
-            rest = text::trim_start(rest);
+            rest = ascii::trim_start(rest);
         }
         if rest.is_empty() {
             return Ok(());
@@ -986,7 +997,7 @@ fn check_params(s: &str) -> Result<(), &'static str> {
 
 /// An addr-spec: `scheme:...` without whitespace.
 fn check_addr_spec(s: &str) -> Result<(), &'static str> {
-    if text::has_whitespace(s) {
+    if ascii::has_whitespace(s) {
         return Err("whitespace inside addr-spec");
     }
     uri_scheme(s).ok_or("malformed URI")?;
@@ -996,19 +1007,19 @@ fn check_addr_spec(s: &str) -> Result<(), &'static str> {
 /// `( name-addr / addr-spec ) *( SEMI param )`; `addr_spec_ok` is false
 /// for Route/Record-Route, which need `<>`.
 fn check_addr(v: &str, addr_spec_ok: bool) -> Result<(), &'static str> {
-    let v = text::trim(v);
+    let v = ascii::trim(v);
     if v.is_empty() {
         return Err("empty address");
     }
     let after_display = if v.starts_with('"') {
         let end = quoted_end(v).ok_or("unterminated quoted string")?;
-        let rest = text::trim_start(&v[end + 1..]);
+        let rest = ascii::trim_start(&v[end + 1..]);
         if !rest.starts_with('<') {
             return Err("display name without <addr-spec>");
         }
         rest
-    } else if let Some(lt) = text::find(v, b'<') {
-        let display = text::trim(&v[..lt]);
+    } else if let Some(lt) = ascii::find(v, b'<') {
+        let display = ascii::trim(&v[..lt]);
         if !display.split_whitespace().all(|w| is_token(w.as_bytes())) {
             return Err("display name with non-token characters must be quoted");
         }
@@ -1017,11 +1028,11 @@ fn check_addr(v: &str, addr_spec_ok: bool) -> Result<(), &'static str> {
         if !addr_spec_ok {
             return Err("address must be enclosed in <>");
         }
-        let (spec, params) = match text::find(v, b';') {
+        let (spec, params) = match ascii::find(v, b';') {
             Some(i) => (&v[..i], &v[i..]),
             None => (v, ""),
         };
-        let spec = text::trim(spec);
+        let spec = ascii::trim(spec);
         check_addr_spec(spec)?;
         if spec.bytes().any(|b| matches!(b, b'?' | b',' | b'"' | b'>')) {
             return Err("URI with '?' or ',' must be enclosed in <>");
@@ -1029,7 +1040,7 @@ fn check_addr(v: &str, addr_spec_ok: bool) -> Result<(), &'static str> {
         return check_params(params);
     };
     // after_display starts with '<'
-    let gt = text::find(after_display, b'>').ok_or("unterminated <addr-spec>")?;
+    let gt = ascii::find(after_display, b'>').ok_or("unterminated <addr-spec>")?;
     check_addr_spec(&after_display[1..gt])?;
     check_params(&after_display[gt + 1..])
 }
@@ -1043,9 +1054,9 @@ fn check_addr_list(v: &str, addr_spec_ok: bool, star_ok: bool) -> Result<(), &'s
 
 /// The media type (`type`, `subtype`) of a Content-Type or Accept element.
 fn media_type(v: &str) -> Option<(&str, &str)> {
-    let t = text::trim(text::split(v, b';').next()?);
-    let (a, b) = text::split_once(t, b'/')?;
-    let (a, b) = (text::trim(a), text::trim(b));
+    let t = ascii::trim(ascii::split(v, b';').next()?);
+    let (a, b) = ascii::split_once(t, b'/')?;
+    let (a, b) = (ascii::trim(a), ascii::trim(b));
     (is_token(a.as_bytes()) && is_token(b.as_bytes())).then_some((a, b))
 }
 
@@ -1150,7 +1161,7 @@ fn check_common<'a>(l: &Lexed<'a>, transport: Transport) -> Result<(&'a [u8], Vi
             Key::Contact => check_addr_list(v, true, true),
             Key::Route | Key::RecordRoute => check_addr_list(v, false, false),
             Key::CallId => {
-                if v.is_empty() || text::contains(v, b',') || text::has_whitespace(v) {
+                if v.is_empty() || ascii::contains(v, b',') || ascii::has_whitespace(v) {
                     Err("malformed Call-ID")
                 } else {
                     Ok(())
@@ -1230,7 +1241,7 @@ fn handed_on_headers(l: &Lexed<'_>, body: &[u8], vias: Vias) -> Headers {
     let mut vias = vias.into_iter();
     for h in &l.headers {
         // rsipstack trims with the Unicode notion of whitespace.
-        let value = text::trim(&h.value);
+        let value = ascii::trim(&h.value);
         out.push(match h.key {
             Key::ContentLength => continue,
             Key::Via => Header::Via(vias.next().unwrap_or_default().into()),
@@ -1260,7 +1271,7 @@ fn screen_request<'a>(
     // Start line.
     let start =
         std::str::from_utf8(l.start).map_err(|_| Fail::bad("invalid UTF-8 in start line"))?;
-    let mut parts = text::split(start, b' ');
+    let mut parts = ascii::split(start, b' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -1319,11 +1330,11 @@ fn screen_request<'a>(
         return Err(Fail::new(416, format!("URI scheme {scheme} not supported")));
     }
     if !tel {
-        let host_part = match text::find(uri_rest, b'@') {
+        let host_part = match ascii::find(uri_rest, b'@') {
             Some(at) => &uri_rest[at + 1..],
             None => uri_rest,
         };
-        if text::contains(host_part, b'?') {
+        if ascii::contains(host_part, b'?') {
             return Err(Fail::bad("escaped headers in Request-URI"));
         }
     }
@@ -1435,7 +1446,7 @@ impl<'a> Ack<'a> {
         vias: &mut Vias,
     ) -> Result<Option<Ack<'a>>, Fail> {
         let value = |key| match l.first(key).map(|h| &h.value) {
-            Some(Cow::Borrowed(v)) => Some(text::trim(v)),
+            Some(Cow::Borrowed(v)) => Some(ascii::trim(v)),
             _ => None,
         };
         let (Some(call_id), Some(from), Some(to), Some(cseq), Some(via)) = (
@@ -1461,7 +1472,7 @@ impl<'a> Ack<'a> {
         // The value as handed on is trimmed, so is this one.
         let sdp = (!body.is_empty()
             && l.first(Key::ContentType)
-                .is_some_and(|h| is_sdp(text::trim(&h.value))))
+                .is_some_and(|h| is_sdp(ascii::trim(&h.value))))
         .then_some(body);
         Ok(Some(Ack {
             via: vias.first.take().unwrap_or_default(),

@@ -37,7 +37,7 @@ pub struct Peer {
 }
 
 /// A message to put on the wire.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub peer: Peer,
     pub bytes: Bytes,

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use super::message::{Header, Headers};
-use super::text::{self, Decimal};
+use crate::ascii::{self, Decimal};
 
 /// The RFC 3261 magic cookie that marks a branch as globally unique.
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -87,12 +87,12 @@ impl<'a> Parts<'a> {
     }
 
     fn parse(value: &'a str) -> Option<Parts<'a>> {
-        let first = text::trim(text::split(value, b',').next()?);
+        let first = ascii::trim(ascii::split(value, b',').next()?);
         let space = first.bytes().position(|b| b.is_ascii_whitespace())?;
-        let rest = text::trim_start(&first[space + 1..]);
-        let (sent_by, params) = match text::split_once(rest, b';') {
-            Some((s, p)) => (text::trim(s), p),
-            None => (text::trim(rest), ""),
+        let rest = ascii::trim_start(&first[space + 1..]);
+        let (sent_by, params) = match ascii::split_once(rest, b';') {
+            Some((s, p)) => (ascii::trim(s), p),
+            None => (ascii::trim(rest), ""),
         };
         if sent_by.is_empty() {
             return None;
@@ -100,10 +100,10 @@ impl<'a> Parts<'a> {
         let (host, port) = split_host_port(sent_by)?;
         let mut branch = None;
         let mut rport = false;
-        for p in text::split(params, b';') {
-            let (k, v) = match text::split_once(p, b'=') {
-                Some((k, v)) => (text::trim(k), Some(text::trim(v))),
-                None => (text::trim(p), None),
+        for p in ascii::split(params, b';') {
+            let (k, v) = match ascii::split_once(p, b'=') {
+                Some((k, v)) => (ascii::trim(k), Some(ascii::trim(v))),
+                None => (ascii::trim(p), None),
             };
             if k.eq_ignore_ascii_case("branch") {
                 branch = v;
@@ -130,15 +130,15 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
     for h in headers.iter_mut() {
         if let Header::Via(via) = h {
             let value = via.value();
-            let (first, rest) = match text::find(value, b',') {
+            let (first, rest) = match ascii::find(value, b',') {
                 Some(i) => (&value[..i], &value[i..]),
                 None => (value, ""),
             };
             let top = Parts::parse(first)?;
             // received=<IPv6> and rport=65535 fit in the 48 extra octets.
             let mut out = String::with_capacity(value.len() + 48);
-            for (i, p) in text::split(first, b';').enumerate() {
-                let key = text::trim(text::split(p, b'=').next().unwrap_or(""));
+            for (i, p) in ascii::split(first, b';').enumerate() {
+                let key = ascii::trim(ascii::split(p, b'=').next().unwrap_or(""));
                 if i > 0
                     && (key.eq_ignore_ascii_case("rport") || key.eq_ignore_ascii_case("received"))
                 {
@@ -152,7 +152,7 @@ pub fn stamp_received(headers: &mut Headers, source: SocketAddr) -> Option<TopVi
             // No `write!`: this runs for every request.
             if top.rport || host_ip(top.host) != Some(source.ip()) {
                 out.push_str(";received=");
-                text::push_ip(&mut out, source.ip());
+                ascii::push_ip(&mut out, source.ip());
             }
             if top.rport {
                 out.push_str(";rport=");
@@ -182,10 +182,10 @@ fn split_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {
         };
         return Some((host, port));
     }
-    match text::rfind(sent_by, b':') {
+    match ascii::rfind(sent_by, b':') {
         Some(i) => Some((
             &sent_by[..i],
-            Some(text::trim(&sent_by[i + 1..]).parse().ok()?),
+            Some(ascii::trim(&sent_by[i + 1..]).parse().ok()?),
         )),
         None => Some((sent_by, None)),
     }

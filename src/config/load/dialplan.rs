@@ -10,12 +10,12 @@ use serde_saphyr::Spanned;
 
 use super::refs::Refs;
 use super::{Loader, Sounds};
+use crate::config::Queue;
 use crate::config::error::{Pos, closest};
 use crate::config::raw::{RawHours, RawLimits, RawMenu, RawOverflow, RawTarget};
-use crate::config::{Queue, QueueRef, Target};
 use crate::dialplan::{
-    Closure, FederalState, MenuSpec, Overflow, Schedule, SurgeLimits, WeeklyEntry, WeeklyHours,
-    day_name, time_zone, time_zone_names,
+    Closure, FederalState, MenuSpec, Overflow, QueueRef, Schedule, SurgeLimits, Target,
+    WeeklyEntry, WeeklyHours, day_name, time_zone, time_zone_names,
 };
 
 /// The zone of a schedule that names none.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use serde_saphyr::Spanned;
 
-use super::{Loader, Origin, is_loopback, valid_id};
+use super::{ListenSource, Loader, is_loopback, valid_id};
 use crate::config::error::Pos;
 use crate::config::http::{ApiToken, DEMO_TOKEN, MIN_TOKEN_LEN, Role};
 use crate::config::raw::RawToken;
@@ -37,7 +37,7 @@ impl Loader<'_> {
         origins: Vec<Spanned<String>>,
         key: Pos,
         listen: SocketAddr,
-        listen_origin: Origin,
+        listen_source: ListenSource,
     ) -> Access {
         let mut out = Vec::new();
         let mut demo_at: Option<Pos> = None;
@@ -63,9 +63,9 @@ impl Loader<'_> {
             .collect();
 
         if !is_loopback(listen.ip()) {
-            let (pos, via) = match listen_origin {
-                Origin::File(p) => (p, String::new()),
-                Origin::Override(flag) => (key, format!(" (set by {flag})")),
+            let (pos, via) = match listen_source {
+                ListenSource::File(p) => (p, String::new()),
+                ListenSource::Override(flag) => (key, format!(" (set by {flag})")),
             };
             if let Some(tpos) = demo_at {
                 self.d.at(

@@ -12,8 +12,9 @@ use super::refs::Refs;
 use super::{Loader, Sounds, valid_id, valid_skill};
 use crate::config::error::{Pos, closest};
 use crate::config::raw::{RawQueue, RawServiceLevel, RawTarget, RawWiden};
-use crate::config::target::check_sip_uri;
-use crate::config::{AcdConfig, Queue, QueueRef, ServiceLevel, Strategy, Target, WidenStep};
+use crate::config::sip_uri::check_sip_uri;
+use crate::config::{AcdConfig, Queue, ServiceLevel, Strategy, WidenStep};
+use crate::dialplan::{QueueRef, Target};
 
 /// Shortest sensible interval between position announcements: one
 /// announcement ("Sie sind Anrufer Nummer ... Ihre Wartezeit beträgt etwa

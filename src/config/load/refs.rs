@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::Loader;
 use crate::config::error::{Pos, closest};
-use crate::config::{Agent, Queue, QueueRef, Tenant};
+use crate::config::{Agent, Queue, Tenant};
+use crate::dialplan::QueueRef;
 
 /// What the dialplan files refer to, collected while reading them and
 /// checked once every file is read.

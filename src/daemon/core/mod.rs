@@ -1,22 +1,35 @@
 //! The core: every SIP message and timer of the daemon goes through here.
 //!
-//! [`Core`] owns the transactions, the registrar, the calls and the RTP port
-//! pool, and runs on one task. It gets raw messages with their [`Peer`] and
-//! the current time, and pushes what to send into an output vector: the IO
-//! shell in [`super::run`] owns the sockets. Media commands go straight to
-//! the media worker through its non-blocking handle.
+//! [`Core`] owns the transactions, the registrar, the calls and the ledger
+//! of RTP port numbers, and does no IO: it is driven by a shell
+//! ([`super::driver`] in the daemon; the fuzz harness and the tests in
+//! process). Its inputs are few: a framed message from a peer
+//! ([`Core::on_message`]), a media worker event ([`Core::on_media_event`]),
+//! a port that could not be bound ([`Core::on_port_failed`]), a change of
+//! the agents ([`Core::acd_changed`]) and time ([`Core::handle_timeout`],
+//! due at [`Core::poll_timeout`]). Each takes the monotonic `now`; the wall
+//! clock (`--clock`) and the random generator every identifier is drawn
+//! from are given at construction. What the core wants done comes out as
+//! values in an [`Outputs`] ([`output`]): SIP transmits, RTP port binds,
+//! media commands and call records. A panic while handling one input ends
+//! only the call it was for ([`isolation`]).
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, UdpSocket};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod admission;
+mod isolation;
+mod output;
+mod ports;
 mod queueing;
 mod records;
 mod routing;
 
 pub use admission::TcpFlows;
+use output::MediaQueue;
+pub use output::{MediaCommand, Outputs, PortRequest};
 
 pub use queueing::acd_spec;
 
@@ -24,26 +37,26 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::clock::WallClock;
-use crate::acd::{Acd, CallKey, OfferId};
+use crate::acd::{Acd, AgentCommand, AgentError, AgentSnapshot, CallKey, OfferId};
 use crate::call::session_timer::{self, Negotiation};
 use crate::call::{Action, Call, Dialog, EndReason};
 use crate::config::Config;
 use crate::dialplan::{CallRoute, CallSlots, Decision, Dialplan, Menu, Route};
-use crate::media::engine::{MediaEvent, MediaHandle, StreamId};
-use crate::media::ports::PortPool;
+use crate::media::engine::{MediaEvent, StreamId};
 use crate::media::prompt::PromptLibrary;
 use crate::media::sdp::{self, SdpSession};
 use crate::metrics::{
     ClosedLabels, HotlineLabels, Metrics, OverflowLabels, ReasonLabel, RefusedLabels, SurgeLabels,
     TrunkLabel,
 };
+use crate::rng::SeededRng;
 use crate::sip::Transport;
 use crate::sip::auth::{AuthEvent, Authenticator, Challenge, Verdict};
 use crate::sip::digest::{Algorithm, DigestServer};
 use crate::sip::lockout::Lockout;
 use crate::sip::message::{
-    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response, set_body,
-    tag_of, with_to_tag,
+    ALLOW, Header, Method, Reply, Request, Response, StatusCode, encode_reply, response,
+    sdp_refusal, set_body, tag_of, with_to_tag,
 };
 use crate::sip::registrar::{Accounts, Registrar, RegistrarSettings, RegistrationChange};
 use crate::sip::screen::{Ack, Screened, screen};
@@ -142,7 +155,7 @@ impl Accounts for AccountBook {
 
 /// Who is calling, decided before routing (see README: "Trunks and agents").
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Origin {
+enum CallingParty {
     Trunk(usize),
     Agent(String),
 }
@@ -151,7 +164,7 @@ struct CallEntry {
     call: Call,
     invite: Request,
     route: Arc<Route>,
-    origin: Origin,
+    origin: CallingParty,
     /// The timer currently scheduled for this call in `Core::call_timers`.
     scheduled: Option<Instant>,
     /// CSeq and transaction of the last re-INVITE answered 2xx: its ACK
@@ -179,8 +192,8 @@ struct CallEntry {
 struct MediaLeg {
     port: u16,
     stream: StreamId,
-    /// The socket, until the stream is handed to the media worker.
-    socket: Option<UdpSocket>,
+    /// Whether the stream is still to be handed to the media worker.
+    unstarted: bool,
     session: SdpSession,
     /// The SDP body of our answer (or offer, for an offerless INVITE).
     local_sdp: Vec<u8>,
@@ -224,9 +237,13 @@ pub struct Core {
     streams: HashMap<u64, Arc<str>>,
     pending: HashMap<ClientKey, (String, Pending)>,
     trunk_calls: Vec<u32>,
-    ports: PortPool,
+    /// Which RTP port numbers are free ([`ports`]).
+    ports: ports::PortLedger,
+    /// Port requests of this turn, handed out with [`Outputs::ports`].
+    port_requests: Vec<PortRequest>,
     prompts: PromptLibrary,
-    media: MediaHandle,
+    /// Media commands of this turn, handed out with [`Outputs::media`].
+    media: MediaQueue,
     next_stream: u64,
     pub metrics: Arc<Metrics>,
     /// The ACD engine, shared with the HTTP API.
@@ -252,32 +269,45 @@ pub struct Core {
     tenant_calls: HashMap<String, u32>,
     /// Each tenant's share of the call slots, and what it holds.
     slots: CallSlots,
-    /// Where call records go, if anywhere (`cdr:`).
-    cdr: Option<crate::cdr::CdrWriter>,
+    /// Call records of this turn, handed out with [`Outputs::records`].
+    records: Vec<crate::cdr::CallRecord>,
+    /// The one source of tags, Call-IDs, branches, CSeqs and nonces
+    /// ([`crate::rng`]).
+    rng: SeededRng,
+    /// The Call-ID of the call whose input is being handled, if any
+    /// ([`isolation`]).
+    handling: String,
+    /// The call whose next in-dialog request panics (tests of [`isolation`]).
+    #[cfg(test)]
+    fault: Option<String>,
     /// Rates, transaction caps, stateless answers (`sip.limits`).
     guard: admission::Guard,
 }
 
 impl Core {
-    /// A core for `config`, sending media commands to `media`.
+    /// A core for `config`. `clock`
+    /// maps the monotonic `now` of every input to wall-clock time (service
+    /// hours, `Date` headers, call records: `--clock` moves them all);
+    /// `rng` draws every identifier (seed it from entropy in production,
+    /// with a fixed seed in tests).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         prompts: PromptLibrary,
-        media: MediaHandle,
-        ports: PortPool,
         metrics: Arc<Metrics>,
         acd: Arc<Acd>,
         clock: WallClock,
+        mut rng: SeededRng,
         now: Instant,
     ) -> Core {
         let accounts = AccountBook::new(&config);
         let register = &config.sip.register;
         let guard = admission::Guard::new(&config, &metrics, now);
+        let ledger = ports::PortLedger::new(config.rtp.first_port, config.rtp.last_port);
         let slots = CallSlots::new(
             crate::dialplan::caller_slots(
                 config.sip.max_calls,
-                ports.capacity(),
+                ledger.capacity(),
                 config.agents.len(),
             ),
             &slot_shares(&config),
@@ -285,27 +315,41 @@ impl Core {
         log_slots(&slots, &config);
         Core {
             slots,
-            dialplan: Dialplan::from_config(&config),
+            dialplan: config.dialplan(),
             transactions: Transactions::new(Timers::default()),
             auth: Authenticator::new(
-                DigestServer::new(config.sip.realm.clone(), config.sip.nonce_ttl, now)
-                    .with_max_nonce_failures(config.sip.nonce_failures),
+                DigestServer::seeded(
+                    config.sip.realm.clone(),
+                    config.sip.nonce_ttl,
+                    now,
+                    rng.fork(),
+                )
+                .with_max_nonce_failures(config.sip.nonce_failures),
                 Lockout::new(config.sip.auth_limits),
             ),
-            registrar: Registrar::new(RegistrarSettings {
-                min_expires: register.min_expires,
-                max_expires: register.max_expires,
-                default_expires: register.default_expires,
-            }),
+            registrar: {
+                let mut registrar = Registrar::seeded(
+                    RegistrarSettings {
+                        min_expires: register.min_expires,
+                        max_expires: register.max_expires,
+                        default_expires: register.default_expires,
+                    },
+                    rng.fork(),
+                );
+                let (at, wall) = clock.anchor();
+                registrar.set_wall_clock(at, wall.into());
+                registrar
+            },
             accounts,
             calls: HashMap::new(),
             call_timers: BTreeSet::new(),
             streams: HashMap::new(),
             pending: HashMap::new(),
             trunk_calls: vec![0; config.trunks.len()],
-            ports,
+            ports: ledger,
+            port_requests: Vec::new(),
             prompts,
-            media,
+            media: MediaQueue::default(),
             next_stream: 1,
             metrics,
             acd,
@@ -319,7 +363,11 @@ impl Core {
             queues: Core::queue_table(&config),
             clock,
             tenant_calls: HashMap::new(),
-            cdr: None,
+            records: Vec::new(),
+            rng,
+            handling: String::new(),
+            #[cfg(test)]
+            fault: None,
             guard,
             config,
         }
@@ -361,7 +409,7 @@ impl Core {
         self.acd.update_spec(acd_spec(&config)).map_err(|e| {
             format!("the new queues and agents do not fit the running ones: {e}; the running config stays")
         })?;
-        self.dialplan = Dialplan::from_config(&config);
+        self.dialplan = config.dialplan();
         self.slots.configure(&slot_shares(&config));
         log_slots(&self.slots, &config);
         self.queues = Core::queue_table(&config);
@@ -396,14 +444,23 @@ impl Core {
     }
 
     /// Handles one framed message from `peer`.
-    pub fn on_message(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
+    pub fn on_message(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Outputs) {
         if !self.within_rate(peer, now) {
             return;
         }
-        self.screened(data, peer, now, out);
-        self.run_dispatch(now, out);
+        let tx = &mut out.transmits;
+        self.isolated(now, tx, |core, tx| core.screened(data, peer, now, tx));
+        self.isolated(now, tx, |core, tx| core.run_dispatch(now, tx));
         let (s, c) = self.transactions.len();
         self.metrics.sip_transactions.set((s + c) as i64);
+        self.hand_out(out);
+    }
+
+    /// Moves what the turn queued inside the core into `out`.
+    fn hand_out(&mut self, out: &mut Outputs) {
+        out.ports.append(&mut self.port_requests);
+        out.media.append(&mut self.media.0);
+        out.records.append(&mut self.records);
     }
 
     fn screened(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {
@@ -510,12 +567,8 @@ impl Core {
             Method::Options => {
                 let mut resp = response(&req, StatusCode::OK);
                 add_capabilities(&mut resp);
-                self.respond(
-                    &key,
-                    &with_to_tag(resp, &crate::sip::message::random_token()),
-                    now,
-                    out,
-                );
+                let tag = self.rng.token();
+                self.respond(&key, &with_to_tag(resp, &tag), now, out);
             }
             Method::Cancel => self.on_cancel(key, req, now, out),
             Method::Bye => self.on_bye(key, req, now, out),
@@ -557,7 +610,7 @@ impl Core {
         };
         // Before anything counts the call: a Contact or Record-Route that
         // no in-dialog request could be sent to is refused here (400).
-        let dialog = match Dialog::from_invite(&req, reply_to) {
+        let dialog = match Dialog::from_invite(&req, reply_to, &mut self.rng) {
             Ok(dialog) => dialog,
             Err(e) => {
                 self.metrics.rejected("bad_dialog");
@@ -573,7 +626,7 @@ impl Core {
         // Feature codes start with * or # (config validation makes sure);
         // an agent who dials an unknown one hears the error prompt, not a 404.
         let feature = match &origin {
-            Origin::Agent(ext) if called.starts_with(['*', '#']) => {
+            CallingParty::Agent(ext) if called.starts_with(['*', '#']) => {
                 Some((ext.clone(), self.config.acd.feature(called)))
             }
             _ => None,
@@ -695,7 +748,7 @@ impl Core {
                 return self.respond(&key, &resp, now, out);
             }
         };
-        if let Origin::Trunk(i) = origin {
+        if let CallingParty::Trunk(i) = origin {
             let limit = self.config.trunks[i].max_calls;
             if limit.is_some_and(|l| self.trunk_calls[i] >= l) {
                 self.metrics.rejected("trunk_limit");
@@ -706,40 +759,41 @@ impl Core {
             }
         }
         let local_ip = media_ip(peer.local.ip());
-        let (port, socket) = match self.ports.allocate(local_ip, now) {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "no RTP port free");
-                self.metrics.rejected("no_rtp_port");
-                if let Some(p) = &plan {
-                    self.refused(&p.route.tenant, "no_rtp_port");
-                }
-                return self.respond(&key, &overloaded(&req), now, out);
+        let Some(port) = self.take_port(local_ip, now) else {
+            warn!(
+                first = self.config.rtp.first_port,
+                last = self.config.rtp.last_port,
+                "no RTP port free: every port of the range is in use"
+            );
+            self.metrics.rejected("no_rtp_port");
+            if let Some(p) = &plan {
+                self.refused(&p.route.tenant, "no_rtp_port");
             }
+            return self.respond(&key, &overloaded(&req), now, out);
         };
         let srtp = match &origin {
-            Origin::Trunk(i) => self.config.trunks[*i].srtp,
-            Origin::Agent(user) => self
+            CallingParty::Trunk(i) => self.config.trunks[*i].srtp,
+            CallingParty::Agent(user) => self
                 .config
                 .agents
                 .iter()
                 .find(|a| a.extension == *user)
                 .map_or_else(Default::default, |a| a.srtp),
         };
-        let mut session_sdp = SdpSession::new();
+        let mut session_sdp = self.sdp_session();
         let (negotiated, local_sdp) = if has_sdp_body(&req) {
             match sdp::answer_with_srtp(&req.body, local_ip, port, &mut session_sdp, srtp) {
                 Ok(a) => {
                     let negotiated = a.negotiated();
                     if let Err(why) = self.media_allowed(&origin, negotiated.remote) {
-                        self.ports.release(port);
+                        self.free_port(port);
                         return self.refuse_media(&key, &req, &why, now, out);
                     }
                     (Some(negotiated), a.sdp)
                 }
                 Err(e) => {
-                    self.ports.release(port);
-                    let status = StatusCode::from(e.sip_status());
+                    self.free_port(port);
+                    let status = sdp_refusal(&e);
                     let mut resp = response(&req, status);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -770,7 +824,7 @@ impl Core {
                 .push(Header::Contact(call.dialog.contact().into()));
             self.respond(&key, &ringing, now, out);
         }
-        if let Origin::Trunk(i) = origin {
+        if let CallingParty::Trunk(i) = origin {
             self.trunk_calls[i] += 1;
             self.metrics
                 .trunk_calls
@@ -843,7 +897,7 @@ impl Core {
                 media: MediaLeg {
                     port,
                     stream,
-                    socket: Some(socket),
+                    unstarted: true,
                     session: session_sdp,
                     local_sdp,
                     negotiated,
@@ -875,14 +929,14 @@ impl Core {
 
     /// The networks `origin`'s media may go to (`media_networks`; empty:
     /// anywhere).
-    fn media_networks(&self, origin: &Origin) -> &[crate::config::Cidr] {
+    fn media_networks(&self, origin: &CallingParty) -> &[crate::config::Cidr] {
         match origin {
-            Origin::Trunk(i) => self
+            CallingParty::Trunk(i) => self
                 .config
                 .trunks
                 .get(*i)
                 .map_or(&[], |t| &t.media_networks[..]),
-            Origin::Agent(ext) => self.agent_media_networks(ext),
+            CallingParty::Agent(ext) => self.agent_media_networks(ext),
         }
     }
 
@@ -898,7 +952,7 @@ impl Core {
     /// outside `origin`'s `media_networks`.
     fn media_allowed(
         &self,
-        origin: &Origin,
+        origin: &CallingParty,
         remote: Option<std::net::SocketAddr>,
     ) -> Result<(), String> {
         media_address_allowed(self.media_networks(origin), remote)
@@ -922,7 +976,12 @@ impl Core {
 
     /// Decides whether an initial INVITE comes from a trunk or an agent
     /// and authenticates it. See README "Trunks and agents".
-    fn identify(&mut self, req: &Request, peer: Peer, now: Instant) -> Result<Origin, Response> {
+    fn identify(
+        &mut self,
+        req: &Request,
+        peer: Peer,
+        now: Instant,
+    ) -> Result<CallingParty, Response> {
         let from_user = from_user(req);
         let proxy_auth = req.headers.iter().find_map(|h| match h {
             Header::ProxyAuthorization(v) => Some(v.value().to_owned()),
@@ -941,7 +1000,7 @@ impl Core {
             let user = from_user.unwrap_or_default();
             return self.authenticate(req, &user, peer, now).and_then(|authed| {
                 if authed == user {
-                    Ok(Origin::Agent(user))
+                    Ok(CallingParty::Agent(user))
                 } else {
                     self.metrics.rejected("auth_identity_mismatch");
                     Err(response(req, StatusCode::Forbidden))
@@ -976,7 +1035,7 @@ impl Core {
                 return Err(response(req, StatusCode::Forbidden));
             }
         }
-        Ok(Origin::Trunk(i))
+        Ok(CallingParty::Trunk(i))
     }
 
     /// Digest authentication of an INVITE for `account` (an agent's
@@ -1104,12 +1163,17 @@ impl Core {
             }
             return;
         }
+        if !self
+            .calls
+            .get(ack.call_id)
+            .is_some_and(|e| e.call.dialog.matches(ack.from_tag, ack.to_tag))
+        {
+            return;
+        }
+        self.enter(ack.call_id);
         let Some(entry) = self.calls.get_mut(ack.call_id) else {
             return;
         };
-        if !entry.call.dialog.matches(ack.from_tag, ack.to_tag) {
-            return;
-        }
         match entry.reinvite.take() {
             Some((cseq, key)) if ack.cseq == Some(cseq) => {
                 self.transactions.ack_received(&key);
@@ -1124,8 +1188,8 @@ impl Core {
         {
             // The answer to our offer in an offerless INVITE's 200.
             let networks = match &entry.origin {
-                Origin::Trunk(i) => self.config.trunks.get(*i).map(|t| &t.media_networks[..]),
-                Origin::Agent(ext) => self
+                CallingParty::Trunk(i) => self.config.trunks.get(*i).map(|t| &t.media_networks[..]),
+                CallingParty::Agent(ext) => self
                     .config
                     .agents
                     .iter()
@@ -1166,12 +1230,10 @@ impl Core {
             };
             return self.respond(&key, &response(&req, status), now, out);
         }
+        let tag = self.rng.token();
         self.respond(
             &key,
-            &with_to_tag(
-                response(&req, StatusCode::OK),
-                &crate::sip::message::random_token(),
-            ),
+            &with_to_tag(response(&req, StatusCode::OK), &tag),
             now,
             out,
         );
@@ -1268,6 +1330,11 @@ impl Core {
             return self.respond(&key, &resp, now, out);
         }
         entry.call.dialog.remote_cseq = cseq.max(entry.call.dialog.remote_cseq);
+        self.enter(&call_id);
+        self.fault_point(&call_id);
+        let Some(entry) = self.calls.get_mut(&*call_id) else {
+            return;
+        };
         let tag = entry.call.dialog.local_tag.clone();
         if req.method == Method::Info {
             // DTMF by SIP INFO feeds a running menu like RFC 4733 events.
@@ -1317,7 +1384,7 @@ impl Core {
                     entry.media.local_sdp = a.sdp;
                 }
                 Err(e) => {
-                    let status = StatusCode::from(e.sip_status());
+                    let status = sdp_refusal(&e);
                     let mut resp = with_to_tag(response(&req, status), &tag);
                     warning(&mut resp, &e.to_string());
                     return self.respond(&key, &resp, now, out);
@@ -1369,6 +1436,7 @@ impl Core {
         let Some((call_id, what)) = pending else {
             return;
         };
+        self.enter(&call_id);
         if matches!(
             what,
             Pending::LegInvite | Pending::LegCancel | Pending::LegBye
@@ -1396,19 +1464,65 @@ impl Core {
         self.execute(&call_id, actions, now, out);
     }
 
-    /// The API changed an agent: offer calls if that freed one.
-    pub fn acd_changed(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+    /// Something outside the core's inputs changed the ACD (a reload):
+    /// offer calls if that freed an agent.
+    pub fn acd_changed(&mut self, now: Instant, out: &mut Outputs) {
         self.acd_dirty = true;
-        self.run_dispatch(now, out);
+        self.isolated(now, &mut out.transmits, |core, tx| {
+            core.run_dispatch(now, tx)
+        });
+        self.hand_out(out);
+    }
+
+    /// An agent command (from the HTTP API; feature codes dialled from a
+    /// phone take the same path inside [`Core::on_message`]): applied in
+    /// order with every other input, then calls are offered if it freed
+    /// the agent. Returns the agent as the command left it, before that
+    /// offer, or why it was refused.
+    pub fn on_agent_command(
+        &mut self,
+        command: AgentCommand,
+        now: Instant,
+        out: &mut Outputs,
+    ) -> Result<AgentSnapshot, AgentError> {
+        let result = self.agent_command(&command, now);
+        self.isolated(now, &mut out.transmits, |core, tx| {
+            core.run_dispatch(now, tx)
+        });
+        self.hand_out(out);
+        result
     }
 
     /// Media worker events.
-    pub fn on_media_event(&mut self, event: MediaEvent, now: Instant, out: &mut Vec<Transmit>) {
-        self.media_event(event, now, out);
-        self.run_dispatch(now, out);
+    pub fn on_media_event(&mut self, event: MediaEvent, now: Instant, out: &mut Outputs) {
+        let tx = &mut out.transmits;
+        self.isolated(now, tx, |core, tx| core.media_event(event, now, tx));
+        self.isolated(now, tx, |core, tx| core.run_dispatch(now, tx));
+        self.hand_out(out);
+    }
+
+    /// A new SDP session, its id drawn from the core's generator.
+    fn sdp_session(&mut self) -> SdpSession {
+        // Below 2^62 so even parsers that read a signed 64-bit number cope.
+        let id = self.rng.next_u64() >> 2;
+        SdpSession::with_id(id, id)
     }
 
     fn media_event(&mut self, event: MediaEvent, now: Instant, out: &mut Vec<Transmit>) {
+        let stream = match event {
+            MediaEvent::RtpTimeout(s) | MediaEvent::PlaylistDone(s) => s,
+            MediaEvent::Dtmf { stream, .. } => stream,
+        };
+        if let Some(id) = self.streams.get(&stream.0).or_else(|| {
+            self.leg_streams
+                .get(&stream.0)
+                .and_then(|leg| self.legs.get(leg))
+                .and_then(|l| self.calls.get_key_value(l.caller.as_str()))
+                .map(|(k, _)| k)
+        }) {
+            self.handling.clear();
+            self.handling.push_str(id);
+        }
         match event {
             MediaEvent::RtpTimeout(stream) => {
                 if let Some(leg) = self.leg_streams.get(&stream.0).cloned() {
@@ -1465,7 +1579,12 @@ impl Core {
     }
 
     /// Runs every timer due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Transmit>) {
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Outputs) {
+        self.timers_due(now, &mut out.transmits);
+        self.hand_out(out);
+    }
+
+    fn timers_due(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         let mut events = Vec::new();
         let before = self.transactions.retransmissions;
         self.transactions.handle_timeout(now, out, &mut events);
@@ -1473,6 +1592,26 @@ impl Core {
             .sip_retransmissions
             .inc_by(self.transactions.retransmissions - before);
         for event in events {
+            self.isolated(now, out, |core, out| core.tx_event(event, now, out));
+        }
+        while let Some((at, call_id)) = self.call_timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.call_timers.remove(&(at, call_id.clone()));
+            if let Some(e) = self.calls.get_mut(&*call_id) {
+                e.scheduled = None;
+            }
+            self.isolated(now, out, |core, out| {
+                core.run_call_timers(&call_id, now, out)
+            });
+        }
+        self.isolated(now, out, |core, out| core.housekeeping_due(now, out));
+    }
+
+    /// A transaction's timeout.
+    fn tx_event(&mut self, event: TxEvent, now: Instant, out: &mut Vec<Transmit>) {
+        {
             match event {
                 TxEvent::NoAck(key) => {
                     // Rare: a linear look-up keeps the common path free of an index.
@@ -1492,8 +1631,9 @@ impl Core {
                 }
                 TxEvent::Timeout(key) => {
                     let Some((call_id, what)) = self.pending.remove(&key) else {
-                        continue;
+                        return;
                     };
+                    self.enter(&call_id);
                     if matches!(
                         what,
                         Pending::LegInvite | Pending::LegCancel | Pending::LegBye
@@ -1517,16 +1657,10 @@ impl Core {
                 }
             }
         }
-        while let Some((at, call_id)) = self.call_timers.first().cloned() {
-            if at > now {
-                break;
-            }
-            self.call_timers.remove(&(at, call_id.clone()));
-            if let Some(e) = self.calls.get_mut(&*call_id) {
-                e.scheduled = None;
-            }
-            self.run_call_timers(&call_id, now, out);
-        }
+    }
+
+    /// Registrations, the ACD's timers and dispatch, at a timer turn.
+    fn housekeeping_due(&mut self, now: Instant, out: &mut Vec<Transmit>) {
         if self.registrar.next_expiry().is_some_and(|t| t <= now) {
             for ext in self.registrar.expire(now) {
                 info!(extension = %ext, "registration expired");
@@ -1548,21 +1682,25 @@ impl Core {
     }
 
     /// Hangs up every call (shutdown). Returns how many were up.
-    pub fn hang_up_all(&mut self, now: Instant, out: &mut Vec<Transmit>) -> usize {
+    pub fn hang_up_all(&mut self, now: Instant, out: &mut Outputs) -> usize {
         let ids: Vec<Arc<str>> = self.calls.keys().cloned().collect();
         for call_id in &ids {
-            let actions = self
-                .calls
-                .get_mut(call_id)
-                .map(|e| e.call.hang_up(EndReason::Shutdown))
-                .unwrap_or_default();
-            self.execute(call_id, actions, now, out);
+            self.isolated(now, &mut out.transmits, |core, out| {
+                let actions = core
+                    .calls
+                    .get_mut(call_id)
+                    .map(|e| e.call.hang_up(EndReason::Shutdown))
+                    .unwrap_or_default();
+                core.execute(call_id, actions, now, out);
+            });
         }
+        self.hand_out(out);
         ids.len()
     }
 
     /// Runs a call's due timers and reschedules it.
     fn run_call_timers(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
+        self.enter(call_id);
         let actions = match self.calls.get_mut(call_id) {
             Some(e) => e.call.handle_timeout(now),
             None => return,
@@ -1597,6 +1735,7 @@ impl Core {
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
+        self.enter(call_id);
         for action in actions {
             match action {
                 Action::Answer => self.answer(call_id, now, out),
@@ -1691,7 +1830,7 @@ impl Core {
             },
         );
         let key = e.call.invite_key.clone();
-        if let Some(socket) = e.media.socket.take() {
+        if std::mem::take(&mut e.media.unstarted) {
             let (codec, pt, dtmf, remote, direction) = match &e.media.negotiated {
                 Some(a) => (
                     a.codec,
@@ -1712,7 +1851,7 @@ impl Core {
             // Nothing is sent until the ACK (or RTP from the caller): an
             // INVITE is no way to aim our media at someone else.
             self.media
-                .add_unconfirmed_stream(e.media.stream, socket, remote, codec, pt);
+                .add_unconfirmed_stream(e.media.stream, e.media.port, remote, codec, pt);
             // Commands apply in order: the keys are in place before the
             // stream's first packet.
             let keys = e.media.negotiated.as_ref().and_then(|a| a.srtp.clone());
@@ -1743,8 +1882,8 @@ impl Core {
         }
         self.media.remove_stream(e.media.stream);
         self.streams.remove(&e.media.stream.0);
-        self.ports.release(e.media.port);
-        if let Origin::Trunk(i) = e.origin {
+        self.free_port(e.media.port);
+        if let CallingParty::Trunk(i) = e.origin {
             self.trunk_calls[i] = self.trunk_calls[i].saturating_sub(1);
         }
         // Feature-code calls (no plan) were never counted.
@@ -1762,7 +1901,7 @@ impl Core {
             })
             .inc();
         self.metrics.calls_active.set(self.calls.len() as i64);
-        info!(%call_id, reason = reason.as_str(), secs = e.call.created_at.elapsed().as_secs(), "call ended");
+        info!(%call_id, reason = reason.as_str(), secs = now.saturating_duration_since(e.call.created_at).as_secs(), "call ended");
     }
 
     fn respond(&mut self, key: &ServerKey, resp: &Response, now: Instant, out: &mut Vec<Transmit>) {
@@ -1985,6 +2124,9 @@ fn from_user(req: &Request) -> Option<String> {
     let user = rest.split_once('@')?.0;
     Some(user.split(';').next().unwrap_or("").to_owned())
 }
+
+#[cfg(test)]
+mod core_tests;
 
 #[cfg(test)]
 mod tests {

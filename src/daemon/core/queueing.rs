@@ -4,7 +4,6 @@
 //! SIP and RTP and reports back what happened.
 
 use std::collections::HashMap;
-use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,19 +11,21 @@ use tracing::{debug, info, warn};
 
 use super::{Core, Pending};
 use crate::acd::{
-    AcdSpec, Admission, AgentError, AgentSpec, CallKey, Defaults, Event, Offer, OfferFailure,
-    OfferId, PauseReason, QueueSpec, RejectReason, ServiceLevelSpec, Strategy, WidenStep,
+    AcdSpec, Admission, AgentAction, AgentCommand, AgentError, AgentSnapshot, AgentSpec, CallKey,
+    Defaults, Event, Offer, OfferFailure, OfferId, PauseReason, QueueSpec, RejectReason,
+    ServiceLevelSpec, Strategy, WidenStep,
 };
 use crate::call::EndReason;
 use crate::call::agent_leg::{AgentLeg, LegAction, LegFailure, LegRequest};
 use crate::cdr::{Stage, Why};
-use crate::config::{self, Config, Feature, Target};
+use crate::config::{self, Config, Feature};
 use crate::dialplan::QueueExit;
+use crate::dialplan::Target;
 use crate::media::engine::{Playlist, StreamId};
 use crate::media::sdp::{self, Direction, SdpSession};
 use crate::sip::Transport;
 use crate::sip::message::{
-    Header, Method, Request, Response, StatusCode, response, set_body, with_to_tag,
+    Header, Method, Request, Response, StatusCode, response, sdp_refusal, set_body, with_to_tag,
 };
 use crate::sip::transaction::{Peer, ServerKey, Transmit};
 
@@ -33,7 +34,7 @@ const MAX_DISPATCH_PASSES: usize = 4;
 
 /// After zentrale failed to place an agent's leg (no RTP port), the next
 /// dispatch comes this much later at the latest.
-const NOT_PLACED_RETRY: Duration = Duration::from_secs(1);
+pub(super) const NOT_PLACED_RETRY: Duration = Duration::from_secs(1);
 
 /// Where a caller is, as far as queueing goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +75,8 @@ pub(super) struct LegEntry {
     pub settled: bool,
     pub port: u16,
     pub stream: StreamId,
-    /// The socket, until the agent answers and the stream starts.
-    pub socket: Option<UdpSocket>,
+    /// Whether the stream is still to be started (when the agent answers).
+    pub unstarted: bool,
     pub session: SdpSession,
     /// SRTP towards this leg (the agent's `srtp:`; forwards: off).
     pub srtp: crate::media::srtp::SrtpPolicy,
@@ -491,14 +492,16 @@ impl Core {
         now: Instant,
         out: &mut Vec<Transmit>,
     ) -> Option<String> {
-        let e = self.calls.get(caller)?;
+        self.calls.get(caller)?;
+        let mut session = self.sdp_session();
         let local_ip = super::media_ip(peer.local.ip());
-        let (port, socket) = match self.ports.allocate(local_ip, now) {
-            Ok(p) => p,
-            Err(err) => {
-                warn!(error = %err, "no RTP port for an outbound leg");
-                return None;
-            }
+        let Some(port) = self.take_port(local_ip, now) else {
+            warn!("no RTP port for an outbound leg: every port of the range is in use");
+            return None;
+        };
+        let Some(e) = self.calls.get(caller) else {
+            self.free_port(port);
+            return None;
         };
         let codecs = match e.media.negotiated.as_ref().map(|n| n.codec) {
             Some(sdp::Codec::Pcma) => [sdp::Codec::Pcma, sdp::Codec::Pcmu],
@@ -513,7 +516,6 @@ impl Core {
                 .map_or_else(Default::default, |a| a.srtp),
             LegFor::Forward { .. } => crate::media::srtp::SrtpPolicy::Off,
         };
-        let mut session = SdpSession::new();
         let body = sdp::offer_with_srtp(local_ip, port, &mut session, &codecs, true, srtp);
         let route = &e.route;
         headers.extend([
@@ -529,17 +531,20 @@ impl Core {
             }
             None => format!("{} {}", route.tenant_name, route.hotline_name),
         };
-        let Some(leg) = AgentLeg::new(LegRequest {
-            contact,
-            to,
-            caller: e.caller_number.clone(),
-            display,
-            headers,
-            sdp: body,
-            peer,
-        }) else {
+        let Some(leg) = AgentLeg::new(
+            LegRequest {
+                contact,
+                to,
+                caller: e.caller_number.clone(),
+                display,
+                headers,
+                sdp: body,
+                peer,
+            },
+            &mut self.rng,
+        ) else {
             // Logged by the leg: a contact no INVITE can go to.
-            self.ports.release(port);
+            self.free_port(port);
             return None;
         };
         let call = e.key;
@@ -562,7 +567,7 @@ impl Core {
                 settled: false,
                 port,
                 stream,
-                socket: Some(socket),
+                unstarted: true,
                 session,
                 srtp,
                 held: false,
@@ -572,7 +577,7 @@ impl Core {
         Some(leg_id)
     }
 
-    fn report_failure(
+    pub(super) fn report_failure(
         &mut self,
         offer: OfferId,
         agent: &str,
@@ -767,10 +772,10 @@ impl Core {
                 return;
             }
         };
-        if let Some(socket) = entry.socket.take() {
+        if std::mem::take(&mut entry.unstarted) {
             self.media.add_stream(
                 entry.stream,
-                socket,
+                entry.port,
                 negotiated.remote,
                 negotiated.codec,
                 negotiated.payload_type,
@@ -825,7 +830,7 @@ impl Core {
         };
         self.media.remove_stream(entry.stream);
         self.leg_streams.remove(&entry.stream.0);
-        self.ports.release(entry.port);
+        self.free_port(entry.port);
         self.metrics.rtp_ports_in_use.dec();
         if let LegFor::Offer { offer, agent } = entry.purpose {
             self.offer_legs.remove(&(offer, agent));
@@ -924,7 +929,7 @@ impl Core {
                         resp.body = set_body(&mut resp, "application/sdp", a.sdp);
                     }
                     Err(e) => {
-                        let status = StatusCode::from(e.sip_status());
+                        let status = sdp_refusal(&e);
                         let mut resp = with_to_tag(response(&req, status), &dialog.local_tag);
                         super::warning(&mut resp, &e.to_string());
                         return self.respond(&key, &resp, now, out);
@@ -1112,28 +1117,37 @@ impl Core {
         self.media.play(e.media.stream, playlist);
     }
 
-    /// A softphone dialled a feature code: apply it, and say how it went.
+    /// Applies an agent command: the one way agent changes asked for by
+    /// people (the API, feature codes) reach the ACD. The caller's input
+    /// handler offers calls afterwards.
+    pub(super) fn agent_command(
+        &mut self,
+        command: &AgentCommand,
+        now: Instant,
+    ) -> Result<AgentSnapshot, AgentError> {
+        let result = self.acd.command(command, now);
+        self.acd_dirty = true;
+        result
+    }
+
+    /// A softphone dialled a feature code: apply it as the agent's
+    /// command, and say how it went.
     pub(super) fn feature_prompt(
         &mut self,
         agent: &str,
         feature: &Feature,
         now: Instant,
     ) -> &'static str {
-        let result = match feature {
-            Feature::Login => self.acd.agent_login(agent, now).map(|_| "agent-logged-in"),
-            Feature::Logout => self
-                .acd
-                .agent_logout(agent, now)
-                .map(|_| "agent-logged-out"),
-            Feature::Pause { reason } => self
-                .acd
-                .agent_pause(agent, PauseReason::from_name(reason), now)
-                .map(|_| "agent-paused"),
-            Feature::Unpause => self.acd.agent_unpause(agent, now).map(|_| "agent-unpaused"),
+        let command = AgentCommand::new(agent, feature_action(feature));
+        let result = self.agent_command(&command, now);
+        let prompt = match feature {
+            Feature::Login => "agent-logged-in",
+            Feature::Logout => "agent-logged-out",
+            Feature::Pause { .. } => "agent-paused",
+            Feature::Unpause => "agent-unpaused",
         };
-        self.acd_dirty = true;
         match result {
-            Ok(prompt) => {
+            Ok(_) => {
                 info!(agent, ?feature, "feature code applied");
                 prompt
             }
@@ -1192,5 +1206,18 @@ impl Core {
             .queues()
             .map(|q| (queue_name(q), q.clone()))
             .collect()
+    }
+}
+
+/// The agent command a feature code stands for. The config keeps feature
+/// codes as plain data; this is where they become the ACD's command.
+pub(super) fn feature_action(feature: &Feature) -> AgentAction {
+    match feature {
+        Feature::Login => AgentAction::Login,
+        Feature::Logout => AgentAction::Logout,
+        Feature::Pause { reason } => AgentAction::Pause {
+            reason: Some(PauseReason::from_name(reason)),
+        },
+        Feature::Unpause => AgentAction::Unpause,
     }
 }

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 
-use super::{CallEntry, Core, Origin as Source};
+use super::{CallEntry, CallingParty, Core};
 use crate::acd::Segment;
 use crate::call::EndReason;
-use crate::cdr::{CallFacts, CallRecord, CallerNumbers, CdrWriter, Stage, Why};
+use crate::cdr::{CallFacts, CallRecord, Stage, Why};
 use crate::dialplan::{CallRoute, OverflowCause};
 use crate::metrics::{OriginEndLabels, OriginLabels};
 
@@ -24,26 +24,16 @@ pub(super) struct Admitted {
 }
 
 impl Core {
-    /// Replaces the call record writer (start, reload). The old writer
-    /// finishes its queue on a thread of its own, so a slow disk does not
-    /// hold up the core while it is dropped.
-    pub fn set_cdr(&mut self, writer: Option<CdrWriter>) {
-        if let Some(old) = std::mem::replace(&mut self.cdr, writer) {
-            let _ = std::thread::Builder::new()
-                .name("zentrale-cdr-close".into())
-                .spawn(move || drop(old));
-        }
-    }
-
     /// At exit: the records of calls still up (their BYE went unanswered),
     /// so none is lost. The calls are forgotten; the process ends anyway.
-    pub fn record_remaining(&mut self, now: Instant) {
+    pub fn record_remaining(&mut self, now: Instant, out: &mut super::Outputs) {
         let ids: Vec<std::sync::Arc<str>> = self.calls.keys().cloned().collect();
         for id in ids {
             if let Some(e) = self.calls.remove(&*id) {
                 self.call_over(&e, EndReason::Shutdown, now);
             }
         }
+        self.hand_out(out);
     }
 
     /// The facts of a hotline call just accepted, counted as offered for
@@ -53,7 +43,7 @@ impl Core {
         call_id: &str,
         plan: &CallRoute,
         caller: Option<String>,
-        source: &Source,
+        source: &CallingParty,
         admitted: Admitted,
         now: Instant,
     ) -> CallFacts {
@@ -65,7 +55,7 @@ impl Core {
         let mut facts = CallFacts::new(call_id, self.clock.at(now), caller);
         facts.closed = admitted.closed;
         facts.overflow = admitted.overflow;
-        if let Source::Trunk(i) = source {
+        if let CallingParty::Trunk(i) = source {
             facts.trunk = self.config.trunks.get(*i).map(|t| t.name.clone());
         }
         facts
@@ -137,7 +127,7 @@ impl Core {
     }
 
     /// A hotline call is released: count its disposition for its origin
-    /// and hand its record to the writer.
+    /// and queue its record for the writer (if the config has `cdr:`).
     pub(super) fn call_over(&mut self, e: &CallEntry, reason: EndReason, now: Instant) {
         let (Some(facts), Some(plan)) = (&e.facts, &e.plan) else {
             return;
@@ -157,15 +147,10 @@ impl Core {
                 disposition,
             })
             .inc();
-        let Some(writer) = self.cdr.as_mut() else {
+        let Some(numbers) = self.config.cdr.as_ref().map(|c| c.caller_number) else {
             return;
         };
-        let numbers = self
-            .config
-            .cdr
-            .as_ref()
-            .map_or(CallerNumbers::Masked, |c| c.caller_number);
         let record = CallRecord::build(facts, plan, self.clock.at(now), reason, numbers);
-        writer.write(record);
+        self.records.push(record);
     }
 }

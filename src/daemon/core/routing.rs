@@ -10,7 +10,7 @@ use tracing::info;
 
 use super::{Core, Phase};
 use crate::cdr::{Stage, Why};
-use crate::config::Target;
+use crate::dialplan::Target;
 use crate::dialplan::{BusyReason, CallInput, CallRoute, Menu, MenuAction, QueueExit, SipHeaders};
 use crate::media::engine::Playlist;
 use crate::metrics::{MenuLabels, OverflowLabels};

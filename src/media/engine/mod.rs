@@ -112,7 +112,7 @@ impl Default for EngineConfig {
 /// let p = Playlist::once(hello).then_loop(moh);
 /// assert_eq!(p.items.len(), 1);
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Playlist {
     pub items: Vec<Prompt>,
     pub then_loop: Option<Prompt>,

@@ -233,31 +233,22 @@ impl Answer {
     }
 }
 
-/// Why an offer or answer cannot be used.
+/// Why an offer or answer cannot be used. The signalling layer decides
+/// what the peer is told (`sip::message::sdp_refusal`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
-    /// Not parseable SDP; answer the INVITE with 400.
+    /// Not parseable SDP: the message itself is broken.
     #[error("malformed SDP: {0}")]
     Malformed(String),
-    /// No audio stream at all; answer 488.
+    /// Readable, but no audio stream at all.
     #[error("no audio stream offered")]
     NoAudio,
-    /// Audio, but not PCMU/PCMA over RTP/AVP; answer 488.
+    /// Audio, but not PCMU/PCMA over RTP/AVP.
     #[error("no common codec: need PCMU or PCMA over RTP/AVP")]
     NoCommonCodec,
-    /// Plain RTP where the leg's `srtp: require` asks for SRTP; answer 488.
+    /// Plain RTP where the leg's `srtp: require` asks for SRTP.
     #[error("SRTP is required: offer RTP/SAVP with a=crypto AES_CM_128_HMAC_SHA1_80")]
     SrtpRequired,
-}
-
-impl SdpError {
-    /// The SIP status code to reject the request with.
-    pub fn sip_status(&self) -> u16 {
-        match self {
-            SdpError::Malformed(_) => 400,
-            SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::SrtpRequired => 488,
-        }
-    }
 }
 
 /// Answers an audio offer (RFC 3264 §6).

@@ -78,7 +78,7 @@ impl PartialEq for Media<'_> {
 }
 
 /// Parses `body` and runs `f` on it; every parser complaint becomes
-/// `Malformed` (SIP 400).
+/// `Malformed`.
 pub(super) fn with_parsed<T>(
     body: &[u8],
     f: impl FnOnce(&Sdp<'_>) -> Result<T, SdpError>,
@@ -96,7 +96,7 @@ pub(super) fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
         return Err(SdpError::Malformed("empty body".into()));
     }
     // The parser is third-party code fed from the network: a panic in it
-    // must cost one call a 400, not the task.
+    // must cost one call its offer (`Malformed`), not the task.
     std::panic::catch_unwind(|| SessionDescription::unmarshal(&mut Cursor::new(body)))
         .map_err(|_| SdpError::Malformed("parser failed".into()))?
         .map_err(|e| SdpError::Malformed(e.to_string()))

@@ -210,7 +210,6 @@ fn refusals() {
         answer_to("m=video 4000 RTP/AVP 96\r\n"),
         Err(SdpError::NoAudio)
     );
-    assert_eq!(SdpError::NoAudio.sip_status(), 488);
     for garbage in [
         &b""[..],
         b"hello",
@@ -223,7 +222,6 @@ fn refusals() {
             matches!(err, SdpError::Malformed(_)),
             "{garbage:?}: {err:?}"
         );
-        assert_eq!(err.sip_status(), 400);
     }
     // A hostname in c= cannot be used for RTP without DNS: refuse clearly.
     let body = "v=0\r\no=- 1 1 IN IP4 h\r\ns=-\r\nc=IN IP4 pbx.example\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n";
@@ -451,8 +449,8 @@ mod srtp {
             assert_ne!(keys.local, keys.remote);
         }
         assert_eq!(
-            secure(&media, SrtpPolicy::Off).unwrap_err().sip_status(),
-            488
+            secure(&media, SrtpPolicy::Off).unwrap_err(),
+            SdpError::NoCommonCodec
         );
     }
 
@@ -470,7 +468,7 @@ mod srtp {
         let plain = "m=audio 4000 RTP/AVP 0\r\n";
         assert!(secure(plain, SrtpPolicy::Offer).unwrap().srtp.is_none());
         let e = secure(plain, SrtpPolicy::Require).unwrap_err();
-        assert_eq!((e.clone(), e.sip_status()), (SdpError::SrtpRequired, 488));
+        assert_eq!(e, SdpError::SrtpRequired);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub(super) fn body(local_ip: IpAddr, session: &mut SdpSession, lines: &[MLine]) 
     rest.push_str(t);
     rest.push(' ');
     let ip_at = rest.len();
-    crate::sip::text::push_ip(&mut rest, local_ip);
+    crate::ascii::push_ip(&mut rest, local_ip);
     let ip_len = rest.len() - ip_at;
     rest.push_str("\r\nt=0 0\r\n");
     for line in lines {

@@ -17,7 +17,7 @@
 use rsipstack::sip::typed;
 
 use super::super::message::{HeadersExt, Method};
-use super::super::text;
+use crate::ascii;
 
 /// The typed headers everybody reads must parse. `Err` names the header
 /// and carries the parser's complaint.
@@ -62,32 +62,32 @@ pub(super) fn via_parses(value: &str) -> bool {
     if !value.is_ascii() {
         return false;
     }
-    let s = text::trim(value);
+    let s = ascii::trim(value);
     // A list puts the later via-parms into the first one's parameters;
     // leave that to the parser.
-    if text::contains(s, b',') {
+    if ascii::contains(s, b',') {
         return false;
     }
-    let Some((_proto, rest)) = text::split_once(s, b'/') else {
+    let Some((_proto, rest)) = ascii::split_once(s, b'/') else {
         return false;
     };
-    let Some((_version, rest)) = text::split_once(rest, b'/') else {
+    let Some((_version, rest)) = ascii::split_once(rest, b'/') else {
         return false;
     };
-    let rest = text::trim(rest);
-    let Some(space) = rest.bytes().position(text::is_space) else {
+    let rest = ascii::trim(rest);
+    let Some(space) = rest.bytes().position(ascii::is_space) else {
         return false;
     };
     let (transport, addr_and_params) = (&rest[..space], &rest[space + 1..]);
     if transport.parse::<rsipstack::sip::Transport>().is_err() {
         return false;
     }
-    let addr_and_params = text::trim(addr_and_params);
-    let (addr, params) = match text::split_once(addr_and_params, b';') {
-        Some((a, p)) => (text::trim(a), p),
+    let addr_and_params = ascii::trim(addr_and_params);
+    let (addr, params) = match ascii::split_once(addr_and_params, b';') {
+        Some((a, p)) => (ascii::trim(a), p),
         None => (addr_and_params, ""),
     };
-    host_port_parses(text::trim(addr)) && params_parse(params)
+    host_port_parses(ascii::trim(addr)) && params_parse(params)
 }
 
 /// True only if `typed::From::parse` / `typed::To::parse` accept the value.
@@ -96,33 +96,33 @@ pub(super) fn addr_parses(value: &str) -> bool {
     if !value.is_ascii() {
         return false;
     }
-    let s = text::trim(value);
-    let Some(lt) = text::find(s, b'<') else {
+    let s = ascii::trim(value);
+    let Some(lt) = ascii::find(s, b'<') else {
         return false;
     };
     let rest = &s[lt + 1..];
-    let Some(gt) = text::find(rest, b'>') else {
+    let Some(gt) = ascii::find(rest, b'>') else {
         return false;
     };
-    let params = text::trim_start_matches(text::trim(&rest[gt + 1..]), b';');
+    let params = ascii::trim_start_matches(ascii::trim(&rest[gt + 1..]), b';');
     uri_parses(&rest[..gt]) && params_parse(params)
 }
 
 /// True only if `rsipstack::sip::parse_uri` accepts `s` (ASCII).
 pub(super) fn uri_parses(s: &str) -> bool {
-    let s = text::trim(text::trim_end_matches(
-        text::trim_start_matches(text::trim(s), b'<'),
+    let s = ascii::trim(ascii::trim_end_matches(
+        ascii::trim_start_matches(ascii::trim(s), b'<'),
         b'>',
     ));
     // URI headers after '?' never fail.
-    let main = text::split(s, b'?').next().unwrap_or("");
-    let (host_part, params) = text::split_once(main, b';').unwrap_or((main, ""));
+    let main = ascii::split(s, b'?').next().unwrap_or("");
+    let (host_part, params) = ascii::split_once(main, b';').unwrap_or((main, ""));
     // Any all-letters scheme is accepted (unknown ones as `Other`).
-    let user_host = match text::find(host_part, b':') {
+    let user_host = match ascii::find(host_part, b':') {
         Some(c) if host_part[..c].bytes().all(|b| b.is_ascii_alphabetic()) => &host_part[c + 1..],
         _ => host_part,
     };
-    let host = match text::rfind(user_host, b'@') {
+    let host = match ascii::rfind(user_host, b'@') {
         Some(at) => &user_host[at + 1..],
         None => user_host,
     };
@@ -132,23 +132,23 @@ pub(super) fn uri_parses(s: &str) -> bool {
 /// True only if rsipstack's `parse_host_with_port` accepts `s`. IPv6
 /// literals are left to the parser.
 fn host_port_parses(s: &str) -> bool {
-    if text::trim_start(s).starts_with('[') {
+    if ascii::trim_start(s).starts_with('[') {
         return false;
     }
-    if let Some(colon) = text::rfind(s, b':') {
+    if let Some(colon) = ascii::rfind(s, b':') {
         let port = &s[colon + 1..];
         if port.bytes().all(|b| b.is_ascii_digit()) {
-            return port.parse::<u16>().is_ok() && !text::trim(&s[..colon]).is_empty();
+            return port.parse::<u16>().is_ok() && !ascii::trim(&s[..colon]).is_empty();
         }
     }
-    !text::trim(s).is_empty()
+    !ascii::trim(s).is_empty()
 }
 
 /// Exactly whether rsipstack's `parse_params` accepts `s`: only
 /// `transport=`, `method=` and `rport=` values can be refused.
 fn params_parse(s: &str) -> bool {
-    text::split(s, b';').all(|part| {
-        let Some((name, value)) = text::split_once(text::trim(part), b'=') else {
+    ascii::split(s, b';').all(|part| {
+        let Some((name, value)) = ascii::split_once(ascii::trim(part), b'=') else {
             return true;
         };
         if name.eq_ignore_ascii_case("transport") {

@@ -1,4 +1,7 @@
-//! Byte-level helpers for short header values.
+//! ASCII-octet helpers on UTF-8 text: searching, splitting and trimming
+//! by one ASCII octet, and writing decimals and addresses without the
+//! formatting machinery. SIP screening and Via handling, the dialplan's
+//! header reading and the SDP writer use them on short values.
 //!
 //! `str::find(char)`, `split_once(char)` and friends go through the
 //! generic pattern machinery (an out-of-line `memchr`, then a `memcmp` to
@@ -25,23 +28,23 @@ pub(crate) fn rfind(s: &str, b: u8) -> Option<usize> {
 }
 
 /// `s.contains(b as char)`.
-pub(super) fn contains(s: &str, b: u8) -> bool {
+pub(crate) fn contains(s: &str, b: u8) -> bool {
     s.bytes().any(|c| c == b)
 }
 
 /// `s.split_once(b as char)`.
 #[inline]
-pub(super) fn split_once(s: &str, b: u8) -> Option<(&str, &str)> {
+pub(crate) fn split_once(s: &str, b: u8) -> Option<(&str, &str)> {
     let i = find(s, b)?;
     Some((&s[..i], &s[i + 1..]))
 }
 
 /// `s.split(b as char)`.
-pub(super) fn split(s: &str, b: u8) -> Split<'_> {
+pub(crate) fn split(s: &str, b: u8) -> Split<'_> {
     Split { rest: Some(s), b }
 }
 
-pub(super) struct Split<'a> {
+pub(crate) struct Split<'a> {
     rest: Option<&'a str>,
     b: u8,
 }
@@ -65,17 +68,17 @@ impl<'a> Iterator for Split<'a> {
 }
 
 /// The ASCII characters `char::is_whitespace` is true for.
-pub(super) fn is_space(b: u8) -> bool {
+pub(crate) fn is_space(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
 }
 
 /// `s.contains(char::is_whitespace)`.
-pub(super) fn has_whitespace(s: &str) -> bool {
+pub(crate) fn has_whitespace(s: &str) -> bool {
     find_space_or(s, b' ').is_some()
 }
 
 /// `s.find(|c: char| c == b as char || c.is_whitespace())`.
-pub(super) fn find_space_or(s: &str, b: u8) -> Option<usize> {
+pub(crate) fn find_space_or(s: &str, b: u8) -> Option<usize> {
     // One pass over the octets; characters are decoded only from the
     // first non-ASCII octet on (which starts a character: all before it
     // are ASCII).
@@ -110,13 +113,13 @@ const SPACE_OR_NON_ASCII: [bool; 256] = {
 };
 
 /// `s.trim_start_matches(b as char)`.
-pub(super) fn trim_start_matches(s: &str, b: u8) -> &str {
+pub(crate) fn trim_start_matches(s: &str, b: u8) -> &str {
     let start = s.bytes().position(|c| c != b).unwrap_or(s.len());
     &s[start..]
 }
 
 /// `s.trim_end_matches(b as char)`.
-pub(super) fn trim_end_matches(s: &str, b: u8) -> &str {
+pub(crate) fn trim_end_matches(s: &str, b: u8) -> &str {
     let end = s.bytes().rposition(|c| c != b).map_or(0, |i| i + 1);
     &s[..end]
 }
@@ -124,7 +127,7 @@ pub(super) fn trim_end_matches(s: &str, b: u8) -> &str {
 /// `s.trim()`: Unicode whitespace is only looked for where a non-ASCII
 /// character is left at an end.
 #[inline]
-pub(super) fn trim(s: &str) -> &str {
+pub(crate) fn trim(s: &str) -> &str {
     let b = s.as_bytes();
     let start = b.iter().position(|&c| !is_space(c)).unwrap_or(b.len());
     let end = b
@@ -140,7 +143,7 @@ pub(super) fn trim(s: &str) -> &str {
 
 /// `s.trim_start()`.
 #[inline]
-pub(super) fn trim_start(s: &str) -> &str {
+pub(crate) fn trim_start(s: &str) -> &str {
     let start = s.bytes().position(|c| !is_space(c)).unwrap_or(s.len());
     let t = &s[start..];
     match t.bytes().next() {
@@ -188,13 +191,13 @@ pub(crate) fn push_socket_addr(out: &mut String, addr: SocketAddr) {
 
 /// A number in decimal without allocating or formatting machinery:
 /// `Decimal::new(n).as_str()`.
-pub(super) struct Decimal {
+pub(crate) struct Decimal {
     digits: [u8; 20],
     start: usize,
 }
 
 impl Decimal {
-    pub(super) fn new(mut n: u64) -> Decimal {
+    pub(crate) fn new(mut n: u64) -> Decimal {
         let mut digits = [0u8; 20];
         let mut start = digits.len();
         loop {
@@ -208,7 +211,7 @@ impl Decimal {
         Decimal { digits, start }
     }
 
-    pub(super) fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Only ASCII digits were written.
         std::str::from_utf8(&self.digits[self.start..]).unwrap_or("")
     }

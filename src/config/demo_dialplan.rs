@@ -1,7 +1,8 @@
 //! The demo dialplan, table-driven with a fixed clock: each demo number on
 //! a weekday, around closing time, on holidays, on a Saturday morning,
 //! across both DST changes and on closure days; number forms, forwarded
-//! calls, the Krefeld menu and number precedence.
+//! calls, the Krefeld menu and number precedence. Here rather than in
+//! `dialplan`, which knows nothing of the config it is built from.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -9,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::*;
-use crate::config::{Config, Overrides, QueueRef, Target};
+use crate::config::{Config, Overrides};
+use crate::dialplan::*;
 
 fn demo_config() -> &'static Config {
     static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -21,7 +22,7 @@ fn demo_config() -> &'static Config {
 }
 
 fn demo() -> Dialplan {
-    Dialplan::from_config(demo_config())
+    demo_config().dialplan()
 }
 
 fn ts(s: &str) -> Timestamp {
@@ -451,7 +452,7 @@ fn quickborn_overflow_rules_are_in_its_queue() {
         Target::call_later(),
         "no expected-wait rule"
     );
-    let d = Dialplan::from_config(cfg);
+    let d = cfg.dialplan();
     let r = d
         .decide(&CallInput::to_number(QUICKBORN), ts("2026-11-24T09:00:00Z"))
         .route()
@@ -474,7 +475,7 @@ fn exact_beats_pattern_beats_prefix() {
     kassel[1]
         .numbers
         .extend(["0561787X".into(), "prefix:056178".into()]);
-    let d = Dialplan::from_config(&cfg);
+    let d = cfg.dialplan();
     for (n, hotline, kind) in [
         ("0561115", "115", MatchKind::Exact),
         ("05617870", "buergeramt", MatchKind::Exact),
@@ -547,7 +548,7 @@ fn the_first_versions_route_is_unchanged() {
 #[test]
 fn building_is_pure_and_repeatable() {
     let cfg = demo_config();
-    let (a, b) = (Dialplan::from_config(cfg), Dialplan::from_config(cfg));
+    let (a, b) = (cfg.dialplan(), cfg.dialplan());
     let at = ts("2026-11-24T16:59:00Z");
     for n in [KASSEL, BUERGERAMT, KREFELD, PINNEBERG, QUICKBORN, "9"] {
         let input = CallInput::to_number(n);

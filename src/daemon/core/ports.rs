@@ -1,0 +1,203 @@
+//! Which RTP port numbers are free: the core's ledger, without a socket.
+//!
+//! The core must write a port into its SDP at once, in the turn that
+//! answers an INVITE or places an agent's leg, so it picks the number
+//! itself from this ledger and asks the shell to bind it
+//! ([`PortRequest::Bind`]); the socket reaches the media worker by port
+//! number with the stream ([`MediaCommand::Add`]). A bind that fails
+//! (another process holds the port) comes back as an input,
+//! [`Core::on_port_failed`]: the call or leg that got the number ends as
+//! it would have without a port (503 to an unanswered INVITE, a BYE to an
+//! answered one, an agent's offer not placed and retried), and the number
+//! is set aside for [`HELD_ELSEWHERE`] so the next call does not hit it
+//! again. The alternative, binding a few ports ahead so a failure can never
+//! follow an SDP, needs a ready pool per listener address and changes which
+//! port a call gets; a port held by another process inside zentrale's own
+//! range is rare enough (and a misconfiguration) that ending the one call
+//! is the better trade.
+//!
+//! Numbers are handed out oldest-released first (all never-used ones
+//! first, in order), so a port just freed is reused last, after the old
+//! call's late packets have long stopped; the shell keeps a returned
+//! socket bound and gives it back for its number
+//! ([`crate::media::ports::PortPool::bind`]).
+//!
+//! [`PortRequest::Bind`]: super::PortRequest::Bind
+//! [`MediaCommand::Add`]: super::MediaCommand::Add
+//! [`Core::on_port_failed`]: super::Core::on_port_failed
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::queueing::LegFor;
+use super::{Core, Outputs, PortRequest};
+use crate::acd::OfferFailure;
+use crate::call::{Action, EndReason};
+use crate::sip::message::with_to_tag;
+use crate::sip::transaction::Transmit;
+
+/// How long a port whose bind failed is left alone.
+pub const HELD_ELSEWHERE: Duration = Duration::from_secs(60);
+
+/// The even ports of the RTP range and which are free. See the module docs.
+#[derive(Debug)]
+pub(super) struct PortLedger {
+    capacity: usize,
+    /// Free ports, the one released longest ago first.
+    free: VecDeque<u16>,
+    /// Ports whose bind failed, and until when they are left alone.
+    held_elsewhere: VecDeque<(u16, Instant)>,
+}
+
+impl PortLedger {
+    /// The even ports in `first..=last` (odd bounds are rounded inwards),
+    /// all free.
+    pub fn new(first: u16, last: u16) -> PortLedger {
+        let lo = first.saturating_add(first & 1).max(2);
+        let hi = last & !1;
+        let free: VecDeque<u16> = (lo..=hi).step_by(2).collect();
+        PortLedger {
+            capacity: free.len(),
+            free,
+            held_elsewhere: VecDeque::new(),
+        }
+    }
+
+    /// Number of even ports in the range.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// A free port, if any.
+    pub fn allocate(&mut self, now: Instant) -> Option<u16> {
+        while let Some(&(port, until)) = self.held_elsewhere.front() {
+            if until > now {
+                break;
+            }
+            self.held_elsewhere.pop_front();
+            self.free.push_back(port);
+        }
+        self.free.pop_front()
+    }
+
+    /// The call is done with `port`. A port whose bind failed stays set
+    /// aside.
+    pub fn release(&mut self, port: u16) {
+        if !self.held_elsewhere.iter().any(|(p, _)| *p == port) {
+            self.free.push_back(port);
+        }
+    }
+
+    /// Binding `port` failed: it is neither free nor in use for a while.
+    pub fn bind_failed(&mut self, port: u16, now: Instant) {
+        self.held_elsewhere.push_back((port, now + HELD_ELSEWHERE));
+    }
+}
+
+impl Core {
+    /// A free port for a stream on `ip`; the shell is asked to bind it.
+    pub(super) fn take_port(&mut self, ip: IpAddr, now: Instant) -> Option<u16> {
+        let port = self.ports.allocate(now)?;
+        self.port_requests.push(PortRequest::Bind { ip, port });
+        Some(port)
+    }
+
+    /// A call or leg is done with `port`.
+    pub(super) fn free_port(&mut self, port: u16) {
+        self.ports.release(port);
+        self.port_requests.push(PortRequest::Release(port));
+    }
+
+    /// The shell could not bind `port` ([`PortRequest::Bind`]): the call or
+    /// leg that got it ends as if no port had been free. See the module
+    /// docs.
+    pub fn on_port_failed(&mut self, port: u16, now: Instant, out: &mut Outputs) {
+        self.ports.bind_failed(port, now);
+        self.metrics.rejected("no_rtp_port");
+        self.isolated(now, &mut out.transmits, |core, out| {
+            core.port_failed(port, now, out)
+        });
+        self.hand_out(out);
+    }
+
+    fn port_failed(&mut self, port: u16, now: Instant, out: &mut Vec<Transmit>) {
+        let call = self
+            .calls
+            .iter()
+            .find(|(_, e)| e.media.port == port)
+            .map(|(id, _)| id.clone());
+        if let Some(call_id) = call {
+            warn!(%call_id, port, "the call's RTP port could not be bound (another process holds it); ending the call");
+            self.enter(&call_id);
+            let Some(e) = self.calls.get_mut(&*call_id) else {
+                return;
+            };
+            let mut actions = e.call.hang_up(EndReason::NoRtpPort);
+            if let Some(i) = actions.iter().position(|a| *a == Action::Terminate487) {
+                // Not answered yet: what a full port range answers.
+                actions.remove(i);
+                let resp = with_to_tag(super::overloaded(&e.invite), &e.call.dialog.local_tag);
+                let key = e.call.invite_key.clone();
+                self.respond(&key, &resp, now, out);
+            }
+            return self.execute(&call_id, actions, now, out);
+        }
+        let leg = self
+            .legs
+            .iter()
+            .find(|(_, l)| l.port == port)
+            .map(|(id, _)| id.clone());
+        let Some(leg_id) = leg else {
+            return;
+        };
+        warn!(leg_call_id = %leg_id, port, "an outbound leg's RTP port could not be bound (another process holds it); cancelling the leg");
+        self.enter(&leg_id);
+        let Some(entry) = self.legs.get_mut(&leg_id) else {
+            return;
+        };
+        let purpose = entry.purpose.clone();
+        if matches!(purpose, LegFor::Offer { .. }) {
+            // Reported here as not placed; the leg's end reports nothing more.
+            entry.settled = true;
+        }
+        let actions = entry.leg.cancel_or_hang_up();
+        self.execute_leg(&leg_id, actions, now, out);
+        if let LegFor::Offer { offer, agent } = purpose {
+            self.dispatch_retry
+                .get_or_insert(now + super::queueing::NOT_PLACED_RETRY);
+            self.report_failure(offer, &agent, OfferFailure::NotPlaced, now, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn even_ports_in_order_then_the_longest_released() {
+        let now = Instant::now();
+        let mut l = PortLedger::new(30001, 30007);
+        assert_eq!(l.capacity(), 3);
+        assert_eq!(l.allocate(now), Some(30002));
+        assert_eq!(l.allocate(now), Some(30004));
+        l.release(30002);
+        assert_eq!(l.allocate(now), Some(30006));
+        assert_eq!(l.allocate(now), Some(30002));
+        assert_eq!(l.allocate(now), None);
+    }
+
+    #[test]
+    fn a_port_held_elsewhere_comes_back_after_a_while() {
+        let now = Instant::now();
+        let mut l = PortLedger::new(30000, 30002);
+        let p = l.allocate(now).unwrap();
+        l.bind_failed(p, now);
+        assert_eq!(l.allocate(now), Some(30002));
+        assert_eq!(l.allocate(now + Duration::from_secs(1)), None);
+        assert_eq!(l.allocate(now + HELD_ELSEWHERE), Some(p));
+    }
+}

@@ -13,9 +13,11 @@ pub(crate) mod ascii;
 pub mod call;
 pub mod cdr;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod dialplan;
 pub mod doorbell;
+pub mod events;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 #[cfg(any(test, feature = "fuzzing"))]

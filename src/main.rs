@@ -25,6 +25,55 @@ enum Command {
     Run(RunArgs),
     /// Validate the config and every dialplan it names, then exit.
     Check(CheckArgs),
+    /// Talk to a running zentrale through its HTTP API: queues, agents,
+    /// calls, pause, unpause, reload, watch.
+    Ctl(CtlArgs),
+}
+
+#[derive(Args)]
+struct CtlArgs {
+    #[command(subcommand)]
+    command: CtlCommand,
+    /// zentrale's config: `http.listen` and the token of the highest role
+    /// in `http.tokens` are taken from it unless --http and --token say.
+    #[arg(long, short, global = true, default_value = "zentrale.yaml")]
+    config: PathBuf,
+    /// The HTTP API's address, e.g. 127.0.0.1:8080.
+    #[arg(long, global = true, value_name = "ADDR")]
+    http: Option<String>,
+    /// An API token (or the environment variable ZENTRALE_TOKEN).
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Queues: waiting, longest wait, service level, agents.
+    Queues,
+    /// Agents: state, pause reason, since when.
+    Agents,
+    /// Live hotline calls (masked numbers): origin, queue, waiting time.
+    Calls,
+    /// Log an agent in.
+    Login { agent: String },
+    /// Log an agent out (after the current call).
+    Logout { agent: String },
+    /// Pause an agent.
+    Pause {
+        agent: String,
+        /// One of `acd.pause_reasons` (default: the first).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// End an agent's pause.
+    Unpause { agent: String },
+    /// Re-read the config (needs an admin token).
+    Reload,
+    /// Follow the event stream, one line per event.
+    Watch,
 }
 
 #[derive(Args, Clone)]
@@ -97,7 +146,40 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check(c)) => check(&c.config.config, c.clock.clock),
         Some(Command::Run(r)) => run(r),
+        Some(Command::Ctl(c)) => ctl(c),
         None => run(cli.run),
+    }
+}
+
+fn ctl(args: CtlArgs) -> ExitCode {
+    use zentrale::ctl::{Action, Target};
+    let action = match args.command {
+        CtlCommand::Queues => Action::Queues,
+        CtlCommand::Agents => Action::Agents,
+        CtlCommand::Calls => Action::Calls,
+        CtlCommand::Login { agent } => Action::Login(agent),
+        CtlCommand::Logout { agent } => Action::Logout(agent),
+        CtlCommand::Pause { agent, reason } => Action::Pause { agent, reason },
+        CtlCommand::Unpause { agent } => Action::Unpause(agent),
+        CtlCommand::Reload => Action::Reload,
+        CtlCommand::Watch => Action::Watch,
+    };
+    let target = Target {
+        config: args.config,
+        http: args.http,
+        token: args.token.or_else(|| {
+            std::env::var("ZENTRALE_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        }),
+        json: args.json,
+    };
+    match zentrale::ctl::run(&action, &target, &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zentrale ctl: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

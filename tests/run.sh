@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs the real test peers when they are
 # missing (SIPp, baresip, Prometheus/promtool, fail2ban-regex, openssl,
-# systemd-analyze; Debian packages), then runs every test target. Tests
-# only talk to 127.0.0.0/8.
+# systemd-analyze, Chromium and its WebDriver; Debian packages), then runs
+# every test target. Tests only talk to 127.0.0.0/8.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,6 +16,9 @@ command -v fail2ban-regex >/dev/null 2>&1 || missing+=(fail2ban)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # systemd-analyze and systemd-sysusers check deploy/zentrale.service (tests/deploy.rs).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# The wallboard's browser tests (tests/wallboard.rs): headless Chromium through WebDriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if ((${#missing[@]})); then
     echo "installing test peers: ${missing[*]}" >&2

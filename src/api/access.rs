@@ -517,6 +517,8 @@ mod tests {
             open_metrics: true,
             allowed_hosts: vec!["zentrale.example".into(), "board.example:9000".into()],
             allowed_origins: vec!["https://leitstand.example".into()],
+            event_streams: crate::config::DEFAULT_EVENT_STREAMS,
+            wallboard_agent_names: false,
         }
     }
 

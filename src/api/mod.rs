@@ -29,6 +29,8 @@
 //! token's name and the client's address.
 
 pub mod access;
+pub mod stream;
+mod wallboard;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,12 +106,17 @@ pub fn router(state: ApiState) -> Router {
     let reads = Router::new()
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/agents", get(agents))
+        .route("/api/v1/calls", get(stream::calls))
+        .route("/api/v1/snapshot", get(stream::snapshot))
+        .route("/api/v1/events", get(stream::events))
         .route_layer(gate.require::<Read>());
     let metrics = Router::new()
         .route("/metrics", get(metrics_handler))
         .route_layer(gate.require::<access::Metrics>());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(wallboard::routes())
+        .route("/api/v1/token", get(stream::token))
         .merge(reads)
         .merge(metrics)
         .route("/api/v1/agents/{id}/{action}", post(agent_action))
@@ -120,6 +127,11 @@ pub fn router(state: ApiState) -> Router {
 
 /// Serves the routes on `listener` until the process ends.
 pub async fn serve(listener: crate::daemon::connections::GuardedListener, state: ApiState) {
+    // Queue and agent changes into the event stream.
+    tokio::spawn(stream::sample(
+        state.acd.clone(),
+        state.metrics.events.clone(),
+    ));
     // The client's address reaches the handlers (access control logs it).
     let app = router(state)
         .into_make_service_with_connect_info::<crate::daemon::connections::ClientAddr>();

@@ -713,7 +713,26 @@ impl Loader<'_> {
             open_metrics: access.open_metrics,
             allowed_hosts: access.allowed_hosts,
             allowed_origins: access.allowed_origins,
+            event_streams: self.event_streams(raw.event_streams, key),
+            wallboard_agent_names: raw.wallboard_agent_names.is_some_and(|b| b.value),
         }
+    }
+
+    /// `http.event_streams`: at least 1.
+    fn event_streams(&mut self, raw: Option<Spanned<u64>>, key: Pos) -> usize {
+        let Some(n) = raw else {
+            return super::DEFAULT_EVENT_STREAMS;
+        };
+        if n.value == 0 {
+            self.d.at(
+                self.path,
+                Pos::or(&n, key),
+                "`event_streams` is 0, so no wallboard could follow the event stream",
+                "set at least 1 (default 32)",
+            );
+            return super::DEFAULT_EVENT_STREAMS;
+        }
+        usize::try_from(n.value).unwrap_or(usize::MAX)
     }
 
     /// `sip.tls:`: reads and checks the certificate, key and CA files.

@@ -191,7 +191,17 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Connection limits (`connections:`).
     pub connections: ConnectionLimits,
+    /// Event streams (`GET /api/v1/events`) open at once (`event_streams`,
+    /// default [`DEFAULT_EVENT_STREAMS`]); past it a new one gets 503.
+    pub event_streams: usize,
+    /// The wallboard shows agents' names on tiles of their own
+    /// (`wallboard_agent_names`, default false: counts by state only,
+    /// since staff councils commonly forbid showing individual performance).
+    pub wallboard_agent_names: bool,
 }
+
+/// Default of `http.event_streams`.
+pub const DEFAULT_EVENT_STREAMS: usize = 32;
 
 /// Call detail records: one JSON line per hotline call when it ends (see
 /// [`crate::cdr`] and the README for the keys of a record).

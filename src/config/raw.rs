@@ -203,6 +203,10 @@ pub(crate) struct RawHttp {
     #[serde(default)]
     pub allowed_origins: Vec<Spanned<String>>,
     pub connections: Option<Spanned<RawConnections>>,
+    #[serde(default)]
+    pub event_streams: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub wallboard_agent_names: Option<Spanned<bool>>,
 }
 
 impl Default for RawHttp {
@@ -215,6 +219,8 @@ impl Default for RawHttp {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             connections: None,
+            event_streams: None,
+            wallboard_agent_names: None,
         }
     }
 }

@@ -84,6 +84,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     metrics.watch_media(media.counters());
     metrics.watch_acd(acd.clone());
     let cdr = reload::start_cdr(&config, &metrics.cdr_records)?;
+    crate::api::stream::configure(&metrics.events, &config);
     let metrics = Arc::new(metrics);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let gate = access::Gate::new(&config.http, metrics.http_refused.clone());
@@ -216,11 +217,15 @@ fn load(
 ) {
     let (startup, core, gate) = (startup.clone(), core.clone(), gate.clone());
     let records = metrics.cdr_records.clone();
+    let events = metrics.events.clone();
     tokio::spawn(async move {
         let loaded = tokio::task::spawn_blocking(move || reload::load(&startup, &records)).await;
         match loaded {
             Ok(loaded) => {
                 let http = loaded.as_ref().ok().map(|(c, _, _)| c.http.clone());
+                if let Ok((c, _, _)) = &loaded {
+                    crate::api::stream::configure(&events, c);
+                }
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let reload = Reload {
                     loaded,

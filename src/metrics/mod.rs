@@ -171,6 +171,9 @@ pub struct Metrics {
     /// HTTP requests refused by access control (`api::access`): `no_token`,
     /// `bad_token`, `role`, `host`, `origin`.
     pub http_refused: Family<ReasonLabel, Counter>,
+    /// The event log behind `GET /api/v1/events` and its stream counts
+    /// (`zentrale_event_streams*`, `zentrale_events_published_total`).
+    pub events: Arc<crate::events::Hub>,
     /// Open stream connections by `listener` (`sip_tcp`, `http`).
     pub connections: Family<ListenerLabel, Gauge>,
     /// Connections closed at once on accept, by listener and reason
@@ -273,6 +276,7 @@ impl Metrics {
             origin_ended: Family::default(),
             cdr_records: Family::default(),
             http_refused: Family::default(),
+            events: Arc::new(crate::events::Hub::default()),
             connections: Family::default(),
             connections_refused: Family::default(),
             connections_closed: Family::default(),
@@ -331,6 +335,26 @@ impl Metrics {
             "config_reloads",
             "Config reloads (SIGHUP, POST /api/v1/reload), by result",
             Listed(m.config_reloads.clone()),
+        );
+        registry.register(
+            "event_streams",
+            "Open event streams (GET /api/v1/events)",
+            m.events.open.clone(),
+        );
+        registry.register(
+            "event_streams_refused",
+            "Event streams refused at the cap (http.event_streams)",
+            m.events.refused.clone(),
+        );
+        registry.register(
+            "event_streams_dropped",
+            "Event streams dropped because the client read too slowly and fell behind the buffer",
+            m.events.dropped.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Events published to the event stream (queues, agents, calls)",
+            m.events.published.clone(),
         );
         registry.register(
             "http_refused",

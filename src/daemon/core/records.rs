@@ -69,8 +69,17 @@ impl Core {
         f: impl FnOnce(&mut CallFacts, Timestamp),
     ) {
         let at = self.clock.at(now);
-        if let Some(facts) = self.calls.get_mut(call_id).and_then(|e| e.facts.as_mut()) {
+        let Some(e) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if let Some(facts) = e.facts.as_mut() {
             f(facts, at);
+            // The event stream (wallboard): publishes only what a client sees change.
+            if let Some(plan) = &e.plan {
+                self.metrics
+                    .events
+                    .call_changed(e.key.0, facts, &plan.origin, now);
+            }
         }
     }
 
@@ -123,6 +132,9 @@ impl Core {
         let (Some(facts), Some(plan)) = (&e.facts, &e.plan) else {
             return;
         };
+        self.metrics
+            .events
+            .call_ended(e.key.0, facts, &plan.origin, now);
         let origin = OriginLabels::of(&plan.origin);
         let disposition = facts.disposition().as_str();
         self.metrics

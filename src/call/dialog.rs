@@ -363,7 +363,7 @@ pub fn check_target(uri: &str) -> Result<(), &'static str> {
     }) {
         return Err("empty URI parameter");
     }
-    rsipstack::sip::parse_uri(uri).map_err(|_| "URI the SIP parser refuses")?;
+    crate::sip::message::parse_uri(uri).map_err(|_| "URI the SIP parser refuses")?;
     Ok(())
 }
 

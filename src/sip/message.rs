@@ -7,7 +7,8 @@
 
 pub use rsipstack::sip::prelude::{HasHeaders, HeadersExt, ToTypedHeader, UntypedHeader};
 pub use rsipstack::sip::{
-    Header, Headers, Method, Param, Request, Response, Scheme, SipMessage, StatusCode, Uri, Version,
+    Header, Headers, Method, Param, Request, Response, Scheme, SipMessage, StatusCode, Uri,
+    Version, parse_uri,
 };
 
 use crate::media::sdp::SdpError;

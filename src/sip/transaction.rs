@@ -648,6 +648,12 @@ impl Transactions {
     }
 
     /// Forgets a client transaction the TU no longer cares about.
+    /// The request client transaction `key` sends and retransmits: the
+    /// same bytes (one buffer) as the [`Transmit`] `send_request` returned.
+    pub fn client_request(&self, key: &ClientKey) -> Option<&Bytes> {
+        self.client.get(key).map(|c| &c.request)
+    }
+
     pub fn forget_client(&mut self, key: &ClientKey) {
         self.client.remove(key);
     }

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::queueing::LegFor;
-use super::{Core, Outputs, PortRequest};
+use super::{Core, Outputs, Pending, PortRequest};
 use crate::acd::OfferFailure;
 use crate::call::{Action, EndReason};
 use crate::sip::message::with_to_tag;
@@ -150,6 +150,34 @@ impl Core {
         self.hand_out(out);
     }
 
+    /// Takes leg `leg_id`'s INVITE out of this turn's transmits, if it is
+    /// still there, and forgets its transaction. The shell binds a turn's
+    /// ports before it sends the turn's messages, so a leg whose port
+    /// failed has not rung its phone yet: without this, the phone would
+    /// ring and get a CANCEL at once, and an agent would see an offer that
+    /// zentrale could never carry.
+    fn take_back_invite(&mut self, leg_id: &str, out: &mut Vec<Transmit>) -> bool {
+        let Some(key) = self
+            .pending
+            .iter()
+            .find(|(_, (id, p))| id == leg_id && *p == Pending::LegInvite)
+            .map(|(k, _)| k.clone())
+        else {
+            return false;
+        };
+        let Some(sent) = self.transactions.client_request(&key) else {
+            return false;
+        };
+        // The same buffer, not equal bytes: the transmit of this very request.
+        let Some(i) = out.iter().position(|t| t.bytes.as_ptr() == sent.as_ptr()) else {
+            return false;
+        };
+        out.remove(i);
+        self.transactions.forget_client(&key);
+        self.pending.remove(&key);
+        true
+    }
+
     fn port_failed(&mut self, port: u16, now: Instant, out: &mut Vec<Transmit>) {
         let call = self
             .calls
@@ -180,7 +208,7 @@ impl Core {
         let Some(leg_id) = leg else {
             return;
         };
-        warn!(leg_call_id = %leg_id, port, "an outbound leg's RTP port could not be bound (another process holds it); cancelling the leg");
+        warn!(leg_call_id = %leg_id, port, "no RTP port for an outbound leg: the port could not be bound (another process holds it); the offer is not placed");
         self.enter(&leg_id);
         let Some(entry) = self.legs.get_mut(&leg_id) else {
             return;
@@ -190,8 +218,13 @@ impl Core {
             // Reported here as not placed; the leg's end reports nothing more.
             entry.settled = true;
         }
-        let actions = entry.leg.cancel_or_hang_up();
-        self.execute_leg(&leg_id, actions, now, out);
+        if self.take_back_invite(&leg_id, out) {
+            // The phone never heard of the leg: nothing to cancel.
+            self.release_leg(&leg_id, now);
+        } else if let Some(entry) = self.legs.get_mut(&leg_id) {
+            let actions = entry.leg.cancel_or_hang_up();
+            self.execute_leg(&leg_id, actions, now, out);
+        }
         if let LegFor::Offer { offer, agent } = purpose {
             self.dispatch_retry
                 .get_or_insert(now + super::queueing::NOT_PLACED_RETRY);

@@ -824,7 +824,7 @@ impl Core {
         }
     }
 
-    fn release_leg(&mut self, leg_id: &str, now: Instant) {
+    pub(super) fn release_leg(&mut self, leg_id: &str, now: Instant) {
         let Some(entry) = self.legs.remove(leg_id) else {
             return;
         };

@@ -334,6 +334,51 @@ fn event_streams_are_capped_with_a_metric() {
     });
 }
 
+/// A quiet stream outlives the HTTP idle timeout: its keep-alive comments
+/// come at half that timeout, and octets leaving count as activity.
+#[test]
+fn a_quiet_stream_outlives_the_http_idle_timeout() {
+    let d = Daemon::start_with(Options {
+        edits: vec![(
+            "    idle_timeout_secs: 60 ".into(),
+            "    idle_timeout_secs: 2 ".into(),
+        )],
+        ..Options::default()
+    });
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(d.http).unwrap();
+    write!(s, "GET /api/v1/events HTTP/1.1\r\nHost: {}\r\n\r\n", d.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        match s.read(&mut buf) {
+            Ok(0) => d.fail(format!(
+                "the stream closed after {} octets, within 5 s of a 2 s idle timeout: {}",
+                got.len(),
+                String::from_utf8_lossy(&got)
+            )),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => d.fail(format!("reading the stream: {e}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    d.check(text.starts_with("HTTP/1.1 200"), || {
+        format!("not served: {text}")
+    });
+    let comments = text.matches(": keep-alive").count();
+    d.check(comments >= 3, || {
+        format!("{comments} keep-alive comments in 5 s at a 2 s idle timeout: {text}")
+    });
+}
+
 /// `zentrale ctl ARGS` against `d`, the token from the demo config.
 fn ctl(d: &Daemon, args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zentrale"))

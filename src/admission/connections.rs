@@ -159,6 +159,13 @@ impl StreamClock {
         self.active_at = now;
     }
 
+    /// Octets of a response left: a connection that streams (the event
+    /// stream, a large body) is busy, not idle. Only octets the peer
+    /// actually takes count, so a client that stops reading still times out.
+    pub fn on_sent(&mut self, now: Instant) {
+        self.active_at = now;
+    }
+
     /// A CRLF keep-alive arrived; `kept` when the connection carries a live
     /// registration.
     pub fn on_ping(&mut self, kept: bool, now: Instant) {
@@ -260,6 +267,15 @@ mod tests {
         assert_eq!(c.deadline(None), (t0 + LIMITS.idle_timeout, Expiry::Idle));
         let t1 = t0 + Duration::from_secs(100);
         c.on_message(t1);
+        assert_eq!(c.deadline(None), (t1 + LIMITS.idle_timeout, Expiry::Idle));
+    }
+
+    #[test]
+    fn a_response_leaving_keeps_the_connection_from_being_idle() {
+        let t0 = Instant::now();
+        let mut c = StreamClock::new(&LIMITS, t0);
+        let t1 = t0 + LIMITS.idle_timeout - Duration::from_secs(1);
+        c.on_sent(t1);
         assert_eq!(c.deadline(None), (t1 + LIMITS.idle_timeout, Expiry::Idle));
     }
 

@@ -38,13 +38,16 @@ use crate::events::{Cursor, Hub, Next, Resume, sse};
 /// queue events reach clients within this (call events at once).
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
-/// A comment line on a quiet stream this often.
+/// A comment line on a quiet stream this often, or at half the HTTP idle
+/// timeout when that is shorter: the comment is what keeps a quiet stream
+/// from being closed as idle.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Applies `http.event_streams` and `http.wallboard_agent_names` (start
 /// and reload).
 pub fn configure(hub: &Hub, config: &Config) {
     hub.set_max_streams(config.http.event_streams);
+    hub.set_keep_alive(KEEP_ALIVE.min(config.http.connections.idle_timeout / 2));
     let names: HashMap<Arc<str>, Arc<str>> = if config.http.wallboard_agent_names {
         config
             .agents
@@ -107,13 +110,15 @@ pub async fn events(
         }
     };
     let cursor = permit.cursor(after);
-    let body =
-        futures_util::stream::unfold((Some(first), Some(cursor)), |(first, cursor)| async move {
+    let keep_alive = hub.keep_alive();
+    let body = futures_util::stream::unfold(
+        (Some(first), Some(cursor)),
+        move |(first, cursor)| async move {
             if let Some(first) = first {
                 return Some((Ok::<_, Infallible>(Bytes::from(first)), (None, cursor)));
             }
             let mut cursor: Cursor = cursor?;
-            let chunk = match cursor.next(KEEP_ALIVE).await {
+            let chunk = match cursor.next(keep_alive).await {
                 Next::Events(events) => {
                     let now = Instant::now();
                     events
@@ -127,7 +132,8 @@ pub async fn events(
                 Next::Behind => return None,
             };
             Some((Ok(Bytes::from(chunk)), (None, Some(cursor))))
-        });
+        },
+    );
     (
         [
             (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),

@@ -254,6 +254,13 @@ impl GuardedStream {
         }
     }
 
+    /// `written` octets of a response left: see [`StreamClock::on_sent`].
+    fn sent(&mut self, written: usize) {
+        if written > 0 {
+            self.clock.on_sent(Instant::now());
+        }
+    }
+
     /// Follows the request heads in `data`; `Err` when one is too large.
     fn scan(&mut self, data: &[u8], now: Instant) -> Result<(), Expiry> {
         let max = self.permit.gate.limits.max_message_bytes;
@@ -316,7 +323,9 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, data)
+        let written = ready!(Pin::new(&mut self.stream).poll_write(cx, data))?;
+        self.sent(written);
+        Poll::Ready(Ok(written))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -332,7 +341,9 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = ready!(Pin::new(&mut self.stream).poll_write_vectored(cx, bufs))?;
+        self.sent(written);
+        Poll::Ready(Ok(written))
     }
 
     fn is_write_vectored(&self) -> bool {

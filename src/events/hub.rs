@@ -9,7 +9,7 @@
 //! (`zentrale_event_streams_dropped_total`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,8 @@ pub struct Hub {
     notify: Notify,
     streams: AtomicUsize,
     max_streams: AtomicUsize,
+    /// A quiet stream's comment interval, in milliseconds.
+    keep_alive_ms: AtomicU64,
     /// `zentrale_event_streams`: open event streams.
     pub open: Gauge,
     /// `zentrale_event_streams_refused_total`: refused at the cap.
@@ -56,6 +58,7 @@ impl Hub {
             notify: Notify::new(),
             streams: AtomicUsize::new(0),
             max_streams: AtomicUsize::new(max_streams),
+            keep_alive_ms: AtomicU64::new(15_000),
             open: Gauge::default(),
             refused: Counter::default(),
             dropped: Counter::default(),
@@ -108,6 +111,19 @@ impl Hub {
     /// The most streams open at once; past it [`Hub::open_stream`] refuses.
     pub fn set_max_streams(&self, max: usize) {
         self.max_streams.store(max, Ordering::Relaxed);
+    }
+
+    /// How often a quiet stream gets a comment line (at least 100 ms).
+    pub fn set_keep_alive(&self, every: Duration) {
+        let ms = u64::try_from(every.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(100);
+        self.keep_alive_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// See [`Hub::set_keep_alive`].
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_millis(self.keep_alive_ms.load(Ordering::Relaxed))
     }
 
     /// The picture as of the last event.

@@ -73,6 +73,11 @@ impl RtpSockets {
         media: &MediaHandle,
         now: Instant,
     ) {
+        if let Some(pool) = &mut self.pool {
+            for port in pool.take_returned(now) {
+                core.on_port_returned(port, now);
+            }
+        }
         for _ in 0..MAX_ROUNDS {
             for request in out.ports.drain(..) {
                 match request {
@@ -93,6 +98,9 @@ impl RtpSockets {
                             if let Some(socket) = socket {
                                 pool.recycler().give_back(socket);
                             }
+                        } else {
+                            // No pool: the socket is closed, the port free.
+                            core.on_port_returned(port, now);
                         }
                     }
                 }

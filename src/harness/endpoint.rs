@@ -92,21 +92,21 @@ impl Endpoint {
     pub fn receive(&mut self, bytes: &[u8], from: Peer, now: Instant) -> Outputs {
         let mut out = core::Outputs::default();
         self.core.on_message(bytes, from, now, &mut out);
-        self.collect(out)
+        self.collect(out, now)
     }
 
     /// An event of the media engine.
     pub fn media_event(&mut self, event: MediaEvent, now: Instant) -> Outputs {
         let mut out = core::Outputs::default();
         self.core.on_media_event(event, now, &mut out);
-        self.collect(out)
+        self.collect(out, now)
     }
 
     /// The clock reached `now`: runs what is due.
     pub fn timeout(&mut self, now: Instant) -> Outputs {
         let mut out = core::Outputs::default();
         self.core.handle_timeout(now, &mut out);
-        self.collect(out)
+        self.collect(out, now)
     }
 
     /// When [`Endpoint::timeout`] must run next.
@@ -118,7 +118,7 @@ impl Endpoint {
     pub fn hang_up_all(&mut self, now: Instant) -> Outputs {
         let mut out = core::Outputs::default();
         self.core.hang_up_all(now, &mut out);
-        self.collect(out)
+        self.collect(out, now)
     }
 
     /// An agent command (login, logout, pause, unpause, ready), as the
@@ -130,7 +130,7 @@ impl Endpoint {
     ) -> (Result<AgentSnapshot, AgentError>, Outputs) {
         let mut out = core::Outputs::default();
         let result = self.core.on_agent_command(command, now, &mut out);
-        (result, self.collect(out))
+        (result, self.collect(out, now))
     }
 
     /// Calls alive in the core.
@@ -153,7 +153,14 @@ impl Endpoint {
         config.sip.udp[0]
     }
 
-    fn collect(&mut self, out: core::Outputs) -> Outputs {
+    fn collect(&mut self, out: core::Outputs, now: Instant) -> Outputs {
+        // Nothing is bound on the virtual network, so a released port's
+        // "socket" is back at once.
+        for request in &out.ports {
+            if let core::PortRequest::Release(port) = request {
+                self.core.on_port_returned(*port, now);
+            }
+        }
         let media = out
             .media
             .into_iter()

@@ -59,6 +59,8 @@ pub struct PortPool {
     parked: VecDeque<Parked>,
     returns: mpsc::Receiver<UdpSocket>,
     recycler: Recycler,
+    /// Ports whose socket came back since [`PortPool::take_returned`].
+    came_back: Vec<u16>,
 }
 
 #[derive(Debug)]
@@ -99,6 +101,7 @@ impl PortPool {
                 parked: VecDeque::new(),
                 returns,
                 recycler: Recycler(tx),
+                came_back: Vec::new(),
             }),
             _ => Err(MediaError::PortRange { first, last }),
         }
@@ -191,6 +194,13 @@ impl PortPool {
         self.in_use.remove(&port);
     }
 
+    /// The ports whose socket came back from the media worker since the
+    /// last call, for the core's ledger (`Core::on_port_returned`).
+    pub fn take_returned(&mut self, now: Instant) -> Vec<u16> {
+        self.take_returns(now);
+        std::mem::take(&mut self.came_back)
+    }
+
     fn take_returns(&mut self, now: Instant) {
         while let Ok(socket) = self.returns.try_recv() {
             let Some(addr) = self.lent.remove(&socket.as_raw_fd()) else {
@@ -198,6 +208,7 @@ impl PortPool {
                 continue;
             };
             self.parked_ports.insert(addr.port());
+            self.came_back.push(addr.port());
             self.parked.push_back(Parked {
                 addr,
                 socket,

@@ -19,8 +19,9 @@
 //! code, so a panic in a call's handling never interrupts one of them
 //! halfway; the core's lookups all tolerate an index that names a call
 //! which is gone. If ending the call panics too, its entry is removed
-//! without ceremony ([`Core::forget_call`]): no message goes out for it,
-//! and its peers' timers end their side.
+//! without ceremony ([`Core::forget_call`]): no message goes out to the
+//! caller, whose timers end its side; its queue place and agent legs are
+//! released as a normal end releases them, if that does not fail too.
 //!
 //! This needs `panic = "unwind"` (Rust's default; `Cargo.toml` sets no
 //! other): with `abort`, a bug ends the process as before.
@@ -108,7 +109,7 @@ impl Core {
         }));
         if ended.is_err() {
             error!(%call_id, "ending the call failed as well; its state is dropped");
-            self.forget_call(&call_id, now);
+            self.forget_call(&call_id, now, out);
         }
     }
 
@@ -132,12 +133,20 @@ impl Core {
         self.execute(call_id, actions, now, out);
     }
 
-    /// Drops a call's state without a word to its peers: the last resort
+    /// Drops a call's state without a word to its caller: the last resort
     /// when even ending it failed.
-    pub(super) fn forget_call(&mut self, call_id: &str, now: Instant) {
+    pub(super) fn forget_call(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
         let Some(e) = self.calls.remove(call_id) else {
             return;
         };
+        // Its place in the queue and its agent legs go too, as far as that
+        // works: a caller the ACD kept would be offered to agents for nobody.
+        let gone = catch_unwind(AssertUnwindSafe(|| {
+            self.caller_gone(e.key, &e.phase, now, out)
+        }));
+        if gone.is_err() {
+            error!(%call_id, "releasing its queue place and agent legs failed as well");
+        }
         if let Some(at) = e.scheduled {
             self.call_timers.remove(&(at, call_id.to_owned()));
         }

@@ -23,7 +23,9 @@
 //! has rested [`QUARANTINE`]; else a port not used recently, in order;
 //! else a recent one still resting rather than refusing the call. A port
 //! just freed is so reused last, after the old call's late packets have
-//! stopped.
+//! stopped. A released port counts only once the shell says its socket is
+//! back from the media worker ([`Core::on_port_returned`]): until then a
+//! bind of it would fail, because the worker still holds the socket.
 //!
 //! [`PortRequest::Bind`]: super::PortRequest::Bind
 //! [`MediaCommand::Add`]: super::MediaCommand::Add
@@ -51,6 +53,12 @@ pub const RECENT: usize = crate::media::ports::MAX_PARKED;
 /// How long a port whose bind failed is left alone.
 pub const HELD_ELSEWHERE: Duration = Duration::from_secs(60);
 
+/// How long a released port waits for the shell to say its socket came
+/// back ([`Core::on_port_returned`]) before it counts as free anyway: the
+/// media worker gives sockets back within a tick (20 ms), so a port still
+/// away after this had its socket closed instead.
+pub const AWAY_AT_MOST: Duration = Duration::from_secs(10);
+
 /// The even ports of the RTP range and which are free. See the module docs.
 #[derive(Debug)]
 pub(super) struct PortLedger {
@@ -61,6 +69,9 @@ pub(super) struct PortLedger {
     recent: VecDeque<(u16, Instant)>,
     /// Ports whose bind failed, and until when they are left alone.
     held_elsewhere: VecDeque<(u16, Instant)>,
+    /// Released ports whose socket is not back from the media worker yet,
+    /// and since when: handing one out would fail its bind.
+    away: VecDeque<(u16, Instant)>,
 }
 
 impl PortLedger {
@@ -75,6 +86,7 @@ impl PortLedger {
             free,
             recent: VecDeque::new(),
             held_elsewhere: VecDeque::new(),
+            away: VecDeque::new(),
         }
     }
 
@@ -92,6 +104,13 @@ impl PortLedger {
             self.held_elsewhere.pop_front();
             self.free.push_back(port);
         }
+        while let Some(&(port, since)) = self.away.front() {
+            if now.saturating_duration_since(since) < AWAY_AT_MOST {
+                break;
+            }
+            self.away.pop_front();
+            self.free.push_back(port);
+        }
         match self.recent.front() {
             Some(&(port, since)) if now.saturating_duration_since(since) >= QUARANTINE => {
                 self.recent.pop_front();
@@ -104,12 +123,23 @@ impl PortLedger {
         }
     }
 
-    /// The call is done with `port`. A port whose bind failed stays set
+    /// The call is done with `port`; it is free again once its socket is
+    /// back ([`PortLedger::returned`]). A port whose bind failed stays set
     /// aside.
     pub fn release(&mut self, port: u16, now: Instant) {
         if self.held_elsewhere.iter().any(|(p, _)| *p == port) {
             return;
         }
+        self.away.push_back((port, now));
+    }
+
+    /// The socket of released `port` is back with the shell: the port
+    /// rests among the recent ones. A port not away is ignored.
+    pub fn returned(&mut self, port: u16, now: Instant) {
+        let Some(i) = self.away.iter().position(|(p, _)| *p == port) else {
+            return;
+        };
+        self.away.remove(i);
         self.recent.push_back((port, now));
         if self.recent.len() > RECENT
             && let Some((oldest, _)) = self.recent.pop_front()
@@ -136,6 +166,12 @@ impl Core {
     pub(super) fn free_port(&mut self, port: u16, now: Instant) {
         self.ports.release(port, now);
         self.port_requests.push(PortRequest::Release(port));
+    }
+
+    /// The shell has `port`'s socket back from the media worker (or never
+    /// gave it away): the port can serve another call.
+    pub fn on_port_returned(&mut self, port: u16, now: Instant) {
+        self.ports.returned(port, now);
     }
 
     /// The shell could not bind `port` ([`PortRequest::Bind`]): the call or
@@ -245,6 +281,7 @@ mod tests {
         assert_eq!(l.allocate(now), Some(30002));
         assert_eq!(l.allocate(now), Some(30004));
         l.release(30002, now);
+        l.returned(30002, now);
         // Still resting: a port not used recently comes first.
         assert_eq!(l.allocate(now), Some(30006));
         // Nothing else is free: the resting one rather than a refusal.
@@ -258,12 +295,31 @@ mod tests {
         let mut l = PortLedger::new(30000, 30010);
         let first = l.allocate(now).unwrap();
         l.release(first, now);
+        l.returned(first, now);
         assert_eq!(l.allocate(now), Some(30002), "resting: not yet");
         assert_eq!(
             l.allocate(now + QUARANTINE),
             Some(first),
             "its socket is still bound"
         );
+    }
+
+    #[test]
+    fn a_port_whose_socket_is_not_back_is_never_handed_out() {
+        let now = Instant::now();
+        let mut l = PortLedger::new(30000, 30002);
+        let (a, b) = (l.allocate(now).unwrap(), l.allocate(now).unwrap());
+        l.release(a, now);
+        let later = now + QUARANTINE;
+        // Everything else is in use: a refusal, not a port the media
+        // worker still holds (its bind would fail).
+        assert_eq!(l.allocate(later), None);
+        l.returned(a, later);
+        assert_eq!(l.allocate(later), Some(a));
+        // A socket that never comes back (closed, not returned) frees its
+        // port after a while.
+        l.release(b, later);
+        assert_eq!(l.allocate(later + AWAY_AT_MOST), Some(b));
     }
 
     #[test]

@@ -57,6 +57,7 @@ impl<'a> CSeq<'a> {
 
 /// `number method` of a CSeq value, the number as digits of any length:
 /// the syntax screening checks, before any range.
+#[inline]
 pub(crate) fn split_cseq(v: &str) -> Option<(&str, &str)> {
     let v = ascii::trim(v);
     let end = v.bytes().position(|b| !b.is_ascii_digit())?;

@@ -452,6 +452,7 @@ fn is_token_char(b: u8) -> bool {
     TOKEN_CHARS[usize::from(b)]
 }
 
+#[inline]
 pub(super) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_token_char(b))
 }

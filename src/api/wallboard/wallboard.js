@@ -189,13 +189,17 @@ async function act(agent, action, reason) {
   const msg = $("action-message");
   const init = { method: "POST", headers: { Authorization: `Bearer ${board.token}` } };
   if (reason) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify({ reason }); }
+  // The answer is the agent as the command left it; the stream may already
+  // carry a newer state (an unpaused agent rung at once), so the answer is
+  // shown only when no stream event for the agent came in meanwhile.
+  const before = board.agents.get(agent);
   try {
     const r = await fetch(`/api/v1/agents/${encodeURIComponent(agent)}/${action}`, init);
     const body = await r.json().catch(() => ({}));
     if (r.ok) {
       msg.textContent = `${agent}: ${{ pause: "pausiert", unpause: "fortgesetzt", logout: "abgemeldet" }[action]}`;
       msg.className = "message ok";
-      if (body.id) apply("agent", body);
+      if (body.id && board.agents.get(agent) === before) apply("agent", body);
     } else {
       msg.textContent = `${agent}: ${body.error || r.status}`;
       msg.className = "message error";

@@ -500,7 +500,7 @@ mod tests {
     fn http() -> HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".parse().unwrap(),
-            connections: crate::config::ConnectionLimits::HTTP,
+            connections: crate::admission::connections::ConnectionLimits::HTTP,
             tokens: vec![
                 ApiToken {
                     name: "wallboard".into(),

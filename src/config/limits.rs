@@ -21,8 +21,6 @@
 //!   connections: { max: 64, per_source: 16, header_timeout_secs: 5, idle_timeout_secs: 60, max_message_bytes: 16384 }
 //! ```
 
-use std::time::Duration;
-
 /// `sip.limits`: what one source, and all of them together, may cost the
 /// core thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,45 +57,4 @@ impl Default for SipLimits {
             contacts_per_register: 10,
         }
     }
-}
-
-/// Connection limits of a stream listener (`sip.connections` for SIP over
-/// TCP, `http.connections`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Open connections in total; past it new ones are closed at once.
-    pub max: usize,
-    /// Open connections from one source address.
-    pub per_source: usize,
-    /// How long a started message (its header section; for SIP also the
-    /// body) may take to arrive complete.
-    pub header_timeout: Duration,
-    /// How long a connection may stay without a complete message. A SIP
-    /// connection that carries a live registration stays while the
-    /// registration lasts.
-    pub idle_timeout: Duration,
-    /// The largest incomplete message held: for SIP the whole message
-    /// (larger gets 413 and the connection closes), for HTTP the header
-    /// section.
-    pub max_message_bytes: usize,
-}
-
-impl ConnectionLimits {
-    /// The defaults of `sip.connections`.
-    pub const SIP: ConnectionLimits = ConnectionLimits {
-        max: 1024,
-        per_source: 64,
-        header_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(120),
-        max_message_bytes: 64 * 1024,
-    };
-
-    /// The defaults of `http.connections`.
-    pub const HTTP: ConnectionLimits = ConnectionLimits {
-        max: 64,
-        per_source: 16,
-        header_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        max_message_bytes: 16 * 1024,
-    };
 }

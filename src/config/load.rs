@@ -33,6 +33,7 @@ use super::{
     AcdConfig, Agent, CdrConfig, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan,
     HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Tenant, Trunk,
 };
+use crate::admission::connections::ConnectionLimits;
 use crate::dialplan::{Hotline, SurgeLimits, Target};
 use crate::sip::digest::{Algorithm, DEFAULT_ALGORITHMS};
 use crate::sip::lockout::LockoutSettings;
@@ -427,7 +428,7 @@ impl Loader<'_> {
             min_se: raw.min_se.value,
             session_expires: raw.session_expires.value,
             limits: self.sip_limits(raw.limits, key),
-            connections: self.connections(raw.connections, key, super::ConnectionLimits::SIP),
+            connections: self.connections(raw.connections, key, ConnectionLimits::SIP),
         }
     }
 
@@ -707,7 +708,7 @@ impl Loader<'_> {
         );
         HttpConfig {
             listen,
-            connections: self.connections(raw.connections, key, super::ConnectionLimits::HTTP),
+            connections: self.connections(raw.connections, key, ConnectionLimits::HTTP),
             tokens: access.tokens,
             open_reads: access.open_reads,
             open_metrics: access.open_metrics,

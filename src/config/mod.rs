@@ -43,11 +43,12 @@ pub use acd::{
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use http::{ApiToken, DEMO_TOKEN, MIN_TOKEN_LEN, Role};
-pub use limits::{ConnectionLimits, SipLimits};
+pub use limits::SipLimits;
 pub use tls::TlsConfig;
 
 pub use crate::media::srtp::SrtpPolicy;
 
+use crate::admission::connections::ConnectionLimits;
 use crate::dialplan::{Hotline, QueueRef, Schedule, SurgeLimits, Target};
 use crate::sip::digest::Algorithm;
 use crate::sip::lockout::LockoutSettings;

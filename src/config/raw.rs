@@ -782,7 +782,7 @@ pub(crate) struct RawSipLimits {
 }
 
 /// `sip.connections` and `http.connections` (see
-/// [`crate::config::ConnectionLimits`]).
+/// [`crate::admission::connections::ConnectionLimits`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConnections {

@@ -2614,16 +2614,28 @@ fn limits_default_and_demo_values() {
         .load(&Overrides::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.sip.limits, crate::config::SipLimits::default());
-    assert_eq!(cfg.sip.connections, crate::config::ConnectionLimits::SIP);
-    assert_eq!(cfg.http.connections, crate::config::ConnectionLimits::HTTP);
+    assert_eq!(
+        cfg.sip.connections,
+        crate::admission::connections::ConnectionLimits::SIP
+    );
+    assert_eq!(
+        cfg.http.connections,
+        crate::admission::connections::ConnectionLimits::HTTP
+    );
     // The demo spells out every default.
     let f = demo();
     let cfg = f
         .load(&Overrides::default())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.sip.limits, crate::config::SipLimits::default());
-    assert_eq!(cfg.sip.connections, crate::config::ConnectionLimits::SIP);
-    assert_eq!(cfg.http.connections, crate::config::ConnectionLimits::HTTP);
+    assert_eq!(
+        cfg.sip.connections,
+        crate::admission::connections::ConnectionLimits::SIP
+    );
+    assert_eq!(
+        cfg.http.connections,
+        crate::admission::connections::ConnectionLimits::HTTP
+    );
 }
 
 #[test]

@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 use tracing::warn;
 
+use crate::admission::connections::ConnectionLimits;
 use crate::admission::connections::{ConnectionTable, Expiry, StreamClock};
-use crate::config::ConnectionLimits;
 use crate::logging::limit::LogLimit;
 use crate::metrics::{ListenerLabel, ListenerReasonLabels, Metrics};
 

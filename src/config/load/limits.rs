@@ -5,9 +5,10 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::Loader;
+use crate::admission::connections::ConnectionLimits;
+use crate::config::SipLimits;
 use crate::config::error::Pos;
 use crate::config::raw::{RawConnections, RawSipLimits};
-use crate::config::{ConnectionLimits, SipLimits};
 
 /// The largest `max_message_bytes` accepted: a connection holds this much
 /// per partial message, times the connection cap.

@@ -17,30 +17,17 @@ SECONDS_=${SECONDS_:-5}
 [ "$SECONDS_" -le 30 ] || { echo "SECONDS_ is at most 30" >&2; exit 1; }
 REQUESTS=${REQUESTS:-200000}
 CONCURRENCY=${CONCURRENCY:-32}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/zentrale
-fi
-WORK=$(mktemp -d)
-trap 'kill "${ZPID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+. benches/lib.sh
+bench_bin release
+bench_work ZPID
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SIP=$(free_port)
-HTTP=$(free_port)
-
-RUST_LOG=info "$BIN" run --config zentrale.yaml --sip-listen "127.0.0.1:$SIP" \
-  --http-listen "127.0.0.1:$HTTP" --rtp-ports 41000-41099 >"$WORK/zentrale.log" 2>&1 &
-ZPID=$!
-for _ in $(seq 50); do
-  curl -sf "127.0.0.1:$HTTP/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+LOG=info start_zentrale zentrale.yaml 41000-41099
 LINES_BEFORE=$(wc -l <"$WORK/zentrale.log")
 
 # One curl process, CONCURRENCY connections, the same POST over and over.
 URLS="$WORK/urls"
 for ((i = 0; i < REQUESTS; i++)); do
-  printf 'url = "http://127.0.0.1:%s/api/v1/agents/1001/pause"\noutput = "/dev/null"\n' "$HTTP"
+  printf 'url = "http://127.0.0.1:%s/api/v1/agents/1001/pause"\noutput = "/dev/null"\n' "$HTTP_PORT"
 done >"$URLS"
 START=$(date +%s.%N)
 timeout "$SECONDS_" curl -s -Z --parallel-max "$CONCURRENCY" -X POST -K "$URLS" \
@@ -53,7 +40,7 @@ SENT=$(wc -l <"$WORK/codes")
 REFUSED=$(grep -c '^401$' "$WORK/codes" || true)
 OTHER=$((SENT - REFUSED))
 LINES=$(($(wc -l <"$WORK/zentrale.log") - LINES_BEFORE))
-COUNTED=$(curl -s "127.0.0.1:$HTTP/metrics" | awk '$1 ~ /^zentrale_http_refused_total/ {s += $2} END {print s+0}')
+COUNTED=$(curl -s "127.0.0.1:$HTTP_PORT/metrics" | awk '$1 ~ /^zentrale_http_refused_total/ {s += $2} END {print s+0}')
 ELAPSED=$(echo "$END - $START" | bc)
 printf 'POSTs without a token:   %d in %.1f s (%.0f/s), %d answered 401, %d otherwise\n' \
   "$SENT" "$ELAPSED" "$(echo "$SENT / $ELAPSED" | bc -l)" "$REFUSED" "$OTHER"

@@ -16,30 +16,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30}
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/zentrale
-fi
-WORK=$(mktemp -d)
-trap 'kill "${ZPID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+. benches/lib.sh
+bench_bin release
+bench_work ZPID
 ulimit -n "$(ulimit -Hn)"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 CONFIG_DIR="$WORK/config"
-mkdir -p "$CONFIG_DIR"
-cp zentrale.yaml "$CONFIG_DIR/"
-cp -r dialplans "$CONFIG_DIR/"
-ln -s "$PWD/sounds" "$CONFIG_DIR/sounds"
+demo_config "$CONFIG_DIR"
 sed -i -e 's|sources: \[127.0.0.0/8\]|sources: [127.0.0.1/32]|' \
        -e 's/^\(    idle_timeout_secs:\) 120 /\1 20 /' "$CONFIG_DIR/zentrale.yaml"
-SIP_PORT=$(free_port); HTTP_PORT=$(free_port)
-RUST_LOG=warn "$BIN" run --config "$CONFIG_DIR/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
-  --http-listen "127.0.0.1:$HTTP_PORT" --rtp-ports 31000-31999 --clock 2026-11-23T10:00:00+01:00 \
-  >"$WORK/zentrale.log" 2>&1 &
-ZPID=$!
-for _ in $(seq 50); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null; then break; fi
-  sleep 0.1
-done
+start_zentrale "$CONFIG_DIR/zentrale.yaml" 31000-31999 --clock 2026-11-23T10:00:00+01:00
 python3 - "$SIP_PORT" "$HTTP_PORT" "$DURATION" "${IDLE:-2500}" "${SLOW:-200}" "${PARTIAL:-50}" "${HTTP_IDLE:-500}" <<'PY'
 import random, select, socket, sys, time, urllib.request
 sip_port, http_port, duration, n_idle, n_slow, n_partial, n_http = map(int, sys.argv[1:8])
@@ -160,4 +145,4 @@ while time.time() - start < duration:
 PY
 echo "refusals and closes:"
 curl -s "127.0.0.1:$HTTP_PORT/metrics" | grep -E '^zentrale_connections' || true
-kill "$ZPID"; wait "$ZPID" 2>/dev/null || true; ZPID=
+stop_zentrale

@@ -30,21 +30,13 @@ MAX_COUNT=${MAX_COUNT:-50000000}
 case "$MODE" in untrusted|trunk|unlimited) ;; *) echo "unknown MODE $MODE" >&2; exit 2;; esac
 case "$KIND" in options|invite|register) ;; *) echo "unknown KIND $KIND" >&2; exit 2;; esac
 
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet
-  BIN=target/release/zentrale
-fi
-WORK=$(mktemp -d)
-trap 'kill "${ZPID:-}" "${FPID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+. benches/lib.sh
+bench_bin release
+bench_work ZPID FPID
 cc -O2 -o "$WORK/flood" benches/flood.c
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 CONFIG_DIR="$WORK/config"
-mkdir -p "$CONFIG_DIR"
-cp zentrale.yaml "$CONFIG_DIR/"
-cp -r dialplans "$CONFIG_DIR/"
-ln -s "$PWD/sounds" "$CONFIG_DIR/sounds"
+demo_config "$CONFIG_DIR"
 # Only 127.0.0.1 is the carrier; the rest of loopback is "the internet".
 sed -i 's|sources: \[127.0.0.0/8\]|sources: [127.0.0.1/32]|' "$CONFIG_DIR/zentrale.yaml"
 if [ "$MODE" = unlimited ]; then
@@ -54,15 +46,7 @@ fi
 FLOOD_SRC=127.0.0.2
 [ "$MODE" = trunk ] && FLOOD_SRC=127.0.0.1
 
-SIP_PORT=$(free_port); HTTP_PORT=$(free_port)
-RUST_LOG=warn "$BIN" run --config "$CONFIG_DIR/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
-  --http-listen "127.0.0.1:$HTTP_PORT" --rtp-ports 31000-31999 --clock 2026-11-23T10:00:00+01:00 \
-  >"$WORK/zentrale.log" 2>&1 &
-ZPID=$!
-for _ in $(seq 50); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null; then break; fi
-  sleep 0.1
-done
+start_zentrale "$CONFIG_DIR/zentrale.yaml" 31000-31999 --clock 2026-11-23T10:00:00+01:00
 
 # The call: a trunk caller with SIP retransmissions (the flood may cost it
 # datagrams), counting the RTP zentrale sends it.
@@ -142,5 +126,5 @@ echo "/healthz during the flood: $HEALTH"
 METRICS=$(curl -s "127.0.0.1:$HTTP_PORT/metrics")
 echo "after the flood:"
 echo "$METRICS" | grep -E '^zentrale_sip_(transactions|rejected_total)|^zentrale_sip_responses_total' || true
-echo "zentrale peak RSS (VmHWM): $(( $(awk '/^VmHWM/ {print $2}' "/proc/$ZPID/status") / 1024 )) MB; CPU $(awk -v t="$(getconf CLK_TCK)" '{printf "%.1f s", ($14 + $15) / t}' "/proc/$ZPID/stat")"
-kill "$ZPID"; wait "$ZPID" 2>/dev/null || true; ZPID=
+echo "zentrale peak RSS (VmHWM): $(( $(peak_rss_kib) / 1024 )) MB; CPU $(awk -v t="$(getconf CLK_TCK)" '{printf "%.1f s", ($14 + $15) / t}' "/proc/$ZPID/stat")"
+stop_zentrale

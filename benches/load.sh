@@ -32,16 +32,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v sipp >/dev/null || { echo "sipp missing: apt-get install -y sip-tester" >&2; exit 1; }
+. benches/lib.sh
 # The build that is installed in production (Cargo.toml, profile dist).
-if [ -z "${BIN:-}" ] && [ "${1:-all}" != reference ]; then
-  cargo build --profile dist --quiet
-  BIN=target/dist/zentrale
-fi
-WORK=$(mktemp -d)
-trap 'kill "${ZPID:-}" "${KPID:-}" "${UPID:-}" "${APID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+[ "${1:-all}" = reference ] || bench_bin dist
+bench_work ZPID KPID UPID APID
 TICK=$(getconf CLK_TCK)
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Logging: warn by default, as the references log nothing per call either.
 # LOG=info LOG_JSON=1 runs zentrale as deploy/zentrale.service does (JSON,
@@ -57,10 +52,7 @@ CLOCK=${CLOCK:-2026-11-23T10:00:00+01:00}
 # The demo config, with the tenants' surge limits lifted: the media run holds
 # 1,000 calls on one number, past Kassel's demo limit of 300.
 CONFIG_DIR="$WORK/config"
-mkdir -p "$CONFIG_DIR"
-cp zentrale.yaml "$CONFIG_DIR/"
-cp -r dialplans "$CONFIG_DIR/"
-ln -s "$PWD/sounds" "$CONFIG_DIR/sounds"
+demo_config "$CONFIG_DIR"
 sed -i '/^limits:/,/^$/d' "$CONFIG_DIR"/dialplans/*.yaml
 # The same, but the hotlines answer at once instead of ringing 300 ms first:
 # the call the signalling target is stated for, INVITE -> 100 -> 200 -> ACK
@@ -70,18 +62,10 @@ cp -r "$CONFIG_DIR" "$AT_ONCE_DIR"
 sed -i '/answer_after_ms/d' "$AT_ONCE_DIR"/dialplans/*.yaml
 
 start_daemon() { # start_daemon RTP_PORTS [CONFIG_DIR]
-  SIP_PORT=$(free_port); HTTP_PORT=$(free_port)
-  RUST_LOG=$LOG "$BIN" run "${LOG_ARGS[@]}" --config "${2:-$CONFIG_DIR}/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
-    --http-listen "127.0.0.1:$HTTP_PORT" --rtp-ports "$1" --clock "$CLOCK" >"$WORK/zentrale.log" 2>&1 &
-  ZPID=$!
-  for _ in $(seq 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null; then return; fi
-    sleep 0.1
-  done
-  echo "zentrale did not start:" >&2; cat "$WORK/zentrale.log" >&2; exit 1
+  start_zentrale "${2:-$CONFIG_DIR}/zentrale.yaml" "$1" --clock "$CLOCK" "${LOG_ARGS[@]}"
 }
 
-stop_daemon() { kill "$ZPID"; wait "$ZPID" 2>/dev/null || true; ZPID=; }
+stop_daemon() { stop_zentrale; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$ZPID/stat"; }
 # "name runtime_ns" per thread, from the scheduler's own clock (schedstat),
@@ -93,7 +77,6 @@ thread_times() {
   done
 }
 sys_ticks() { awk '{print $15}' "/proc/$ZPID/stat"; }
-peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$ZPID/status"; }
 metric() { # metric NAME -> sum of all samples of that family
   curl -s "127.0.0.1:$HTTP_PORT/metrics" 2>/dev/null | awk -v n="$1" '$1 ~ "^"n"({|$)" {s += $2} END {print s+0}'
 }
@@ -281,10 +264,7 @@ start_under_callgrind() {
     "$BIN" run "${LOG_ARGS[@]}" --config "$1/zentrale.yaml" --sip-listen "127.0.0.1:$SIP_PORT" \
     --http-listen "127.0.0.1:$HTTP_PORT" --rtp-ports 30000-39999 --clock "$CLOCK" >"$WORK/zentrale.log" 2>&1 &
   ZPID=$!
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null; then return; fi
-    sleep 0.2
-  done
+  wait_http "$HTTP_PORT" 600 0.2 && return
   echo "zentrale did not start under callgrind:" >&2; cat "$WORK/zentrale.log" >&2; exit 1
 }
 

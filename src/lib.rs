@@ -25,6 +25,7 @@ pub mod harness;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod offer;
 pub mod rng;
 pub mod sip;
 pub mod udp;

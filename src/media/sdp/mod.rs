@@ -31,6 +31,7 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use super::codec::Codec;
 use super::srtp::{MasterKey, SrtpKeys, SrtpPolicy};
+use crate::offer::OfferFault;
 
 /// Media direction, always from the point of view of the side that wrote it.
 /// In an [`Answer`] and in [`Negotiated`] it is what *zentrale* does.
@@ -234,7 +235,7 @@ impl Answer {
 }
 
 /// Why an offer or answer cannot be used. The signalling layer decides
-/// what the peer is told (`sip::message::sdp_refusal`).
+/// what the peer is told from its [`SdpError::fault`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
     /// Not parseable SDP: the message itself is broken.
@@ -249,6 +250,24 @@ pub enum SdpError {
     /// Plain RTP where the leg's `srtp: require` asks for SRTP.
     #[error("SRTP is required: offer RTP/SAVP with a=crypto AES_CM_128_HMAC_SHA1_80")]
     SrtpRequired,
+}
+
+impl SdpError {
+    /// The kind of fault, for the signalling layer to answer.
+    pub fn fault(&self) -> OfferFault {
+        match self {
+            SdpError::Malformed(_) => OfferFault::Unreadable,
+            SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::SrtpRequired => {
+                OfferFault::Unusable
+            }
+        }
+    }
+}
+
+impl From<&SdpError> for OfferFault {
+    fn from(e: &SdpError) -> OfferFault {
+        e.fault()
+    }
 }
 
 /// Answers an audio offer (RFC 3264 §6).

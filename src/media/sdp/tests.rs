@@ -531,3 +531,30 @@ mod srtp {
         assert!(!String::from_utf8(off).unwrap().contains("crypto"));
     }
 }
+
+/// Unreadable SDP and SDP without a usable stream are different faults:
+/// the signalling layer answers the one 400 and the other 488.
+#[test]
+fn errors_name_their_kind_of_fault() {
+    use crate::offer::OfferFault;
+    assert_eq!(
+        SdpError::Malformed("x".into()).fault(),
+        OfferFault::Unreadable
+    );
+    for e in [
+        SdpError::NoAudio,
+        SdpError::NoCommonCodec,
+        SdpError::SrtpRequired,
+    ] {
+        assert_eq!(OfferFault::from(&e), OfferFault::Unusable, "{e}");
+    }
+    let garbage = b"not sdp at all";
+    let err = answer(
+        garbage,
+        "127.0.0.1".parse().unwrap(),
+        1,
+        &mut SdpSession::new(),
+    )
+    .unwrap_err();
+    assert_eq!(err.fault(), OfferFault::Unreadable);
+}

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use zentrale::acd::Acd;
 use zentrale::config::{Config, Overrides};
-use zentrale::daemon::clock::WallClock;
 use zentrale::daemon::core::{Core, Outputs, acd_spec};
 use zentrale::daemon::rtp::RtpSockets;
 use zentrale::media::engine::{self, EngineConfig, MediaEvent};
@@ -27,6 +26,7 @@ use zentrale::media::prompt::PromptLibrary;
 use zentrale::metrics::Metrics;
 use zentrale::sip::Transport;
 use zentrale::sip::transaction::{Peer, Transmit};
+use zentrale::wallclock::WallClock;
 
 const LOCAL: &str = "127.0.0.1:5060";
 const TRUNK: &str = "127.0.0.1:25070";
@@ -120,7 +120,7 @@ impl Driver {
         metrics.watch_media(media.counters());
         let acd = Arc::new(Acd::new(acd_spec(&config), now).expect("the demo ACD"));
         // A weekday morning, inside every demo hotline's service hours.
-        let clock = WallClock::new(now, Some("2026-11-23T09:00:00Z".parse().unwrap()));
+        let clock = WallClock::new(now, "2026-11-23T09:00:00Z".parse().unwrap());
         let core = Core::new(
             Arc::new(config),
             prompts,

@@ -29,3 +29,4 @@ pub mod offer;
 pub mod rng;
 pub mod sip;
 pub mod udp;
+pub mod wallclock;

@@ -98,7 +98,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
             gate: gate.clone(),
         },
     ));
-    let wall = clock::WallClock::new(started, startup.clock);
+    let wall = clock::anchored(started, startup.clock);
     metrics.hours.set(&config, wall);
     // Every trunk's counter from the start, at 0: an idle trunk is then a
     // flat series, not a missing one ("no trunk calls" alert, dashboards).

@@ -15,9 +15,9 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
 use crate::config::Config;
-use crate::daemon::clock::WallClock;
 use crate::dialplan::QueueRef;
 use crate::dialplan::{Dialplan, Openness, Schedule};
+use crate::wallclock::WallClock;
 
 /// The hours of the running config and the daemon's wall clock; empty
 /// (no samples) until [`ServiceHours::set`].
@@ -144,7 +144,7 @@ mod tests {
     }
 
     fn at(instant: &str) -> WallClock {
-        WallClock::new(Instant::now(), Some(instant.parse().unwrap()))
+        WallClock::new(Instant::now(), instant.parse().unwrap())
     }
 
     /// Monday morning everything is open; Monday afternoon the Quickborn

@@ -7,6 +7,7 @@
 //! and reloads, and hands their work to the core thread through a
 //! [`driver::CoreHandle`]; the media worker is a third thread.
 
+pub mod cdr_writer;
 pub mod clock;
 pub mod connections;
 pub mod core;

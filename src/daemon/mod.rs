@@ -94,7 +94,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         crate::api::ApiState {
             metrics: metrics.clone(),
             acd: acd.clone(),
-            core: handle.clone(),
+            core: Arc::new(handle.clone()),
             reload: reload_tx,
             gate: gate.clone(),
         },
@@ -247,4 +247,10 @@ fn load(
             Err(e) => tracing::error!(error = %e, "reading the config for a reload failed"),
         }
     });
+}
+
+impl crate::api::AgentCommands for CoreHandle {
+    fn agent_command(&self, command: crate::acd::AgentCommand) -> crate::api::CommandOutcome<'_> {
+        Box::pin(async move { CoreHandle::agent_command(self, command).await.ok() })
+    }
 }

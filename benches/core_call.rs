@@ -109,12 +109,15 @@ impl Driver {
         let prompts = PromptLibrary::load(&config.sounds_dir, config.sound_names())
             .expect("the demo prompts");
         let ports = PortPool::new(42000, 51999).expect("RTP ports 42000-51999 free");
-        let (media, events) = engine::start(EngineConfig {
-            rtp_timeout: config.rtp.timeout,
-            tick: Duration::from_millis(20),
-            recycle: Some(ports.recycler()),
-            wake: None,
-        });
+        let (media, events) = engine::start(
+            EngineConfig {
+                rtp_timeout: config.rtp.timeout,
+                tick: Duration::from_millis(20),
+                recycle: Some(ports.recycler()),
+                wake: None,
+            },
+            zentrale::rng::SeededRng::from_u64(2),
+        );
         let now = Instant::now();
         let mut metrics = Metrics::new();
         metrics.watch_media(media.counters());

@@ -73,12 +73,18 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     );
     let ports =
         PortPool::new(config.rtp.first_port, config.rtp.last_port).context("the RTP port range")?;
-    let (media, media_events) = engine::start(EngineConfig {
-        rtp_timeout: config.rtp.timeout,
-        tick: Duration::from_millis(20),
-        recycle: Some(ports.recycler()),
-        wake: Some(handle.doorbell()),
-    });
+    // Every identifier and key the core and the media worker draw comes
+    // from this generator; only its seed comes from the system's entropy.
+    let mut rng = crate::rng::SeededRng::from_entropy();
+    let (media, media_events) = engine::start(
+        EngineConfig {
+            rtp_timeout: config.rtp.timeout,
+            tick: Duration::from_millis(20),
+            recycle: Some(ports.recycler()),
+            wake: Some(handle.doorbell()),
+        },
+        rng.fork(),
+    );
     driver.media(media.clone(), media_events, rtp::RtpSockets::new(ports));
     let started = Instant::now();
     let acd = Arc::new(Acd::new(acd_spec(&config), started).context("the ACD configuration")?);
@@ -119,9 +125,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         metrics.clone(),
         acd,
         wall,
-        // The core draws every tag, Call-ID, branch and nonce from this
-        // generator; only its seed comes from the system's entropy.
-        crate::rng::SeededRng::from_entropy(),
+        rng,
         started,
     );
     if let Some(c) = &config.cdr {

@@ -293,11 +293,6 @@ fn has_tag_param(value: &str) -> bool {
     tag_of(value).is_some()
 }
 
-/// A fresh random token for tags and branches (hex, 16 characters).
-pub fn random_token() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use crate::acd::{Acd, AgentCounts, QueueCounters, QueueSnapshot, Segment, ServiceLevel};
+use crate::acd::{Acd, QueueCounters, QueueSnapshot, Segment, ServiceLevel};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -90,18 +90,6 @@ type SegmentCount = fn(&QueueCounters) -> u64;
 /// cannot be absent for one label set and present for another).
 fn ratio(sl: &ServiceLevel) -> f64 {
     sl.percent.map_or(f64::NAN, |p| p / 100.0)
-}
-
-fn states(c: &AgentCounts) -> [(&'static str, usize); 7] {
-    [
-        ("logged_out", c.logged_out),
-        ("available", c.available),
-        ("unreachable", c.unreachable),
-        ("offered", c.offered),
-        ("talking", c.talking),
-        ("wrap_up", c.wrap_up),
-        ("paused", c.paused),
-    ]
 }
 
 impl Collector for AcdCollector {
@@ -275,7 +263,7 @@ impl Collector for AcdCollector {
         )?;
         for q in &snap.queues {
             let QueueLabels { tenant, queue } = QueueLabels::of(&q.name);
-            for (state, n) in states(&q.agents) {
+            for (state, n) in q.agents.by_state() {
                 let labels = QueueStateLabels {
                     tenant: tenant.clone(),
                     queue: queue.clone(),
@@ -291,7 +279,7 @@ impl Collector for AcdCollector {
             MetricType::Gauge,
         )?;
         for t in &snap.tenants {
-            for (state, n) in states(&t.agents) {
+            for (state, n) in t.agents.by_state() {
                 let labels = TenantStateLabels {
                     tenant: t.tenant.to_string(),
                     state: state.into(),

@@ -32,7 +32,7 @@ use crate::config::{Config, Overrides};
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ScrapeClock};
 use connections::{Gate, GuardedListener};
 use core::acd_spec;
 use driver::{CoreHandle, Driver, Reload};
@@ -82,7 +82,10 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let started = Instant::now();
     let acd = Arc::new(Acd::new(acd_spec(&config), started).context("the ACD configuration")?);
     metrics.watch_media(media.counters());
-    metrics.watch_acd(acd.clone());
+    // Scrapes read the figures at the time the core runs on: here the
+    // monotonic clock it is handed too.
+    let scrape_clock = ScrapeClock::new(Instant::now);
+    metrics.watch_acd(acd.clone(), scrape_clock.clone());
     let cdr = reload::start_cdr(&config, &metrics.cdr_records)?;
     crate::api::stream::configure(&metrics.events, &config);
     let metrics = Arc::new(metrics);
@@ -99,7 +102,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         },
     ));
     let wall = clock::WallClock::new(started, startup.clock);
-    metrics.hours.set(&config, wall);
+    metrics.hours.set(&config, wall, scrape_clock);
     // Every trunk's counter from the start, at 0: an idle trunk is then a
     // flat series, not a missing one ("no trunk calls" alert, dashboards).
     for trunk in &config.trunks {

@@ -5,12 +5,12 @@
 //! wallboards show group figures).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
+use super::ScrapeClock;
 use crate::acd::{Acd, QueueCounters, QueueSnapshot, Segment, ServiceLevel};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,9 +78,12 @@ struct TenantStateLabels {
     state: String,
 }
 
-/// Exports the ACD's live figures.
+/// Exports the ACD's live figures as they stand at the clock's now.
 #[derive(Debug)]
-pub struct AcdCollector(pub Arc<Acd>);
+pub struct AcdCollector {
+    pub acd: Arc<Acd>,
+    pub clock: ScrapeClock,
+}
 
 type Pick = fn(&QueueSnapshot) -> f64;
 type Count = fn(&QueueSnapshot) -> u64;
@@ -94,7 +97,7 @@ fn ratio(sl: &ServiceLevel) -> f64 {
 
 impl Collector for AcdCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snap = self.0.snapshot(Instant::now());
+        let snap = self.acd.snapshot(self.clock.now());
         let gauges: [(&str, &str, Pick); 6] = [
             (
                 "queue_waiting",

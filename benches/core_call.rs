@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use zentrale::acd::Acd;
 use zentrale::config::{Config, Overrides};
-use zentrale::daemon::clock::WallClock;
 use zentrale::daemon::core::{Core, Outputs, acd_spec};
 use zentrale::daemon::rtp::RtpSockets;
 use zentrale::media::engine::{self, EngineConfig, MediaEvent};
@@ -27,6 +26,7 @@ use zentrale::media::prompt::PromptLibrary;
 use zentrale::metrics::Metrics;
 use zentrale::sip::Transport;
 use zentrale::sip::transaction::{Peer, Transmit};
+use zentrale::wallclock::WallClock;
 
 const LOCAL: &str = "127.0.0.1:5060";
 const TRUNK: &str = "127.0.0.1:25070";
@@ -109,18 +109,21 @@ impl Driver {
         let prompts = PromptLibrary::load(&config.sounds_dir, config.sound_names())
             .expect("the demo prompts");
         let ports = PortPool::new(42000, 51999).expect("RTP ports 42000-51999 free");
-        let (media, events) = engine::start(EngineConfig {
-            rtp_timeout: config.rtp.timeout,
-            tick: Duration::from_millis(20),
-            recycle: Some(ports.recycler()),
-            wake: None,
-        });
+        let (media, events) = engine::start(
+            EngineConfig {
+                rtp_timeout: config.rtp.timeout,
+                tick: Duration::from_millis(20),
+                recycle: Some(ports.recycler()),
+                wake: None,
+            },
+            zentrale::rng::SeededRng::from_u64(2),
+        );
         let now = Instant::now();
         let mut metrics = Metrics::new();
         metrics.watch_media(media.counters());
         let acd = Arc::new(Acd::new(acd_spec(&config), now).expect("the demo ACD"));
         // A weekday morning, inside every demo hotline's service hours.
-        let clock = WallClock::new(now, Some("2026-11-23T09:00:00Z".parse().unwrap()));
+        let clock = WallClock::new(now, "2026-11-23T09:00:00Z".parse().unwrap());
         let core = Core::new(
             Arc::new(config),
             prompts,

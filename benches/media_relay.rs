@@ -62,7 +62,7 @@ fn rewrite(c: &mut Criterion) {
     for (name, from, to) in [("same_codec", PCMA, PCMA), ("pcmu_to_pcma", PCMU, PCMA)] {
         group.bench_function(name, |b| {
             let mut relay = Relay::new();
-            let mut out = OutboundRtp::random();
+            let mut out = OutboundRtp::random(&mut zentrale::rng::SeededRng::from_u64(1));
             let now = Instant::now();
             let mut datagram = voice_packet(&from, 0, 0);
             let mut ts = 0u32;
@@ -104,7 +104,7 @@ fn loopback(c: &mut Criterion) {
         let packet = voice_packet(&from, 0, 0);
         group.bench_function(name, |b| {
             let mut relay = Relay::new();
-            let mut out = OutboundRtp::random();
+            let mut out = OutboundRtp::random(&mut zentrale::rng::SeededRng::from_u64(1));
             let mut got = [0u8; 2048];
             b.iter(|| {
                 phone_a.send_to(&packet, a_addr).unwrap();
@@ -266,7 +266,7 @@ fn engine_figures() {
         wake: None,
     };
     for (name, caller, agent) in [("same codec", PCMA, PCMA), ("PCMU<->PCMA", PCMU, PCMA)] {
-        let (media, _events) = engine::start(config.clone());
+        let (media, _events) = engine::start(config.clone(), zentrale::rng::SeededRng::from_u64(1));
         let mut phones = Vec::new();
         for p in 0..pairs {
             phones.push(add_leg(&media, 2 * p, caller));
@@ -289,7 +289,7 @@ fn engine_figures() {
     }
 
     // The same number of legs playing music while their peers talk.
-    let (media, _events) = engine::start(config);
+    let (media, _events) = engine::start(config, zentrale::rng::SeededRng::from_u64(1));
     let moh = Prompt::from_samples(
         "moh",
         &(0..8000)

@@ -123,7 +123,7 @@ fn ok(req: &Request) -> Vec<u8> {
 fn benches(c: &mut Criterion) {
     let invite = receive(INVITE);
     let bye = receive(BYE);
-    let mut session = SdpSession::new();
+    let mut session = SdpSession::new(&mut zentrale::rng::SeededRng::from_u64(1));
 
     let mut g = c.benchmark_group("screen");
     g.bench_function("invite", |b| {
@@ -160,7 +160,7 @@ fn benches(c: &mut Criterion) {
 /// four responses out, one SDP answer.
 fn one_call() {
     let invite = receive(INVITE);
-    let mut session = SdpSession::with_id(1, 1);
+    let mut session = SdpSession::with_id(1, 1, &mut zentrale::rng::SeededRng::from_u64(1));
     black_box(trying(&invite));
     black_box(ringing(&invite));
     let body = answer_sdp(&invite, &mut session);

@@ -25,6 +25,8 @@ pub mod harness;
 pub mod logging;
 pub mod media;
 pub mod metrics;
+pub mod offer;
 pub mod rng;
 pub mod sip;
 pub mod udp;
+pub mod wallclock;

@@ -90,6 +90,20 @@ impl AgentCounts {
         *slot += 1;
     }
 
+    /// Each state's count, under the name the API, the event stream and
+    /// the metrics give it.
+    pub fn by_state(&self) -> [(&'static str, usize); 7] {
+        [
+            ("logged_out", self.logged_out),
+            ("available", self.available),
+            ("unreachable", self.unreachable),
+            ("offered", self.offered),
+            ("talking", self.talking),
+            ("wrap_up", self.wrap_up),
+            ("paused", self.paused),
+        ]
+    }
+
     /// Logged-in agents.
     pub fn logged_in(&self) -> usize {
         self.available + self.unreachable + self.offered + self.talking + self.wrap_up + self.paused

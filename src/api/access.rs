@@ -356,6 +356,13 @@ fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// The client's address of an admitted HTTP connection, as handlers see it
+/// through `ConnectInfo<ClientAddr>` (axum derives `ConnectInfo` only for its
+/// own `TcpListener`; the listener the daemon serves on, which guards the
+/// connection limits, says how to get it from its connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
 /// The middleware for the whole router: `Host`, `Origin` and the token
 /// (see the [module](self)); puts a [`Caller`] into the request.
 pub async fn guard(
@@ -366,7 +373,7 @@ pub async fn guard(
     let policy = gate.inner.policy.load();
     let addr = req
         .extensions()
-        .get::<ConnectInfo<crate::daemon::connections::ClientAddr>>()
+        .get::<ConnectInfo<ClientAddr>>()
         .map(|c| c.0.0)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let method = req.method().clone();

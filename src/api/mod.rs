@@ -81,7 +81,7 @@ pub struct ApiState {
     /// For reads (snapshots); changes go through `core`.
     pub acd: Arc<Acd>,
     /// Applies agent commands ([`command_agent`]).
-    pub core: crate::daemon::driver::CoreHandle,
+    pub core: Arc<dyn AgentCommands>,
     /// Asks for a reload of the config; the answer comes on the one-shot.
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Who may do what ([`access`]); the daemon updates it on reload.
@@ -93,6 +93,21 @@ impl FromRef<ApiState> for Gate {
         state.gate.clone()
     }
 }
+
+/// Where agent changes go: the core thread, which applies them in order
+/// with its other inputs. The daemon's handle on the core thread is one;
+/// the API knows no more of the daemon than this (the daemon imports the
+/// API to start it, not the other way round).
+pub trait AgentCommands: Send + Sync {
+    /// Hands `command` over and waits for the outcome: the agent as the
+    /// command left it, or why it was refused; `None` when the core has
+    /// stopped (zentrale is shutting down).
+    fn agent_command(&self, command: AgentCommand) -> CommandOutcome<'_>;
+}
+
+/// What [`AgentCommands::agent_command`] comes back with.
+pub type CommandOutcome<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Option<Result<AgentSnapshot, AgentError>>> + Send + 'a>>;
 
 /// A reload request to the core: the answer is `Ok(settings that need a
 /// restart to change)` or `Err(why the new config was refused)`.
@@ -126,15 +141,20 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Serves the routes on `listener` until the process ends.
-pub async fn serve(listener: crate::daemon::connections::GuardedListener, state: ApiState) {
+pub async fn serve<L>(listener: L, state: ApiState)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> access::ClientAddr:
+        axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
     // Queue and agent changes into the event stream.
     tokio::spawn(stream::sample(
         state.acd.clone(),
         state.metrics.events.clone(),
     ));
     // The client's address reaches the handlers (access control logs it).
-    let app = router(state)
-        .into_make_service_with_connect_info::<crate::daemon::connections::ClientAddr>();
+    let app = router(state).into_make_service_with_connect_info::<access::ClientAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }
@@ -409,9 +429,9 @@ pub async fn command_agent(
     command: AgentCommand,
 ) -> Result<AgentView, CommandRefused> {
     match state.core.agent_command(command).await {
-        Ok(Ok(agent)) => Ok(agent_view(agent, Instant::now())),
-        Ok(Err(e)) => Err(e.into()),
-        Err(crate::daemon::driver::Stopped) => Err(CommandRefused {
+        Some(Ok(agent)) => Ok(agent_view(agent, Instant::now())),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(CommandRefused {
             status: StatusCode::SERVICE_UNAVAILABLE,
             error: "zentrale is shutting down; the agent was not changed".into(),
         }),

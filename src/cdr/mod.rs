@@ -5,8 +5,8 @@
 //! menu, queued, talking, sent to a target) and, when the call is released,
 //! [`CallRecord::build`] turns them, the call's route and origin and how it
 //! ended into the record. That part is pure: no clock, no file. The
-//! [`writer`] appends records on a thread of its own, so a slow disk never
-//! holds up signalling.
+//! shell's writer (`daemon::cdr_writer`) appends the records' JSON on a
+//! thread of its own, so a slow disk never holds up signalling.
 //!
 //! Privacy: a withheld caller number never reaches the facts (the dialplan
 //! drops it), so a record of an anonymous call has no `caller` key at all;
@@ -45,15 +45,11 @@
 //! assert!(line.contains(r#""municipality":"Kassel","via":"115""#), "{line}");
 //! ```
 
-pub mod writer;
-
 use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::call::EndReason;
 use crate::dialplan::{CallRoute, MenuChoice, OverflowCause, mask_number};
-
-pub use writer::{CdrWriter, check_appendable, open_append};
 
 /// How caller numbers go into records (`cdr.caller_number`). Withheld
 /// numbers are never written either way.

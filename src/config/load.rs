@@ -829,7 +829,7 @@ impl Loader<'_> {
             return None;
         }
         let path = self.base.join(&raw.path.value);
-        if let Err(e) = crate::cdr::check_appendable(&path) {
+        if let Err(e) = super::check_appendable(&path) {
             let hint = match e.kind() {
                 std::io::ErrorKind::NotFound => {
                     "create the directory first, or change `cdr.path`".to_string()

@@ -18,6 +18,7 @@
 //! at the top of the source tree, which operators copy.
 
 mod acd;
+mod appendable;
 mod cidr;
 #[cfg(test)]
 mod demo_dialplan;
@@ -40,6 +41,7 @@ pub use acd::{
     AcdConfig, Feature, FeatureCodes, NO_ANSWER_REASON, Queue, ServiceLevel, Strategy, WidenStep,
     acd_prompts,
 };
+pub use appendable::check_appendable;
 pub use cidr::{Cidr, CidrError};
 pub use error::{ConfigError, ConfigErrors};
 pub use http::{ApiToken, DEMO_TOKEN, MIN_TOKEN_LEN, Role};

@@ -20,6 +20,7 @@ use tracing::warn;
 
 use crate::admission::connections::ConnectionLimits;
 use crate::admission::connections::{ConnectionTable, Expiry, StreamClock};
+use crate::api::access::ClientAddr;
 use crate::logging::limit::LogLimit;
 use crate::metrics::{ListenerLabel, ListenerReasonLabels, Metrics};
 
@@ -174,12 +175,6 @@ impl GuardedListener {
         }
     }
 }
-
-/// The client's address of an admitted HTTP connection, as handlers see it
-/// through `ConnectInfo<ClientAddr>` (axum derives `ConnectInfo` only for its
-/// own `TcpListener`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub SocketAddr);
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
     for ClientAddr

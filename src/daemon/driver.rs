@@ -25,13 +25,13 @@ use mio::{Events, Interest, Poll, Token};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+use super::cdr_writer::CdrWriter;
 use super::core::{Core, Outputs};
 use super::reload;
 use super::rtp::RtpSockets;
 use super::transport::{Inbound, Transports};
 use crate::acd::{AgentCommand, AgentError, AgentSnapshot};
 use crate::api::ReloadRequest;
-use crate::cdr::CdrWriter;
 use crate::doorbell::Doorbell;
 use crate::media::engine::{MediaEvent, MediaHandle};
 use crate::udp::Inbox;

@@ -7,6 +7,7 @@
 //! and reloads, and hands their work to the core thread through a
 //! [`driver::CoreHandle`]; the media worker is a third thread.
 
+pub mod cdr_writer;
 pub mod clock;
 pub mod connections;
 pub mod core;
@@ -32,7 +33,7 @@ use crate::config::{Config, Overrides};
 use crate::media::engine::{self, EngineConfig};
 use crate::media::ports::PortPool;
 use crate::media::prompt::PromptLibrary;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ScrapeClock};
 use connections::{Gate, GuardedListener};
 use core::acd_spec;
 use driver::{CoreHandle, Driver, Reload};
@@ -72,17 +73,26 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     );
     let ports =
         PortPool::new(config.rtp.first_port, config.rtp.last_port).context("the RTP port range")?;
-    let (media, media_events) = engine::start(EngineConfig {
-        rtp_timeout: config.rtp.timeout,
-        tick: Duration::from_millis(20),
-        recycle: Some(ports.recycler()),
-        wake: Some(handle.doorbell()),
-    });
+    // Every identifier and key the core and the media worker draw comes
+    // from this generator; only its seed comes from the system's entropy.
+    let mut rng = crate::rng::SeededRng::from_entropy();
+    let (media, media_events) = engine::start(
+        EngineConfig {
+            rtp_timeout: config.rtp.timeout,
+            tick: Duration::from_millis(20),
+            recycle: Some(ports.recycler()),
+            wake: Some(handle.doorbell()),
+        },
+        rng.fork(),
+    );
     driver.media(media.clone(), media_events, rtp::RtpSockets::new(ports));
     let started = Instant::now();
     let acd = Arc::new(Acd::new(acd_spec(&config), started).context("the ACD configuration")?);
     metrics.watch_media(media.counters());
-    metrics.watch_acd(acd.clone());
+    // Scrapes read the figures at the time the core runs on: here the
+    // monotonic clock it is handed too.
+    let scrape_clock = ScrapeClock::new(Instant::now);
+    metrics.watch_acd(acd.clone(), scrape_clock.clone());
     let cdr = reload::start_cdr(&config, &metrics.cdr_records)?;
     crate::api::stream::configure(&metrics.events, &config);
     let metrics = Arc::new(metrics);
@@ -93,13 +103,13 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         crate::api::ApiState {
             metrics: metrics.clone(),
             acd: acd.clone(),
-            core: handle.clone(),
+            core: Arc::new(handle.clone()),
             reload: reload_tx,
             gate: gate.clone(),
         },
     ));
-    let wall = clock::WallClock::new(started, startup.clock);
-    metrics.hours.set(&config, wall);
+    let wall = clock::anchored(started, startup.clock);
+    metrics.hours.set(&config, wall, scrape_clock);
     // Every trunk's counter from the start, at 0: an idle trunk is then a
     // flat series, not a missing one ("no trunk calls" alert, dashboards).
     for trunk in &config.trunks {
@@ -118,9 +128,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         metrics.clone(),
         acd,
         wall,
-        // The core draws every tag, Call-ID, branch and nonce from this
-        // generator; only its seed comes from the system's entropy.
-        crate::rng::SeededRng::from_entropy(),
+        rng,
         started,
     );
     if let Some(c) = &config.cdr {
@@ -246,4 +254,10 @@ fn load(
             Err(e) => tracing::error!(error = %e, "reading the config for a reload failed"),
         }
     });
+}
+
+impl crate::api::AgentCommands for CoreHandle {
+    fn agent_command(&self, command: crate::acd::AgentCommand) -> crate::api::CommandOutcome<'_> {
+        Box::pin(async move { CoreHandle::agent_command(self, command).await.ok() })
+    }
 }

@@ -11,8 +11,8 @@ use prometheus_client::metrics::family::Family;
 use tracing::{info, warn};
 
 use super::Startup;
+use super::cdr_writer::CdrWriter;
 use super::core::Core;
-use crate::cdr::CdrWriter;
 use crate::config::Config;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::ResultLabel;

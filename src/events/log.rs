@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    AgentCountFigures, AgentFigures, CallChange, CallFigures, CallKind, Change, Event, EventId,
-    OriginFigures, OverflowCount, QueueFigures, Snapshot,
+    AgentFigures, CallChange, CallFigures, CallKind, Change, Event, EventId, OverflowCount,
+    QueueFigures, Snapshot,
 };
-use crate::acd::{AcdSnapshot, AgentCounts, AgentSnapshot, AgentState, PendingChange};
+use crate::acd::{AcdSnapshot, AgentSnapshot, AgentState, PendingChange};
 use crate::cdr::{CallFacts, Disposition, Stage};
 use crate::dialplan::{Origin, mask_number};
 
@@ -118,12 +118,19 @@ impl Log {
     /// events it published.
     pub fn observe_acd(&mut self, snap: &AcdSnapshot, now: Instant) -> usize {
         let before = self.last;
-        let queues: Vec<QueueFigures> = snap.queues.iter().map(|q| queue(q, now)).collect();
+        let queues: Vec<QueueFigures> = snap
+            .queues
+            .iter()
+            .map(|q| QueueFigures {
+                queue: q.clone(),
+                at: now,
+            })
+            .collect();
         for q in &queues {
             let changed = self
                 .queues
                 .iter()
-                .find(|o| o.name == q.name)
+                .find(|o| o.queue.name == q.queue.name)
                 .is_none_or(|o| !o.same(q));
             if changed {
                 self.publish(Change::Queue(q.clone()));
@@ -254,51 +261,6 @@ fn state_of(stage: Stage) -> &'static str {
         Stage::Talking => "talking",
         Stage::Forwarded => "forwarded",
         Stage::Ending(_) => "ending",
-    }
-}
-
-fn counts(c: AgentCounts) -> AgentCountFigures {
-    AgentCountFigures {
-        logged_out: c.logged_out,
-        available: c.available,
-        unreachable: c.unreachable,
-        offered: c.offered,
-        talking: c.talking,
-        wrap_up: c.wrap_up,
-        paused: c.paused,
-    }
-}
-
-fn queue(q: &crate::acd::QueueSnapshot, now: Instant) -> QueueFigures {
-    QueueFigures {
-        name: q.name.clone(),
-        tenant: q.tenant.clone(),
-        waiting: q.waiting,
-        ringing: q.offered,
-        oldest_since: q.longest_wait.map(|w| now.checked_sub(w).unwrap_or(now)),
-        expected_wait: q.expected_wait,
-        entered: q.counters.entered,
-        answered: q.counters.answered,
-        answered_in_threshold: q.counters.answered_in_threshold,
-        abandoned: q.counters.abandoned,
-        timed_out: q.counters.timed_out,
-        moved_out: q.counters.moved_out,
-        service_level_percent: q.service_level.percent,
-        target_percent: q.service_level.target_percent,
-        threshold: q.service_level.threshold,
-        by_origin: q
-            .segments
-            .iter()
-            .map(|s| OriginFigures {
-                municipality: s.segment.municipality.clone(),
-                via_115: s.segment.via_115,
-                entered: s.counters.entered,
-                answered: s.counters.answered,
-                abandoned: s.counters.abandoned,
-                service_level_percent: s.service_level.percent,
-            })
-            .collect(),
-        agents: counts(q.agents),
     }
 }
 

@@ -38,9 +38,11 @@ mod log;
 mod tests;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
+
+use crate::acd::QueueSnapshot;
 
 pub use hub::{Cursor, Hub, Next, StreamPermit};
 pub use log::{Log, Resume};
@@ -99,102 +101,65 @@ fn secs(since: Instant, now: Instant) -> u64 {
     now.saturating_duration_since(since).as_secs()
 }
 
-/// A queue as the wallboard shows it.
+/// A queue as the wallboard shows it: the ACD's figures as of `at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueFigures {
-    pub name: Arc<str>,
-    pub tenant: Arc<str>,
-    pub waiting: usize,
-    /// Of `waiting`, those ringing at an agent.
-    pub ringing: usize,
-    /// Since when the longest-waiting present caller waits.
-    pub oldest_since: Option<Instant>,
-    pub expected_wait: Duration,
-    pub entered: u64,
-    pub answered: u64,
-    pub answered_in_threshold: u64,
-    pub abandoned: u64,
-    pub timed_out: u64,
-    pub moved_out: u64,
-    /// Over the queue's sliding window; `None` before any judged call.
-    pub service_level_percent: Option<f64>,
-    pub target_percent: u8,
-    pub threshold: Duration,
-    /// The same counters per origin (municipality, via 115 or local).
-    pub by_origin: Vec<OriginFigures>,
-    pub agents: AgentCountFigures,
+    pub queue: QueueSnapshot,
+    /// When the ACD gave them; the longest wait goes on growing from here.
+    pub at: Instant,
 }
 
 impl QueueFigures {
-    /// Equal but for the oldest caller's start, which a sample computes
-    /// anew each time (a change of the waiting callers changes `waiting`).
+    /// Whether a client would see the same, but for the longest wait,
+    /// which grows by itself (a change of the waiting callers changes
+    /// `waiting`). Figures a client is not shown (rejections, handle time)
+    /// change nothing.
     fn same(&self, other: &QueueFigures) -> bool {
-        let strip = |q: &QueueFigures| QueueFigures {
-            oldest_since: None,
-            ..q.clone()
+        let seen = |q: &QueueFigures| {
+            let mut v = q.to_json(q.at);
+            v["longest_wait_secs"] = json!(q.queue.longest_wait.is_some());
+            v
         };
-        strip(self) == strip(other) && self.oldest_since.is_some() == other.oldest_since.is_some()
+        seen(self) == seen(other)
     }
 
     fn to_json(&self, now: Instant) -> Value {
+        let q = &self.queue;
+        let agents: serde_json::Map<String, Value> = q
+            .agents
+            .by_state()
+            .into_iter()
+            .map(|(state, n)| (state.to_owned(), json!(n)))
+            .collect();
         json!({
-            "name": &*self.name,
-            "tenant": &*self.tenant,
-            "waiting": self.waiting,
-            "ringing": self.ringing,
-            "longest_wait_secs": self.oldest_since.map(|s| secs(s, now)),
-            "expected_wait_secs": self.expected_wait.as_secs(),
-            "entered": self.entered,
-            "answered": self.answered,
-            "answered_in_threshold": self.answered_in_threshold,
-            "abandoned": self.abandoned,
-            "timed_out": self.timed_out,
-            "moved_out": self.moved_out,
-            "service_level_percent": self.service_level_percent,
-            "service_level_target_percent": self.target_percent,
-            "service_level_threshold_secs": self.threshold.as_secs(),
-            "by_origin": self.by_origin.iter().map(|o| json!({
-                "municipality": &*o.municipality,
-                "via": if o.via_115 { "115" } else { "local" },
-                "entered": o.entered,
-                "answered": o.answered,
-                "abandoned": o.abandoned,
-                "service_level_percent": o.service_level_percent,
+            "name": &*q.name,
+            "tenant": &*q.tenant,
+            "waiting": q.waiting,
+            "ringing": q.offered,
+            "longest_wait_secs": q
+                .longest_wait
+                .map(|w| (now.saturating_duration_since(self.at) + w).as_secs()),
+            "expected_wait_secs": q.expected_wait.as_secs(),
+            "entered": q.counters.entered,
+            "answered": q.counters.answered,
+            "answered_in_threshold": q.counters.answered_in_threshold,
+            "abandoned": q.counters.abandoned,
+            "timed_out": q.counters.timed_out,
+            "moved_out": q.counters.moved_out,
+            "service_level_percent": q.service_level.percent,
+            "service_level_target_percent": q.service_level.target_percent,
+            "service_level_threshold_secs": q.service_level.threshold.as_secs(),
+            "by_origin": q.segments.iter().map(|s| json!({
+                "municipality": &*s.segment.municipality,
+                "via": crate::dialplan::via_label(s.segment.via_115),
+                "entered": s.counters.entered,
+                "answered": s.counters.answered,
+                "abandoned": s.counters.abandoned,
+                "service_level_percent": s.service_level.percent,
             })).collect::<Vec<_>>(),
-            "agents": {
-                "logged_out": self.agents.logged_out,
-                "available": self.agents.available,
-                "unreachable": self.agents.unreachable,
-                "offered": self.agents.offered,
-                "talking": self.agents.talking,
-                "wrap_up": self.agents.wrap_up,
-                "paused": self.agents.paused,
-            },
+            "agents": agents,
         })
     }
-}
-
-/// A queue's figures for the callers of one origin.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OriginFigures {
-    pub municipality: Arc<str>,
-    pub via_115: bool,
-    pub entered: u64,
-    pub answered: u64,
-    pub abandoned: u64,
-    pub service_level_percent: Option<f64>,
-}
-
-/// A queue's eligible agents by state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct AgentCountFigures {
-    pub logged_out: usize,
-    pub available: usize,
-    pub unreachable: usize,
-    pub offered: usize,
-    pub talking: usize,
-    pub wrap_up: usize,
-    pub paused: usize,
 }
 
 /// An agent as the wallboard and the supervisor see it.
@@ -274,7 +239,7 @@ impl CallFigures {
             "tenant": &*self.tenant,
             "hotline": &*self.hotline,
             "municipality": &*self.municipality,
-            "via": if self.via_115 { "115" } else { "local" },
+            "via": crate::dialplan::via_label(self.via_115),
             "queue": self.queue.as_deref(),
             "agent": self.agent.as_deref(),
             "overflow": self.overflow,

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::acd::{Acd, AcdSpec, AgentSpec, CallKey, PauseReason, QueueSpec};
+use crate::acd::{Acd, AcdSpec, Admission, AgentSpec, CallKey, PauseReason, QueueSpec, Segment};
 use crate::cdr::{CallFacts, Stage, Why};
 use crate::dialplan::{NumberSource, Origin};
 
@@ -42,7 +42,7 @@ fn kinds(events: &[Event]) -> Vec<String> {
         .map(|e| match &e.change {
             Change::Call(c) => format!("call:{}", c.kind.as_str()),
             Change::Agent(a) => format!("agent:{}:{}", a.id, a.state),
-            Change::Queue(q) => format!("queue:{}:{}", q.name, q.waiting),
+            Change::Queue(q) => format!("queue:{}:{}", q.queue.name, q.queue.waiting),
         })
         .collect()
 }
@@ -319,4 +319,79 @@ fn sse_frames_have_id_event_and_one_data_line() {
         sse(7, "call", &data),
         "id: 7\nevent: call\ndata: {\"a\":\"x\\ny\"}\n\n"
     );
+}
+
+#[test]
+fn a_queue_event_shows_what_a_client_sees_and_only_its_changes() {
+    let t0 = Instant::now();
+    let spec = AcdSpec {
+        queues: vec![QueueSpec {
+            max_waiting: Some(1),
+            ..QueueSpec::new("kassel-115", "kassel", "115")
+        }],
+        agents: vec![AgentSpec::new("1001", "kassel").with_skill("115", 5)],
+        ..AcdSpec::default()
+    };
+    let acd = Acd::new(spec, t0).unwrap();
+    let mut log = Log::new(64);
+    let quickborn = Segment {
+        municipality: "Quickborn".into(),
+        via_115: false,
+    };
+    acd.enqueue_segment(CallKey(1), "kassel-115", 0, t0, Some(quickborn), t0)
+        .unwrap();
+    log.observe_acd(&acd.snapshot(t0), t0);
+    let expected_wait = acd.snapshot(t0).queues[0].expected_wait.as_secs();
+
+    // A second caller finds the queue full: counted (the metrics show it),
+    // but not among what a client is shown, so no event.
+    let t1 = t0 + Duration::from_secs(7);
+    let admission = acd.enqueue(CallKey(2), "kassel-115", 0, t1).unwrap();
+    assert!(matches!(admission, Admission::Rejected(_)), "{admission:?}");
+    assert_eq!(acd.snapshot(t1).queues[0].counters.rejected_full, 1);
+    assert_eq!(log.observe_acd(&acd.snapshot(t1), t1), 0);
+
+    // The longest wait grows from the figures' time to the client's.
+    let json = log.snapshot().queues[0].to_json(t1 + Duration::from_secs(5));
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "name": "kassel-115",
+            "tenant": "kassel",
+            "waiting": 1,
+            "ringing": 0,
+            "longest_wait_secs": 12,
+            "expected_wait_secs": expected_wait,
+            "entered": 1,
+            "answered": 0,
+            "answered_in_threshold": 0,
+            "abandoned": 0,
+            "timed_out": 0,
+            "moved_out": 0,
+            "service_level_percent": null,
+            "service_level_target_percent": 75,
+            "service_level_threshold_secs": 30,
+            "by_origin": [{
+                "municipality": "Quickborn",
+                "via": "local",
+                "entered": 1,
+                "answered": 0,
+                "abandoned": 0,
+                "service_level_percent": null,
+            }],
+            "agents": {
+                "logged_out": 1,
+                "available": 0,
+                "unreachable": 0,
+                "offered": 0,
+                "talking": 0,
+                "wrap_up": 0,
+                "paused": 0,
+            },
+        })
+    );
+
+    // The caller hangs up: a change a client sees.
+    acd.abandon(CallKey(1), t1).unwrap();
+    assert_eq!(log.observe_acd(&acd.snapshot(t1), t1), 1);
 }

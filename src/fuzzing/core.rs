@@ -33,7 +33,8 @@ use crate::harness::wire::{digest_md5, sdp};
 use crate::media::engine::{MediaEvent, StreamId};
 use crate::media::prompt::PromptLibrary;
 use crate::sip::Transport;
-use crate::sip::message::{Header, Request, Response, SipMessage, tag_of};
+use crate::sip::headers::{self, tag_of, uri_of};
+use crate::sip::message::{Request, Response, SipMessage};
 use crate::sip::transaction::Peer;
 
 const ZENTRALE: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(LOOPBACK), 5060);
@@ -562,22 +563,11 @@ impl Rig {
     }
 
     fn on_response(&mut self, resp: &Response) {
-        let call_id = header(&resp.headers, |h| match h {
-            Header::CallId(v) => Some(v.value()),
-            _ => None,
-        });
-        for h in resp.headers.iter() {
-            match h {
-                Header::WwwAuthenticate(v) => self.challenges.push(v.value().to_owned()),
-                Header::ProxyAuthenticate(v) => self.challenges.push(v.value().to_owned()),
-                _ => {}
-            }
-        }
+        let call_id = headers::call_id(&resp.headers);
+        self.challenges
+            .extend(headers::challenges(&resp.headers).map(str::to_owned));
         self.challenges.truncate(8);
-        let to_tag = header(&resp.headers, |h| match h {
-            Header::To(v) => tag_of(v.value()),
-            _ => None,
-        });
+        let to_tag = headers::to_tag(&resp.headers);
         if let (Some(call_id), Some(tag)) = (call_id, to_tag)
             && let Some(call) = self.calls.iter_mut().find(|c| c.call_id == call_id)
             && resp.status_code.code() >= 200
@@ -761,13 +751,10 @@ impl Rig {
         let is_invite = matches!(req.method, crate::sip::message::Method::Invite);
         let mut m = Message::new(format!("SIP/2.0 {code} Reason"));
         let mut to = String::new();
-        for h in req.headers.iter() {
-            match h {
-                Header::Via(v) => m = m.header("Via", v.value()),
-                Header::From(v) => m = m.header("From", v.value()),
-                Header::To(v) => to = v.value().to_owned(),
-                Header::CallId(v) => m = m.header("Call-ID", v.value()),
-                Header::CSeq(v) => m = m.header("CSeq", v.value()),
+        for (name, value) in headers::fields(&req.headers) {
+            match name {
+                "Via" | "From" | "Call-ID" | "CSeq" => m = m.header(name, value),
+                "To" => to = value.to_owned(),
                 _ => {}
             }
         }
@@ -785,26 +772,15 @@ impl Rig {
         m.mutate(input);
         self.send(&m.encode(), sent.to);
         if agent_code.is_some() && is_invite && (200..300).contains(&code) {
-            let target = req
-                .headers
-                .iter()
-                .find_map(|h| match h {
-                    Header::Contact(v) => crate::call::dialog::uri_of(v.value()),
-                    _ => None,
-                })
+            let target = headers::contact(&req.headers)
+                .and_then(uri_of)
                 .unwrap_or_else(|| format!("sip:zentrale@{ZENTRALE}"));
-            let remote = header(&req.headers, |h| match h {
-                Header::From(v) => Some(v.value()),
-                _ => None,
-            })
-            .unwrap_or_default()
-            .to_owned();
-            let call_id = header(&req.headers, |h| match h {
-                Header::CallId(v) => Some(v.value()),
-                _ => None,
-            })
-            .unwrap_or_default()
-            .to_owned();
+            let remote = headers::from(&req.headers)
+                .unwrap_or_default()
+                .to_owned();
+            let call_id = headers::call_id(&req.headers)
+                .unwrap_or_default()
+                .to_owned();
             self.phone_dialogs.push(PhoneDialog {
                 phone: sent.to,
                 call_id,
@@ -864,11 +840,4 @@ fn pick(list: &mut Vec<Sent>, which: usize, code: u16) -> Option<Sent> {
     } else {
         Some(list[i].clone())
     }
-}
-
-fn header<'a>(
-    headers: &'a crate::sip::message::Headers,
-    f: impl Fn(&'a Header) -> Option<&'a str>,
-) -> Option<&'a str> {
-    headers.iter().find_map(f)
 }

@@ -14,13 +14,13 @@ use std::time::Instant;
 use crate::acd::{Acd, AcdSnapshot, AgentCommand, AgentError, AgentSnapshot};
 use crate::cdr::CallRecord;
 use crate::config::{Config, Overrides};
-use crate::daemon::clock::WallClock;
 use crate::daemon::core::{self as core, Core, acd_spec};
 use crate::media::engine::MediaEvent;
 use crate::media::prompt::PromptLibrary;
 use crate::metrics::Metrics;
 use crate::rng::SeededRng;
 use crate::sip::transaction::{Peer, Transmit};
+use crate::wallclock::WallClock;
 
 use super::media::MediaCommand;
 
@@ -75,7 +75,7 @@ impl Endpoint {
     ) -> Endpoint {
         let acd = Arc::new(Acd::new(acd_spec(&config), start).expect("the config's ACD"));
         let metrics = Arc::new(Metrics::new());
-        let clock = WallClock::new(start, Some(wall));
+        let clock = WallClock::new(start, wall);
         let core = Core::new(
             config,
             prompts,

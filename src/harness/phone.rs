@@ -69,6 +69,13 @@ pub struct Offer {
     sdp_version: u32,
 }
 
+impl Offer {
+    /// The SDP zentrale offered the phone: the INVITE's body.
+    pub fn sdp(&self) -> &str {
+        std::str::from_utf8(&self.invite.body).unwrap_or("")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due {
     Answer,

@@ -1,10 +1,11 @@
 //! What the scripted peers need of SIP: reading a message with the
-//! crate's own parser ([`crate::sip::message`]), building requests and
-//! responses as text, MD5 digest credentials, and SDP bodies. Every
-//! address is on loopback.
+//! crate's own parser ([`crate::sip::message`]) and header access
+//! ([`crate::sip::headers`]), building requests and responses as text, MD5
+//! digest credentials (computed by [`crate::sip::digest`], as the server
+//! checks them), and SDP bodies. Every address is on loopback.
 
-use md5::{Digest, Md5};
-
+use crate::sip::digest::{self, Algorithm};
+use crate::sip::headers;
 use crate::sip::message::{Headers, Method, Request, Response, SipMessage};
 
 /// A message a peer received, parsed.
@@ -25,66 +26,29 @@ impl Received {
 }
 
 /// The value of the first header named `name` (case-insensitive; the
-/// long form), as written.
+/// long form), as written ([`headers::named`]).
 pub fn header(headers: &Headers, name: &str) -> Option<String> {
-    headers.iter().find_map(|h| {
-        let line = h.to_string();
-        let (n, v) = line.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_owned())
-    })
-}
-
-/// Every value of the headers named `name`, in order.
-pub fn headers_named(headers: &Headers, name: &str) -> Vec<String> {
-    headers
-        .iter()
-        .filter_map(|h| {
-            let line = h.to_string();
-            let (n, v) = line.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-        .collect()
+    headers::named(headers, name).map(str::to_owned)
 }
 
 /// The Call-ID of a message.
 pub fn call_id(headers: &Headers) -> String {
-    header(headers, "Call-ID").unwrap_or_default()
+    headers::call_id(headers).unwrap_or_default().to_owned()
 }
 
-/// `(number, method)` of the CSeq header.
+/// `(number, method)` of the CSeq header; `(0, "")` without a readable one.
 pub fn cseq(headers: &Headers) -> (u32, String) {
-    let v = header(headers, "CSeq").unwrap_or_default();
-    let mut parts = v.split_whitespace();
-    let n = parts.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    (n, parts.next().unwrap_or_default().to_owned())
-}
-
-/// The branch of the top Via.
-pub fn branch(headers: &Headers) -> String {
-    let via = header(headers, "Via").unwrap_or_default();
-    param(&via, "branch").unwrap_or_default().to_owned()
+    headers::cseq(headers).map_or((0, String::new()), |c| (c.seq, c.method.to_owned()))
 }
 
 /// The `tag` of a From or To value.
 pub fn tag(value: &str) -> Option<String> {
-    crate::sip::message::tag_of(value).map(str::to_owned)
-}
-
-/// A `;name=value` parameter of a header value.
-pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    value.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+    headers::tag_of(value).map(str::to_owned)
 }
 
 /// The URI inside a Contact (or From/To) value.
 pub fn uri(value: &str) -> String {
-    crate::call::dialog::uri_of(value).unwrap_or_else(|| value.trim().to_owned())
+    headers::uri_of(value).unwrap_or_else(|| value.trim().to_owned())
 }
 
 /// The method of a request as text.
@@ -109,11 +73,11 @@ pub fn respond(
     body: Option<&str>,
 ) -> Vec<u8> {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for via in headers_named(&req.headers, "Via") {
+    for via in headers::vias(&req.headers) {
         out.push_str(&format!("Via: {via}\r\n"));
     }
-    let from = header(&req.headers, "From").unwrap_or_default();
-    let mut to = header(&req.headers, "To").unwrap_or_default();
+    let from = headers::from(&req.headers).unwrap_or_default();
+    let mut to = headers::to(&req.headers).unwrap_or_default().to_owned();
     if let Some(t) = to_tag
         && tag(&to).is_none()
     {
@@ -176,16 +140,6 @@ pub fn sdp_direction(body: &[u8]) -> String {
     "sendrecv".to_owned()
 }
 
-/// A parameter of a digest challenge, unquoted.
-pub fn auth_param<'a>(challenge: &'a str, name: &str) -> Option<&'a str> {
-    let at = challenge.find(&format!("{name}="))?;
-    let rest = &challenge[at + name.len() + 1..];
-    Some(match rest.strip_prefix('"') {
-        Some(quoted) => quoted.split('"').next()?,
-        None => rest.split([',', ' ']).next()?,
-    })
-}
-
 /// MD5 digest credentials (qop=auth, nc=1) answering `challenge` (a
 /// `WWW-Authenticate` or `Proxy-Authenticate` value) for `user` with
 /// `password`; `None` when the challenge lacks a realm or nonce.
@@ -196,18 +150,30 @@ pub fn digest_md5(
     method: &str,
     uri: &str,
 ) -> Option<String> {
-    let realm = auth_param(challenge, "realm")?;
-    let nonce = auth_param(challenge, "nonce")?;
-    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
-    let ha1 = md5(format!("{user}:{realm}:{password}"));
-    let ha2 = md5(format!("{method}:{uri}"));
+    let params = digest::params(challenge)?;
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    let realm = param("realm")?;
+    let nonce = param("nonce")?;
     let (cnonce, nc) = ("0a4f113b", "00000001");
-    let response = md5(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    let ha1 = digest::ha1(Algorithm::Md5, user, realm, password);
+    let response = digest::response(
+        Algorithm::Md5,
+        &ha1,
+        nonce,
+        Some((nc, cnonce)),
+        method,
+        uri,
+    );
     let mut value = format!(
         "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
          response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
     );
-    if let Some(opaque) = auth_param(challenge, "opaque") {
+    if let Some(opaque) = param("opaque") {
         value.push_str(&format!(", opaque=\"{opaque}\""));
     }
     Some(value)

@@ -61,6 +61,7 @@ use std::time::Instant;
 
 use super::codec::{Codec, SAMPLE_RATE};
 use super::rtp::{HEADER_LEN, RtpHeader, TelephoneEvent};
+use crate::rng::SeededRng;
 
 /// How far (in samples; one second) a source's timestamps may drift from
 /// the wall clock between two of its audio packets before the relay treats
@@ -98,12 +99,14 @@ pub struct OutboundRtp {
 }
 
 impl OutboundRtp {
-    /// A fresh stream: random SSRC, sequence and timestamp (RFC 3550 §5.1).
-    pub fn random() -> OutboundRtp {
-        let timestamp = rand::random();
+    /// A fresh stream: random SSRC, sequence and timestamp (RFC 3550 §5.1),
+    /// drawn from `rng` (the media worker's, forked by the shell from the
+    /// seeded generator).
+    pub fn random(rng: &mut SeededRng) -> OutboundRtp {
+        let timestamp = rng.next_u32();
         OutboundRtp {
-            ssrc: rand::random(),
-            sequence: rand::random(),
+            ssrc: rng.next_u32(),
+            sequence: rng.next_u32() as u16,
             clock: timestamp,
             end: timestamp,
         }

@@ -17,7 +17,8 @@
 //!
 //! ```
 //! use zentrale::media::srtp::{Context, MasterKey, Suite};
-//! let key = MasterKey::random();
+//! use zentrale::rng::SeededRng;
+//! let key = MasterKey::random(&mut SeededRng::from_u64(7));
 //! let mut tx = Context::new(Suite::AesCm128HmacSha1_80, &key);
 //! let mut rx = Context::new(Suite::AesCm128HmacSha1_80, &key);
 //! let mut packet = [0u8; 12 + 160 + 10];
@@ -35,6 +36,8 @@ use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+
+use crate::rng::SeededRng;
 
 type HmacSha1 = Hmac<Sha1>;
 
@@ -117,9 +120,12 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
-    /// A fresh key from the operating system's random source.
-    pub fn random() -> MasterKey {
-        let bytes: [u8; 30] = rand::random();
+    /// A fresh key drawn from `rng` (the core's generator, seeded from the
+    /// system's entropy in production and fixed in tests, so a call with
+    /// SDES keys replays).
+    pub fn random(rng: &mut SeededRng) -> MasterKey {
+        let mut bytes = [0u8; 30];
+        rng.fill(&mut bytes);
         MasterKey::from_bytes(&bytes)
     }
 
@@ -586,7 +592,7 @@ mod tests {
 
     #[test]
     fn round_trip_across_a_sequence_wrap() {
-        let key = MasterKey::random();
+        let key = MasterKey::random(&mut SeededRng::from_u64(1));
         for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
             let (mut tx, mut rx) = (Context::new(suite, &key), Context::new(suite, &key));
             for i in 0..300u32 {
@@ -604,7 +610,8 @@ mod tests {
 
     #[test]
     fn tampering_replay_and_wrong_key_are_refused() {
-        let key = MasterKey::random();
+        let mut rng = SeededRng::from_u64(2);
+        let key = MasterKey::random(&mut rng);
         let suite = Suite::AesCm128HmacSha1_80;
         let (mut tx, mut rx) = (Context::new(suite, &key), Context::new(suite, &key));
         let first = protect(&mut tx, &rtp(10, 7, &[1; 160]));
@@ -617,14 +624,14 @@ mod tests {
         assert_eq!(rx.unprotect(&mut first.clone()), Ok(172));
         assert_eq!(rx.unprotect(&mut first.clone()), Err(SrtpError::Replayed));
         assert_eq!(rx.unprotect(&mut second.clone()), Err(SrtpError::Replayed));
-        let mut other = Context::new(suite, &MasterKey::random());
+        let mut other = Context::new(suite, &MasterKey::random(&mut rng));
         assert_eq!(other.unprotect(&mut second.clone()), Err(SrtpError::BadTag));
         assert_eq!(rx.unprotect(&mut [0x80; 15]), Err(SrtpError::TooShort));
     }
 
     #[test]
     fn packets_older_than_the_window_are_refused() {
-        let key = MasterKey::random();
+        let key = MasterKey::random(&mut SeededRng::from_u64(3));
         let suite = Suite::AesCm128HmacSha1_80;
         let (mut tx, mut rx) = (Context::new(suite, &key), Context::new(suite, &key));
         let old = protect(&mut tx, &rtp(1, 7, &[0; 20]));

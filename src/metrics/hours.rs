@@ -7,17 +7,17 @@
 //! level under target", "no agent logged in") join on these gauges.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
+use super::ScrapeClock;
 use crate::config::Config;
-use crate::daemon::clock::WallClock;
 use crate::dialplan::QueueRef;
 use crate::dialplan::{Dialplan, Openness, Schedule};
+use crate::wallclock::WallClock;
 
 /// The hours of the running config and the daemon's wall clock; empty
 /// (no samples) until [`ServiceHours::set`].
@@ -29,6 +29,8 @@ pub struct ServiceHours {
 /// What a scrape needs of a config.
 struct HoursView {
     clock: WallClock,
+    /// When a scrape happens, on the monotonic clock `clock` maps from.
+    now: ScrapeClock,
     /// `(tenant, hotline, hours)`; `None`: open around the clock.
     hotlines: Vec<(String, String, Option<Schedule>)>,
     queues: Vec<QueueRef>,
@@ -47,25 +49,26 @@ impl std::fmt::Debug for HoursView {
 
 impl ServiceHours {
     /// Starts exporting the hours of `config` on `clock` (the daemon's,
-    /// which `--clock` may have moved).
-    pub fn set(&self, config: &Config, clock: WallClock) {
+    /// which `--clock` may have moved), read at `now`'s time.
+    pub fn set(&self, config: &Config, clock: WallClock, now: ScrapeClock) {
         self.view
-            .store(Some(Arc::new(HoursView::of(config, clock))));
+            .store(Some(Arc::new(HoursView::of(config, clock, now))));
     }
 
     /// A reloaded config: its hotlines and hours replace the old ones (on
     /// the same clock). Nothing before [`ServiceHours::set`].
     pub fn update(&self, config: &Config) {
         if let Some(old) = self.view.load_full() {
-            self.set(config, old.clock);
+            self.set(config, old.clock, old.now.clone());
         }
     }
 }
 
 impl HoursView {
-    fn of(config: &Config, clock: WallClock) -> HoursView {
+    fn of(config: &Config, clock: WallClock, now: ScrapeClock) -> HoursView {
         HoursView {
             clock,
+            now,
             hotlines: config
                 .tenants
                 .iter()
@@ -89,7 +92,7 @@ pub(super) struct HoursCollector(pub(super) Arc<ServiceHours>);
 impl Collector for HoursCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let view = self.0.view.load();
-        let at = view.as_ref().map(|v| v.clock.at(Instant::now()));
+        let at = view.as_ref().map(|v| v.clock.at(v.now.now()));
         let mut metric = encoder.encode_descriptor(
             "hotline_open",
             "1 while the hotline is within its service hours (no holiday, no closure), else 0",
@@ -129,6 +132,8 @@ mod tests {
     use super::*;
     use crate::config::Overrides;
     use std::path::Path;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
 
     fn demo() -> Config {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("zentrale.yaml");
@@ -143,14 +148,11 @@ mod tests {
         out
     }
 
-    fn at(instant: &str) -> WallClock {
-        WallClock::new(Instant::now(), Some(instant.parse().unwrap()))
-    }
-
     /// Monday morning everything is open; Monday afternoon the Quickborn
     /// town hall (mornings, and Thursday afternoons) is closed while the
     /// district's 115 is not; on Christmas Eve (a closure of the district)
-    /// the district's hotline and queue are closed.
+    /// the district's hotline and queue are closed. The afternoon comes
+    /// on the scrape clock, a virtual one that never runs by itself.
     #[test]
     fn open_follows_the_dialplans_hours_holidays_and_closures() {
         let config = demo();
@@ -162,13 +164,20 @@ mod tests {
             "no samples before set: {text}"
         );
 
-        hours.set(&config, at("2026-11-23T10:00:00+01:00"));
+        let t0 = Instant::now();
+        let now = Arc::new(Mutex::new(t0));
+        let scrape = ScrapeClock::new({
+            let now = now.clone();
+            move || *now.lock().unwrap()
+        });
+        let at = |instant: &str| WallClock::new(t0, instant.parse().unwrap());
+        hours.set(&config, at("2026-11-23T10:00:00+01:00"), scrape.clone());
         let text = exposition(hours.clone());
         assert!(text.contains("hotline_open{tenant=\"quickborn\",hotline=\"rathaus\"} 1\n"));
         assert!(text.contains("queue_open{tenant=\"quickborn\",queue=\"rathaus\"} 1\n"));
         assert!(text.contains("hotline_open{tenant=\"kreis-pinneberg\",hotline=\"115\"} 1\n"));
 
-        hours.set(&config, at("2026-11-23T15:00:00+01:00"));
+        *now.lock().unwrap() = t0 + Duration::from_secs(5 * 3600);
         let text = exposition(hours.clone());
         assert!(
             text.contains("hotline_open{tenant=\"quickborn\",hotline=\"rathaus\"} 0\n"),
@@ -177,7 +186,8 @@ mod tests {
         assert!(text.contains("queue_open{tenant=\"quickborn\",queue=\"rathaus\"} 0\n"));
         assert!(text.contains("queue_open{tenant=\"kreis-pinneberg\",queue=\"115\"} 1\n"));
 
-        hours.set(&config, at("2026-12-24T10:00:00+01:00"));
+        *now.lock().unwrap() = t0;
+        hours.set(&config, at("2026-12-24T10:00:00+01:00"), scrape);
         let text = exposition(hours.clone());
         assert!(
             text.contains("hotline_open{tenant=\"kreis-pinneberg\",hotline=\"115\"} 0\n"),

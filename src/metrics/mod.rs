@@ -9,7 +9,7 @@ mod queues;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use hours::ServiceHours;
 pub use queues::{AcdCollector, QueueLabels};
@@ -27,6 +27,32 @@ use prometheus_client::registry::Registry;
 
 use crate::media::engine::MediaCounters;
 use crate::sip::message::{METHODS, Method, method_index};
+
+/// The time a scrape reads the live figures (queues, service hours) at,
+/// handed in by the shell: the daemon's monotonic clock, or a virtual
+/// clock a harness or test moves. A caller's wait or a sliding window is
+/// then reckoned at the same `now` the core and the ACD run on, and the
+/// metrics never read a clock of their own.
+#[derive(Clone)]
+pub struct ScrapeClock(Arc<dyn Fn() -> Instant + Send + Sync>);
+
+impl ScrapeClock {
+    /// A clock that reads `now` at each scrape (the daemon: `Instant::now`).
+    pub fn new(now: impl Fn() -> Instant + Send + Sync + 'static) -> ScrapeClock {
+        ScrapeClock(Arc::new(now))
+    }
+
+    /// The time of the scrape under way.
+    pub fn now(&self) -> Instant {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for ScrapeClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ScrapeClock")
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabel {
@@ -483,11 +509,12 @@ impl Metrics {
         }
     }
 
-    /// Exports the ACD's queue and agent figures (read at scrape time).
-    pub fn watch_acd(&mut self, acd: Arc<crate::acd::Acd>) {
+    /// Exports the ACD's queue and agent figures, read at scrape time as
+    /// they stand at `clock`'s now.
+    pub fn watch_acd(&mut self, acd: Arc<crate::acd::Acd>, clock: ScrapeClock) {
         self.registry
             .sub_registry_with_prefix("zentrale")
-            .register_collector(Box::new(AcdCollector(acd)));
+            .register_collector(Box::new(AcdCollector { acd, clock }));
     }
 
     /// An answered caller's wait in `queue` (`tenant/queue`).
@@ -707,12 +734,18 @@ mod tests {
         assert!(text.contains("zentrale_sip_requests_total{method=\"ACK\"} 0"));
     }
 
+    /// A scrape clock that moves only when the test moves it.
+    fn virtual_clock(start: Instant) -> (ScrapeClock, Arc<std::sync::Mutex<Instant>>) {
+        let now = Arc::new(std::sync::Mutex::new(start));
+        let read = now.clone();
+        (ScrapeClock::new(move || *read.lock().unwrap()), now)
+    }
+
     /// The per-origin figures of a queue come out with the origin's labels,
     /// before any judged call as NaN, then as the segment's own ratio.
     #[test]
     fn queue_origin_families_carry_municipality_and_via() {
         use crate::acd::{Acd, AcdSpec, CallKey, QueueSpec, Segment};
-        use std::time::Instant;
         let t0 = Instant::now();
         let spec = AcdSpec {
             queues: vec![QueueSpec::new(
@@ -738,8 +771,9 @@ mod tests {
             t0,
         )
         .unwrap();
+        let (clock, now) = virtual_clock(t0);
         let mut m = Metrics::new();
-        m.watch_acd(acd.clone());
+        m.watch_acd(acd.clone(), clock);
         let text = m.encode_prometheus_text();
         assert!(
             text.contains(&format!(
@@ -750,6 +784,7 @@ mod tests {
         assert!(text.contains(&format!(
             "zentrale_queue_origin_service_level_ratio{labels} NaN\n"
         )));
+        *now.lock().unwrap() = t0 + Duration::from_secs(40);
         acd.abandon(CallKey(1), t0 + Duration::from_secs(40))
             .unwrap();
         let text = m.encode_prometheus_text();
@@ -764,6 +799,53 @@ mod tests {
                 "# TYPE zentrale_queue_origin_calls_answered_in_threshold_total counter\n"
             )
         );
+    }
+
+    /// Queue figures are read at the scrape clock's now, not the real
+    /// time: a caller who joined at t0 has waited exactly what the virtual
+    /// clock says, and a sliding window ends there.
+    #[test]
+    fn queue_figures_follow_the_scrape_clock() {
+        use crate::acd::{Acd, AcdSpec, CallKey, QueueSpec, ServiceLevelSpec};
+        let t0 = Instant::now();
+        let spec = AcdSpec {
+            queues: vec![QueueSpec {
+                service_level: Some(ServiceLevelSpec {
+                    window: Duration::from_secs(600),
+                    ..ServiceLevelSpec::default()
+                }),
+                ..QueueSpec::new("kassel/115", "kassel", "general")
+            }],
+            ..AcdSpec::default()
+        };
+        let acd = Arc::new(Acd::new(spec, t0).unwrap());
+        let (clock, now) = virtual_clock(t0);
+        let mut m = Metrics::new();
+        m.watch_acd(acd.clone(), clock);
+        let labels = "{tenant=\"kassel\",queue=\"115\"}";
+        let sample = |text: &str, family: &str| {
+            let line = format!("zentrale_{family}{labels} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .unwrap_or_else(|| panic!("no {line} in {text}"))
+                .to_owned()
+        };
+
+        acd.enqueue(CallKey(1), "kassel/115", 0, t0).unwrap();
+        *now.lock().unwrap() = t0 + Duration::from_secs(95);
+        let text = m.encode_prometheus_text();
+        assert_eq!(sample(&text, "queue_longest_wait_seconds"), "95.0");
+
+        // Abandoned after 95 s (past the 30 s threshold): a judged call
+        // out of time while inside the window, none once it slid past.
+        acd.abandon(CallKey(1), t0 + Duration::from_secs(95))
+            .unwrap();
+        let text = m.encode_prometheus_text();
+        assert_eq!(sample(&text, "queue_longest_wait_seconds"), "0.0");
+        assert_eq!(sample(&text, "queue_service_level_ratio"), "0.0");
+        *now.lock().unwrap() = t0 + Duration::from_secs(95 + 601);
+        let text = m.encode_prometheus_text();
+        assert_eq!(sample(&text, "queue_service_level_ratio"), "NaN");
     }
 
     #[test]

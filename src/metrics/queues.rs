@@ -5,13 +5,13 @@
 //! wallboards show group figures).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
-use crate::acd::{Acd, AgentCounts, QueueCounters, QueueSnapshot, Segment, ServiceLevel};
+use super::ScrapeClock;
+use crate::acd::{Acd, QueueCounters, QueueSnapshot, Segment, ServiceLevel};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -78,9 +78,12 @@ struct TenantStateLabels {
     state: String,
 }
 
-/// Exports the ACD's live figures.
+/// Exports the ACD's live figures as they stand at the clock's now.
 #[derive(Debug)]
-pub struct AcdCollector(pub Arc<Acd>);
+pub struct AcdCollector {
+    pub acd: Arc<Acd>,
+    pub clock: ScrapeClock,
+}
 
 type Pick = fn(&QueueSnapshot) -> f64;
 type Count = fn(&QueueSnapshot) -> u64;
@@ -92,21 +95,9 @@ fn ratio(sl: &ServiceLevel) -> f64 {
     sl.percent.map_or(f64::NAN, |p| p / 100.0)
 }
 
-fn states(c: &AgentCounts) -> [(&'static str, usize); 7] {
-    [
-        ("logged_out", c.logged_out),
-        ("available", c.available),
-        ("unreachable", c.unreachable),
-        ("offered", c.offered),
-        ("talking", c.talking),
-        ("wrap_up", c.wrap_up),
-        ("paused", c.paused),
-    ]
-}
-
 impl Collector for AcdCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snap = self.0.snapshot(Instant::now());
+        let snap = self.acd.snapshot(self.clock.now());
         let gauges: [(&str, &str, Pick); 6] = [
             (
                 "queue_waiting",
@@ -275,7 +266,7 @@ impl Collector for AcdCollector {
         )?;
         for q in &snap.queues {
             let QueueLabels { tenant, queue } = QueueLabels::of(&q.name);
-            for (state, n) in states(&q.agents) {
+            for (state, n) in q.agents.by_state() {
                 let labels = QueueStateLabels {
                     tenant: tenant.clone(),
                     queue: queue.clone(),
@@ -291,7 +282,7 @@ impl Collector for AcdCollector {
             MetricType::Gauge,
         )?;
         for t in &snap.tenants {
-            for (state, n) in states(&t.agents) {
+            for (state, n) in t.agents.by_state() {
                 let labels = TenantStateLabels {
                     tenant: t.tenant.to_string(),
                     state: state.into(),

@@ -604,18 +604,74 @@ impl Credentials {
 
     /// The response a client knowing `password` would have sent.
     fn expected_response(&self, method: &str, password: &str) -> String {
-        let h = |s: &str| self.algorithm.hex_hash(s);
-        let ha1 = h(&format!("{}:{}:{}", self.username, self.realm, password));
-        let ha2 = h(&format!("{}:{}", method, self.uri));
-        match &self.qop {
-            // The nonce count goes into the hash as sent, not re-formatted.
-            Some((nc, cnonce)) => h(&format!(
-                "{}:{}:{}:{}:auth:{}",
-                ha1, self.nonce, nc, cnonce, ha2
-            )),
-            None => h(&format!("{}:{}:{}", ha1, self.nonce, ha2)),
-        }
+        let ha1 = ha1(self.algorithm, &self.username, &self.realm, password);
+        let qop = self.qop.as_ref().map(|(nc, c)| (nc.as_str(), c.as_str()));
+        response(self.algorithm, &ha1, &self.nonce, qop, method, &self.uri)
     }
+}
+
+/// H(A1) (RFC 2617 §3.2.2.2, RFC 7616 §3.4.2): the hash of
+/// `user:realm:password`.
+pub fn ha1(algorithm: Algorithm, user: &str, realm: &str, password: &str) -> String {
+    algorithm.hex_hash(&format!("{user}:{realm}:{password}"))
+}
+
+/// The `response` value (RFC 2617 §3.2.2.1, RFC 7616 §3.4.1) for `method`
+/// on `uri`, from [`ha1`] and the server's `nonce`; `qop` is `(nc, cnonce)`
+/// for `qop=auth`, `None` for the RFC 2069 form. What the server checks and
+/// what a client (the test peers) sends are computed here alike.
+///
+/// ```
+/// use zentrale::sip::digest::{Algorithm, ha1, response};
+/// // RFC 2617 §3.5.
+/// let ha1 = ha1(Algorithm::Md5, "Mufasa", "testrealm@host.com", "Circle Of Life");
+/// let r = response(
+///     Algorithm::Md5,
+///     &ha1,
+///     "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+///     Some(("00000001", "0a4f113b")),
+///     "GET",
+///     "/dir/index.html",
+/// );
+/// assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+/// ```
+pub fn response(
+    algorithm: Algorithm,
+    ha1: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+    method: &str,
+    uri: &str,
+) -> String {
+    let ha2 = algorithm.hex_hash(&format!("{method}:{uri}"));
+    match qop {
+        // The nonce count goes into the hash as sent, not re-formatted.
+        Some((nc, cnonce)) => {
+            algorithm.hex_hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
+        }
+        None => algorithm.hex_hash(&format!("{ha1}:{nonce}:{ha2}")),
+    }
+}
+
+/// The parameters of a `Digest` challenge or credentials value, unquoted,
+/// in order; `None` for another scheme or a list that does not parse (the
+/// same reading the server gives an `Authorization` value).
+///
+/// ```
+/// use zentrale::sip::digest::params;
+/// let p = params(r#"Digest realm="zentrale", nonce="abc", qop="auth""#).unwrap();
+/// assert_eq!(p[1], ("nonce".to_owned(), "abc".to_owned()));
+/// assert_eq!(params("Basic realm=\"x\""), None);
+/// ```
+pub fn params(value: &str) -> Option<Vec<(String, String)>> {
+    let value = value.trim_start();
+    let scheme_end = value
+        .find(|c: char| c.is_ascii_whitespace())
+        .unwrap_or(value.len());
+    if !value[..scheme_end].eq_ignore_ascii_case("Digest") {
+        return None;
+    }
+    parse_auth_params(&value[scheme_end..]).ok()
 }
 
 /// `nc-value = 8LHEX` (RFC 2617 §3.2.2); upper case is tolerated. Zero is

@@ -241,6 +241,57 @@ pub fn addr_spec(value: &str) -> Result<(&str, bool), &'static str> {
     Ok((uri, false))
 }
 
+// What the in-crate peers (the harness's trunk and phones, the fuzz
+// targets) read of the messages zentrale sends them.
+
+/// Every Via value, top first.
+pub fn vias(headers: &Headers) -> impl Iterator<Item = &str> {
+    headers.iter().filter_map(|h| match h {
+        Header::Via(v) => Some(v.value()),
+        _ => None,
+    })
+}
+
+/// The first Contact header's value.
+pub fn contact(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::Contact(v) => Some(v.value()),
+        _ => None,
+    })
+}
+
+/// The digest challenges of a 401 or 407 (`WWW-Authenticate` and
+/// `Proxy-Authenticate` values), in the order they came.
+pub fn challenges(headers: &Headers) -> impl Iterator<Item = &str> {
+    headers.iter().filter_map(|h| match h {
+        Header::WwwAuthenticate(v) => Some(v.value()),
+        Header::ProxyAuthenticate(v) => Some(v.value()),
+        _ => None,
+    })
+}
+
+/// Every header as `(name, value)`, in order: the long form of the name,
+/// the value as written (a reply copies Via, From, To, Call-ID and CSeq
+/// this way, in the order they came).
+pub fn fields(headers: &Headers) -> impl Iterator<Item = (&str, &str)> {
+    headers.iter().map(|h| (h.name(), h.value()))
+}
+
+/// The value of the first header called `name` (the long form, in any
+/// case), trimmed: for headers without an accessor of their own
+/// (`Reason`, `Session-Expires`, an `X-` header).
+pub fn named<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+    all_named(headers, name).next()
+}
+
+/// Every value of the headers called `name`, in order (see [`named`]).
+pub fn all_named<'a>(headers: &'a Headers, name: &str) -> impl Iterator<Item = &'a str> {
+    headers
+        .iter()
+        .filter(move |h| h.name().eq_ignore_ascii_case(name))
+        .map(|h| h.value().trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +521,32 @@ mod tests {
         assert_eq!(from_tag(&r.headers), Some("323"));
         let r = torture("mpart01.dat");
         assert!(!r.body.is_empty() && !has_sdp(&r.headers, &r.body));
+    }
+
+    #[test]
+    fn peers_read_vias_contact_challenges_and_any_header_by_name() {
+        let r = request(
+            "Via: SIP/2.0/UDP 127.0.0.2;branch=z9hG4bK2\r\nContact: <sip:a@127.0.0.1>\r\n\
+             Contact: <sip:b@127.0.0.1>\r\nsession-expires:  90;refresher=uac \r\n\
+             X-Zentrale-Queue: kassel/115\r\nWWW-Authenticate: Digest realm=\"a\"\r\n\
+             Proxy-Authenticate: Digest realm=\"b\"\r\n",
+        );
+        let h = &r.headers;
+        assert_eq!(
+            vias(h).collect::<Vec<_>>(),
+            [
+                "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1",
+                "SIP/2.0/UDP 127.0.0.2;branch=z9hG4bK2"
+            ]
+        );
+        assert_eq!(contact(h), Some("<sip:a@127.0.0.1>"));
+        assert_eq!(
+            challenges(h).collect::<Vec<_>>(),
+            ["Digest realm=\"a\"", "Digest realm=\"b\""]
+        );
+        assert_eq!(named(h, "Session-Expires"), Some("90;refresher=uac"));
+        assert_eq!(named(h, "x-zentrale-queue"), Some("kassel/115"));
+        assert_eq!(all_named(h, "contact").count(), 2);
+        assert_eq!(named(h, "Reason"), None);
     }
 }

@@ -11,7 +11,7 @@ pub use rsipstack::sip::{
     Version, parse_uri,
 };
 
-use crate::media::sdp::SdpError;
+use crate::offer::OfferFault;
 
 /// The `Server`/`User-Agent` token zentrale puts on what it sends.
 pub const PRODUCT: &str = concat!("zentrale/", env!("CARGO_PKG_VERSION"));
@@ -273,18 +273,17 @@ pub fn is_sdp(content_type: &str) -> bool {
 /// 400 for SDP that cannot be read (the request is malformed), 488 Not
 /// Acceptable Here for readable SDP without a usable audio stream (RFC 3261
 /// §21.4.26), which is what callers' phones retry with another offer on.
+/// Takes the fault's kind, or anything that names one (a media error).
 ///
 /// ```
-/// use zentrale::media::sdp::SdpError;
+/// use zentrale::offer::OfferFault;
 /// use zentrale::sip::message::{sdp_refusal, StatusCode};
-/// assert_eq!(sdp_refusal(&SdpError::NoCommonCodec), StatusCode::NotAcceptableHere);
+/// assert_eq!(sdp_refusal(OfferFault::Unusable), StatusCode::NotAcceptableHere);
 /// ```
-pub fn sdp_refusal(e: &SdpError) -> StatusCode {
-    match e {
-        SdpError::Malformed(_) => StatusCode::BadRequest,
-        SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::SrtpRequired => {
-            StatusCode::NotAcceptableHere
-        }
+pub fn sdp_refusal(fault: impl Into<OfferFault>) -> StatusCode {
+    match fault.into() {
+        OfferFault::Unreadable => StatusCode::BadRequest,
+        OfferFault::Unusable => StatusCode::NotAcceptableHere,
     }
 }
 
@@ -292,11 +291,6 @@ pub use super::headers::tag_of;
 
 fn has_tag_param(value: &str) -> bool {
     tag_of(value).is_some()
-}
-
-/// A fresh random token for tags and branches (hex, 16 characters).
-pub fn random_token() -> String {
-    format!("{:016x}", rand::random::<u64>())
 }
 
 #[cfg(test)]
@@ -403,14 +397,8 @@ mod tests {
 
     #[test]
     fn sdp_refusals_keep_their_codes() {
-        assert_eq!(sdp_refusal(&SdpError::Malformed("x".into())).code(), 400);
-        for e in [
-            SdpError::NoAudio,
-            SdpError::NoCommonCodec,
-            SdpError::SrtpRequired,
-        ] {
-            assert_eq!(sdp_refusal(&e).code(), 488, "{e}");
-        }
+        assert_eq!(sdp_refusal(OfferFault::Unreadable).code(), 400);
+        assert_eq!(sdp_refusal(OfferFault::Unusable).code(), 488);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod message;
 pub mod registrar;
 pub mod screen;
 pub mod transaction;
+pub mod uri;
 pub mod via;
 
 /// The transport a message came in on or goes out on.

@@ -626,7 +626,7 @@ fn parse_contact(value: &str) -> Result<ContactRequest, Reject> {
     }
     let key = uri_key(uri).ok_or(bad("Contact URI is not a SIP URI"))?;
     // The binding becomes the Request-URI of the INVITEs to this phone.
-    crate::call::dialog::check_target(uri).map_err(bad)?;
+    super::uri::check_target(uri).map_err(bad)?;
 
     let mut contact = ContactRequest {
         uri: uri.to_string(),

@@ -57,7 +57,7 @@ impl Rig {
         let now = Instant::now();
         let (media, detached) = engine::detached().expect("a media handle without a worker");
         let acd = Arc::new(Acd::new(acd_spec(config), now).expect("the demo ACD"));
-        let clock = WallClock::new(now, "2026-11-23T09:00:00Z".parse().ok());
+        let clock = WallClock::new(now, "2026-11-23T09:00:00Z".parse().unwrap());
         let metrics = Arc::new(Metrics::new());
         let core = Core::new(
             config.clone(),

@@ -1506,7 +1506,7 @@ impl Core {
     fn sdp_session(&mut self) -> SdpSession {
         // Below 2^62 so even parsers that read a signed 64-bit number cope.
         let id = self.rng.next_u64() >> 2;
-        SdpSession::with_id(id, id)
+        SdpSession::with_id(id, id, &mut self.rng)
     }
 
     fn media_event(&mut self, event: MediaEvent, now: Instant, out: &mut Vec<Transmit>) {

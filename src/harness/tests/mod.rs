@@ -3,6 +3,7 @@
 
 mod calls;
 mod hour;
+mod replay;
 mod ringing;
 mod routing;
 

@@ -64,6 +64,7 @@ use std::time::Duration;
 use super::codec::Codec;
 use super::prompt::Prompt;
 use super::sdp::Direction;
+use crate::rng::SeededRng;
 
 /// Capacity of the event channel towards the call logic.
 pub const EVENT_CAPACITY: usize = 4096;
@@ -390,7 +391,12 @@ impl MediaHandle {
 /// # Panics
 /// If the OS refuses to create the thread or its `epoll` instance
 /// (start-up only: out of file descriptors or memory).
-pub fn start(config: EngineConfig) -> (MediaHandle, tokio::sync::mpsc::Receiver<MediaEvent>) {
+/// `rng` draws each stream's SSRC, first sequence number and timestamp:
+/// the worker's own generator, forked from the shell's seeded one.
+pub fn start(
+    config: EngineConfig,
+    rng: SeededRng,
+) -> (MediaHandle, tokio::sync::mpsc::Receiver<MediaEvent>) {
     let poll = mio::Poll::new().expect("creating the media worker's epoll instance");
     let waker = mio::Waker::new(poll.registry(), worker::WAKE)
         .expect("creating the media worker's wake-up eventfd");
@@ -400,7 +406,7 @@ pub fn start(config: EngineConfig) -> (MediaHandle, tokio::sync::mpsc::Receiver<
     let worker_counters = counters.clone();
     std::thread::Builder::new()
         .name("zentrale-media".into())
-        .spawn(move || worker::run(config, poll, command_rx, events, worker_counters))
+        .spawn(move || worker::run(config, rng, poll, command_rx, events, worker_counters))
         .expect("spawning the media thread");
     let commands = Arc::new(CommandSender {
         tx: Some(tx),

@@ -79,6 +79,7 @@ impl Stream {
         socket: UdpSocket,
         remote: Option<SocketAddr>,
         format: LegFormat,
+        out: OutboundRtp,
         confirmed: bool,
         now: Instant,
     ) -> Stream {
@@ -92,7 +93,7 @@ impl Stream {
             watched: false,
             format,
             direction: Direction::SendRecv,
-            out: OutboundRtp::random(),
+            out,
             was_sending: false,
             player: Player::silence(),
             bridge: None,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::media::prompt::Prompt;
 use crate::media::rtp::{self, RtpHeader, TelephoneEvent};
+use crate::rng::SeededRng;
 
 const FRAME: usize = 160;
 
@@ -54,7 +55,7 @@ async fn next_event(
 
 #[tokio::test]
 async fn plays_a_prompt_as_one_continuous_stream() {
-    let (media, mut events) = start(config(None));
+    let (media, mut events) = start(config(None), SeededRng::from_u64(1));
     let (rx, rx_addr) = peer();
     let (sock, _) = engine_socket();
     // 5.5 frames of a ramp, so frames differ and the last one is padded.
@@ -139,7 +140,7 @@ fn dtmf_packet(seq: u16, ts: u32, event: u8, end: bool, duration: u16) -> Vec<u8
 
 #[tokio::test]
 async fn learns_the_peer_and_reports_dtmf_once_per_event() {
-    let (media, mut events) = start(config(None));
+    let (media, mut events) = start(config(None), SeededRng::from_u64(1));
     let (phone, _) = peer();
     let (sock, engine_addr) = engine_socket();
     let id = StreamId(1);
@@ -205,7 +206,7 @@ async fn learns_the_peer_and_reports_dtmf_once_per_event() {
 
 #[tokio::test]
 async fn a_new_peer_from_a_reinvite_is_heard_before_anything_is_sent_to_it() {
-    let (media, mut events) = start(config(None));
+    let (media, mut events) = start(config(None), SeededRng::from_u64(1));
     let (old, old_addr) = peer();
     let (new, new_addr) = peer();
     let (sock, engine_addr) = engine_socket();
@@ -244,7 +245,10 @@ async fn a_new_peer_from_a_reinvite_is_heard_before_anything_is_sent_to_it() {
 
 #[tokio::test]
 async fn silence_from_the_peer_times_out_once() {
-    let (media, mut events) = start(config(Some(Duration::from_millis(200))));
+    let (media, mut events) = start(
+        config(Some(Duration::from_millis(200))),
+        SeededRng::from_u64(1),
+    );
     let (_rx, rx_addr) = peer();
     let (sock_a, _) = engine_socket();
     let (sock_b, _) = engine_socket();
@@ -269,7 +273,7 @@ async fn silence_from_the_peer_times_out_once() {
 
 #[tokio::test]
 async fn hold_pauses_sending_and_keeps_the_clock() {
-    let (media, _events) = start(config(None));
+    let (media, _events) = start(config(None), SeededRng::from_u64(1));
     let (rx, rx_addr) = peer();
     let (sock, _) = engine_socket();
     let id = StreamId(3);
@@ -391,7 +395,7 @@ fn assert_continues(last: RtpHeader, got: &[(RtpHeader, Vec<u8>)], spacing: u32,
 
 #[tokio::test]
 async fn bridged_legs_relay_both_ways_as_one_continuous_stream() {
-    let (media, _events) = start(config(None));
+    let (media, _events) = start(config(None), SeededRng::from_u64(1));
     let caller = Leg::add(&media, 1, Codec::Pcma, 8);
     let agent = Leg::add(&media, 2, Codec::Pcma, 8);
     let ramp: Vec<i16> = (0..1600).map(|i| (i * 20 - 16000) as i16).collect();
@@ -434,7 +438,7 @@ async fn bridged_legs_relay_both_ways_as_one_continuous_stream() {
 
 #[tokio::test]
 async fn pcmu_leg_to_pcma_leg_is_transcoded_with_the_source_packet_time() {
-    let (media, _events) = start(config(None));
+    let (media, _events) = start(config(None), SeededRng::from_u64(1));
     let caller = Leg::add(&media, 1, Codec::Pcmu, 0);
     let agent = Leg::add(&media, 2, Codec::Pcma, 8);
     recv_packet(&agent.phone);
@@ -484,7 +488,7 @@ fn dtmf_from(ssrc: u32, pt: u8, seq: u16, ts: u32, event: u8, end: bool, duratio
 
 #[tokio::test]
 async fn dtmf_takes_the_destination_payload_type_or_is_dropped() {
-    let (media, mut events) = start(config(None));
+    let (media, mut events) = start(config(None), SeededRng::from_u64(1));
     let caller = Leg::add(&media, 1, Codec::Pcma, 8);
     let agent = Leg::add(&media, 2, Codec::Pcma, 8);
     media.set_dtmf_payload_type(caller.id, Some(101));
@@ -556,7 +560,7 @@ async fn dtmf_takes_the_destination_payload_type_or_is_dropped() {
 
 #[tokio::test]
 async fn hold_by_unbridge_and_music_is_seamless() {
-    let (media, mut events) = start(config(None));
+    let (media, mut events) = start(config(None), SeededRng::from_u64(1));
     let caller = Leg::add(&media, 1, Codec::Pcma, 8);
     let agent = Leg::add(&media, 2, Codec::Pcmu, 0);
     recv_packet(&caller.phone);
@@ -609,7 +613,7 @@ async fn hold_by_unbridge_and_music_is_seamless() {
 
 #[tokio::test]
 async fn a_restarted_source_causes_no_timestamp_jump() {
-    let (media, _events) = start(config(None));
+    let (media, _events) = start(config(None), SeededRng::from_u64(1));
     let caller = Leg::add(&media, 1, Codec::Pcma, 8);
     let agent = Leg::add(&media, 2, Codec::Pcma, 8);
     recv_packet(&agent.phone);
@@ -652,7 +656,7 @@ async fn a_restarted_source_causes_no_timestamp_jump() {
 
 #[tokio::test]
 async fn hold_direction_stops_the_relay_one_way() {
-    let (media, _events) = start(config(None));
+    let (media, _events) = start(config(None), SeededRng::from_u64(1));
     let caller = Leg::add(&media, 1, Codec::Pcma, 8);
     let agent = Leg::add(&media, 2, Codec::Pcma, 8);
     recv_packet(&caller.phone);
@@ -695,7 +699,7 @@ async fn hold_direction_stops_the_relay_one_way() {
 
 #[tokio::test]
 async fn removing_a_bridged_leg_returns_the_other_to_its_player() {
-    let (media, _events) = start(config(None));
+    let (media, _events) = start(config(None), SeededRng::from_u64(1));
     let caller = Leg::add(&media, 1, Codec::Pcma, 8);
     let agent = Leg::add(&media, 2, Codec::Pcma, 8);
     let third = Leg::add(&media, 3, Codec::Pcma, 8);
@@ -726,7 +730,7 @@ async fn removing_a_bridged_leg_returns_the_other_to_its_player() {
 #[tokio::test]
 async fn rtp_timeout_is_watched_only_in_sendrecv() {
     let timeout = Duration::from_millis(150);
-    let (media, mut events) = start(config(Some(timeout)));
+    let (media, mut events) = start(config(Some(timeout)), SeededRng::from_u64(1));
     let (_rx, rx_addr) = peer();
     for (id, direction) in [
         (1, Direction::RecvOnly),
@@ -764,11 +768,14 @@ async fn rtp_timeout_is_watched_only_in_sendrecv() {
 #[tokio::test]
 async fn a_removed_stream_gives_its_socket_back_to_the_pool() {
     let mut pool = crate::media::PortPool::new(41000, 41999).unwrap();
-    let (media, _events) = start(EngineConfig {
-        recycle: Some(pool.recycler()),
-        wake: None,
-        ..config(None)
-    });
+    let (media, _events) = start(
+        EngineConfig {
+            recycle: Some(pool.recycler()),
+            wake: None,
+            ..config(None)
+        },
+        SeededRng::from_u64(1),
+    );
     let ip = "127.0.0.1".parse().unwrap();
     let t0 = std::time::Instant::now();
     let (port, socket) = pool.allocate(ip, t0).unwrap();
@@ -801,7 +808,7 @@ async fn a_removed_stream_gives_its_socket_back_to_the_pool() {
 
 #[tokio::test]
 async fn an_unconfirmed_stream_sends_nothing_and_starts_its_greeting_on_confirm() {
-    let (media, mut events) = start(config(None));
+    let (media, mut events) = start(config(None), SeededRng::from_u64(1));
     let (rx, rx_addr) = peer();
     let (sock, _) = engine_socket();
     let samples: Vec<i16> = (0..480).map(|i| (i * 53 % 8000 - 4000) as i16).collect();
@@ -844,7 +851,7 @@ async fn an_unconfirmed_stream_sends_nothing_and_starts_its_greeting_on_confirm(
 
 #[tokio::test]
 async fn rtp_from_the_peer_confirms_and_a_stranger_does_not() {
-    let (media, _events) = start(config(None));
+    let (media, _events) = start(config(None), SeededRng::from_u64(1));
     let (rx, rx_addr) = peer();
     let (stranger, _) = peer();
     let (sock, engine) = engine_socket();
@@ -866,7 +873,10 @@ async fn rtp_from_the_peer_confirms_and_a_stranger_does_not() {
 
 #[tokio::test]
 async fn a_peer_silent_past_the_timeout_gets_nothing_more() {
-    let (media, mut events) = start(config(Some(Duration::from_millis(200))));
+    let (media, mut events) = start(
+        config(Some(Duration::from_millis(200))),
+        SeededRng::from_u64(1),
+    );
     let (rx, rx_addr) = peer();
     let (sock, engine) = engine_socket();
     let id = StreamId(13);
@@ -896,13 +906,13 @@ async fn a_peer_silent_past_the_timeout_gets_nothing_more() {
 #[tokio::test]
 async fn an_srtp_leg_bridged_to_a_plain_leg() {
     use crate::media::srtp::{Context, MasterKey, SrtpKeys, Suite};
-    let (media, _events) = start(config(None));
+    let (media, _events) = start(config(None), SeededRng::from_u64(1));
     let caller = Leg::add(&media, 1, Codec::Pcmu, 0);
     let agent = Leg::add(&media, 2, Codec::Pcmu, 0);
     let keys = SrtpKeys {
         suite: Suite::AesCm128HmacSha1_80,
-        local: MasterKey::random(),
-        remote: MasterKey::random(),
+        local: MasterKey::random(&mut SeededRng::from_u64(2)),
+        remote: MasterKey::random(&mut SeededRng::from_u64(3)),
     };
     media.set_srtp(agent.id, Some(keys.clone()));
     // The phone's view: it decrypts with our key, encrypts with its own.

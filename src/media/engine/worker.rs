@@ -26,8 +26,9 @@ use super::player::Player;
 use super::stream::{Accepted, Stream};
 use super::{Command, EngineConfig, MediaCounters, MediaEvent, StreamId};
 use crate::media::ports::Recycler;
-use crate::media::relay::LegFormat;
+use crate::media::relay::{LegFormat, OutboundRtp};
 use crate::media::rtp::HEADER_LEN;
+use crate::rng::SeededRng;
 use crate::udp::Inbox;
 
 /// The token of the [`mio::Waker`] that announces commands. Stream sockets
@@ -165,6 +166,7 @@ impl Streams {
 
 pub(super) fn run(
     config: EngineConfig,
+    mut rng: SeededRng,
     mut poll: Poll,
     commands: Receiver<Command>,
     events: Sender<MediaEvent>,
@@ -263,6 +265,7 @@ pub(super) fn run(
                     now,
                     config.recycle.as_ref(),
                     &mut reader,
+                    &mut rng,
                 )
             {
                 return;
@@ -278,6 +281,7 @@ pub(super) fn run(
             now,
             config.recycle.as_ref(),
             &mut reader,
+            &mut rng,
         ) {
             return;
         }
@@ -413,10 +417,11 @@ fn apply_all(
     now: Instant,
     recycle: Option<&Recycler>,
     reader: &mut Reader<impl FnMut(MediaEvent)>,
+    rng: &mut SeededRng,
 ) -> bool {
     loop {
         match commands.try_recv() {
-            Ok(command) => apply(streams, poll, command, now, recycle, reader),
+            Ok(command) => apply(streams, poll, command, now, recycle, reader, rng),
             Err(TryRecvError::Empty) => return true,
             Err(TryRecvError::Disconnected) => {
                 tracing::debug!(streams = streams.len(), "media worker stopping");
@@ -433,6 +438,7 @@ fn apply(
     now: Instant,
     recycle: Option<&Recycler>,
     reader: &mut Reader<impl FnMut(MediaEvent)>,
+    rng: &mut SeededRng,
 ) {
     match command {
         Command::Add {
@@ -460,7 +466,8 @@ fn apply(
                 dtmf_payload_type: None,
             };
             let socket = mio::net::UdpSocket::from_std(socket);
-            streams.insert(Stream::new(id, socket, remote, format, confirmed, now));
+            let out = OutboundRtp::random(rng);
+            streams.insert(Stream::new(id, socket, remote, format, out, confirmed, now));
         }
         Command::Confirm(id) => {
             if let Some(s) = streams.find(id) {

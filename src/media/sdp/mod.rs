@@ -31,6 +31,8 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use super::codec::Codec;
 use super::srtp::{MasterKey, SrtpKeys, SrtpPolicy};
+use crate::offer::OfferFault;
+use crate::rng::SeededRng;
 
 /// Media direction, always from the point of view of the side that wrote it.
 /// In an [`Answer`] and in [`Negotiated`] it is what *zentrale* does.
@@ -114,27 +116,29 @@ pub struct SdpSession {
     id: u64,
     version: u64,
     last_body: Option<Vec<u8>>,
-    /// Our SRTP master key on this leg, made when first needed and kept
+    /// Our SRTP master key on this leg, drawn with the session and kept
     /// for the leg's life, so a re-answer does not re-key the stream.
-    srtp_key: Option<MasterKey>,
+    srtp_key: MasterKey,
 }
 
 impl SdpSession {
-    /// A session with a random id; the version starts equal to the id, as
-    /// RFC 4566 suggests (an NTP-like number that only grows).
-    pub fn new() -> SdpSession {
+    /// A session with a random id, drawn from `rng` like its SRTP key; the
+    /// version starts equal to the id, as RFC 4566 suggests (an NTP-like
+    /// number that only grows).
+    pub fn new(rng: &mut SeededRng) -> SdpSession {
         // Below 2^62 so even parsers that read a signed 64-bit number cope.
-        let id = rand::random::<u64>() >> 2;
-        SdpSession::with_id(id, id)
+        let id = rng.next_u64() >> 2;
+        SdpSession::with_id(id, id, rng)
     }
 
-    /// A session with a given id and starting version (tests, restarts).
-    pub fn with_id(id: u64, version: u64) -> SdpSession {
+    /// A session with a given id and starting version (tests, restarts),
+    /// its SRTP key drawn from `rng`.
+    pub fn with_id(id: u64, version: u64, rng: &mut SeededRng) -> SdpSession {
         SdpSession {
             id,
             version,
             last_body: None,
-            srtp_key: None,
+            srtp_key: MasterKey::random(rng),
         }
     }
 
@@ -144,8 +148,8 @@ impl SdpSession {
     }
 
     /// Our SRTP master key on this leg.
-    pub fn srtp_key(&mut self) -> &MasterKey {
-        self.srtp_key.get_or_insert_with(MasterKey::random)
+    pub fn srtp_key(&self) -> &MasterKey {
+        &self.srtp_key
     }
 
     /// The version of the last body produced (or the initial one).
@@ -168,12 +172,6 @@ impl SdpSession {
     /// Remembers the body just stamped.
     fn keep(&mut self, body: String) {
         self.last_body = Some(body.into_bytes());
-    }
-}
-
-impl Default for SdpSession {
-    fn default() -> Self {
-        SdpSession::new()
     }
 }
 
@@ -234,7 +232,7 @@ impl Answer {
 }
 
 /// Why an offer or answer cannot be used. The signalling layer decides
-/// what the peer is told (`sip::message::sdp_refusal`).
+/// what the peer is told from its [`SdpError::fault`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
     /// Not parseable SDP: the message itself is broken.
@@ -249,6 +247,24 @@ pub enum SdpError {
     /// Plain RTP where the leg's `srtp: require` asks for SRTP.
     #[error("SRTP is required: offer RTP/SAVP with a=crypto AES_CM_128_HMAC_SHA1_80")]
     SrtpRequired,
+}
+
+impl SdpError {
+    /// The kind of fault, for the signalling layer to answer.
+    pub fn fault(&self) -> OfferFault {
+        match self {
+            SdpError::Malformed(_) => OfferFault::Unreadable,
+            SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::SrtpRequired => {
+                OfferFault::Unusable
+            }
+        }
+    }
+}
+
+impl From<&SdpError> for OfferFault {
+    fn from(e: &SdpError) -> OfferFault {
+        e.fault()
+    }
 }
 
 /// Answers an audio offer (RFC 3264 §6).

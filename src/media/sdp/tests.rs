@@ -1,6 +1,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::*;
+use crate::rng::SeededRng;
 
 const LOCAL: &str = "198.51.100.7";
 
@@ -12,7 +13,7 @@ fn offer_sdp(media: &str) -> Vec<u8> {
 }
 
 fn answer_to(media: &str) -> Result<Answer, SdpError> {
-    let mut session = SdpSession::with_id(42, 1);
+    let mut session = SdpSession::with_id(42, 1, &mut SeededRng::from_u64(1));
     answer(
         &offer_sdp(media),
         LOCAL.parse().unwrap(),
@@ -137,7 +138,7 @@ fn directions_are_mirrored() {
             body.as_bytes(),
             LOCAL.parse().unwrap(),
             30000,
-            &mut SdpSession::new(),
+            &mut SdpSession::new(&mut SeededRng::from_u64(1)),
         )
         .unwrap();
         assert_eq!(a.direction, ours, "session-level {offered}");
@@ -148,7 +149,7 @@ fn directions_are_mirrored() {
         body.as_bytes(),
         LOCAL.parse().unwrap(),
         30000,
-        &mut SdpSession::new(),
+        &mut SdpSession::new(&mut SeededRng::from_u64(1)),
     )
     .unwrap();
     assert_eq!(a.direction, Direction::SendRecv);
@@ -161,7 +162,7 @@ fn old_style_hold_and_port_zero() {
         body.as_bytes(),
         LOCAL.parse().unwrap(),
         30000,
-        &mut SdpSession::new(),
+        &mut SdpSession::new(&mut SeededRng::from_u64(1)),
     )
     .unwrap();
     assert_eq!(a.remote, None);
@@ -181,7 +182,7 @@ fn media_level_connection_and_ipv6() {
         body.as_bytes(),
         local,
         30000,
-        &mut SdpSession::with_id(1, 1),
+        &mut SdpSession::with_id(1, 1, &mut SeededRng::from_u64(1)),
     )
     .unwrap();
     assert_eq!(a.remote, addr("[2001:db8::2]:4000"));
@@ -192,7 +193,13 @@ fn media_level_connection_and_ipv6() {
 
     let hold6 =
         "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
-    let a = answer(hold6.as_bytes(), local, 30000, &mut SdpSession::new()).unwrap();
+    let a = answer(
+        hold6.as_bytes(),
+        local,
+        30000,
+        &mut SdpSession::new(&mut SeededRng::from_u64(1)),
+    )
+    .unwrap();
     assert_eq!(a.remote, None);
 }
 
@@ -217,7 +224,13 @@ fn refusals() {
         b"v=0\r\no=- x y IN IP4 1.2.3.4\r\n",
         b"\xff\xfe\x00",
     ] {
-        let err = answer(garbage, LOCAL.parse().unwrap(), 1, &mut SdpSession::new()).unwrap_err();
+        let err = answer(
+            garbage,
+            LOCAL.parse().unwrap(),
+            1,
+            &mut SdpSession::new(&mut SeededRng::from_u64(1)),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, SdpError::Malformed(_)),
             "{garbage:?}: {err:?}"
@@ -229,7 +242,7 @@ fn refusals() {
         body.as_bytes(),
         LOCAL.parse().unwrap(),
         1,
-        &mut SdpSession::new(),
+        &mut SdpSession::new(&mut SeededRng::from_u64(1)),
     )
     .unwrap_err();
     assert!(
@@ -246,7 +259,7 @@ fn lf_only_offer_is_accepted() {
         body.as_bytes(),
         LOCAL.parse().unwrap(),
         1,
-        &mut SdpSession::new(),
+        &mut SdpSession::new(&mut SeededRng::from_u64(1)),
     )
     .unwrap();
     assert_eq!(a.codec, Codec::Pcma);
@@ -254,7 +267,7 @@ fn lf_only_offer_is_accepted() {
 
 #[test]
 fn version_moves_only_on_change() {
-    let mut s = SdpSession::with_id(7, 100);
+    let mut s = SdpSession::with_id(7, 100, &mut SeededRng::from_u64(1));
     let local: IpAddr = LOCAL.parse().unwrap();
     let o = offer_sdp("m=audio 4000 RTP/AVP 8\r\n");
     let first = answer(&o, local, 30000, &mut s).unwrap();
@@ -269,7 +282,7 @@ fn version_moves_only_on_change() {
 
 #[test]
 fn our_offer_and_its_answer() {
-    let mut s = SdpSession::with_id(9, 9);
+    let mut s = SdpSession::with_id(9, 9, &mut SeededRng::from_u64(1));
     let local: IpAddr = LOCAL.parse().unwrap();
     let o = offer(local, 30002, &mut s, &[Codec::Pcma, Codec::Pcmu], true);
     let t = String::from_utf8(o.clone()).unwrap();
@@ -283,7 +296,7 @@ fn our_offer_and_its_answer() {
         &o,
         "192.0.2.9".parse().unwrap(),
         4000,
-        &mut SdpSession::new(),
+        &mut SdpSession::new(&mut SeededRng::from_u64(1)),
     )
     .unwrap();
     assert_eq!((a.codec, a.dtmf_payload_type), (Codec::Pcma, Some(101)));
@@ -306,7 +319,7 @@ fn our_offer_and_its_answer() {
         &held,
         "192.0.2.9".parse().unwrap(),
         4000,
-        &mut SdpSession::new(),
+        &mut SdpSession::new(&mut SeededRng::from_u64(1)),
     )
     .unwrap();
     assert_eq!(a.direction, Direction::RecvOnly);
@@ -340,7 +353,12 @@ fn mutated_offers_never_panic() {
                 _ => b.truncate(i),
             }
         }
-        let _ = answer(&b, local, 1, &mut SdpSession::new());
+        let _ = answer(
+            &b,
+            local,
+            1,
+            &mut SdpSession::new(&mut SeededRng::from_u64(1)),
+        );
         let _ = parse_answer(&b);
     }
 }
@@ -415,7 +433,7 @@ mod srtp {
     const KEY: &str = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
 
     fn secure(media: &str, policy: SrtpPolicy) -> Result<Answer, SdpError> {
-        let mut session = SdpSession::with_id(42, 1);
+        let mut session = SdpSession::with_id(42, 1, &mut SeededRng::from_u64(1));
         answer_with_srtp(
             &offer_sdp(media),
             LOCAL.parse().unwrap(),
@@ -474,7 +492,7 @@ mod srtp {
     #[test]
     fn our_offer_and_the_answer_to_it() {
         let ip: IpAddr = LOCAL.parse().unwrap();
-        let mut session = SdpSession::with_id(1, 1);
+        let mut session = SdpSession::with_id(1, 1, &mut SeededRng::from_u64(1));
         let offer = offer_with_srtp(
             ip,
             30000,
@@ -530,4 +548,31 @@ mod srtp {
         );
         assert!(!String::from_utf8(off).unwrap().contains("crypto"));
     }
+}
+
+/// Unreadable SDP and SDP without a usable stream are different faults:
+/// the signalling layer answers the one 400 and the other 488.
+#[test]
+fn errors_name_their_kind_of_fault() {
+    use crate::offer::OfferFault;
+    assert_eq!(
+        SdpError::Malformed("x".into()).fault(),
+        OfferFault::Unreadable
+    );
+    for e in [
+        SdpError::NoAudio,
+        SdpError::NoCommonCodec,
+        SdpError::SrtpRequired,
+    ] {
+        assert_eq!(OfferFault::from(&e), OfferFault::Unusable, "{e}");
+    }
+    let garbage = b"not sdp at all";
+    let err = answer(
+        garbage,
+        "127.0.0.1".parse().unwrap(),
+        1,
+        &mut SdpSession::new(&mut SeededRng::from_u64(1)),
+    )
+    .unwrap_err();
+    assert_eq!(err.fault(), OfferFault::Unreadable);
 }

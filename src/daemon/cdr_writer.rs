@@ -7,12 +7,14 @@
 //! go on. The thread serialises the records, appends what is waiting (up
 //! to [`BATCH`]) with one `write` and counts `written` or, on an I/O error,
 //! `failed`. The file is opened with `O_APPEND`, so lines of one batch land
-//! whole even when another process appends too.
+//! whole even when another process appends too. The records and their
+//! JSON are `cdr`'s; this is the file side, which belongs to the shell.
 //!
 //! ```
 //! # use jiff::Timestamp;
 //! # use zentrale::call::EndReason;
-//! # use zentrale::cdr::{CallFacts, CallRecord, CallerNumbers, CdrWriter};
+//! # use zentrale::cdr::{CallFacts, CallRecord, CallerNumbers};
+//! # use zentrale::daemon::cdr_writer::CdrWriter;
 //! # use zentrale::dialplan::{CallInput, Decision};
 //! # use zentrale::config::{Config, Overrides};
 //! # use zentrale::metrics::Metrics;
@@ -45,7 +47,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tracing::{info, warn};
 
-use super::CallRecord;
+use crate::cdr::CallRecord;
 use crate::metrics::ResultLabel;
 
 /// Records the writer may fall behind before new ones are dropped: at a
@@ -61,57 +63,15 @@ pub const BATCH: usize = 256;
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Opens `path` for appending, creating it if missing (mode 0640: records
-/// hold caller numbers, masked or not).
+/// hold caller numbers, masked or not). The config loader checks the path
+/// beforehand without creating it (`config::check_appendable`); the two
+/// must fail alike.
 pub fn open_append(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o640);
     options.open(path)
-}
-
-/// Whether [`open_append`] would succeed on `path`, without creating
-/// anything: an existing file is opened for appending and closed at once,
-/// a missing one needs a directory zentrale may write and search. The
-/// error is the one `open_append` would give (same kind, same text), so
-/// `zentrale check` reports what would stop the daemon, which creates the
-/// file when it starts.
-pub fn check_appendable(path: &Path) -> io::Result<()> {
-    match OpenOptions::new().append(true).open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            may_create_in(dir)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Whether this process may create a file in `dir`: the kernel's answer
-/// for the effective user (`faccessat` with `AT_EACCESS`), so a missing
-/// directory, a file in the way or a read-only mount fail as `open` would.
-fn may_create_in(dir: &Path) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `dir` is a NUL-terminated string that lives across the call,
-    // and faccessat only reads it.
-    let r = unsafe {
-        libc::faccessat(
-            libc::AT_FDCWD,
-            dir.as_ptr(),
-            libc::W_OK | libc::X_OK,
-            libc::AT_EACCESS,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 enum Msg {
@@ -274,3 +234,6 @@ fn run(
         batch.clear();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -775,9 +775,7 @@ impl Rig {
             let target = headers::contact(&req.headers)
                 .and_then(uri_of)
                 .unwrap_or_else(|| format!("sip:zentrale@{ZENTRALE}"));
-            let remote = headers::from(&req.headers)
-                .unwrap_or_default()
-                .to_owned();
+            let remote = headers::from(&req.headers).unwrap_or_default().to_owned();
             let call_id = headers::call_id(&req.headers)
                 .unwrap_or_default()
                 .to_owned();

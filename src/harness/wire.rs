@@ -161,14 +161,7 @@ pub fn digest_md5(
     let nonce = param("nonce")?;
     let (cnonce, nc) = ("0a4f113b", "00000001");
     let ha1 = digest::ha1(Algorithm::Md5, user, realm, password);
-    let response = digest::response(
-        Algorithm::Md5,
-        &ha1,
-        nonce,
-        Some((nc, cnonce)),
-        method,
-        uri,
-    );
+    let response = digest::response(Algorithm::Md5, &ha1, nonce, Some((nc, cnonce)), method, uri);
     let mut value = format!(
         "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
          response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""

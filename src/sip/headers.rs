@@ -529,7 +529,8 @@ mod tests {
             "Via: SIP/2.0/UDP 127.0.0.2;branch=z9hG4bK2\r\nContact: <sip:a@127.0.0.1>\r\n\
              Contact: <sip:b@127.0.0.1>\r\nsession-expires:  90;refresher=uac \r\n\
              X-Zentrale-Queue: kassel/115\r\nWWW-Authenticate: Digest realm=\"a\"\r\n\
-             Proxy-Authenticate: Digest realm=\"b\"\r\n",
+             Proxy-Authenticate: Digest realm=\"b\"\r\nCall-ID: c1@127.0.0.1\r\n\
+             From: <sip:1001@127.0.0.1>;tag=a\r\nTo: <sip:115@127.0.0.1>\r\nCSeq: 1 INVITE\r\n",
         );
         let h = &r.headers;
         assert_eq!(

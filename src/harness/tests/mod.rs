@@ -5,6 +5,7 @@ mod calls;
 mod hour;
 mod ringing;
 mod routing;
+mod sessions;
 
 use std::time::{Duration, Instant};
 

@@ -133,6 +133,15 @@ impl Endpoint {
         (result, self.collect(out, now))
     }
 
+    /// A session without a caller waiting in `queue` (see
+    /// `Core::queue_callerless`); returns its ACD call key.
+    #[cfg(test)]
+    pub fn queue_callerless(&mut self, queue: &str, now: Instant) -> (u64, Outputs) {
+        let mut out = core::Outputs::default();
+        let key = self.core.queue_callerless(queue, now, &mut out);
+        (key, self.collect(out, now))
+    }
+
     /// Calls alive in the core.
     pub fn active_calls(&self) -> usize {
         self.core.active_calls()

@@ -361,6 +361,15 @@ impl Harness {
         self.outputs(out);
     }
 
+    /// A session without a caller leg joins `queue` (`tenant/id`): a
+    /// callback before it dials the caller. Returns its ACD call key.
+    #[cfg(test)]
+    pub fn queue_callerless(&mut self, queue: &str) -> u64 {
+        let (key, out) = self.endpoint.queue_callerless(queue, self.now);
+        self.outputs(out);
+        key
+    }
+
     /// Calls alive in the core.
     pub fn active_calls(&self) -> usize {
         self.endpoint.active_calls()

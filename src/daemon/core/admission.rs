@@ -141,8 +141,8 @@ impl Core {
         // calls (BYE, CANCEL, re-INVITE) must end or change them.
         let call_id = super::call_id_of(req);
         if self.transactions.is_known(req, via)
-            || self.calls.contains_key(call_id)
-            || self.legs.contains_key(call_id)
+            || self.index.caller(call_id).is_some()
+            || self.index.leg(call_id).is_some()
         {
             return false;
         }

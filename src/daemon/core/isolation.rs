@@ -12,7 +12,7 @@
 //! that input and is logged and counted the same way.
 //!
 //! Why `AssertUnwindSafe` is sound here: the state a panic can leave
-//! half-updated is the call's own (its `CallEntry`, its legs, its indexes
+//! half-updated is the call's own (its `Session`, its legs, its entries
 //! in the core's maps), and that call is ended and its whole state
 //! dropped. The shared parts (transactions, registrar, digest server,
 //! ACD) are changed by their own methods, which call back into no call
@@ -33,6 +33,7 @@ use std::time::Instant;
 use tracing::error;
 
 use super::Core;
+use super::index::SessionId;
 use crate::call::{Action, EndReason};
 use crate::sip::message::{StatusCode, response, with_to_tag};
 use crate::sip::transaction::Transmit;
@@ -47,39 +48,28 @@ impl Core {
         out: &mut Vec<Transmit>,
         handle: impl FnOnce(&mut Core, &mut Vec<Transmit>),
     ) {
-        self.handling.clear();
+        self.handling = None;
         let result = catch_unwind(AssertUnwindSafe(|| handle(self, out)));
         if let Err(panic) = result {
             self.contain(panic.as_ref(), now, out);
         }
-        self.handling.clear();
-    }
-
-    /// Notes that handling has moved into call `call_id` (the caller's
-    /// Call-ID): if it fails from here on, that call is the one ended.
-    /// An agent leg's Call-ID stands for the caller's call it serves.
-    pub(super) fn enter(&mut self, call_id: &str) {
-        let caller = self
-            .legs
-            .get(call_id)
-            .map_or(call_id, |l| l.caller.as_str());
-        self.handling.clear();
-        self.handling.push_str(caller);
+        self.handling = None;
     }
 
     /// A test hook: handling an input for the call armed with
     /// [`Core::fail_call`] panics here, after the call's state began to
     /// change. Compiled into tests only.
     #[cfg(test)]
-    pub(super) fn fault_point(&self, call_id: &str) {
-        if self.fault.as_deref() == Some(call_id) {
-            panic!("injected fault in call {call_id}");
+    pub(super) fn fault_point(&self, sid: SessionId) {
+        let call_id = self.caller(sid).map(|c| &*c.call.dialog.call_id);
+        if call_id.is_some() && self.fault.as_deref() == call_id {
+            panic!("injected fault in call {}", call_id.unwrap_or_default());
         }
     }
 
     #[cfg(not(test))]
     #[inline(always)]
-    pub(super) fn fault_point(&self, _call_id: &str) {}
+    pub(super) fn fault_point(&self, _sid: SessionId) {}
 
     /// Makes the handling of the next in-dialog request of call `call_id`
     /// panic (tests of this module).
@@ -91,82 +81,66 @@ impl Core {
     fn contain(&mut self, panic: &(dyn Any + Send), now: Instant, out: &mut Vec<Transmit>) {
         let what = panic_message(panic);
         self.metrics.internal_errors.inc();
-        let call_id = std::mem::take(&mut self.handling);
-        if call_id.is_empty() || !self.calls.contains_key(call_id.as_str()) {
+        let handling = self.handling.take();
+        let Some((sid, call_id)) = handling.and_then(|sid| {
+            self.caller(sid)
+                .map(|c| (sid, c.call.dialog.call_id.clone()))
+        }) else {
             error!(
                 error = what,
                 "internal error while handling an input; the input is dropped"
             );
             return;
-        }
+        };
         error!(%call_id, error = what, "internal error in a call; the call is ended, the others go on");
         #[cfg(test)]
         {
             self.fault = None;
         }
-        let ended = catch_unwind(AssertUnwindSafe(|| {
-            self.end_after_error(&call_id, now, out)
-        }));
+        let ended = catch_unwind(AssertUnwindSafe(|| self.end_after_error(sid, now, out)));
         if ended.is_err() {
             error!(%call_id, "ending the call failed as well; its state is dropped");
-            self.forget_call(&call_id, now, out);
+            self.forget_call(sid, now, out);
         }
     }
 
     /// Ends a call after an internal error: BYE when answered, 500 to the
     /// INVITE when not; released like any other ended call.
-    fn end_after_error(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
-        let Some(e) = self.calls.get_mut(call_id) else {
+    fn end_after_error(&mut self, sid: SessionId, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(c) = self.sessions.get_mut(&sid).and_then(|s| s.caller.as_mut()) else {
             return;
         };
-        let mut actions = e.call.hang_up(EndReason::InternalError);
+        let mut actions = c.call.hang_up(EndReason::InternalError);
         if let Some(i) = actions.iter().position(|a| *a == Action::Terminate487) {
             // Not answered yet: say what happened (500), not "terminated".
             actions.remove(i);
             let resp = with_to_tag(
-                response(&e.invite, StatusCode::ServerInternalError),
-                &e.call.dialog.local_tag,
+                response(&c.invite, StatusCode::ServerInternalError),
+                &c.call.dialog.local_tag,
             );
-            let key = e.call.invite_key.clone();
+            let key = c.call.invite_key.clone();
             self.respond(&key, &resp, now, out);
         }
-        self.execute(call_id, actions, now, out);
+        self.execute(sid, actions, now, out);
     }
 
-    /// Drops a call's state without a word to its caller: the last resort
-    /// when even ending it failed.
-    pub(super) fn forget_call(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
-        let Some(e) = self.calls.remove(call_id) else {
+    /// Drops a call's caller leg without a word to its caller: the last
+    /// resort when even ending it failed.
+    pub(super) fn forget_call(&mut self, sid: SessionId, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(c) = self.sessions.get_mut(&sid).and_then(|s| s.caller.take()) else {
             return;
         };
+        self.callers -= 1;
+        self.release_slot(sid);
         // Its place in the queue and its agent legs go too, as far as that
         // works: a caller the ACD kept would be offered to agents for nobody.
-        let gone = catch_unwind(AssertUnwindSafe(|| {
-            self.caller_gone(e.key, &e.phase, now, out)
-        }));
+        let gone = catch_unwind(AssertUnwindSafe(|| self.caller_gone(sid, now, out)));
         if gone.is_err() {
-            error!(%call_id, "releasing its queue place and agent legs failed as well");
+            error!(call_id = %c.call.dialog.call_id, "releasing its queue place and agent legs failed as well");
         }
-        if let Some(at) = e.scheduled {
-            self.call_timers.remove(&(at, call_id.to_owned()));
-        }
-        self.call_keys.remove(&e.key);
-        self.streams.remove(&e.media.stream.0);
-        self.media.remove_stream(e.media.stream);
-        self.free_port(e.media.port, now);
-        if let super::CallingParty::Trunk(i) = e.origin
-            && let Some(n) = self.trunk_calls.get_mut(i)
-        {
-            *n = n.saturating_sub(1);
-        }
-        if e.plan.is_some() {
-            self.slots.release(&e.route.tenant);
-            if let Some(n) = self.tenant_calls.get_mut(&e.route.tenant) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        self.metrics.rtp_ports_in_use.dec();
-        self.metrics.calls_active.set(self.calls.len() as i64);
+        self.end_session(sid, now);
+        self.drop_caller(sid, &c, now);
+        self.metrics.calls_active.set(self.callers as i64);
     }
 }
 

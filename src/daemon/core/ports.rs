@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use super::queueing::LegFor;
-use super::{Core, Outputs, Pending, PortRequest};
+use super::index::LegId;
+use super::session::LegKind;
+use super::{Core, Outputs, PortRequest};
 use crate::acd::OfferFailure;
 use crate::call::{Action, EndReason};
 use crate::sip::message::with_to_tag;
@@ -186,19 +187,14 @@ impl Core {
         self.hand_out(out);
     }
 
-    /// Takes leg `leg_id`'s INVITE out of this turn's transmits, if it is
+    /// Takes leg `lid`'s INVITE out of this turn's transmits, if it is
     /// still there, and forgets its transaction. The shell binds a turn's
     /// ports before it sends the turn's messages, so a leg whose port
     /// failed has not rung its phone yet: without this, the phone would
     /// ring and get a CANCEL at once, and an agent would see an offer that
     /// zentrale could never carry.
-    fn take_back_invite(&mut self, leg_id: &str, out: &mut Vec<Transmit>) -> bool {
-        let Some(key) = self
-            .pending
-            .iter()
-            .find(|(_, (id, p))| id == leg_id && *p == Pending::LegInvite)
-            .map(|(k, _)| k.clone())
-        else {
+    fn take_back_invite(&mut self, lid: LegId, out: &mut Vec<Transmit>) -> bool {
+        let Some(key) = self.index.leg_invite(lid) else {
             return false;
         };
         let Some(sent) = self.transactions.client_request(&key) else {
@@ -210,61 +206,63 @@ impl Core {
         };
         out.remove(i);
         self.transactions.forget_client(&key);
-        self.pending.remove(&key);
+        self.index.take_client(&key);
         true
     }
 
     fn port_failed(&mut self, port: u16, now: Instant, out: &mut Vec<Transmit>) {
-        let call = self
-            .calls
+        let caller = self
+            .sessions
             .iter()
-            .find(|(_, e)| e.media.port == port)
-            .map(|(id, _)| id.clone());
-        if let Some(call_id) = call {
-            warn!(%call_id, port, "the call's RTP port could not be bound (another process holds it); ending the call");
-            self.enter(&call_id);
-            let Some(e) = self.calls.get_mut(&*call_id) else {
+            .find(|(_, s)| s.caller.as_ref().is_some_and(|c| c.media.port == port))
+            .map(|(sid, _)| *sid);
+        if let Some(sid) = caller {
+            self.handling = Some(sid);
+            let Some(c) = self.sessions.get_mut(&sid).and_then(|s| s.caller.as_mut()) else {
                 return;
             };
-            let mut actions = e.call.hang_up(EndReason::NoRtpPort);
+            warn!(call_id = %c.call.dialog.call_id, port, "the call's RTP port could not be bound (another process holds it); ending the call");
+            let mut actions = c.call.hang_up(EndReason::NoRtpPort);
             if let Some(i) = actions.iter().position(|a| *a == Action::Terminate487) {
                 // Not answered yet: what a full port range answers.
                 actions.remove(i);
-                let resp = with_to_tag(super::overloaded(&e.invite), &e.call.dialog.local_tag);
-                let key = e.call.invite_key.clone();
+                let resp = with_to_tag(super::overloaded(&c.invite), &c.call.dialog.local_tag);
+                let key = c.call.invite_key.clone();
                 self.respond(&key, &resp, now, out);
             }
-            return self.execute(&call_id, actions, now, out);
+            return self.execute(sid, actions, now, out);
         }
         let leg = self
-            .legs
+            .sessions
             .iter()
-            .find(|(_, l)| l.port == port)
-            .map(|(id, _)| id.clone());
-        let Some(leg_id) = leg else {
+            .find_map(|(sid, s)| s.legs.iter().find(|l| l.port == port).map(|l| (*sid, l.id)));
+        let Some((sid, lid)) = leg else {
             return;
         };
-        warn!(leg_call_id = %leg_id, port, "no RTP port for an outbound leg: the port could not be bound (another process holds it); the offer is not placed");
-        self.enter(&leg_id);
-        let Some(entry) = self.legs.get_mut(&leg_id) else {
+        self.handling = Some(sid);
+        let Some(l) = self.sessions.get_mut(&sid).and_then(|s| s.leg_mut(lid)) else {
             return;
         };
-        let purpose = entry.purpose.clone();
-        if matches!(purpose, LegFor::Offer { .. }) {
+        warn!(leg_call_id = %l.sip.call_id, port, "no RTP port for an outbound leg: the port could not be bound (another process holds it); the offer is not placed");
+        let offer = match &l.kind {
+            LegKind::Offer(o) => Some(o.clone()),
+            LegKind::Forward(_) => None,
+        };
+        if offer.is_some() {
             // Reported here as not placed; the leg's end reports nothing more.
-            entry.settled = true;
+            l.settled = true;
         }
-        if self.take_back_invite(&leg_id, out) {
+        if self.take_back_invite(lid, out) {
             // The phone never heard of the leg: nothing to cancel.
-            self.release_leg(&leg_id, now);
-        } else if let Some(entry) = self.legs.get_mut(&leg_id) {
-            let actions = entry.leg.cancel_or_hang_up();
-            self.execute_leg(&leg_id, actions, now, out);
+            self.release_leg(sid, lid, now);
+        } else if let Some(l) = self.sessions.get_mut(&sid).and_then(|s| s.leg_mut(lid)) {
+            let actions = l.sip.cancel_or_hang_up();
+            self.execute_leg(sid, lid, actions, now, out);
         }
-        if let LegFor::Offer { offer, agent } = purpose {
+        if let Some(o) = offer {
             self.dispatch_retry
                 .get_or_insert(now + super::queueing::NOT_PLACED_RETRY);
-            self.report_failure(offer, &agent, OfferFailure::NotPlaced, now, out);
+            self.report_failure(o.offer, &o.agent, OfferFailure::NotPlaced, now, out);
         }
     }
 }

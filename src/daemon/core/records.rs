@@ -7,10 +7,12 @@ use std::time::Instant;
 
 use jiff::Timestamp;
 
-use super::{CallEntry, CallingParty, Core};
+use super::Core;
+use super::index::SessionId;
+use super::session::{CallingParty, Phase, Session};
 use crate::acd::Segment;
 use crate::call::EndReason;
-use crate::cdr::{CallFacts, CallRecord, Stage, Why};
+use crate::cdr::{CallFacts, CallRecord};
 use crate::dialplan::{CallRoute, OverflowCause};
 use crate::metrics::{OriginEndLabels, OriginLabels};
 
@@ -27,12 +29,15 @@ impl Core {
     /// At exit: the records of calls still up (their BYE went unanswered),
     /// so none is lost. The calls are forgotten; the process ends anyway.
     pub fn record_remaining(&mut self, now: Instant, out: &mut super::Outputs) {
-        let ids: Vec<std::sync::Arc<str>> = self.calls.keys().cloned().collect();
-        for id in ids {
-            if let Some(e) = self.calls.remove(&*id) {
-                self.call_over(&e, EndReason::Shutdown, now);
+        let mut ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        ids.sort_unstable();
+        for sid in ids {
+            if self.caller(sid).is_some() {
+                self.call_over(sid, EndReason::Shutdown, now);
             }
+            self.sessions.remove(&sid);
         }
+        self.callers = 0;
         self.hand_out(out);
     }
 
@@ -61,66 +66,75 @@ impl Core {
         facts
     }
 
-    /// Updates a hotline call's facts at the wall-clock time of `now`.
+    /// Moves session `sid` to `phase` ([`Session::enter`](super::session::Session::enter))
+    /// at the wall-clock time of `now`, and publishes the change to the
+    /// event stream when it is news there. Only a session with its caller
+    /// moves on: a caller's leg that is gone takes its call's story with it.
+    pub(super) fn set_phase(&mut self, sid: SessionId, phase: Phase, now: Instant) {
+        let at = self.clock.at(now);
+        let Some(s) = self.sessions.get_mut(&sid).filter(|s| s.caller.is_some()) else {
+            return;
+        };
+        if s.enter(phase, at) {
+            self.publish(sid, now);
+        }
+    }
+
+    /// Updates a hotline call's facts (not its stage: that follows the
+    /// phase) at the wall-clock time of `now`, and publishes them.
     pub(super) fn note(
         &mut self,
-        call_id: &str,
+        sid: SessionId,
         now: Instant,
         f: impl FnOnce(&mut CallFacts, Timestamp),
     ) {
         let at = self.clock.at(now);
-        let Some(e) = self.calls.get_mut(call_id) else {
+        let Some(s) = self.sessions.get_mut(&sid).filter(|s| s.caller.is_some()) else {
             return;
         };
-        if let Some(facts) = e.facts.as_mut() {
+        if let Some(facts) = s.facts.as_mut() {
             f(facts, at);
-            // The event stream (wallboard): publishes only what a client sees change.
-            if let Some(plan) = &e.plan {
-                self.metrics
-                    .events
-                    .call_changed(e.key.0, facts, &plan.origin, now);
-            }
+            self.publish(sid, now);
         }
     }
 
-    /// The call heads for its next target for `why`: if that is a last
-    /// prompt or a hang-up, the record says why (a queue or a forward
-    /// moves the stage on again).
-    pub(super) fn note_ending(&mut self, call_id: &str, why: Why, now: Instant) {
-        self.note(call_id, now, |f, at| f.stage(Stage::Ending(why), at));
-    }
-
-    /// A last prompt or a hang-up with no reason noted: the dialplan
-    /// planned it (a menu key, a target of its own).
-    pub(super) fn note_planned_end(&mut self, call_id: &str, now: Instant) {
-        self.note(call_id, now, |f, at| {
-            if !matches!(f.stage, Stage::Ending(_)) {
-                f.stage(Stage::Ending(Why::Planned), at);
-            }
-        });
+    /// The event stream (wallboard): publishes only what a client sees change.
+    fn publish(&self, sid: SessionId, now: Instant) {
+        if let Some(s) = self.sessions.get(&sid)
+            && let (Some(facts), Some(plan)) = (&s.facts, &s.plan)
+        {
+            self.metrics
+                .events
+                .call_changed(sid.0, facts, &plan.origin, now);
+        }
     }
 
     /// The call overflowed to its hotline's overflow target.
     pub(super) fn note_overflow(
         &mut self,
-        call_id: &str,
+        sid: SessionId,
         cause: OverflowCause,
         target: String,
         now: Instant,
     ) {
-        if let Some(plan) = self.calls.get(call_id).and_then(|e| e.plan.as_ref()) {
+        if let Some(plan) = self
+            .sessions
+            .get(&sid)
+            .filter(|s| s.caller.is_some())
+            .and_then(|s| s.plan.as_ref())
+        {
             self.metrics
                 .origin_overflowed
                 .get_or_create(&OriginLabels::of(&plan.origin))
                 .inc();
         }
-        self.note(call_id, now, |f, _| f.overflow = Some((cause, target)));
+        self.note(sid, now, |f, _| f.overflow = Some((cause, target)));
     }
 
     /// The ACD segment of a caller: its municipality and whether it came
     /// via 115, so queues keep their service level per origin too.
-    pub(super) fn segment(e: &CallEntry) -> Option<Segment> {
-        e.plan.as_ref().map(|p| Segment {
+    pub(super) fn segment(s: &Session) -> Option<Segment> {
+        s.plan.as_ref().map(|p| Segment {
             municipality: p.origin.municipality.clone(),
             via_115: p.origin.via_115,
         })
@@ -128,13 +142,16 @@ impl Core {
 
     /// A hotline call is released: count its disposition for its origin
     /// and queue its record for the writer (if the config has `cdr:`).
-    pub(super) fn call_over(&mut self, e: &CallEntry, reason: EndReason, now: Instant) {
-        let (Some(facts), Some(plan)) = (&e.facts, &e.plan) else {
+    pub(super) fn call_over(&mut self, sid: SessionId, reason: EndReason, now: Instant) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let (Some(facts), Some(plan)) = (&s.facts, &s.plan) else {
             return;
         };
         self.metrics
             .events
-            .call_ended(e.key.0, facts, &plan.origin, now);
+            .call_ended(sid.0, facts, &plan.origin, now);
         let origin = OriginLabels::of(&plan.origin);
         let disposition = facts.disposition().as_str();
         self.metrics

@@ -8,27 +8,16 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{Core, Phase};
-use crate::cdr::{Stage, Why};
+use super::Core;
+use super::index::SessionId;
+use super::session::{Next, Phase};
+use crate::cdr::Why;
 use crate::dialplan::Target;
 use crate::dialplan::{BusyReason, CallInput, CallRoute, Menu, MenuAction, QueueExit, SipHeaders};
 use crate::media::engine::Playlist;
 use crate::metrics::{MenuLabels, OverflowLabels};
 use crate::sip::message::{Header, Param, Request, Scheme, Uri};
 use crate::sip::transaction::Transmit;
-
-/// What a caller gets once answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Next {
-    /// The hotline: greeting, then its menu, its queue or `waiting` in a loop.
-    Hotline,
-    /// The greeting, then this target (closed hours, overflow when closed).
-    Greeting(Target),
-    /// No greeting, straight to this target (surge limits: the busy target).
-    Direct(Target),
-    /// Nothing more (feature codes; or the step above has been taken).
-    Done,
-}
 
 /// The header values the dialplan reads, from an INVITE (borrowed: this
 /// runs for every call).
@@ -103,33 +92,37 @@ pub(super) fn info_digit(req: &Request) -> Option<char> {
 impl Core {
     /// What the caller hears when answered: the greeting (unless the call
     /// goes straight to a target), then what loops until the next step.
-    pub(super) fn first_playlist(&self, call_id: &str) -> Playlist {
-        let Some(e) = self.calls.get(call_id) else {
+    pub(super) fn first_playlist(&self, sid: SessionId) -> Playlist {
+        let Some(s) = self.sessions.get(&sid) else {
             return Playlist {
                 items: Vec::new(),
                 then_loop: None,
             };
         };
-        let greeting = match &e.next {
-            Next::Direct(_) => None,
-            _ => self.prompts.get(&e.route.greeting),
+        let next = match s.phase() {
+            Phase::Ringing(next) | Phase::Greeting(next) => Some(next),
+            _ => None,
+        };
+        let greeting = match next {
+            Some(Next::Direct(_)) => None,
+            _ => self.prompts.get(&s.route.greeting),
         };
         let music = |queue: &str| {
             let music = self.queues.get(queue).map_or("moh", |c| c.music.as_str());
             self.prompts.get(music)
         };
-        let has_menu = e.plan.as_ref().is_some_and(|p| p.menu.is_some());
-        let then_loop = match &e.next {
+        let has_menu = s.plan.as_ref().is_some_and(|p| p.menu.is_some());
+        let then_loop = match next {
             // A queued hotline's callers hear the queue's music after the
             // greeting; they join the queue when the greeting is over
             // (PlaylistDone), so an offer never cuts it short.
-            Next::Hotline if has_menu => None,
-            Next::Hotline => match &e.route.queue {
+            Some(Next::Hotline) if has_menu => None,
+            Some(Next::Hotline) => match &s.route.queue {
                 Some(q) => music(q),
-                None => self.prompts.get(&e.route.waiting),
+                None => self.prompts.get(&s.route.waiting),
             },
-            Next::Greeting(Target::Queue(q)) => music(&q.to_string()),
-            Next::Greeting(_) | Next::Direct(_) | Next::Done => None,
+            Some(Next::Greeting(Target::Queue(q))) => music(&q.to_string()),
+            Some(Next::Greeting(_) | Next::Direct(_)) | None => None,
         };
         Playlist {
             items: greeting.into_iter().collect(),
@@ -138,52 +131,56 @@ impl Core {
     }
 
     /// The greeting is over (or there was none): the next step of the call.
-    pub(super) fn after_greeting(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
-        let Some(e) = self.calls.get_mut(call_id) else {
+    pub(super) fn after_greeting(&mut self, sid: SessionId, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(s) = self.sessions.get_mut(&sid).filter(|s| s.caller.is_some()) else {
             return;
         };
-        let priority = e.route.priority;
-        match std::mem::replace(&mut e.next, Next::Done) {
-            Next::Hotline => match e.plan.as_ref().and_then(|p| p.menu.clone()) {
+        let Phase::Greeting(next) = s.phase() else {
+            return;
+        };
+        let priority = s.route.priority;
+        match next.clone() {
+            Next::Hotline => match s.plan.as_ref().and_then(|p| p.menu.clone()) {
                 Some(spec) => {
                     let mut menu = Menu::new(spec);
                     let actions = menu.start(now);
-                    e.menu = Some(menu);
-                    e.phase = Phase::Menu;
-                    self.note(call_id, now, |f, at| f.stage(Stage::Menu, at));
-                    self.apply_menu(call_id, actions, now, out);
+                    s.menu = Some(menu);
+                    self.set_phase(sid, Phase::Menu, now);
+                    self.apply_menu(sid, actions, now, out);
                 }
-                None => self.join_queue(call_id, now, out),
+                None => self.join_queue(sid, now, out),
             },
             Next::Greeting(target) => {
                 // Closed, or overflowing at once because closed.
-                self.note_ending(call_id, Why::Closed, now);
-                self.go_to(call_id, target, priority, None, now, out)
+                self.set_phase(sid, Phase::Leaving(Why::Closed), now);
+                self.go_to(sid, target, priority, None, now, out)
             }
             Next::Direct(target) => {
-                self.note_ending(call_id, Why::Surge, now);
-                self.go_to(call_id, target, priority, None, now, out)
+                self.set_phase(sid, Phase::Leaving(Why::Surge), now);
+                self.go_to(sid, target, priority, None, now, out)
             }
-            Next::Done => {}
         }
     }
 
     fn apply_menu(
         &mut self,
-        call_id: &str,
+        sid: SessionId,
         actions: Vec<MenuAction>,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
         for action in actions {
-            let Some(e) = self.calls.get_mut(call_id) else {
+            let Some(s) = self.sessions.get_mut(&sid) else {
+                return;
+            };
+            let Some(stream) = s.caller.as_ref().map(|c| c.media.stream) else {
                 return;
             };
             match action {
                 MenuAction::Play(names) => {
                     let items = names.iter().filter_map(|n| self.prompts.get(n)).collect();
                     self.media.play(
-                        e.media.stream,
+                        stream,
                         Playlist {
                             items,
                             then_loop: None,
@@ -191,60 +188,60 @@ impl Core {
                     );
                 }
                 MenuAction::Done { target, choice } => {
-                    e.menu = None;
-                    e.phase = Phase::Announcing;
-                    let priority = e.route.priority;
-                    info!(%call_id, choice = %choice.label(), target = %target, "menu done");
+                    s.menu = None;
+                    let priority = s.route.priority;
+                    let call_id = s.caller.as_ref().map(|c| &*c.call.dialog.call_id);
+                    info!(call_id = call_id.unwrap_or(""), choice = %choice.label(), target = %target, "menu done");
                     self.metrics
                         .menu_choices
                         .get_or_create(&MenuLabels {
-                            tenant: e.route.tenant.clone(),
-                            hotline: e.route.hotline.clone(),
+                            tenant: s.route.tenant.clone(),
+                            hotline: s.route.hotline.clone(),
                             choice: choice.label(),
                         })
                         .inc();
-                    self.note(call_id, now, |f, at| {
+                    if let Some(f) = s.facts.as_mut() {
                         f.menu = Some(choice);
-                        f.stage(Stage::Ending(Why::Planned), at);
-                    });
-                    self.go_to(call_id, target, priority, None, now, out);
+                    }
+                    self.set_phase(sid, Phase::Leaving(Why::Planned), now);
+                    self.go_to(sid, target, priority, None, now, out);
                 }
             }
         }
-        self.reschedule(call_id);
+        self.reschedule(sid);
     }
 
     /// The menu's prompts have played: its key timer starts.
-    pub(super) fn menu_prompt_done(&mut self, call_id: &str, now: Instant) {
-        if let Some(menu) = self.calls.get_mut(call_id).and_then(|e| e.menu.as_mut()) {
+    pub(super) fn menu_prompt_done(&mut self, sid: SessionId, now: Instant) {
+        if let Some(menu) = self.sessions.get_mut(&sid).and_then(|s| s.menu.as_mut()) {
             menu.prompt_finished(now);
         }
-        self.reschedule(call_id);
+        self.reschedule(sid);
     }
 
     /// A key from the caller (RFC 4733 or SIP INFO); only menus listen.
     pub(super) fn on_digit(
         &mut self,
-        call_id: &str,
+        sid: SessionId,
         digit: char,
         now: Instant,
         out: &mut Vec<Transmit>,
     ) {
-        let Some(menu) = self.calls.get_mut(call_id).and_then(|e| e.menu.as_mut()) else {
+        let Some(menu) = self.sessions.get_mut(&sid).and_then(|s| s.menu.as_mut()) else {
             return;
         };
         let actions = menu.on_digit(digit, now);
-        self.apply_menu(call_id, actions, now, out);
+        self.apply_menu(sid, actions, now, out);
     }
 
     /// The menu's timer, if due.
-    pub(super) fn menu_timeout(&mut self, call_id: &str, now: Instant, out: &mut Vec<Transmit>) {
-        let Some(menu) = self.calls.get_mut(call_id).and_then(|e| e.menu.as_mut()) else {
+    pub(super) fn menu_timeout(&mut self, sid: SessionId, now: Instant, out: &mut Vec<Transmit>) {
+        let Some(menu) = self.sessions.get_mut(&sid).and_then(|s| s.menu.as_mut()) else {
             return;
         };
         if menu.poll_timeout().is_some_and(|t| t <= now) {
             let actions = menu.handle_timeout(now);
-            self.apply_menu(call_id, actions, now, out);
+            self.apply_menu(sid, actions, now, out);
         }
     }
 
@@ -256,9 +253,10 @@ impl Core {
         // where they wait: one that overflowed from a town hall into the
         // district's queue loads the district.
         let waiting = if plan.limits.max_waiting.is_some() {
-            self.calls
+            self.sessions
                 .values()
-                .filter(|e| match &e.phase {
+                .filter(|s| s.caller.is_some())
+                .filter(|s| match s.phase() {
                     Phase::Queued { queue } => self
                         .queues
                         .get(&**queue)
@@ -276,19 +274,23 @@ impl Core {
     /// its hotline's overflow, count it for the municipality.
     pub(super) fn count_overflow(
         &mut self,
-        call_id: &str,
+        sid: SessionId,
         target: &Target,
         exit: QueueExit,
         now: Instant,
     ) {
-        let Some(plan) = self.calls.get(call_id).and_then(|e| e.plan.as_ref()) else {
+        let Some(s) = self.sessions.get(&sid).filter(|s| s.caller.is_some()) else {
+            return;
+        };
+        let Some(plan) = s.plan.as_ref() else {
             return;
         };
         let Some(overflow) = &plan.overflow else {
             return;
         };
         if let Some(cause) = overflow.cause_for(target, exit) {
-            info!(%call_id, municipality = %plan.origin.municipality, cause = cause.as_str(), "overflow");
+            let call_id = s.caller.as_ref().map(|c| &*c.call.dialog.call_id);
+            info!(call_id = call_id.unwrap_or(""), municipality = %plan.origin.municipality, cause = cause.as_str(), "overflow");
             let label = overflow.target_label();
             self.metrics
                 .overflow
@@ -297,7 +299,7 @@ impl Core {
                     target: label.clone(),
                 })
                 .inc();
-            self.note_overflow(call_id, cause, label, now);
+            self.note_overflow(sid, cause, label, now);
         }
     }
 }

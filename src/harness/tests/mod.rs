@@ -6,6 +6,7 @@ mod hour;
 mod replay;
 mod ringing;
 mod routing;
+mod sessions;
 
 use std::time::{Duration, Instant};
 

@@ -16,24 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `(from, to)` edits of the demo config.
-fn edit(from: &str, to: &str) -> (String, String) {
-    (from.to_owned(), to.to_owned())
-}
-
-/// The demo's trunk takes only 127.0.0.1, so other loopback addresses are
-/// ordinary (untrusted) sources.
-fn trunk_only_127_0_0_1() -> (String, String) {
-    edit(
-        "sources: [127.0.0.0/8]   # the carrier's signalling addresses",
-        "sources: [127.0.0.1/32]",
-    )
-}
-
-fn sip_limit(key: &str, from: &str, to: &str) -> (String, String) {
-    edit(&format!("    {key}: {from} "), &format!("    {key}: {to} "))
-}
-
 fn options(local: SocketAddr, to: SocketAddr) -> String {
     format!(
         "OPTIONS sip:{to} SIP/2.0\r\n\
@@ -91,9 +73,7 @@ fn options_leave_no_transaction() {
     for _ in 0..20 {
         let inv = invite(stranger.local, "UDP", d2.sip, "115", rtp, &[0]);
         stranger.send(&inv.text);
-        let r = stranger
-            .expect("INVITE", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d2.fail(e));
+        let r = stranger.final_response(&d2, "INVITE");
         d2.check(r.status() == Some(403), || {
             format!("stranger got {}", r.start)
         });
@@ -130,9 +110,7 @@ fn past_the_transaction_cap_new_requests_get_503_with_retry_after() {
     let rtp: SocketAddr = "127.0.0.1:40002".parse().unwrap();
     let inv = invite(sip.local, "UDP", d.sip, "115", rtp, &[0]);
     sip.send(&inv.text);
-    let r = sip
-        .expect("INVITE", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(e));
+    let r = sip.final_response(&d, "INVITE");
     d.check(r.status() == Some(503), || {
         format!("INVITE past the cap answered {}, want 503", r.start)
     });
@@ -148,16 +126,11 @@ fn past_the_transaction_cap_new_requests_get_503_with_retry_after() {
         format!("retransmission got {}", again.start)
     });
     sip.send(&options(sip.local, d.sip));
-    let r = sip
-        .expect("OPTIONS", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(e));
+    let r = sip.final_response(&d, "OPTIONS");
     d.check(r.status() == Some(200), || {
         format!("OPTIONS at the cap got {}", r.start)
     });
-    let refused = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"transaction_limit\"}",
-    );
+    let refused = d.rejected("transaction_limit");
     d.check(refused == Some(2.0), || {
         format!("transaction_limit refusals: {refused:?}, want 2")
     });
@@ -184,9 +157,7 @@ fn the_per_source_transaction_cap_spares_other_sources() {
     let register = |n: u32| -> SipMsg {
         let req = register_requests(&d, &phone, "1001", 300);
         phone.send(&req(1, ""));
-        let chal = phone
-            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d.fail(e));
+        let chal = phone.final_response(&d, "REGISTER");
         if chal.status() != Some(401) {
             return chal;
         }
@@ -199,9 +170,7 @@ fn the_per_source_transaction_cap_spares_other_sources() {
         )
         .unwrap_or_else(|| d.fail(format!("REGISTER {n}: no MD5 challenge")));
         phone.send(&req(2, &format!("Authorization: {auth}\r\n")));
-        phone
-            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d.fail(e))
+        phone.final_response(&d, "REGISTER")
     };
     for n in 1..=2 {
         let r = register(n);
@@ -220,10 +189,7 @@ fn the_per_source_transaction_cap_spares_other_sources() {
         format!("trunk call got {}", ok.start)
     });
     c.hang_up(&d);
-    let refused = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"source_transaction_limit\"}",
-    );
+    let refused = d.rejected("source_transaction_limit");
     d.check(refused == Some(1.0), || {
         format!("source_transaction_limit: {refused:?}")
     });
@@ -278,11 +244,7 @@ fn a_flooding_source_is_rate_limited_and_others_are_not() {
         format!("trunk call got {}", ok.start)
     });
     c.hang_up(&d);
-    let limited = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"rate_limited\"}",
-    )
-    .unwrap_or(0.0);
+    let limited = d.rejected("rate_limited").unwrap_or(0.0);
     d.check(
         limited >= 400.0 && limited as usize + answered <= 500,
         || format!("rate_limited counts {limited} with {answered} answered of 500"),
@@ -308,9 +270,7 @@ fn a_register_with_too_many_contacts_is_refused_before_authentication() {
     });
     let sent = Instant::now();
     sip.send(&many);
-    let r = sip
-        .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(e));
+    let r = sip.final_response(&d, "REGISTER");
     let took = sent.elapsed();
     d.check(r.status() == Some(403), || {
         format!("REGISTER with 2001 Contacts answered {}, want 403", r.start)
@@ -321,16 +281,11 @@ fn a_register_with_too_many_contacts_is_refused_before_authentication() {
         || format!("the 403 has no Warning naming the Contacts: {r:?}"),
     );
     sip.send(&req(2, ""));
-    let r = sip
-        .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(e));
+    let r = sip.final_response(&d, "REGISTER");
     d.check(r.status() == Some(401), || {
         format!("a normal REGISTER got {}", r.start)
     });
-    let refused = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"too_many_contacts\"}",
-    );
+    let refused = d.rejected("too_many_contacts");
     d.check(refused == Some(1.0), || {
         format!("too_many_contacts: {refused:?}")
     });

@@ -341,6 +341,14 @@ impl Daemon {
         }
     }
 
+    /// `zentrale_sip_rejected_total` for `reason`; `None` before the first.
+    pub fn rejected(&self, reason: &str) -> Option<f64> {
+        metric_value(
+            &self.metrics(),
+            &format!("zentrale_sip_rejected_total{{reason=\"{reason}\"}}"),
+        )
+    }
+
     /// Sum of every sample of a metric family (`name` or `name{...}`), 0 if absent.
     pub fn metric_sum(&self, name: &str) -> f64 {
         metric_sum(&self.metrics(), name)
@@ -477,6 +485,32 @@ pub fn replace_once(text: &str, from: &str, to: &str, file: &Path) -> String {
         file.display()
     );
     text.replacen(from, to, 1)
+}
+
+/// A `(from, to)` edit of the demo config.
+pub fn edit(from: &str, to: &str) -> (String, String) {
+    (from.to_owned(), to.to_owned())
+}
+
+/// The demo trunk's `sources:` line: every loopback address is the carrier.
+pub const TRUNK_SOURCES: &str =
+    "    sources: [127.0.0.0/8]   # the carrier's signalling addresses\n";
+
+/// The demo trunk takes only 127.0.0.1, so other loopback addresses are
+/// ordinary (untrusted) sources.
+pub fn trunk_only_127_0_0_1() -> (String, String) {
+    edit(TRUNK_SOURCES, "    sources: [127.0.0.1/32]\n")
+}
+
+/// The demo trunk with more keys (`lines`, indented as its keys, each
+/// ending in a newline).
+pub fn trunk_with(lines: &str) -> (String, String) {
+    edit(TRUNK_SOURCES, &format!("{TRUNK_SOURCES}{lines}"))
+}
+
+/// One `sip.limits` key of the demo config from its value `from` to `to`.
+pub fn sip_limit(key: &str, from: &str, to: &str) -> (String, String) {
+    edit(&format!("    {key}: {from} "), &format!("    {key}: {to} "))
 }
 
 /// Sets `rtp.timeout_secs` in a YAML text by lines, keeping everything else
@@ -1138,6 +1172,13 @@ impl SipUdp {
         Err(format!(
             "no matching {method} response within {limit:?}; saw {seen:?}"
         ))
+    }
+
+    /// zentrale's final response to `method` within [`SIP_WAIT`]; fails
+    /// the test (with the daemon's log) without one.
+    pub fn final_response(&self, d: &Daemon, method: &str) -> SipMsg {
+        self.expect(method, SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("{method}: {e}")))
     }
 
     /// A fresh branch, tag or Call-ID token.

@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::acd::{
     Acd, AgentAction, AgentCommand, AgentCounts, AgentError, AgentSnapshot, AgentState,
-    PauseReason, PendingChange, Strategy,
+    PauseReason, PendingChange,
 };
 use crate::logging::limit::KeyedLogLimit;
 use crate::metrics::Metrics;
@@ -254,18 +254,6 @@ pub struct AgentView {
     pub missed_in_row: u32,
 }
 
-/// The strategy as the config spells it (`ring-all`), not as Rust does.
-fn strategy_name(s: Strategy) -> &'static str {
-    match s {
-        Strategy::LongestIdle => "longest-idle",
-        Strategy::RoundRobin => "round-robin",
-        Strategy::FewestCalls => "fewest-calls",
-        Strategy::LeastTalkTime => "least-talk-time",
-        Strategy::RingAll => "ring-all",
-        Strategy::SkillsFirst => "skills-first",
-    }
-}
-
 fn state_name(s: &AgentState) -> (&'static str, Option<String>) {
     match s {
         AgentState::LoggedOut => ("logged_out", None),
@@ -286,7 +274,7 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
             .map(|q| QueueView {
                 name: q.name.to_string(),
                 tenant: q.tenant.to_string(),
-                strategy: strategy_name(q.strategy).into(),
+                strategy: q.strategy.name().into(),
                 waiting: q.waiting,
                 ringing: q.offered,
                 longest_wait_secs: q.longest_wait.map(|d| d.as_secs()),

@@ -191,7 +191,7 @@ pub struct QueueView {
     /// The same figures per origin of the callers (the queue's threshold
     /// and window), e.g. a town's overflow in a district queue.
     pub by_origin: Vec<OriginView>,
-    pub agents: AgentCountsView,
+    pub agents: AgentCounts,
 }
 
 /// A queue's figures for the callers of one origin.
@@ -206,31 +206,6 @@ pub struct OriginView {
     pub abandoned: u64,
     pub timed_out: u64,
     pub service_level_percent: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AgentCountsView {
-    pub logged_out: usize,
-    pub available: usize,
-    pub unreachable: usize,
-    pub offered: usize,
-    pub talking: usize,
-    pub wrap_up: usize,
-    pub paused: usize,
-}
-
-impl From<AgentCounts> for AgentCountsView {
-    fn from(c: AgentCounts) -> Self {
-        AgentCountsView {
-            logged_out: c.logged_out,
-            available: c.available,
-            unreachable: c.unreachable,
-            offered: c.offered,
-            talking: c.talking,
-            wrap_up: c.wrap_up,
-            paused: c.paused,
-        }
-    }
 }
 
 /// One agent in `GET /api/v1/agents`.
@@ -302,7 +277,7 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
                         service_level_percent: s.service_level.percent,
                     })
                     .collect(),
-                agents: q.agents.into(),
+                agents: q.agents,
             })
             .collect(),
     )

@@ -147,10 +147,7 @@ fn rtp_from_the_sdp_address_starts_the_stream_before_the_ack() {
 /// 127.0.0.2 is answered.
 #[test]
 fn an_sdp_address_outside_the_trunks_media_networks_gets_488() {
-    let d = Daemon::start_with(Options {
-        edits: vec![trunk_with("    media_networks: [127.0.0.2/32]\n")],
-        ..Options::default()
-    });
+    let d = Daemon::start_edited(vec![trunk_with("    media_networks: [127.0.0.2/32]\n")]);
     let outside = UdpSocket::bind((LOCALHOST, 0)).expect("binding 127.0.0.1");
     let sip = SipUdp::new(d.sip);
     let inv = invite(

@@ -341,6 +341,14 @@ impl Daemon {
         }
     }
 
+    /// A daemon on the demo config changed by `edits` (see [`Options`]).
+    pub fn start_edited(edits: Vec<(String, String)>) -> Daemon {
+        Daemon::start_with(Options {
+            edits,
+            ..Options::default()
+        })
+    }
+
     /// `zentrale_sip_rejected_total` for `reason`; `None` before the first.
     pub fn rejected(&self, reason: &str) -> Option<f64> {
         metric_value(

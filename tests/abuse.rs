@@ -16,24 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `(from, to)` edits of the demo config.
-fn edit(from: &str, to: &str) -> (String, String) {
-    (from.to_owned(), to.to_owned())
-}
-
-/// The demo's trunk takes only 127.0.0.1, so other loopback addresses are
-/// ordinary (untrusted) sources.
-fn trunk_only_127_0_0_1() -> (String, String) {
-    edit(
-        "sources: [127.0.0.0/8]   # the carrier's signalling addresses",
-        "sources: [127.0.0.1/32]",
-    )
-}
-
-fn sip_limit(key: &str, from: &str, to: &str) -> (String, String) {
-    edit(&format!("    {key}: {from} "), &format!("    {key}: {to} "))
-}
-
 fn options(local: SocketAddr, to: SocketAddr) -> String {
     format!(
         "OPTIONS sip:{to} SIP/2.0\r\n\
@@ -82,18 +64,13 @@ fn options_leave_no_transaction() {
         format!("zentrale_sip_transactions is {live:?} after 100 OPTIONS, want 0")
     });
     // Refusals keep none either: INVITEs from a source that is no trunk.
-    let d2 = Daemon::start_with(Options {
-        edits: vec![trunk_only_127_0_0_1()],
-        ..Default::default()
-    });
+    let d2 = Daemon::start_edited(vec![trunk_only_127_0_0_1()]);
     let stranger = SipUdp::bind("127.0.0.7", d2.sip);
     let rtp: SocketAddr = "127.0.0.7:40000".parse().unwrap();
     for _ in 0..20 {
         let inv = invite(stranger.local, "UDP", d2.sip, "115", rtp, &[0]);
         stranger.send(&inv.text);
-        let r = stranger
-            .expect("INVITE", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d2.fail(e));
+        let r = stranger.final_response(&d2, "INVITE");
         d2.check(r.status() == Some(403), || {
             format!("stranger got {}", r.start)
         });
@@ -109,13 +86,10 @@ fn options_leave_no_transaction() {
 /// transaction is still absorbed, and OPTIONS (stateless) still get 200.
 #[test]
 fn past_the_transaction_cap_new_requests_get_503_with_retry_after() {
-    let d = Daemon::start_with(Options {
-        edits: vec![
-            sip_limit("transactions", "20000", "3"),
-            sip_limit("transactions_per_source", "2000", "3"),
-        ],
-        ..Default::default()
-    });
+    let d = Daemon::start_edited(vec![
+        sip_limit("transactions", "20000", "3"),
+        sip_limit("transactions_per_source", "2000", "3"),
+    ]);
     // Three calls: each INVITE transaction lives 32 s after its 200.
     let mut callers = Vec::new();
     for _ in 0..3 {
@@ -130,9 +104,7 @@ fn past_the_transaction_cap_new_requests_get_503_with_retry_after() {
     let rtp: SocketAddr = "127.0.0.1:40002".parse().unwrap();
     let inv = invite(sip.local, "UDP", d.sip, "115", rtp, &[0]);
     sip.send(&inv.text);
-    let r = sip
-        .expect("INVITE", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(e));
+    let r = sip.final_response(&d, "INVITE");
     d.check(r.status() == Some(503), || {
         format!("INVITE past the cap answered {}, want 503", r.start)
     });
@@ -148,16 +120,11 @@ fn past_the_transaction_cap_new_requests_get_503_with_retry_after() {
         format!("retransmission got {}", again.start)
     });
     sip.send(&options(sip.local, d.sip));
-    let r = sip
-        .expect("OPTIONS", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(e));
+    let r = sip.final_response(&d, "OPTIONS");
     d.check(r.status() == Some(200), || {
         format!("OPTIONS at the cap got {}", r.start)
     });
-    let refused = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"transaction_limit\"}",
-    );
+    let refused = d.rejected("transaction_limit");
     d.check(refused == Some(2.0), || {
         format!("transaction_limit refusals: {refused:?}, want 2")
     });
@@ -171,22 +138,17 @@ fn past_the_transaction_cap_new_requests_get_503_with_retry_after() {
 /// still places calls.
 #[test]
 fn the_per_source_transaction_cap_spares_other_sources() {
-    let d = Daemon::start_with(Options {
-        edits: vec![
-            trunk_only_127_0_0_1(),
-            sip_limit("transactions_per_source", "2000", "2"),
-        ],
-        ..Default::default()
-    });
+    let d = Daemon::start_edited(vec![
+        trunk_only_127_0_0_1(),
+        sip_limit("transactions_per_source", "2000", "2"),
+    ]);
     // A registered phone on 127.0.0.2: each authenticated REGISTER's 200
     // keeps its transaction 32 s (the 401s keep none).
     let phone = SipUdp::bind("127.0.0.2", d.sip);
     let register = |n: u32| -> SipMsg {
         let req = register_requests(&d, &phone, "1001", 300);
         phone.send(&req(1, ""));
-        let chal = phone
-            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d.fail(e));
+        let chal = phone.final_response(&d, "REGISTER");
         if chal.status() != Some(401) {
             return chal;
         }
@@ -199,9 +161,7 @@ fn the_per_source_transaction_cap_spares_other_sources() {
         )
         .unwrap_or_else(|| d.fail(format!("REGISTER {n}: no MD5 challenge")));
         phone.send(&req(2, &format!("Authorization: {auth}\r\n")));
-        phone
-            .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-            .unwrap_or_else(|e| d.fail(e))
+        phone.final_response(&d, "REGISTER")
     };
     for n in 1..=2 {
         let r = register(n);
@@ -214,16 +174,8 @@ fn the_per_source_transaction_cap_spares_other_sources() {
         r.status() == Some(503) && r.header("retry-after").is_some(),
         || format!("REGISTER past the per-source cap got {r:?}, want 503 with Retry-After"),
     );
-    let mut c = Caller::new(&d, "115");
-    let ok = c.call(&d);
-    d.check(ok.status() == Some(200), || {
-        format!("trunk call got {}", ok.start)
-    });
-    c.hang_up(&d);
-    let refused = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"source_transaction_limit\"}",
-    );
+    answered_call(&d, "115", "with one source at its transaction cap");
+    let refused = d.rejected("source_transaction_limit");
     d.check(refused == Some(1.0), || {
         format!("source_transaction_limit: {refused:?}")
     });
@@ -238,14 +190,11 @@ fn the_per_source_transaction_cap_spares_other_sources() {
 /// usual.
 #[test]
 fn a_flooding_source_is_rate_limited_and_others_are_not() {
-    let d = Daemon::start_with(Options {
-        edits: vec![
-            trunk_only_127_0_0_1(),
-            sip_limit("requests_per_sec", "200", "20"),
-            sip_limit("requests_burst", "400", "40"),
-        ],
-        ..Default::default()
-    });
+    let d = Daemon::start_edited(vec![
+        trunk_only_127_0_0_1(),
+        sip_limit("requests_per_sec", "200", "20"),
+        sip_limit("requests_burst", "400", "40"),
+    ]);
     let flood = SipUdp::bind("127.0.0.3", d.sip);
     let started = Instant::now();
     // Paced a little, so that the kernel's receive buffer drops none.
@@ -272,17 +221,8 @@ fn a_flooding_source_is_rate_limited_and_others_are_not() {
             format!("quiet source got {}", r.start)
         });
     }
-    let mut c = Caller::new(&d, "115");
-    let ok = c.call(&d);
-    d.check(ok.status() == Some(200), || {
-        format!("trunk call got {}", ok.start)
-    });
-    c.hang_up(&d);
-    let limited = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"rate_limited\"}",
-    )
-    .unwrap_or(0.0);
+    answered_call(&d, "115", "while a source floods");
+    let limited = d.rejected("rate_limited").unwrap_or(0.0);
     d.check(
         limited >= 400.0 && limited as usize + answered <= 500,
         || format!("rate_limited counts {limited} with {answered} answered of 500"),
@@ -308,9 +248,7 @@ fn a_register_with_too_many_contacts_is_refused_before_authentication() {
     });
     let sent = Instant::now();
     sip.send(&many);
-    let r = sip
-        .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(e));
+    let r = sip.final_response(&d, "REGISTER");
     let took = sent.elapsed();
     d.check(r.status() == Some(403), || {
         format!("REGISTER with 2001 Contacts answered {}, want 403", r.start)
@@ -321,16 +259,11 @@ fn a_register_with_too_many_contacts_is_refused_before_authentication() {
         || format!("the 403 has no Warning naming the Contacts: {r:?}"),
     );
     sip.send(&req(2, ""));
-    let r = sip
-        .expect("REGISTER", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(e));
+    let r = sip.final_response(&d, "REGISTER");
     d.check(r.status() == Some(401), || {
         format!("a normal REGISTER got {}", r.start)
     });
-    let refused = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"too_many_contacts\"}",
-    );
+    let refused = d.rejected("too_many_contacts");
     d.check(refused == Some(1.0), || {
         format!("too_many_contacts: {refused:?}")
     });
@@ -397,10 +330,7 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 /// closes after `header_timeout_secs`.
 #[test]
 fn tcp_idle_and_partial_connections_are_closed() {
-    let d = Daemon::start_with(Options {
-        edits: tcp_limits(16, 8, 2, 3),
-        ..Default::default()
-    });
+    let d = Daemon::start_edited(tcp_limits(16, 8, 2, 3));
     let mut idle = SipTcp::connect(d.sip);
     let local = idle.stream.local_addr().unwrap();
     let opt = options(local, d.sip).replace("SIP/2.0/UDP", "SIP/2.0/TCP");
@@ -458,10 +388,7 @@ fn tcp_idle_and_partial_connections_are_closed() {
 /// nothing open; past `max` everyone's new connection is closed.
 #[test]
 fn tcp_connection_caps_in_total_and_per_source() {
-    let d = Daemon::start_with(Options {
-        edits: tcp_limits(7, 3, 10, 60),
-        ..Default::default()
-    });
+    let d = Daemon::start_edited(tcp_limits(7, 3, 10, 60));
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(tcp_from("127.0.0.1", d.sip));
@@ -515,13 +442,7 @@ fn tcp_connection_caps_in_total_and_per_source() {
             format!("refused for {reason}: {n:?}, want {want}")
         });
     }
-    // UDP calls go on.
-    let mut c = Caller::new(&d, "115");
-    let ok = c.call(&d);
-    d.check(ok.status() == Some(200), || {
-        format!("call got {}", ok.start)
-    });
-    c.hang_up(&d);
+    answered_call(&d, "115", "with SIP-TCP at its connection caps");
 }
 
 /// A header section of 70 KB on one line without an end gets 413 (with
@@ -561,10 +482,7 @@ fn tcp_endless_header_line_gets_413() {
 /// connection without one is closed on time even while it pings.
 #[test]
 fn tcp_registration_keeps_its_connection_and_pings_are_answered() {
-    let d = Daemon::start_with(Options {
-        edits: tcp_limits(16, 8, 2, 2),
-        ..Default::default()
-    });
+    let d = Daemon::start_edited(tcp_limits(16, 8, 2, 2));
     let mut phone = SipTcp::connect(d.sip);
     let local = phone.stream.local_addr().unwrap();
     let uri = format!("sip:{}", d.sip);
@@ -685,10 +603,7 @@ fn healthz_from(ip: &str, to: SocketAddr) -> Result<u16, String> {
 /// after the idle timeout, after which the source is served again.
 #[test]
 fn http_connection_caps_and_timeouts() {
-    let d = Daemon::start_with(Options {
-        edits: http_limits(),
-        ..Default::default()
-    });
+    let d = Daemon::start_edited(http_limits());
     // Three keep-alive connections, each idle after one request.
     let mut idle: Vec<TcpStream> = (0..3).map(|_| tcp_from("127.0.0.1", d.http)).collect();
     for s in &mut idle {

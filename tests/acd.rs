@@ -13,8 +13,8 @@ mod common;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::Write as _;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,66 +94,7 @@ fn http(
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, String), String> {
-    http_with(addr, method, path, "", body).map(|(status, _, body)| (status, body))
-}
-
-/// One HTTP/1.1 request with `extra` header lines (each ending in CRLF):
-/// (status, header section, body).
-fn http_with(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    extra: &str,
-    body: Option<&str>,
-) -> Result<(u16, String, String), String> {
-    let timeout = Duration::from_secs(5);
-    let mut s =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let body = body.unwrap_or("");
-    let ctype = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}{ctype}\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        let mut out = String::new();
-        let mut s = rest;
-        while let Some((size, tail)) = s.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || tail.len() < n {
-                break;
-            }
-            out.push_str(&tail[..n]);
-            s = tail[n..].trim_start_matches("\r\n");
-        }
-        out
-    } else {
-        rest.to_owned()
-    };
-    Ok((status, head.to_owned(), body))
+    http_request(addr, method, path, "", body).map(|r| (r.status, r.text()))
 }
 
 fn json(d: &Daemon, body: &str, what: &str) -> Value {
@@ -171,7 +112,7 @@ fn get_json(d: &Daemon, path: &str) -> Value {
 
 /// A POST with the demo token (every change needs a token).
 fn post(d: &Daemon, path: &str, body: Option<&str>) -> (u16, Value) {
-    match http_with(d.http, "POST", path, DEMO_AUTH, body).map(|(code, _, text)| (code, text)) {
+    match http_request(d.http, "POST", path, DEMO_AUTH, body).map(|r| (r.status, r.text())) {
         Ok((code, text)) => (code, json(d, &text, &format!("POST {path} ({code})"))),
         Err(e) => d.fail(format!("POST {path}: {e}")),
     }
@@ -1117,8 +1058,9 @@ fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
     a.expect_bye(&d, SIP_WAIT);
     wait_agent(&d, "1001", "wrap_up", SIP_WAIT);
 
-    let (code, head, text) = http_with(d.http, "GET", "/metrics", "Accept: */*\r\n", None)
+    let r = http_request(d.http, "GET", "/metrics", "Accept: */*\r\n", None)
         .unwrap_or_else(|e| d.fail(format!("GET /metrics: {e}")));
+    let (code, head, text) = (r.status, head_of(&r), r.text());
     d.check(
         code == 200
             && head
@@ -1206,7 +1148,7 @@ fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
     });
 
     // Prometheus asks for OpenMetrics and gets it.
-    let (code, head, om) = http_with(
+    let r = http_request(
         d.http,
         "GET",
         "/metrics",
@@ -1214,6 +1156,7 @@ fn metrics_pass_promtool_and_count_agents_and_waiting_callers() {
         None,
     )
     .unwrap_or_else(|e| d.fail(format!("GET /metrics (OpenMetrics): {e}")));
+    let (code, head, om) = (r.status, head_of(&r), r.text());
     d.check(
         code == 200
             && head

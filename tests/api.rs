@@ -5,8 +5,7 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,8 +15,8 @@ use serde_json::Value;
 const WALLBOARD: &str = "wallboard-secret-0123456789";
 const LEITSTAND: &str = "leitstand-secret-0123456789";
 
-/// One HTTP/1.1 request; `headers` are whole lines ending in CRLF and
-/// replace the default `Host`: (status, header section, body).
+/// One HTTP/1.1 request; `headers` are whole lines ending in CRLF (a
+/// `Host:` among them replaces the default): (status, header section, body).
 fn request(
     addr: SocketAddr,
     method: &str,
@@ -25,37 +24,9 @@ fn request(
     headers: &str,
     body: &str,
 ) -> (u16, String, String) {
-    let timeout = Duration::from_secs(10);
-    let mut s = TcpStream::connect_timeout(&addr, timeout)
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(timeout)).expect("read timeout");
-    let host = if headers.to_ascii_lowercase().contains("host:") {
-        String::new()
-    } else {
-        format!("Host: {addr}\r\n")
-    };
-    let ctype = if body.is_empty() {
-        ""
-    } else {
-        "Content-Type: application/json\r\n"
-    };
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\n{host}Connection: close\r\n{headers}{ctype}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("writing the request");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("reading the response");
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {text:?}"));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    (status, head.to_owned(), body.to_owned())
+    let body = (!body.is_empty()).then_some(body);
+    let r = http_request(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{e}"));
+    (r.status, head_of(&r), r.text())
 }
 
 fn bearer(token: &str) -> String {

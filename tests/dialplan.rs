@@ -10,8 +10,7 @@ mod common;
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -113,28 +112,7 @@ fn wait_no_calls(d: &Daemon, what: &str) {
 
 /// One HTTP/1.1 POST without a body, with the demo token: (status, body).
 fn http_post(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let timeout = Duration::from_secs(10);
-    let mut s =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{DEMO_AUTH}Content-Length: 0\r\n\r\n"
-    );
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    Ok((status, body.to_owned()))
+    http_request(addr, "POST", path, DEMO_AUTH, None).map(|r| (r.status, r.text()))
 }
 
 fn sighup(d: &Daemon) {

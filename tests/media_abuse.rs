@@ -9,12 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Waits for zentrale's final response to the INVITE on `sip`.
-fn final_response(d: &Daemon, sip: &SipUdp) -> SipMsg {
-    sip.expect("INVITE", SIP_WAIT, |c| c >= 200)
-        .unwrap_or_else(|e| d.fail(format!("INVITE: {e}")))
-}
-
 /// The reflection attack of issue 16: an INVITE whose SDP names a victim
 /// (here a loopback port the test listens on), answered by zentrale and
 /// never ACKed. zentrale must send the victim nothing, for as long as it
@@ -26,7 +20,7 @@ fn a_never_acked_invite_makes_zentrale_send_no_media_anywhere() {
     let sip = SipUdp::new(d.sip);
     let inv = invite(sip.local, "UDP", d.sip, "115", victim.addr, &[0, 101]);
     sip.send(&inv.text);
-    let ok = final_response(&d, &sip);
+    let ok = sip.final_response(&d, "INVITE");
     d.check(ok.status() == Some(200), || {
         format!("INVITE answered {}", ok.start)
     });
@@ -79,7 +73,7 @@ fn media_starts_at_the_ack_with_the_greeting_from_its_start() {
     let sip = SipUdp::new(d.sip);
     let inv = invite(sip.local, "UDP", d.sip, "115", peer.addr, &[8]);
     sip.send(&inv.text);
-    let ok = final_response(&d, &sip);
+    let ok = sip.final_response(&d, "INVITE");
     d.check(ok.status() == Some(200), || {
         format!("INVITE answered {}", ok.start)
     });
@@ -119,7 +113,7 @@ fn rtp_from_the_sdp_address_starts_the_stream_before_the_ack() {
     let sip = SipUdp::new(d.sip);
     let inv = invite(sip.local, "UDP", d.sip, "115", peer.addr, &[0]);
     sip.send(&inv.text);
-    let ok = final_response(&d, &sip);
+    let ok = sip.final_response(&d, "INVITE");
     d.check(ok.status() == Some(200), || {
         format!("INVITE answered {}", ok.start)
     });
@@ -153,13 +147,7 @@ fn rtp_from_the_sdp_address_starts_the_stream_before_the_ack() {
 /// 127.0.0.2 is answered.
 #[test]
 fn an_sdp_address_outside_the_trunks_media_networks_gets_488() {
-    let d = Daemon::start_with(Options {
-        edits: vec![(
-            "    sources: [127.0.0.0/8]   # the carrier's signalling addresses\n".into(),
-            "    sources: [127.0.0.0/8]   # the carrier's signalling addresses\n    media_networks: [127.0.0.2/32]\n".into(),
-        )],
-        ..Options::default()
-    });
+    let d = Daemon::start_edited(vec![trunk_with("    media_networks: [127.0.0.2/32]\n")]);
     let outside = UdpSocket::bind((LOCALHOST, 0)).expect("binding 127.0.0.1");
     let sip = SipUdp::new(d.sip);
     let inv = invite(
@@ -171,7 +159,7 @@ fn an_sdp_address_outside_the_trunks_media_networks_gets_488() {
         &[0],
     );
     sip.send(&inv.text);
-    let refused = final_response(&d, &sip);
+    let refused = sip.final_response(&d, "INVITE");
     d.check(refused.status() == Some(488), || {
         format!("SDP outside media_networks answered {}", refused.start)
     });
@@ -193,16 +181,13 @@ fn an_sdp_address_outside_the_trunks_media_networks_gets_488() {
         &[0],
     );
     sip.send(&inv.text);
-    let ok = final_response(&d, &sip);
+    let ok = sip.final_response(&d, "INVITE");
     d.check(ok.status() == Some(200), || {
         format!("SDP inside media_networks answered {}", ok.start)
     });
     sip.send(&in_dialog("ACK", 1, &inv, &ok, sip.local, "UDP"));
     sip.send(&in_dialog("BYE", 2, &inv, &ok, sip.local, "UDP"));
-    let rejected = metric_value(
-        &d.metrics(),
-        "zentrale_sip_rejected_total{reason=\"media_address\"}",
-    );
+    let rejected = d.rejected("media_address");
     d.check(rejected == Some(1.0), || {
         format!("media_address rejections: {rejected:?}, want 1")
     });

@@ -11,11 +11,10 @@ use common::*;
 use serde_json::Value;
 use zentrale::ctl::http::{Client, SseEvent};
 
-const DEMO_TOKEN: &str = "demo-token-change-me";
 const READER: &str = "reader-secret-0123456789";
 
 fn client(d: &Daemon, token: Option<&str>) -> Client {
-    Client::new(&d.http.to_string(), token.map(str::to_owned)).expect("the daemon's address")
+    api_client(d.http, token, Duration::from_secs(10))
 }
 
 /// Events of one stream from `last` on, until `done` says so or `limit`

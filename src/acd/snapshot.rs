@@ -60,8 +60,8 @@ pub struct SegmentSnapshot {
     pub service_level: ServiceLevel,
 }
 
-/// Agents by state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Agents by state (as `GET /api/v1/queues` shows them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct AgentCounts {
     pub logged_out: usize,
     /// Idle and registered: offered the next call.

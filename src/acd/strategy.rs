@@ -25,6 +25,44 @@ pub enum Strategy {
     SkillsFirst,
 }
 
+impl Strategy {
+    /// All strategies with their names in the config and the API.
+    pub const ALL: [(Strategy, &'static str); 6] = [
+        (Strategy::LongestIdle, "longest-idle"),
+        (Strategy::RoundRobin, "round-robin"),
+        (Strategy::FewestCalls, "fewest-calls"),
+        (Strategy::LeastTalkTime, "least-talk-time"),
+        (Strategy::RingAll, "ring-all"),
+        (Strategy::SkillsFirst, "skills-first"),
+    ];
+
+    /// The name, e.g. `longest-idle`.
+    pub fn name(self) -> &'static str {
+        Strategy::ALL
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or("", |(_, n)| n)
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = ();
+    /// Reads a name such as `ring-all`.
+    fn from_str(s: &str) -> Result<Strategy, ()> {
+        Strategy::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(st, _)| *st)
+            .ok_or(())
+    }
+}
+
 /// What a strategy looks at when ranking one free agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Candidate {
@@ -86,6 +124,18 @@ mod tests {
             .min_by_key(|c| rank(strategy, c, rr, avoid))
             .map(|c| c.ord)
             .unwrap()
+    }
+
+    /// The config and the API spell each strategy the same way, and a
+    /// name reads back as its strategy.
+    #[test]
+    fn names_read_back() {
+        for (strategy, name) in Strategy::ALL {
+            assert_eq!(strategy.to_string(), name);
+            assert_eq!(name.parse::<Strategy>(), Ok(strategy));
+        }
+        assert_eq!(Strategy::RingAll.name(), "ring-all");
+        assert_eq!("ring_all".parse::<Strategy>(), Err(()));
     }
 
     #[test]

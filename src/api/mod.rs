@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::acd::{
     Acd, AgentAction, AgentCommand, AgentCounts, AgentError, AgentSnapshot, AgentState,
-    PauseReason, PendingChange, Strategy,
+    PauseReason, PendingChange,
 };
 use crate::logging::limit::KeyedLogLimit;
 use crate::metrics::Metrics;
@@ -211,7 +211,7 @@ pub struct QueueView {
     /// The same figures per origin of the callers (the queue's threshold
     /// and window), e.g. a town's overflow in a district queue.
     pub by_origin: Vec<OriginView>,
-    pub agents: AgentCountsView,
+    pub agents: AgentCounts,
 }
 
 /// A queue's figures for the callers of one origin.
@@ -226,31 +226,6 @@ pub struct OriginView {
     pub abandoned: u64,
     pub timed_out: u64,
     pub service_level_percent: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AgentCountsView {
-    pub logged_out: usize,
-    pub available: usize,
-    pub unreachable: usize,
-    pub offered: usize,
-    pub talking: usize,
-    pub wrap_up: usize,
-    pub paused: usize,
-}
-
-impl From<AgentCounts> for AgentCountsView {
-    fn from(c: AgentCounts) -> Self {
-        AgentCountsView {
-            logged_out: c.logged_out,
-            available: c.available,
-            unreachable: c.unreachable,
-            offered: c.offered,
-            talking: c.talking,
-            wrap_up: c.wrap_up,
-            paused: c.paused,
-        }
-    }
 }
 
 /// One agent in `GET /api/v1/agents`.
@@ -274,18 +249,6 @@ pub struct AgentView {
     pub missed_in_row: u32,
 }
 
-/// The strategy as the config spells it (`ring-all`), not as Rust does.
-fn strategy_name(s: Strategy) -> &'static str {
-    match s {
-        Strategy::LongestIdle => "longest-idle",
-        Strategy::RoundRobin => "round-robin",
-        Strategy::FewestCalls => "fewest-calls",
-        Strategy::LeastTalkTime => "least-talk-time",
-        Strategy::RingAll => "ring-all",
-        Strategy::SkillsFirst => "skills-first",
-    }
-}
-
 fn state_name(s: &AgentState) -> (&'static str, Option<String>) {
     match s {
         AgentState::LoggedOut => ("logged_out", None),
@@ -306,7 +269,7 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
             .map(|q| QueueView {
                 name: q.name.to_string(),
                 tenant: q.tenant.to_string(),
-                strategy: strategy_name(q.strategy).into(),
+                strategy: q.strategy.name().into(),
                 waiting: q.waiting,
                 ringing: q.offered,
                 longest_wait_secs: q.longest_wait.map(|d| d.as_secs()),
@@ -334,7 +297,7 @@ async fn queues(State(state): State<ApiState>) -> Json<Vec<QueueView>> {
                         service_level_percent: s.service_level.percent,
                     })
                     .collect(),
-                agents: q.agents.into(),
+                agents: q.agents,
             })
             .collect(),
     )

@@ -4,11 +4,12 @@
 //! These are plain data; the ACD engine maps them onto its own types.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use super::Agent;
+/// How a queue picks among the agents able to take a call: the ACD's own
+/// type, which the config names by its YAML names (`ring-all`, ...).
+pub use crate::acd::Strategy;
 use crate::dialplan::{QueueRef, Target};
 
 /// The pause reason zentrale sets itself when an agent leaves
@@ -248,61 +249,6 @@ impl Agent {
     /// has one (a person-level arrangement), else the queue's.
     pub fn wrap_up_for(&self, queue: &Queue) -> Duration {
         self.wrap_up.unwrap_or(queue.wrap_up)
-    }
-}
-
-/// How a queue picks among the agents able to take a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Strategy {
-    /// The agent idle longest since the last call (`longest-idle`, default).
-    LongestIdle,
-    /// Agents in turn, starting after the last one offered (`round-robin`).
-    RoundRobin,
-    /// The agent with the fewest calls today (`fewest-calls`).
-    FewestCalls,
-    /// The agent with the least talk time today (`least-talk-time`).
-    LeastTalkTime,
-    /// Every free agent at once; the first to answer takes it (`ring-all`).
-    RingAll,
-    /// The highest skill level first, longest idle among equals (`skills-first`).
-    SkillsFirst,
-}
-
-impl Strategy {
-    /// All strategies with their YAML names.
-    pub const ALL: [(Strategy, &'static str); 6] = [
-        (Strategy::LongestIdle, "longest-idle"),
-        (Strategy::RoundRobin, "round-robin"),
-        (Strategy::FewestCalls, "fewest-calls"),
-        (Strategy::LeastTalkTime, "least-talk-time"),
-        (Strategy::RingAll, "ring-all"),
-        (Strategy::SkillsFirst, "skills-first"),
-    ];
-
-    /// The YAML name, e.g. `longest-idle`.
-    pub fn name(self) -> &'static str {
-        Strategy::ALL
-            .iter()
-            .find(|(s, _)| *s == self)
-            .map_or("", |(_, n)| n)
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = ();
-    /// Reads a YAML name such as `ring-all`.
-    fn from_str(s: &str) -> Result<Strategy, ()> {
-        Strategy::ALL
-            .iter()
-            .find(|(_, n)| *n == s)
-            .map(|(st, _)| *st)
-            .ok_or(())
     }
 }
 

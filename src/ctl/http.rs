@@ -1,5 +1,5 @@
-//! A small blocking HTTP/1.1 client for `zentrale ctl` (and the tests'
-//! WebDriver client): one request per connection, bodies by
+//! A small blocking HTTP/1.1 client for `zentrale ctl` (and the
+//! integration tests' requests to the API and to WebDriver): one request per connection, bodies by
 //! `Content-Length`, chunked or until close, and Server-Sent Events read
 //! as they arrive. zentrale's API is plain HTTP on a trusted network
 //! (loopback, or behind a TLS proxy), so no TLS here.
@@ -83,10 +83,13 @@ impl Client {
         let mut s = TcpStream::connect_timeout(&self.addr, self.timeout)?;
         s.set_read_timeout(Some(self.timeout))?;
         s.set_write_timeout(Some(self.timeout))?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nUser-Agent: zentrale-ctl\r\n",
-            self.authority
-        );
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        // A Host among `extra` replaces this one (the API's tests of its
+        // Host check send names that are not the address).
+        if !extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("Host: {}\r\n", self.authority));
+        }
+        head.push_str("Connection: close\r\nUser-Agent: zentrale-ctl\r\n");
         if let Some(t) = &self.token {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }

@@ -5,8 +5,9 @@
 //! clients, and reads `/metrics`. Every wait is bounded; a failure message
 //! carries the tail of the daemon's log. Only 127.0.0.0/8 is used.
 //!
-//! std only: no HTTP or SIP client crates (the digest tests use the `md-5`
-//! and `sha2` crates the daemon already depends on).
+//! No HTTP or SIP client crates: HTTP goes through zentrale's own client
+//! (`zentrale::ctl::http`, the one `zentrale ctl` uses), and the digest
+//! tests use the `md-5` and `sha2` crates the daemon already depends on.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -33,6 +34,8 @@ pub use baresip::*;
 pub use caller::*;
 #[allow(unused_imports)]
 pub use phone::*;
+#[allow(unused_imports)]
+pub use zentrale::ctl::http::{Client, Response};
 
 pub const LOCALHOST: &str = "127.0.0.1";
 
@@ -338,6 +341,22 @@ impl Daemon {
         }
     }
 
+    /// A daemon on the demo config changed by `edits` (see [`Options`]).
+    pub fn start_edited(edits: Vec<(String, String)>) -> Daemon {
+        Daemon::start_with(Options {
+            edits,
+            ..Options::default()
+        })
+    }
+
+    /// `zentrale_sip_rejected_total` for `reason`; `None` before the first.
+    pub fn rejected(&self, reason: &str) -> Option<f64> {
+        metric_value(
+            &self.metrics(),
+            &format!("zentrale_sip_rejected_total{{reason=\"{reason}\"}}"),
+        )
+    }
+
     /// Sum of every sample of a metric family (`name` or `name{...}`), 0 if absent.
     pub fn metric_sum(&self, name: &str) -> f64 {
         metric_sum(&self.metrics(), name)
@@ -476,6 +495,32 @@ pub fn replace_once(text: &str, from: &str, to: &str, file: &Path) -> String {
     text.replacen(from, to, 1)
 }
 
+/// A `(from, to)` edit of the demo config.
+pub fn edit(from: &str, to: &str) -> (String, String) {
+    (from.to_owned(), to.to_owned())
+}
+
+/// The demo trunk's `sources:` line: every loopback address is the carrier.
+pub const TRUNK_SOURCES: &str =
+    "    sources: [127.0.0.0/8]   # the carrier's signalling addresses\n";
+
+/// The demo trunk takes only 127.0.0.1, so other loopback addresses are
+/// ordinary (untrusted) sources.
+pub fn trunk_only_127_0_0_1() -> (String, String) {
+    edit(TRUNK_SOURCES, "    sources: [127.0.0.1/32]\n")
+}
+
+/// The demo trunk with more keys (`lines`, indented as its keys, each
+/// ending in a newline).
+pub fn trunk_with(lines: &str) -> (String, String) {
+    edit(TRUNK_SOURCES, &format!("{TRUNK_SOURCES}{lines}"))
+}
+
+/// One `sip.limits` key of the demo config from its value `from` to `to`.
+pub fn sip_limit(key: &str, from: &str, to: &str) -> (String, String) {
+    edit(&format!("    {key}: {from} "), &format!("    {key}: {to} "))
+}
+
 /// Sets `rtp.timeout_secs` in a YAML text by lines, keeping everything else
 /// byte for byte: replaces the key in the top-level `rtp:` block (block or
 /// flow style), or adds it to that block, or appends an `rtp:` block.
@@ -554,55 +599,50 @@ pub const DEMO_TOKEN: &str = "demo-token-change-me";
 /// The header line (with CRLF) that carries [`DEMO_TOKEN`].
 pub const DEMO_AUTH: &str = "Authorization: Bearer demo-token-change-me\r\n";
 
-/// A minimal `GET` over a raw TCP connection: (status, body).
-pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    // One write: a server may read the request with a single recv.
-    let req =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n\r\n");
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP header end in {text:?}"))?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
+/// zentrale's own HTTP client (`zentrale ctl`'s) for the API at `addr`,
+/// with `token` as bearer and `timeout` for connecting and each read.
+pub fn api_client(addr: SocketAddr, token: Option<&str>, timeout: Duration) -> Client {
+    let mut client = Client::new(&addr.to_string(), token.map(str::to_owned))
+        .unwrap_or_else(|e| panic!("a client of {addr}: {e}"));
+    client.timeout = timeout;
+    client
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+/// One request to the API at `addr` with extra header lines (`Name:
+/// value`, each ending in CRLF, a `Host:` among them replacing the
+/// default) and a JSON body; the whole response.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    header_lines: &str,
+    body: Option<&str>,
+) -> Result<Response, String> {
+    let extra: Vec<(&str, &str)> = header_lines
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim(), v.trim()))
+        .collect();
+    api_client(addr, None, Duration::from_secs(10))
+        .request(method, path, &extra, body.map(str::as_bytes))
+        .map_err(|e| format!("{method} {path} to {addr}: {e}"))
+}
+
+/// The header section of a response as it came (names in lower case),
+/// one `name: value` line each, for messages and `contains` checks.
+pub fn head_of(r: &Response) -> String {
+    r.headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect()
+}
+
+/// `GET path` from the API at `addr` (any content type): (status, body).
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let r = api_client(addr, None, timeout)
+        .request("GET", path, &[("Accept", "*/*")], None)
+        .map_err(|e| format!("GET {path} from {addr}: {e}"))?;
+    Ok((r.status, r.text()))
 }
 
 /// The value of one exact sample, e.g. `zentrale_calls_active` or
@@ -1140,6 +1180,13 @@ impl SipUdp {
         Err(format!(
             "no matching {method} response within {limit:?}; saw {seen:?}"
         ))
+    }
+
+    /// zentrale's final response to `method` within [`SIP_WAIT`]; fails
+    /// the test (with the daemon's log) without one.
+    pub fn final_response(&self, d: &Daemon, method: &str) -> SipMsg {
+        self.expect(method, SIP_WAIT, |c| c >= 200)
+            .unwrap_or_else(|e| d.fail(format!("{method}: {e}")))
     }
 
     /// A fresh branch, tag or Call-ID token.

@@ -27,4 +27,6 @@ pub mod media;
 pub mod metrics;
 pub mod rng;
 pub mod sip;
+pub mod store;
+pub mod tickets;
 pub mod udp;

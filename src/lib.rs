@@ -28,5 +28,7 @@ pub mod metrics;
 pub mod offer;
 pub mod rng;
 pub mod sip;
+pub mod store;
+pub mod tickets;
 pub mod udp;
 pub mod wallclock;

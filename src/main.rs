@@ -74,6 +74,19 @@ enum CtlCommand {
     Reload,
     /// Follow the event stream, one line per event.
     Watch,
+    /// Tickets (Vormerkung): id, tenant, state, due time, masked number.
+    Tickets {
+        /// open, in_progress, called_back, failed or closed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only tickets past their due time.
+        #[arg(long)]
+        overdue: bool,
+    },
+    /// One ticket with its history.
+    Ticket { id: String },
 }
 
 #[derive(Args, Clone)]
@@ -163,6 +176,16 @@ fn ctl(args: CtlArgs) -> ExitCode {
         CtlCommand::Unpause { agent } => Action::Unpause(agent),
         CtlCommand::Reload => Action::Reload,
         CtlCommand::Watch => Action::Watch,
+        CtlCommand::Tickets {
+            state,
+            tenant,
+            overdue,
+        } => Action::Tickets {
+            state,
+            tenant,
+            overdue,
+        },
+        CtlCommand::Ticket { id } => Action::Ticket(id),
     };
     let target = Target {
         config: args.config,

@@ -10,6 +10,10 @@
 //! | POST | `/api/v1/agents/{id}/logout` | log out (after the current call) |
 //! | POST | `/api/v1/agents/{id}/pause` | pause; body `{"reason": "break"}` (optional: the first of `acd.pause_reasons`); 422 for a reason not in `acd.pause_reasons` |
 //! | POST | `/api/v1/agents/{id}/unpause` | available again |
+//! | GET | `/api/v1/tickets` | tickets (filters `state`, `tenant`, `overdue`); see [`tickets`] |
+//! | GET | `/api/v1/tickets/{id}` | one ticket with its history |
+//! | POST | `/api/v1/tickets` | take a ticket (supervisor): 201, or 400 naming what is wrong |
+//! | POST | `/api/v1/tickets/{id}/state` | change its state (supervisor): 409 for an illegal change |
 //! | POST | `/api/v1/reload` | re-read the config (like `SIGHUP`): 200 `{"status": "reloaded", "restart_needed": [...]}`, or 422 `{"error": "file:line:col ..."}` and the old config stays |
 //!
 //! Errors come back as `{"error": "..."}` with 404 (unknown agent) or 409
@@ -30,6 +34,7 @@
 
 pub mod access;
 pub mod stream;
+pub mod tickets;
 mod wallboard;
 
 use std::sync::Arc;
@@ -86,6 +91,8 @@ pub struct ApiState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Who may do what ([`access`]); the daemon updates it on reload.
     pub gate: Gate,
+    /// The tickets (`None` without `store:`: the tickets API answers 503).
+    pub tickets: Option<Arc<tickets::Desk>>,
 }
 
 impl FromRef<ApiState> for Gate {
@@ -124,6 +131,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/calls", get(stream::calls))
         .route("/api/v1/snapshot", get(stream::snapshot))
         .route("/api/v1/events", get(stream::events))
+        .route("/api/v1/tickets", get(tickets::list))
+        .route("/api/v1/tickets/{id}", get(tickets::one))
         .route_layer(gate.require::<Read>());
     let metrics = Router::new()
         .route("/metrics", get(metrics_handler))
@@ -136,6 +145,8 @@ pub fn router(state: ApiState) -> Router {
         .merge(metrics)
         .route("/api/v1/agents/{id}/{action}", post(agent_action))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/tickets", post(tickets::create))
+        .route("/api/v1/tickets/{id}/state", post(tickets::change))
         .layer(axum::middleware::from_fn_with_state(gate, access::guard))
         .with_state(state)
 }

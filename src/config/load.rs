@@ -27,11 +27,11 @@ use self::refs::Refs;
 use super::error::{Diag, Pos, closest};
 use super::raw::{
     self, RawAcd, RawAgent, RawCdr, RawHotline, RawHours, RawHttp, RawLimits, RawQueue,
-    RawRegister, RawRtp, RawSip, RawTenant, RawTrunk,
+    RawRegister, RawRtp, RawSip, RawStore, RawTenant, RawTrunk,
 };
 use super::{
     AcdConfig, Agent, CdrConfig, Cidr, CidrError, Config, ConfigErrors, Credentials, Dialplan,
-    HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, Tenant, Trunk,
+    HttpConfig, Overrides, Queue, RegisterLimits, RtpConfig, SipConfig, StoreConfig, Tenant, Trunk,
 };
 use crate::admission::connections::ConnectionLimits;
 use crate::dialplan::{Hotline, SurgeLimits, Target};
@@ -55,6 +55,35 @@ pub(super) fn load(path: &Path, ov: &Overrides) -> Result<Config, ConfigErrors> 
         Some(cfg) if d.errors.is_empty() => Ok(cfg),
         _ => Err(finish(path, d)),
     }
+}
+
+/// Why the daemon could not open a database at `path`, found without
+/// creating anything: an existing path must be a regular file it may
+/// write; otherwise the nearest existing ancestor must be a directory
+/// (the daemon creates the rest).
+fn store_path_usable(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err("it is a directory".into()),
+        Ok(m) if m.permissions().readonly() => return Err("the file is read-only".into()),
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        let d = if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        };
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => return Err(format!("`{}` is not a directory", d.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dir = d.parent(),
+            Err(e) => return Err(format!("`{}`: {e}", d.display())),
+        }
+    }
+    Ok(())
 }
 
 /// Sorts errors by file (main file first, then in order of appearance), line
@@ -138,6 +167,9 @@ impl Loader<'_> {
         let cdr = self
             .section::<Spanned<RawCdr>>(self.path, &text, "cdr", key_pos("cdr"))
             .map(|c| c.and_then(|c| self.cdr(c, key_pos("cdr"))));
+        let store = self
+            .section::<Spanned<RawStore>>(self.path, &text, "store", key_pos("store"))
+            .map(|c| c.and_then(|c| self.store(c, key_pos("store"))));
         let acd = self
             .section::<Spanned<RawAcd>>(self.path, &text, "acd", key_pos("acd"))
             .map(|s| s.unwrap_or_else(|| dflt(RawAcd::default())))
@@ -186,6 +218,7 @@ impl Loader<'_> {
             acd: acd?,
             sounds_dir: sounds_dir?,
             cdr: cdr?,
+            store: store?,
             trunks: trunks.into_iter().map(|(t, _)| t).collect(),
             agents: agents.into_iter().map(|(a, _)| a).collect(),
             tenants,
@@ -854,6 +887,36 @@ impl Loader<'_> {
             path,
             caller_number,
         })
+    }
+
+    /// `store:`; `None` after an error (recorded) too. Checks what would
+    /// stop the daemon from opening the database, creating nothing.
+    fn store(&mut self, raw: Spanned<RawStore>, key: Pos) -> Option<StoreConfig> {
+        let file = self.path;
+        let pos = Pos::or(&raw, key);
+        let raw = raw.value;
+        let ppos = Pos::or(&raw.path, pos);
+        let text = raw.path.value.trim();
+        if text.is_empty() {
+            self.d.at(
+                file,
+                ppos,
+                "the store path is empty",
+                "name the database file, e.g. `/var/lib/zentrale/zentrale.db`, or remove the `store:` section",
+            );
+            return None;
+        }
+        let path = PathBuf::from(text);
+        if let Err(why) = store_path_usable(&path) {
+            self.d.at(
+                file,
+                ppos,
+                format!("cannot use `{}` as the store: {why}", path.display()),
+                "name a file in a directory zentrale may write to (relative paths start where zentrale runs), or change `store.path`",
+            );
+            return None;
+        }
+        Some(StoreConfig { path })
     }
 
     fn trunks(&mut self, raw: Vec<Spanned<RawTrunk>>) -> Vec<(Trunk, Option<Pos>)> {

@@ -73,6 +73,9 @@ pub struct Config {
     pub sounds_dir: PathBuf,
     /// Call detail records (`cdr:`); `None`: none are written.
     pub cdr: Option<CdrConfig>,
+    /// The persistent store (`store:`); `None`: tickets are off and
+    /// nothing outlives a restart.
+    pub store: Option<StoreConfig>,
     /// Carrier trunks allowed to send calls (`trunks:`).
     pub trunks: Vec<Trunk>,
     /// Agents (softphones that register) (`agents:`).
@@ -224,6 +227,23 @@ pub struct CdrConfig {
     pub path: PathBuf,
     /// How caller numbers are written (default masked).
     pub caller_number: crate::cdr::CallerNumbers,
+}
+
+/// The persistent store: tickets, call records and what later survives
+/// a restart, in one SQLite file.
+///
+/// ```yaml
+/// store:
+///   path: /var/lib/zentrale/zentrale.db
+/// ```
+///
+/// A relative path is taken from the directory zentrale runs in (not the
+/// config file's), so the demo's `target/zentrale-demo.db` lands in the
+/// build directory git ignores. The daemon creates the file and its
+/// directory at start; `zentrale check` only checks that it could.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub path: PathBuf,
 }
 
 /// A carrier trunk. Calls are accepted from a trunk when the source address is

@@ -26,7 +26,7 @@ fn dflt<T>(value: T) -> Spanned<T> {
 
 /// Keys of the main file, for the unknown-key check.
 pub(crate) const MAIN_KEYS: &[&str] = &[
-    "sip", "rtp", "http", "sounds", "cdr", "acd", "trunks", "agents", "tenants",
+    "sip", "rtp", "http", "sounds", "cdr", "store", "acd", "trunks", "agents", "tenants",
 ];
 /// Keys of a dialplan file.
 pub(crate) const DIALPLAN_KEYS: &[&str] =
@@ -263,6 +263,12 @@ pub(crate) struct RawCdr {
     pub path: Spanned<String>,
     #[serde(default)]
     pub caller_number: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub path: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -808,6 +808,60 @@ fn cdr_errors_point_at_the_path_and_say_what_to_do() {
 }
 
 #[test]
+fn store_is_checked_without_creating_anything() {
+    let f = small(MAIN, DIALPLAN_A);
+    assert_eq!(f.load(&Overrides::default()).unwrap().store, None);
+    // A directory that does not exist yet is fine: the daemon makes it.
+    let db = f.dir.join("state/zentrale.db");
+    let main = format!("{MAIN}store:\n  path: {}\n", db.display());
+    let f = small(&main, DIALPLAN_A);
+    let cfg = f.load(&Overrides::default()).unwrap();
+    assert_eq!(cfg.store.expect("store configured").path, db);
+    assert!(
+        !f.dir.join("state").exists(),
+        "loading a config creates nothing"
+    );
+    // A relative path stays relative: it starts where zentrale runs.
+    let f = small(
+        &format!("{MAIN}store: {{ path: target/z.db }}\n"),
+        DIALPLAN_A,
+    );
+    let cfg = f.load(&Overrides::default()).unwrap();
+    assert_eq!(
+        cfg.store.unwrap().path,
+        std::path::PathBuf::from("target/z.db")
+    );
+}
+
+#[test]
+fn store_errors_point_at_the_path_and_say_what_to_do() {
+    let f = small(MAIN, DIALPLAN_A);
+    let main = format!("{MAIN}store:\n  path: {}\n", f.dir.display());
+    let line = main.lines().count();
+    f.file("zentrale.yaml", &main);
+    let errs = f.errors();
+    let e = find(&errs, "as the store: it is a directory");
+    at(e, &f.main(), line, 9);
+    assert!(e.hint.contains("store.path"), "{e}");
+    // A file where a directory of the path should be.
+    f.file("plain", "");
+    let main = format!(
+        "{MAIN}store:\n  path: {}\n",
+        f.dir.join("plain/z.db").display()
+    );
+    f.file("zentrale.yaml", &main);
+    let e = find(&f.errors(), "as the store").clone();
+    assert!(e.message.contains("Not a directory"), "{e}");
+    let f = small(&format!("{MAIN}store: {{ path: \" \" }}\n"), DIALPLAN_A);
+    find(&f.errors(), "the store path is empty");
+    let f = small(&format!("{MAIN}store: {{ file: x.db }}\n"), DIALPLAN_A);
+    assert!(
+        f.errors().iter().any(|e| e.message.contains("file")),
+        "an unknown key under store: is an error"
+    );
+}
+
+#[test]
 fn bad_cidr() {
     let main = format!(
         "{MAIN}trunks:\n  - name: c\n    sources: [10.0.0.0/33, 10.1.2.3/8, carrier.example]\n"

@@ -41,6 +41,14 @@ pub enum Action {
     Unpause(String),
     Reload,
     Watch,
+    /// `tickets`: the list, with the API's filters.
+    Tickets {
+        state: Option<String>,
+        tenant: Option<String>,
+        overdue: bool,
+    },
+    /// `ticket ID`: one ticket with its history.
+    Ticket(String),
 }
 
 /// Where to reach zentrale and how to print.
@@ -236,6 +244,46 @@ pub fn run(action: &Action, target: &Target, out: &mut dyn std::io::Write) -> Re
             }
         }
         Action::Watch => return watch(&client, target.json, out),
+        Action::Tickets {
+            state,
+            tenant,
+            overdue,
+        } => {
+            let mut query: Vec<String> = Vec::new();
+            if let Some(s) = state {
+                query.push(format!("state={}", encode(s)));
+            }
+            if let Some(t) = tenant {
+                query.push(format!("tenant={}", encode(t)));
+            }
+            if *overdue {
+                query.push("overdue=true".into());
+            }
+            let path = if query.is_empty() {
+                "/api/v1/tickets".to_owned()
+            } else {
+                format!("/api/v1/tickets?{}", query.join("&"))
+            };
+            let v = call(&client, "GET", &path, None)?;
+            if target.json {
+                pretty(&v)
+            } else {
+                tickets_table(&v)
+            }
+        }
+        Action::Ticket(id) => {
+            let v = call(
+                &client,
+                "GET",
+                &format!("/api/v1/tickets/{}", encode(id)),
+                None,
+            )?;
+            if target.json {
+                pretty(&v)
+            } else {
+                ticket_text(&v)
+            }
+        }
     };
     write(out, &text)
 }
@@ -342,6 +390,94 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     for row in rows {
         line(row.iter().map(String::as_str).collect(), &mut out);
     }
+    out
+}
+
+/// The callback number as logs show it: the last three digits masked.
+fn masked(v: &Value) -> String {
+    v.as_str()
+        .map(crate::dialplan::mask_number)
+        .unwrap_or_else(|| "-".into())
+}
+
+fn tickets_table(v: &Value) -> String {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    let state = if t["overdue"].as_bool() == Some(true) {
+                        format!("{} (overdue)", text(&t["state"]))
+                    } else {
+                        text(&t["state"])
+                    };
+                    vec![
+                        text(&t["id"]),
+                        text(&t["tenant"]),
+                        text(if t["queue"].is_null() {
+                            &t["department"]
+                        } else {
+                            &t["queue"]
+                        }),
+                        state,
+                        text(&t["due_at"]),
+                        text(&t["channel"]),
+                        masked(&t["callback_number"]),
+                        text(&t["topic"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "ID", "TENANT", "FOR", "STATE", "DUE", "CHANNEL", "NUMBER", "TOPIC",
+        ],
+        &rows,
+    )
+}
+
+fn ticket_text(t: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "ticket {}: {}", text(&t["id"]), text(&t["topic"]));
+    for (label, key) in [
+        ("tenant", "tenant"),
+        ("municipality", "municipality"),
+        ("via", "via"),
+        ("queue", "queue"),
+        ("department", "department"),
+        ("channel", "channel"),
+        ("e-mail", "email"),
+        ("callback number", "callback_number"),
+        ("LeiKa", "leika"),
+        ("created by", "created_by"),
+        ("created", "created_at"),
+        ("due", "due_at"),
+        ("state", "state"),
+    ] {
+        if !t[key].is_null() {
+            let _ = writeln!(out, "  {label:<16} {}", text(&t[key]));
+        }
+    }
+    if t["overdue"].as_bool() == Some(true) {
+        let _ = writeln!(out, "  OVERDUE");
+    }
+    let rows: Vec<Vec<String>> = t["history"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| {
+                    let what = match (h["from"].as_str(), h["to"].as_str()) {
+                        (Some(f), Some(to)) => format!("{f} -> {to}"),
+                        _ => text(&h["action"]),
+                    };
+                    vec![text(&h["at"]), text(&h["who"]), what, text(&h["note"])]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push('\n');
+    out.push_str(&table(&["WHEN", "WHO", "WHAT", "NOTE"], &rows));
     out
 }
 

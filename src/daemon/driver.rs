@@ -162,6 +162,8 @@ pub struct Driver {
     out: Outputs,
     /// Where the core's call records go (`cdr:`), if anywhere.
     cdr: Option<CdrWriter>,
+    /// The store, which keeps a row per call and per leg (`store:`).
+    store: Option<Arc<crate::store::Store>>,
     /// The media worker, which carries out the core's media commands, and
     /// the RTP sockets behind the core's port numbers.
     media_worker: Option<(MediaHandle, RtpSockets)>,
@@ -193,6 +195,7 @@ impl Driver {
             inbound_left: false,
             out: Outputs::default(),
             cdr: None,
+            store: None,
             media_worker: None,
         };
         let handle = CoreHandle {
@@ -228,6 +231,11 @@ impl Driver {
         }
     }
 
+    /// Call records go to `store` too (`store:`).
+    pub fn set_store(&mut self, store: Option<Arc<crate::store::Store>>) {
+        self.store = store;
+    }
+
     /// Carries out what the core asked for: binds RTP ports, hands media
     /// commands to the media worker, sends the SIP messages, and hands call
     /// records to the writer.
@@ -237,6 +245,19 @@ impl Driver {
         }
         transports.send_all(&mut self.out.transmits);
         for record in self.out.records.drain(..) {
+            // Never blocks: a full store queue refuses the row (counted as
+            // `queue_full`); the JSON line below is still written.
+            if let Some(store) = &self.store
+                && store
+                    .submit(crate::store::Write::Call(Box::new(record.clone())))
+                    .is_err()
+            {
+                crate::limited!(
+                    warn,
+                    every = 10,
+                    "the store's queue is full; a call record is in the JSON Lines file only"
+                );
+            }
             if let Some(writer) = &mut self.cdr {
                 writer.write(record);
             }

@@ -94,6 +94,16 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
     let scrape_clock = ScrapeClock::new(Instant::now);
     metrics.watch_acd(acd.clone(), scrape_clock.clone());
     let cdr = reload::start_cdr(&config, &metrics.cdr_records)?;
+    let wall = clock::anchored(started, startup.clock);
+    let (store, tickets) = match &config.store {
+        Some(s) => {
+            let (store, tickets) = open_store(&config, &s.path, wall)?;
+            metrics.watch(Box::new(store.collector()));
+            metrics.watch(Box::new(tickets.collector()));
+            (Some(store), Some(tickets))
+        }
+        None => (None, None),
+    };
     crate::api::stream::configure(&metrics.events, &config);
     let metrics = Arc::new(metrics);
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
@@ -106,9 +116,9 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
             core: Arc::new(handle.clone()),
             reload: reload_tx,
             gate: gate.clone(),
+            tickets,
         },
     ));
-    let wall = clock::anchored(started, startup.clock);
     metrics.hours.set(&config, wall, scrape_clock);
     // Every trunk's counter from the start, at 0: an idle trunk is then a
     // flat series, not a missing one ("no trunk calls" alert, dashboards).
@@ -135,6 +145,7 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         info!(path = %c.path.display(), "call records are appended to this file");
     }
     driver.set_cdr(cdr);
+    driver.set_store(store.clone());
     core.set_tcp_flows(flows);
     info!(
         udp = ?config.sip.udp, tcp = ?config.sip.tcp, tls = ?config.sip.tls, http = %config.http.listen,
@@ -146,7 +157,54 @@ pub async fn run(config: Config, startup: Startup) -> anyhow::Result<()> {
         .spawn(move || driver.run(core, transports, started))
         .context("starting the core thread")?;
     let finished = tokio::task::spawn_blocking(move || core_thread.join());
-    control(&startup, &metrics, &handle, &gate, reload_rx, finished).await
+    let result = control(&startup, &metrics, &handle, &gate, reload_rx, finished).await;
+    if let Some(store) = store {
+        // What is queued (the records of the calls hung up at exit too)
+        // is committed before the process ends.
+        tokio::task::spawn_blocking(move || store.stop()).await.ok();
+        info!("the store is closed");
+    }
+    result
+}
+
+/// Opens the store at `path` (creating its directory), reads the tickets
+/// back and starts the writer thread.
+fn open_store(
+    config: &Config,
+    path: &std::path::Path,
+    wall: clock::WallClock,
+) -> anyhow::Result<(Arc<crate::store::Store>, Arc<crate::api::tickets::Desk>)> {
+    use crate::store::{Backend, Options, Store, sqlite::SqliteBackend};
+    let fail = |what: &str| {
+        format!(
+            "{}: store.path: {what} {}; check the directory's permissions and free space, or change `store.path`",
+            config.path.display(),
+            path.display()
+        )
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| fail("cannot create the directory of"))?;
+    }
+    let mut backend = SqliteBackend::open(path).with_context(|| fail("cannot open"))?;
+    let loaded = backend
+        .load_tickets()
+        .with_context(|| fail("cannot read the tickets of"))?;
+    info!(
+        path = %path.display(),
+        tickets = loaded.len(),
+        "the store is open"
+    );
+    let book = crate::tickets::Book::from_tickets(loaded);
+    let store = Arc::new(
+        Store::start(backend, Options::default()).context("starting the store's writer thread")?,
+    );
+    let desk = Arc::new(crate::api::tickets::Desk::new(
+        book,
+        crate::api::tickets::tenants(config),
+        store.clone(),
+        wall,
+    ));
+    Ok((store, desk))
 }
 
 /// Raises the descriptor limit and fits the connection caps into it, so

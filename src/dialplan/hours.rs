@@ -611,6 +611,59 @@ impl Schedule {
         }
     }
 
+    /// The moment `span` of open time has passed after `from`: time counts
+    /// only while the schedule is open (weekly hours minus holidays and
+    /// closures), as elapsed time, so a range on the day of a DST change
+    /// counts the hours the clocks really ran. Tickets' "24 service hours"
+    /// are this. `None` when the schedule does not open often enough
+    /// within about a year.
+    ///
+    /// ```
+    /// use jiff::{SignedDuration, Timestamp};
+    /// use zentrale::dialplan::Schedule;
+    ///
+    /// let mut s = Schedule::new("Europe/Berlin").unwrap();
+    /// s.add_weekly(&"mon-fri 08:00-17:00".parse().unwrap()).unwrap();
+    /// // Friday 2026-11-27 16:00 CET: 1 h on Friday, 2 h on Monday.
+    /// let due = s.after_open_time("2026-11-27T15:00:00Z".parse().unwrap(), SignedDuration::from_hours(3));
+    /// assert_eq!(due, Some("2026-11-30T09:00:00Z".parse::<Timestamp>().unwrap()));
+    /// ```
+    pub fn after_open_time(
+        &self,
+        from: Timestamp,
+        span: jiff::SignedDuration,
+    ) -> Option<Timestamp> {
+        let mut day = from.to_zoned(self.zone.clone()).date();
+        let mut left = span;
+        for _ in 0..LOOKAHEAD_DAYS {
+            for (open, close) in self.open_ranges(day) {
+                let start = self.instant(day, open)?.max(from);
+                let end = self.instant(day, close)?;
+                if end <= start {
+                    continue;
+                }
+                let length = end.duration_since(start);
+                if length >= left {
+                    return start.checked_add(left).ok();
+                }
+                left -= length;
+            }
+            day = day.tomorrow().ok()?;
+        }
+        None
+    }
+
+    /// The instant `secs` after local midnight of `day` (24:00 is the next
+    /// midnight); a time inside a DST gap takes the later offset.
+    fn instant(&self, day: Date, secs: u32) -> Option<Timestamp> {
+        DateTime::from_parts(day, Time::midnight())
+            .checked_add(jiff::SignedDuration::from_secs(i64::from(secs)))
+            .ok()?
+            .to_zoned(self.zone.clone())
+            .ok()
+            .map(|z| z.timestamp())
+    }
+
     /// The first open second after `now` on `today`, or on a later day.
     fn next_opening(&self, today: Date, now: u32) -> Option<Timestamp> {
         let mut day = today;

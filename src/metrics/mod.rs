@@ -531,6 +531,14 @@ impl Metrics {
             .observe(talk.as_secs_f64());
     }
 
+    /// Exports a collector another module keeps (the store's counters,
+    /// the tickets), read at scrape time under the `zentrale_` prefix.
+    pub fn watch(&mut self, collector: Box<dyn Collector>) {
+        self.registry
+            .sub_registry_with_prefix("zentrale")
+            .register_collector(collector);
+    }
+
     /// Exports the media worker's packet counters (read at scrape time).
     pub fn watch_media(&mut self, counters: Arc<MediaCounters>) {
         self.registry

@@ -173,7 +173,7 @@ pub struct Core {
     registrar: Registrar,
     accounts: AccountBook,
     /// The calls, each one [`Session`].
-    sessions: HashMap<SessionId, Session>,
+    sessions: index::IdMap<SessionId, Session>,
     /// Sessions with a caller leg: the calls alive (`sip.max_calls`).
     callers: usize,
     /// Routes every input to its session ([`index`]).
@@ -277,7 +277,7 @@ impl Core {
                 registrar
             },
             accounts,
-            sessions: HashMap::new(),
+            sessions: index::IdMap::default(),
             callers: 0,
             index: Index::default(),
             trunk_calls: vec![0; config.trunks.len()],

@@ -245,14 +245,7 @@ fn a_surge_on_kassel_refuses_only_kassel_and_krefeld_keeps_its_calls() {
 
 /// The state of agent `id` in `GET /api/v1/agents`.
 fn agent_state(d: &Daemon, id: &str) -> String {
-    let (_, body) = http_get(d.http, "/api/v1/agents", Duration::from_secs(2))
-        .unwrap_or_else(|e| d.fail(format!("GET /api/v1/agents: {e}")));
-    let all: serde_json::Value = serde_json::from_str(&body)
-        .unwrap_or_else(|e| d.fail(format!("/api/v1/agents is not JSON ({e}): {body}")));
-    let agent = all
-        .as_array()
-        .and_then(|a| a.iter().find(|a| a["id"] == id))
-        .unwrap_or_else(|| d.fail(format!("agent {id} missing: {body}")));
+    let agent = d.agent(id);
     let reason = agent["reason"].as_str().unwrap_or_default();
     format!(
         "{}{}{reason}",

@@ -20,26 +20,12 @@ fn require_baresip() {
     }
 }
 
-/// `GET /api/v1/agents`, the entry of agent `id`.
-fn agent(d: &Daemon, id: &str) -> serde_json::Value {
-    let (code, body) = http_get(d.http, "/api/v1/agents", Duration::from_secs(2))
-        .unwrap_or_else(|e| d.fail(format!("GET /api/v1/agents: {e}")));
-    d.check(code == 200, || {
-        format!("GET /api/v1/agents answered {code}")
-    });
-    let all: serde_json::Value =
-        serde_json::from_str(&body).unwrap_or_else(|e| d.fail(format!("agents JSON: {e}: {body}")));
-    all.as_array()
-        .and_then(|a| a.iter().find(|x| x["id"] == id).cloned())
-        .unwrap_or_else(|| d.fail(format!("agent {id} not in {body}")))
-}
-
 /// Waits until agent `id` is in `state` (and `registered` if given).
 fn wait_agent(d: &Daemon, id: &str, state: &str, registered: Option<bool>, limit: Duration) {
     let until = Instant::now() + limit;
     let mut last = serde_json::Value::Null;
     while Instant::now() < until {
-        last = agent(d, id);
+        last = d.agent(id);
         if last["state"] == state && registered.is_none_or(|r| last["registered"] == r) {
             return;
         }
@@ -181,7 +167,7 @@ fn baresip_registers_answers_a_queued_call_holds_resumes_and_dials_feature_codes
     d.check(heard_since.iter().any(|(_, b)| moh.contains(b)), || {
         "on hold the caller heard no frame of the music".to_string()
     });
-    d.check(agent(&d, "1001")["state"] == "talking", || {
+    d.check(d.agent("1001")["state"] == "talking", || {
         "on hold the agent should still be talking".to_string()
     });
 
@@ -210,7 +196,7 @@ fn baresip_registers_answers_a_queued_call_holds_resumes_and_dials_feature_codes
     phone.quit(&d);
     let until = Instant::now() + Duration::from_secs(40);
     loop {
-        let a = agent(&d, "1001");
+        let a = d.agent("1001");
         if a["registered"] == false && a["state"] != "wrap_up" {
             d.check(a["state"] == "unreachable", || {
                 format!("an agent without a phone shows as {a}")

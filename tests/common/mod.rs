@@ -349,6 +349,26 @@ impl Daemon {
         })
     }
 
+    /// `GET path` from the API, as JSON; fails the test on any answer but
+    /// 200 with JSON.
+    pub fn api_json(&self, path: &str) -> serde_json::Value {
+        match http_get(self.http, path, Duration::from_secs(5)) {
+            Ok((200, body)) => serde_json::from_str(&body)
+                .unwrap_or_else(|e| self.fail(format!("GET {path} is not JSON ({e}): {body}"))),
+            Ok((code, body)) => self.fail(format!("GET {path} answered {code}: {body}")),
+            Err(e) => self.fail(format!("GET {path}: {e}")),
+        }
+    }
+
+    /// Agent `id` as `GET /api/v1/agents` shows it; fails the test when it
+    /// is not there.
+    pub fn agent(&self, id: &str) -> serde_json::Value {
+        let all = self.api_json("/api/v1/agents");
+        all.as_array()
+            .and_then(|list| list.iter().find(|a| a["id"] == id).cloned())
+            .unwrap_or_else(|| self.fail(format!("agent {id} missing from /api/v1/agents: {all}")))
+    }
+
     /// `zentrale_sip_rejected_total` for `reason`; `None` before the first.
     pub fn rejected(&self, reason: &str) -> Option<f64> {
         metric_value(

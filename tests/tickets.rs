@@ -226,6 +226,20 @@ fn tickets_survive_a_graceful_restart_and_a_kill_9() {
             == Some(vec![json!(id2)]),
         || format!("closed tickets: {closed}"),
     );
+    // `zentrale ctl`: the table masks the number; one ticket shows its history.
+    let table = ctl(&d, &["tickets", "--tenant", "krefeld"]);
+    d.check(
+        table.contains("Personalausweis beantragen")
+            && table.contains("in_progress")
+            && table.contains("02151861xxx")
+            && !table.contains("02151861234"),
+        || format!("zentrale ctl tickets:\n{table}"),
+    );
+    let one = ctl(&d, &["ticket", &id1.to_string()]);
+    d.check(
+        one.contains("open -> in_progress") && one.contains("rufe an"),
+        || format!("zentrale ctl ticket {id1}:\n{one}"),
+    );
     let (status, body) = request(d.http, "GET", "/api/v1/tickets?state=bogus", None, true);
     d.check(status == 400, || {
         format!("a bad filter answered {status}: {body}")
@@ -240,6 +254,23 @@ fn tickets_survive_a_graceful_restart_and_a_kill_9() {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("integrity_check");
     d.check(check == "ok", || format!("integrity_check: {check}"));
+}
+
+/// `zentrale ctl ARGS` against `d`; its standard output.
+fn ctl(d: &Daemon, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zentrale"))
+        .arg("ctl")
+        .args(["--http", &d.http.to_string(), "--token", TOKEN])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| d.fail(format!("running zentrale ctl: {e}")));
+    d.check(out.status.success(), || {
+        format!(
+            "zentrale ctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

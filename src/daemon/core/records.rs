@@ -141,7 +141,7 @@ impl Core {
     }
 
     /// A hotline call is released: count its disposition for its origin
-    /// and queue its record for the writer (if the config has `cdr:`).
+    /// and queue its record for the writer (`cdr:`) and the store (`store:`).
     pub(super) fn call_over(&mut self, sid: SessionId, reason: EndReason, now: Instant) {
         let Some(s) = self.sessions.get(&sid) else {
             return;
@@ -164,8 +164,12 @@ impl Core {
                 disposition,
             })
             .inc();
-        let Some(numbers) = self.config.cdr.as_ref().map(|c| c.caller_number) else {
-            return;
+        // A record is built for the file (`cdr:`, with its number policy)
+        // and for the store (`store:`; masked unless the file says full).
+        let numbers = match (&self.config.cdr, &self.config.store) {
+            (Some(cdr), _) => cdr.caller_number,
+            (None, Some(_)) => crate::cdr::CallerNumbers::Masked,
+            (None, None) => return,
         };
         let record = CallRecord::build(facts, plan, self.clock.at(now), reason, numbers);
         self.records.push(record);

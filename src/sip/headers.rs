@@ -525,12 +525,17 @@ mod tests {
 
     #[test]
     fn peers_read_vias_contact_challenges_and_any_header_by_name() {
-        let r = request(
-            "Via: SIP/2.0/UDP 127.0.0.2;branch=z9hG4bK2\r\nContact: <sip:a@127.0.0.1>\r\n\
-             Contact: <sip:b@127.0.0.1>\r\nsession-expires:  90;refresher=uac \r\n\
-             X-Zentrale-Queue: kassel/115\r\nWWW-Authenticate: Digest realm=\"a\"\r\n\
-             Proxy-Authenticate: Digest realm=\"b\"\r\n",
-        );
+        // Parsed, not screened: a peer reads what zentrale sent it.
+        let r = Request::try_from(
+            "INVITE sip:115@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+             Via: SIP/2.0/UDP 127.0.0.2;branch=z9hG4bK2\r\nFrom: <sip:1001@127.0.0.1>;tag=a\r\n\
+             To: <sip:115@127.0.0.1>\r\nCall-ID: c1@127.0.0.1\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:a@127.0.0.1>\r\nContact: <sip:b@127.0.0.1>\r\n\
+             Session-Expires: 90;refresher=uac\r\nX-Zentrale-Queue: kassel/115\r\n\
+             WWW-Authenticate: Digest realm=\"a\"\r\nProxy-Authenticate: Digest realm=\"b\"\r\n\
+             Content-Length: 0\r\n\r\n",
+        )
+        .unwrap();
         let h = &r.headers;
         assert_eq!(
             vias(h).collect::<Vec<_>>(),

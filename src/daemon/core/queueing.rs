@@ -675,7 +675,7 @@ impl Core {
                         .unwrap_or(entry.leg.peer);
                     out.push(Transmit {
                         peer: hop,
-                        bytes: ack.to_bytes().into(),
+                        bytes: ack.to_bytes(),
                     });
                 }
                 LegAction::SendCancel(cancel) => {

@@ -38,9 +38,11 @@
 //! assert!(leg.invite.to_string().starts_with("INVITE sip:1001@127.0.0.1:5072 SIP/2.0\r\n"));
 //! ```
 
+use std::sync::Arc;
+
 use crate::rng::{SeededRng, keyed_token};
-use crate::sip::headers::CSeq;
-use crate::sip::message::{Header, Method, PRODUCT, Request, Response, tag_of};
+use crate::sip::headers;
+use crate::sip::message::{Method, Outgoing, PRODUCT, RequestWriter, Response};
 use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
 
@@ -81,11 +83,11 @@ pub enum LegAction {
     /// The phone rings (first provisional response).
     Ringing,
     /// Send this request statelessly: the ACK of a 2xx (RFC 3261 §13.2.2.4).
-    SendAck(Request),
+    SendAck(Outgoing),
     /// Send this CANCEL in a client transaction of its own.
-    SendCancel(Request),
+    SendCancel(Outgoing),
     /// Send this BYE in a client transaction of its own.
-    SendBye(Request),
+    SendBye(Outgoing),
     /// The agent answered; the body is its SDP answer.
     Answered(Vec<u8>),
     /// The leg will not be answered.
@@ -117,18 +119,20 @@ pub struct LegRequest {
 #[derive(Debug)]
 pub struct AgentLeg {
     pub state: LegState,
-    /// The INVITE as sent (CANCEL and ACK are built from it).
-    pub invite: Request,
+    /// The INVITE as sent.
+    pub invite: Outgoing,
     pub call_id: String,
     /// The dialog, once the agent answered.
     pub dialog: Option<Dialog>,
     pub peer: Peer,
+    /// The dialog as the INVITE begins it (Call-ID, our tag and URI, the
+    /// agent's URI, the Contact we called): what the CANCEL copies and the
+    /// agent's 2xx completes.
+    early: Dialog,
     /// The ACK we sent, resent when the 2xx is retransmitted.
-    ack: Option<Request>,
+    ack: Option<Outgoing>,
     /// Whether a CANCEL went out (it may only go after a provisional).
     cancel_sent: bool,
-    /// Keys the branches of the dialog's requests once the agent answers.
-    branch_key: u64,
 }
 
 impl AgentLeg {
@@ -143,7 +147,8 @@ impl AgentLeg {
             return None;
         }
         let call_id = format!("{}@zentrale", rng.token());
-        let host = req.peer.local;
+        let mut host = String::with_capacity(48);
+        crate::ascii::push_socket_addr(&mut host, req.peer.local);
         // A phone registered with a SIPS Contact gets a SIPS Contact back.
         let sips = req.peer.transport == crate::sip::Transport::Tls
             && crate::call::dialog::is_sips(&req.contact);
@@ -154,38 +159,50 @@ impl AgentLeg {
         };
         let display = req.display.replace(['"', '\\'], "");
         let caller = sip_user(&req.caller);
-        let mut text = format!(
-            "INVITE {} SIP/2.0\r\n\
-             Via: SIP/2.0/{} {host};branch={MAGIC_COOKIE}{};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: \"{display}\" <sip:{caller}@{host}>;tag={}\r\n\
-             To: <{}>\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: 1 INVITE\r\n\
-             Contact: <{scheme}:zentrale@{host}{transport_param}>\r\n\
-             Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO\r\n\
-             User-Agent: {PRODUCT}\r\n",
-            req.contact,
-            req.peer.transport,
-            rng.token(),
-            rng.token(),
-            req.to.replace(['<', '>', '\r', '\n'], ""),
+        let branch = [MAGIC_COOKIE, &rng.token()].concat();
+        let local_tag = rng.token();
+        let local_uri = ["\"", &display, "\" <sip:", &caller, "@", &host, ">"].concat();
+        let remote_uri = ["<", &req.to.replace(['<', '>', '\r', '\n'], ""), ">"].concat();
+
+        let mut w = RequestWriter::new(Method::Invite, &req.contact);
+        w.via(req.peer.transport.as_str(), &host, &branch);
+        w.header("Max-Forwards", &["70"]);
+        w.header("From", &[&local_uri, ";tag=", &local_tag]);
+        w.header("To", &[&remote_uri]);
+        w.header("Call-ID", &[&call_id]);
+        w.cseq(1, Method::Invite);
+        w.header(
+            "Contact",
+            &["<", scheme, ":zentrale@", &host, transport_param, ">"],
         );
+        w.header(
+            "Allow",
+            &["INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"],
+        );
+        w.header("User-Agent", &[PRODUCT]);
         for (name, value) in &req.headers {
-            text.push_str(&format!("{name}: {}\r\n", value.replace(['\r', '\n'], " ")));
+            w.header(name, &[&value.replace(['\r', '\n'], " ")]);
         }
-        text.push_str(&format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
-            req.sdp.len()
-        ));
-        let mut bytes = text.into_bytes();
-        bytes.extend_from_slice(&req.sdp);
-        let invite = match Request::try_from(bytes) {
-            Ok(invite) => invite,
-            Err(e) => {
-                tracing::warn!(contact = %req.contact, error = %e, "agent INVITE does not parse");
-                return None;
-            }
+        // Written even for an empty offer, as the phone expects one.
+        w.header("Content-Type", &["application/sdp"]);
+        let Some(invite) = w.finish(None, &req.sdp) else {
+            tracing::warn!(contact = %req.contact, "agent INVITE with a line break in a value");
+            return None;
+        };
+        let early = Dialog {
+            call_id: Arc::from(call_id.as_str()),
+            local_tag,
+            remote_tag: String::new(),
+            local_uri,
+            remote_uri,
+            remote_target: req.contact,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            source: req.peer,
+            pinned: true,
+            // Keys the branches of the dialog's requests once the agent answers.
+            branch_key: rng.next_u64(),
         };
         Some(AgentLeg {
             state: LegState::Calling,
@@ -193,9 +210,9 @@ impl AgentLeg {
             call_id,
             dialog: None,
             peer: req.peer,
+            early,
             ack: None,
             cancel_sent: false,
-            branch_key: rng.next_u64(),
         })
     }
 
@@ -326,20 +343,12 @@ impl AgentLeg {
     /// that does not parse), and `false` when the 2xx's Contact or
     /// Record-Route is unusable: the dialog then keeps the URI we called and no route
     /// set, enough to acknowledge the 2xx and hang up.
-    fn confirm(&mut self, resp: &Response) -> (Option<Request>, bool) {
-        let (dialog, usable) = match Dialog::from_answer(
-            &self.invite,
-            resp,
-            self.peer,
-            self.branch_key,
-        ) {
+    fn confirm(&mut self, resp: &Response) -> (Option<Outgoing>, bool) {
+        let (dialog, usable) = match Dialog::from_answer(&self.early, resp) {
             Ok(dialog) => (dialog, true),
             Err(e) => {
                 tracing::warn!(leg_call_id = %self.call_id, error = %e, "agent's answer cannot make a dialog");
-                (
-                    Dialog::from_answer_lenient(&self.invite, self.peer, self.branch_key),
-                    false,
-                )
+                (self.early.clone(), false)
             }
         };
         let ack = dialog.ack();
@@ -378,23 +387,19 @@ impl AgentLeg {
 
     /// RFC 3261 §9.1: the CANCEL copies Request-URI, the top Via (same
     /// branch), From, To, Call-ID and the CSeq number of the INVITE.
-    fn cancel(&self) -> Option<Request> {
-        let mut text = format!("CANCEL {} SIP/2.0\r\n", self.invite.uri);
-        let mut cseq = 1;
-        for h in self.invite.headers.iter() {
-            match h {
-                Header::Via(v) => text.push_str(&format!("Via: {}\r\n", v.value())),
-                Header::From(v) => text.push_str(&format!("From: {}\r\n", v.value())),
-                Header::To(v) => text.push_str(&format!("To: {}\r\n", v.value())),
-                Header::CallId(v) => text.push_str(&format!("Call-ID: {}\r\n", v.value())),
-                Header::CSeq(v) => cseq = CSeq::parse(v.value()).map_or(1, |c| c.seq),
-                _ => {}
-            }
-        }
-        text.push_str(&format!(
-            "CSeq: {cseq} CANCEL\r\nMax-Forwards: 70\r\nUser-Agent: {PRODUCT}\r\nContent-Length: 0\r\n\r\n"
-        ));
-        Request::try_from(text).ok()
+    fn cancel(&self) -> Option<Outgoing> {
+        let e = &self.early;
+        let mut sent_by = String::with_capacity(48);
+        crate::ascii::push_socket_addr(&mut sent_by, e.source.local);
+        let mut w = RequestWriter::new(Method::Cancel, &e.remote_target);
+        w.via(e.source.transport.as_str(), &sent_by, self.invite.branch());
+        w.header("From", &[&e.local_uri, ";tag=", &e.local_tag]);
+        w.header("To", &[&e.remote_uri]);
+        w.header("Call-ID", &[&e.call_id]);
+        w.cseq(1, Method::Cancel);
+        w.header("Max-Forwards", &["70"]);
+        w.header("User-Agent", &[PRODUCT]);
+        w.finish(None, b"")
     }
 }
 
@@ -420,101 +425,43 @@ fn sip_user(s: &str) -> String {
 }
 
 impl Dialog {
-    /// Builds the UAC dialog from our INVITE and its 2xx (RFC 3261 §12.1.2):
-    /// remote tag and target from the answer, route set from its
-    /// Record-Route in reverse. Requests go to `flow` (the agent's
-    /// registered flow), whatever the Contact says, so agents behind NAT work.
-    /// The Contact and every Record-Route entry are checked as for
-    /// [`Dialog::from_invite`]; a missing To tag or Contact is tolerated.
+    /// Builds the UAC dialog from the one our INVITE began (`early`) and
+    /// its 2xx (RFC 3261 §12.1.2): remote tag and target from the answer,
+    /// route set from its Record-Route in reverse. Requests go to the
+    /// agent's registered flow (`early` is pinned), whatever the Contact
+    /// says, so agents behind NAT work. The Contact and every Record-Route
+    /// entry are checked as for [`Dialog::from_invite`]; a missing To tag
+    /// or Contact is tolerated.
     pub fn from_answer(
-        invite: &Request,
+        early: &Dialog,
         answer: &Response,
-        flow: Peer,
-        branch_key: u64,
     ) -> Result<Dialog, super::dialog::DialogError> {
-        let mut dialog = Dialog::from_answer_lenient(invite, flow, branch_key);
-        let mut contact = None;
+        let h = headers::dialog_headers(&answer.headers);
         let mut route_set = Vec::new();
-        let mut remote_tag = None;
-        for h in answer.headers.iter() {
-            match h {
-                Header::To(v) => remote_tag = tag_of(v.value()).map(str::to_owned),
-                Header::Contact(v) if contact.is_none() => contact = Some(v.value()),
-                Header::RecordRoute(v) => {
-                    for entry in super::dialog::split_list(v.value()) {
-                        route_set.push(super::dialog::checked_route(entry)?);
-                    }
-                }
-                _ => {}
+        for value in &h.record_route {
+            for entry in headers::route_entries(value) {
+                route_set.push(super::dialog::checked_route(entry)?);
             }
         }
         route_set.reverse();
+        let mut dialog = early.clone();
         // A 2xx without To tag or Contact is broken but usable: keep
         // talking to the flow we used and the URI we called.
-        if let Some(tag) = remote_tag {
-            dialog.remote_tag = tag;
+        if let Some(tag) = h.to.and_then(headers::tag_of) {
+            dialog.remote_tag = tag.to_owned();
         }
-        if let Some(contact) = contact {
+        if let Some(contact) = h.contact {
             dialog.remote_target = super::dialog::checked_contact(contact)?;
         }
         dialog.route_set = route_set;
         Ok(dialog)
     }
 
-    fn from_answer_lenient(invite: &Request, flow: Peer, branch_key: u64) -> Dialog {
-        let mut dialog = Dialog {
-            call_id: "".into(),
-            local_tag: String::new(),
-            remote_tag: String::new(),
-            local_uri: String::new(),
-            remote_uri: String::new(),
-            remote_target: invite.uri.to_string(),
-            route_set: Vec::new(),
-            local_cseq: 1,
-            remote_cseq: 0,
-            source: flow,
-            pinned: true,
-            branch_key,
-        };
-        for h in invite.headers.iter() {
-            match h {
-                Header::CallId(v) => dialog.call_id = v.value().into(),
-                Header::From(v) => {
-                    dialog.local_tag = tag_of(v.value()).unwrap_or("").to_owned();
-                    dialog.local_uri = super::dialog::strip_tag(v.value());
-                }
-                Header::To(v) => dialog.remote_uri = super::dialog::strip_tag(v.value()),
-                _ => {}
-            }
-        }
-        dialog
-    }
-
     /// The ACK of the 2xx to our INVITE (CSeq number of the INVITE, new branch).
-    fn ack(&self) -> Option<Request> {
-        let hop = self.next_hop();
-        let mut text = format!(
-            "ACK {} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={MAGIC_COOKIE}{};rport\r\n",
-            self.remote_target,
-            hop.transport,
-            self.source.local,
-            // The INVITE's CSeq with the top bit: never one of `request`'s.
-            keyed_token(self.branch_key, u64::from(self.local_cseq) | 1 << 63)
-        );
-        for r in &self.route_set {
-            text.push_str(&format!("Route: {r}\r\n"));
-        }
-        text.push_str(&format!(
-            "From: {};tag={}\r\nTo: {};tag={}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\n\
-             Max-Forwards: 70\r\nUser-Agent: {PRODUCT}\r\nContent-Length: 0\r\n\r\n",
-            self.local_uri,
-            self.local_tag,
-            self.remote_uri,
-            self.remote_tag,
-            self.call_id,
-            self.local_cseq
-        ));
-        Request::try_from(text).ok()
+    fn ack(&self) -> Option<Outgoing> {
+        // The INVITE's CSeq with the top bit: never one of `request`'s.
+        let branch = keyed_token(self.branch_key, u64::from(self.local_cseq) | 1 << 63);
+        self.write(Method::Ack, self.local_cseq, &branch, &[], None)
     }
 }
 
@@ -522,6 +469,7 @@ impl Dialog {
 mod tests {
     use super::*;
     use crate::sip::Transport;
+    use crate::sip::message::{Reply, Request, StatusCode, encode_reply};
 
     fn peer() -> Peer {
         Peer {
@@ -534,7 +482,7 @@ mod tests {
     fn leg() -> AgentLeg {
         AgentLeg::new(
             LegRequest {
-                contact: "sip:1001@192.0.2.10:5072".into(),
+                contact: "sip:1001@127.0.0.10:5072".into(),
                 to: "sip:1001@127.0.0.1:5060".into(),
                 caller: "+49 561 123456".into(),
                 display: "Kassel \"115\"".into(),
@@ -547,38 +495,45 @@ mod tests {
         .unwrap()
     }
 
+    /// The request as written is what the message parser reads and writes
+    /// back (what zentrale sent when it parsed its own text first), with
+    /// the branch its transaction is keyed on.
+    fn reads_back(r: &Outgoing) {
+        let parsed = Request::try_from(r.as_bytes()).unwrap_or_else(|e| panic!("{e}: {r}"));
+        // The parser writes the Request-URI back normalised
+        // (`transport=TLS`); it goes out as the peer's Contact wrote it.
+        let (ours, theirs) = (r.to_string(), parsed.to_string());
+        let after_line = |s: &str| s.split_once("\r\n").map(|(_, rest)| rest.to_owned());
+        assert_eq!(after_line(&ours), after_line(&theirs));
+        assert_eq!(parsed.method, r.method());
+        let via = crate::sip::via::TopVia::of(&parsed.headers).unwrap();
+        assert_eq!(via.branch.as_ref(), Some(r.branch()));
+    }
+
+    /// The agent's answer to the leg's INVITE: tagged, with a Contact and
+    /// two Record-Routes.
     fn answer(leg: &AgentLeg, code: u16) -> Response {
-        let to = leg
-            .invite
-            .headers
-            .iter()
-            .find_map(|h| match h {
-                Header::To(v) => Some(v.value().to_owned()),
-                _ => None,
-            })
-            .unwrap();
-        let mut text = format!("SIP/2.0 {code} X\r\n");
-        for h in leg.invite.headers.iter() {
-            match h {
-                Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
-                    text.push_str(&format!("{h}\r\n"))
-                }
-                _ => {}
-            }
-        }
-        text.push_str(&format!(
-            "To: {to};tag=agent\r\nContact: <sip:1001@192.0.2.10:5072>\r\n\
-             Record-Route: <sip:10.0.0.1;lr>\r\nRecord-Route: <sip:10.0.0.2;lr>\r\nContent-Length: 0\r\n\r\n"
-        ));
-        Response::try_from(text).unwrap()
+        let invite = Request::try_from(leg.invite.as_bytes()).unwrap();
+        let reply = Reply {
+            status: StatusCode::from(code),
+            to_tag: Some("agent"),
+            extra: &[
+                ("Contact", "<sip:1001@127.0.0.10:5072>"),
+                ("Record-Route", "<sip:127.0.0.11;lr>"),
+                ("Record-Route", "<sip:127.0.0.12;lr>"),
+            ],
+            body: None,
+        };
+        Response::try_from(encode_reply(&invite, &reply)).unwrap()
     }
 
     #[test]
     fn invite_shows_caller_and_queue_and_goes_to_contact() {
         let l = leg();
+        reads_back(&l.invite);
         let text = l.invite.to_string();
         assert!(
-            text.starts_with("INVITE sip:1001@192.0.2.10:5072 SIP/2.0\r\n"),
+            text.starts_with("INVITE sip:1001@127.0.0.10:5072 SIP/2.0\r\n"),
             "{text}"
         );
         assert!(
@@ -601,15 +556,16 @@ mod tests {
         let LegAction::SendAck(ack) = &actions[0] else {
             panic!("{actions:?}")
         };
+        reads_back(ack);
         let text = ack.to_string();
         // §13.2.2.4: to the Contact, CSeq number of the INVITE, with the route set reversed.
         assert!(
-            text.starts_with("ACK sip:1001@192.0.2.10:5072 SIP/2.0\r\n"),
+            text.starts_with("ACK sip:1001@127.0.0.10:5072 SIP/2.0\r\n"),
             "{text}"
         );
         assert!(text.contains("CSeq: 1 ACK\r\n"));
         assert!(
-            text.contains("Route: <sip:10.0.0.2;lr>\r\nRoute: <sip:10.0.0.1;lr>\r\n"),
+            text.contains("Route: <sip:127.0.0.12;lr>\r\nRoute: <sip:127.0.0.11;lr>\r\n"),
             "{text}"
         );
         assert!(text.contains(";tag=agent\r\n"));
@@ -633,6 +589,8 @@ mod tests {
         };
         let inv = l.invite.to_string();
         let via = inv.lines().find(|l| l.starts_with("Via:")).unwrap();
+        reads_back(cancel);
+        assert_eq!(cancel.branch(), l.invite.branch());
         let text = cancel.to_string();
         assert!(text.contains(via), "{text}");
         assert!(text.contains("CSeq: 1 CANCEL\r\n"));
@@ -652,6 +610,7 @@ mod tests {
         let LegAction::SendBye(bye) = &actions[1] else {
             panic!("{actions:?}")
         };
+        reads_back(bye);
         assert!(bye.to_string().contains("CSeq: 2 BYE\r\n"));
         assert_eq!(l.on_bye_done(), vec![LegAction::Release]);
     }
@@ -697,10 +656,13 @@ mod tests {
     fn answer_with_unusable_contact_is_acked_hung_up_and_failed() {
         for (bad, good) in [
             (
-                "Contact: <sip:1001@192.0.2.10:5072>",
+                "Contact: <sip:1001@127.0.0.10:5072>",
                 "Contact: <sip:1001@>",
             ),
-            ("Record-Route: <sip:10.0.0.1;lr>", "Record-Route: <sip:;lr>"),
+            (
+                "Record-Route: <sip:127.0.0.11;lr>",
+                "Record-Route: <sip:;lr>",
+            ),
         ] {
             let mut l = leg();
             let text = answer(&l, 200).to_string().replace(bad, good);
@@ -716,12 +678,12 @@ mod tests {
             };
             assert!(
                 ack.to_string()
-                    .starts_with("ACK sip:1001@192.0.2.10:5072 SIP/2.0\r\n"),
+                    .starts_with("ACK sip:1001@127.0.0.10:5072 SIP/2.0\r\n"),
                 "{ack}"
             );
             assert!(!ack.to_string().contains("Route:"), "{ack}");
             assert!(
-                bye.to_string().starts_with("BYE sip:1001@192.0.2.10:5072 "),
+                bye.to_string().starts_with("BYE sip:1001@127.0.0.10:5072 "),
                 "{bye}"
             );
             assert_eq!(l.state, LegState::Ending);

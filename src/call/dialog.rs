@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::rng::{SeededRng, keyed_token};
 use crate::sip::Transport;
-use crate::sip::message::{Header, Method, PRODUCT, Request, tag_of};
+use crate::sip::headers;
+use crate::sip::message::{Method, Outgoing, PRODUCT, Request, RequestWriter};
 use crate::sip::transaction::Peer;
 use crate::sip::via::MAGIC_COOKIE;
 
@@ -75,29 +76,17 @@ impl Dialog {
             header,
             problem: "missing",
         };
-        let mut call_id = None;
-        let mut from = None;
-        let mut to = None;
-        let mut contact = None;
-        let mut cseq = None;
+        let h = headers::dialog_headers(&invite.headers);
         let mut route_set = Vec::new();
-        for h in invite.headers.iter() {
-            match h {
-                Header::CallId(v) => call_id = Some(v.value()),
-                Header::From(v) => from = Some(v.value()),
-                Header::To(v) => to = Some(v.value()),
-                Header::Contact(v) if contact.is_none() => contact = Some(v.value()),
-                Header::CSeq(v) => cseq = CSeq::parse(v.value()).map(|c| c.seq),
-                Header::RecordRoute(v) => {
-                    for entry in split_list(v.value()) {
-                        route_set.push(checked_route(entry)?);
-                    }
-                }
-                _ => {}
+        for value in &h.record_route {
+            for entry in headers::route_entries(value) {
+                route_set.push(checked_route(entry)?);
             }
         }
+        let (call_id, from, to, contact, cseq) =
+            (h.call_id, h.from, h.to, h.contact, h.cseq.map(|c| c.seq));
         let from = from.ok_or(missing("From"))?;
-        let remote_tag = tag_of(from).unwrap_or("").to_owned();
+        let remote_tag = headers::tag_of(from).unwrap_or("").to_owned();
         let remote_target = match contact {
             Some(c) => checked_contact(c)?,
             None => {
@@ -114,8 +103,8 @@ impl Dialog {
             call_id: call_id.ok_or(missing("Call-ID"))?.into(),
             local_tag: rng.token(),
             remote_tag,
-            local_uri: strip_tag(to.ok_or(missing("To"))?),
-            remote_uri: strip_tag(from),
+            local_uri: headers::without_tag(to.ok_or(missing("To"))?),
+            remote_uri: headers::without_tag(from),
             remote_target,
             route_set,
             local_cseq: (rng.next_u32() & 0xffff) + 1,
@@ -164,56 +153,58 @@ impl Dialog {
 
     /// Builds an in-dialog request (§12.2.1.1) with the next local CSeq.
     ///
-    /// `None` only if the request does not parse, which the checks of the
-    /// constructors rule out for what came off the wire; the caller then
-    /// ends the dialog without the request instead of crashing on it.
+    /// `None` only if a value of the dialog would break the message's
+    /// framing (a line break), which the checks of the constructors rule
+    /// out for what came off the wire; the caller then ends the dialog
+    /// without the request instead of sending it.
     pub fn request(
         &mut self,
         method: Method,
         extra: &[(&str, String)],
         body: Option<(&str, &[u8])>,
-    ) -> Option<Request> {
+    ) -> Option<Outgoing> {
         self.local_cseq += 1;
+        let branch = keyed_token(self.branch_key, u64::from(self.local_cseq));
+        let request = self.write(method, self.local_cseq, &branch, extra, body);
+        if request.is_none() {
+            tracing::error!(call_id = %self.call_id, %method, "in-dialog request with a line break in a value");
+        }
+        request
+    }
+
+    /// A request of this dialog with CSeq number `cseq` and the branch
+    /// [`MAGIC_COOKIE`] + `branch`, in the order of RFC 3261's examples.
+    pub(super) fn write(
+        &self,
+        method: Method,
+        cseq: u32,
+        branch: &str,
+        extra: &[(&str, String)],
+        body: Option<(&str, &[u8])>,
+    ) -> Option<Outgoing> {
         let hop = self.next_hop();
-        let mut text = format!("{method} {} SIP/2.0\r\n", self.remote_target);
-        text.push_str(&format!(
-            "Via: SIP/2.0/{} {};branch={MAGIC_COOKIE}{};rport\r\n",
-            hop.transport,
-            self.source.local,
-            keyed_token(self.branch_key, u64::from(self.local_cseq))
-        ));
+        let mut w = RequestWriter::new(method, &self.remote_target);
+        let mut sent_by = String::with_capacity(48);
+        crate::ascii::push_socket_addr(&mut sent_by, self.source.local);
+        w.via(
+            hop.transport.as_str(),
+            &sent_by,
+            &[MAGIC_COOKIE, branch].concat(),
+        );
         for r in &self.route_set {
-            text.push_str(&format!("Route: {r}\r\n"));
+            w.header("Route", &[r]);
         }
-        text.push_str(&format!(
-            "From: {};tag={}\r\n",
-            self.local_uri, self.local_tag
-        ));
-        text.push_str(&format!(
-            "To: {};tag={}\r\n",
-            self.remote_uri, self.remote_tag
-        ));
-        text.push_str(&format!("Call-ID: {}\r\n", self.call_id));
-        text.push_str(&format!("CSeq: {} {method}\r\n", self.local_cseq));
-        text.push_str("Max-Forwards: 70\r\n");
-        text.push_str(&format!("User-Agent: {PRODUCT}\r\n"));
+        w.header("From", &[&self.local_uri, ";tag=", &self.local_tag]);
+        w.header("To", &[&self.remote_uri, ";tag=", &self.remote_tag]);
+        w.header("Call-ID", &[&self.call_id]);
+        w.cseq(cseq, method);
+        w.header("Max-Forwards", &["70"]);
+        w.header("User-Agent", &[PRODUCT]);
         for (k, v) in extra {
-            text.push_str(&format!("{k}: {v}\r\n"));
+            w.header(k, &[v]);
         }
-        let body = body.unwrap_or(("", b""));
-        if !body.1.is_empty() {
-            text.push_str(&format!("Content-Type: {}\r\n", body.0));
-        }
-        text.push_str(&format!("Content-Length: {}\r\n\r\n", body.1.len()));
-        let mut bytes = text.into_bytes();
-        bytes.extend_from_slice(body.1);
-        match Request::try_from(bytes) {
-            Ok(req) => Some(req),
-            Err(e) => {
-                tracing::error!(call_id = %self.call_id, %method, error = %e, "in-dialog request does not parse");
-                None
-            }
-        }
+        let (content_type, body) = body.unwrap_or(("", b""));
+        w.finish(Some(content_type), body)
     }
 
     /// Our Contact header value (the address the INVITE reached us on).
@@ -255,32 +246,8 @@ pub(crate) fn is_sips(value: &str) -> bool {
         .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
 }
 
-pub(crate) fn strip_tag(value: &str) -> String {
-    // Drop only the tag parameter after the name-addr, keep others.
-    let (addr, params) = match value.rfind('>') {
-        Some(i) => value.split_at(i + 1),
-        None => match value.find(';') {
-            Some(i) => value.split_at(i),
-            None => (value, ""),
-        },
-    };
-    let mut out = addr.to_owned();
-    for p in params.split(';').filter(|p| !p.trim().is_empty()) {
-        let is_tag = p
-            .trim()
-            .as_bytes()
-            .get(..4)
-            .is_some_and(|b| b.eq_ignore_ascii_case(b"tag="));
-        if !is_tag {
-            out.push(';');
-            out.push_str(p.trim());
-        }
-    }
-    out
-}
-
+use crate::sip::headers::addr_spec;
 pub use crate::sip::headers::uri_of;
-use crate::sip::headers::{CSeq, addr_spec};
 // Also the check `agent_leg` makes on an answer's Contact.
 pub(super) use crate::sip::uri::check_target;
 
@@ -325,46 +292,53 @@ pub fn host_port_of(uri: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, 5060))
 }
 
-pub(super) fn split_list(value: &str) -> Vec<&str> {
-    // Record-Route values are name-addrs; commas inside <> or quotes are not separators.
-    let mut out = Vec::new();
-    let mut depth = false;
-    let mut quoted = false;
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth = true,
-            '>' if !quoted => depth = false,
-            ',' if !quoted && !depth => {
-                out.push(value[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    let last = value[start..].trim();
-    if !last.is_empty() {
-        out.push(last);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn invite() -> Request {
-        Request::try_from(
+    /// The request as written is what the message parser reads and writes
+    /// back: the octets zentrale sent when it wrote requests as text,
+    /// parsed them and serialised them again.
+    fn reads_back(r: &Outgoing) {
+        let parsed = Request::try_from(r.as_bytes()).unwrap_or_else(|e| panic!("{e}: {r}"));
+        // The parser writes the Request-URI back normalised
+        // (`transport=TLS`); it goes out as the peer's Contact wrote it.
+        let (ours, theirs) = (r.to_string(), parsed.to_string());
+        let after_line = |s: &str| s.split_once("\r\n").map(|(_, rest)| rest.to_owned());
+        assert_eq!(after_line(&ours), after_line(&theirs));
+        assert_eq!(parsed.method, r.method());
+        let via = crate::sip::via::TopVia::of(&parsed.headers).unwrap();
+        assert_eq!(via.branch.as_ref(), Some(r.branch()));
+    }
+
+    /// An INVITE with these Contact and Record-Route values (none: no
+    /// such header).
+    fn with(contact: Option<&str>, record_route: Option<&str>) -> Request {
+        let mut text = String::from(
             "INVITE sip:115@127.0.0.1 SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
-             Record-Route: <sip:10.0.0.9;lr>, <sip:10.0.0.8;lr>\r\n\
-             From: \"Caller\" <sip:0561123@127.0.0.1>;tag=abc\r\n\
-             To: <sip:115@127.0.0.1>\r\n\
-             Contact: <sip:caller@127.0.0.1:5070>\r\n\
-             Call-ID: c1\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+             Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n",
+        );
+        if let Some(r) = record_route {
+            text.push_str(&format!("Record-Route: {r}\r\n"));
+        }
+        text.push_str(
+            "From: \"Caller\" <sip:0561123@127.0.0.1>;tag=abc\r\n\
+             To: <sip:115@127.0.0.1>\r\n",
+        );
+        if let Some(c) = contact {
+            text.push_str(&format!("Contact: {c}\r\n"));
+        }
+        text.push_str(
+            "Call-ID: c1\r\nCSeq: 7 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        );
+        Request::try_from(text.as_str()).unwrap()
+    }
+
+    fn invite() -> Request {
+        with(
+            Some("<sip:caller@127.0.0.1:5070>"),
+            Some("<sip:127.0.0.9;lr>, <sip:127.0.0.8;lr>"),
         )
-        .unwrap()
     }
 
     #[test]
@@ -377,8 +351,9 @@ mod tests {
         let mut d = Dialog::from_invite(&invite(), src, &mut SeededRng::from_u64(1)).unwrap();
         assert_eq!(d.remote_cseq, 7);
         assert_eq!(d.route_set.len(), 2);
-        assert_eq!(d.next_hop().addr, "10.0.0.9:5060".parse().unwrap());
+        assert_eq!(d.next_hop().addr, "127.0.0.9:5060".parse().unwrap());
         let bye = d.request(Method::Bye, &[], None).unwrap();
+        reads_back(&bye);
         let text = bye.to_string();
         assert!(
             text.starts_with("BYE sip:caller@127.0.0.1:5070 SIP/2.0\r\n"),
@@ -392,7 +367,7 @@ mod tests {
             "From: <sip:115@127.0.0.1>;tag={}\r\n",
             d.local_tag
         )));
-        assert!(text.contains("Route: <sip:10.0.0.9;lr>\r\nRoute: <sip:10.0.0.8;lr>\r\n"));
+        assert!(text.contains("Route: <sip:127.0.0.9;lr>\r\nRoute: <sip:127.0.0.8;lr>\r\n"));
     }
 
     #[test]
@@ -402,26 +377,9 @@ mod tests {
             addr: "127.0.0.2:40000".parse().unwrap(),
             local: "127.0.0.1:5060".parse().unwrap(),
         };
-        let mut inv = invite();
-        inv.headers
-            .retain(|h| !matches!(h, Header::RecordRoute(_) | Header::Contact(_)));
-        inv.headers
-            .push(Header::Contact("<sip:caller@phone.invalid>".into()));
+        let inv = with(Some("<sip:caller@phone.invalid>"), None);
         let d = Dialog::from_invite(&inv, src, &mut SeededRng::from_u64(1)).unwrap();
         assert_eq!(d.next_hop(), src);
-    }
-
-    fn with(contact: Option<&str>, record_route: Option<&str>) -> Request {
-        let mut inv = invite();
-        inv.headers
-            .retain(|h| !matches!(h, Header::RecordRoute(_) | Header::Contact(_)));
-        if let Some(c) = contact {
-            inv.headers.push(Header::Contact(c.into()));
-        }
-        if let Some(r) = record_route {
-            inv.headers.push(Header::RecordRoute(r.into()));
-        }
-        inv
     }
 
     fn src() -> Peer {
@@ -538,8 +496,16 @@ mod tests {
             )
             .unwrap_or_else(|e| panic!("{contact}: {e}"));
             for method in [Method::Bye, Method::Update, Method::Info] {
-                assert!(d.request(method, &[], None).is_some(), "{contact}");
+                let r = d.request(method, &[], None).expect(contact);
+                reads_back(&r);
             }
+            let extra = [
+                ("Supported", "timer".to_owned()),
+                ("Session-Expires", "90;refresher=uas".to_owned()),
+            ];
+            reads_back(&d.request(Method::Update, &extra, None).unwrap());
+            let dtmf = ("application/dtmf-relay", &b"Signal=5\r\n"[..]);
+            reads_back(&d.request(Method::Info, &[], Some(dtmf)).unwrap());
         }
         // Without a Contact the Request-URI stands in (RFC 2543 peers).
         let mut d =

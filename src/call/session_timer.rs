@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::sip::message::{Header, Request};
+use crate::sip::message::Request;
 
 /// Who sends the refreshes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,44 +71,17 @@ pub enum Negotiation {
 /// }
 /// ```
 pub fn negotiate(req: &Request, min_se: u32) -> Negotiation {
-    let mut expires = None;
-    let mut refresher = None;
-    let mut uac_supports = false;
-    let mut their_min_se = 0;
-    for h in req.headers.iter() {
-        match h {
-            Header::SessionExpires(v) => {
-                let mut parts = v.value().split(';');
-                expires = parts.next().and_then(|n| n.trim().parse::<u32>().ok());
-                for p in parts {
-                    if let Some((k, val)) = p.split_once('=')
-                        && k.trim().eq_ignore_ascii_case("refresher")
-                    {
-                        refresher = match val.trim().to_ascii_lowercase().as_str() {
-                            "uac" => Some(Refresher::Uac),
-                            "uas" => Some(Refresher::Uas),
-                            _ => None,
-                        };
-                    }
-                }
-            }
-            Header::Supported(v) => {
-                uac_supports |= v
-                    .value()
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("timer"));
-            }
-            Header::MinSE(v) => {
-                their_min_se = v
-                    .value()
-                    .split(';')
-                    .next()
-                    .and_then(|n| n.trim().parse().ok())
-                    .unwrap_or(0);
-            }
-            _ => {}
+    let h = crate::sip::headers::session_headers(&req.headers);
+    let (expires, uac_supports, their_min_se) = (h.expires, h.supports_timer, h.min_se);
+    let refresher = h.refresher.and_then(|r| {
+        if r.eq_ignore_ascii_case("uac") {
+            Some(Refresher::Uac)
+        } else if r.eq_ignore_ascii_case("uas") {
+            Some(Refresher::Uas)
+        } else {
+            None
         }
-    }
+    });
     let Some(interval) = expires else {
         return Negotiation::None;
     };

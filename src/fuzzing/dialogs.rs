@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use crate::call::Dialog;
 use crate::call::agent_leg::{AgentLeg, LegAction, LegRequest};
 use crate::sip::Transport;
-use crate::sip::message::{Method, Request};
+use crate::sip::message::{Method, Outgoing, Request};
 use crate::sip::screen::{Screened, screen};
 use crate::sip::transaction::Peer;
 
@@ -71,6 +71,7 @@ fn caller_leg(message: &[u8]) {
             dialog.remote_target(),
             dialog.route_set()
         );
+        req.iter().for_each(assert_is_request);
     }
 }
 
@@ -112,19 +113,20 @@ fn agent_leg(message: &[u8]) {
     }
     if let Some(dialog) = leg.dialog.as_mut() {
         let _ = dialog.next_hop();
+        let bye = dialog.request(Method::Bye, &[], None);
         assert!(
-            dialog.request(Method::Bye, &[], None).is_some(),
+            bye.is_some(),
             "a BYE does not build in the agent's dialog: target {:?}, routes {:?}",
             dialog.remote_target(),
             dialog.route_set()
         );
+        bye.iter().for_each(assert_is_request);
     }
 }
 
-fn assert_is_request(req: &Request) {
-    let text = req.to_string();
+fn assert_is_request(req: &Outgoing) {
     assert!(
-        Request::try_from(text.as_bytes()).is_ok(),
-        "a request zentrale built does not read back: {text}"
+        Request::try_from(req.as_bytes()).is_ok(),
+        "a request zentrale built does not read back: {req}"
     );
 }

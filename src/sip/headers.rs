@@ -292,6 +292,161 @@ pub fn all_named<'a>(headers: &'a Headers, name: &str) -> impl Iterator<Item = &
         .map(|h| h.value().trim())
 }
 
+/// What makes or matches a dialog (RFC 3261 §12.1), read in one pass over
+/// a request's or a response's headers: each single-valued one as the
+/// first of its kind, the Record-Route values in order.
+#[derive(Debug, Default)]
+pub struct DialogHeaders<'a> {
+    pub call_id: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    /// The first Contact value (a list stays as written).
+    pub contact: Option<&'a str>,
+    pub cseq: Option<CSeq<'a>>,
+    /// Each Record-Route header's value; [`route_entries`] splits one.
+    pub record_route: Vec<&'a str>,
+}
+
+/// See [`DialogHeaders`].
+pub fn dialog_headers(headers: &Headers) -> DialogHeaders<'_> {
+    let mut d = DialogHeaders::default();
+    for h in headers.iter() {
+        match h {
+            Header::CallId(v) => {
+                d.call_id.get_or_insert(v.value());
+            }
+            Header::From(v) => {
+                d.from.get_or_insert(v.value());
+            }
+            Header::To(v) => {
+                d.to.get_or_insert(v.value());
+            }
+            Header::Contact(v) => {
+                d.contact.get_or_insert(v.value());
+            }
+            Header::CSeq(v) if d.cseq.is_none() => d.cseq = CSeq::parse(v.value()),
+            Header::RecordRoute(v) => d.record_route.push(v.value()),
+            _ => {}
+        }
+    }
+    d
+}
+
+/// The name-addrs of one Route or Record-Route value, trimmed: commas
+/// inside `<>` or quotes do not separate. An empty entry between two
+/// commas is kept (empty), the caller refuses it; a trailing one is not.
+///
+/// ```
+/// use zentrale::sip::headers::route_entries;
+/// let v = "<sip:127.0.0.1;lr>, \"a,b\" <sip:127.0.0.2;lr>";
+/// assert_eq!(route_entries(v), ["<sip:127.0.0.1;lr>", "\"a,b\" <sip:127.0.0.2;lr>"]);
+/// ```
+pub fn route_entries(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut depth = false;
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth = true,
+            '>' if !quoted => depth = false,
+            ',' if !quoted && !depth => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = value[start..].trim();
+    if !last.is_empty() {
+        out.push(last);
+    }
+    out
+}
+
+/// A From or To value without its `tag` parameter, other header
+/// parameters kept: the local or remote URI of a dialog (RFC 3261 §12.1.1).
+///
+/// ```
+/// use zentrale::sip::headers::without_tag;
+/// assert_eq!(without_tag("\"A\" <sip:a@127.0.0.1>;tag=1;x=y"), "\"A\" <sip:a@127.0.0.1>;x=y");
+/// assert_eq!(without_tag("sip:a@127.0.0.1;tag=1"), "sip:a@127.0.0.1");
+/// ```
+pub fn without_tag(value: &str) -> String {
+    let (addr, params) = match value.rfind('>') {
+        Some(i) => value.split_at(i + 1),
+        None => match value.find(';') {
+            Some(i) => value.split_at(i),
+            None => (value, ""),
+        },
+    };
+    let mut out = addr.to_owned();
+    for p in params.split(';').filter(|p| !p.trim().is_empty()) {
+        let is_tag = p
+            .trim()
+            .as_bytes()
+            .get(..4)
+            .is_some_and(|b| b.eq_ignore_ascii_case(b"tag="));
+        if !is_tag {
+            out.push(';');
+            out.push_str(p.trim());
+        }
+    }
+    out
+}
+
+/// The session-timer headers of a request (RFC 4028), as written: what
+/// `call::session_timer` negotiates from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionHeaders<'a> {
+    /// The delta-seconds of the last Session-Expires; `None` without one
+    /// or when it is not a number.
+    pub expires: Option<u32>,
+    /// The `refresher` parameter's value, trimmed (any case).
+    pub refresher: Option<&'a str>,
+    /// A Supported header lists `timer`.
+    pub supports_timer: bool,
+    /// The last Min-SE's delta-seconds, 0 without one (or unreadable).
+    pub min_se: u32,
+}
+
+/// See [`SessionHeaders`].
+pub fn session_headers(headers: &Headers) -> SessionHeaders<'_> {
+    let mut s = SessionHeaders::default();
+    for h in headers.iter() {
+        match h {
+            Header::SessionExpires(v) => {
+                let mut parts = v.value().split(';');
+                s.expires = parts.next().and_then(|n| n.trim().parse::<u32>().ok());
+                for p in parts {
+                    if let Some((k, val)) = p.split_once('=')
+                        && k.trim().eq_ignore_ascii_case("refresher")
+                    {
+                        s.refresher = Some(val.trim());
+                    }
+                }
+            }
+            Header::Supported(v) => {
+                s.supports_timer |= v
+                    .value()
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("timer"));
+            }
+            Header::MinSE(v) => {
+                s.min_se = v
+                    .value()
+                    .split(';')
+                    .next()
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::Transport;
-use super::message::{HasHeaders, Header, Method, Request, Response};
+use super::message::{HasHeaders, Header, Method, Outgoing, Request, Response};
 use super::via::TopVia;
 
 /// Where a message comes from or goes to.
@@ -211,9 +211,9 @@ enum ClientState {
 struct ClientTx {
     state: ClientState,
     peer: Peer,
+    /// The request as sent; for an INVITE also what the ACK of a non-2xx
+    /// final response is made of (RFC 3261 §17.1.1.3).
     request: Bytes,
-    /// For INVITE: the ACK we send for a non-2xx final response.
-    ack_for_failure: Option<Bytes>,
     retransmit_interval: Duration,
     generation: u64,
 }
@@ -528,32 +528,28 @@ impl Transactions {
         }
     }
 
-    /// Starts a client transaction for `request` (whose top Via must carry
-    /// a fresh branch) towards `peer`.
+    /// Starts a client transaction for `request` (whose top Via carries a
+    /// fresh branch) towards `peer`. It keeps the request's octets (to
+    /// resend, and to build the ACK of a non-2xx answer from) and its
+    /// branch and method (the key): nothing is parsed.
     pub fn send_request(
         &mut self,
-        request: &Request,
+        request: &Outgoing,
         peer: Peer,
         now: Instant,
     ) -> (ClientKey, Transmit) {
-        let branch = TopVia::of(&request.headers)
-            .and_then(|v| v.branch)
-            .unwrap_or_default();
         let key = ClientKey {
-            branch,
-            method: request.method,
+            branch: request.branch().clone(),
+            method: request.method(),
         };
-        let bytes = Bytes::from(request.to_bytes());
+        let bytes = request.to_bytes();
         let t1 = self.timers_cfg.t1;
-        let ack_for_failure =
-            (request.method == Method::Invite).then(|| Bytes::from(ack_template(request)));
         self.client.insert(
             key.clone(),
             ClientTx {
                 state: ClientState::Calling,
                 peer,
                 request: bytes.clone(),
-                ack_for_failure,
                 retransmit_interval: t1,
                 generation: 0,
             },
@@ -594,14 +590,10 @@ impl Transactions {
         match tx.state {
             ClientState::Completed => {
                 // A retransmitted final response: re-ACK a non-2xx INVITE answer.
-                let ack = tx
-                    .ack_for_failure
-                    .clone()
-                    .filter(|_| code >= 300)
-                    .map(|bytes| Transmit {
-                        peer: tx.peer,
-                        bytes: with_to_of(&bytes, &response),
-                    });
+                let ack = (key.method == Method::Invite && code >= 300).then(|| Transmit {
+                    peer: tx.peer,
+                    bytes: ack_of_failure(&tx.request, &response),
+                });
                 return (Incoming::Absorbed, ack);
             }
             ClientState::Calling | ClientState::Proceeding => {}
@@ -624,9 +616,9 @@ impl Transactions {
         tx.state = ClientState::Completed;
         let mut ack = None;
         let wait = if key.method == Method::Invite {
-            ack = tx.ack_for_failure.clone().map(|bytes| Transmit {
+            ack = Some(Transmit {
                 peer: tx.peer,
-                bytes: with_to_of(&bytes, &response),
+                bytes: ack_of_failure(&tx.request, &response),
             });
             if unreliable {
                 Duration::from_secs(32)
@@ -887,41 +879,65 @@ fn client_key(response: &Response) -> Option<ClientKey> {
 }
 
 /// The ACK for a non-2xx answer to `invite` (RFC 3261 §17.1.1.3): same
-/// Request-URI, top Via, From, Call-ID and CSeq number; the To comes from
-/// the response and is filled in by [`with_to_of`].
-fn ack_template(invite: &Request) -> Vec<u8> {
-    let mut out = format!("ACK {} SIP/2.0\r\n", invite.uri);
+/// Request-URI, top Via, From, Call-ID, Route and Max-Forwards, the CSeq
+/// number with method ACK, and the To of the response. Read off the
+/// INVITE's octets as zentrale wrote them ([`Outgoing`]), only when such an
+/// answer comes: nearly every INVITE is answered 2xx, whose ACK the
+/// dialog sends.
+fn ack_of_failure(invite: &[u8], response: &Response) -> Bytes {
+    let to = response.headers().iter().find_map(|h| match h {
+        Header::To(v) => Some(v.value()),
+        _ => None,
+    });
+    let mut out = Vec::with_capacity(invite.len());
+    let mut lines = invite
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let request_line = lines.next().unwrap_or_default();
+    let uri = request_line
+        .split(|&b| b == b' ')
+        .nth(1)
+        .unwrap_or_default();
+    out.extend_from_slice(b"ACK ");
+    out.extend_from_slice(uri);
+    out.extend_from_slice(b" SIP/2.0\r\n");
     let mut via_done = false;
-    for h in invite.headers.iter() {
-        match h {
-            Header::Via(_) if !via_done => {
-                via_done = true;
-                out.push_str(&format!("{h}\r\n"));
-            }
-            Header::From(_) | Header::CallId(_) | Header::Route(_) | Header::MaxForwards(_) => {
-                out.push_str(&format!("{h}\r\n"));
-            }
-            Header::To(_) => out.push_str("\u{0}TO\r\n"),
-            Header::CSeq(c) => {
-                let n = c.value().split_whitespace().next().unwrap_or("1");
-                out.push_str(&format!("CSeq: {n} ACK\r\n"));
-            }
-            _ => {}
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        let is = |long: &[u8], compact: &[u8]| {
+            name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(compact)
+        };
+        let copy = if is(b"via", b"v") {
+            !std::mem::replace(&mut via_done, true)
+        } else {
+            is(b"from", b"f")
+                || is(b"call-id", b"i")
+                || is(b"route", b"route")
+                || is(b"max-forwards", b"max-forwards")
+        };
+        if copy {
+            out.extend_from_slice(line);
+            out.extend_from_slice(b"\r\n");
+        } else if is(b"to", b"t") {
+            out.extend_from_slice(b"To: ");
+            out.extend_from_slice(to.unwrap_or_default().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else if is(b"cseq", b"cseq") {
+            let value = line[colon + 1..].trim_ascii();
+            let n = value
+                .split(|b| b.is_ascii_whitespace())
+                .next()
+                .unwrap_or(b"1");
+            out.extend_from_slice(b"CSeq: ");
+            out.extend_from_slice(n);
+            out.extend_from_slice(b" ACK\r\n");
         }
     }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out.into_bytes()
-}
-
-fn with_to_of(template: &Bytes, response: &Response) -> Bytes {
-    let to = response
-        .headers()
-        .iter()
-        .find(|h| matches!(h, Header::To(_)))
-        .map(|h| h.to_string())
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(template).replacen("\u{0}TO", &to, 1);
-    Bytes::from(text.into_bytes())
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -1141,7 +1157,7 @@ mod tests {
         let now = Instant::now();
         let mut t = Transactions::new(Timers::default());
         let bye = req("BYE", "z9hG4bKc1");
-        let (key, first) = t.send_request(&bye, udp_peer(), now);
+        let (key, first) = t.send_request(&Outgoing::from_request(&bye), udp_peer(), now);
         assert!(first.bytes.starts_with(b"BYE "));
         let (sent, events) = run(&mut t, now + Duration::from_secs(40));
         let offsets: Vec<u128> = sent.iter().map(|(at, _)| (*at - now).as_millis()).collect();
@@ -1157,7 +1173,7 @@ mod tests {
         let now = Instant::now();
         let mut t = Transactions::new(Timers::default());
         let bye = req("BYE", "z9hG4bKc2");
-        let (key, _) = t.send_request(&bye, udp_peer(), now);
+        let (key, _) = t.send_request(&Outgoing::from_request(&bye), udp_peer(), now);
         let ok = super::super::message::response(&bye, rsipstack::sip::StatusCode::OK);
         let (inc, _) = t.on_response(ok.clone(), now + Duration::from_millis(100));
         assert!(matches!(inc, Incoming::Response { key: k, .. } if k == key));
@@ -1174,7 +1190,7 @@ mod tests {
         let now = Instant::now();
         let mut t = Transactions::new(Timers::default());
         let inv = req("INVITE", "z9hG4bKc3");
-        t.send_request(&inv, udp_peer(), now);
+        t.send_request(&Outgoing::from_request(&inv), udp_peer(), now);
         let busy = super::super::message::with_to_tag(
             super::super::message::response(&inv, rsipstack::sip::StatusCode::BusyHere),
             "agent",

@@ -224,7 +224,7 @@ impl Core {
                         .unwrap_or(l.sip.peer);
                     out.push(Transmit {
                         peer: hop,
-                        bytes: ack.to_bytes().into(),
+                        bytes: ack.to_bytes(),
                     });
                 }
                 LegAction::SendCancel(cancel) => {

@@ -26,17 +26,17 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let (media, mut events) = engine::start(EngineConfig::default());
 //! let mut pool = PortPool::new(10000, 20000)?;
-//! let (port, socket) = pool.allocate("192.0.2.7".parse()?, std::time::Instant::now())?;
+//! let (port, socket) = pool.allocate("127.0.0.27".parse()?, std::time::Instant::now())?;
 //! let id = StreamId(1);
-//! media.add_stream(id, socket, Some("192.0.2.1:4000".parse()?), Codec::Pcma, 8);
+//! media.add_stream(id, socket, Some("127.0.0.21:4000".parse()?), Codec::Pcma, 8);
 //! media.set_dtmf_payload_type(id, Some(101));
 //! let greeting = Prompt::from_samples("hallo", &[0; 8000]);
 //! let music = Prompt::from_samples("musik", &[0; 8000]);
 //! media.play(id, Playlist::once(greeting).then_loop(music));
 //! // An agent answers: connect the two legs, later put the caller on hold.
-//! let (_, agent_socket) = pool.allocate("192.0.2.7".parse()?, std::time::Instant::now())?;
+//! let (_, agent_socket) = pool.allocate("127.0.0.27".parse()?, std::time::Instant::now())?;
 //! let agent = StreamId(2);
-//! media.add_stream(agent, agent_socket, Some("192.0.2.50:5000".parse()?), Codec::Pcmu, 0);
+//! media.add_stream(agent, agent_socket, Some("127.0.0.50:5000".parse()?), Codec::Pcmu, 0);
 //! media.bridge(id, agent);
 //! // Hold: music first, then unbridge, so it starts the moment the bridge ends.
 //! media.play(id, Playlist::looping(Prompt::from_samples("musik", &[0; 8000])));

@@ -8,14 +8,14 @@
 //!
 //! ```
 //! use zentrale::media::sdp::{self, Codec, Direction, SdpSession};
-//! let offer = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n\
+//! let offer = b"v=0\r\no=- 1 1 IN IP4 127.0.0.21\r\ns=-\r\nc=IN IP4 127.0.0.21\r\n\
 //! t=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
 //! a=fmtp:101 0-16\r\n";
 //! let mut session = SdpSession::new();
-//! let ans = sdp::answer(offer, "198.51.100.7".parse().unwrap(), 20000, &mut session).unwrap();
+//! let ans = sdp::answer(offer, "127.0.0.17".parse().unwrap(), 20000, &mut session).unwrap();
 //! assert_eq!(ans.codec, Codec::Pcma);
 //! assert_eq!(ans.dtmf_payload_type, Some(101));
-//! assert_eq!(ans.remote, Some("192.0.2.1:4000".parse().unwrap()));
+//! assert_eq!(ans.remote, Some("127.0.0.21:4000".parse().unwrap()));
 //! assert_eq!(ans.direction, Direction::SendRecv);
 //! ```
 

@@ -3,11 +3,11 @@ use std::net::{IpAddr, SocketAddr};
 use super::*;
 use crate::rng::SeededRng;
 
-const LOCAL: &str = "198.51.100.7";
+const LOCAL: &str = "127.0.0.17";
 
 fn offer_sdp(media: &str) -> Vec<u8> {
     format!(
-        "v=0\r\no=caller 123 456 IN IP4 192.0.2.1\r\ns=call\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n{media}"
+        "v=0\r\no=caller 123 456 IN IP4 127.0.0.21\r\ns=call\r\nc=IN IP4 127.0.0.21\r\nt=0 0\r\n{media}"
     )
     .into_bytes()
 }
@@ -35,11 +35,11 @@ fn pcma_only_offer() {
     let a = answer_to("m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n").unwrap();
     assert_eq!((a.codec, a.payload_type), (Codec::Pcma, 8));
     assert_eq!(a.dtmf_payload_type, None);
-    assert_eq!(a.remote, addr("192.0.2.1:4000"));
+    assert_eq!(a.remote, addr("127.0.0.21:4000"));
     assert_eq!(a.direction, Direction::SendRecv);
     assert_eq!(
         text(&a),
-        "v=0\r\no=zentrale 42 1 IN IP4 198.51.100.7\r\ns=zentrale\r\nc=IN IP4 198.51.100.7\r\n\
+        "v=0\r\no=zentrale 42 1 IN IP4 127.0.0.17\r\ns=zentrale\r\nc=IN IP4 127.0.0.17\r\n\
          t=0 0\r\nm=audio 30000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\na=sendrecv\r\n"
     );
     // What we write, rtc-sdp reads back.
@@ -115,7 +115,7 @@ fn video_is_rejected_in_place() {
         ]
     );
     assert!(!t.contains("H264"));
-    assert_eq!(a.remote, addr("192.0.2.1:4000"));
+    assert_eq!(a.remote, addr("127.0.0.21:4000"));
 }
 
 #[test]
@@ -132,7 +132,7 @@ fn directions_are_mirrored() {
         assert!(text(&a).ends_with(&format!("a={ours}\r\n")));
         // Session level.
         let body = format!(
-            "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\na={offered}\r\nm=audio 4000 RTP/AVP 8\r\n"
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.21\r\ns=-\r\nc=IN IP4 127.0.0.21\r\nt=0 0\r\na={offered}\r\nm=audio 4000 RTP/AVP 8\r\n"
         );
         let a = answer(
             body.as_bytes(),
@@ -144,7 +144,7 @@ fn directions_are_mirrored() {
         assert_eq!(a.direction, ours, "session-level {offered}");
     }
     // Media level overrides session level.
-    let body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\na=inactive\r\nm=audio 4000 RTP/AVP 8\r\na=sendrecv\r\n";
+    let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.21\r\ns=-\r\nc=IN IP4 127.0.0.21\r\nt=0 0\r\na=inactive\r\nm=audio 4000 RTP/AVP 8\r\na=sendrecv\r\n";
     let a = answer(
         body.as_bytes(),
         LOCAL.parse().unwrap(),
@@ -157,7 +157,7 @@ fn directions_are_mirrored() {
 
 #[test]
 fn old_style_hold_and_port_zero() {
-    let body = "v=0\r\no=- 1 2 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n";
+    let body = "v=0\r\no=- 1 2 IN IP4 127.0.0.21\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8\r\n";
     let a = answer(
         body.as_bytes(),
         LOCAL.parse().unwrap(),
@@ -221,7 +221,7 @@ fn refusals() {
         &b""[..],
         b"hello",
         b"v=0\r\nthis is not sdp\r\n",
-        b"v=0\r\no=- x y IN IP4 1.2.3.4\r\n",
+        b"v=0\r\no=- x y IN IP4 127.1.2.4\r\n",
         b"\xff\xfe\x00",
     ] {
         let err = answer(
@@ -254,7 +254,7 @@ fn refusals() {
 #[test]
 fn lf_only_offer_is_accepted() {
     let body =
-        "v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nt=0 0\nm=audio 4000 RTP/AVP 8\n";
+        "v=0\no=- 1 1 IN IP4 127.0.0.21\ns=-\nc=IN IP4 127.0.0.21\nt=0 0\nm=audio 4000 RTP/AVP 8\n";
     let a = answer(
         body.as_bytes(),
         LOCAL.parse().unwrap(),
@@ -294,7 +294,7 @@ fn our_offer_and_its_answer() {
     // Answering our own offer works and picks our first codec.
     let a = answer(
         &o,
-        "192.0.2.9".parse().unwrap(),
+        "127.0.0.29".parse().unwrap(),
         4000,
         &mut SdpSession::new(&mut SeededRng::from_u64(1)),
     )
@@ -304,7 +304,7 @@ fn our_offer_and_its_answer() {
     let n = parse_answer(&a.sdp).unwrap();
     assert_eq!(n.codec, Codec::Pcma);
     assert_eq!(n.dtmf_payload_type, Some(101));
-    assert_eq!(n.remote, addr("192.0.2.9:4000"));
+    assert_eq!(n.remote, addr("127.0.0.29:4000"));
     assert_eq!(n.direction, Direction::SendRecv);
 
     let held = offer_with_direction(
@@ -317,7 +317,7 @@ fn our_offer_and_its_answer() {
     );
     let a = answer(
         &held,
-        "192.0.2.9".parse().unwrap(),
+        "127.0.0.29".parse().unwrap(),
         4000,
         &mut SdpSession::new(&mut SeededRng::from_u64(1)),
     )
@@ -375,7 +375,7 @@ fn reader_agrees_with_rtc_sdp() {
           t=0 0\nk=clear:x\na=sendonly\nm=video 0 RTP/AVP 96\ni=t\nc=IN IP6 ::2\nb=TIAS:1\n\
           k=prompt\na=rtpmap:96 H264/90000\nm=audio 4000/2 RTP/AVP 0\na=recvonly\n",
         b"v=0\r\no=a 1 2 IN IP4 h\r\ns= \r\np=1\r\nb=X-YZ:5\r\nt=1 2\r\nt=3 4\r\na=x:y:z\r\n\
-          m=audio 9 UDP/TLS/RTP/SAVP 0 8\r\nc=IN IP4 224.2.1.1/127/3\r\nc=IN IP4 1.2.3.4\r\n\
+          m=audio 9 UDP/TLS/RTP/SAVP 0 8\r\nc=IN IP4 224.2.1.1/127/3\r\nc=IN IP4 127.1.2.4\r\n\
           m=message 5 TCP/MSRP *\r\n",
         b"v=0\r\no=u 1 1 IN IP4 1.1.1.1\r\ns=s\r\nu=http://x\r\nt=0 0\r\nr=7d 1h 0 25h\r\n\
           z=2882844526 -1h\r\nm=audio 1 RTP/AVP 0\r\n",

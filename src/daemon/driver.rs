@@ -237,13 +237,16 @@ impl Driver {
     }
 
     /// Carries out what the core asked for: binds RTP ports, hands media
-    /// commands to the media worker, sends the SIP messages, and hands call
-    /// records to the writer.
+    /// commands to the media worker, sends the SIP messages, publishes the
+    /// call events to the event stream, and hands call records to the writer.
     fn carry_out(&mut self, core: &mut Core, transports: &Transports) {
         if let Some((worker, sockets)) = &mut self.media_worker {
             sockets.carry_out(core, &mut self.out, worker, Instant::now());
         }
         transports.send_all(&mut self.out.transmits);
+        for event in self.out.events.drain(..) {
+            event.publish(&core.metrics.events);
+        }
         for record in self.out.records.drain(..) {
             // Never blocks: a full store queue refuses the row (counted as
             // `queue_full`); the JSON line below is still written.

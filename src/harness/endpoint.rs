@@ -1,7 +1,8 @@
 //! The one place that knows the core's interface: it builds a
 //! [`Core`] (clocks and a seeded RNG as inputs), feeds it inputs (a
 //! datagram, a media event, an agent command, the clock) and collects
-//! what it gives back (transmits, media commands, call records) as
+//! what it gives back (transmits, media commands, call records, call
+//! events) as
 //! [`Outputs`]. Everything else in the harness, and the fuzz target
 //! [`crate::fuzzing::core`], goes through [`Endpoint`], so a change of
 //! the core's interface is adapted here alone.
@@ -53,6 +54,8 @@ pub struct Outputs {
     pub media: Vec<MediaCommand>,
     /// Records of hotline calls that ended (with a `cdr:` section).
     pub records: Vec<CallRecord>,
+    /// Changes of hotline calls for the event stream, in order.
+    pub events: Vec<core::CallEvent>,
 }
 
 /// The core behind its inputs and outputs.
@@ -203,6 +206,7 @@ impl Endpoint {
             ports: out.ports,
             media,
             records: out.records,
+            events: out.events,
         }
     }
 }

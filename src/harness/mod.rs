@@ -131,6 +131,11 @@ pub struct Harness {
     pub sip: Vec<SipRecord>,
     /// The call records the core gave (with a `cdr:` section in the config).
     pub records: Vec<(Instant, crate::cdr::CallRecord)>,
+    /// The call events the core gave, in order.
+    pub call_events: Vec<(Instant, crate::daemon::core::CallEvent)>,
+    /// What the event stream made of [`Harness::call_events`]: the daemon
+    /// publishes them into its hub, which keeps such a log.
+    pub wallboard: crate::events::Log,
     steps: u64,
 }
 
@@ -170,6 +175,8 @@ impl Harness {
             latency: Duration::from_millis(5),
             sip: Vec::new(),
             records: Vec::new(),
+            call_events: Vec::new(),
+            wallboard: crate::events::Log::new(4096),
             steps: 0,
         }
     }
@@ -578,6 +585,10 @@ impl Harness {
         }
         for r in out.records {
             self.records.push((self.now, r));
+        }
+        for e in out.events {
+            e.apply(&mut self.wallboard);
+            self.call_events.push((self.now, e));
         }
     }
 

@@ -33,7 +33,7 @@ mod session;
 
 pub use admission::TcpFlows;
 use output::MediaQueue;
-pub use output::{MediaCommand, Outputs, PortRequest};
+pub use output::{CallEvent, MediaCommand, Outputs, PortRequest};
 
 pub use queueing::acd_spec;
 
@@ -208,6 +208,8 @@ pub struct Core {
     slots: CallSlots,
     /// Call records of this turn, handed out with [`Outputs::records`].
     records: Vec<crate::cdr::CallRecord>,
+    /// Call events of this turn, handed out with [`Outputs::events`].
+    events: Vec<CallEvent>,
     /// The one source of tags, Call-IDs, branches, CSeqs and nonces
     /// ([`crate::rng`]).
     rng: SeededRng,
@@ -296,6 +298,7 @@ impl Core {
             clock,
             tenant_calls: HashMap::new(),
             records: Vec::new(),
+            events: Vec::new(),
             rng,
             handling: None,
             #[cfg(test)]
@@ -393,6 +396,7 @@ impl Core {
         out.ports.append(&mut self.port_requests);
         out.media.append(&mut self.media.0);
         out.records.append(&mut self.records);
+        out.events.append(&mut self.events);
     }
 
     fn screened(&mut self, data: &[u8], peer: Peer, now: Instant, out: &mut Vec<Transmit>) {

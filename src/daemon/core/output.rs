@@ -6,7 +6,8 @@
 //! (`daemon::driver` in the daemon, the fuzz harness and the in-process
 //! test harness elsewhere) drains it after the call and carries each
 //! value out: SIP messages onto sockets, RTP ports bound, media commands to
-//! the media worker, call records to the record writer. Like str0m's `Output` and
+//! the media worker, call records to the record writer, call events to
+//! the event stream (`events::Hub`). Like str0m's `Output` and
 //! quinn-proto's `poll_transmit`, but as typed queues rather than one
 //! enum: the transmits of a turn leave in one `sendmmsg`, and each queue
 //! keeps its capacity from turn to turn, so an output costs no allocation.
@@ -21,7 +22,11 @@
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
-use crate::cdr::CallRecord;
+use std::time::Instant;
+
+use crate::cdr::{CallFacts, CallRecord};
+use crate::dialplan::Origin;
+use crate::events::Hub;
 use crate::media::engine::{MediaHandle, Playlist, StreamId};
 use crate::media::sdp::{Codec, Direction};
 use crate::media::srtp::SrtpKeys;
@@ -41,6 +46,8 @@ pub struct Outputs {
     /// Call detail records of hotline calls that ended, for the record
     /// writer (`cdr:`); empty unless the config has a `cdr:` section.
     pub records: Vec<CallRecord>,
+    /// Changes of hotline calls for the event stream (wallboard), in order.
+    pub events: Vec<CallEvent>,
 }
 
 impl Outputs {
@@ -55,6 +62,7 @@ impl Outputs {
             && self.ports.is_empty()
             && self.media.is_empty()
             && self.records.is_empty()
+            && self.events.is_empty()
     }
 
     /// Empties every queue, keeping their capacity.
@@ -63,6 +71,43 @@ impl Outputs {
         self.ports.clear();
         self.media.clear();
         self.records.clear();
+        self.events.clear();
+    }
+}
+
+/// A hotline call moved on (or ended): its facts as they are now, for the
+/// event stream. The hub, not the core, decides what a client sees of it
+/// (joined, offered, answered, ...), from what it saw before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallEvent {
+    /// The daemon's key of the call (not the SIP Call-ID).
+    pub call: u64,
+    pub facts: CallFacts,
+    pub origin: Origin,
+    pub at: Instant,
+    /// The call was released: the hub forgets it after this event.
+    pub ended: bool,
+}
+
+impl CallEvent {
+    /// Publishes the event into `hub` ([`Hub::call_changed`] or
+    /// [`Hub::call_ended`]).
+    pub fn publish(&self, hub: &Hub) {
+        if self.ended {
+            hub.call_ended(self.call, &self.facts, &self.origin, self.at);
+        } else {
+            hub.call_changed(self.call, &self.facts, &self.origin, self.at);
+        }
+    }
+
+    /// The same into a bare [`crate::events::Log`] (the in-process harness
+    /// keeps one instead of a hub).
+    pub fn apply(&self, log: &mut crate::events::Log) {
+        if self.ended {
+            log.call_ended(self.call, &self.facts, &self.origin, self.at);
+        } else {
+            log.call_changed(self.call, &self.facts, &self.origin, self.at);
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use super::session::Phase;
 use crate::acd::{
     AcdSpec, Admission, AgentAction, AgentCommand, AgentError, AgentSnapshot, AgentSpec, CallKey,
     Defaults, Event, Offer, OfferFailure, OfferId, PauseReason, QueueSpec, RejectReason,
-    ServiceLevelSpec, Strategy, WidenStep,
+    ServiceLevelSpec, WidenStep,
 };
 use crate::call::EndReason;
 use crate::cdr::Why;
@@ -53,7 +53,7 @@ pub fn acd_spec(config: &Config) -> AcdSpec {
             agents_from: q.agents_from.clone(),
             skill: q.skill.clone(),
             min_level: q.min_level,
-            strategy: strategy(q.strategy),
+            strategy: q.strategy,
             base_priority: q.priority,
             max_waiting: q.max_waiting.map(|n| n as usize),
             max_expected_wait: q.max_expected_wait,
@@ -116,17 +116,6 @@ pub(super) fn origin_header(origin: &crate::dialplan::Origin) -> String {
         value.push_str(";forwarded");
     }
     value
-}
-
-fn strategy(s: config::Strategy) -> Strategy {
-    match s {
-        config::Strategy::LongestIdle => Strategy::LongestIdle,
-        config::Strategy::RoundRobin => Strategy::RoundRobin,
-        config::Strategy::FewestCalls => Strategy::FewestCalls,
-        config::Strategy::LeastTalkTime => Strategy::LeastTalkTime,
-        config::Strategy::RingAll => Strategy::RingAll,
-        config::Strategy::SkillsFirst => Strategy::SkillsFirst,
-    }
 }
 
 impl Core {

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 
 use super::Core;
 use super::index::SessionId;
+use super::output::CallEvent;
 use super::session::{CallingParty, Phase, Session};
 use crate::acd::Segment;
 use crate::call::EndReason;
@@ -98,14 +99,19 @@ impl Core {
         }
     }
 
-    /// The event stream (wallboard): publishes only what a client sees change.
-    fn publish(&self, sid: SessionId, now: Instant) {
+    /// Queues the call's facts for the event stream (wallboard), which
+    /// shows only what a client sees change.
+    fn publish(&mut self, sid: SessionId, now: Instant) {
         if let Some(s) = self.sessions.get(&sid)
             && let (Some(facts), Some(plan)) = (&s.facts, &s.plan)
         {
-            self.metrics
-                .events
-                .call_changed(sid.0, facts, &plan.origin, now);
+            self.events.push(CallEvent {
+                call: sid.0,
+                facts: facts.clone(),
+                origin: plan.origin.clone(),
+                at: now,
+                ended: false,
+            });
         }
     }
 
@@ -149,9 +155,13 @@ impl Core {
         let (Some(facts), Some(plan)) = (&s.facts, &s.plan) else {
             return;
         };
-        self.metrics
-            .events
-            .call_ended(sid.0, facts, &plan.origin, now);
+        self.events.push(CallEvent {
+            call: sid.0,
+            facts: facts.clone(),
+            origin: plan.origin.clone(),
+            at: now,
+            ended: true,
+        });
         let origin = OriginLabels::of(&plan.origin);
         let disposition = facts.disposition().as_str();
         self.metrics

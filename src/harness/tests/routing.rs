@@ -261,3 +261,57 @@ fn menu_repeats_on_timeout_up_to_its_retries_then_the_default() {
         Some(1.0)
     );
 }
+
+/// The event stream of a queued call that 1001 answers: the core hands out
+/// each change of the call as a value (the daemon's driver publishes it),
+/// and the stream shows it joining the queue, answered by 1001 and ended,
+/// in that order and with nothing after its end; the end carries the
+/// record's disposition. Its greeting is not news (`Phase::published`),
+/// and `offered` comes from the ACD's snapshot, which the API observes,
+/// not from the core.
+#[test]
+fn queued_and_answered_call_yields_its_events_in_order() {
+    use crate::events::{Change, Resume};
+    let mut h = Harness::demo();
+    h.register("1001", Answer::After(2 * SEC));
+    let c = h.call("0561115");
+    let up = h.run_within(30 * SEC, |h| {
+        h.phone("1001").offers.first().is_some_and(|o| o.acked)
+    });
+    assert!(up, "{}", trace(&h));
+    h.run_for(5 * SEC);
+    h.hang_up(c);
+    h.run_for(2 * SEC);
+    assert_eq!(h.active_calls(), 0);
+
+    let last = h.call_events.last().expect("call events").1.clone();
+    assert!(last.ended, "the last event ends the call: {last:?}");
+    assert_eq!(
+        h.call_events.iter().filter(|(_, e)| e.ended).count(),
+        1,
+        "one end per call"
+    );
+    assert!(
+        h.call_events.iter().all(|(_, e)| e.call == last.call),
+        "only the one call moved"
+    );
+    let Resume::Events(events) = h.wallboard.since(Some(0)) else {
+        panic!("the harness's log keeps every event");
+    };
+    let calls: Vec<(&str, Option<&str>, Option<&str>)> = events
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::Call(c) => Some((c.kind.as_str(), c.call.agent.as_deref(), c.disposition)),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<&str> = calls.iter().map(|(k, _, _)| *k).collect();
+    assert_eq!(kinds, ["joined", "answered", "ended"], "{calls:?}");
+    assert_eq!(calls[0].1, None, "nobody has it yet: {calls:?}");
+    assert_eq!(calls[1].1, Some("1001"), "answered by 1001: {calls:?}");
+    assert_eq!(calls[2].2, Some("answered"), "{calls:?}");
+    assert!(
+        h.wallboard.snapshot().calls.is_empty(),
+        "the ended call is gone"
+    );
+}

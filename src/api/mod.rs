@@ -159,6 +159,13 @@ where
     for<'a> access::ClientAddr:
         axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
+    // The first picture before the first request: a stream opened at once
+    // must not start from a snapshot without the queues and agents.
+    let now = std::time::Instant::now();
+    state
+        .metrics
+        .events
+        .observe_acd(&state.acd.snapshot(now), now);
     // Queue and agent changes into the event stream.
     tokio::spawn(stream::sample(
         state.acd.clone(),

@@ -24,7 +24,9 @@
 //! use zentrale::media::engine::{self, EngineConfig, Playlist, StreamId};
 //! use zentrale::media::{Codec, PortPool, Prompt};
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let (media, mut events) = engine::start(EngineConfig::default());
+//! // SSRCs, sequence numbers and timestamps come from the generator given.
+//! let rng = zentrale::rng::SeededRng::from_entropy();
+//! let (media, mut events) = engine::start(EngineConfig::default(), rng);
 //! let mut pool = PortPool::new(10000, 20000)?;
 //! let (port, socket) = pool.allocate("127.0.0.27".parse()?, std::time::Instant::now())?;
 //! let id = StreamId(1);

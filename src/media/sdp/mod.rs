@@ -11,7 +11,8 @@
 //! let offer = b"v=0\r\no=- 1 1 IN IP4 127.0.0.21\r\ns=-\r\nc=IN IP4 127.0.0.21\r\n\
 //! t=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n\
 //! a=fmtp:101 0-16\r\n";
-//! let mut session = SdpSession::new();
+//! let mut rng = zentrale::rng::SeededRng::from_u64(1);
+//! let mut session = SdpSession::new(&mut rng);
 //! let ans = sdp::answer(offer, "127.0.0.17".parse().unwrap(), 20000, &mut session).unwrap();
 //! assert_eq!(ans.codec, Codec::Pcma);
 //! assert_eq!(ans.dtmf_payload_type, Some(101));

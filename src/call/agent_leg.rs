@@ -495,21 +495,6 @@ mod tests {
         .unwrap()
     }
 
-    /// The request as written is what the message parser reads and writes
-    /// back (what zentrale sent when it parsed its own text first), with
-    /// the branch its transaction is keyed on.
-    fn reads_back(r: &Outgoing) {
-        let parsed = Request::try_from(r.as_bytes()).unwrap_or_else(|e| panic!("{e}: {r}"));
-        // The parser writes the Request-URI back normalised
-        // (`transport=TLS`); it goes out as the peer's Contact wrote it.
-        let (ours, theirs) = (r.to_string(), parsed.to_string());
-        let after_line = |s: &str| s.split_once("\r\n").map(|(_, rest)| rest.to_owned());
-        assert_eq!(after_line(&ours), after_line(&theirs));
-        assert_eq!(parsed.method, r.method());
-        let via = crate::sip::via::TopVia::of(&parsed.headers).unwrap();
-        assert_eq!(via.branch.as_ref(), Some(r.branch()));
-    }
-
     /// The agent's answer to the leg's INVITE: tagged, with a Contact and
     /// two Record-Routes.
     fn answer(leg: &AgentLeg, code: u16) -> Response {
@@ -530,7 +515,7 @@ mod tests {
     #[test]
     fn invite_shows_caller_and_queue_and_goes_to_contact() {
         let l = leg();
-        reads_back(&l.invite);
+        l.invite.assert_reads_back();
         let text = l.invite.to_string();
         assert!(
             text.starts_with("INVITE sip:1001@127.0.0.10:5072 SIP/2.0\r\n"),
@@ -556,7 +541,7 @@ mod tests {
         let LegAction::SendAck(ack) = &actions[0] else {
             panic!("{actions:?}")
         };
-        reads_back(ack);
+        ack.assert_reads_back();
         let text = ack.to_string();
         // §13.2.2.4: to the Contact, CSeq number of the INVITE, with the route set reversed.
         assert!(
@@ -589,7 +574,7 @@ mod tests {
         };
         let inv = l.invite.to_string();
         let via = inv.lines().find(|l| l.starts_with("Via:")).unwrap();
-        reads_back(cancel);
+        cancel.assert_reads_back();
         assert_eq!(cancel.branch(), l.invite.branch());
         let text = cancel.to_string();
         assert!(text.contains(via), "{text}");
@@ -610,7 +595,7 @@ mod tests {
         let LegAction::SendBye(bye) = &actions[1] else {
             panic!("{actions:?}")
         };
-        reads_back(bye);
+        bye.assert_reads_back();
         assert!(bye.to_string().contains("CSeq: 2 BYE\r\n"));
         assert_eq!(l.on_bye_done(), vec![LegAction::Release]);
     }

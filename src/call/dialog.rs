@@ -296,21 +296,6 @@ pub fn host_port_of(uri: &str) -> Option<SocketAddr> {
 mod tests {
     use super::*;
 
-    /// The request as written is what the message parser reads and writes
-    /// back: the octets zentrale sent when it wrote requests as text,
-    /// parsed them and serialised them again.
-    fn reads_back(r: &Outgoing) {
-        let parsed = Request::try_from(r.as_bytes()).unwrap_or_else(|e| panic!("{e}: {r}"));
-        // The parser writes the Request-URI back normalised
-        // (`transport=TLS`); it goes out as the peer's Contact wrote it.
-        let (ours, theirs) = (r.to_string(), parsed.to_string());
-        let after_line = |s: &str| s.split_once("\r\n").map(|(_, rest)| rest.to_owned());
-        assert_eq!(after_line(&ours), after_line(&theirs));
-        assert_eq!(parsed.method, r.method());
-        let via = crate::sip::via::TopVia::of(&parsed.headers).unwrap();
-        assert_eq!(via.branch.as_ref(), Some(r.branch()));
-    }
-
     /// An INVITE with these Contact and Record-Route values (none: no
     /// such header).
     fn with(contact: Option<&str>, record_route: Option<&str>) -> Request {
@@ -353,7 +338,7 @@ mod tests {
         assert_eq!(d.route_set.len(), 2);
         assert_eq!(d.next_hop().addr, "127.0.0.9:5060".parse().unwrap());
         let bye = d.request(Method::Bye, &[], None).unwrap();
-        reads_back(&bye);
+        bye.assert_reads_back();
         let text = bye.to_string();
         assert!(
             text.starts_with("BYE sip:caller@127.0.0.1:5070 SIP/2.0\r\n"),
@@ -497,15 +482,19 @@ mod tests {
             .unwrap_or_else(|e| panic!("{contact}: {e}"));
             for method in [Method::Bye, Method::Update, Method::Info] {
                 let r = d.request(method, &[], None).expect(contact);
-                reads_back(&r);
+                r.assert_reads_back();
             }
             let extra = [
                 ("Supported", "timer".to_owned()),
                 ("Session-Expires", "90;refresher=uas".to_owned()),
             ];
-            reads_back(&d.request(Method::Update, &extra, None).unwrap());
+            d.request(Method::Update, &extra, None)
+                .unwrap()
+                .assert_reads_back();
             let dtmf = ("application/dtmf-relay", &b"Signal=5\r\n"[..]);
-            reads_back(&d.request(Method::Info, &[], Some(dtmf)).unwrap());
+            d.request(Method::Info, &[], Some(dtmf))
+                .unwrap()
+                .assert_reads_back();
         }
         // Without a Contact the Request-URI stands in (RFC 2543 peers).
         let mut d =

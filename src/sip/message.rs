@@ -369,6 +369,22 @@ impl Outgoing {
             bytes: Bytes::from(req.to_bytes()),
         }
     }
+
+    /// Asserts that the request as written is what the message parser
+    /// reads and writes back (the octets zentrale sent when it wrote
+    /// requests as text, parsed them and serialised them again), with the
+    /// branch its transaction is keyed on.
+    pub(crate) fn assert_reads_back(&self) {
+        let parsed = Request::try_from(self.as_bytes()).unwrap_or_else(|e| panic!("{e}: {self}"));
+        // The parser writes the Request-URI back normalised
+        // (`transport=TLS`); it goes out as the peer's Contact wrote it.
+        let (ours, theirs) = (self.to_string(), parsed.to_string());
+        let after_line = |s: &str| s.split_once("\r\n").map(|(_, rest)| rest.to_owned());
+        assert_eq!(after_line(&ours), after_line(&theirs));
+        assert_eq!(parsed.method, self.method());
+        let via = super::via::TopVia::of(&parsed.headers).unwrap();
+        assert_eq!(via.branch.as_ref(), Some(self.branch()));
+    }
 }
 
 impl std::fmt::Display for Outgoing {
